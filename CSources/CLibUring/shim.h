@@ -1,0 +1,4 @@
+#ifndef RINGCAST_CLIBURING_SHIM_H
+#define RINGCAST_CLIBURING_SHIM_H
+#include <liburing.h>
+#endif

@@ -1,0 +1,83 @@
+// swift-tools-version: 6.1
+//
+// RingCast: throughput-optimal uniform total order broadcast (LCR) for state machine replication.
+// The hot path is C (CSources/CRingCast) driven through io_uring; control, APIs and tools are Swift.
+import PackageDescription
+
+/// C settings shared by every C target. `_GNU_SOURCE` exposes memfd_create, accept4 and friends.
+/// No `unsafeFlags`: a consumer package would be refused.
+let cSettings: [CSetting] = [
+    .define("_GNU_SOURCE"),
+]
+
+let swiftSettings: [SwiftSetting] = [
+    .swiftLanguageMode(.v6),
+]
+
+let package = Package(
+    name: "RingCast",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "ringperf", targets: ["ringperf"]),
+        .executable(name: "ringcast-sim", targets: ["ringcast-sim"]),
+    ],
+    dependencies: [
+        // Command-line parsing with --help, validation and clear errors, for every tool.
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        // Latency percentiles (p50/p99/max) without keeping every sample.
+        .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.1.0"),
+    ],
+    targets: [
+        // System libraries, found with pkg-config; the apt providers name the Debian packages.
+        .systemLibrary(
+            name: "CLibUring",
+            path: "CSources/CLibUring",
+            pkgConfig: "liburing",
+            providers: [.apt(["liburing-dev"])]
+        ),
+        .systemLibrary(
+            name: "COpenSSL",
+            path: "CSources/COpenSSL",
+            pkgConfig: "libcrypto",
+            providers: [.apt(["libssl-dev"])]
+        ),
+
+        // The hot path. Swift sees only the rc_*.h headers in include/; liburing and OpenSSL stay inside.
+        .target(
+            name: "CRingCast",
+            dependencies: ["CLibUring", "COpenSSL"],
+            path: "CSources/CRingCast",
+            cSettings: cSettings
+        ),
+
+        // ringperf: netperf-style link test (ARCHITECTURE §3.1).
+        .target(
+            name: "RingPerfKit",
+            dependencies: [
+                "CRingCast",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Histogram", package: "hdrhistogram-swift"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(name: "ringperf", dependencies: ["RingPerfKit"], swiftSettings: swiftSettings),
+
+        // ringcast-sim: round model (§2.2.2) and randomized schedules over the real LCR core.
+        .target(
+            name: "RingCastSimKit",
+            dependencies: [
+                "CRingCast",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(name: "ringcast-sim", dependencies: ["RingCastSimKit"], swiftSettings: swiftSettings),
+
+        .testTarget(name: "TransportTests", dependencies: ["CRingCast"], swiftSettings: swiftSettings),
+        .testTarget(name: "RingPerfTests", dependencies: ["RingPerfKit"], swiftSettings: swiftSettings),
+        .testTarget(name: "LCRTests", dependencies: ["CRingCast"], swiftSettings: swiftSettings),
+        .testTarget(name: "WireTests", dependencies: ["CRingCast"], swiftSettings: swiftSettings),
+        .testTarget(name: "SimTests", dependencies: ["RingCastSimKit", "CRingCast"], swiftSettings: swiftSettings),
+        .testTarget(name: "ToolsTests", swiftSettings: swiftSettings),
+    ]
+)

@@ -1,0 +1,2 @@
+import RingCastSimKit
+SimCommand.main()

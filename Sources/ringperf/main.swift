@@ -1,0 +1,2 @@
+import RingPerfKit
+RingPerfCommand.main()
