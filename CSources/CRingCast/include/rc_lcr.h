@@ -63,12 +63,28 @@ extern "C" {
 
 typedef struct rc_lcr rc_lcr;
 
+/*
+ * Sizing rules, checked by rc_lcr_init, that keep a ring of bounded queues free of deadlock.
+ * A frame is refused (-EAGAIN) when the receiver's forward queue or pending is full, and a refused
+ * frame blocks its link (links are FIFO byte streams), so a cycle of full queues would stop the ring.
+ *   1. forward_queue_max > send_queue_max. The send queue is each origin's window: its application
+ *      messages stay there until the origin delivers them, so an origin has at most send_queue_max LCR
+ *      messages still travelling (a message the origin delivered is stable, so it has reached the end of
+ *      its path). n origins thus have fewer messages in transit than n forward queues have slots: the
+ *      forward queues can never all be full at once, and some link always moves.
+ *   2. pending_max ≥ nodes × (send_queue_max + forward_queue_max). A process holds a message in pending
+ *      from its arrival until it delivers it; that is at most each origin's window plus what overtook
+ *      a held-back ACK (bounded by a forward queue). The round-model and randomized simulators exercise
+ *      this bound at its minimum.
+ * A message whose receiver answers -EAGAIN is never lost: the caller keeps it and offers it again.
+ */
+
 typedef struct rc_lcr_settings {
     uint32_t nodes;             /**< n: processes in the ring, 1..RC_LCR_NODES_MAX. */
     uint32_t self;              /**< this process's ring position, 0..nodes-1. */
-    uint32_t send_queue_max;    /**< application messages broadcast and not yet delivered locally. */
-    uint32_t forward_queue_max; /**< received LCR messages waiting to be forwarded. */
-    uint32_t pending_max;       /**< LCR messages in pending (sent or received, not yet delivered). */
+    uint32_t send_queue_max;    /**< the window: application messages broadcast and not yet delivered locally. */
+    uint32_t forward_queue_max; /**< received LCR messages waiting to be forwarded; > send_queue_max. */
+    uint32_t pending_max;       /**< LCR messages in pending; ≥ nodes × (send_queue_max + forward_queue_max). */
     uint32_t batch_count_max;   /**< application messages per LCR message; 1 turns batching off. */
     uint32_t batch_bytes_max;   /**< payload bytes per LCR message (an oversized single message is refused). */
     bool fairness;              /**< §2.5.2 throttling; off reproduces Fig. 2.9. */
@@ -180,6 +196,22 @@ rc_lcr_app rc_lcr_app_at(const rc_lcr *core, uint64_t index);
 /** True when m_a ≺ m_b by §2.4.1 (exposed for tests and the simulator's checkers). */
 bool rc_lcr_precedes(uint32_t nodes, uint32_t origin_a, const uint64_t *clock_a,
                      uint32_t origin_b, const uint64_t *clock_b);
+
+/** A read-only look at one entry of `pending`, for transcript tests and diagnostics. */
+typedef struct rc_lcr_pending_view {
+    uint32_t origin;
+    uint64_t seq;
+    uint32_t count;
+    bool stable;
+    bool own;
+    const uint64_t *clock; /**< core memory, valid until the next call on this core. */
+} rc_lcr_pending_view;
+
+/** Entry `position` of pending (0 = first in ≺ order). Returns 0, or -ERANGE past the end. */
+int rc_lcr_pending_at(const rc_lcr *core, uint32_t position, rc_lcr_pending_view *out);
+
+/** This process's vector clock C (`nodes` entries), valid until the next call on this core. */
+const uint64_t *rc_lcr_clock(const rc_lcr *core);
 
 /** Counters since init. */
 rc_lcr_stats rc_lcr_stats_get(const rc_lcr *core);
