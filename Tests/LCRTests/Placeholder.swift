@@ -1,5 +1,0 @@
-import Testing
-
-@Test func LCRTestsPlaceholderBuilds() {
-    #expect(Bool(true))
-}
