@@ -87,6 +87,7 @@ int rc_lcr_init(rc_lcr **out, void *memory, size_t size, const rc_lcr_settings *
         core->clock_free[slot] = core->clock_pool_max - 1 - slot;
     }
     core->clock_free_count = core->clock_pool_max;
+    core->own_idle = true;
     *out = core;
     return 0;
 }
@@ -264,6 +265,7 @@ int rc_lcr_next_frame(rc_lcr *core, rc_lcr_frame *frame) {
         memset(frame, 0, sizeof(*frame));
         return 0;
     }
+    lcr_fairness_note_link_ready(core);
     if (own_ready(core) && lcr_fairness_admits_own(core)) {
         own_take(core, &frame->message);
         frame->has_message = true;

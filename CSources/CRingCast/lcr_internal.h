@@ -83,7 +83,7 @@ struct rc_lcr {
     uint32_t clock_free_count;
 
     lcr_fairness_entry *fairness; /* per origin */
-    uint64_t own_burst_remaining; /* own messages still to send in the announced burst */
+    bool own_idle;              /* the send queue ran dry since the last burst started (§2.5.2) */
 
     rc_lcr_stats stats;
 };
@@ -114,6 +114,7 @@ uint32_t lcr_ack_log_take_sendable(rc_lcr *core);
 bool lcr_fairness_admits_own(const rc_lcr *core);
 void lcr_fairness_on_receive(rc_lcr *core, uint32_t origin, uint32_t burst_size);
 void lcr_fairness_on_own_sent(rc_lcr *core);
+void lcr_fairness_note_link_ready(rc_lcr *core);
 uint32_t lcr_fairness_own_burst_size(rc_lcr *core);
 
 #endif /* RINGCAST_LCR_INTERNAL_H */
