@@ -18,6 +18,8 @@ let package = Package(
     name: "RingCast",
     platforms: [.macOS(.v14)],
     products: [
+        // The C hot path, for the Benchmarks/ package (and, later, the RingCast library).
+        .library(name: "CRingCast", targets: ["CRingCast"]),
         .executable(name: "ringperf", targets: ["ringperf"]),
         .executable(name: "ringcast-sim", targets: ["ringcast-sim"]),
     ],
