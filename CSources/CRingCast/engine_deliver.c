@@ -1,0 +1,114 @@
+/*
+ * engine_deliver.c — utoDeliver: the core's deliveries, in total order, handed to the application as
+ * views of the bytes they arrived in (or, for own messages, of the broadcaster's memory).
+ *
+ * With a synchronous handler the views live for the call only, so the bytes are released right after.
+ * With the delivery ring they live until the consumer releases them; the engine thread then walks the
+ * released slots (reclaim) and lets the receive buffer go. A full ring stops taking deliveries from the
+ * core: pending fills, the core refuses frames, the transport stops reading — backpressure, no loss.
+ */
+#include "engine_internal.h"
+
+#include <string.h>
+
+/* Fills `out` with the application messages of one delivered LCR message. Returns their count. */
+static uint32_t expand(rc_engine *engine, const rc_lcr_message *m, engine_delivery_slot *out) {
+    uint32_t count = 0;
+    if (m->own) {
+        for (uint32_t i = 0; i < m->count; i++) {
+            const engine_app *app = &engine->apps[(m->ref + i) % engine->settings.window];
+            out[count++] = (engine_delivery_slot){
+                .delivery = {.bytes = app->bytes, .length = app->length, .token = app->token, .own = true},
+                .record = UINT64_MAX,
+            };
+        }
+    } else {
+        uint32_t body_bytes = 0;
+        const uint8_t *body = engine_record_body(engine, m->ref, &body_bytes);
+        rc_wire_app_iter iter;
+        rc_wire_app_iter_init(&iter, body, body_bytes);
+        const uint8_t *bytes;
+        uint32_t length;
+        while (rc_wire_app_next(&iter, &bytes, &length)) {
+            out[count++] = (engine_delivery_slot){
+                .delivery = {.bytes = bytes, .length = length, .own = false}, .record = m->ref,
+            };
+        }
+        engine_record *record = engine_record_get(engine, m->ref);
+        RC_ASSERT(record->in_core);
+        record->in_core = false;
+    }
+    RC_ASSERT(count == m->count);
+    for (uint32_t i = 0; i < count; i++) {
+        rc_engine_delivery *d = &out[i].delivery;
+        d->origin = m->origin;
+        d->origin_seq = ++engine->origin_delivered[m->origin];
+        d->view_id = engine->settings.view_id;
+        engine->stats.delivered_bytes += d->length;
+    }
+    engine->stats.delivered_messages += count;
+    return count;
+}
+
+static void deliver_to_handler(rc_engine *engine) {
+    engine_delivery_slot *scratch = engine->delivery_scratch;
+    rc_engine_delivery batch[64];
+    rc_lcr_message m;
+    while (rc_lcr_next_deliveries(engine->core, &m, 1) == 1) {
+        uint32_t count = expand(engine, &m, scratch);
+        for (uint32_t done = 0; done < count;) {
+            uint32_t chunk = count - done < 64 ? count - done : 64;
+            for (uint32_t i = 0; i < chunk; i++) batch[i] = scratch[done + i].delivery;
+            engine->settings.deliver(engine->settings.deliver_context, batch, chunk);
+            done += chunk;
+        }
+    }
+}
+
+static void deliver_to_ring(rc_engine *engine) {
+    engine_spsc *ring = &engine->delivery_ring;
+    uint64_t tail = atomic_load_explicit(&ring->tail, memory_order_relaxed);
+    uint64_t start = tail;
+    for (;;) {
+        /* Room for the largest batch, counting released slots not yet reclaimed as used. */
+        if (ring->capacity - (tail - engine->deliveries_reclaimed) < engine->settings.batch_count_max) {
+            engine->stats.delivery_stalls++;
+            break;
+        }
+        rc_lcr_message m;
+        if (rc_lcr_next_deliveries(engine->core, &m, 1) == 0) break;
+        /* expand() writes contiguous slots and the ring wraps: stage through the scratch array. */
+        uint32_t count = expand(engine, &m, engine->delivery_scratch);
+        for (uint32_t i = 0; i < count; i++) {
+            engine->delivery_slots[(tail + i) % ring->capacity] = engine->delivery_scratch[i];
+            if (engine->delivery_scratch[i].record != UINT64_MAX) {
+                engine_record_get(engine, engine->delivery_scratch[i].record)->apps_unreleased++;
+            }
+        }
+        tail += count;
+    }
+    if (tail == start) return;
+    atomic_store_explicit(&ring->tail, tail, memory_order_release);
+    engine_eventfd_signal(engine->delivery_fd);
+}
+
+void engine_deliver_process(rc_engine *engine) {
+    if (engine->settings.deliver != NULL) deliver_to_handler(engine);
+    else deliver_to_ring(engine);
+    engine_record_release(engine);
+}
+
+/* Walks the slots the consumer released since last time and frees what they held. */
+void engine_deliveries_reclaim(rc_engine *engine) {
+    if (engine->settings.deliver != NULL) return;
+    engine_spsc *ring = &engine->delivery_ring;
+    uint64_t head = atomic_load_explicit(&ring->head, memory_order_acquire);
+    for (uint64_t i = engine->deliveries_reclaimed; i < head; i++) {
+        uint64_t record = engine->delivery_slots[i % ring->capacity].record;
+        if (record == UINT64_MAX) continue;
+        engine_record *entry = engine_record_get(engine, record);
+        RC_ASSERT(entry->apps_unreleased > 0);
+        entry->apps_unreleased--;
+    }
+    engine->deliveries_reclaimed = head;
+}

@@ -1,0 +1,144 @@
+/*
+ * engine_internal.h — the engine's state, shared by engine*.c only.
+ */
+#ifndef RINGCAST_ENGINE_INTERNAL_H
+#define RINGCAST_ENGINE_INTERNAL_H
+
+#include "rc_engine.h"
+#include "rc_wire.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+
+/* Send tokens say what a SEND_DONE releases: the kind in the top byte, an index below. */
+enum {
+    ENGINE_TOKEN_HOP = 1,      /* a hop header slot */
+    ENGINE_TOKEN_FORWARD = 2,  /* the body of received record `index` */
+    ENGINE_TOKEN_OWN = 3,      /* an own message header slot */
+    ENGINE_TOKEN_PAYLOAD = 4,  /* an own payload: nothing to release here (own delivery releases it) */
+};
+#define ENGINE_TOKEN(kind, index) (((uint64_t)(kind) << 56) | (uint64_t)(index))
+#define ENGINE_TOKEN_KIND(token) ((uint32_t)((token) >> 56))
+#define ENGINE_TOKEN_INDEX(token) ((token) & ((1ull << 56) - 1))
+
+/* A received DATA frame whose bytes are still in the receive buffer. Non-DATA frames need no record:
+ * their bytes are released with the record before them (the buffer is released as a prefix). */
+typedef struct engine_record {
+    uint64_t stream_offset;   /* where the frame starts in the received byte stream */
+    uint32_t bytes;           /* the whole frame */
+    uint32_t hop_bytes;       /* the hop header: the message block starts after it */
+    uint32_t apps_unreleased; /* application messages delivered or to deliver, not yet released */
+    bool forward_pending;     /* handed to the core for forwarding and not yet sent */
+    bool in_core;             /* accepted by the core and not yet delivered */
+} engine_record;
+
+/* One application message the application broadcast (its memory stays the application's). */
+typedef struct engine_app {
+    const uint8_t *bytes;
+    uint32_t length;
+    uint64_t token;
+} engine_app;
+
+/* A delivery in the ring, with what its release frees. */
+typedef struct engine_delivery_slot {
+    rc_engine_delivery delivery;
+    uint64_t record; /* received: the record to release; UINT64_MAX for own messages */
+} engine_delivery_slot;
+
+/* A single-producer single-consumer ring of fixed-size entries; head/tail count entries forever. */
+typedef struct engine_spsc {
+    _Atomic uint64_t head; /* consumer position */
+    _Atomic uint64_t tail; /* producer position */
+    uint32_t capacity;
+} engine_spsc;
+
+struct rc_engine {
+    rc_engine_settings settings;
+    rc_lcr_settings lcr_settings;
+
+    /* Owned by the engine thread once started. */
+    rc_io *io;
+    rc_lcr *core;
+    void *core_memory;
+    int listener;
+    int successor_conn;   /* -1 until connected */
+    int predecessor_conn; /* -1 until accepted */
+    bool predecessor_verified;
+
+    engine_record *records; /* ring of records_max, positions records_head..records_tail */
+    uint32_t records_max;
+    uint64_t records_head, records_tail;
+    uint64_t stream_consumed; /* bytes released to rc_io_recv_consume */
+    uint64_t stream_parsed;   /* bytes parsed into frames */
+    bool core_refused;        /* the core said -EAGAIN for the frame at stream_parsed */
+
+    engine_app *apps;        /* the core's send queue, mirrored: app index % window */
+    uint64_t apps_accepted;  /* application messages handed to the core */
+    uint64_t *origin_delivered; /* per origin: application messages delivered (origin_seq) */
+
+    uint8_t *hop_slots;      /* hop_slots_max × RC_WIRE_HOP_MAX */
+    uint32_t *hop_free;
+    uint32_t hop_free_count, hop_slots_max;
+    uint8_t *own_slots;      /* own_slots_max × own_slot_bytes: own message headers */
+    uint32_t *own_free;
+    uint32_t own_free_count, own_slots_max, own_slot_bytes;
+    uint32_t *own_lengths;   /* scratch: the application lengths of the batch being encoded */
+
+    uint64_t last_send_ns;
+    uint64_t connect_deadline_ns;
+
+    /* Shared with the producer (broadcasts) and the consumer (deliveries). */
+    engine_spsc broadcast_ring;
+    engine_app *broadcast_slots;
+    engine_spsc delivery_ring;
+    engine_delivery_slot *delivery_slots;
+    engine_delivery_slot *delivery_scratch; /* batch_count_max entries: one LCR message expanded */
+    uint64_t deliveries_reclaimed; /* engine thread: released slots already processed */
+    int space_fd, delivery_fd;
+    _Atomic bool producer_waiting;
+
+    pthread_t thread;
+    bool thread_started;
+    _Atomic bool stop_requested;
+    _Atomic int state;
+    _Atomic int error;
+    pthread_mutex_t start_lock;
+    pthread_cond_t start_cond;
+    bool start_reported;
+    int start_error;
+
+    rc_engine_stats stats;      /* engine thread's working copy */
+    pthread_mutex_t stats_lock; /* guards `published`, copied from `stats` a few times per ms at most */
+    rc_engine_stats published;
+    uint64_t published_ns;
+};
+
+/* engine_spsc.c */
+void engine_spsc_init(engine_spsc *ring, uint32_t capacity);
+uint32_t engine_spsc_free(const engine_spsc *ring);
+uint32_t engine_spsc_used(const engine_spsc *ring);
+void engine_eventfd_signal(int fd);
+
+/* engine_recv.c */
+int engine_recv_process(rc_engine *engine);
+void engine_record_release(rc_engine *engine);
+void engine_record_forward_done(rc_engine *engine, uint64_t record);
+
+/* engine_send.c */
+int engine_send_process(rc_engine *engine, uint64_t now_ns);
+void engine_send_done(rc_engine *engine, uint64_t token);
+void engine_broadcasts_take(rc_engine *engine);
+
+/* engine_deliver.c */
+void engine_deliver_process(rc_engine *engine);
+void engine_deliveries_reclaim(rc_engine *engine);
+
+const uint8_t *engine_record_body(rc_engine *engine, uint64_t record, uint32_t *body_bytes);
+engine_record *engine_record_get(rc_engine *engine, uint64_t record);
+
+/* engine.c */
+uint64_t engine_now_ns(void);
+void engine_fail(rc_engine *engine, int error);
+void engine_stats_publish(rc_engine *engine, uint64_t now_ns, bool force);
+
+#endif /* RINGCAST_ENGINE_INTERNAL_H */

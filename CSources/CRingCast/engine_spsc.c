@@ -1,0 +1,88 @@
+/*
+ * engine_spsc.c — the single-producer/single-consumer rings between the application's threads and the
+ * engine thread, and the eventfds that wake the waiting side.
+ *
+ * head and tail count entries forever (64 bits never wrap in practice); an entry lives at index
+ * position % capacity. The producer publishes with a release store of tail after writing the entry; the
+ * consumer reads tail with acquire, reads the entry, then publishes head with release. No locks.
+ */
+#include "engine_internal.h"
+
+#include <errno.h>
+#include <stdint.h>
+#include <unistd.h>
+
+void engine_spsc_init(engine_spsc *ring, uint32_t capacity) {
+    RC_ASSERT(capacity > 0);
+    atomic_init(&ring->head, 0);
+    atomic_init(&ring->tail, 0);
+    ring->capacity = capacity;
+}
+
+uint32_t engine_spsc_used(const engine_spsc *ring) {
+    uint64_t tail = atomic_load_explicit(&ring->tail, memory_order_acquire);
+    uint64_t head = atomic_load_explicit(&ring->head, memory_order_acquire);
+    RC_ASSERT(tail - head <= ring->capacity);
+    return (uint32_t)(tail - head);
+}
+
+uint32_t engine_spsc_free(const engine_spsc *ring) { return ring->capacity - engine_spsc_used(ring); }
+
+void engine_eventfd_signal(int fd) {
+    uint64_t one = 1;
+    /* An eventfd counter only overflows after 2^64-2 unread signals; EAGAIN then still means "readable". */
+    ssize_t written = write(fd, &one, sizeof(one));
+    (void)written;
+}
+
+/* ---- broadcasts: the application's producer thread ------------------------------------------ */
+
+int rc_engine_broadcast(rc_engine *engine, const void *bytes, uint32_t length, uint64_t token) {
+    RC_ASSERT(engine != NULL);
+    int state = atomic_load_explicit(&engine->state, memory_order_acquire);
+    if (state == RC_ENGINE_STOPPED || state == RC_ENGINE_FAILED) return -EPIPE;
+    if (length > engine->settings.batch_bytes_max) return -EMSGSIZE;
+    if (bytes == NULL && length > 0) return -EINVAL;
+    engine_spsc *ring = &engine->broadcast_ring;
+    uint64_t tail = atomic_load_explicit(&ring->tail, memory_order_relaxed);
+    uint64_t head = atomic_load_explicit(&ring->head, memory_order_acquire);
+    if (tail - head >= ring->capacity) {
+        atomic_store_explicit(&engine->producer_waiting, true, memory_order_release);
+        /* Re-check: the engine may have taken entries between our load and the flag. */
+        head = atomic_load_explicit(&ring->head, memory_order_acquire);
+        if (tail - head >= ring->capacity) return -EAGAIN;
+    }
+    engine_app *slot = &engine->broadcast_slots[tail % ring->capacity];
+    slot->bytes = bytes;
+    slot->length = length;
+    slot->token = token;
+    atomic_store_explicit(&ring->tail, tail + 1, memory_order_release);
+    return 0;
+}
+
+int rc_engine_space_fd(const rc_engine *engine) { return engine->space_fd; }
+
+/* ---- deliveries: the application's consumer thread ------------------------------------------ */
+
+uint32_t rc_engine_deliveries_peek(rc_engine *engine, rc_engine_delivery *out, uint32_t max) {
+    RC_ASSERT(engine != NULL && (out != NULL || max == 0));
+    engine_spsc *ring = &engine->delivery_ring;
+    uint64_t head = atomic_load_explicit(&ring->head, memory_order_relaxed);
+    uint64_t tail = atomic_load_explicit(&ring->tail, memory_order_acquire);
+    uint64_t available = tail - head;
+    uint32_t count = available < max ? (uint32_t)available : max;
+    for (uint32_t i = 0; i < count; i++) {
+        out[i] = engine->delivery_slots[(head + i) % ring->capacity].delivery;
+    }
+    return count;
+}
+
+void rc_engine_deliveries_release(rc_engine *engine, uint32_t count) {
+    engine_spsc *ring = &engine->delivery_ring;
+    uint64_t head = atomic_load_explicit(&ring->head, memory_order_relaxed);
+    uint64_t tail = atomic_load_explicit(&ring->tail, memory_order_acquire);
+    RC_ASSERT(count <= tail - head); /* releasing what was never peeked is a caller bug */
+    atomic_store_explicit(&ring->head, head + count, memory_order_release);
+}
+
+int rc_engine_delivery_fd(const rc_engine *engine) { return engine->delivery_fd; }

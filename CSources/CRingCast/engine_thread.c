@@ -1,0 +1,154 @@
+/*
+ * engine_thread.c — the engine thread: it creates the io_uring ring itself (IORING_SETUP_SINGLE_ISSUER
+ * lets only the creating thread submit), listens, connects to the successor, then loops until stopped.
+ */
+#include "engine_internal.h"
+
+#include <errno.h>
+#include <string.h>
+
+/* Waiting for the transport is capped so that broadcasts handed over by the producer thread are picked
+ * up within 1 ms even when the ring is idle (the transport has no eventfd watch yet); under load the
+ * loop never sleeps that long because completions wake it. */
+#define ENGINE_WAIT_NS_MAX 1000000
+
+static int io_setup(rc_engine *e) {
+    rc_io_settings io;
+    rc_io_settings_default(&io);
+    io.conns_max = 4; /* listener, predecessor, successor, one more to refuse intruders */
+    io.recv_buffer_bytes = e->settings.recv_buffer_bytes;
+    if (io.recv_bytes_max > io.recv_buffer_bytes) io.recv_bytes_max = io.recv_buffer_bytes;
+    io.send_queue_max = 4096;
+    io.zerocopy = e->settings.zerocopy;
+    uint64_t backoff_ns = 50000000; /* 50 ms, doubling in the transport: a few tries cover the timeout */
+    io.connect_backoff_ns = backoff_ns;
+    io.connect_retries = 8;
+    int rc = rc_io_create(&e->io, &io);
+    if (rc < 0) return rc;
+    if (e->settings.nodes == 1) return 0;
+    rc = rc_io_listen(e->io, &e->settings.listen, 16);
+    if (rc < 0) return rc;
+    e->listener = rc;
+    rc = rc_io_connect(e->io, &e->settings.successor);
+    if (rc < 0) return rc;
+    e->successor_conn = -1; /* known once CONNECTED arrives */
+    return 0;
+}
+
+static void start_report(rc_engine *e, int rc) {
+    pthread_mutex_lock(&e->start_lock);
+    e->start_reported = true;
+    e->start_error = rc;
+    pthread_cond_signal(&e->start_cond);
+    pthread_mutex_unlock(&e->start_lock);
+}
+
+static void event_handle(rc_engine *e, const rc_io_event *event) {
+    switch (event->type) {
+    case RC_IO_EVENT_ACCEPTED:
+        if (e->predecessor_conn < 0) e->predecessor_conn = (int)event->conn;
+        else rc_io_close(e->io, event->conn); /* only the predecessor may connect to us */
+        break;
+    case RC_IO_EVENT_CONNECTED:
+        e->successor_conn = (int)event->conn;
+        break;
+    case RC_IO_EVENT_CONNECT_FAILED:
+        engine_fail(e, event->error < 0 ? event->error : -ECONNREFUSED);
+        break;
+    case RC_IO_EVENT_SEND_DONE:
+        if (event->error == 0 || event->error == -ECANCELED) engine_send_done(e, event->token);
+        break;
+    case RC_IO_EVENT_CLOSED:
+        if ((int)event->conn == e->predecessor_conn || (int)event->conn == e->successor_conn) {
+            /* No membership layer in this engine: a lost neighbour stops the node (perfect failure
+             * detection, §2.2.1, is the layer above's to add). */
+            engine_fail(e, event->error < 0 ? event->error : -ECONNRESET);
+        } else {
+            rc_io_close(e->io, event->conn);
+        }
+        break;
+    default:
+        break; /* DATA: read in the next pass */
+    }
+}
+
+static bool connected(const rc_engine *e) {
+    return e->settings.nodes == 1 || (e->successor_conn >= 0 && e->predecessor_conn >= 0);
+}
+
+/* One pass of the loop; returns a negative error that stops the engine. */
+static int engine_pass(rc_engine *e, uint64_t now) {
+    engine_broadcasts_take(e);
+    int rc = engine_recv_process(e);
+    if (rc < 0) return rc;
+    if (e->settings.nodes == 1) {
+        rc_lcr_frame frame;
+        RC_ASSERT(rc_lcr_next_frame(e->core, &frame) == 0); /* alone: own messages go straight to pending */
+    }
+    rc = engine_send_process(e, now);
+    if (rc < 0) return rc;
+    engine_deliver_process(e);
+    engine_deliveries_reclaim(e);
+    engine_record_release(e);
+    engine_stats_publish(e, now, false);
+    return 0;
+}
+
+static void *engine_main(void *argument) {
+    rc_engine *e = argument;
+    int rc = io_setup(e);
+    start_report(e, rc);
+    if (rc < 0) {
+        engine_fail(e, rc);
+        return NULL;
+    }
+    atomic_store(&e->state, RC_ENGINE_CONNECTING);
+    uint64_t deadline = engine_now_ns() + (uint64_t)e->settings.connect_timeout_ms * 1000000u;
+    e->last_send_ns = engine_now_ns();
+    rc_io_event events[64];
+    while (!atomic_load_explicit(&e->stop_requested, memory_order_acquire) &&
+           atomic_load(&e->state) != RC_ENGINE_FAILED) {
+        uint64_t now = engine_now_ns();
+        if (atomic_load(&e->state) == RC_ENGINE_CONNECTING) {
+            if (connected(e)) atomic_store(&e->state, RC_ENGINE_RUNNING);
+            else if (now > deadline) engine_fail(e, -ETIMEDOUT);
+        }
+        if (atomic_load(&e->state) == RC_ENGINE_RUNNING && (rc = engine_pass(e, now)) < 0) {
+            engine_fail(e, rc);
+            break;
+        }
+        int count = rc_io_wait(e->io, events, 64, ENGINE_WAIT_NS_MAX);
+        if (count < 0 && count != -EINTR) {
+            engine_fail(e, count);
+            break;
+        }
+        for (int i = 0; i < count; i++) event_handle(e, &events[i]);
+    }
+    engine_stats_publish(e, engine_now_ns(), true);
+    rc_io_destroy(e->io);
+    e->io = NULL;
+    if (atomic_load(&e->state) != RC_ENGINE_FAILED) atomic_store(&e->state, RC_ENGINE_STOPPED);
+    engine_eventfd_signal(e->delivery_fd);
+    engine_eventfd_signal(e->space_fd);
+    return NULL;
+}
+
+int rc_engine_start(rc_engine *e) {
+    RC_ASSERT(e != NULL);
+    if (e->thread_started) return -EALREADY;
+    int rc = pthread_create(&e->thread, NULL, engine_main, e);
+    if (rc != 0) return -rc;
+    e->thread_started = true;
+    pthread_mutex_lock(&e->start_lock);
+    while (!e->start_reported) pthread_cond_wait(&e->start_cond, &e->start_lock);
+    rc = e->start_error;
+    pthread_mutex_unlock(&e->start_lock);
+    return rc;
+}
+
+void rc_engine_stop(rc_engine *e) {
+    if (e == NULL || !e->thread_started) return;
+    atomic_store_explicit(&e->stop_requested, true, memory_order_release);
+    pthread_join(e->thread, NULL);
+    e->thread_started = false;
+}

@@ -1,0 +1,142 @@
+/*
+ * rc_engine.h — one RingCast node: an engine thread that owns an io_uring transport (rc_io.h), the
+ * connection from its predecessor and the one to its successor, and drives the sans-IO LCR core
+ * (rc_lcr.h) with the wire codec (rc_wire.h): receive → core → forward and deliver.
+ *
+ * Threads. rc_engine_start spawns the engine thread; no lock is taken on the hot path. The caller talks
+ * to it through two bounded single-producer/single-consumer rings, each with an eventfd:
+ *   - broadcasts: ONE producer thread calls rc_engine_broadcast; -EAGAIN means the ring or the window is
+ *     full (backpressure): wait until rc_engine_space_fd() is readable, then retry.
+ *   - deliveries: ONE consumer thread calls rc_engine_deliveries_peek / _release; wait on
+ *     rc_engine_delivery_fd() when there is nothing. A delivery is a view into the engine's receive
+ *     buffer (or, for an own message, the broadcaster's memory): valid until it is released. Releasing
+ *     late is backpressure: a full delivery ring stops the core's deliveries, a full pending stops
+ *     reading from the predecessor, and the ring slows down to the consumer.
+ *   Alternatively, settings.deliver (a synchronous handler) is called on the engine thread with each
+ *   batch; views are valid during the call only, and nothing goes through the delivery ring.
+ *
+ * Memory. Everything is allocated in rc_engine_create from the settings, nothing after. Payload bytes
+ * of received messages are never copied in user space: they are forwarded from the receive buffer
+ * and delivered as views of it; own payloads are sent from, and delivered as, the broadcaster's memory
+ * (which it must keep untouched until its own delivery comes back with its token).
+ *
+ * Ring positions are the LCR core's (0..nodes-1 in view order). This engine runs one static view; a
+ * lost connection or a malformed frame stops it with an error (rc_engine_status); membership and view
+ * change (crashes, joins) are a layer above.
+ */
+#ifndef RINGCAST_RC_ENGINE_H
+#define RINGCAST_RC_ENGINE_H
+
+#include "rc_common.h"
+#include "rc_io.h"
+#include "rc_lcr.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define RC_ENGINE_BROADCAST_RING_MAX (1u << 20)
+#define RC_ENGINE_DELIVERY_RING_MAX (1u << 22)
+#define RC_ENGINE_HEARTBEAT_MS_MAX 60000u
+
+/** One application message handed to the application, in total order. */
+typedef struct rc_engine_delivery {
+    const uint8_t *bytes;  /**< the payload, in place; valid until released (or the handler returns). */
+    uint32_t length;
+    uint32_t origin;       /**< ring position of the broadcaster. */
+    uint64_t origin_seq;   /**< the origin's application message count, from 1 (delivery log field). */
+    uint64_t view_id;
+    uint64_t token;        /**< own messages: the token given to rc_engine_broadcast; else 0. */
+    bool own;
+} rc_engine_delivery;
+
+typedef void (*rc_engine_deliver_fn)(void *context, const rc_engine_delivery *batch, uint32_t count);
+
+typedef struct rc_engine_settings {
+    uint32_t nodes;               /**< n, 1..RC_LCR_NODES_MAX. */
+    uint32_t self;                /**< this node's ring position. */
+    uint64_t view_id;             /**< carried by every frame; frames of another view are refused. */
+    rc_io_addr listen;            /**< where the predecessor connects to us. */
+    rc_io_addr successor;         /**< the successor's listen address. */
+
+    uint32_t window;              /**< own application messages broadcast and not yet delivered locally. */
+    uint32_t batch_count_max;     /**< application messages per LCR message (1 = no batching). */
+    uint32_t batch_bytes_max;     /**< payload bytes per LCR message. */
+    bool fairness;                /**< §2.5.2. */
+
+    uint32_t broadcast_ring_max;  /**< broadcasts handed over and not yet taken by the engine thread. */
+    uint32_t delivery_ring_max;   /**< application messages delivered and not yet released. */
+    uint32_t recv_buffer_bytes;   /**< mirrored receive buffer; must hold every unreleased received frame. */
+    uint32_t heartbeat_ms;        /**< a HEARTBEAT goes out when the link was idle this long. */
+    uint32_t connect_timeout_ms;  /**< give up connecting to the successor / waiting for the predecessor. */
+    int32_t zerocopy;             /**< rc_io_zerocopy for the successor connection. */
+
+    rc_engine_deliver_fn deliver; /**< optional synchronous handler (see above); NULL = delivery ring. */
+    void *deliver_context;
+} rc_engine_settings;
+
+/** Defaults: window 256, batches of ≤ 64 messages / 64 KiB, fairness on, 64 MiB receive buffer,
+ *  heartbeat 100 ms, connect timeout 10 s, zero-copy off. nodes/self/addresses are the caller's. */
+void rc_engine_settings_default(rc_engine_settings *settings);
+
+typedef enum rc_engine_state {
+    RC_ENGINE_CREATED = 0,
+    RC_ENGINE_CONNECTING = 1, /**< waiting for the successor and the predecessor. */
+    RC_ENGINE_RUNNING = 2,
+    RC_ENGINE_STOPPED = 3,    /**< rc_engine_stop was called and the thread has ended. */
+    RC_ENGINE_FAILED = 4,     /**< see rc_engine_status's error. */
+} rc_engine_state;
+
+typedef struct rc_engine_stats {
+    uint64_t broadcasts;           /**< application messages taken from the broadcast ring. */
+    uint64_t delivered_messages;   /**< application messages delivered. */
+    uint64_t delivered_bytes;
+    uint64_t lcr_messages_sent;    /**< own LCR messages (batches). */
+    uint64_t forwarded;            /**< LCR messages forwarded. */
+    uint64_t frames_in, frames_out, heartbeats_out;
+    uint64_t payload_copies;       /**< user-space copies of payload bytes: 0 by design, counted to prove it. */
+    uint64_t recv_stalls;          /**< times reading stopped for backpressure (pending or receive buffer full). */
+    uint64_t delivery_stalls;      /**< times the delivery ring was full. */
+    uint64_t bytes_in, bytes_out;
+    double zerocopy_fraction;
+} rc_engine_stats;
+
+typedef struct rc_engine rc_engine;
+
+/** Validates the settings (-EINVAL) and allocates everything. The core's queue sizes follow rc_lcr.h's
+ *  sizing rules from `window`. */
+int rc_engine_create(rc_engine **engine, const rc_engine_settings *settings);
+/** Listens, then starts the engine thread (which connects to the successor). -errno (-EADDRINUSE …). */
+int rc_engine_start(rc_engine *engine);
+/** Asks the thread to stop, waits for it (bounded), closes the connections. Idempotent. */
+void rc_engine_stop(rc_engine *engine);
+/** Stops if needed and frees everything. Outstanding views become invalid. */
+void rc_engine_destroy(rc_engine *engine);
+
+/** Current state; `error` (may be NULL) gets the -errno / rc_wire_error that made it fail. */
+rc_engine_state rc_engine_status(const rc_engine *engine, int *error);
+
+/**
+ * Hands one application message to the engine (producer thread only). `bytes` must stay untouched
+ * until the own delivery carrying `token` is released. Returns 0; -EAGAIN when full (wait on
+ * rc_engine_space_fd); -EMSGSIZE beyond batch_bytes_max; -EPIPE when the engine is stopped or failed.
+ */
+int rc_engine_broadcast(rc_engine *engine, const void *bytes, uint32_t length, uint64_t token);
+/** eventfd that becomes readable when broadcast space may have freed (read it to clear). */
+int rc_engine_space_fd(const rc_engine *engine);
+
+/** Up to `max` deliveries not yet released, in order (consumer thread only). Returns the count. */
+uint32_t rc_engine_deliveries_peek(rc_engine *engine, rc_engine_delivery *out, uint32_t max);
+/** Releases the first `count` peeked deliveries: their views become invalid. */
+void rc_engine_deliveries_release(rc_engine *engine, uint32_t count);
+/** eventfd that becomes readable when deliveries arrive or the engine stops (read it to clear). */
+int rc_engine_delivery_fd(const rc_engine *engine);
+
+/** A snapshot of the counters (any thread). */
+rc_engine_stats rc_engine_stats_get(const rc_engine *engine);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* RINGCAST_RC_ENGINE_H */
