@@ -25,23 +25,27 @@ void rc_engine_settings_default(rc_engine_settings *s) {
     memset(s, 0, sizeof(*s));
     s->nodes = 1;
     s->view_id = 1;
-    s->window = 256;
+    s->window = 1024;
+    s->window_bytes = 2u << 20;
     s->batch_count_max = 64;
     s->batch_bytes_max = 64u << 10;
     s->fairness = true;
     s->broadcast_ring_max = 1024;
     s->delivery_ring_max = 4096;
-    s->recv_buffer_bytes = 64u << 20;
+    s->recv_buffer_bytes = 0;
     s->heartbeat_ms = 100;
     s->connect_timeout_ms = 10000;
     s->zerocopy = RC_IO_ZEROCOPY_OFF;
 }
 
-/* The receive buffer holds every received frame until it is forwarded, delivered and released. A
- * frame is at most its batch plus headers; pending holds at most nodes × (2 × window + 1) of them
- * (rc_lcr.h sizing rules), and delivered-but-unreleased ones are bounded by the delivery ring. */
 static uint64_t frame_bytes_max(const rc_engine_settings *s) {
     return RC_WIRE_HOP_MAX + rc_wire_message_header_bytes(s->nodes, s->batch_count_max) + s->batch_bytes_max;
+}
+
+/* rc_engine_create's rule (see rc_engine.h). */
+static uint64_t recv_buffer_bytes_min(const rc_engine_settings *s) {
+    uint64_t frame = frame_bytes_max(s);
+    return 2ull * s->nodes * (s->window_bytes + frame) + 4 * frame;
 }
 
 static bool settings_valid(const rc_engine_settings *s) {
@@ -52,8 +56,18 @@ static bool settings_valid(const rc_engine_settings *s) {
     if (s->broadcast_ring_max < 1 || s->broadcast_ring_max > RC_ENGINE_BROADCAST_RING_MAX) return false;
     if (s->delivery_ring_max < s->batch_count_max || s->delivery_ring_max > RC_ENGINE_DELIVERY_RING_MAX) return false;
     if (s->heartbeat_ms < 1 || s->heartbeat_ms > RC_ENGINE_HEARTBEAT_MS_MAX || s->connect_timeout_ms < 1) return false;
-    if (s->recv_buffer_bytes > RC_IO_RECV_BUFFER_BYTES_MAX) return false;
-    return s->recv_buffer_bytes >= 4 * frame_bytes_max(s);
+    if (s->window_bytes < 1 || s->recv_buffer_bytes > RC_IO_RECV_BUFFER_BYTES_MAX) return false;
+    return s->recv_buffer_bytes >= recv_buffer_bytes_min(s);
+}
+
+/* Settings with the receive buffer derived when it is 0; false when even the maximum is too small. */
+static bool settings_complete(rc_engine_settings *s) {
+    if (s->recv_buffer_bytes == 0) {
+        uint64_t mib = 1u << 20, bytes = (recv_buffer_bytes_min(s) + mib - 1) / mib * mib;
+        if (bytes > RC_IO_RECV_BUFFER_BYTES_MAX) return false;
+        s->recv_buffer_bytes = (uint32_t)bytes;
+    }
+    return settings_valid(s);
 }
 
 static rc_lcr_settings lcr_settings_of(const rc_engine_settings *s) {
@@ -107,10 +121,12 @@ static int engine_allocate(rc_engine *e) {
 }
 
 int rc_engine_create(rc_engine **out, const rc_engine_settings *settings) {
-    if (out == NULL || settings == NULL || !settings_valid(settings)) return -EINVAL;
+    if (out == NULL || settings == NULL) return -EINVAL;
+    rc_engine_settings complete = *settings;
+    if (!settings_complete(&complete)) return -EINVAL;
     rc_engine *e = calloc(1, sizeof(*e));
     if (e == NULL) return -ENOMEM;
-    e->settings = *settings;
+    e->settings = complete;
     e->lcr_settings = lcr_settings_of(settings);
     e->listener = e->successor_conn = e->predecessor_conn = -1;
     e->space_fd = e->delivery_fd = -1;

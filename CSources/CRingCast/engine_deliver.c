@@ -17,6 +17,8 @@ static uint32_t expand(rc_engine *engine, const rc_lcr_message *m, engine_delive
     if (m->own) {
         for (uint32_t i = 0; i < m->count; i++) {
             const engine_app *app = &engine->apps[(m->ref + i) % engine->settings.window];
+            RC_ASSERT(engine->own_inflight_bytes >= app->length);
+            engine->own_inflight_bytes -= app->length;
             out[count++] = (engine_delivery_slot){
                 .delivery = {.bytes = app->bytes, .length = app->length, .token = app->token, .own = true},
                 .record = UINT64_MAX,

@@ -74,6 +74,7 @@ struct rc_engine {
 
     engine_app *apps;        /* the core's send queue, mirrored: app index % window */
     uint64_t apps_accepted;  /* application messages handed to the core */
+    uint64_t own_inflight_bytes; /* their payload bytes not yet delivered locally (the byte window) */
     uint64_t *origin_delivered; /* per origin: application messages delivered (origin_seq) */
 
     uint8_t *hop_slots;      /* hop_slots_max × RC_WIRE_HOP_MAX */

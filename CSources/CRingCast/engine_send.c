@@ -30,12 +30,16 @@ void engine_broadcasts_take(rc_engine *engine) {
     uint64_t taken = 0;
     while (head + taken < tail) {
         const engine_app *request = &engine->broadcast_slots[(head + taken) % ring->capacity];
+        bool bytes_full = engine->own_inflight_bytes > 0 &&
+                          engine->own_inflight_bytes + request->length > engine->settings.window_bytes;
+        if (bytes_full) break; /* the byte window: what bounds the receive buffers around the ring */
         uint64_t index = engine->apps_accepted;
         int rc = rc_lcr_broadcast(engine->core, index, request->length);
         if (rc == -EAGAIN) break; /* the window is full: the ring fills, then the producer waits */
         RC_ASSERT(rc == 0);       /* lengths were checked in rc_engine_broadcast */
         engine->apps[index % engine->settings.window] = *request;
         engine->apps_accepted++;
+        engine->own_inflight_bytes += request->length;
         engine->stats.broadcasts++;
         taken++;
     }

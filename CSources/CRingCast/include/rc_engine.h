@@ -60,13 +60,15 @@ typedef struct rc_engine_settings {
     rc_io_addr successor;         /**< the successor's listen address. */
 
     uint32_t window;              /**< own application messages broadcast and not yet delivered locally. */
+    uint32_t window_bytes;        /**< own payload bytes broadcast and not yet delivered locally (one
+                                       message is always admitted, so a message larger than this still goes). */
     uint32_t batch_count_max;     /**< application messages per LCR message (1 = no batching). */
     uint32_t batch_bytes_max;     /**< payload bytes per LCR message. */
     bool fairness;                /**< §2.5.2. */
 
     uint32_t broadcast_ring_max;  /**< broadcasts handed over and not yet taken by the engine thread. */
     uint32_t delivery_ring_max;   /**< application messages delivered and not yet released. */
-    uint32_t recv_buffer_bytes;   /**< mirrored receive buffer; must hold every unreleased received frame. */
+    uint32_t recv_buffer_bytes;   /**< mirrored receive buffer; 0 = derived from the windows (see rc_engine_create). */
     uint32_t heartbeat_ms;        /**< a HEARTBEAT goes out when the link was idle this long. */
     uint32_t connect_timeout_ms;  /**< give up connecting to the successor / waiting for the predecessor. */
     int32_t zerocopy;             /**< rc_io_zerocopy for the successor connection. */
@@ -75,8 +77,8 @@ typedef struct rc_engine_settings {
     void *deliver_context;
 } rc_engine_settings;
 
-/** Defaults: window 256, batches of ≤ 64 messages / 64 KiB, fairness on, 64 MiB receive buffer,
- *  heartbeat 100 ms, connect timeout 10 s, zero-copy off. nodes/self/addresses are the caller's. */
+/** Defaults: window 1024 messages and 2 MiB, batches of ≤ 64 messages / 64 KiB, fairness on, receive buffer
+ *  derived, heartbeat 100 ms, connect timeout 10 s, zero-copy off. nodes/self/addresses are the caller's. */
 void rc_engine_settings_default(rc_engine_settings *settings);
 
 typedef enum rc_engine_state {
@@ -103,8 +105,15 @@ typedef struct rc_engine_stats {
 
 typedef struct rc_engine rc_engine;
 
-/** Validates the settings (-EINVAL) and allocates everything. The core's queue sizes follow rc_lcr.h's
- *  sizing rules from `window`. */
+/**
+ * Validates the settings (-EINVAL) and allocates everything. The core's queue sizes follow rc_lcr.h's
+ * sizing rules from `window`. The receive buffer must hold what pending can hold, in bytes: each origin
+ * has at most window_bytes in transit, and pending holds at most twice the windows of all nodes (the
+ * same argument as rc_lcr.h's rule 2, in bytes), plus one largest frame per node. So
+ * recv_buffer_bytes ≥ 2 × nodes × (window_bytes + largest frame) + 4 largest frames; 0 picks exactly
+ * that, rounded up to whole MiB. A smaller buffer could fill with messages waiting for an ACK that is
+ * still behind them in the stream.
+ */
 int rc_engine_create(rc_engine **engine, const rc_engine_settings *settings);
 /** Listens, then starts the engine thread (which connects to the successor). -errno (-EADDRINUSE …). */
 int rc_engine_start(rc_engine *engine);
