@@ -1,5 +1,0 @@
-import Testing
-
-@Test func wirePlaceholderBuilds() {
-    #expect(Bool(true))
-}
