@@ -1,5 +1,0 @@
-import Testing
-
-@Test func RingPerfTestsPlaceholderBuilds() {
-    #expect(Bool(true))
-}

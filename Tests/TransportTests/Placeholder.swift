@@ -1,5 +1,0 @@
-import Testing
-
-@Test func TransportTestsPlaceholderBuilds() {
-    #expect(Bool(true))
-}
