@@ -137,6 +137,8 @@ int rc_engine_create(rc_engine **out, const rc_engine_settings *settings) {
     pthread_mutex_init(&e->start_lock, NULL);
     pthread_cond_init(&e->start_cond, NULL);
     pthread_mutex_init(&e->stats_lock, NULL);
+    pthread_mutex_init(&e->wake_lock, NULL);
+    atomic_init(&e->sleeping, false);
     int rc = engine_allocate(e);
     if (rc < 0) {
         rc_engine_destroy(e);
@@ -200,5 +202,6 @@ void rc_engine_destroy(rc_engine *engine) {
     pthread_mutex_destroy(&engine->start_lock);
     pthread_cond_destroy(&engine->start_cond);
     pthread_mutex_destroy(&engine->stats_lock);
+    pthread_mutex_destroy(&engine->wake_lock);
     free(engine);
 }

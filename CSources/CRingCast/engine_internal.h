@@ -97,6 +97,9 @@ struct rc_engine {
     uint64_t deliveries_reclaimed; /* engine thread: released slots already processed */
     int space_fd, delivery_fd;
     _Atomic bool producer_waiting;
+    _Atomic bool sleeping;       /* the engine thread is (about to be) blocked in rc_io_wait */
+    pthread_mutex_t wake_lock;   /* rc_io_wake from other threads vs rc_io_destroy at shutdown */
+    bool io_alive;
 
     pthread_t thread;
     bool thread_started;
@@ -119,6 +122,7 @@ void engine_spsc_init(engine_spsc *ring, uint32_t capacity);
 uint32_t engine_spsc_free(const engine_spsc *ring);
 uint32_t engine_spsc_used(const engine_spsc *ring);
 void engine_eventfd_signal(int fd);
+void engine_wake(rc_engine *engine);
 
 /* engine_recv.c */
 int engine_recv_process(rc_engine *engine);

@@ -35,6 +35,17 @@ void engine_eventfd_signal(int fd) {
     (void)written;
 }
 
+/* Wakes the engine thread if it sleeps in rc_io_wait. Only then is the lock taken: under load the
+ * engine never sleeps, so the hot path stays lock-free. `sleeping` and the ring positions are
+ * sequentially consistent, so either the engine sees the new entry before it sleeps, or we see it
+ * sleeping and wake it. */
+void engine_wake(rc_engine *engine) {
+    if (!atomic_load(&engine->sleeping)) return;
+    pthread_mutex_lock(&engine->wake_lock);
+    if (engine->io_alive) rc_io_wake(engine->io);
+    pthread_mutex_unlock(&engine->wake_lock);
+}
+
 /* ---- broadcasts: the application's producer thread ------------------------------------------ */
 
 int rc_engine_broadcast(rc_engine *engine, const void *bytes, uint32_t length, uint64_t token) {
@@ -56,7 +67,8 @@ int rc_engine_broadcast(rc_engine *engine, const void *bytes, uint32_t length, u
     slot->bytes = bytes;
     slot->length = length;
     slot->token = token;
-    atomic_store_explicit(&ring->tail, tail + 1, memory_order_release);
+    atomic_store(&ring->tail, tail + 1);
+    engine_wake(engine);
     return 0;
 }
 
@@ -82,7 +94,8 @@ void rc_engine_deliveries_release(rc_engine *engine, uint32_t count) {
     uint64_t head = atomic_load_explicit(&ring->head, memory_order_relaxed);
     uint64_t tail = atomic_load_explicit(&ring->tail, memory_order_acquire);
     RC_ASSERT(count <= tail - head); /* releasing what was never peeked is a caller bug */
-    atomic_store_explicit(&ring->head, head + count, memory_order_release);
+    atomic_store(&ring->head, head + count);
+    engine_wake(engine); /* released bytes may unblock a stalled ring */
 }
 
 int rc_engine_delivery_fd(const rc_engine *engine) { return engine->delivery_fd; }

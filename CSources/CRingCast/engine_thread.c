@@ -7,10 +7,8 @@
 #include <errno.h>
 #include <string.h>
 
-/* Waiting for the transport is capped so that broadcasts handed over by the producer thread are picked
- * up within 1 ms even when the ring is idle (the transport has no eventfd watch yet); under load the
- * loop never sleeps that long because completions wake it. */
-#define ENGINE_WAIT_NS_MAX 1000000
+/* While connecting, the loop wakes this often to check the deadline. */
+#define ENGINE_CONNECTING_WAIT_NS 10000000
 
 static int io_setup(rc_engine *e) {
     rc_io_settings io;
@@ -76,29 +74,70 @@ static bool connected(const rc_engine *e) {
     return e->settings.nodes == 1 || (e->successor_conn >= 0 && e->predecessor_conn >= 0);
 }
 
-/* One pass of the loop; returns a negative error that stops the engine. */
+/* What a pass changed; a pass that changed something may have unblocked another step. */
+static uint64_t progress_mark(const rc_engine *e) {
+    return e->stream_parsed + e->stats.frames_out + e->stats.delivered_messages + e->stats.broadcasts +
+           e->deliveries_reclaimed;
+}
+
+/* One pass of the loop, repeated while it makes progress: delivering frees pending, which lets the core
+ * take a frame it refused, which lets more go out... none of which raises a transport event. Bounded so
+ * that transport completions are still reaped regularly. Returns a negative error that stops the engine. */
 static int engine_pass(rc_engine *e, uint64_t now) {
-    engine_broadcasts_take(e);
-    int rc = engine_recv_process(e);
-    if (rc < 0) return rc;
-    if (e->settings.nodes == 1) {
-        rc_lcr_frame frame;
-        RC_ASSERT(rc_lcr_next_frame(e->core, &frame) == 0); /* alone: own messages go straight to pending */
+    for (int round = 0; round < 16; round++) {
+        uint64_t before = progress_mark(e);
+        engine_broadcasts_take(e);
+        int rc = engine_recv_process(e);
+        if (rc < 0) return rc;
+        if (e->settings.nodes == 1) {
+            rc_lcr_frame frame;
+            RC_ASSERT(rc_lcr_next_frame(e->core, &frame) == 0); /* alone: own messages go straight to pending */
+        }
+        rc = engine_send_process(e, now);
+        if (rc < 0) return rc;
+        engine_deliver_process(e);
+        engine_deliveries_reclaim(e);
+        engine_record_release(e);
+        if (progress_mark(e) == before) break;
     }
-    rc = engine_send_process(e, now);
-    if (rc < 0) return rc;
-    engine_deliver_process(e);
-    engine_deliveries_reclaim(e);
-    engine_record_release(e);
     engine_stats_publish(e, now, false);
     return 0;
+}
+
+/* True when the producer or the consumer left work that needs no transport event to proceed. */
+static bool work_waiting(rc_engine *e) {
+    uint64_t tail = atomic_load(&e->broadcast_ring.tail), head = atomic_load(&e->broadcast_ring.head);
+    bool broadcasts = tail != head && rc_lcr_send_queue_count(e->core) < e->settings.window;
+    bool released = atomic_load(&e->delivery_ring.head) != e->deliveries_reclaimed;
+    return broadcasts || released;
+}
+
+/* Waits for transport events, a wake-up from another thread, or the next heartbeat. */
+static int engine_sleep(rc_engine *e, rc_io_event *events, uint32_t max, uint64_t now) {
+    int64_t timeout = ENGINE_CONNECTING_WAIT_NS;
+    if (atomic_load(&e->state) == RC_ENGINE_RUNNING) {
+        uint64_t heartbeat = (uint64_t)e->settings.heartbeat_ms * 1000000u, since = now - e->last_send_ns;
+        timeout = since >= heartbeat ? 0 : (int64_t)(heartbeat - since);
+    }
+    atomic_store(&e->sleeping, true);
+    if (work_waiting(e)) timeout = 0; /* checked after announcing sleep: no wake-up is lost */
+    int count = rc_io_wait(e->io, events, max, timeout);
+    atomic_store(&e->sleeping, false);
+    return count;
 }
 
 static void *engine_main(void *argument) {
     rc_engine *e = argument;
     int rc = io_setup(e);
+    if (rc == 0) {
+        pthread_mutex_lock(&e->wake_lock);
+        e->io_alive = true;
+        pthread_mutex_unlock(&e->wake_lock);
+    }
     start_report(e, rc);
     if (rc < 0) {
+        if (e->io != NULL) rc_io_destroy(e->io); /* created, then listen or connect failed */
+        e->io = NULL;
         engine_fail(e, rc);
         return NULL;
     }
@@ -117,7 +156,7 @@ static void *engine_main(void *argument) {
             engine_fail(e, rc);
             break;
         }
-        int count = rc_io_wait(e->io, events, 64, ENGINE_WAIT_NS_MAX);
+        int count = engine_sleep(e, events, 64, now);
         if (count < 0 && count != -EINTR) {
             engine_fail(e, count);
             break;
@@ -125,6 +164,9 @@ static void *engine_main(void *argument) {
         for (int i = 0; i < count; i++) event_handle(e, &events[i]);
     }
     engine_stats_publish(e, engine_now_ns(), true);
+    pthread_mutex_lock(&e->wake_lock);
+    e->io_alive = false;
+    pthread_mutex_unlock(&e->wake_lock);
     rc_io_destroy(e->io);
     e->io = NULL;
     if (atomic_load(&e->state) != RC_ENGINE_FAILED) atomic_store(&e->state, RC_ENGINE_STOPPED);
