@@ -1,5 +1,0 @@
-import Testing
-
-@Test func ToolsTestsPlaceholderBuilds() {
-    #expect(Bool(true))
-}
