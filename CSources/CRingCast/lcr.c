@@ -11,7 +11,7 @@
 
 typedef struct lcr_layout {
     size_t clock, stable_seq, send_queue, pending, forward, ack_log, ack_out, ack_out_seq;
-    size_t clock_pool, clock_refs, clock_free, fairness, total;
+    size_t clock_pool, clock_refs, clock_free, fairness, forward_clock_before, total;
 } lcr_layout;
 
 static size_t align16(size_t size) { return (size + 15u) & ~(size_t)15u; }
@@ -46,6 +46,7 @@ static lcr_layout layout_of(const rc_lcr_settings *s, uint32_t ack_log_max) {
     l.clock_refs = at;   at += align16((size_t)s->pending_max);
     l.clock_free = at;   at += align16((size_t)s->pending_max * sizeof(uint32_t));
     l.fairness = at;     at += align16(n * sizeof(lcr_fairness_entry));
+    l.forward_clock_before = at; at += align16((size_t)s->forward_queue_max * n * sizeof(uint64_t));
     l.total = at;
     return l;
 }
@@ -83,6 +84,7 @@ int rc_lcr_init(rc_lcr **out, void *memory, size_t size, const rc_lcr_settings *
     core->clock_refs = base + l.clock_refs;
     core->clock_free = (uint32_t *)(base + l.clock_free);
     core->fairness = (lcr_fairness_entry *)(base + l.fairness);
+    core->forward_clock_before = (uint64_t *)(base + l.forward_clock_before);
     for (uint32_t slot = 0; slot < core->clock_pool_max; slot++) {
         core->clock_free[slot] = core->clock_pool_max - 1 - slot;
     }
@@ -147,6 +149,13 @@ static bool frame_fits(const rc_lcr *core, const rc_lcr_frame *frame, bool take_
 
 /* Fig. 2.5 lines 10–18 for a message that passed line 10's test. */
 static void message_accept(rc_lcr *core, const rc_lcr_message *m, bool *forwarded) {
+    if (lcr_predecessor(core, m->origin) != core->settings.self) {
+        /* Remember C as it was before this message arrived: an own message that overtakes it in the
+         * forward queue is stamped with this (see own_take). */
+        uint32_t index = (core->forward_head + core->forward_count) % core->settings.forward_queue_max;
+        memcpy(core->forward_clock_before + (size_t)index * core->settings.nodes, core->clock,
+               core->settings.nodes * sizeof(uint64_t));
+    }
     uint32_t slot = lcr_clock_acquire(core);
     memcpy(lcr_clock_at(core, slot), m->clock, core->settings.nodes * sizeof(uint64_t));
     lcr_pending_entry entry = {
@@ -226,7 +235,18 @@ static void own_take(rc_lcr *core, rc_lcr_message *m) {
     RC_ASSERT(count >= 1);
     core->clock[self]++; /* line 6 */
     uint32_t slot = lcr_clock_acquire(core);
-    memcpy(lcr_clock_at(core, slot), core->clock, core->settings.nodes * sizeof(uint64_t));
+    /* An own message that fairness lets go ahead of queued forwards is, for everyone downstream, sent
+     * before those messages: it must be stamped as if sent just before the head of the forward queue was
+     * received (and so without anything received after that). Stamped with C instead, it would claim to
+     * follow messages the successor has not seen yet, and ≺ becomes cyclic (m0 ≺ m1 ≺ m2 ≺ m0 with three
+     * processes; found by ringcast-sim, test OvertakingStampTests). The paper forwards in receive order
+     * and sends own messages between forwards, so this is its order made explicit. */
+    uint64_t *stamp = lcr_clock_at(core, slot);
+    const uint64_t *source = core->forward_count == 0
+        ? core->clock
+        : core->forward_clock_before + (size_t)core->forward_head * core->settings.nodes;
+    memcpy(stamp, source, core->settings.nodes * sizeof(uint64_t));
+    stamp[self] = core->clock[self];
     lcr_pending_entry entry = {
         .seq = core->clock[self], .bytes = bytes, .ref = first, .origin = self,
         .burst_size = burst, .count = count, .clock_slot = slot, .own = true,

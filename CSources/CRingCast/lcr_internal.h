@@ -66,6 +66,7 @@ struct rc_lcr {
     uint32_t pending_count;
 
     lcr_forward_entry *forward; /* ring of forward_queue_max entries */
+    uint64_t *forward_clock_before; /* per forward slot: C just before that message was received */
     uint32_t forward_head;
     uint32_t forward_count;
     uint64_t forward_in;        /* messages ever enqueued for forwarding */

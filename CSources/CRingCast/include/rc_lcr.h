@@ -118,8 +118,9 @@ typedef struct rc_lcr_message {
     bool own;              /**< output only: broadcast by this process. */
     /**
      * Received messages: the caller's handle for the message's bytes (given to rc_lcr_on_frame).
-     * Own messages: index of the first application message in the send queue; read the batch with
-     * rc_lcr_app_at(index), ..., rc_lcr_app_at(index + count - 1).
+     * Own messages: index of the first application message of the batch. Indices count
+     * rc_lcr_broadcast calls from 0, so the caller can keep its own record of each message; the core's
+     * copy (rc_lcr_app_at) is readable only until the message is delivered.
      */
     rc_ref ref;
 } rc_lcr_message;
@@ -190,7 +191,7 @@ int rc_lcr_next_frame(rc_lcr *core, rc_lcr_frame *frame);
 /** Up to `max` deliveries, in total order. Returns how many were written to `out`. */
 uint32_t rc_lcr_next_deliveries(rc_lcr *core, rc_lcr_message *out, uint32_t max);
 
-/** Application message `index` of the send queue (see rc_lcr_message.ref for own messages). */
+/** Application message `index` of the send queue, while it is not yet delivered (see rc_lcr_message.ref). */
 rc_lcr_app rc_lcr_app_at(const rc_lcr *core, uint64_t index);
 
 /** True when m_a ≺ m_b by §2.4.1 (exposed for tests and the simulator's checkers). */

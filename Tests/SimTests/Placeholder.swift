@@ -1,5 +1,0 @@
-import Testing
-
-@Test func SimTestsPlaceholderBuilds() {
-    #expect(Bool(true))
-}
