@@ -26,7 +26,7 @@ void rc_engine_settings_default(rc_engine_settings *s) {
     s->nodes = 1;
     s->view_id = 1;
     s->window = 1024;
-    s->window_bytes = 2u << 20;
+    s->window_bytes = 1u << 20;
     s->batch_count_max = 64;
     s->batch_bytes_max = 64u << 10;
     s->fairness = true;
@@ -35,6 +35,7 @@ void rc_engine_settings_default(rc_engine_settings *s) {
     s->recv_buffer_bytes = 0;
     s->heartbeat_ms = 100;
     s->connect_timeout_ms = 10000;
+    s->stall_ms = 5000;
     s->zerocopy = RC_IO_ZEROCOPY_OFF;
 }
 
@@ -45,7 +46,7 @@ static uint64_t frame_bytes_max(const rc_engine_settings *s) {
 /* rc_engine_create's rule (see rc_engine.h). */
 static uint64_t recv_buffer_bytes_min(const rc_engine_settings *s) {
     uint64_t frame = frame_bytes_max(s);
-    return 2ull * s->nodes * (s->window_bytes + frame) + 4 * frame;
+    return 8ull * s->nodes * (s->window_bytes + frame);
 }
 
 static bool settings_valid(const rc_engine_settings *s) {
@@ -56,6 +57,7 @@ static bool settings_valid(const rc_engine_settings *s) {
     if (s->broadcast_ring_max < 1 || s->broadcast_ring_max > RC_ENGINE_BROADCAST_RING_MAX) return false;
     if (s->delivery_ring_max < s->batch_count_max || s->delivery_ring_max > RC_ENGINE_DELIVERY_RING_MAX) return false;
     if (s->heartbeat_ms < 1 || s->heartbeat_ms > RC_ENGINE_HEARTBEAT_MS_MAX || s->connect_timeout_ms < 1) return false;
+    if (s->stall_ms < s->heartbeat_ms) return false;
     if (s->window_bytes < 1 || s->recv_buffer_bytes > RC_IO_RECV_BUFFER_BYTES_MAX) return false;
     return s->recv_buffer_bytes >= recv_buffer_bytes_min(s);
 }

@@ -86,6 +86,7 @@ struct rc_engine {
     uint32_t *own_lengths;   /* scratch: the application lengths of the batch being encoded */
 
     uint64_t last_send_ns;
+    uint64_t stall_mark, stall_since_ns; /* progress seen last, and since when nothing moved */
     uint64_t connect_deadline_ns;
 
     /* Shared with the producer (broadcasts) and the consumer (deliveries). */

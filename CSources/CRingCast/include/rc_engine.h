@@ -71,13 +71,14 @@ typedef struct rc_engine_settings {
     uint32_t recv_buffer_bytes;   /**< mirrored receive buffer; 0 = derived from the windows (see rc_engine_create). */
     uint32_t heartbeat_ms;        /**< a HEARTBEAT goes out when the link was idle this long. */
     uint32_t connect_timeout_ms;  /**< give up connecting to the successor / waiting for the predecessor. */
+    uint32_t stall_ms;            /**< fail (-ENOBUFS) when the receive buffer is full and nothing moved this long. */
     int32_t zerocopy;             /**< rc_io_zerocopy for the successor connection. */
 
     rc_engine_deliver_fn deliver; /**< optional synchronous handler (see above); NULL = delivery ring. */
     void *deliver_context;
 } rc_engine_settings;
 
-/** Defaults: window 1024 messages and 2 MiB, batches of ≤ 64 messages / 64 KiB, fairness on, receive buffer
+/** Defaults: window 1024 messages and 1 MiB, stall 5 s, batches of ≤ 64 messages / 64 KiB, fairness on, receive buffer
  *  derived, heartbeat 100 ms, connect timeout 10 s, zero-copy off. nodes/self/addresses are the caller's. */
 void rc_engine_settings_default(rc_engine_settings *settings);
 
@@ -107,12 +108,16 @@ typedef struct rc_engine rc_engine;
 
 /**
  * Validates the settings (-EINVAL) and allocates everything. The core's queue sizes follow rc_lcr.h's
- * sizing rules from `window`. The receive buffer must hold what pending can hold, in bytes: each origin
- * has at most window_bytes in transit, and pending holds at most twice the windows of all nodes (the
- * same argument as rc_lcr.h's rule 2, in bytes), plus one largest frame per node. So
- * recv_buffer_bytes ≥ 2 × nodes × (window_bytes + largest frame) + 4 largest frames; 0 picks exactly
- * that, rounded up to whole MiB. A smaller buffer could fill with messages waiting for an ACK that is
- * still behind them in the stream.
+ * sizing rules from `window`.
+ *
+ * The receive buffer is released only as a prefix, so one received message that waits for its ACK
+ * holds every byte received after it. Between a message and its ACK the predecessor can send what was
+ * in its forward queue (at most the other origins' windows, (n − 1) × window_bytes) plus about as
+ * much of its own (fairness alternates), plus its own window: about 2n windows. The rule keeps a
+ * factor of 4 over that: recv_buffer_bytes ≥ 8 × nodes × (window_bytes + largest frame); 0 picks
+ * exactly that, rounded up to whole MiB. If the buffer still fills and the ring stops moving for
+ * stall_ms, the engine fails with -ENOBUFS rather than hang (raise recv_buffer_bytes or lower
+ * window_bytes).
  */
 int rc_engine_create(rc_engine **engine, const rc_engine_settings *settings);
 /** Listens, then starts the engine thread (which connects to the successor). -errno (-EADDRINUSE …). */
