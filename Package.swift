@@ -20,7 +20,10 @@ let package = Package(
     products: [
         // The C hot path, for the Benchmarks/ package (and, later, the RingCast library).
         .library(name: "CRingCast", targets: ["CRingCast"]),
+        .library(name: "RingCast", targets: ["RingCast"]),
         .executable(name: "ringperf", targets: ["ringperf"]),
+        .executable(name: "ringcast-node", targets: ["ringcast-node"]),
+        .executable(name: "ringcast-bench", targets: ["ringcast-bench"]),
         .executable(name: "ringcast-sim", targets: ["ringcast-sim"]),
     ],
     dependencies: [
@@ -75,6 +78,31 @@ let package = Package(
         ),
         .executableTarget(name: "ringcast-sim", dependencies: ["RingCastSimKit"], swiftSettings: swiftSettings),
 
+        // The embeddable broadcast API over the C engine, and a node as its own process.
+        .target(name: "RingCast", dependencies: ["CRingCast"], swiftSettings: swiftSettings),
+        .executableTarget(
+            name: "ringcast-node",
+            dependencies: [
+                "RingCast",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Histogram", package: "hdrhistogram-swift"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+
+        // ringcast-bench: the k-to-n experiment of §2.6 over node processes (ARCHITECTURE §3.1–3.3).
+        .target(
+            name: "RingCastBenchKit",
+            dependencies: [
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Histogram", package: "hdrhistogram-swift"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(name: "ringcast-bench", dependencies: ["RingCastBenchKit"], swiftSettings: swiftSettings),
+
+        .testTarget(name: "RingCastTests", dependencies: ["RingCast", "CRingCast"], swiftSettings: swiftSettings),
+        .testTarget(name: "BenchTests", dependencies: ["RingCastBenchKit"], swiftSettings: swiftSettings),
         .testTarget(name: "TransportTests", dependencies: ["CRingCast"], swiftSettings: swiftSettings),
         .testTarget(name: "RingPerfTests", dependencies: ["RingPerfKit"], swiftSettings: swiftSettings),
         .testTarget(name: "LCRTests", dependencies: ["CRingCast"], swiftSettings: swiftSettings),

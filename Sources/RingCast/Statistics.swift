@@ -1,0 +1,64 @@
+extension Node {
+    /// The engine's state.
+    public enum Status: Sendable, Equatable, CustomStringConvertible {
+        /// Constructed, not started.
+        case created
+        /// Listening, connecting to the successor and waiting for the predecessor.
+        case connecting
+        /// The ring is connected; broadcasts flow.
+        case running
+        /// Shut down cleanly.
+        case stopped
+        /// Stopped by an error (a lost connection, a malformed frame, a connect timeout, …).
+        case failed(RingCastError)
+
+        public var description: String {
+            switch self {
+            case .created: "created"
+            case .connecting: "connecting"
+            case .running: "running"
+            case .stopped: "stopped"
+            case let .failed(error): "failed: \(error)"
+            }
+        }
+    }
+
+    /// A snapshot of a node's counters: the engine's (`rc_engine_stats`) and this API's.
+    public struct Statistics: Sendable, Hashable {
+        /// Application messages the engine took from the broadcast ring.
+        public var broadcasts: UInt64 = 0
+        /// Application messages delivered (all origins) and their payload bytes.
+        public var deliveredMessages: UInt64 = 0
+        public var deliveredBytes: UInt64 = 0
+        /// Own LCR messages (batches) sent, and LCR messages forwarded.
+        public var lcrMessagesSent: UInt64 = 0
+        public var forwarded: UInt64 = 0
+        public var framesIn: UInt64 = 0
+        public var framesOut: UInt64 = 0
+        public var heartbeatsOut: UInt64 = 0
+        /// User-space copies of payload bytes, in messages: the engine's (0 by design) plus one per delivery that
+        /// ``DeliveryBatches`` copied into Swift storage.
+        public var payloadCopies: UInt64 = 0
+        /// The engine's share of ``payloadCopies``.
+        public var enginePayloadCopies: UInt64 = 0
+        /// Times the engine stopped reading for backpressure (pending or receive buffer full).
+        public var receiveStalls: UInt64 = 0
+        /// Times the engine found the delivery ring full.
+        public var deliveryStalls: UInt64 = 0
+        public var bytesIn: UInt64 = 0
+        public var bytesOut: UInt64 = 0
+        /// Share of sends the kernel really did without copying.
+        public var zeroCopyFraction: Double = 0
+        /// Broadcasts that found the engine full and waited for space.
+        public var broadcastWaits: UInt64 = 0
+        /// Own payloads handed to the engine and not yet delivered back (retained, not copied).
+        public var broadcastsInFlight: Int = 0
+        /// The largest number of deliveries one peek of the delivery ring returned (``DeliveryBatches`` only): with
+        /// ``Limits/deliveryBatchCountMax`` > ``Limits/deliveryRingMax`` this is the ring's highest occupancy.
+        public var deliveryPeekHighWater: Int = 0
+        /// The most batches ``DeliveryBatches`` ever buffered at once (≤ ``Limits/deliveryBatchesBufferedMax``).
+        public var deliveryBatchesBufferedHighWater: Int = 0
+
+        public init() {}
+    }
+}

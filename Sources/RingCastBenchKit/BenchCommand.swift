@@ -1,0 +1,157 @@
+import ArgumentParser
+import Foundation
+
+/// `ringcast-bench`: the k-to-n throughput experiment of thesis §2.6.2 over `ringcast-node` processes
+/// (ARCHITECTURE §3.1; JSON fields §3.2; delivery logs §3.3).
+public struct BenchCommand: ParsableCommand {
+    public static let configuration = CommandConfiguration(
+        commandName: "ringcast-bench",
+        abstract: "Measure RingCast's k-to-n broadcast throughput over a ring of node processes (thesis §2.6).",
+        discussion: """
+        Plain `ringcast-bench` runs 5 nodes on loopback, all 5 sending 10 kB messages, with a 1 s warm-up, \
+        5 s measurement and 2 s cool-down, after measuring the raw link with ringperf for as long. \
+        With --lan RATE the nodes run on the emulated LAN of tools/lan (node I in host I+1), and the raw \
+        link is measured there between hosts 1 and 2. Every run is bounded by a deadline and leaves no \
+        process (and no LAN) behind, also on Ctrl-C.
+
+        Throughput is that of §2.6.2: delivered bytes per second of each node over the measurement window, \
+        averaged over nodes; optimal is the raw link × 1, or × n/(n−1) when all n nodes send.
+
+        Exit status: 0 success, 1 the run failed (the error says why), 3 the run completed but the nodes \
+        did not agree on the order (or a delivery log check failed), 130 interrupted.
+        """
+    )
+
+    @Option(name: .long, help: "Processes in the ring (2…16).")
+    var nodes = 5
+
+    @Option(name: .long, help: "How many send: the first K ring positions. Default: all nodes.")
+    var senders: Int?
+
+    @Option(name: .long, help: ArgumentHelp("Which ring positions send, e.g. 0,2,4.", valueName: "ids"))
+    var senderSet: String?
+
+    @Option(name: .long, help: "Message size in bytes.")
+    var size = 10_000
+
+    @Option(name: .long, help: "Warm-up seconds (not measured).")
+    var warmup = 1.0
+
+    @Option(name: .long, help: "Measurement seconds.")
+    var duration = 5.0
+
+    @Option(name: .long, help: "Cool-down seconds: senders stop, the ring drains, nothing is measured.")
+    var cooldown = 2.0
+
+    @Option(name: .long, help: "The fairness mechanism of §2.5.2: on or off.")
+    var fairness: Switch = .on
+
+    @Option(name: .long, help: "Passed to every node: its window (messages in flight).")
+    var window: Int?
+
+    @Option(name: .long, help: "Passed to every node: messages per batch at most.")
+    var batchCount: Int?
+
+    @Option(name: .long, help: "Passed to every node: bytes per batch at most.")
+    var batchBytes: Int?
+
+    @Option(name: .long, help: "Passed to every node: zero-copy sends auto, on or off.")
+    var zerocopy: String?
+
+    @Flag(name: .long, help: "Print exactly one JSON object on stdout (ARCHITECTURE §3.2).")
+    var json = false
+
+    @Option(name: .long, help: ArgumentHelp("Each node writes DIR/node-<id>.log (§3.3); the logs are checked.", valueName: "dir"))
+    var deliveryLog: String?
+
+    @Option(name: .long, help: ArgumentHelp("Run on the emulated LAN (tools/lan) at this rate, e.g. 100mbit, 1gbit.", valueName: "rate"))
+    var lan: String?
+
+    @Option(name: .long, help: "Namespace prefix of the LAN.")
+    var lanPrefix = "rcb"
+
+    @Flag(name: .long, help: "Leave the LAN up at the end (a matching one is reused either way).")
+    var lanKeep = false
+
+    @Option(name: .long, help: ArgumentHelp("Path of tools/lan (default: found upward from this executable).", valueName: "path"))
+    var lanTool: String?
+
+    @Option(name: .long, help: ArgumentHelp("ringcast-node to run (default: beside this executable).", valueName: "path"))
+    var nodeBinary: String?
+
+    @Option(name: .long, help: ArgumentHelp("ringperf for the raw link (default: beside this executable).", valueName: "path"))
+    var ringperfBinary: String?
+
+    @Option(name: .long, help: "Seconds of the raw-link test (default: --duration; 0 skips it).")
+    var rawLinkDuration: Double?
+
+    @Option(name: .long, help: "Seconds from starting the nodes to their common start time (default 2, LAN 3).")
+    var setup: Double?
+
+    @Option(name: .long, help: "Seconds past the nodes' expected end before they are declared hung and killed.")
+    var grace = 15.0
+
+    @Option(name: .long, help: "First port (default: free loopback ports; 7400 on the LAN).")
+    var basePort: Int?
+
+    public init() {}
+
+    public enum Switch: String, ExpressibleByArgument, Sendable { case on, off }
+
+    /// The validated configuration these options describe.
+    public func makeConfiguration() throws(BenchError) -> BenchConfiguration {
+        var config = BenchConfiguration()
+        config.nodeCount = nodes
+        guard BenchConfiguration.nodeCountRange.contains(nodes) else {
+            throw .invalidConfiguration("--nodes must be in 2…16, got \(nodes)")
+        }
+        config.senderIDs = try BenchConfiguration.senderIDs(count: senders, set: senderSet, nodeCount: nodes)
+        config.messageSizeBytes = size
+        config.warmupSeconds = warmup
+        config.durationSeconds = duration
+        config.cooldownSeconds = cooldown
+        config.fairness = fairness == .on
+        config.window = window
+        config.batchCount = batchCount
+        config.batchBytes = batchBytes
+        config.zerocopy = zerocopy
+        config.deliveryLogDirectory = deliveryLog.map(Locator.absolute)
+        config.lanRate = lan
+        config.lanPrefix = lanPrefix
+        config.lanKeep = lanKeep
+        config.lanTool = lanTool
+        config.nodeBinary = nodeBinary
+        config.ringperfBinary = ringperfBinary
+        config.rawLinkSeconds = rawLinkDuration
+        config.setupSeconds = setup
+        config.graceSeconds = grace
+        config.basePort = basePort
+        config.json = json
+        try config.validate()
+        return config
+    }
+
+    public func validate() throws {
+        do { _ = try makeConfiguration() } catch { throw ValidationError(error.description) }
+    }
+
+    public func run() throws {
+        let config = try makeConfiguration()
+        StopSignals.install()
+        let result: BenchResult
+        do {
+            result = try BenchRunner(config: config, progress: ProgressLine(enabled: true)).run()
+        } catch {
+            FileHandle.standardError.write(Data("ringcast-bench: error: \(error.description)\n".utf8))
+            // --json promises one object on stdout: a failed run says why there, too.
+            if config.json { print(JSONValue.object([("error", .string(error.description))]).text) }
+            if case .interrupted = error { throw ExitCode(130) }
+            throw ExitCode(1)
+        }
+        print(config.json ? result.json.text : result.table)
+        if !result.orderAgreed {
+            FileHandle.standardError.write(Data("ringcast-bench: order NOT agreed: \(result.order.problems + (result.deliveryLog?.problems ?? []))\n".utf8))
+            throw ExitCode(3)
+        }
+    }
+}

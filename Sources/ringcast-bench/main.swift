@@ -1,0 +1,3 @@
+import RingCastBenchKit
+
+BenchCommand.main()

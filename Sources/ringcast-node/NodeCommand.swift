@@ -1,0 +1,122 @@
+import ArgumentParser
+import Foundation
+import RingCast
+
+/// `ringcast-node`: one RingCast node as its own process (ARCHITECTURE §3.1), the unit `ringcast-bench` starts n of.
+@main
+struct NodeCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "ringcast-node",
+        abstract: "Run one RingCast node: join the ring, optionally broadcast, measure what is delivered.",
+        discussion: """
+        Start n of these (ids 0..n-1), each listening where its predecessor connects and connecting to its \
+        successor. The node waits for the ring to connect (bounded by --connect-timeout), then at --start-at \
+        (CLOCK_REALTIME ns, default: as soon as connected) starts; a --send node broadcasts --size-byte messages \
+        as fast as backpressure allows until warm-up + duration has elapsed. Every node then keeps delivering \
+        until no delivery arrived for 500 ms (--quiet-ms) and its own messages all came back (bounded by \
+        --cooldown), shuts down and reports.
+
+        Measurement window: [start + warmup, start + warmup + duration]; delivered messages/bytes (all origins), \
+        per-origin fractions, CPU (getrusage user+sys over the window / wall), Mbit/s and latency (µs, now − send \
+        time, HdrHistogram) count only deliveries inside it.
+
+        Payload: bytes 0..<24 = origin u32, reserved u32, origin app seq u64, send time u64 (CLOCK_REALTIME ns), \
+        little-endian; the rest a deterministic pattern.
+
+        Order digest: FNV-1a 64 over every delivered message, in order, of its 24-byte record (origin u32, \
+        origin_seq u64, length u32, payload hash u64; little-endian); the payload hash is FNV-1a 64 of the payload \
+        when --delivery-log or --digest-payloads on is given, else 0 (hashing every payload costs the engine \
+        thread ~3 cycles per byte).
+
+        --delivery-log FILE: one line per delivered message (ARCHITECTURE §3.3): \
+        `<view_id> <origin_id> <origin_seq> <length> <fnv1a64_hex_of_payload>` (16 lowercase hex digits).
+
+        --config FILE: the same options as `key=value` lines (`#` comments) or one JSON object, keys without \
+        the leading dashes (e.g. `id=0`, `listen=10.0.0.1:7000`, `send=true`); flags on the command line win.
+
+        Deliveries use the zero-copy synchronous handler: payload_copies stays 0. Exit status: 0 on success, \
+        1 on a runtime failure (connect timeout, engine failure), 64 on bad flags.
+        """
+    )
+
+    @Option(help: "This node's ring position, 0..<nodes.")
+    var id: Int?
+    @Option(help: "Number of nodes in the ring.")
+    var nodes: Int?
+    @Option(help: ArgumentHelp("Where the predecessor connects to this node.", valueName: "host:port"))
+    var listen: String?
+    @Option(help: ArgumentHelp("The successor's listen address.", valueName: "host:port"))
+    var successor: String?
+    @Option(name: .customLong("view-id"), help: "View id carried by every frame (default 1).")
+    var viewId: UInt64?
+    @Flag(inversion: .prefixedNo, help: "Broadcast messages (default: only deliver).")
+    var send: Bool?
+    @Option(help: ArgumentHelp("Message size in bytes, ≥ 24 (default 10000).", valueName: "bytes"))
+    var size: Int?
+    @Option(name: .customLong("start-at"), help: ArgumentHelp("Start time, CLOCK_REALTIME ns since the epoch (default: once connected).", valueName: "unix-ns"))
+    var startAt: UInt64?
+    @Option(help: ArgumentHelp("Warm-up seconds before the measurement window (default 1).", valueName: "seconds"))
+    var warmup: Double?
+    @Option(help: ArgumentHelp("Measurement window seconds (default 5).", valueName: "seconds"))
+    var duration: Double?
+    @Option(help: ArgumentHelp("Longest cool-down after the senders stop (default 2).", valueName: "seconds"))
+    var cooldown: Double?
+    @Option(help: "Own messages in flight (the LCR window; default: the engine's).")
+    var window: Int?
+    @Option(name: .customLong("window-bytes"), help: "Own payload bytes in flight (default: the engine's).")
+    var windowBytes: Int?
+    @Option(name: .customLong("batch-count"), help: "Application messages per LCR message (default: the engine's).")
+    var batchCount: Int?
+    @Option(name: .customLong("batch-bytes"), help: "Payload bytes per LCR message (default: the engine's, at least --size).")
+    var batchBytes: Int?
+    @Option(help: ArgumentHelp("The fairness mechanism of §2.5.2 (default on).", valueName: "on|off"))
+    var fairness: Switch?
+    @Option(help: ArgumentHelp("Zero-copy sends to the successor (default off).", valueName: "auto|on|off"))
+    var zerocopy: ZeroCopyChoice?
+    @Option(name: .customLong("delivery-log"), help: ArgumentHelp("Write the delivery log here (ARCHITECTURE §3.3).", valueName: "file"))
+    var deliveryLog: String?
+    @Option(name: .customLong("digest-payloads"), help: ArgumentHelp("Hash every payload into the order digest (default: on iff --delivery-log).", valueName: "on|off"))
+    var digestPayloads: Switch?
+    @Option(name: .customLong("connect-timeout"), help: ArgumentHelp("Give up connecting the ring after this long (default 10).", valueName: "seconds"))
+    var connectTimeout: Double?
+    @Option(name: .customLong("quiet-ms"), help: ArgumentHelp("The cool-down ends after this long without a delivery (default 500).", valueName: "ms"))
+    var quietMillis: Int?
+    @Flag(inversion: .prefixedNo, help: "Print one JSON object at exit instead of text.")
+    var json: Bool?
+    @Option(help: ArgumentHelp("Read options from a key=value or JSON file (command-line flags win).", valueName: "file"))
+    var config: String?
+
+    func validate() throws {
+        _ = try resolve()
+    }
+
+    func run() async throws {
+        let settings = try resolve()
+        let outcome = await NodeRun(settings: settings).run()
+        if settings.json {
+            print(outcome.json())
+        } else {
+            print(outcome.text())
+        }
+        if let error = outcome.error {
+            FileHandle.standardError.write(Data("ringcast-node \(settings.id): \(error)\n".utf8))
+            throw ExitCode(1)
+        }
+    }
+}
+
+enum Switch: String, ExpressibleByArgument, CaseIterable {
+    case on, off
+    var isOn: Bool { self == .on }
+}
+
+enum ZeroCopyChoice: String, ExpressibleByArgument, CaseIterable {
+    case auto, on, off
+    var mode: ZeroCopyMode {
+        switch self {
+        case .auto: .auto
+        case .on: .on
+        case .off: .off
+        }
+    }
+}

@@ -1,0 +1,140 @@
+import Foundation
+import Histogram
+import RingCast
+
+struct NodeRunError: Error, CustomStringConvertible {
+    let description: String
+    static func failed(_ description: String) -> NodeRunError { NodeRunError(description: description) }
+}
+
+/// CPU time of the whole process (user + system), getrusage(2).
+func processCPUNanos() -> UInt64 {
+    var usage = rusage()
+    getrusage(__rusage_who_t(RUSAGE_SELF.rawValue), &usage)
+    func nanos(_ time: timeval) -> UInt64 { UInt64(time.tv_sec) * 1_000_000_000 + UInt64(time.tv_usec) * 1000 }
+    return nanos(usage.ru_utime) + nanos(usage.ru_stime)
+}
+
+/// Sleeps until CLOCK_REALTIME reaches `unixNanos` (in steps of at most 100 ms, so a clock step is followed).
+func sleep(untilRealtime unixNanos: UInt64) async {
+    while true {
+        let now = realtimeNanos()
+        guard now < unixNanos else { return }
+        let step = min(unixNanos - now, 100_000_000)
+        try? await Task.sleep(for: .nanoseconds(Int64(step)))
+    }
+}
+
+/// One node's run: connect, start at the agreed time, send until the window ends, drain, report.
+struct NodeRun {
+    let settings: RunSettings
+
+    func run() async -> Outcome {
+        var outcome = Outcome(settings: settings)
+        var log: DeliveryLogWriter?
+        do {
+            if let path = settings.deliveryLogPath { log = try DeliveryLogWriter(path: path) }
+        } catch {
+            outcome.error = error.description
+            return outcome
+        }
+        let recorder = DeliveryRecorder(nodes: settings.nodes, hashPayloads: settings.digestPayloads, log: log)
+        let node: Node
+        do {
+            node = try Node(configuration: try settings.configuration) { batch in recorder.record(batch) }
+            try node.start()
+            try await node.waitUntilRunning(timeout: .seconds(settings.connectTimeoutSeconds + 1))
+        } catch {
+            outcome.error = "could not join the ring (listen \(settings.listen), successor \(settings.successor)): \(error)"
+            outcome.finish(recorder: recorder, node: nil)
+            return outcome
+        }
+        let startAt = settings.startAtNanos ?? realtimeNanos()
+        let windowStart = startAt + UInt64(settings.warmupSeconds * 1e9)
+        let windowEnd = windowStart + UInt64(settings.durationSeconds * 1e9)
+        recorder.windowStart.store(windowStart, ordering: .relaxed)
+        recorder.windowEnd.store(windowEnd, ordering: .relaxed)
+        outcome.windowStartNanos = windowStart
+        outcome.windowEndNanos = windowEnd
+        await sleep(untilRealtime: startAt)
+
+        let sender: Task<SendResult, Never>? = settings.send ? Task {
+            await Self.send(node: node, settings: settings, until: windowEnd)
+        } : nil
+
+        // CPU over the window: sampled at its edges by this task (the sender runs on another thread).
+        await sleep(untilRealtime: windowStart)
+        let cpuStart = processCPUNanos()
+        let wallStart = realtimeNanos()
+        await sleep(untilRealtime: windowEnd)
+        let cpuEnd = processCPUNanos()
+        let wallEnd = realtimeNanos()
+        outcome.cpuPercent = wallEnd > wallStart ? Double(cpuEnd - cpuStart) / Double(wallEnd - wallStart) * 100 : 0
+
+        if let sender {
+            let result = await sender.value
+            outcome.sentMessages = result.sent
+            if let error = result.error { outcome.error = "broadcast failed during the run: \(error)" }
+        }
+        if case let .failed(error) = node.status, outcome.error == nil {
+            outcome.error = "the engine failed during the run: \(error)"
+        }
+        if outcome.error == nil { outcome.endedBy = await coolDown(node: node, recorder: recorder, sendEnd: windowEnd) }
+        node.shutdown()
+        outcome.finish(recorder: recorder, node: node)
+        return outcome
+    }
+
+    struct SendResult: Sendable {
+        var sent: UInt64 = 0
+        var error: RingCastError?
+    }
+
+    /// Broadcasts as fast as backpressure allows until CLOCK_REALTIME passes `end`.
+    static func send(node: Node, settings: RunSettings, until end: UInt64) async -> SendResult {
+        var result = SendResult()
+        var template = [UInt8](repeating: 0, count: settings.sizeBytes)
+        for index in RunSettings.headerBytes..<settings.sizeBytes {
+            template[index] = UInt8(truncatingIfNeeded: index &* 131 &+ settings.id &* 17 &+ 7)
+        }
+        while true {
+            let now = realtimeNanos()
+            guard now < end else { break }
+            var payload = template // one allocation + the application's own fill; the library copies nothing
+            payload.withUnsafeMutableBytes { bytes in
+                bytes.storeBytes(of: UInt32(settings.id).littleEndian, toByteOffset: 0, as: UInt32.self)
+                bytes.storeBytes(of: UInt32(0), toByteOffset: 4, as: UInt32.self)
+                bytes.storeBytes(of: (result.sent + 1).littleEndian, toByteOffset: 8, as: UInt64.self)
+                bytes.storeBytes(of: now.littleEndian, toByteOffset: 16, as: UInt64.self)
+            }
+            do {
+                try await node.broadcast(payload)
+                result.sent += 1
+            } catch {
+                result.error = error
+                break
+            }
+        }
+        return result
+    }
+
+    /// Delivers until no delivery arrived for --quiet-ms (500 ms) after the senders stopped and this node's own
+    /// messages all came back, at most --cooldown.
+    func coolDown(node: Node, recorder: DeliveryRecorder, sendEnd: UInt64) async -> String {
+        let deadline = sendEnd + UInt64(settings.cooldownSeconds * 1e9)
+        let (nowMonotonic, nowRealtime) = (monotonicNanos(), realtimeNanos())
+        let sendEndMonotonic = nowMonotonic - min(nowMonotonic, nowRealtime > sendEnd ? nowRealtime - sendEnd : 0)
+        while true {
+            if case .failed = node.status { return "peer_closed" }
+            let last = max(recorder.lastDeliveryMonotonic.load(ordering: .relaxed), sendEndMonotonic)
+            let now = monotonicNanos()
+            // Quiet only counts once this node's own messages all came back: until then the ring still owes it
+            // deliveries (a stalled or starved ring is not a drained one).
+            if now > last && now - last >= settings.quietNanos && node.statistics.broadcastsInFlight == 0 {
+                return "quiet"
+            }
+            if realtimeNanos() >= deadline { return "cooldown_elapsed" }
+            try? await Task.sleep(for: .milliseconds(20))
+        }
+    }
+}

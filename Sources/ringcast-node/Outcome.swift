@@ -1,0 +1,211 @@
+import Foundation
+import Histogram
+import RingCast
+
+/// What a node run measured, printed as one JSON object (ARCHITECTURE §3.2 `nodes` entry, and more) or as text.
+struct Outcome {
+    let settings: RunSettings
+    var error: String?
+    var endedBy = "not_started"
+    var windowStartNanos: UInt64 = 0
+    var windowEndNanos: UInt64 = 0
+    var cpuPercent: Double?
+    var sentMessages: UInt64 = 0
+    var recorded: DeliveryRecorder.State?
+    var statistics: Node.Statistics?
+    var logError: String?
+
+    init(settings: RunSettings) { self.settings = settings }
+
+    /// Takes the counters once the engine thread has ended (after shutdown), closes the log.
+    mutating func finish(recorder: DeliveryRecorder, node: Node?) {
+        node?.shutdown()
+        var closeError: String?
+        var state = recorder.state.withLock { state in
+            if var log = state.log.take() { closeError = log.close() }
+            return state
+        }
+        logError = closeError
+        state.log = nil
+        recorded = state
+        statistics = node?.statistics
+        if let logError, error == nil { error = "writing the delivery log failed: \(logError)" }
+    }
+
+    var durationSeconds: Double { Double(windowEndNanos - windowStartNanos) / 1e9 }
+
+    var throughputMbitPerSecond: Double {
+        guard let recorded, durationSeconds > 0 else { return 0 }
+        return Double(recorded.windowBytes) * 8 / durationSeconds / 1e6
+    }
+
+    var senderFractions: [(Int, Double)] {
+        guard let recorded, recorded.windowMessages > 0 else { return [] }
+        return recorded.windowPerOrigin.enumerated().compactMap { origin, count in
+            count == 0 ? nil : (origin, Double(count) / Double(recorded.windowMessages))
+        }
+    }
+
+    func latency(_ percentile: Double) -> JSON {
+        guard let histogram = recorded?.latency, histogram.totalCount > 0 else { return .null }
+        return .number(Double(percentile >= 100 ? histogram.max : histogram.valueAtPercentile(percentile)))
+    }
+
+    func json() -> String {
+        let stats = statistics ?? Node.Statistics()
+        let recorded = recorded
+        var buckets: [JSON] = []
+        if let histogram = recorded?.latency {
+            for bucket in histogram.recordedValues() {
+                buckets.append(.array([.integer(Int64(bucket.value)), .integer(Int64(bucket.count))]))
+            }
+        }
+        var fields: [(String, JSON)] = []
+        fields.append(("id", .integer(Int64(settings.id))))
+        fields.append(("nodes", .integer(Int64(settings.nodes))))
+        fields.append(("view_id", .integer(Int64(settings.viewId))))
+        fields.append(("sender", .bool(settings.send)))
+        fields.append(("size_bytes", .integer(Int64(settings.sizeBytes))))
+        fields.append(("window_start_unix_ns", .integer(Int64(windowStartNanos))))
+        fields.append(("duration_s", .number(durationSeconds)))
+        fields.append(("delivered_messages", .integer(Int64(recorded?.windowMessages ?? 0))))
+        fields.append(("delivered_bytes", .integer(Int64(recorded?.windowBytes ?? 0))))
+        fields.append(("throughput_mbit_s", .number(throughputMbitPerSecond)))
+        fields.append(("cpu_percent", cpuPercent.map(JSON.number) ?? .null))
+        fields.append(("sender_fractions", .object(senderFractions.map { (String($0.0), .number($0.1)) })))
+        fields.append(("latency_us_p50", latency(50)))
+        fields.append(("latency_us_p99", latency(99)))
+        fields.append(("latency_us_max", latency(100)))
+        fields.append(("latency_samples", .integer(Int64(recorded?.latency.totalCount ?? 0))))
+        fields.append(("latency_histogram", .object([("unit", .string("us")), ("buckets", .array(buckets))])))
+        fields.append(("total_delivered", .integer(Int64(recorded?.totalMessages ?? 0))))
+        fields.append(("total_delivered_bytes", .integer(Int64(recorded?.totalBytes ?? 0))))
+        fields.append(("order_digest", .string(hex16(recorded?.orderDigest ?? FNV1a64.basis))))
+        fields.append(("order_digest_covers_payload", .bool(settings.digestPayloads)))
+        fields.append(("sent_messages", .integer(Int64(sentMessages))))
+        fields.append(("broadcasts", .integer(Int64(stats.broadcasts))))
+        fields.append(("payload_copies", .integer(Int64(stats.payloadCopies))))
+        fields.append(("headerless_messages", .integer(Int64(recorded?.headerlessMessages ?? 0))))
+        fields.append(("send_times_ahead", .integer(Int64(recorded?.sendTimesAhead ?? 0))))
+        fields.append(("delivery_gap_max_ms", .number(Double(recorded?.deliveryGapMaxNanos ?? 0) / 1e6)))
+        fields.append(("ended_by", .string(endedBy)))
+        fields.append(("limits", .object([
+                ("window", .integer(Int64(settings.limits.window))),
+                ("window_bytes", .integer(Int64(settings.limits.windowBytes))),
+                ("batch_count_max", .integer(Int64(settings.limits.batchCountMax))),
+                ("batch_bytes_max", .integer(Int64(settings.limits.batchBytesMax))),
+                ("fairness", .bool(settings.limits.fairness)),
+                ("zerocopy_mode", .string(settings.limits.zeroCopy.rawValue)),
+            ])))
+        fields.append(("engine", .object([
+                ("broadcasts", .integer(Int64(stats.broadcasts))),
+                ("delivered_messages", .integer(Int64(stats.deliveredMessages))),
+                ("delivered_bytes", .integer(Int64(stats.deliveredBytes))),
+                ("lcr_messages_sent", .integer(Int64(stats.lcrMessagesSent))),
+                ("forwarded", .integer(Int64(stats.forwarded))),
+                ("frames_in", .integer(Int64(stats.framesIn))),
+                ("frames_out", .integer(Int64(stats.framesOut))),
+                ("heartbeats_out", .integer(Int64(stats.heartbeatsOut))),
+                ("payload_copies", .integer(Int64(stats.enginePayloadCopies))),
+                ("recv_stalls", .integer(Int64(stats.receiveStalls))),
+                ("delivery_stalls", .integer(Int64(stats.deliveryStalls))),
+                ("bytes_in", .integer(Int64(stats.bytesIn))),
+                ("bytes_out", .integer(Int64(stats.bytesOut))),
+                ("zerocopy_fraction", .number(stats.zeroCopyFraction)),
+                ("broadcast_waits", .integer(Int64(stats.broadcastWaits))),
+            ])))
+        fields.append(("error", error.map(JSON.string) ?? .null))
+        let object: JSON = .object(fields)
+        return object.text
+    }
+
+    func text() -> String {
+        let recorded = recorded
+        let stats = statistics ?? Node.Statistics()
+        func show(_ value: JSON) -> String { if case let .number(n) = value { String(format: "%.0f", n) } else { "-" } }
+        var lines: [String] = []
+        let role = settings.send ? ", sending \(settings.sizeBytes)-byte messages" : ", not sending"
+        lines.append("ringcast-node \(settings.id)/\(settings.nodes) (listen \(settings.listen), successor \(settings.successor))" + role)
+        let cpu = cpuPercent.map { String(format: "%.1f", $0) } ?? "-"
+        let window = String(format: "%.2f", durationSeconds)
+        let mbit = String(format: "%.1f", throughputMbitPerSecond)
+        lines.append("  window \(window) s: \(recorded?.windowMessages ?? 0) messages, \(recorded?.windowBytes ?? 0) bytes, \(mbit) Mbit/s, CPU \(cpu) %")
+        let fractions = senderFractions.map { "\($0.0): " + String(format: "%.3f", $0.1) }
+        lines.append("  senders: " + (fractions.isEmpty ? "-" : fractions.joined(separator: ", ")))
+        let samples = recorded?.latency.totalCount ?? 0
+        lines.append("  latency µs: p50 \(show(latency(50))), p99 \(show(latency(99))), max \(show(latency(100))) (\(samples) samples)")
+        let digestText = hex16(recorded?.orderDigest ?? FNV1a64.basis) + (settings.digestPayloads ? " (with payloads)" : "")
+        lines.append("  whole run: \(recorded?.totalMessages ?? 0) delivered, \(sentMessages) sent, order digest \(digestText)")
+        lines.append("  engine: \(stats.lcrMessagesSent) LCR messages sent, \(stats.forwarded) forwarded, payload copies \(stats.payloadCopies), receive stalls \(stats.receiveStalls), broadcast waits \(stats.broadcastWaits)")
+        lines.append("  ended by: \(endedBy)")
+        if let error { lines.append("  error: \(error)") }
+        return lines.joined(separator: "\n")
+    }
+}
+
+func hex16(_ value: UInt64) -> String {
+    let digits = String(value, radix: 16)
+    return String(repeating: "0", count: 16 - digits.count) + digits
+}
+
+/// A JSON value with ordered keys (the output reads in the order of ARCHITECTURE §3.2).
+indirect enum JSON {
+    case null
+    case bool(Bool)
+    case integer(Int64)
+    case number(Double)
+    case string(String)
+    case array([JSON])
+    case object([(String, JSON)])
+
+    var text: String {
+        var out = ""
+        write(to: &out)
+        return out
+    }
+
+    func write(to out: inout String) {
+        switch self {
+        case .null: out += "null"
+        case let .bool(value): out += value ? "true" : "false"
+        case let .integer(value): out += String(value)
+        case let .number(value):
+            if !value.isFinite { out += "null" }
+            else if value == value.rounded() && abs(value) < 1e15 { out += String(Int64(value)) }
+            else { out += String(value) }
+        case let .string(value): JSON.quote(value, into: &out)
+        case let .array(values):
+            out += "["
+            for (index, value) in values.enumerated() {
+                if index > 0 { out += "," }
+                value.write(to: &out)
+            }
+            out += "]"
+        case let .object(fields):
+            out += "{"
+            for (index, (key, value)) in fields.enumerated() {
+                if index > 0 { out += "," }
+                JSON.quote(key, into: &out)
+                out += ":"
+                value.write(to: &out)
+            }
+            out += "}"
+        }
+    }
+
+    static func quote(_ text: String, into out: inout String) {
+        out += "\""
+        for scalar in text.unicodeScalars {
+            switch scalar {
+            case "\"": out += "\\\""
+            case "\\": out += "\\\\"
+            case "\n": out += "\\n"
+            case "\r": out += "\\r"
+            case "\t": out += "\\t"
+            case _ where scalar.value < 0x20: out += String(format: "\\u%04x", scalar.value)
+            default: out.unicodeScalars.append(scalar)
+            }
+        }
+        out += "\""
+    }
+}

@@ -1,0 +1,185 @@
+import ArgumentParser
+import Foundation
+import RingCast
+
+/// Everything a node run needs, resolved from the command line, the --config file and the defaults.
+struct RunSettings: Sendable {
+    var id: Int
+    var nodes: Int
+    var listen: Address
+    var successor: Address
+    var viewId: UInt64
+    var send: Bool
+    var sizeBytes: Int
+    var startAtNanos: UInt64?
+    var warmupSeconds: Double
+    var durationSeconds: Double
+    var cooldownSeconds: Double
+    var limits: Node.Limits
+    var deliveryLogPath: String?
+    var digestPayloads: Bool
+    var connectTimeoutSeconds: Double
+    var json: Bool
+    /// The cool-down ends after this long without a delivery (once the senders stopped).
+    var quietNanos: UInt64
+
+    static let headerBytes = 24
+
+    var configuration: Node.Configuration {
+        get throws(RingCastError) {
+            try Node.Configuration(position: id, nodeCount: nodes, listen: listen, successor: successor,
+                                   viewId: viewId, limits: limits)
+        }
+    }
+}
+
+/// The option names a --config file may use (the long options without dashes).
+let configKeys: Set<String> = [
+    "id", "nodes", "listen", "successor", "view-id", "send", "size", "start-at", "warmup", "duration", "cooldown",
+    "window", "window-bytes", "batch-count", "batch-bytes", "fairness", "zerocopy", "delivery-log",
+    "digest-payloads", "connect-timeout", "quiet-ms", "json",
+]
+
+/// Reads a --config file: `key=value` lines (blank lines and `#` comments ignored) or one JSON object.
+func readConfigFile(_ path: String) throws(ValidationError) -> [String: String] {
+    guard let data = FileManager.default.contents(atPath: path), let text = String(data: data, encoding: .utf8) else {
+        throw ValidationError("--config: cannot read '\(path)'")
+    }
+    var values: [String: String] = [:]
+    if text.trimmingCharacters(in: .whitespacesAndNewlines).hasPrefix("{") {
+        guard let object = try? JSONDecoder().decode([String: ConfigValue].self, from: data) else {
+            throw ValidationError("--config: '\(path)' is not a JSON object of strings, numbers and booleans")
+        }
+        values = object.mapValues(\.text)
+    } else {
+        for (index, rawLine) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+            let line = rawLine.split(separator: "#", maxSplits: 1, omittingEmptySubsequences: false).first ?? ""
+            let trimmed = line.trimmingCharacters(in: .whitespaces)
+            if trimmed.isEmpty { continue }
+            guard let equals = trimmed.firstIndex(of: "=") else {
+                throw ValidationError("--config \(path):\(index + 1): expected key=value")
+            }
+            let key = trimmed[..<equals].trimmingCharacters(in: .whitespaces)
+            values[key.hasPrefix("--") ? String(key.dropFirst(2)) : key] =
+                trimmed[trimmed.index(after: equals)...].trimmingCharacters(in: .whitespaces)
+        }
+    }
+    if let unknown = values.keys.sorted().first(where: { !configKeys.contains($0) }) {
+        throw ValidationError("--config: unknown key '\(unknown)' (known: \(configKeys.sorted().joined(separator: ", ")))")
+    }
+    return values
+}
+
+extension NodeCommand {
+    /// Merges flags, the --config file and defaults, and validates the result.
+    func resolve() throws(ValidationError) -> RunSettings {
+        let file = try config.map { path throws(ValidationError) in try readConfigFile(path) } ?? [:]
+
+        func value<T>(_ flag: T?, _ key: String, _ parse: (String) -> T?) throws(ValidationError) -> T? {
+            if let flag { return flag }
+            guard let text = file[key] else { return nil }
+            guard let parsed = parse(text) else { throw ValidationError("--config: bad value '\(text)' for \(key)") }
+            return parsed
+        }
+        func boolean(_ text: String) -> Bool? {
+            switch text.lowercased() {
+            case "1", "true", "yes", "on": true
+            case "0", "false", "no", "off": false
+            default: nil
+            }
+        }
+        func required<T>(_ flag: T?, _ key: String, _ parse: (String) -> T?) throws(ValidationError) -> T {
+            guard let result = try value(flag, key, parse) else { throw ValidationError("--\(key) is required") }
+            return result
+        }
+        func address(_ text: String, _ key: String) throws(ValidationError) -> Address {
+            do { return try Address(text) } catch { throw ValidationError("--\(key): \(error)") }
+        }
+
+        let id = try required(id, "id") { Int($0) }
+        let nodes = try required(nodes, "nodes") { Int($0) }
+        guard (1...Node.Configuration.nodeCountMax).contains(nodes) else {
+            throw ValidationError("--nodes must be in 1...\(Node.Configuration.nodeCountMax)")
+        }
+        guard (0..<nodes).contains(id) else { throw ValidationError("--id must be in 0..<\(nodes)") }
+        let listen = try address(try required(listen, "listen") { $0 }, "listen")
+        let successor = try address(try required(successor, "successor") { $0 }, "successor")
+        let size = try value(size, "size") { Int($0) } ?? 10_000
+        guard size >= RunSettings.headerBytes else {
+            throw ValidationError("--size must be at least \(RunSettings.headerBytes) bytes (the payload header)")
+        }
+        let warmup = try value(warmup, "warmup") { Double($0) } ?? 1
+        let duration = try value(duration, "duration") { Double($0) } ?? 5
+        let cooldown = try value(cooldown, "cooldown") { Double($0) } ?? 2
+        let connectTimeout = try value(connectTimeout, "connect-timeout") { Double($0) } ?? 10
+        let quietMillis = try value(quietMillis, "quiet-ms") { Int($0) } ?? 500
+        guard (1...600_000).contains(quietMillis) else { throw ValidationError("--quiet-ms must be in 1...600000") }
+        for (name, seconds, minimum) in [("warmup", warmup, 0.0), ("duration", duration, 0.0), ("cooldown", cooldown, 0.0),
+                                         ("connect-timeout", connectTimeout, 0.001)] {
+            guard seconds.isFinite, seconds >= minimum, seconds <= 86_400 else {
+                throw ValidationError("--\(name) must be a number of seconds in \(minimum)...86400")
+            }
+        }
+        guard duration > 0 else { throw ValidationError("--duration must be > 0 seconds") }
+
+        var limits = Node.Limits()
+        limits.connectTimeoutMillis = max(1, Int((connectTimeout * 1000).rounded()))
+        if let window = try value(window, "window", { Int($0) }) { limits.window = window }
+        if let bytes = try value(windowBytes, "window-bytes", { Int($0) }) { limits.windowBytes = bytes }
+        if let count = try value(batchCount, "batch-count", { Int($0) }) { limits.batchCountMax = count }
+        if let bytes = try value(batchBytes, "batch-bytes", { Int($0) }) {
+            limits.batchBytesMax = bytes
+            guard bytes >= size else { throw ValidationError("--batch-bytes \(bytes) is smaller than --size \(size)") }
+        } else {
+            limits.batchBytesMax = max(limits.batchBytesMax, size)
+        }
+        limits.deliveryRingMax = max(limits.deliveryRingMax, limits.batchCountMax)
+        if let fairness = try value(fairness, "fairness", { Switch(rawValue: $0.lowercased()) }) {
+            limits.fairness = fairness.isOn
+        }
+        if let choice = try value(zerocopy, "zerocopy", { ZeroCopyChoice(rawValue: $0.lowercased()) }) {
+            limits.zeroCopy = choice.mode
+        }
+        let deliveryLog = try value(deliveryLog, "delivery-log") { $0 }
+        let digest = try value(digestPayloads, "digest-payloads") { Switch(rawValue: $0.lowercased()) }
+
+        let settings = RunSettings(
+            id: id, nodes: nodes, listen: listen, successor: successor,
+            viewId: try value(viewId, "view-id") { UInt64($0) } ?? 1,
+            send: try value(send, "send", boolean) ?? false,
+            sizeBytes: size,
+            startAtNanos: try value(startAt, "start-at") { UInt64($0) },
+            warmupSeconds: warmup, durationSeconds: duration, cooldownSeconds: cooldown,
+            limits: limits, deliveryLogPath: deliveryLog,
+            digestPayloads: digest?.isOn ?? (deliveryLog != nil),
+            connectTimeoutSeconds: connectTimeout,
+            json: try value(json, "json", boolean) ?? false,
+            quietNanos: UInt64(quietMillis) * 1_000_000)
+        do {
+            _ = try settings.configuration
+        } catch {
+            throw ValidationError("\(error)")
+        }
+        return settings
+    }
+}
+
+/// One value of a JSON --config file, kept as the text the command line would have given.
+private struct ConfigValue: Decodable {
+    let text: String
+
+    init(from decoder: Decoder) throws {
+        let container = try decoder.singleValueContainer()
+        if let string = try? container.decode(String.self) {
+            text = string
+        } else if let flag = try? container.decode(Bool.self) {
+            text = flag ? "true" : "false"
+        } else if let integer = try? container.decode(Int64.self) {
+            text = String(integer)
+        } else if let integer = try? container.decode(UInt64.self) {
+            text = String(integer)
+        } else {
+            text = String(try container.decode(Double.self))
+        }
+    }
+}
