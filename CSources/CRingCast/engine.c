@@ -25,12 +25,12 @@ void rc_engine_settings_default(rc_engine_settings *s) {
     memset(s, 0, sizeof(*s));
     s->nodes = 1;
     s->view_id = 1;
-    s->window = 1024;
+    s->window = 256;
     s->window_bytes = 1u << 20;
     s->batch_count_max = 64;
     s->batch_bytes_max = 64u << 10;
     s->fairness = true;
-    s->broadcast_ring_max = 1024;
+    s->broadcast_ring_max = 64;
     s->delivery_ring_max = 4096;
     s->recv_buffer_bytes = 0;
     s->heartbeat_ms = 100;

@@ -134,6 +134,7 @@ void engine_record_forward_done(rc_engine *engine, uint64_t record);
 int engine_send_process(rc_engine *engine, uint64_t now_ns);
 void engine_send_done(rc_engine *engine, uint64_t token);
 void engine_broadcasts_take(rc_engine *engine);
+uint32_t engine_unsent_bytes_max(const rc_engine *engine);
 
 /* engine_deliver.c */
 void engine_deliver_process(rc_engine *engine);

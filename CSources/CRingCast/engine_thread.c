@@ -18,6 +18,8 @@ static int io_setup(rc_engine *e) {
     if (io.recv_bytes_max > io.recv_buffer_bytes) io.recv_bytes_max = io.recv_buffer_bytes;
     io.send_queue_max = 4096;
     io.zerocopy = e->settings.zerocopy;
+    io.notsent_lowat = engine_unsent_bytes_max(e); /* see room_for_a_frame */
+    if (io.send_bytes_max < io.notsent_lowat) io.send_bytes_max = io.notsent_lowat;
     uint64_t backoff_ns = 50000000; /* 50 ms, doubling in the transport: a few tries cover the timeout */
     io.connect_backoff_ns = backoff_ns;
     io.connect_retries = 8;

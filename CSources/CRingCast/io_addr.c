@@ -65,5 +65,10 @@ int rc_io_socket_configure(const rc_io *io, int fd) {
         setsockopt(fd, IPPROTO_TCP, TCP_CONGESTION, io->settings.congestion, (socklen_t)length) < 0) {
         return -errno;
     }
+    /* TCP_NOTSENT_LOWAT keeps the kernel from queueing megabytes ahead of the wire (tcp(7)): a send
+     * then completes only when the data is about to leave, so the caller decides what goes next (LCR's
+     * fairness) close to when it really goes. */
+    int lowat = (int)io->settings.notsent_lowat;
+    if (lowat > 0 && setsockopt(fd, IPPROTO_TCP, TCP_NOTSENT_LOWAT, &lowat, sizeof lowat) < 0) return -errno;
     return 0;
 }

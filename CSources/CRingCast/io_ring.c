@@ -64,6 +64,7 @@ static int rc_io_settings_validate(const rc_io_settings *s) {
     if (s->sq_entries == 0 || s->sq_entries > RC_IO_SQ_ENTRIES_MAX) return -EINVAL;
     if (s->zerocopy < RC_IO_ZEROCOPY_AUTO || s->zerocopy > RC_IO_ZEROCOPY_OFF) return -EINVAL;
     if (memchr(s->congestion, 0, sizeof s->congestion) == NULL) return -EINVAL;
+    if (s->notsent_lowat > s->send_bytes_max) return -EINVAL;
     if (rc_io_cq_entries(s) > RC_IO_CQ_ENTRIES_MAX) return -EINVAL;
     return 0;
 }

@@ -39,6 +39,8 @@ public struct BenchConfiguration: Sendable, Equatable {
     /// First port to use; nil picks free ephemeral ports (loopback) or 7400 (each LAN host has its own ports).
     public var basePort: Int?
     public var json = false
+    /// Keep the children's stdout/stderr files after a failed run (and say where); tests turn it off.
+    public var keepWorkDirectoryOnFailure = true
 
     public init() {}
 

@@ -56,7 +56,10 @@ public struct BenchRunner {
                 FileHandle.standardError.write(Data("warning: \(problem)\n".utf8))
             }
             progress.finish()
-            if succeeded { try? FileManager.default.removeItem(atPath: work) } else {
+            // A failed run keeps its children's output for a look; an interrupted one was wanted gone.
+            if succeeded || !config.keepWorkDirectoryOnFailure || StopSignals.pending != 0 {
+                try? FileManager.default.removeItem(atPath: work)
+            } else {
                 FileHandle.standardError.write(Data("ringcast-bench: child outputs kept in \(work)\n".utf8))
             }
         }

@@ -38,6 +38,10 @@ final class ChildProcess {
         posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
         posix_spawn_file_actions_addopen(&actions, 1, stdoutPath, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
         posix_spawn_file_actions_addopen(&actions, 2, stderrPath, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+        // Nothing else of ours leaks into a child: a descriptor another thread opened without O_CLOEXEC (a file
+        // being written, a socket) would otherwise live as long as the child (and keep, say, a freshly
+        // written script busy: ETXTBSY).
+        if let closeFrom = Self.addCloseFrom { _ = closeFrom(&actions, 3) }
 
         var attributes = posix_spawnattr_t()
         posix_spawnattr_init(&attributes)
@@ -67,6 +71,19 @@ final class ChildProcess {
         }
         return ChildProcess(name: name, pid: pid, stdoutPath: stdoutPath, stderrPath: stderrPath)
     }
+
+    /// glibc ≥ 2.34's posix_spawn_file_actions_addclosefrom_np, looked up at run time because Swift's Glibc
+    /// module does not export this GNU extension; nil where the C library lacks it.
+    private static let addCloseFrom: (@convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>, Int32) -> Int32)? = {
+        #if canImport(Glibc)
+        guard let symbol = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "posix_spawn_file_actions_addclosefrom_np") else {
+            return nil
+        }
+        return unsafeBitCast(symbol, to: (@convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>, Int32) -> Int32).self)
+        #else
+        return nil
+        #endif
+    }()
 
     /// Reaps the child if it has exited; returns whether it is still running.
     @discardableResult

@@ -68,6 +68,7 @@ import Testing
         config.nodeBinary = node
         config.ringperfBinary = ringperf
         config.rawLinkSeconds = ringperf == nil ? 0 : 0.2
+        config.keepWorkDirectoryOnFailure = false
         return config
     }
 

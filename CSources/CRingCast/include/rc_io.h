@@ -72,8 +72,9 @@ typedef struct rc_io_settings {
     uint32_t sq_entries;              /**< submission queue size; the CQ is sized from the limits */
     int32_t zerocopy;                 /**< rc_io_zerocopy for new connections */
     char congestion[16];              /**< TCP_CONGESTION per socket ("" = system default) */
+    uint32_t notsent_lowat;           /**< TCP_NOTSENT_LOWAT in bytes, ≤ send_bytes_max (0 = system default) */
 } rc_io_settings;
-_Static_assert(sizeof(rc_io_settings) == 80, "rc_io_settings is shared with Swift");
+_Static_assert(sizeof(rc_io_settings) == 88, "rc_io_settings is shared with Swift");
 
 /** Fills sane defaults (4 MiB receive buffer, 1 MiB sends of ≤ 64 iovecs, zero-copy off). */
 void rc_io_settings_default(rc_io_settings *settings);
