@@ -39,13 +39,14 @@ void rc_engine_settings_default(rc_engine_settings *s) {
     s->zerocopy = RC_IO_ZEROCOPY_OFF;
 }
 
-static uint64_t frame_bytes_max(const rc_engine_settings *s) {
+/* The largest frame these settings allow: a full hop header, a full message header, a full batch. */
+uint64_t engine_frame_bytes_max(const rc_engine_settings *s) {
     return RC_WIRE_HOP_MAX + rc_wire_message_header_bytes(s->nodes, s->batch_count_max) + s->batch_bytes_max;
 }
 
 /* rc_engine_create's rule (see rc_engine.h). */
 static uint64_t recv_buffer_bytes_min(const rc_engine_settings *s) {
-    uint64_t frame = frame_bytes_max(s);
+    uint64_t frame = engine_frame_bytes_max(s);
     return 8ull * s->nodes * (s->window_bytes + frame);
 }
 

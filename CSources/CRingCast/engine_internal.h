@@ -147,5 +147,6 @@ engine_record *engine_record_get(rc_engine *engine, uint64_t record);
 uint64_t engine_now_ns(void);
 void engine_fail(rc_engine *engine, int error);
 void engine_stats_publish(rc_engine *engine, uint64_t now_ns, bool force);
+uint64_t engine_frame_bytes_max(const rc_engine_settings *settings);
 
 #endif /* RINGCAST_ENGINE_INTERNAL_H */

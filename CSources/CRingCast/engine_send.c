@@ -102,9 +102,7 @@ static int send_own(rc_engine *engine, const rc_lcr_frame *frame) {
 
 /* Two largest frames: enough to keep the link busy while the next one is chosen. */
 uint32_t engine_unsent_bytes_max(const rc_engine *engine) {
-    const rc_engine_settings *s = &engine->settings;
-    uint64_t frame = RC_WIRE_HOP_MAX + rc_wire_message_header_bytes(s->nodes, s->batch_count_max) + s->batch_bytes_max;
-    return (uint32_t)(2 * frame);
+    return (uint32_t)(2 * engine_frame_bytes_max(&engine->settings));
 }
 
 /*

@@ -76,12 +76,6 @@ static bool connected(const rc_engine *e) {
     return e->settings.nodes == 1 || (e->successor_conn >= 0 && e->predecessor_conn >= 0);
 }
 
-/* Room for one more largest frame in the receive buffer. */
-static uint64_t frame_room(const rc_engine *e) {
-    return RC_WIRE_HOP_MAX + rc_wire_message_header_bytes(e->settings.nodes, e->settings.batch_count_max) +
-           e->settings.batch_bytes_max;
-}
-
 /* A full receive buffer that nothing drains for stall_ms is a deadlock of the buffers around the ring
  * (rc_engine.h: the receive-buffer rule); fail with a clear error instead of hanging. */
 static int stall_check(rc_engine *e, uint64_t now, uint64_t mark) {
@@ -94,7 +88,7 @@ static int stall_check(rc_engine *e, uint64_t now, uint64_t mark) {
     size_t bytes = 0;
     bool full = e->predecessor_conn >= 0 &&
                 rc_io_recv_peek(e->io, (uint32_t)e->predecessor_conn, &data, &bytes) == 0 &&
-                bytes + frame_room(e) > e->settings.recv_buffer_bytes;
+                bytes + engine_frame_bytes_max(&e->settings) > e->settings.recv_buffer_bytes;
     bool stalled = now - e->stall_since_ns > (uint64_t)e->settings.stall_ms * 1000000u;
     return full && stalled ? -ENOBUFS : 0;
 }
