@@ -37,8 +37,8 @@ static lcr_layout layout_of(const rc_lcr_settings *s, uint32_t ack_log_max) {
     l.clock = at;        at += align16(n * sizeof(uint64_t));
     l.stable_seq = at;   at += align16(n * sizeof(uint64_t));
     l.send_queue = at;   at += align16((size_t)s->send_queue_max * sizeof(rc_lcr_app));
-    l.pending = at;      at += align16((size_t)s->pending_max * sizeof(lcr_pending_entry));
-    l.forward = at;      at += align16((size_t)s->forward_queue_max * sizeof(lcr_forward_entry));
+    l.pending = at;      at += align16((size_t)s->pending_max * sizeof(lcr_entry));
+    l.forward = at;      at += align16((size_t)s->forward_queue_max * sizeof(lcr_entry));
     l.ack_log = at;      at += align16((size_t)ack_log_max * sizeof(lcr_ack_event));
     l.ack_out = at;      at += align16(n * sizeof(rc_lcr_ack));
     l.ack_out_seq = at;  at += align16(n * sizeof(uint64_t));
@@ -75,8 +75,8 @@ int rc_lcr_init(rc_lcr **out, void *memory, size_t size, const rc_lcr_settings *
     core->clock = (uint64_t *)(base + l.clock);
     core->stable_seq = (uint64_t *)(base + l.stable_seq);
     core->send_queue = (rc_lcr_app *)(base + l.send_queue);
-    core->pending = (lcr_pending_entry *)(base + l.pending);
-    core->forward = (lcr_forward_entry *)(base + l.forward);
+    core->pending = (lcr_entry *)(base + l.pending);
+    core->forward = (lcr_entry *)(base + l.forward);
     core->ack_log = (lcr_ack_event *)(base + l.ack_log);
     core->ack_out = (rc_lcr_ack *)(base + l.ack_out);
     core->ack_out_seq = (uint64_t *)(base + l.ack_out_seq);
@@ -158,7 +158,7 @@ static void message_accept(rc_lcr *core, const rc_lcr_message *m, bool *forwarde
     }
     uint32_t slot = lcr_clock_acquire(core);
     memcpy(lcr_clock_at(core, slot), m->clock, core->settings.nodes * sizeof(uint64_t));
-    lcr_pending_entry entry = {
+    lcr_entry entry = {
         .seq = m->seq, .bytes = m->bytes, .ref = m->ref, .origin = m->origin,
         .burst_size = m->burst_size, .count = m->count, .clock_slot = slot, .own = false,
     };
@@ -173,12 +173,7 @@ static void message_accept(rc_lcr *core, const rc_lcr_message *m, bool *forwarde
     }
     RC_ASSERT(core->forward_count < core->settings.forward_queue_max);
     lcr_clock_hold(core, slot);
-    lcr_forward_entry *f =
-        &core->forward[(core->forward_head + core->forward_count) % core->settings.forward_queue_max];
-    *f = (lcr_forward_entry){
-        .seq = m->seq, .bytes = m->bytes, .ref = m->ref, .origin = m->origin,
-        .burst_size = m->burst_size, .count = m->count, .clock_slot = slot,
-    };
+    core->forward[(core->forward_head + core->forward_count) % core->settings.forward_queue_max] = entry;
     core->forward_count++;
     core->forward_in++; /* line 12, when the link lets it go */
     *forwarded = true;
@@ -247,7 +242,7 @@ static void own_take(rc_lcr *core, rc_lcr_message *m) {
         : core->forward_clock_before + (size_t)core->forward_head * core->settings.nodes;
     memcpy(stamp, source, core->settings.nodes * sizeof(uint64_t));
     stamp[self] = core->clock[self];
-    lcr_pending_entry entry = {
+    lcr_entry entry = {
         .seq = core->clock[self], .bytes = bytes, .ref = first, .origin = self,
         .burst_size = burst, .count = count, .clock_slot = slot, .own = true,
     };
@@ -263,7 +258,7 @@ static void own_take(rc_lcr *core, rc_lcr_message *m) {
 
 static void forward_take(rc_lcr *core, rc_lcr_message *m) {
     RC_ASSERT(core->forward_count > 0);
-    lcr_forward_entry *f = &core->forward[core->forward_head];
+    lcr_entry *f = &core->forward[core->forward_head];
     *m = (rc_lcr_message){
         .origin = f->origin, .seq = f->seq, .burst_size = f->burst_size, .count = f->count,
         .bytes = f->bytes, .clock = lcr_clock_at(core, f->clock_slot), .own = false, .ref = f->ref,
@@ -304,7 +299,7 @@ int rc_lcr_next_frame(rc_lcr *core, rc_lcr_frame *frame) {
 
 /* ---- tryDeliver (lines 24–27) ---------------------------------------------------------------- */
 
-static bool deliverable(const rc_lcr *core, const lcr_pending_entry *first) {
+static bool deliverable(const rc_lcr *core, const lcr_entry *first) {
     if (core->settings.test_fault == RC_LCR_FAULT_DELIVER_UNSTABLE) return true; /* planted bug */
     return first->seq <= core->stable_seq[first->origin];
 }
@@ -312,7 +307,7 @@ static bool deliverable(const rc_lcr *core, const lcr_pending_entry *first) {
 uint32_t rc_lcr_next_deliveries(rc_lcr *core, rc_lcr_message *out, uint32_t max) {
     RC_ASSERT(core != NULL && (out != NULL || max == 0));
     uint32_t written = 0;
-    lcr_pending_entry *first;
+    lcr_entry *first;
     while (written < max && (first = lcr_pending_first(core)) != NULL && deliverable(core, first)) {
         out[written] = (rc_lcr_message){
             .origin = first->origin, .seq = first->seq, .burst_size = first->burst_size,

@@ -8,9 +8,11 @@
 
 #include "rc_lcr.h"
 
-/* One entry of `pending`, kept sorted by ≺ (§2.4.1). `stable` is derived, not stored: an entry is
- * stable when seq ≤ stable_seq[origin], because one origin's messages become stable in seq order. */
-typedef struct lcr_pending_entry {
+/* One LCR message held by the core: an entry of `pending`, kept sorted by ≺ (§2.4.1), or of the forward
+ * queue (Fig. 2.8), which holds copies of received entries until they are forwarded. `stable` is derived,
+ * not stored: an entry is stable when seq ≤ stable_seq[origin], because one origin's messages become
+ * stable in seq order. */
+typedef struct lcr_entry {
     uint64_t seq;
     uint64_t bytes;
     rc_ref ref;
@@ -19,18 +21,8 @@ typedef struct lcr_pending_entry {
     uint32_t count;
     uint32_t clock_slot; /* index into the clock pool */
     bool own;
-} lcr_pending_entry;
+} lcr_entry;
 
-/* A received message waiting to be forwarded (Fig. 2.8 forward queue). */
-typedef struct lcr_forward_entry {
-    uint64_t seq;
-    uint64_t bytes;
-    rc_ref ref;
-    uint32_t origin;
-    uint32_t burst_size;
-    uint32_t count;
-    uint32_t clock_slot;
-} lcr_forward_entry;
 
 /* An ACK waiting to go to the successor. `forward_in` is the number of messages that had entered the
  * forward queue when the ACK was received (or produced): the ACK may leave only once that many have
@@ -61,11 +53,11 @@ struct rc_lcr {
     uint64_t app_next;          /* next application message to put in an own LCR message */
     uint64_t app_tail;          /* one past the newest broadcast application message */
 
-    lcr_pending_entry *pending; /* ring of pending_max entries sorted by ≺ from pending_head */
+    lcr_entry *pending; /* ring of pending_max entries sorted by ≺ from pending_head */
     uint32_t pending_head;
     uint32_t pending_count;
 
-    lcr_forward_entry *forward; /* ring of forward_queue_max entries */
+    lcr_entry *forward; /* ring of forward_queue_max entries */
     uint64_t *forward_clock_before; /* per forward slot: C just before that message was received */
     uint32_t forward_head;
     uint32_t forward_count;
@@ -102,8 +94,8 @@ uint32_t lcr_clock_acquire(rc_lcr *core);
 void lcr_clock_hold(rc_lcr *core, uint32_t slot);
 void lcr_clock_release(rc_lcr *core, uint32_t slot);
 uint64_t *lcr_clock_at(const rc_lcr *core, uint32_t slot);
-void lcr_pending_insert(rc_lcr *core, const lcr_pending_entry *entry);
-lcr_pending_entry *lcr_pending_first(rc_lcr *core);
+void lcr_pending_insert(rc_lcr *core, const lcr_entry *entry);
+lcr_entry *lcr_pending_first(rc_lcr *core);
 void lcr_pending_remove_first(rc_lcr *core);
 
 /* lcr_acks.c: ACKs waiting for their turn, merged per origin into each frame. */

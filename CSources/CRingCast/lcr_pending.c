@@ -48,21 +48,21 @@ void lcr_clock_release(rc_lcr *core, uint32_t slot) {
     }
 }
 
-static lcr_pending_entry *pending_at(rc_lcr *core, uint32_t position) {
+static lcr_entry *pending_at(rc_lcr *core, uint32_t position) {
     RC_ASSERT(position < core->settings.pending_max);
     return &core->pending[(core->pending_head + position) % core->settings.pending_max];
 }
 
-static bool entry_precedes(const rc_lcr *core, const lcr_pending_entry *a, const lcr_pending_entry *b) {
+static bool entry_precedes(const rc_lcr *core, const lcr_entry *a, const lcr_entry *b) {
     return rc_lcr_precedes(core->settings.nodes, a->origin, lcr_clock_at(core, a->clock_slot), b->origin,
                            lcr_clock_at(core, b->clock_slot));
 }
 
-void lcr_pending_insert(rc_lcr *core, const lcr_pending_entry *entry) {
+void lcr_pending_insert(rc_lcr *core, const lcr_entry *entry) {
     RC_ASSERT(core->pending_count < core->settings.pending_max);
     uint32_t position = core->pending_count;
     while (position > 0) {
-        lcr_pending_entry *before = pending_at(core, position - 1);
+        lcr_entry *before = pending_at(core, position - 1);
         /* The same message twice would mean line 10's duplicate check failed. */
         RC_ASSERT(!(before->origin == entry->origin && before->seq == entry->seq));
         if (!entry_precedes(core, entry, before)) break;
@@ -73,7 +73,7 @@ void lcr_pending_insert(rc_lcr *core, const lcr_pending_entry *entry) {
     core->pending_count++;
 }
 
-lcr_pending_entry *lcr_pending_first(rc_lcr *core) {
+lcr_entry *lcr_pending_first(rc_lcr *core) {
     return core->pending_count == 0 ? NULL : pending_at(core, 0);
 }
 
@@ -85,7 +85,7 @@ void lcr_pending_remove_first(rc_lcr *core) {
 
 int rc_lcr_pending_at(const rc_lcr *core, uint32_t position, rc_lcr_pending_view *out) {
     if (position >= core->pending_count) return -ERANGE;
-    const lcr_pending_entry *entry =
+    const lcr_entry *entry =
         &core->pending[(core->pending_head + position) % core->settings.pending_max];
     out->origin = entry->origin;
     out->seq = entry->seq;
