@@ -21,6 +21,7 @@ let package = Package(
         // The C hot path, for the Benchmarks/ package (and, later, the RingCast library).
         .library(name: "CRingCast", targets: ["CRingCast"]),
         .library(name: "RingCast", targets: ["RingCast"]),
+        .library(name: "RingCastMembership", targets: ["RingCastMembership"]),
         .executable(name: "ringperf", targets: ["ringperf"]),
         .executable(name: "ringcast-node", targets: ["ringcast-node"]),
         .executable(name: "ringcast-bench", targets: ["ringcast-bench"]),
@@ -72,14 +73,19 @@ let package = Package(
             name: "RingCastSimKit",
             dependencies: [
                 "CRingCast",
+                "RingCastMembership",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: swiftSettings
         ),
         .executableTarget(name: "ringcast-sim", dependencies: ["RingCastSimKit"], swiftSettings: swiftSettings),
 
+        // Group membership and view change (Fig. 2.7), sans-IO: events in, directives out. Pure Swift, so the
+        // simulator and the RingCast shell drive the very same value.
+        .target(name: "RingCastMembership", swiftSettings: swiftSettings),
+
         // The embeddable broadcast API over the C engine, and a node as its own process.
-        .target(name: "RingCast", dependencies: ["CRingCast"], swiftSettings: swiftSettings),
+        .target(name: "RingCast", dependencies: ["CRingCast", "RingCastMembership"], swiftSettings: swiftSettings),
         .executableTarget(
             name: "ringcast-node",
             dependencies: [
@@ -108,5 +114,6 @@ let package = Package(
         .testTarget(name: "WireTests", dependencies: ["CRingCast"], swiftSettings: swiftSettings),
         .testTarget(name: "SimTests", dependencies: ["RingCastSimKit", "CRingCast"], swiftSettings: swiftSettings),
         .testTarget(name: "ToolsTests", swiftSettings: swiftSettings),
+        .testTarget(name: "MembershipTests", dependencies: ["RingCastMembership", "CRingCast"], swiftSettings: swiftSettings),
     ]
 )

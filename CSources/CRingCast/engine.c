@@ -111,6 +111,7 @@ static int engine_allocate(rc_engine *e) {
     e->broadcast_slots = checked_calloc(s->broadcast_ring_max, sizeof(engine_app), &ok);
     e->delivery_slots = checked_calloc(s->delivery_ring_max, sizeof(engine_delivery_slot), &ok);
     e->delivery_scratch = checked_calloc(s->batch_count_max, sizeof(engine_delivery_slot), &ok);
+    e->export_apps = checked_calloc(s->batch_count_max, sizeof(rc_engine_delivery), &ok);
     if (!ok) return -ENOMEM;
     for (uint32_t i = 0; i < e->hop_slots_max; i++) e->hop_free[i] = i;
     e->hop_free_count = e->hop_slots_max;
@@ -202,6 +203,7 @@ void rc_engine_destroy(rc_engine *engine) {
     free(engine->broadcast_slots);
     free(engine->delivery_slots);
     free(engine->delivery_scratch);
+    free(engine->export_apps);
     pthread_mutex_destroy(&engine->start_lock);
     pthread_cond_destroy(&engine->start_cond);
     pthread_mutex_destroy(&engine->stats_lock);

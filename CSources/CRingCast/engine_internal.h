@@ -102,6 +102,16 @@ struct rc_engine {
     pthread_mutex_t wake_lock;   /* rc_io_wake from other threads vs rc_io_destroy at shutdown */
     bool io_alive;
 
+    /* rc_engine_freeze: set by the caller, carried out by the engine thread before it ends. */
+    _Atomic bool freeze_requested;
+    rc_engine_export_fn export_fn;
+    void *export_context;
+    uint64_t freeze_deadline_ns;
+    int freeze_result;
+    bool freeze_done; /* guarded by start_lock, signalled on start_cond */
+    rc_engine_delivery *export_apps; /* batch_count_max entries: one pending message's views */
+    _Atomic int lost_link; /* rc_engine_link */
+
     pthread_t thread;
     bool thread_started;
     _Atomic bool stop_requested;
@@ -142,6 +152,11 @@ void engine_deliveries_reclaim(rc_engine *engine);
 
 const uint8_t *engine_record_body(rc_engine *engine, uint64_t record, uint32_t *body_bytes);
 engine_record *engine_record_get(rc_engine *engine, uint64_t record);
+
+/* engine_freeze.c */
+bool engine_freeze_step(rc_engine *engine, uint64_t now_ns);
+void engine_freeze_release_port(rc_engine *engine);
+void engine_freeze_done(rc_engine *engine);
 
 /* engine.c */
 uint64_t engine_now_ns(void);

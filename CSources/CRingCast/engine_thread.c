@@ -9,6 +9,7 @@
 
 /* While connecting, the loop wakes this often to check the deadline. */
 #define ENGINE_CONNECTING_WAIT_NS 10000000
+#define ENGINE_FAILED_WAIT_NS 50000000 /* a failed engine only waits for rc_engine_freeze / _stop */
 
 static int io_setup(rc_engine *e) {
     rc_io_settings io;
@@ -20,9 +21,11 @@ static int io_setup(rc_engine *e) {
     io.zerocopy = e->settings.zerocopy;
     io.notsent_lowat = engine_unsent_bytes_max(e); /* see room_for_a_frame */
     if (io.send_bytes_max < io.notsent_lowat) io.send_bytes_max = io.notsent_lowat;
-    uint64_t backoff_ns = 50000000; /* 50 ms, doubling in the transport: a few tries cover the timeout */
+    /* 2 ms, doubling in the transport: after a view change every member starts its ring at about the same
+     * time, so the first tries must be quick; 14 doublings still cover any sane connect timeout. */
+    uint64_t backoff_ns = 2000000;
     io.connect_backoff_ns = backoff_ns;
-    io.connect_retries = 8;
+    io.connect_retries = 14;
     int rc = rc_io_create(&e->io, &io);
     if (rc < 0) return rc;
     if (e->settings.nodes == 1) return 0;
@@ -53,6 +56,7 @@ static void event_handle(rc_engine *e, const rc_io_event *event) {
         e->successor_conn = (int)event->conn;
         break;
     case RC_IO_EVENT_CONNECT_FAILED:
+        atomic_store(&e->lost_link, RC_ENGINE_LINK_SUCCESSOR);
         engine_fail(e, event->error < 0 ? event->error : -ECONNREFUSED);
         break;
     case RC_IO_EVENT_SEND_DONE:
@@ -60,8 +64,13 @@ static void event_handle(rc_engine *e, const rc_io_event *event) {
         break;
     case RC_IO_EVENT_CLOSED:
         if ((int)event->conn == e->predecessor_conn || (int)event->conn == e->successor_conn) {
-            /* No membership layer in this engine: a lost neighbour stops the node (perfect failure
-             * detection, §2.2.1, is the layer above's to add). */
+            /* A lost neighbour stops the ring, not the thread: the membership layer above suspects the
+             * neighbour, freezes this engine and takes pending out for the view change (Fig. 2.7). The
+             * connection is not closed here, so the receive buffer keeps the pending messages' bytes. */
+            int expected = RC_ENGINE_LINK_NONE;
+            atomic_compare_exchange_strong(&e->lost_link, &expected,
+                                           (int)event->conn == e->predecessor_conn ? RC_ENGINE_LINK_PREDECESSOR
+                                                                                   : RC_ENGINE_LINK_SUCCESSOR);
             engine_fail(e, event->error < 0 ? event->error : -ECONNRESET);
         } else {
             rc_io_close(e->io, event->conn);
@@ -134,12 +143,16 @@ static bool work_waiting(rc_engine *e) {
 /* Waits for transport events, a wake-up from another thread, or the next heartbeat. */
 static int engine_sleep(rc_engine *e, rc_io_event *events, uint32_t max, uint64_t now) {
     int64_t timeout = ENGINE_CONNECTING_WAIT_NS;
-    if (atomic_load(&e->state) == RC_ENGINE_RUNNING) {
+    if (atomic_load(&e->freeze_requested)) timeout = 1000000; /* polling the consumer's releases */
+    else if (atomic_load(&e->state) == RC_ENGINE_FAILED) timeout = ENGINE_FAILED_WAIT_NS;
+    else if (atomic_load(&e->state) == RC_ENGINE_RUNNING) {
         uint64_t heartbeat = (uint64_t)e->settings.heartbeat_ms * 1000000u, since = now - e->last_send_ns;
         timeout = since >= heartbeat ? 0 : (int64_t)(heartbeat - since);
     }
     atomic_store(&e->sleeping, true);
-    if (work_waiting(e)) timeout = 0; /* checked after announcing sleep: no wake-up is lost */
+    if (!atomic_load(&e->freeze_requested) && atomic_load(&e->state) != RC_ENGINE_FAILED && work_waiting(e)) {
+        timeout = 0;
+    } /* checked after announcing sleep: no wake-up is lost */
     int count = rc_io_wait(e->io, events, max, timeout);
     atomic_store(&e->sleeping, false);
     return count;
@@ -164,33 +177,41 @@ static void *engine_main(void *argument) {
     uint64_t deadline = engine_now_ns() + (uint64_t)e->settings.connect_timeout_ms * 1000000u;
     e->last_send_ns = engine_now_ns();
     rc_io_event events[64];
-    while (!atomic_load_explicit(&e->stop_requested, memory_order_acquire) &&
-           atomic_load(&e->state) != RC_ENGINE_FAILED) {
+    /* A failed engine keeps its thread (and transport) until stopped or frozen: see rc_engine_freeze. */
+    while (!atomic_load_explicit(&e->stop_requested, memory_order_acquire)) {
         uint64_t now = engine_now_ns();
-        if (atomic_load(&e->state) == RC_ENGINE_CONNECTING) {
+        if (atomic_load_explicit(&e->freeze_requested, memory_order_acquire)) {
+            if (engine_freeze_step(e, now)) break;
+        } else if (atomic_load(&e->state) == RC_ENGINE_CONNECTING) {
             if (connected(e)) atomic_store(&e->state, RC_ENGINE_RUNNING);
-            else if (now > deadline) engine_fail(e, -ETIMEDOUT);
+            else if (now > deadline) {
+                atomic_store(&e->lost_link, e->successor_conn < 0 ? RC_ENGINE_LINK_SUCCESSOR : RC_ENGINE_LINK_PREDECESSOR);
+                engine_fail(e, -ETIMEDOUT);
+            }
         }
-        if (atomic_load(&e->state) == RC_ENGINE_RUNNING && (rc = engine_pass(e, now)) < 0) {
+        if (!atomic_load(&e->freeze_requested) && atomic_load(&e->state) == RC_ENGINE_RUNNING &&
+            (rc = engine_pass(e, now)) < 0) {
             engine_fail(e, rc);
-            break;
+            continue;
         }
         int count = engine_sleep(e, events, 64, now);
         if (count < 0 && count != -EINTR) {
             engine_fail(e, count);
-            break;
+            break; /* the transport itself failed: nothing more can be read from it */
         }
         for (int i = 0; i < count; i++) event_handle(e, &events[i]);
     }
+    if (atomic_load(&e->freeze_requested)) engine_freeze_release_port(e);
     engine_stats_publish(e, engine_now_ns(), true);
     pthread_mutex_lock(&e->wake_lock);
     e->io_alive = false;
     pthread_mutex_unlock(&e->wake_lock);
-    rc_io_destroy(e->io);
+    rc_io_destroy(e->io); /* after a freeze this runs while the next view starts: freeing the buffers is slow */
     e->io = NULL;
     if (atomic_load(&e->state) != RC_ENGINE_FAILED) atomic_store(&e->state, RC_ENGINE_STOPPED);
     engine_eventfd_signal(e->delivery_fd);
     engine_eventfd_signal(e->space_fd);
+    engine_freeze_done(e); /* a freeze requested after the loop ended must not wait forever */
     return NULL;
 }
 

@@ -246,6 +246,11 @@ static bool rc_io_all_free(const rc_io *io) {
 }
 
 /* Bounded shutdown: cancel, wait for the CQEs (incl. zero-copy notifications), then tear down. */
+bool rc_io_closed(const rc_io *io, uint32_t id) {
+    RC_ASSERT(io != NULL && id < io->settings.conns_max);
+    return io->conns[id].fd < 0;
+}
+
 void rc_io_destroy(rc_io *io) {
     if (io == NULL) return;
     for (uint32_t id = 0; id < io->settings.conns_max; id++) {
@@ -254,14 +259,17 @@ void rc_io_destroy(rc_io *io) {
     }
     int64_t deadline = rc_io_now_ns() + RC_IO_DESTROY_BOUND_NS;
     rc_io_event discard[64];
+    /* Short waits: the last step of a close (reporting its tokens) may need one more pass after the final
+     * CQE, and a long wait there would idle for its whole timeout. A view change freezes and destroys an
+     * engine on its critical path, so this matters (tens of ms otherwise). */
     while (!rc_io_all_free(io) && rc_io_now_ns() < deadline) {
-        (void)rc_io_wait(io, discard, 64, 20000000ll);
+        (void)rc_io_wait(io, discard, 64, 1000000ll);
     }
     rc_io_wake_close(io);
     int fd = io->wake_fd;
     io->wake_fd = -1; /* no re-arm from here on */
     while (io->wake_armed && rc_io_now_ns() < deadline) {
-        (void)rc_io_enter(io, 20000000ll);
+        (void)rc_io_enter(io, 1000000ll);
         rc_io_cqes_drain(io);
     }
     close(fd);

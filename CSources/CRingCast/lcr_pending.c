@@ -93,5 +93,6 @@ int rc_lcr_pending_at(const rc_lcr *core, uint32_t position, rc_lcr_pending_view
     out->stable = entry->seq <= core->stable_seq[entry->origin];
     out->own = entry->own;
     out->clock = lcr_clock_at(core, entry->clock_slot);
+    out->ref = entry->ref;
     return 0;
 }

@@ -42,9 +42,16 @@ public struct UnsafeDelivery {
     /// The payload in place (receive buffer, or the broadcaster's own array): no copy was made.
     public let payload: UnsafeRawBufferPointer
 
-    init(_ delivery: rc_engine_delivery) {
-        origin = Int(delivery.origin)
-        originSeq = delivery.origin_seq
+    init(_ delivery: rc_engine_delivery, mapping: OriginMapping? = nil) {
+        if let mapping {
+            // A group's engine numbers origins by ring position and counts their messages per view; the
+            // application sees member ids and a count across views (ARCHITECTURE §3.3).
+            origin = Int(mapping.memberIDs[Int(delivery.origin)])
+            originSeq = mapping.seqBases[Int(delivery.origin)] + delivery.origin_seq
+        } else {
+            origin = Int(delivery.origin)
+            originSeq = delivery.origin_seq
+        }
         viewId = delivery.view_id
         isOwn = delivery.own
         token = delivery.token
@@ -67,19 +74,29 @@ public struct Deliveries: ~Copyable {
     /// The number of deliveries in the batch (≥ 1).
     public let count: Int
 
-    init(base: UnsafePointer<rc_engine_delivery>, count: Int) {
+    private let mapping: OriginMapping?
+
+    init(base: UnsafePointer<rc_engine_delivery>, count: Int, mapping: OriginMapping? = nil) {
         self.base = base
         self.count = count
+        self.mapping = mapping
     }
 
     /// The delivery at `index` (0..<count), in delivery order.
     public subscript(index: Int) -> UnsafeDelivery {
         precondition(index >= 0 && index < count, "delivery index \(index) outside 0..<\(count)")
-        return UnsafeDelivery(base[index])
+        return UnsafeDelivery(base[index], mapping: mapping)
     }
 
     /// Calls `body` with every delivery, in order.
     public func forEach<E: Error>(_ body: (UnsafeDelivery) throws(E) -> Void) throws(E) {
-        for index in 0..<count { try body(UnsafeDelivery(base[index])) }
+        for index in 0..<count { try body(UnsafeDelivery(base[index], mapping: mapping)) }
     }
+}
+
+/// How a group's view translates engine origins (ring positions, per-view counts) to member ids and
+/// counts across views. Immutable for the life of one view's engine.
+struct OriginMapping: @unchecked Sendable {
+    let memberIDs: UnsafePointer<UInt32>
+    let seqBases: UnsafePointer<UInt64>
 }

@@ -30,6 +30,8 @@ public enum RingCastError: Error, Sendable, Equatable, CustomStringConvertible {
     case shutdown
     /// The waiting task was cancelled; a broadcast that throws this was not handed to the engine.
     case cancelled
+    /// The group installed a view without this member while it was alive (quorum mode): it stopped delivering.
+    case excluded
 
     public var description: String {
         switch self {
@@ -44,6 +46,7 @@ public enum RingCastError: Error, Sendable, Equatable, CustomStringConvertible {
         case .notStarted: "the node is not started"
         case .shutdown: "the node is shut down"
         case .cancelled: "cancelled"
+        case .excluded: "this member was excluded from the group (it may rejoin as a new incarnation)"
         }
     }
 

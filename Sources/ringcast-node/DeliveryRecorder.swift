@@ -38,6 +38,20 @@ final class DeliveryRecorder: Sendable {
         /// a stalled ring shows here before it shows anywhere else.
         var deliveryGapMaxNanos: UInt64 = 0
         var lastBatchMonotonic: UInt64 = 0
+        /// Bytes delivered per 50 ms from `timelineStart` (CLOCK_REALTIME), preallocated for the whole run.
+        var timeline: [UInt64]
+        var timelineStart: UInt64 = 0
+        var timelineUsed = 0
+        /// Group mode: every view installed, in order.
+        var views: [Group.View] = []
+    }
+
+    static let timelineBucketNanos: UInt64 = 50_000_000
+    /// The task that follows the group's views (cancelled at the end of the run).
+    let viewsTask = Mutex<Task<Void, Never>?>(nil)
+
+    func noteView(_ view: Group.View) {
+        state.withLock { $0.views.append(view) }
     }
 
     let state: Mutex<State>
@@ -48,9 +62,13 @@ final class DeliveryRecorder: Sendable {
     let windowStart = Atomic<UInt64>(.max)
     let windowEnd = Atomic<UInt64>(0)
 
-    init(nodes: Int, hashPayloads: Bool, log: DeliveryLogWriter?) {
+    init(nodes: Int, hashPayloads: Bool, log: DeliveryLogWriter?, timelineSeconds: Double = 60) {
         self.hashPayloads = hashPayloads
-        state = Mutex(State(windowPerOrigin: Array(repeating: 0, count: nodes), log: log))
+        let buckets = max(1, min(1 << 20, Int(timelineSeconds * 1e9 / Double(Self.timelineBucketNanos)) + 1))
+        var initial = State(windowPerOrigin: Array(repeating: 0, count: nodes), log: log,
+                            timeline: Array(repeating: 0, count: buckets))
+        initial.timelineStart = realtimeNanos()
+        state = Mutex(initial)
     }
 
     func record(_ batch: borrowing Deliveries) {
@@ -63,7 +81,11 @@ final class DeliveryRecorder: Sendable {
                 state.deliveryGapMaxNanos = max(state.deliveryGapMaxNanos, monotonic - state.lastBatchMonotonic)
             }
             state.lastBatchMonotonic = monotonic
+            let bucket = min(state.timeline.count - 1,
+                             Int((now > state.timelineStart ? now - state.timelineStart : 0) / Self.timelineBucketNanos))
+            state.timelineUsed = max(state.timelineUsed, bucket + 1)
             batch.forEach { delivery in
+                state.timeline[bucket] += UInt64(delivery.payload.count)
                 let length = delivery.payload.count
                 state.totalMessages += 1
                 state.totalBytes += UInt64(length)

@@ -83,6 +83,16 @@ struct NodeCommand: AsyncParsableCommand {
     var quietMillis: Int?
     @Flag(inversion: .prefixedNo, help: "Print one JSON object at exit instead of text.")
     var json: Bool?
+    @Option(help: ArgumentHelp("Group mode: the data address of every node id, in id order; the control plane listens at port + 1. Replaces --nodes/--listen/--successor; the node survives crashes, partitions and joins.", valueName: "host:port,..."))
+    var members: String?
+    @Option(help: ArgumentHelp("Group mode: the founding view's ids (default: all of --members). A node not in it joins the running group.", valueName: "id,..."))
+    var view: String?
+    @Option(help: ArgumentHelp("Group mode: quorum (default; a view needs a majority of the previous one, no split brain) or perfect (the thesis' perfect failure detector: down to one survivor).", valueName: "quorum|perfect"))
+    var mode: String?
+    @Option(name: .customLong("heartbeat-ms"), help: "Group mode: control-plane heartbeat interval (default 20).")
+    var heartbeatMillis: Int?
+    @Option(name: .customLong("suspect-ms"), help: "Group mode: suspect a member silent this long (default 200).")
+    var suspectMillis: Int?
     @Option(help: ArgumentHelp("Read options from a key=value or JSON file (command-line flags win).", valueName: "file"))
     var config: String?
 
@@ -92,6 +102,7 @@ struct NodeCommand: AsyncParsableCommand {
 
     func run() async throws {
         let settings = try resolve()
+        Termination.install()
         let outcome = await NodeRun(settings: settings).run()
         if settings.json {
             print(outcome.json())

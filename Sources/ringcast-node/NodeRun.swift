@@ -15,12 +15,13 @@ func processCPUNanos() -> UInt64 {
     return nanos(usage.ru_utime) + nanos(usage.ru_stime)
 }
 
-/// Sleeps until CLOCK_REALTIME reaches `unixNanos` (in steps of at most 100 ms, so a clock step is followed).
+/// Sleeps until CLOCK_REALTIME reaches `unixNanos` (in steps of at most 20 ms, so a clock step or SIGTERM is
+/// followed).
 func sleep(untilRealtime unixNanos: UInt64) async {
-    while true {
+    while !Termination.requested.load(ordering: .relaxed) {
         let now = realtimeNanos()
         guard now < unixNanos else { return }
-        let step = min(unixNanos - now, 100_000_000)
+        let step = min(unixNanos - now, 20_000_000)
         try? await Task.sleep(for: .nanoseconds(Int64(step)))
     }
 }
@@ -38,12 +39,12 @@ struct NodeRun {
             outcome.error = error.description
             return outcome
         }
-        let recorder = DeliveryRecorder(nodes: settings.nodes, hashPayloads: settings.digestPayloads, log: log)
-        let node: Node
+        let recorder = DeliveryRecorder(nodes: settings.nodes, hashPayloads: settings.digestPayloads, log: log,
+                                        timelineSeconds: settings.warmupSeconds + settings.durationSeconds
+                                            + settings.cooldownSeconds + settings.connectTimeoutSeconds + 5)
+        let node: Member
         do {
-            node = try Node(configuration: try settings.configuration) { batch in recorder.record(batch) }
-            try node.start()
-            try await node.waitUntilRunning(timeout: .seconds(settings.connectTimeoutSeconds + 1))
+            node = try await start(recorder: recorder)
         } catch {
             outcome.error = "could not join the ring (listen \(settings.listen), successor \(settings.successor)): \(error)"
             outcome.finish(recorder: recorder, node: nil)
@@ -76,13 +77,30 @@ struct NodeRun {
             outcome.sentMessages = result.sent
             if let error = result.error { outcome.error = "broadcast failed during the run: \(error)" }
         }
-        if case let .failed(error) = node.status, outcome.error == nil {
-            outcome.error = "the engine failed during the run: \(error)"
+        if let failure = node.failure, outcome.error == nil, !(settings.members != nil && failure.contains("excluded")) {
+            outcome.error = "the engine failed during the run: \(failure)"
         }
         if outcome.error == nil { outcome.endedBy = await coolDown(node: node, recorder: recorder, sendEnd: windowEnd) }
         node.shutdown()
         outcome.finish(recorder: recorder, node: node)
         return outcome
+    }
+
+    /// Starts the static ring or the group member and waits until it runs.
+    func start(recorder: DeliveryRecorder) async throws -> Member {
+        let timeout = Duration.seconds(settings.connectTimeoutSeconds + 1)
+        if let configuration = try settings.groupConfiguration {
+            let group = try Group(configuration: configuration) { batch in recorder.record(batch) }
+            let viewsTask = Task { for await view in group.views { recorder.noteView(view) } }
+            recorder.viewsTask.withLock { $0 = viewsTask }
+            try group.start()
+            try await group.waitUntilRunning(timeout: timeout)
+            return .group(group)
+        }
+        let node = try Node(configuration: try settings.configuration) { batch in recorder.record(batch) }
+        try node.start()
+        try await node.waitUntilRunning(timeout: timeout)
+        return .node(node)
     }
 
     struct SendResult: Sendable {
@@ -91,13 +109,13 @@ struct NodeRun {
     }
 
     /// Broadcasts as fast as backpressure allows until CLOCK_REALTIME passes `end`.
-    static func send(node: Node, settings: RunSettings, until end: UInt64) async -> SendResult {
+    static func send(node: Member, settings: RunSettings, until end: UInt64) async -> SendResult {
         var result = SendResult()
         var template = [UInt8](repeating: 0, count: settings.sizeBytes)
         for index in RunSettings.headerBytes..<settings.sizeBytes {
             template[index] = UInt8(truncatingIfNeeded: index &* 131 &+ settings.id &* 17 &+ 7)
         }
-        while true {
+        while !Termination.requested.load(ordering: .relaxed) {
             let now = realtimeNanos()
             guard now < end else { break }
             var payload = template // one allocation + the application's own fill; the library copies nothing
@@ -120,17 +138,18 @@ struct NodeRun {
 
     /// Delivers until no delivery arrived for --quiet-ms (500 ms) after the senders stopped and this node's own
     /// messages all came back, at most --cooldown.
-    func coolDown(node: Node, recorder: DeliveryRecorder, sendEnd: UInt64) async -> String {
+    func coolDown(node: Member, recorder: DeliveryRecorder, sendEnd: UInt64) async -> String {
         let deadline = sendEnd + UInt64(settings.cooldownSeconds * 1e9)
         let (nowMonotonic, nowRealtime) = (monotonicNanos(), realtimeNanos())
         let sendEndMonotonic = nowMonotonic - min(nowMonotonic, nowRealtime > sendEnd ? nowRealtime - sendEnd : 0)
         while true {
-            if case .failed = node.status { return "peer_closed" }
+            if Termination.requested.load(ordering: .relaxed) { return "sigterm" }
+            if node.failure != nil { return "peer_closed" }
             let last = max(recorder.lastDeliveryMonotonic.load(ordering: .relaxed), sendEndMonotonic)
             let now = monotonicNanos()
             // Quiet only counts once this node's own messages all came back: until then the ring still owes it
             // deliveries (a stalled or starved ring is not a drained one).
-            if now > last && now - last >= settings.quietNanos && node.statistics.broadcastsInFlight == 0 {
+            if now > last && now - last >= settings.quietNanos && node.ownOutstanding == 0 {
                 return "quiet"
             }
             if realtimeNanos() >= deadline { return "cooldown_elapsed" }

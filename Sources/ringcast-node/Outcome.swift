@@ -14,12 +14,20 @@ struct Outcome {
     var recorded: DeliveryRecorder.State?
     var statistics: Node.Statistics?
     var logError: String?
+    var excluded = false
+    var groupStatistics: Group.Statistics?
 
     init(settings: RunSettings) { self.settings = settings }
 
     /// Takes the counters once the engine thread has ended (after shutdown), closes the log.
-    mutating func finish(recorder: DeliveryRecorder, node: Node?) {
+    mutating func finish(recorder: DeliveryRecorder, node: Member?) {
+        if case let .group(group)? = node {
+            excluded = group.state == .excluded
+            let stats = group.statistics
+            groupStatistics = stats
+        }
         node?.shutdown()
+        recorder.viewsTask.withLock { $0?.cancel() }
         var closeError: String?
         var state = recorder.state.withLock { state in
             if var log = state.log.take() { closeError = log.close() }
@@ -114,6 +122,38 @@ struct Outcome {
                 ("zerocopy_fraction", .number(stats.zeroCopyFraction)),
                 ("broadcast_waits", .integer(Int64(stats.broadcastWaits))),
             ])))
+        if settings.members != nil, let recorded {
+            var views: [JSON] = []
+            for view in recorded.views {
+                let members: [JSON] = view.members.map { JSON.integer(Int64($0)) }
+                let causes: [JSON] = view.causes.map { JSON.string($0) }
+                let entry: [(String, JSON)] = [
+                    ("view_id", .integer(Int64(view.id))),
+                    ("members", .array(members)),
+                    ("causes", .array(causes)),
+                    ("change_started_unix_ns", .integer(Int64(view.changeStartedUnixNanos))),
+                    ("installed_unix_ns", .integer(Int64(view.installedUnixNanos))),
+                ]
+                views.append(.object(entry))
+            }
+            fields.append(("views", .array(views)))
+            fields.append(("excluded", .bool(excluded)))
+            let group = groupStatistics ?? Group.Statistics()
+            fields.append(("group", .object([
+                ("view_changes", .integer(Int64(group.viewChanges))),
+                ("recovered_messages", .integer(Int64(group.recoveredMessages))),
+                ("recovery_copies", .integer(Int64(group.recoveryCopies))),
+                ("control_frames_in", .integer(Int64(group.controlFramesIn))),
+                ("control_frames_out", .integer(Int64(group.controlFramesOut))),
+            ])))
+        }
+        if let recorded {
+            fields.append(("timeline", .object([
+                ("bucket_ms", .integer(Int64(DeliveryRecorder.timelineBucketNanos / 1_000_000))),
+                ("start_unix_ns", .integer(Int64(recorded.timelineStart))),
+                ("delivered_bytes", .array(recorded.timeline.prefix(recorded.timelineUsed).map { JSON.integer(Int64($0)) })),
+            ])))
+        }
         fields.append(("error", error.map(JSON.string) ?? .null))
         let object: JSON = .object(fields)
         return object.text

@@ -22,8 +22,32 @@ struct RunSettings: Sendable {
     var json: Bool
     /// The cool-down ends after this long without a delivery (once the senders stopped).
     var quietNanos: UInt64
+    /// Group mode (--members): every node id's data address; nil runs one static ring (Node).
+    var members: [Address]?
+    /// Group mode: the founding view's ids (default all); a node outside it joins.
+    var initialView: [Int] = []
+    var mode: Group.Mode = .quorum
+    var heartbeatMillis = 20
+    var suspectMillis = 200
 
     static let headerBytes = 24
+
+    var groupConfiguration: Group.Configuration? {
+        get throws(RingCastError) {
+            guard let members else { return nil }
+            var addresses: [UInt32: Address] = [:]
+            for (index, address) in members.enumerated() { addresses[UInt32(index)] = address }
+            var configuration = Group.Configuration(me: UInt32(id), addresses: addresses,
+                                                    initialView: initialView.map { UInt32($0) })
+            configuration.mode = mode
+            configuration.heartbeatMillis = heartbeatMillis
+            configuration.suspectMillis = suspectMillis
+            configuration.roundTimeoutMillis = suspectMillis
+            configuration.limits = limits
+            try configuration.validate()
+            return configuration
+        }
+    }
 
     var configuration: Node.Configuration {
         get throws(RingCastError) {
@@ -37,7 +61,7 @@ struct RunSettings: Sendable {
 let configKeys: Set<String> = [
     "id", "nodes", "listen", "successor", "view-id", "send", "size", "start-at", "warmup", "duration", "cooldown",
     "window", "window-bytes", "batch-count", "batch-bytes", "fairness", "zerocopy", "delivery-log",
-    "digest-payloads", "connect-timeout", "quiet-ms", "json",
+    "digest-payloads", "connect-timeout", "quiet-ms", "json", "members", "view", "mode", "heartbeat-ms", "suspect-ms",
 ]
 
 /// Reads a --config file: `key=value` lines (blank lines and `#` comments ignored) or one JSON object.
@@ -97,13 +121,58 @@ extension NodeCommand {
         }
 
         let id = try required(id, "id") { Int($0) }
-        let nodes = try required(nodes, "nodes") { Int($0) }
+        var memberAddresses: [Address]?
+        if let list = try value(members, "members", { $0 }) {
+            var parsed: [Address] = []
+            for item in list.split(separator: ",") {
+                parsed.append(try address(item.trimmingCharacters(in: .whitespaces), "members"))
+            }
+            guard (1...Node.Configuration.nodeCountMax).contains(parsed.count) else {
+                throw ValidationError("--members must list 1...\(Node.Configuration.nodeCountMax) addresses")
+            }
+            memberAddresses = parsed
+        }
+        let nodes: Int
+        if let memberAddresses { nodes = memberAddresses.count } else { nodes = try required(self.nodes, "nodes") { Int($0) } }
         guard (1...Node.Configuration.nodeCountMax).contains(nodes) else {
             throw ValidationError("--nodes must be in 1...\(Node.Configuration.nodeCountMax)")
         }
         guard (0..<nodes).contains(id) else { throw ValidationError("--id must be in 0..<\(nodes)") }
-        let listen = try address(try required(listen, "listen") { $0 }, "listen")
-        let successor = try address(try required(successor, "successor") { $0 }, "successor")
+        let listenAddress: Address
+        let successorAddress: Address
+        if let memberAddresses {
+            listenAddress = memberAddresses[id]
+            successorAddress = memberAddresses[(id + 1) % nodes]
+        } else {
+            listenAddress = try address(try required(listen, "listen") { $0 }, "listen")
+            successorAddress = try address(try required(successor, "successor") { $0 }, "successor")
+        }
+        var initialView = Array(0..<nodes)
+        if let list = try value(view, "view", { $0 }) {
+            guard memberAddresses != nil else { throw ValidationError("--view needs --members") }
+            initialView = []
+            for item in list.split(separator: ",") {
+                guard let member = Int(item.trimmingCharacters(in: .whitespaces)), (0..<nodes).contains(member) else {
+                    throw ValidationError("--view: '\(item)' is not a node id in 0..<\(nodes)")
+                }
+                initialView.append(member)
+            }
+            guard !initialView.isEmpty, Set(initialView).count == initialView.count else {
+                throw ValidationError("--view must list distinct ids")
+            }
+        }
+        var groupMode = Group.Mode.quorum
+        if let text = try value(mode, "mode", { $0 }) {
+            guard let parsed = Group.Mode(rawValue: text.lowercased()) else {
+                throw ValidationError("--mode must be quorum or perfect, not '\(text)'")
+            }
+            groupMode = parsed
+        }
+        let heartbeat = try value(heartbeatMillis, "heartbeat-ms") { Int($0) } ?? 20
+        let suspect = try value(suspectMillis, "suspect-ms") { Int($0) } ?? 200
+        guard (1...60_000).contains(heartbeat), (2...600_000).contains(suspect), suspect > heartbeat else {
+            throw ValidationError("--heartbeat-ms must be in 1...60000 and --suspect-ms in 2...600000, above --heartbeat-ms")
+        }
         let size = try value(size, "size") { Int($0) } ?? 10_000
         guard size >= RunSettings.headerBytes else {
             throw ValidationError("--size must be at least \(RunSettings.headerBytes) bytes (the payload header)")
@@ -144,7 +213,7 @@ extension NodeCommand {
         let digest = try value(digestPayloads, "digest-payloads") { Switch(rawValue: $0.lowercased()) }
 
         let settings = RunSettings(
-            id: id, nodes: nodes, listen: listen, successor: successor,
+            id: id, nodes: nodes, listen: listenAddress, successor: successorAddress,
             viewId: try value(viewId, "view-id") { UInt64($0) } ?? 1,
             send: try value(send, "send", boolean) ?? false,
             sizeBytes: size,
@@ -154,9 +223,11 @@ extension NodeCommand {
             digestPayloads: digest?.isOn ?? (deliveryLog != nil),
             connectTimeoutSeconds: connectTimeout,
             json: try value(json, "json", boolean) ?? false,
-            quietNanos: UInt64(quietMillis) * 1_000_000)
+            quietNanos: UInt64(quietMillis) * 1_000_000,
+            members: memberAddresses, initialView: initialView, mode: groupMode,
+            heartbeatMillis: heartbeat, suspectMillis: suspect)
         do {
-            _ = try settings.configuration
+            if memberAddresses != nil { _ = try settings.groupConfiguration } else { _ = try settings.configuration }
         } catch {
             throw ValidationError("\(error)")
         }

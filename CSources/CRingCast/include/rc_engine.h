@@ -20,9 +20,10 @@
  * and delivered as views of it; own payloads are sent from, and delivered as, the broadcaster's memory
  * (which it must keep untouched until its own delivery comes back with its token).
  *
- * Ring positions are the LCR core's (0..nodes-1 in view order). This engine runs one static view; a
- * lost connection or a malformed frame stops it with an error (rc_engine_status); membership and view
- * change (crashes, joins) are a layer above.
+ * Ring positions are the LCR core's (0..nodes-1 in view order). This engine runs one view; a lost
+ * connection or a malformed frame stops its ring with an error (rc_engine_status, rc_engine_lost_link)
+ * but keeps its state, so that the membership layer above can freeze it and take `pending` out for the
+ * view change (Fig. 2.7, rc_engine_freeze), then start a new engine for the next view.
  */
 #ifndef RINGCAST_RC_ENGINE_H
 #define RINGCAST_RC_ENGINE_H
@@ -145,6 +146,47 @@ uint32_t rc_engine_deliveries_peek(rc_engine *engine, rc_engine_delivery *out, u
 void rc_engine_deliveries_release(rc_engine *engine, uint32_t count);
 /** eventfd that becomes readable when deliveries arrive or the engine stops (read it to clear). */
 int rc_engine_delivery_fd(const rc_engine *engine);
+
+/** Which neighbour link broke the ring (rc_engine_lost_link). */
+typedef enum rc_engine_link {
+    RC_ENGINE_LINK_NONE = 0,
+    RC_ENGINE_LINK_PREDECESSOR = 1, /**< the connection from the predecessor closed or failed */
+    RC_ENGINE_LINK_SUCCESSOR = 2,   /**< the connection to the successor closed or could not be made */
+} rc_engine_link;
+
+/** The link whose loss failed the engine, or RC_ENGINE_LINK_NONE (any thread). */
+rc_engine_link rc_engine_lost_link(const rc_engine *engine);
+
+/** One message of `pending` handed out by rc_engine_freeze, with views of its application messages. */
+typedef struct rc_engine_pending {
+    uint32_t origin;                  /**< ring position of the broadcaster in this view. */
+    uint64_t seq;                     /**< C_m[origin]. */
+    uint32_t count;                   /**< application messages (entries of `apps`). */
+    bool own;
+    const uint64_t *clock;            /**< C_m, `nodes` entries. */
+    const rc_engine_delivery *apps;   /**< bytes, length, token (own); origin_seq and view_id are 0. */
+} rc_engine_pending;
+
+/**
+ * Called by rc_engine_freeze on the engine thread: first with `message` = NULL and `clock` = this
+ * node's vector clock C (what it received, per origin), then once per message of pending in ≺ order
+ * (undelivered here, each with its clock). Views are valid during the call only: copy what you keep.
+ */
+typedef void (*rc_engine_export_fn)(void *context, const uint64_t *clock, uint32_t nodes,
+                                    const rc_engine_pending *message);
+
+/**
+ * Freezes the ring for a view change (Fig. 2.7: every process "first completes … then freezes those
+ * procedures"). The engine thread stops receiving, sending and delivering; waits until every delivery
+ * already in the delivery ring is released (so what the application saw is exactly what the core
+ * delivered); calls `export` with C and every message of pending; then ends (state STOPPED, or stays
+ * FAILED). Works on a running or a failed engine. Own application messages handed over and neither
+ * delivered nor in pending are not exported: the caller still owns them (their tokens) and re-sends
+ * them in the next view. Returns 0; -EALREADY if the engine was never started or already stopped;
+ * -ETIMEDOUT if the deliveries were not released within `timeout_ms` (the engine is stopped then,
+ * nothing exported).
+ */
+int rc_engine_freeze(rc_engine *engine, rc_engine_export_fn export, void *context, uint32_t timeout_ms);
 
 /** A snapshot of the counters (any thread). */
 rc_engine_stats rc_engine_stats_get(const rc_engine *engine);

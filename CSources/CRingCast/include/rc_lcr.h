@@ -206,6 +206,7 @@ typedef struct rc_lcr_pending_view {
     bool stable;
     bool own;
     const uint64_t *clock; /**< core memory, valid until the next call on this core. */
+    rc_ref ref;            /**< as rc_lcr_message.ref: the caller's handle, or an own batch's first index. */
 } rc_lcr_pending_view;
 
 /** Entry `position` of pending (0 = first in ≺ order). Returns 0, or -ERANGE past the end. */

@@ -1,0 +1,114 @@
+/*
+ * engine_freeze.c — the engine's half of a view change (thesis §2.4.3, Fig. 2.7): freeze the ring and
+ * hand `pending` to the membership layer, which exchanges it with the other survivors and force-delivers.
+ *
+ * The engine thread does the work, because only it may touch the transport (the receive buffer holds
+ * the bytes of received pending messages) and the core. It first waits for the application to release
+ * every delivery already handed out, so that "delivered" means the same thing to the application and to
+ * the exported state: C and pending then partition what this node received into delivered and not.
+ */
+#include "engine_internal.h"
+
+#include <errno.h>
+
+/* The views of one pending message's application messages, in `apps` (batch_count_max entries). */
+static uint32_t pending_apps(rc_engine *e, const rc_lcr_pending_view *view, rc_engine_delivery *apps) {
+    uint32_t count = 0;
+    if (view->own) {
+        for (uint32_t i = 0; i < view->count; i++) {
+            const engine_app *app = &e->apps[(view->ref + i) % e->settings.window];
+            apps[count++] = (rc_engine_delivery){
+                .bytes = app->bytes, .length = app->length, .origin = view->origin, .token = app->token, .own = true,
+            };
+        }
+    } else {
+        uint32_t body_bytes = 0;
+        const uint8_t *body = engine_record_body(e, view->ref, &body_bytes);
+        rc_wire_app_iter iter;
+        rc_wire_app_iter_init(&iter, body, body_bytes);
+        const uint8_t *bytes;
+        uint32_t length;
+        while (count < view->count && rc_wire_app_next(&iter, &bytes, &length)) {
+            apps[count++] = (rc_engine_delivery){.bytes = bytes, .length = length, .origin = view->origin};
+        }
+    }
+    RC_ASSERT(count == view->count);
+    return count;
+}
+
+static void export_pending(rc_engine *e) {
+    const uint32_t nodes = e->settings.nodes;
+    e->export_fn(e->export_context, rc_lcr_clock(e->core), nodes, NULL);
+    uint32_t total = rc_lcr_pending_count(e->core);
+    for (uint32_t position = 0; position < total; position++) {
+        rc_lcr_pending_view view;
+        RC_ASSERT(rc_lcr_pending_at(e->core, position, &view) == 0);
+        RC_ASSERT(view.count >= 1 && view.count <= e->settings.batch_count_max);
+        rc_engine_pending message = {
+            .origin = view.origin, .seq = view.seq, .count = view.count, .own = view.own,
+            .clock = view.clock, .apps = e->export_apps,
+        };
+        pending_apps(e, &view, e->export_apps);
+        e->export_fn(e->export_context, rc_lcr_clock(e->core), nodes, &message);
+    }
+}
+
+/* One step of a requested freeze, from the engine loop. Returns true when the thread may end. */
+bool engine_freeze_step(rc_engine *e, uint64_t now_ns) {
+    if (e->settings.deliver == NULL) {
+        engine_deliveries_reclaim(e);
+        uint64_t tail = atomic_load_explicit(&e->delivery_ring.tail, memory_order_acquire);
+        if (e->deliveries_reclaimed != tail) {
+            if (now_ns < e->freeze_deadline_ns) return false; /* the consumer still holds views */
+            e->freeze_result = -ETIMEDOUT;
+            return true;
+        }
+    }
+    if (e->core != NULL) export_pending(e);
+    e->freeze_result = 0;
+    return true;
+}
+
+int rc_engine_freeze(rc_engine *e, rc_engine_export_fn export, void *context, uint32_t timeout_ms) {
+    RC_ASSERT(e != NULL && export != NULL);
+    if (!e->thread_started || atomic_load(&e->freeze_requested)) return -EALREADY;
+    e->export_fn = export;
+    e->export_context = context;
+    e->freeze_deadline_ns = engine_now_ns() + (uint64_t)timeout_ms * 1000000u;
+    e->freeze_result = -EALREADY; /* the thread had already ended (rc_engine_stop raced us) */
+    atomic_store_explicit(&e->freeze_requested, true, memory_order_release);
+    pthread_mutex_lock(&e->wake_lock);
+    if (e->io_alive) rc_io_wake(e->io);
+    pthread_mutex_unlock(&e->wake_lock);
+    /* Wait for the export and the listener's close, not for the thread: it goes on to free the transport,
+     * which takes tens of ms for large receive buffers (munmap); rc_engine_destroy joins it later. */
+    pthread_mutex_lock(&e->start_lock);
+    while (!e->freeze_done) pthread_cond_wait(&e->start_cond, &e->start_lock);
+    pthread_mutex_unlock(&e->start_lock);
+    return e->freeze_result;
+}
+
+/* Engine thread, after a freeze: closes the listener (so the next view's engine can listen on the same
+ * port at once) and tells rc_engine_freeze it may return. */
+void engine_freeze_release_port(rc_engine *e) {
+    if (e->io != NULL && e->listener >= 0) {
+        (void)rc_io_close(e->io, (uint32_t)e->listener);
+        rc_io_event discard[16];
+        uint64_t deadline = engine_now_ns() + 1000000000ull;
+        while (!rc_io_closed(e->io, (uint32_t)e->listener) && engine_now_ns() < deadline) {
+            (void)rc_io_wait(e->io, discard, 16, 1000000);
+        }
+    }
+    engine_freeze_done(e);
+}
+
+void engine_freeze_done(rc_engine *e) {
+    pthread_mutex_lock(&e->start_lock);
+    e->freeze_done = true;
+    pthread_cond_broadcast(&e->start_cond);
+    pthread_mutex_unlock(&e->start_lock);
+}
+
+rc_engine_link rc_engine_lost_link(const rc_engine *engine) {
+    return (rc_engine_link)atomic_load(&((rc_engine *)engine)->lost_link);
+}

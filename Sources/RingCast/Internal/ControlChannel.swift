@@ -1,0 +1,913 @@
+internal import CRingCast
+import Synchronization
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Identity of a peer on the control plane. (The membership module has its own member identity; the shell maps.)
+///
+/// A restarted process is a new incarnation, hence a new peer: frames are never attributed across incarnations.
+struct ControlPeer: Hashable, Sendable, CustomStringConvertible {
+    var node: UInt32
+    var incarnation: UInt32
+
+    var description: String { "\(node).\(incarnation)" }
+}
+
+/// The control-plane transport between group members: view changes, heartbeats, recovery data, state transfer.
+///
+/// Rare, small-to-medium messages over plain TCP, driven by one thread running poll(2); never on the data hot path
+/// (which is the C engine's io_uring ring). Robust and bounded rather than fast.
+///
+/// ## Connections
+/// A connection carries frames one way only: A→B frames travel on the connection A dialled to B, B→A frames on
+/// B's own. So there is never a race over who dials whom, and a received frame is attributed to the peer named
+/// by the hello that opened the connection it came on (``ControlFrame``). Connections are dialled on demand, by
+/// the first ``send(_:to:)`` after a start or a loss.
+///
+/// ## Losses
+/// ``Event/lost(_:reason:)`` says "a link with this peer failed, frames to or from it may have been dropped".
+/// It is raised when
+/// - the outgoing connection fails to connect (refused, unreachable, no answer within `connectTimeoutMillis`),
+///   fails while writing, or is closed by the peer;
+/// - a connection the peer dialled ends (EOF or reset: a `kill -9` of the peer shows within milliseconds), turns
+///   out malformed (oversize length), or is superseded by a newer connection from the same peer;
+/// - ``send(_:to:)`` refuses a frame (unknown peer, frame too large, queue limit exceeded); the outgoing
+///   connection is then closed rather than a frame silently dropped.
+///
+/// Frames queued for a peer when its outgoing link fails are dropped *with* that event; the next
+/// ``send(_:to:)`` dials a fresh connection and the queue restarts with that frame. The membership layer handles a
+/// loss by suspecting the peer and re-sending what still matters. One failure may be reported more than once
+/// (once per connection: a dead peer ends both the connection we dialled and the one it dialled), so handle
+/// `.lost` idempotently. Losses raised by ``send(_:to:)`` are coalesced per peer until the channel thread emits
+/// them. ``removePeer(_:)`` and ``shutdown()`` close connections without events; no event at all is emitted once
+/// ``shutdown()`` began.
+///
+/// ## Threads
+/// One thread (started by ``start()``) owns the sockets and calls `onEvent` with every event, in order (frames in
+/// the order sent, per connection). The callback may do light work and may call ``send(_:to:)``, ``setPeer(_:address:)``
+/// and ``removePeer(_:)``; it must not block (it stalls every peer's traffic). It may call ``shutdown()``, which then
+/// cannot wait for the thread it runs on: it returns at once and the thread stops and closes everything after the
+/// callback returns (the same happens if the channel's last reference goes away on that thread). Every other
+/// method may be called from any thread and never blocks beyond a short lock.
+///
+/// ## Bounds
+/// - at most ``Limits/peersMax`` peers with an address, and 2 × `peersMax` accepted connections (room for a
+///   reconnecting peer whose old connection has not closed yet, and for connections still owing their hello);
+/// - frames up to ``Limits/frameBytesMax`` either way (a larger incoming length closes that connection);
+/// - per peer, ``Limits/queuedBytesMaxPerPeer`` bytes queued by callers (payload plus 4 per frame), plus what the
+///   channel thread has taken for writing (at most 256 KiB beyond one frame) and the kernel's socket buffer;
+/// - per connection, one partly received frame (grown as its bytes arrive).
+///
+/// Like ``Node``, a `final class` with internal locks: calls are short hand-overs, and events come from a thread
+/// that is not a Swift task. Do not let `onEvent` capture the channel strongly: the channel owns the callback, so
+/// that would be a cycle, and the channel would only stop at an explicit ``shutdown()``.
+final class ControlChannel: Sendable {
+    /// The channel's bounds.
+    struct Limits: Sendable, Equatable {
+        /// Largest frame payload, either way (1 ... 2³¹−1).
+        var frameBytesMax = 4 << 20
+        /// Bytes queued for one peer by ``send(_:to:)`` and not yet taken by the channel thread (payload plus 4
+        /// per frame). At least `frameBytesMax` + 4.
+        var queuedBytesMaxPerPeer = 64 << 20
+        /// How long an outgoing connect may take, and how long an accepted connection may take to send its hello.
+        var connectTimeoutMillis = 1000
+        /// Peers with an address (``setPeer(_:address:)``). Accepted connections are bounded by 2 × this.
+        var peersMax = 64
+
+        /// - Throws: ``RingCastError/invalidConfiguration(_:)`` naming the first value out of range.
+        func validate() throws(RingCastError) {
+            guard frameBytesMax >= 1 && frameBytesMax <= ControlFrame.lengthMax else {
+                throw .invalidConfiguration("frameBytesMax \(frameBytesMax) is not in 1...\(ControlFrame.lengthMax)")
+            }
+            guard queuedBytesMaxPerPeer >= frameBytesMax + ControlFrame.headerBytes else {
+                throw .invalidConfiguration("queuedBytesMaxPerPeer \(queuedBytesMaxPerPeer) cannot hold one frame "
+                    + "of frameBytesMax \(frameBytesMax) (+\(ControlFrame.headerBytes))")
+            }
+            guard connectTimeoutMillis >= 1 && connectTimeoutMillis <= 3_600_000 else {
+                throw .invalidConfiguration("connectTimeoutMillis \(connectTimeoutMillis) is not in 1...3600000")
+            }
+            guard peersMax >= 1 && peersMax <= 4096 else {
+                throw .invalidConfiguration("peersMax \(peersMax) is not in 1...4096")
+            }
+        }
+    }
+
+    /// What the channel reports, on its thread, in order.
+    enum Event: Sendable, Equatable {
+        /// A frame from `from`, byte-exact.
+        case received(from: ControlPeer, bytes: [UInt8])
+        /// A link with the peer failed (see the type's documentation); `reason` is for logs.
+        case lost(ControlPeer, reason: String)
+    }
+
+    /// A snapshot of the channel's counters.
+    struct Statistics: Sendable, Hashable {
+        /// Frames delivered as ``Event/received(from:bytes:)``, and their payload bytes.
+        var framesIn: UInt64 = 0
+        var bytesIn: UInt64 = 0
+        /// Frames completely written to a socket, and their payload bytes (prefixes and hellos not counted).
+        var framesOut: UInt64 = 0
+        var bytesOut: UInt64 = 0
+        /// Outgoing connections that completed their connect.
+        var connectsOut: UInt64 = 0
+        /// Connections accepted from the listener (rejected ones included).
+        var accepts: UInt64 = 0
+        /// ``Event/lost(_:reason:)`` events emitted.
+        var lost: UInt64 = 0
+        /// Accepted connections closed for a bad hello (length, magic, version, none in time), an oversize
+        /// frame, a close before the hello, or because the accepted-connection bound was reached.
+        var rejected: UInt64 = 0
+    }
+
+    /// Who this channel is (sent in every hello).
+    let me: ControlPeer
+    /// Where it listens.
+    let listen: Address
+    let limits: Limits
+    private let core: ControlChannelCore
+
+    /// Binds and listens on `listen`; ``start()`` starts the thread that accepts and delivers.
+    /// - Parameters:
+    ///   - me: this member's identity, sent in every hello.
+    ///   - onEvent: called on the channel's thread, in order; must not block.
+    /// - Throws: ``RingCastError/invalidConfiguration(_:)`` for limits out of range,
+    ///   ``RingCastError/addressInUse(_:)``, ``RingCastError/system(call:errno:)``.
+    init(me: ControlPeer, listen: Address, limits: Limits = .init(),
+         onEvent: @escaping @Sendable (Event) -> Void) throws(RingCastError) {
+        try limits.validate()
+        self.me = me
+        self.listen = listen
+        self.limits = limits
+        core = try ControlChannelCore(me: me, listen: listen, limits: limits, onEvent: onEvent)
+    }
+
+    deinit { core.shutdown() }
+
+    /// Starts the channel thread.
+    /// - Throws: ``RingCastError/alreadyStarted`` (a second call, or after ``shutdown()``),
+    ///   ``RingCastError/system(call:errno:)``.
+    func start() throws(RingCastError) { try core.start() }
+
+    /// Says where `peer` listens; replaces an earlier address. Changing the address closes the outgoing
+    /// connection to the old one (with ``Event/lost(_:reason:)`` if it was open or had frames queued).
+    ///
+    /// Deviation from the design sketch: returns a (discardable) result, because the table is bounded.
+    /// - Returns: false when `peersMax` peers are already known (`peer` stays unknown: sends to it are lost).
+    @discardableResult
+    func setPeer(_ peer: ControlPeer, address: Address) -> Bool { core.setPeer(peer, address: address) }
+
+    /// Forgets `peer`: closes the connection to it and the one from it, drops its queued frames. No event.
+    func removePeer(_ peer: ControlPeer) { core.removePeer(peer) }
+
+    /// Queues one frame for `peer` and wakes the channel thread; any thread, never blocks. Dials on demand.
+    ///
+    /// - Returns: false when the frame was refused: the peer has no address, the frame is larger than
+    ///   `frameBytesMax`, or the peer's queue would exceed `queuedBytesMaxPerPeer`. Then the peer's outgoing
+    ///   connection is closed, its queued frames dropped, and ``Event/lost(_:reason:)`` follows on the channel
+    ///   thread (the membership layer treats it as a link failure). Also false, without an event, after
+    ///   ``shutdown()``. True means queued, not delivered: a later `.lost` may still drop it.
+    @discardableResult
+    func send(_ bytes: [UInt8], to peer: ControlPeer) -> Bool { core.send(bytes, to: peer) }
+
+    /// Stops the thread, closes every connection and the listener, and waits for that. Idempotent; a concurrent
+    /// second call returns at once. Queued frames are dropped, and no event is emitted once it began. Called from `onEvent`, it cannot wait
+    /// for its own thread: it returns at once, and the thread stops after the callback returns.
+    func shutdown() { core.shutdown() }
+
+    /// A snapshot of the counters.
+    var statistics: Statistics { core.counters.withLock { $0 } }
+}
+
+// MARK: - Shared state
+
+/// One peer's outgoing side as callers see it: its address and the frames they queued.
+/// Lives inside ``ControlShared``, under its lock.
+private final class ControlSlot {
+    var address: Address
+    var frames = FIFO<[UInt8]>()
+    /// Bytes in `frames`: payload plus the 4-byte prefix of each.
+    var queuedBytes = 0
+    /// Unique over the channel's life (a removed and re-added peer gets a fresh one too): a connection belongs to
+    /// the epoch it was dialled in, and is closed once its slot moved on.
+    var epoch: UInt64
+    /// The channel thread holds a connection (or an attempt) for the current epoch.
+    var connected = false
+
+    init(address: Address, epoch: UInt64) {
+        self.address = address
+        self.epoch = epoch
+    }
+}
+
+/// What callers and the channel thread share, under one lock.
+private struct ControlShared {
+    var slots: [ControlPeer: ControlSlot] = [:]
+    /// Peers removed since the channel thread last looked (it closes their accepted connections too).
+    var removed: Set<ControlPeer> = []
+    /// Losses raised by callers, for the channel thread to emit in order; one per peer at a time.
+    var losses: [(peer: ControlPeer, reason: String)] = []
+    /// The wake pipe was signalled and the thread has not looked yet (saves a write per queued frame).
+    var wakePending = false
+    var running = false
+    var stopping = false
+    /// shutdown() was called on the channel thread (from `onEvent`), so nobody joins it: it cleans up alone.
+    var stoppedFromChannelThread = false
+    private var nextEpoch: UInt64 = 1
+
+    mutating func takeEpoch() -> UInt64 {
+        defer { nextEpoch += 1 }
+        return nextEpoch
+    }
+
+    /// Forgets the slot's connection and queued frames; the caller decides whether to announce a loss.
+    mutating func reset(_ slot: ControlSlot) {
+        slot.epoch = takeEpoch()
+        slot.frames = FIFO()
+        slot.queuedBytes = 0
+        slot.connected = false
+    }
+
+    /// Queues a loss for the channel thread to emit, unless one for the same peer is already waiting (a later
+    /// emission covers both) or `lossesMax` are waiting.
+    mutating func announceLoss(of peer: ControlPeer, reason: String, lossesMax: Int) {
+        guard !losses.contains(where: { $0.peer == peer }), losses.count < lossesMax else { return }
+        losses.append((peer, reason))
+    }
+}
+
+private enum ControlLifecycle: Sendable {
+    case created
+    case started(OSThread)
+    case stopped
+}
+
+// MARK: - Core
+
+/// Everything behind a ``ControlChannel``, owned by the channel and by its thread while it runs (so that a
+/// forgotten channel still stops in `deinit`).
+private final class ControlChannelCore: Sendable {
+    let me: ControlPeer
+    let listen: Address
+    let limits: ControlChannel.Limits
+    let onEvent: @Sendable (ControlChannel.Event) -> Void
+    let listenerFD: Int32
+    /// Closed only in `deinit`, so a late `send` never writes to a reused descriptor.
+    let wake: WakePipe
+    let shared = Mutex(ControlShared())
+    let counters = Mutex(ControlChannel.Statistics())
+    private let lifecycle = Mutex(ControlLifecycle.created)
+    /// pthread_self() of the channel thread once it runs (shutdown() from `onEvent` must not wait for itself).
+    let channelThread = Atomic<UInt>(0)
+    /// Set first thing in shutdown(): no event is emitted after it, even by a turn already under way.
+    let stopRequested = Atomic<Bool>(false)
+    /// Losses waiting to be emitted, at most (they are coalesced per peer; this bounds unknown peers).
+    var lossesMax: Int { 4 * limits.peersMax + 16 }
+
+    init(me: ControlPeer, listen: Address, limits: ControlChannel.Limits,
+         onEvent: @escaping @Sendable (ControlChannel.Event) -> Void) throws(RingCastError) {
+        self.me = me
+        self.listen = listen
+        self.limits = limits
+        self.onEvent = onEvent
+        listenerFD = try ControlTCP.listen(on: listen, backlog: 2 * limits.peersMax)
+        do {
+            wake = try WakePipe()
+        } catch {
+            _ = Glibc.close(listenerFD)
+            throw error
+        }
+    }
+
+    deinit { wake.close() }
+
+    func start() throws(RingCastError) {
+        try lifecycle.withLock { (state: inout ControlLifecycle) throws(RingCastError) in
+            guard case .created = state else { throw .alreadyStarted }
+            shared.withLock { $0.running = true }
+            do throws(RingCastError) {
+                state = .started(try OSThread { [self] in ControlLoop(core: self).run() })
+            } catch {
+                shared.withLock { $0.running = false }
+                throw error
+            }
+        }
+    }
+
+    func shutdown() {
+        stopRequested.store(true, ordering: .relaxed)
+        let previous = lifecycle.withLock { state in
+            defer { state = .stopped }
+            return state
+        }
+        if case .stopped = previous { return }
+        let onChannelThread = channelThread.load(ordering: .relaxed) == UInt(pthread_self())
+        shared.withLock { shared in
+            shared.stopping = true
+            shared.running = false
+            shared.stoppedFromChannelThread = onChannelThread
+        }
+        guard case let .started(thread) = previous else {
+            _ = Glibc.close(listenerFD)
+            return
+        }
+        if onChannelThread {
+            return // The loop sees `stopping` after the callback returns; it closes the listener and detaches.
+        }
+        wake.signal()
+        thread.join()
+        _ = Glibc.close(listenerFD)
+    }
+
+    func setPeer(_ peer: ControlPeer, address: Address) -> Bool {
+        let known: Bool = shared.withLock { shared in
+            if let slot = shared.slots[peer] {
+                if slot.address != address {
+                    if slot.connected || !slot.frames.isEmpty {
+                        shared.announceLoss(of: peer, reason: "address changed from \(slot.address) to \(address)",
+                                            lossesMax: lossesMax)
+                    }
+                    shared.reset(slot)
+                    slot.address = address
+                }
+                return true
+            }
+            guard shared.slots.count < limits.peersMax else { return false }
+            shared.slots[peer] = ControlSlot(address: address, epoch: shared.takeEpoch())
+            return true
+        }
+        wake.signal()
+        return known
+    }
+
+    func removePeer(_ peer: ControlPeer) {
+        shared.withLock { shared in
+            shared.slots[peer] = nil
+            if shared.running { shared.removed.insert(peer) }
+        }
+        wake.signal()
+    }
+
+    func send(_ bytes: [UInt8], to peer: ControlPeer) -> Bool {
+        let cost = bytes.count + ControlFrame.headerBytes
+        let (queued, signal): (Bool, Bool) = shared.withLock { shared in
+            guard !shared.stopping else { return (false, false) }
+            let queued: Bool
+            if let slot = shared.slots[peer] {
+                if bytes.count > limits.frameBytesMax {
+                    shared.announceLoss(of: peer, reason: "refused a frame of \(bytes.count) bytes: "
+                        + "frameBytesMax is \(limits.frameBytesMax)", lossesMax: lossesMax)
+                    shared.reset(slot)
+                    queued = false
+                } else if slot.queuedBytes + cost > limits.queuedBytesMaxPerPeer {
+                    shared.announceLoss(of: peer, reason: "send queue full: \(slot.queuedBytes) bytes queued, "
+                        + "queuedBytesMaxPerPeer is \(limits.queuedBytesMaxPerPeer)", lossesMax: lossesMax)
+                    shared.reset(slot)
+                    queued = false
+                } else {
+                    slot.frames.append(bytes)
+                    slot.queuedBytes += cost
+                    queued = true
+                }
+            } else {
+                shared.announceLoss(of: peer, reason: "unknown peer (no address set)", lossesMax: lossesMax)
+                queued = false
+            }
+            let signal = !shared.wakePending
+            shared.wakePending = true
+            return (queued, signal)
+        }
+        if signal { wake.signal() }
+        return queued
+    }
+
+    /// Emits an event on the channel thread, unless shutdown() began; counted first, so whoever saw the event
+    /// sees the count.
+    func emit(_ event: ControlChannel.Event) {
+        guard !stopRequested.load(ordering: .relaxed) else { return }
+        counters.withLock { counters in
+            switch event {
+            case let .received(_, bytes):
+                counters.framesIn += 1
+                counters.bytesIn += UInt64(bytes.count)
+            case .lost:
+                counters.lost += 1
+            }
+        }
+        onEvent(event)
+    }
+
+    func emitLoss(of peer: ControlPeer, reason: String) { emit(.lost(peer, reason: reason)) }
+}
+
+// MARK: - Sockets
+
+/// Small socket helpers over Glibc (each returns or throws the errno).
+private enum ControlTCP {
+    static func describe(_ code: Int32) -> String { String(cString: strerror(code)) }
+
+    /// A non-blocking, close-on-exec TCP socket for `address`'s family, with TCP_NODELAY.
+    static func open(for address: rc_io_addr) -> (fd: Int32, errno: Int32) {
+        let family = withUnsafeBytes(of: address.bytes) { $0.load(as: sa_family_t.self) }
+        let type = Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue)
+        let fd = Glibc.socket(Int32(family), type, 0)
+        guard fd >= 0 else { return (-1, errno) }
+        setNoDelay(fd)
+        return (fd, 0)
+    }
+
+    /// Control frames are small and latency matters more than packet count (RFC 896's delay would stall a
+    /// request behind the previous one's ACK).
+    static func setNoDelay(_ fd: Int32) {
+        var one: Int32 = 1
+        _ = setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
+    }
+
+    static func withSockaddr<R>(_ address: rc_io_addr, _ body: (UnsafePointer<sockaddr>, socklen_t) -> R) -> R {
+        withUnsafeBytes(of: address.bytes) { raw in
+            body(raw.baseAddress!.assumingMemoryBound(to: sockaddr.self), socklen_t(address.length))
+        }
+    }
+
+    /// A listening socket with SO_REUSEADDR (a restarted member rebinds its port despite TIME_WAIT).
+    /// - Throws: ``RingCastError/addressInUse(_:)``, ``RingCastError/system(call:errno:)``.
+    static func listen(on address: Address, backlog: Int) throws(RingCastError) -> Int32 {
+        let target = address.cAddress
+        let (fd, openErrno) = open(for: target)
+        guard fd >= 0 else { throw .system(call: "socket", errno: openErrno) }
+        var one: Int32 = 1
+        _ = setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
+        if withSockaddr(target, { Glibc.bind(fd, $0, $1) }) != 0 {
+            let code = errno
+            _ = Glibc.close(fd)
+            if code == EADDRINUSE { throw .addressInUse(address) }
+            throw .system(call: "bind", errno: code)
+        }
+        if Glibc.listen(fd, Int32(min(backlog, Int(SOMAXCONN)))) != 0 {
+            let code = errno
+            _ = Glibc.close(fd)
+            throw .system(call: "listen", errno: code)
+        }
+        return fd
+    }
+}
+
+// MARK: - The channel thread
+
+/// The channel thread's state: every connection and buffer, touched by that thread only.
+///
+/// Each turn: take what callers changed (``reconcile()``), poll, handle what is ready, expire deadlines.
+private final class ControlLoop {
+    /// Bytes read per recv(2).
+    static let readBytes = 64 << 10
+    /// recv(2) calls per connection per turn, so one busy peer cannot starve the others (poll is level-triggered:
+    /// the rest is read next turn).
+    static let readsPerTurnMax = 16
+    /// accept(2) calls per turn.
+    static let acceptsPerTurnMax = 16
+    /// Bytes a connection takes from its queue into its write buffer at a time (beyond the frame that crosses it).
+    static let writeBatchBytes = 256 << 10
+    /// After an accept(2) failure such as EMFILE, the listener rests this long instead of spinning.
+    static let listenerRestNanos: UInt64 = 100_000_000
+
+    /// The connection this channel dialled to `peer`: writes frames, reads only to notice the end.
+    final class Outbound {
+        let peer: ControlPeer
+        let address: Address
+        let epoch: UInt64
+        let fd: Int32
+        var connecting: Bool
+        let deadlineNanos: UInt64
+        /// Bytes to write: the hello, then prefixed frames; `written` of them are written.
+        var buffer: [UInt8]
+        var written = 0
+        /// Stream offsets (counted from the hello's first byte) where queued frames end, to count them written.
+        var frameEnds = FIFO<(end: Int, payloadBytes: Int)>()
+        var streamWritten = 0
+        var streamAppended = 0
+        /// The slot had frames left after the last take (ask poll for POLLOUT to take more soon).
+        var slotHasFrames = true
+        var closed = false
+
+        init(peer: ControlPeer, address: Address, epoch: UInt64, fd: Int32, connecting: Bool, deadlineNanos: UInt64,
+             hello: [UInt8]) {
+            self.peer = peer
+            self.address = address
+            self.epoch = epoch
+            self.fd = fd
+            self.connecting = connecting
+            self.deadlineNanos = deadlineNanos
+            buffer = hello
+            streamAppended = hello.count
+        }
+
+        var pendingBytes: Int { buffer.count - written }
+    }
+
+    /// A connection a peer dialled: reads its hello, then its frames.
+    final class Inbound {
+        let fd: Int32
+        var peer: ControlPeer?
+        var reader = ControlFrameReader(lengthMax: ControlFrame.helloBytes)
+        let helloDeadlineNanos: UInt64
+        var closed = false
+
+        init(fd: Int32, helloDeadlineNanos: UInt64) {
+            self.fd = fd
+            self.helloDeadlineNanos = helloDeadlineNanos
+        }
+    }
+
+    let core: ControlChannelCore
+    var outbound: [ControlPeer: Outbound] = [:]
+    var inbound: [Inbound] = []
+    let scratch = UnsafeMutableRawBufferPointer.allocate(byteCount: readBytes, alignment: 16)
+    var listenerRestsUntilNanos: UInt64 = 0
+    var limits: ControlChannel.Limits { core.limits }
+    var timeoutNanos: UInt64 { UInt64(core.limits.connectTimeoutMillis) * 1_000_000 }
+
+    init(core: ControlChannelCore) { self.core = core }
+
+    deinit { scratch.deallocate() }
+
+    func run() {
+        core.channelThread.store(UInt(pthread_self()), ordering: .relaxed)
+        while reconcile() {
+            pollAndHandle()
+            expireDeadlines()
+            inbound.removeAll { $0.closed }
+        }
+        for connection in outbound.values { _ = Glibc.close(connection.fd) }
+        for connection in inbound where !connection.closed { _ = Glibc.close(connection.fd) }
+        outbound = [:]
+        inbound = []
+        if core.shared.withLock({ $0.stoppedFromChannelThread }) {
+            _ = Glibc.close(core.listenerFD)
+            _ = pthread_detach(pthread_self())
+        }
+    }
+
+    // MARK: Reconcile with callers
+
+    /// Applies what callers changed since the last turn: emits the losses they raised, closes connections they
+    /// reset or removed, dials peers with queued frames, and moves frames into write buffers, then writes.
+    /// - Returns: false once the channel is stopping.
+    private func reconcile() -> Bool {
+        var stale: [Outbound] = []
+        var taken: [(Outbound, [[UInt8]])] = []
+        var dials: [(peer: ControlPeer, address: Address, epoch: UInt64)] = []
+        let live = Array(outbound.values)
+        let (losses, removed, stopping) = core.shared.withLock { shared in
+            shared.wakePending = false
+            let losses = shared.losses
+            let removed = shared.removed
+            shared.losses = []
+            shared.removed = []
+            if shared.stopping { return (losses, removed, true) }
+            for connection in live {
+                guard let slot = shared.slots[connection.peer], slot.epoch == connection.epoch else {
+                    stale.append(connection)
+                    continue
+                }
+                var budget = Self.writeBatchBytes - connection.pendingBytes
+                var frames: [[UInt8]] = []
+                while budget > 0, let frame = slot.frames.popFirst() {
+                    budget -= frame.count + ControlFrame.headerBytes
+                    slot.queuedBytes -= frame.count + ControlFrame.headerBytes
+                    frames.append(frame)
+                }
+                connection.slotHasFrames = !slot.frames.isEmpty
+                if !frames.isEmpty { taken.append((connection, frames)) }
+            }
+            for (peer, slot) in shared.slots where !slot.connected && !slot.frames.isEmpty {
+                slot.connected = true
+                dials.append((peer, slot.address, slot.epoch))
+            }
+            return (losses, removed, false)
+        }
+        for loss in losses { core.emitLoss(of: loss.peer, reason: loss.reason) }
+        if stopping { return false }
+        for connection in stale { close(connection) }
+        if !removed.isEmpty {
+            for connection in inbound where !connection.closed {
+                if let peer = connection.peer, removed.contains(peer) { close(connection) }
+            }
+        }
+        for (connection, frames) in taken where !connection.closed { append(frames, to: connection) }
+        for dial in dials { self.dial(dial.peer, address: dial.address, epoch: dial.epoch) }
+        for connection in Array(outbound.values) { flush(connection) }
+        return true
+    }
+
+    private func append(_ frames: [[UInt8]], to connection: Outbound) {
+        if connection.written > 0 {
+            connection.buffer.removeFirst(connection.written)
+            connection.written = 0
+        }
+        for frame in frames {
+            ControlFrame.appendHeader(length: frame.count, to: &connection.buffer)
+            connection.buffer += frame
+            connection.streamAppended += ControlFrame.headerBytes + frame.count
+            connection.frameEnds.append((connection.streamAppended, frame.count))
+        }
+    }
+
+    // MARK: Outgoing connections
+
+    /// Starts a non-blocking connect to `address` for the slot's `epoch`, hello first in the write buffer.
+    private func dial(_ peer: ControlPeer, address: Address, epoch: UInt64) {
+        let target = address.cAddress
+        let (fd, openErrno) = ControlTCP.open(for: target)
+        guard fd >= 0 else {
+            lose(peer, epoch: epoch, reason: "socket: \(ControlTCP.describe(openErrno))")
+            return
+        }
+        let result = ControlTCP.withSockaddr(target) { Glibc.connect(fd, $0, $1) }
+        let connectErrno = result == 0 ? 0 : errno
+        guard result == 0 || connectErrno == EINPROGRESS else {
+            _ = Glibc.close(fd)
+            lose(peer, epoch: epoch, reason: "connect to \(address): \(ControlTCP.describe(connectErrno))")
+            return
+        }
+        let connection = Outbound(peer: peer, address: address, epoch: epoch, fd: fd, connecting: result != 0,
+                                  deadlineNanos: monotonicNanos() + timeoutNanos, hello: ControlFrame.hello(from: core.me))
+        precondition(outbound[peer] == nil, "one outgoing connection per peer")
+        outbound[peer] = connection
+        if result == 0 { core.counters.withLock { $0.connectsOut += 1 } }
+    }
+
+    private func handle(_ connection: Outbound, revents: Int16) {
+        if connection.connecting {
+            guard revents & Int16(POLLOUT | POLLERR | POLLHUP) != 0 else { return }
+            var error: Int32 = 0
+            var length = socklen_t(MemoryLayout<Int32>.size)
+            _ = getsockopt(connection.fd, SOL_SOCKET, SO_ERROR, &error, &length)
+            guard error == 0, revents & Int16(POLLOUT) != 0 else {
+                let why = error == 0 ? "connection failed" : ControlTCP.describe(error)
+                fail(connection, reason: "connect to \(connection.address): \(why)")
+                return
+            }
+            connection.connecting = false
+            core.counters.withLock { $0.connectsOut += 1 }
+        }
+        if revents & Int16(POLLIN | POLLERR | POLLHUP) != 0 {
+            // The peer never writes on this connection: readable means closed, reset, or a broken peer.
+            let count = Glibc.recv(connection.fd, scratch.baseAddress, scratch.count, 0)
+            if count == 0 {
+                fail(connection, reason: "connection to \(connection.address) closed by the peer")
+                return
+            }
+            if count > 0 {
+                fail(connection, reason: "the peer wrote on a send-only connection")
+                return
+            }
+            if errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR {
+                fail(connection, reason: "connection to \(connection.address): \(ControlTCP.describe(errno))")
+                return
+            }
+        }
+        if revents & Int16(POLLOUT) != 0 { flush(connection) }
+    }
+
+    /// Writes as much of the buffer as the socket takes.
+    private func flush(_ connection: Outbound) {
+        guard !connection.connecting, !connection.closed else { return }
+        var failure: Int32 = 0
+        while connection.pendingBytes > 0 {
+            let offset = connection.written
+            let count = connection.buffer.withUnsafeBytes { bytes in
+                Glibc.send(connection.fd, bytes.baseAddress! + offset, bytes.count - offset, Int32(MSG_NOSIGNAL))
+            }
+            if count > 0 {
+                connection.written += count
+                connection.streamWritten += count
+                continue
+            }
+            if count < 0 && errno == EINTR { continue }
+            if count < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) { break }
+            failure = count < 0 ? errno : EPIPE
+            break
+        }
+        var frames: UInt64 = 0
+        var bytes: UInt64 = 0
+        while let first = connection.frameEnds.first, first.end <= connection.streamWritten {
+            _ = connection.frameEnds.popFirst()
+            frames += 1
+            bytes += UInt64(first.payloadBytes)
+        }
+        if frames > 0 {
+            core.counters.withLock { counters in
+                counters.framesOut += frames
+                counters.bytesOut += bytes
+            }
+        }
+        if failure != 0 {
+            fail(connection, reason: "send to \(connection.address): \(ControlTCP.describe(failure))")
+            return
+        }
+        if connection.pendingBytes == 0 {
+            // Keep the capacity for the next frames, unless a large frame left a large buffer behind.
+            connection.buffer.removeAll(keepingCapacity: connection.buffer.capacity <= Self.writeBatchBytes * 2)
+            connection.written = 0
+        }
+    }
+
+    /// Closes a connection without an event (its reset or removal was decided elsewhere).
+    private func close(_ connection: Outbound) {
+        guard !connection.closed else { return }
+        connection.closed = true
+        _ = Glibc.close(connection.fd)
+        if outbound[connection.peer] === connection { outbound[connection.peer] = nil }
+    }
+
+    /// Closes a failed connection and reports the loss, unless its epoch was already reset.
+    private func fail(_ connection: Outbound, reason: String) {
+        close(connection)
+        lose(connection.peer, epoch: connection.epoch, reason: reason)
+    }
+
+    /// Resets the peer's slot if `epoch` is still current (dropping its queued frames) and emits the loss.
+    /// A stale epoch was reset by a caller, who announced it (or removed the peer, silently).
+    private func lose(_ peer: ControlPeer, epoch: UInt64, reason: String) {
+        let current: Bool = core.shared.withLock { shared in
+            guard let slot = shared.slots[peer], slot.epoch == epoch else { return false }
+            shared.reset(slot)
+            return true
+        }
+        if current { core.emitLoss(of: peer, reason: reason) }
+    }
+
+    // MARK: Accepted connections
+
+    private func acceptConnections() {
+        for _ in 0..<Self.acceptsPerTurnMax {
+            // accept4(2) would set both flags atomically, but Glibc's Swift overlay does not export it. A fork(2)
+            // by another thread between accept and fcntl would leak this descriptor into the child: harmless here
+            // (the node does not fork), and worth a C shim if it ever does.
+            let fd = Glibc.accept(core.listenerFD, nil, nil)
+            if fd < 0 {
+                switch errno {
+                case EAGAIN, EWOULDBLOCK: return
+                case EINTR, ECONNABORTED, EPROTO: continue
+                default:
+                    // EMFILE, ENFILE, ENOBUFS, ENOMEM: rest rather than spin on a listener that stays readable.
+                    listenerRestsUntilNanos = monotonicNanos() + Self.listenerRestNanos
+                    return
+                }
+            }
+            let open = inbound.count { !$0.closed }
+            guard open < 2 * limits.peersMax else {
+                core.counters.withLock { counters in
+                    counters.accepts += 1
+                    counters.rejected += 1
+                }
+                _ = Glibc.close(fd)
+                continue
+            }
+            core.counters.withLock { $0.accepts += 1 }
+            _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
+            _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
+            ControlTCP.setNoDelay(fd)
+            inbound.append(Inbound(fd: fd, helloDeadlineNanos: monotonicNanos() + timeoutNanos))
+        }
+    }
+
+    private func handle(_ connection: Inbound) {
+        for _ in 0..<Self.readsPerTurnMax {
+            let count = Glibc.recv(connection.fd, scratch.baseAddress, scratch.count, 0)
+            if count > 0 {
+                guard consume(count, from: connection) else { return }
+                if count < scratch.count { return } // drained (most likely); poll says if not
+                continue
+            }
+            if count == 0 {
+                let midFrame = connection.reader.isBetweenFrames ? "" : " in the middle of a frame"
+                end(connection, reason: "connection closed by the peer\(midFrame)")
+                return
+            }
+            switch errno {
+            case EAGAIN, EWOULDBLOCK: return
+            case EINTR: continue
+            default:
+                end(connection, reason: "connection from the peer: \(ControlTCP.describe(errno))")
+                return
+            }
+        }
+    }
+
+    /// Cuts `count` bytes of `scratch` into frames: the hello first, then frames delivered in order.
+    /// - Returns: false when the connection was closed (malformed).
+    private func consume(_ count: Int, from connection: Inbound) -> Bool {
+        var offset = 0
+        while offset < count {
+            let result: (used: Int, frame: [UInt8]?)
+            do {
+                result = try connection.reader.consume(UnsafeRawBufferPointer(UnsafeMutableRawBufferPointer(rebasing: scratch[offset..<count])))
+            } catch {
+                reject(connection, reason: connection.peer == nil ? "bad hello: \(error)" : "\(error)")
+                return false
+            }
+            offset += result.used
+            guard let frame = result.frame else { continue }
+            if let peer = connection.peer {
+                core.emit(.received(from: peer, bytes: frame))
+                continue
+            }
+            do {
+                identify(connection, as: try ControlFrame.parseHello(frame))
+            } catch {
+                reject(connection, reason: "bad hello: \(error)")
+                return false
+            }
+        }
+        return true
+    }
+
+    /// The hello names the connection's peer; an older connection from the same peer is over (the peer dials
+    /// again only after giving up on it), so it is closed now rather than when its end shows.
+    private func identify(_ connection: Inbound, as peer: ControlPeer) {
+        connection.peer = peer
+        connection.reader.lengthMax = limits.frameBytesMax
+        for other in inbound where other !== connection && !other.closed && other.peer == peer {
+            end(other, reason: "superseded by a new connection from the same peer")
+        }
+    }
+
+    /// The connection ended (EOF, error, timeout): a loss if it was identified, a rejection if not.
+    private func end(_ connection: Inbound, reason: String) {
+        guard !connection.closed else { return }
+        guard let peer = connection.peer else {
+            reject(connection, reason: reason)
+            return
+        }
+        close(connection)
+        core.emitLoss(of: peer, reason: reason)
+    }
+
+    /// The connection broke the protocol: counted as rejected (before the close, so that whoever sees the close
+    /// sees the count), and a loss if it was identified.
+    private func reject(_ connection: Inbound, reason: String) {
+        guard !connection.closed else { return }
+        core.counters.withLock { $0.rejected += 1 }
+        close(connection)
+        if let peer = connection.peer { core.emitLoss(of: peer, reason: reason) }
+    }
+
+    private func close(_ connection: Inbound) {
+        guard !connection.closed else { return }
+        connection.closed = true
+        _ = Glibc.close(connection.fd)
+    }
+
+    // MARK: Poll
+
+    private func pollAndHandle() {
+        let now = monotonicNanos()
+        let outs = Array(outbound.values)
+        let ins = inbound.filter { !$0.closed }
+        var fds: [pollfd] = []
+        fds.reserveCapacity(2 + outs.count + ins.count)
+        fds.append(pollfd(fd: core.wake.readFD, events: Int16(POLLIN), revents: 0))
+        // A negative descriptor is skipped by poll(2): that is how the listener rests.
+        fds.append(pollfd(fd: now >= listenerRestsUntilNanos ? core.listenerFD : -1, events: Int16(POLLIN), revents: 0))
+        for connection in outs {
+            let wantsOut = connection.connecting || connection.pendingBytes > 0 || connection.slotHasFrames
+            fds.append(pollfd(fd: connection.fd, events: Int16(POLLIN) | (wantsOut ? Int16(POLLOUT) : 0), revents: 0))
+        }
+        for connection in ins { fds.append(pollfd(fd: connection.fd, events: Int16(POLLIN), revents: 0)) }
+        let ready = fds.withUnsafeMutableBufferPointer { poll($0.baseAddress, nfds_t($0.count), timeoutMillis(now)) }
+        guard ready > 0 else { return } // timeout (deadlines are checked next), or EINTR
+        if fds[0].revents != 0 { core.wake.drain() }
+        if fds[1].revents != 0 { acceptConnections() }
+        for (index, connection) in outs.enumerated() where !connection.closed && fds[2 + index].revents != 0 {
+            handle(connection, revents: fds[2 + index].revents)
+        }
+        for (index, connection) in ins.enumerated() where !connection.closed && fds[2 + outs.count + index].revents != 0 {
+            handle(connection)
+        }
+    }
+
+    /// Until the nearest deadline (connect, hello, listener rest), rounded up; -1 (none) waits for the wake pipe.
+    private func timeoutMillis(_ now: UInt64) -> Int32 {
+        var nearest = UInt64.max
+        for connection in outbound.values where connection.connecting { nearest = min(nearest, connection.deadlineNanos) }
+        for connection in inbound where !connection.closed && connection.peer == nil {
+            nearest = min(nearest, connection.helloDeadlineNanos)
+        }
+        if listenerRestsUntilNanos > now { nearest = min(nearest, listenerRestsUntilNanos) }
+        guard nearest != .max else { return -1 }
+        guard nearest > now else { return 0 }
+        return Int32(min((nearest - now + 999_999) / 1_000_000, UInt64(Int32.max)))
+    }
+
+    private func expireDeadlines() {
+        let now = monotonicNanos()
+        for connection in Array(outbound.values) where connection.connecting && now >= connection.deadlineNanos {
+            fail(connection, reason: "connect to \(connection.address) timed out after \(limits.connectTimeoutMillis) ms")
+        }
+        for connection in inbound where !connection.closed && connection.peer == nil
+            && now >= connection.helloDeadlineNanos {
+            reject(connection, reason: "no hello within \(limits.connectTimeoutMillis) ms")
+        }
+    }
+}

@@ -1,0 +1,196 @@
+internal import CRingCast
+import Synchronization
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A group member's broadcasts between `broadcast()` and their own delivery, across view changes.
+///
+/// `queue` holds messages accepted and not yet handed to an engine; `inFlight` those handed to the current
+/// view's engine and not yet delivered back (the engine sends from, and delivers own messages as views of,
+/// the payload arrays retained here). When a view change freezes the ring, the in-flight messages the
+/// engine had not stamped yet go back to the front of the queue, in order, for the next view: a queued
+/// broadcast is never dropped while this member stays in the group.
+final class GroupOutbox: Sendable {
+    struct Item {
+        let token: UInt64
+        let payload: [UInt8]
+    }
+
+    private struct Waiter {
+        let id: UInt64
+        let payload: [UInt8]
+        let continuation: CheckedContinuation<Result<UInt64, RingCastError>, Never>
+    }
+
+    private struct State {
+        var queue = FIFO<Item>()
+        var inFlight = FIFO<Item>()
+        var waiters = FIFO<Waiter>()
+        var nextToken: UInt64 = 1
+        var nextWaiterID: UInt64 = 1
+        var closed: RingCastError?
+        var engine: EngineHandle?
+        var waits: UInt64 = 0
+    }
+
+    let capacity: Int
+    let payloadBytesMax: Int
+    private let state = Mutex(State())
+    let wake: WakePipe
+
+    init(capacity: Int, payloadBytesMax: Int) throws(RingCastError) {
+        precondition(capacity > 0)
+        self.capacity = capacity
+        self.payloadBytesMax = payloadBytesMax
+        wake = try WakePipe()
+    }
+
+    var counts: (queued: Int, inFlight: Int) { state.withLock { ($0.queue.count, $0.inFlight.count) } }
+
+    func broadcast(_ payload: [UInt8]) async throws(RingCastError) -> UInt64 {
+        guard payload.count <= payloadBytesMax else {
+            throw .payloadTooLarge(bytes: payload.count, limit: payloadBytesMax)
+        }
+        let id: UInt64
+        let fast: Result<UInt64, RingCastError>? = state.withLock { state in
+            if let closed = state.closed { return .failure(closed) }
+            guard state.waiters.isEmpty, state.queue.count < capacity else { return nil }
+            return .success(Self.enqueue(payload, &state))
+        }
+        if let fast {
+            wake.signal()
+            return try fast.get()
+        }
+        id = state.withLock { state in
+            defer { state.nextWaiterID += 1 }
+            return state.nextWaiterID
+        }
+        let outcome = await withTaskCancellationHandler {
+            await withCheckedContinuation { (continuation: CheckedContinuation<Result<UInt64, RingCastError>, Never>) in
+                let immediate: Result<UInt64, RingCastError>? = state.withLock { state in
+                    if let closed = state.closed { return .failure(closed) }
+                    if state.waiters.isEmpty && state.queue.count < capacity {
+                        return .success(Self.enqueue(payload, &state))
+                    }
+                    if Task.isCancelled { return .failure(.cancelled) }
+                    state.waits += 1
+                    state.waiters.append(Waiter(id: id, payload: payload, continuation: continuation))
+                    return nil
+                }
+                if let immediate { continuation.resume(returning: immediate) }
+                wake.signal()
+            }
+        } onCancel: {
+            let waiter = state.withLock { $0.waiters.remove(where: { $0.id == id }) }
+            waiter?.continuation.resume(returning: .failure(.cancelled))
+        }
+        return try outcome.get()
+    }
+
+    private static func enqueue(_ payload: [UInt8], _ state: inout State) -> UInt64 {
+        let token = state.nextToken
+        state.nextToken += 1
+        state.queue.append(Item(token: token, payload: payload))
+        return token
+    }
+
+    /// Lets waiting `broadcast()` calls into the queue as room frees; returns the continuations to resume.
+    private func admitWaiters(_ state: inout State) -> [(CheckedContinuation<Result<UInt64, RingCastError>, Never>, UInt64)] {
+        var admitted: [(CheckedContinuation<Result<UInt64, RingCastError>, Never>, UInt64)] = []
+        while state.queue.count < capacity, let waiter = state.waiters.popFirst() {
+            admitted.append((waiter.continuation, Self.enqueue(waiter.payload, &state)))
+        }
+        return admitted
+    }
+
+    // MARK: The engine side
+
+    /// Hands queued messages to the attached engine until it is full. Returns what to wait for next.
+    enum Progress { case idle, engineFull, noEngine, closed }
+
+    func pump() -> Progress {
+        var resumed: [(CheckedContinuation<Result<UInt64, RingCastError>, Never>, UInt64)] = []
+        let progress: Progress = state.withLock { state in
+            if state.closed != nil { return .closed }
+            guard let engine = state.engine else { return .noEngine }
+            while let head = state.queue.first {
+                // The pointer outlives the closure on purpose: the array stays retained in `inFlight` until its
+                // own delivery, so its storage does not move (the same contract as Node's broadcasts).
+                let result = head.payload.withUnsafeBytes { bytes in
+                    rc_engine_broadcast(engine.pointer, bytes.baseAddress ?? UnsafeRawPointer(("" as StaticString).utf8Start),
+                                        UInt32(bytes.count), head.token)
+                }
+                guard result == 0 else {
+                    resumed += admitWaiters(&state)
+                    return result == -EAGAIN ? .engineFull : .noEngine
+                }
+                state.inFlight.append(state.queue.popFirst()!)
+            }
+            resumed += admitWaiters(&state)
+            return .idle
+        }
+        for (continuation, token) in resumed { continuation.resume(returning: .success(token)) }
+        return progress
+    }
+
+    func attach(_ engine: EngineHandle) {
+        state.withLock { $0.engine = engine }
+        wake.signal()
+    }
+
+    /// Stops handing messages to the current engine (before it is frozen or destroyed).
+    func detach() { state.withLock { $0.engine = nil } }
+
+    /// Drops the payloads of own deliveries, which come back in token order.
+    func releaseOwn(tokens: some Sequence<UInt64>) {
+        state.withLock { state in
+            for token in tokens {
+                let item = state.inFlight.popFirst()
+                precondition(item?.token == token, "own delivery \(token) is not the oldest in flight (\(item?.token ?? 0))")
+            }
+        }
+    }
+
+    func releaseOwn(batch: UnsafePointer<rc_engine_delivery>, count: Int) {
+        var own = false
+        for index in 0..<count where batch[index].own { own = true; break }
+        guard own else { return }
+        releaseOwn(tokens: (0..<count).lazy.filter { batch[$0].own }.map { batch[$0].token })
+    }
+
+    /// After a freeze: the in-flight messages the frozen engine did not export (never stamped) go back to
+    /// the front of the queue; the exported ones stay in flight until the view change delivers them.
+    func requeueUnstamped(exported: Set<UInt64>) {
+        state.withLock { state in
+            var kept = FIFO<Item>()
+            var back: [Item] = []
+            while let item = state.inFlight.popFirst() {
+                if exported.contains(item.token) {
+                    precondition(back.isEmpty, "an exported own message follows an unstamped one")
+                    kept.append(item)
+                } else {
+                    back.append(item)
+                }
+            }
+            state.inFlight = kept
+            while let item = state.queue.popFirst() { back.append(item) }
+            for item in back { state.queue.append(item) }
+        }
+    }
+
+    /// Ends broadcasting: waiting and later calls fail with `error`.
+    func close(_ error: RingCastError) {
+        let waiters: [Waiter] = state.withLock { state in
+            if state.closed == nil { state.closed = error }
+            state.engine = nil
+            var all: [Waiter] = []
+            while let waiter = state.waiters.popFirst() { all.append(waiter) }
+            return all
+        }
+        for waiter in waiters { waiter.continuation.resume(returning: .failure(error)) }
+        wake.signal()
+    }
+
+    var broadcastWaits: UInt64 { state.withLock { $0.waits } }
+}

@@ -1,0 +1,502 @@
+internal import CRingCast
+import RingCastMembership
+import Synchronization
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The shell around `Membership.Instance` (SWIM's instance/shell split, STYLE.md): it feeds the core with
+/// events — control frames, lost links, ticks — and carries out its directives: send, freeze the ring and
+/// take pending out, supply recovery data, install a view (force-deliver, then start the next ring).
+///
+/// One thread (the shell thread) owns the instance, the current view's engine and the recovery state, so
+/// none of them needs a lock; the control channel's thread and the API only queue events for it.
+final class GroupShell: @unchecked Sendable {
+    enum Event {
+        case frame(from: ControlPeer, bytes: [UInt8])
+        case lost(ControlPeer)
+        case leave
+    }
+
+    struct Published {
+        var state: Group.State = .created
+        var view: Group.View?
+        var viewChanges: UInt64 = 0
+        var recoveredMessages: UInt64 = 0
+        var recoveryCopies: UInt64 = 0
+        var malformedFrames: UInt64 = 0
+        var engine = Node.Statistics()
+    }
+
+    let configuration: Group.Configuration
+    let me: Membership.MemberID
+    let outbox: GroupOutbox
+    let sink: DeliverySink
+    let stateTransfer: Group.StateTransfer?
+    let viewsContinuation: AsyncStream<Group.View>.Continuation
+    /// Events from other threads (the control channel, the API), for the shell thread.
+    final class EventQueue: Sendable {
+        let pending = Mutex<[Event]>([])
+    }
+
+    private let events = EventQueue()
+    private let published = Mutex(Published())
+    private let wake: WakePipe
+    private let stopPipe: WakePipe
+    private let stopping = Atomic<Bool>(false)
+    private let threads = Mutex<[OSThread]>([])
+    private let startNanos = monotonicNanos()
+    private var channel: ControlChannel!
+
+    // Shell thread only.
+    private var instance: Membership.Instance
+    private var engine: ViewEngine?
+    private var engineLossReported = false
+    private var recovery: Membership.Recovery<RecoveredPayload>?
+    private var frozenView: Membership.View?
+    private var frozenDelivered: [UInt64] = []
+    private var seqBases: [UInt32: UInt64] = [:]
+    private var waitingForState: Membership.Installation?
+    private var changeStartedUnixNanos: UInt64 = 0
+    /// Control peers heard from at least once: a refused connection to a peer that never spoke is a peer
+    /// still starting, not a crash (the founding view's start-up grace covers its silence).
+    private var heardFrom = Set<ControlPeer>()
+    private var registeredPeers = Set<ControlPeer>()
+    private var reaper: OSThread?
+    /// RINGCAST_GROUP_TRACE=1: one line per view-change step on stderr (diagnostics).
+    private let trace = getenv("RINGCAST_GROUP_TRACE").map { String(cString: $0) == "1" } ?? false
+
+    private func log(_ line: @autoclosure () -> String) {
+        guard trace else { return }
+        let text = "[group \(me.node) t=\(nowTicks)] \(line())\n"
+        _ = text.withCString { write(2, $0, strlen($0)) }
+    }
+
+    init(configuration: Group.Configuration, stateTransfer: Group.StateTransfer?,
+         handler: @escaping @Sendable (borrowing Deliveries) -> Void,
+         views: AsyncStream<Group.View>.Continuation) throws(RingCastError) {
+        self.configuration = configuration
+        self.stateTransfer = stateTransfer
+        viewsContinuation = views
+        me = Membership.MemberID(node: configuration.me, incarnation: configuration.incarnation)
+        outbox = try GroupOutbox(capacity: max(configuration.limits.window, configuration.limits.broadcastRingMax),
+                                 payloadBytesMax: configuration.limits.batchBytesMax)
+        sink = DeliverySink(handler: handler, outbox: outbox)
+        wake = try WakePipe()
+        stopPipe = try WakePipe()
+        var settings = Membership.Settings(me: me)
+        settings.mode = configuration.mode
+        settings.heartbeatIntervalTicks = UInt64(configuration.heartbeatMillis)
+        settings.suspectTimeoutTicks = UInt64(configuration.suspectMillis)
+        settings.roundTimeoutTicks = UInt64(configuration.roundTimeoutMillis)
+        settings.startupGraceTicks = UInt64(configuration.limits.connectTimeoutMillis)
+        do {
+            if configuration.isJoiner {
+                let contacts = configuration.initialView.sorted().map { Membership.MemberID(node: $0) }
+                instance = try Membership.Instance(settings: settings, joiningVia: contacts, nowTicks: 0)
+            } else {
+                let members = configuration.initialView.sorted().map { Membership.MemberID(node: $0) }
+                instance = try Membership.Instance(settings: settings, view: Membership.View(id: 1, members: members),
+                                                   nowTicks: 0)
+            }
+        } catch {
+            throw .invalidConfiguration("membership: \(error)")
+        }
+        for node in configuration.addresses.keys { seqBases[node] = 0 }
+        let shellWake = wake
+        let queue = events
+        let traceStart = startNanos, traceOn = getenv("RINGCAST_GROUP_TRACE") != nil, traceNode = me.node
+        channel = try ControlChannel(
+            me: ControlPeer(node: me.node, incarnation: me.incarnation),
+            listen: try configuration.controlAddress(of: configuration.me)
+        ) { event in
+            queue.pending.withLock { pending in
+                switch event {
+                case let .received(from, bytes): pending.append(.frame(from: from, bytes: bytes))
+                case let .lost(peer, reason):
+                    if traceOn {
+                        let line = "[group \(traceNode) t=\((monotonicNanos() - traceStart) / 1_000_000)] channel: lost \(peer.node): \(reason)\n"
+                        _ = line.withCString { write(2, $0, strlen($0)) }
+                    }
+                    pending.append(.lost(peer))
+                }
+            }
+            shellWake.signal()
+        }
+        for node in configuration.addresses.keys where node != configuration.me {
+            let peer = ControlPeer(node: node, incarnation: 0)
+            channel.setPeer(peer, address: try configuration.controlAddress(of: node))
+            registeredPeers.insert(peer)
+        }
+    }
+
+    // MARK: API side
+
+    func start() throws(RingCastError) {
+        guard published.withLock({ $0.state }) == .created else { throw .alreadyStarted }
+        try channel.start()
+        if !configuration.isJoiner {
+            let members = configuration.initialView.sorted().map { Membership.MemberID(node: $0) }
+            let view = Membership.View(id: 1, members: members)
+            try startEngine(for: view)
+            publish(view: view, causes: ["initial"], changeStarted: 0)
+        } else {
+            published.withLock { $0.state = .joining }
+        }
+        var started: [OSThread] = []
+        started.append(try OSThread { [self] in runShell() })
+        started.append(try OSThread { [self] in runProducer() })
+        threads.withLock { $0 = started }
+    }
+
+    func requestLeave() {
+        events.pending.withLock { $0.append(.leave) }
+        wake.signal()
+    }
+
+    func shutdown() {
+        guard !stopping.exchange(true, ordering: .acquiringAndReleasing) else { return }
+        stopPipe.signal()
+        wake.signal()
+        for thread in threads.withLock({ $0 }) { thread.join() }
+        reaper?.join()
+        channel?.shutdown()
+        outbox.close(.shutdown)
+        engine = nil
+        published.withLock { if $0.state != .excluded && $0.state != .left { $0.state = .stopped } }
+        viewsContinuation.finish()
+    }
+
+    var publicState: Group.State { published.withLock { $0.state } }
+    var currentView: Group.View? { published.withLock { $0.view } }
+
+    var statistics: Group.Statistics {
+        let snapshot = published.withLock { $0 }
+        var result = Group.Statistics()
+        result.engine = snapshot.engine
+        result.viewChanges = snapshot.viewChanges
+        result.recoveredMessages = snapshot.recoveredMessages
+        result.recoveryCopies = snapshot.recoveryCopies
+        result.deliveredMessages = sink.deliveredMessages.load(ordering: .relaxed)
+        result.deliveredBytes = sink.deliveredBytes.load(ordering: .relaxed)
+        let counts = outbox.counts
+        result.broadcastsQueued = counts.queued
+        result.broadcastsInFlight = counts.inFlight
+        let channelStats = channel.statistics
+        result.controlFramesIn = channelStats.framesIn
+        result.controlFramesOut = channelStats.framesOut
+        result.membershipIgnored = snapshot.malformedFrames
+        return result
+    }
+
+    // MARK: Threads
+
+    private var nowTicks: UInt64 { (monotonicNanos() - startNanos) / 1_000_000 }
+
+    private func runShell() {
+        let pollMillis = Int32(max(1, configuration.heartbeatMillis / 2))
+        while !stopping.load(ordering: .acquiring) {
+            let ready = waitReadable([wake.readFD, stopPipe.readFD], timeoutMillis: pollMillis)
+            if ready[1] { break }
+            if ready[0] { wake.drain() }
+            let pending = events.pending.withLock { queue in
+                defer { queue.removeAll() }
+                return queue
+            }
+            for event in pending { handle(event) }
+            checkEngine()
+            apply(instance.onTick(nowTicks: nowTicks))
+            publishEngineStatistics()
+        }
+    }
+
+    private func runProducer() {
+        while !stopping.load(ordering: .acquiring) {
+            switch outbox.pump() {
+            case .closed: return
+            case .idle, .noEngine:
+                let ready = waitReadable([outbox.wake.readFD, stopPipe.readFD], timeoutMillis: 50)
+                if ready[1] { return }
+                if ready[0] { outbox.wake.drain() }
+            case .engineFull:
+                // The engine frees room as own messages are delivered; its space eventfd is not watched here
+                // because the engine may be replaced under us: a short sleep bounds the delay instead.
+                let ready = waitReadable([outbox.wake.readFD, stopPipe.readFD], timeoutMillis: 1)
+                if ready[1] { return }
+                if ready[0] { outbox.wake.drain() }
+            }
+        }
+    }
+
+    // MARK: Events → core
+
+    private func handle(_ event: Event) {
+        switch event {
+        case let .frame(from, bytes):
+            heardFrom.insert(from)
+            handleFrame(from: Membership.MemberID(node: from.node, incarnation: from.incarnation), bytes)
+        case let .lost(peer):
+            guard heardFrom.contains(peer) else { return log("control link to \(peer.node) refused before it ever spoke") }
+            log("control link to \(peer.node) lost")
+            apply(instance.onLinkLost(Membership.MemberID(node: peer.node, incarnation: peer.incarnation),
+                                      nowTicks: nowTicks))
+        case .leave:
+            apply(instance.leave(nowTicks: nowTicks))
+        }
+    }
+
+    private func handleFrame(from: Membership.MemberID, _ bytes: [UInt8]) {
+        switch GroupFrame.decode(bytes) {
+        case let .membership(encoded)?:
+            guard let message = try? Membership.Message.decode(encoded) else { return countMalformed() }
+            apply(instance.onMessage(message, from: from, nowTicks: nowTicks))
+        case let .recovery(fromViewID, entry)?:
+            guard var recovery, fromViewID == frozenView?.id, entry.clock.count == recovery.received.count else { return }
+            recovery.add(entry)
+            self.recovery = recovery
+            published.withLock { $0.recoveryCopies += UInt64(entry.payload.lengths.count) }
+            apply(instance.onRecoveryReceived(received: recovery.received, nowTicks: nowTicks))
+        case let .state(viewID, bases, snapshot)?:
+            guard let installation = waitingForState, installation.view.id == viewID else { return }
+            stateTransfer?.restore(snapshot)
+            for (node, base) in bases { seqBases[node] = base }
+            waitingForState = nil
+            startView(installation)
+        case nil:
+            countMalformed()
+        }
+    }
+
+    /// The control peer of `member`, registered with its address on first use: the channel knows peers by
+    /// (node, incarnation), and a new incarnation of a node lives at the node's address.
+    private func peer(_ member: Membership.MemberID) -> ControlPeer {
+        let peer = ControlPeer(node: member.node, incarnation: member.incarnation)
+        if !registeredPeers.contains(peer), let address = try? configuration.controlAddress(of: member.node) {
+            channel.setPeer(peer, address: address)
+            registeredPeers.insert(peer)
+        }
+        return peer
+    }
+
+    private func countMalformed() { published.withLock { $0.malformedFrames += 1 } }
+
+    /// A broken ring link is a suspicion of the neighbour at its other end (the control channel usually
+    /// reports the same crash too; the core handles the duplicate).
+    private func checkEngine() {
+        guard let engine, !engineLossReported, let neighbour = engine.lostNeighbour else { return }
+        engineLossReported = true
+        log("ring link to \(engine.view.members[neighbour].node) lost")
+        apply(instance.onLinkLost(engine.view.members[neighbour], nowTicks: nowTicks))
+    }
+
+    // MARK: Directives
+
+    private func apply(_ directives: [Membership.Directive]) {
+        for directive in directives {
+            switch directive {
+            case let .send(message, to):
+                channel.send(GroupFrame.membership(message.encoded()).encoded(), to: peer(to))
+            case .freeze:
+                freeze()
+            case let .supply(origin, seqs, to):
+                supply(origin: origin, seqs: seqs, to: to)
+            case let .install(installation):
+                install(installation)
+            case .excluded:
+                end(as: .excluded, error: .excluded)
+            case .left:
+                end(as: .left, error: .shutdown)
+            case let .suspect(member, cause):
+                log("suspect \(member.node): \(Self.describe(cause))")
+                if changeStartedUnixNanos == 0 { changeStartedUnixNanos = realtimeNanos() }
+            }
+        }
+    }
+
+    private func freeze() {
+        if changeStartedUnixNanos == 0 { changeStartedUnixNanos = realtimeNanos() }
+        log("freezing")
+        published.withLock { $0.state = .changingView }
+        guard let engine else {
+            // Nothing ran in this view (e.g. the previous install failed to start): an empty pending.
+            let nodes = instance.view?.members.count ?? 0
+            recovery = Membership.Recovery(nodes: nodes, received: Array(repeating: 0, count: nodes))
+            frozenView = instance.view
+            frozenDelivered = Array(repeating: 0, count: nodes)
+            apply(instance.onFrozen(received: recovery!.received, nowTicks: nowTicks))
+            return
+        }
+        outbox.detach()
+        let frozen = engine.freeze(timeoutMillis: configuration.freezeTimeoutMillis)
+        precondition(frozen.error == 0, "freezing the ring failed (\(frozen.error)): deliveries were not released in time")
+        var set = Membership.Recovery<RecoveredPayload>(nodes: frozen.clock.count, received: frozen.clock)
+        var exported = Set<UInt64>()
+        for entry in frozen.pending {
+            set.add(entry)
+            exported.formUnion(entry.payload.tokens)
+        }
+        outbox.requeueUnstamped(exported: exported)
+        log("froze view \(engine.view.id): clock \(frozen.clock), \(frozen.pending.count) pending, \(exported.count) own exported")
+        recovery = set
+        frozenView = engine.view
+        frozenDelivered = engine.deliveredPerPosition
+        published.withLock { $0.recoveryCopies += frozen.copies }
+        retire(engine)
+        self.engine = nil
+        apply(instance.onFrozen(received: set.received, nowTicks: nowTicks))
+    }
+
+    /// Destroys a frozen engine on another thread: its thread is still freeing the transport's buffers
+    /// (tens of ms of munmap for large receive buffers), which must not delay the view change.
+    private func retire(_ old: ViewEngine) {
+        reaper?.join()
+        reaper = try? OSThread { _ = old }
+    }
+
+    private func supply(origin: UInt32, seqs: ClosedRange<UInt64>, to: Membership.MemberID) {
+        guard let recovery, let frozenView else { return }
+        let peer = peer(to)
+        for var entry in recovery.entries(origin: origin, seqs: seqs) {
+            entry.payload.tokens = [] // tokens mean something only to their broadcaster
+            channel.send(GroupFrame.recovery(fromViewID: frozenView.id, entry: entry).encoded(), to: peer)
+        }
+    }
+
+    /// Fig. 2.7 lines 6–7: forceDeliver the old view's remaining messages in ≺ order, then the new view.
+    private func install(_ installation: Membership.Installation) {
+        log("install view \(installation.view.id) \(installation.view.members.map(\.node)) from \(installation.previousView.map { String($0.id) } ?? "-"), target \(installation.target), held \(recovery?.count ?? 0) received \(recovery?.received ?? [])")
+        if let previous = installation.previousView, let recovery, let frozenView, frozenView.id == previous.id {
+            forceDeliver(recovery.forceDeliveryOrder(target: installation.target), in: previous)
+        }
+        recovery = nil
+        frozenView = nil
+        if installation.previousView == nil {
+            // A joiner: the state comes first (from the provider), then the ring.
+            waitingForState = installation
+            if stateTransfer == nil || installation.stateProvider == nil {
+                waitingForState = nil
+                startView(installation)
+            }
+            return
+        }
+        if installation.stateProvider == me {
+            let snapshot = stateTransfer?.snapshot() ?? []
+            let frame = GroupFrame.state(viewID: installation.view.id, seqBases: seqBases, snapshot: snapshot).encoded()
+            for joiner in installation.joiners {
+                channel.send(frame, to: peer(joiner))
+            }
+        }
+        startView(installation)
+    }
+
+    private func forceDeliver(_ entries: [Membership.Recovery<RecoveredPayload>.Entry], in view: Membership.View) {
+        let memberIDs = view.members.map(\.node)
+        var delivered = frozenDelivered
+        if delivered.count != memberIDs.count { delivered = Array(repeating: 0, count: memberIDs.count) }
+        let bases = memberIDs.map { seqBases[$0] ?? 0 }
+        var recovered: UInt64 = 0
+        for entry in entries {
+            let position = Int(entry.origin)
+            var batch: [rc_engine_delivery] = []
+            entry.payload.bytes.withUnsafeBytes { raw in
+                var offset = 0
+                for (index, length) in entry.payload.lengths.enumerated() {
+                    delivered[position] += 1
+                    let token = entry.payload.tokens.isEmpty ? 0 : entry.payload.tokens[index]
+                    batch.append(rc_engine_delivery(
+                        bytes: raw.baseAddress.map { $0.assumingMemoryBound(to: UInt8.self) + offset },
+                        length: length, origin: entry.origin, origin_seq: delivered[position], view_id: view.id,
+                        token: token, own: !entry.payload.tokens.isEmpty))
+                    offset += Int(length)
+                }
+                memberIDs.withUnsafeBufferPointer { ids in
+                    bases.withUnsafeBufferPointer { seqs in
+                        batch.withUnsafeBufferPointer { deliveries in
+                            sink.deliver(deliveries.baseAddress!, count: deliveries.count,
+                                         mapping: OriginMapping(memberIDs: ids.baseAddress!, seqBases: seqs.baseAddress!))
+                        }
+                    }
+                }
+            }
+            recovered += UInt64(batch.count)
+        }
+        for (position, node) in memberIDs.enumerated() { seqBases[node, default: 0] += delivered[position] }
+        published.withLock { $0.recoveredMessages += recovered }
+    }
+
+    private func startView(_ installation: Membership.Installation) {
+        do {
+            try startEngine(for: installation.view)
+        } catch {
+            // The ring of this view cannot start here (e.g. the port is still taken): suspect the view at once.
+            apply(instance.onLinkLost(installation.view.members.first { $0 != me } ?? me, nowTicks: nowTicks))
+        }
+        publish(view: installation.view, causes: installation.causes.map(Self.describe),
+                changeStarted: changeStartedUnixNanos)
+        changeStartedUnixNanos = 0
+    }
+
+    private func startEngine(for view: Membership.View) throws(RingCastError) {
+        let bases = view.members.map { seqBases[$0.node] ?? 0 }
+        let next = try ViewEngine(view: view, me: me, configuration: configuration, seqBases: bases, sink: sink)
+        try next.start()
+        engine = next
+        engineLossReported = false
+        outbox.attach(next.engine)
+    }
+
+    private func end(as state: Group.State, error: RingCastError) {
+        outbox.close(error)
+        engine = nil
+        recovery = nil
+        published.withLock { $0.state = state }
+    }
+
+    private func publish(view: Membership.View, causes: [String], changeStarted: UInt64) {
+        let event = Group.View(id: view.id, members: view.members.map(\.node), causes: causes,
+                               changeStartedUnixNanos: changeStarted, installedUnixNanos: realtimeNanos())
+        published.withLock { state in
+            if state.view != nil { state.viewChanges += 1 }
+            state.view = event
+            state.state = .running
+        }
+        viewsContinuation.yield(event)
+    }
+
+    private func publishEngineStatistics() {
+        guard let engine else { return }
+        let stats = engine.statistics
+        published.withLock { state in
+            state.engine.broadcasts = stats.broadcasts
+            state.engine.deliveredMessages = stats.delivered_messages
+            state.engine.deliveredBytes = stats.delivered_bytes
+            state.engine.lcrMessagesSent = stats.lcr_messages_sent
+            state.engine.forwarded = stats.forwarded
+            state.engine.framesIn = stats.frames_in
+            state.engine.framesOut = stats.frames_out
+            state.engine.heartbeatsOut = stats.heartbeats_out
+            state.engine.payloadCopies = stats.payload_copies
+            state.engine.enginePayloadCopies = stats.payload_copies
+            state.engine.bytesIn = stats.bytes_in
+            state.engine.bytesOut = stats.bytes_out
+            state.engine.receiveStalls = stats.recv_stalls
+            state.engine.zeroCopyFraction = stats.zerocopy_fraction
+        }
+    }
+
+    static func describe(_ cause: Membership.Cause) -> String {
+        switch cause {
+        case let .linkLost(member): "link_lost \(member.node)"
+        case let .silent(member): "silent \(member.node)"
+        case let .joined(member): "joined \(member.node)"
+        case let .left(member): "left \(member.node)"
+        case let .roundTimeout(member): "round_timeout \(member.node)"
+        }
+    }
+}
+
+func realtimeNanos() -> UInt64 {
+    var now = timespec()
+    clock_gettime(CLOCK_REALTIME, &now)
+    return UInt64(now.tv_sec) * 1_000_000_000 + UInt64(now.tv_nsec)
+}

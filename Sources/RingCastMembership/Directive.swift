@@ -1,0 +1,66 @@
+extension Membership {
+    /// What the shell must do, in the order returned.
+    ///
+    /// The shell's duties (etcd-raft `Ready` style):
+    /// 1. `.send`: send the message (best effort; the protocol retries what matters).
+    /// 2. `.freeze`: stop the data ring of the current view (no frame in or out), read the LCR core's
+    ///    clock and pending list, keep them as a ``Membership/Recovery``, then call
+    ///    ``Membership/Instance/onFrozen(received:nowTicks:)``.
+    /// 3. `.supply`: send the receiver the recovery entries of `origin` with seqs in `seqs`; on data
+    ///    received, `add` it and call ``Membership/Instance/onRecoveryReceived(received:nowTicks:)``.
+    /// 4. `.install`: force-deliver ``Membership/Recovery/forceDeliveryOrder(target:)`` (Fig. 2.7 line 6),
+    ///    then start the LCR core of the new view; broadcasts that never left the old core are
+    ///    broadcast again in the new view.
+    /// 5. `.excluded` / `.left`: stop delivering. An excluded process may rejoin as a new incarnation.
+    public enum Directive: Sendable, Hashable {
+        case send(Message, to: MemberID)
+        case freeze
+        case supply(origin: UInt32, seqs: ClosedRange<UInt64>, to: MemberID)
+        case install(Installation)
+        case excluded(View)
+        case left
+        /// For the shell's log and metrics: this member now suspects `MemberID`.
+        case suspect(MemberID, Cause)
+    }
+
+    public enum State: Sendable, Hashable {
+        /// Asking to be let in; no view yet.
+        case joining
+        /// A view is installed and its data ring runs.
+        case normal
+        /// The data ring is frozen; a view change of the installed view is under way.
+        case changing
+        /// A decided view left this member out: it stops for good (a new incarnation may join).
+        case excluded
+        /// This member asked to leave and a decided view let it out.
+        case left
+    }
+
+    /// A decided view, as one member installs it.
+    public struct Installation: Sendable, Hashable {
+        public var view: View
+        /// The view left; nil for a joiner, which has no data of it and waits for the state instead.
+        public var previousView: View?
+        /// Per ring position of `previousView`: force-deliver up to this seq. Empty for a joiner.
+        public var target: [UInt64]
+        public var causes: [Cause]
+        public var joiners: [MemberID]
+        /// The lowest old member of the new view, which sends joiners the state; nil without joiners.
+        public var stateProvider: MemberID?
+        /// When this member entered the view change (for detect-to-view latency).
+        public var changeStartedTicks: UInt64
+    }
+
+    /// Counters since the instance was made.
+    public struct Statistics: Sendable, Hashable {
+        public var messagesIn: UInt64 = 0
+        public var messagesOut: UInt64 = 0
+        /// Messages dropped unread: unknown sender, stale incarnation, wrong view or state, bad sizes.
+        public var messagesIgnored: UInt64 = 0
+        /// Messages about an older view answered with the decision that ended it.
+        public var staleAnswered: UInt64 = 0
+        public var ballotsStarted: UInt64 = 0
+        public var viewChanges: UInt64 = 0
+        public var suspicions: UInt64 = 0
+    }
+}

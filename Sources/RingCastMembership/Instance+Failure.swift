@@ -1,0 +1,224 @@
+/// Receiving, failure detection and the start of a view change.
+extension Membership.Instance {
+    // MARK: receiving
+
+    mutating func receive(_ message: Membership.Message, from sender: Membership.MemberID) {
+        switch state {
+        case .joining: receiveAsJoiner(message, from: sender)
+        case .normal, .changing: receiveAsMember(message, from: sender)
+        case .excluded, .left: ignore()
+        }
+    }
+
+    private mutating func receiveAsMember(_ message: Membership.Message, from sender: Membership.MemberID) {
+        guard let view = installed else { preconditionFailure("a member has a view") }
+        guard !isStaleIncarnation(sender) else { return ignore() }
+        if let position = view.position(of: sender) { heard(position) }
+        switch message {
+        case .join(let joiner): return receiveJoin(joiner, from: sender)
+        case .leave(let leaver): return receiveLeave(leaver, from: sender)
+        default: break
+        }
+        guard let id = message.viewID else { preconditionFailure("only join and leave are about no view") }
+        if id < view.id { return answerStale(message, from: sender) }
+        if id > view.id { return receiveNewer(message) }
+        guard view.contains(sender) || sender == me else { return ignore() }
+        receiveCurrent(message, from: sender)
+    }
+
+    /// A message of the installed view.
+    private mutating func receiveCurrent(_ message: Membership.Message, from sender: Membership.MemberID) {
+        switch message {
+        case .heartbeat: break
+        case .change(_, let suspects): receiveChange(suspects: suspects)
+        case .prepare(_, let ballot): receivePrepare(ballot, from: sender)
+        case .promise(_, let ballot, let received, let accepted):
+            receivePromise(ballot, received: received, accepted: accepted, from: sender)
+        case .fill(_, let ballot, let target, let plan): receiveFill(ballot, target: target, plan: plan, from: sender)
+        case .filled(_, let ballot): receiveFilled(ballot, from: sender)
+        case .accept(_, let ballot, let value): receiveAccept(ballot, value: value, from: sender)
+        case .accepted(_, let ballot): receiveAccepted(ballot, from: sender)
+        case .decide(_, let value): receiveDecide(value, from: sender)
+        case .join, .leave: preconditionFailure("handled before")
+        }
+    }
+
+    /// Incarnations (§2.4.3 rejoin): once a newer incarnation of a node is a member or asks to join, the
+    /// older one is a crashed process whose late messages must not count.
+    func isStaleIncarnation(_ sender: Membership.MemberID) -> Bool {
+        let newer = { (member: Membership.MemberID) in member.node == sender.node && member.incarnation > sender.incarnation }
+        return (installed?.members.contains(where: newer) ?? false) || joiners.contains(where: newer)
+    }
+
+    /// Any message from a member counts as heard. In quorum mode a suspicion is withdrawn when the member
+    /// speaks again a heartbeat interval after it (so a message in flight before a crash does not count):
+    /// quorum mode only needs an eventually perfect detector, and a permanent false suspicion could leave
+    /// a majority of live members that never agree on a coordinator.
+    mutating func heard(_ position: Int) {
+        heardTicks[position] = nowTicks
+        guard settings.mode == .quorum, let suspicion = suspicions[position] else { return }
+        if nowTicks >= suspicion.sinceTicks + settings.heartbeatIntervalTicks {
+            suspicions[position] = nil
+            patienceStartTicks = nowTicks
+        }
+    }
+
+    // MARK: ticks
+
+    mutating func joinerTick() {
+        guard nowTicks >= nextHeartbeatTicks else { return }
+        nextHeartbeatTicks = nowTicks + settings.heartbeatIntervalTicks
+        for contact in contacts { send(.join(me), to: contact) }
+    }
+
+    mutating func memberTick() {
+        guard let view = installed else { preconditionFailure("a member has a view") }
+        if nowTicks >= nextHeartbeatTicks {
+            nextHeartbeatTicks = nowTicks + settings.heartbeatIntervalTicks
+            for member in view.members where member != me { send(.heartbeat(viewID: view.id), to: member) }
+        }
+        for (position, member) in view.members.enumerated() where member != me && suspicions[position] == nil {
+            // heardTicks may lie ahead (the founding view's start-up grace): compare without subtracting.
+            if nowTicks >= heardTicks[position] + settings.suspectTimeoutTicks {
+                suspect(member, .silent(member), local: true)
+            }
+        }
+        guard state == .changing else { return }
+        coordinationTick()
+        patienceTick()
+    }
+
+    /// A follower that sees no progress from the coordinator it waits for suspects it (step 2). The
+    /// patience is two rounds, not one: each of the coordinator's rounds may rightly last a full
+    /// `roundTimeoutTicks`, and one round would race the coordinator's own timeout.
+    private mutating func patienceTick() {
+        guard coordination == nil, state == .changing else { return }
+        let awaited = leaderAwaited()
+        guard awaited != me else { return }
+        guard nowTicks >= patienceStartTicks + 2 * settings.roundTimeoutTicks else { return }
+        acceptor.leader = nil
+        patienceStartTicks = nowTicks
+        suspect(awaited, .roundTimeout(awaited), local: true)
+    }
+
+    /// The coordinator this member waits for: the one it follows, else the lowest it does not suspect.
+    func leaderAwaited() -> Membership.MemberID {
+        if let leader = acceptor.leader, leader != me, !isSuspected(leader) { return leader }
+        return expectedCoordinator()
+    }
+
+    /// Step 2: the lowest member of the installed view this member does not suspect (never a joiner).
+    func expectedCoordinator() -> Membership.MemberID {
+        guard let view = installed else { preconditionFailure("a member has a view") }
+        for (position, member) in view.members.enumerated() where member == me || suspicions[position] == nil {
+            return member
+        }
+        preconditionFailure("a member never suspects itself")
+    }
+
+    func isSuspected(_ member: Membership.MemberID) -> Bool {
+        guard let position = installed?.position(of: member) else { return false }
+        return suspicions[position] != nil
+    }
+
+    /// The members suspected now, in ring order.
+    var suspectedMembers: [Membership.MemberID] {
+        guard let view = installed else { return [] }
+        return view.members.indices.filter { suspicions[$0] != nil }.map { view.members[$0] }
+    }
+
+    // MARK: suspicion and the start of a change
+
+    /// Suspects `member` of the installed view. `local` suspicions (this member's own detector) are told
+    /// to the coordinator; adopted ones (from a `change` message) are not passed on again.
+    mutating func suspect(_ member: Membership.MemberID, _ cause: Membership.Cause, local: Bool) {
+        guard let view = installed, member != me, let position = view.position(of: member) else { return }
+        guard suspicions[position] == nil else { return }
+        suspicions[position] = Suspicion(cause: cause, sinceTicks: nowTicks)
+        statistics.suspicions += 1
+        outbox.append(.suspect(member, cause))
+        patienceStartTicks = nowTicks
+        if state == .normal {
+            startChange()
+        } else if local {
+            let coordinator = expectedCoordinator()
+            if coordinator != me { send(.change(viewID: view.id, suspects: suspectedMembers), to: coordinator) }
+        }
+        lead()
+    }
+
+    /// Step 1: freeze once, tell every member (so all freeze and the coordinator learns what this member
+    /// suspects), and lead if this member is the coordinator.
+    mutating func startChange() {
+        guard state == .normal, let view = installed else { return }
+        state = .changing
+        changeStartedTicks = nowTicks
+        patienceStartTicks = nowTicks
+        outbox.append(.freeze)
+        let suspects = suspectedMembers
+        for member in view.members where member != me && !suspects.contains(member) {
+            send(.change(viewID: view.id, suspects: suspects), to: member)
+        }
+        lead()
+    }
+
+    private mutating func receiveChange(suspects: [Membership.MemberID]) {
+        for suspect in suspects where suspect != me { self.suspect(suspect, .silent(suspect), local: false) }
+        startChange()
+    }
+
+    // MARK: joins and leaves (step 9)
+
+    /// A join request, from the joiner or relayed by a member (the joiner may not know the coordinator:
+    /// its contacts are whoever it knew when it started).
+    private mutating func receiveJoin(_ joiner: Membership.MemberID, from sender: Membership.MemberID) {
+        guard let view = installed, joiner == sender || view.contains(sender) else { return ignore() }
+        if view.contains(joiner) {
+            // Already let in, but the joiner missed the decision: send it again.
+            guard let decision = lastDecision, decision.value.newView.contains(joiner) else { return ignore() }
+            statistics.staleAnswered += 1
+            return send(.decide(fromView: decision.fromView, value: decision.value), to: joiner)
+        }
+        if !joiners.contains(joiner) {
+            guard view.members.count + joiners.count < Membership.membersMax else { return ignore() }
+            joiners.append(joiner)
+            joiners.sort()
+        }
+        startChange()
+        let coordinator = expectedCoordinator()
+        if joiner == sender && coordinator != me { send(.join(joiner), to: coordinator) }
+    }
+
+    private mutating func receiveLeave(_ leaver: Membership.MemberID, from sender: Membership.MemberID) {
+        guard leaver == sender, let view = installed, view.contains(leaver) else { return ignore() }
+        if !leavers.contains(leaver) {
+            leavers.append(leaver)
+            leavers.sort()
+        }
+        startChange()
+    }
+
+    mutating func requestLeave() {
+        switch state {
+        case .joining:
+            state = .left
+            outbox.append(.left)
+        case .normal, .changing:
+            guard let view = installed else { preconditionFailure("a member has a view") }
+            leaving = true
+            if view.members == [me] {
+                // The last member: there is nobody to agree with.
+                state = .left
+                return outbox.append(.left)
+            }
+            if !leavers.contains(me) {
+                leavers.append(me)
+                leavers.sort()
+            }
+            for member in view.members where member != me { send(.leave(me), to: member) }
+            startChange()
+        case .excluded, .left:
+            break
+        }
+    }
+}
