@@ -88,17 +88,10 @@ int rc_engine_freeze(rc_engine *e, rc_engine_export_fn export, void *context, ui
     return e->freeze_result;
 }
 
-/* Engine thread, after a freeze: closes the listener (so the next view's engine can listen on the same
+/* Engine thread, after a freeze: stops the listener (so the next view's engine can listen on the same
  * port at once) and tells rc_engine_freeze it may return. */
 void engine_freeze_release_port(rc_engine *e) {
-    if (e->io != NULL && e->listener >= 0) {
-        (void)rc_io_close(e->io, (uint32_t)e->listener);
-        rc_io_event discard[16];
-        uint64_t deadline = engine_now_ns() + 1000000000ull;
-        while (!rc_io_closed(e->io, (uint32_t)e->listener) && engine_now_ns() < deadline) {
-            (void)rc_io_wait(e->io, discard, 16, 1000000);
-        }
-    }
+    if (e->io != NULL && e->listener >= 0) (void)rc_io_listener_stop(e->io, (uint32_t)e->listener);
     engine_freeze_done(e);
 }
 

@@ -11,6 +11,9 @@
 #include "io_internal.h"
 
 #include <errno.h>
+#include <sys/socket.h>
+
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -246,9 +249,13 @@ static bool rc_io_all_free(const rc_io *io) {
 }
 
 /* Bounded shutdown: cancel, wait for the CQEs (incl. zero-copy notifications), then tear down. */
-bool rc_io_closed(const rc_io *io, uint32_t id) {
+int rc_io_listener_stop(rc_io *io, uint32_t id) {
     RC_ASSERT(io != NULL && id < io->settings.conns_max);
-    return io->conns[id].fd < 0;
+    rc_io_conn *conn = &io->conns[id];
+    if (conn->fd < 0) return -EBADF;
+    /* shutdown(2) on a listening socket moves it to CLOSE at once: the port is free for a new listener
+     * even while the multishot accept still holds a reference to the file (close alone would not do). */
+    return shutdown(conn->fd, SHUT_RDWR) == 0 ? 0 : -errno;
 }
 
 void rc_io_destroy(rc_io *io) {

@@ -150,8 +150,8 @@ int rc_io_adopt(rc_io *io, int fd);
 int rc_io_shutdown(rc_io *io, uint32_t conn);
 /** Releases the id: cancels in-flight work, closes the socket; pending tokens come back -ECANCELED. */
 int rc_io_close(rc_io *io, uint32_t conn);
-/** True once the socket of `conn` is closed (after rc_io_close, when its last operation completed). */
-bool rc_io_closed(const rc_io *io, uint32_t conn);
+/** Stops a listener at once (its port can be bound again right away); call rc_io_close later. */
+int rc_io_listener_stop(rc_io *io, uint32_t conn);
 
 /**
  * Queues `bytes` at `base` (memory the caller owns until SEND_DONE(token)). Returns 0, -EAGAIN when

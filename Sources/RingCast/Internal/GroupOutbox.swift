@@ -106,8 +106,9 @@ final class GroupOutbox: Sendable {
 
     // MARK: The engine side
 
-    /// Hands queued messages to the attached engine until it is full. Returns what to wait for next.
-    enum Progress { case idle, engineFull, noEngine, closed }
+    /// Hands queued messages to the attached engine until it is full. Returns what to wait for next
+    /// (`engineFull` carries the engine's space eventfd, readable once it took broadcasts).
+    enum Progress { case idle, engineFull(spaceFD: Int32), noEngine, closed }
 
     func pump() -> Progress {
         var resumed: [(CheckedContinuation<Result<UInt64, RingCastError>, Never>, UInt64)] = []
@@ -123,7 +124,7 @@ final class GroupOutbox: Sendable {
                 }
                 guard result == 0 else {
                     resumed += admitWaiters(&state)
-                    return result == -EAGAIN ? .engineFull : .noEngine
+                    return result == -EAGAIN ? .engineFull(spaceFD: rc_engine_space_fd(engine.pointer)) : .noEngine
                 }
                 state.inFlight.append(state.queue.popFirst()!)
             }
@@ -132,6 +133,15 @@ final class GroupOutbox: Sendable {
         }
         for (continuation, token) in resumed { continuation.resume(returning: .success(token)) }
         return progress
+    }
+
+    /// Clears the space eventfd `fd` if it still belongs to the attached engine (under the lock, so the
+    /// engine cannot be detached and destroyed in between, and a reused descriptor number is never read).
+    func clearSpace(_ fd: Int32) {
+        state.withLock { state in
+            guard let engine = state.engine, rc_engine_space_fd(engine.pointer) == fd else { return }
+            clearEventFD(fd)
+        }
     }
 
     func attach(_ engine: EngineHandle) {

@@ -218,12 +218,13 @@ final class GroupShell: @unchecked Sendable {
                 let ready = waitReadable([outbox.wake.readFD, stopPipe.readFD], timeoutMillis: 50)
                 if ready[1] { return }
                 if ready[0] { outbox.wake.drain() }
-            case .engineFull:
-                // The engine frees room as own messages are delivered; its space eventfd is not watched here
-                // because the engine may be replaced under us: a short sleep bounds the delay instead.
-                let ready = waitReadable([outbox.wake.readFD, stopPipe.readFD], timeoutMillis: 1)
+            case let .engineFull(spaceFD):
+                // The engine may be replaced while we wait (its eventfd closed): the timeout bounds that case,
+                // and a view change wakes us through the outbox anyway.
+                let ready = waitReadable([outbox.wake.readFD, stopPipe.readFD, spaceFD], timeoutMillis: 20)
                 if ready[1] { return }
                 if ready[0] { outbox.wake.drain() }
+                if ready[2] { outbox.clearSpace(spaceFD) }
             }
         }
     }
