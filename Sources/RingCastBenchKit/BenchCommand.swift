@@ -17,8 +17,21 @@ public struct BenchCommand: ParsableCommand {
         Throughput is that of §2.6.2: delivered bytes per second of each node over the measurement window, \
         averaged over nodes; optimal is the raw link × 1, or × n/(n−1) when all n nodes send.
 
+        Nodes always run as a group (--members: every node's address in id order, --view: the initial \
+        view), so faults can be injected during the measurement, at SECONDS after it starts: --kill ID@SECONDS \
+        (SIGKILL), --partition ID@SECONDS (the node's links go silent: on the LAN its switch port goes down \
+        (tools/lan cut), on loopback the process is stopped with SIGSTOP) and --join @SECONDS (a node with the \
+        next id starts and joins; it only delivers unless --join-send). All repeatable. Survivors are the \
+        nodes neither killed, partitioned nor excluded; throughput, latency and order are computed over them. \
+        The report adds the view changes (merged over survivors: detect→view is the median of installed − \
+        change started, fault→view is installed − the fault, both in ms) and recovery_ms: from the first \
+        fault until the survivors' summed delivery throughput (50 ms timelines, read as a trailing 500 ms mean) \
+        is back to ≥ 95 % of its mean over the second before the fault and stays there for 1 s, counted from \
+        the last fault at the earliest. With faults, a partitioned node is healed (LAN) or continued (loopback) \
+        and sent SIGTERM once the other nodes are done, so that it reports.
+
         Exit status: 0 success, 1 the run failed (the error says why), 3 the run completed but the nodes \
-        did not agree on the order (or a delivery log check failed), 130 interrupted.
+        did not agree on the order or on the views (or a delivery log check failed), 130 interrupted.
         """
     )
 
@@ -91,8 +104,29 @@ public struct BenchCommand: ParsableCommand {
     @Option(name: .long, help: "Seconds past the nodes' expected end before they are declared hung and killed.")
     var grace = 15.0
 
-    @Option(name: .long, help: "First port (default: free loopback ports; 7400 on the LAN).")
+    @Option(name: .long, help: "First port; each node uses two (data, control), the raw link one more (default: free loopback ports; 7400 on the LAN).")
     var basePort: Int?
+
+    @Option(name: .long, help: "Passed to every node: views need a majority of the previous view (quorum) or not (perfect).")
+    var mode: MembershipMode = .quorum
+
+    @Option(name: .long, help: ArgumentHelp("Passed to every node: heartbeat interval on a quiet link.", valueName: "ms"))
+    var heartbeatMs = 20
+
+    @Option(name: .long, help: ArgumentHelp("Passed to every node: silence after which a peer is suspected.", valueName: "ms"))
+    var suspectMs = 200
+
+    @Option(name: .long, help: ArgumentHelp("SIGKILL node ID at SECONDS into the measurement (repeatable).", valueName: "id@seconds"))
+    var kill: [String] = []
+
+    @Option(name: .long, help: ArgumentHelp("Cut node ID's links silently at SECONDS into the measurement (repeatable).", valueName: "id@seconds"))
+    var partition: [String] = []
+
+    @Option(name: .long, help: ArgumentHelp("Start a node with the next id at SECONDS into the measurement; it joins (repeatable).", valueName: "@seconds"))
+    var join: [String] = []
+
+    @Flag(name: .long, help: "Joiners broadcast too (default: they only deliver).")
+    var joinSend = false
 
     public init() {}
 
@@ -127,6 +161,11 @@ public struct BenchCommand: ParsableCommand {
         config.graceSeconds = grace
         config.basePort = basePort
         config.json = json
+        config.mode = mode
+        config.heartbeatMillis = heartbeatMs
+        config.suspectMillis = suspectMs
+        config.faults = try FaultSchedule.parse(kill: kill, partition: partition, join: join, nodeCount: nodes)
+        config.joinersSend = joinSend
         try config.validate()
         return config
     }
@@ -138,6 +177,9 @@ public struct BenchCommand: ParsableCommand {
     public func run() throws {
         let config = try makeConfiguration()
         StopSignals.install()
+        for warning in config.warnings {
+            FileHandle.standardError.write(Data("ringcast-bench: warning: \(warning)\n".utf8))
+        }
         let result: BenchResult
         do {
             result = try BenchRunner(config: config, progress: ProgressLine(enabled: true)).run()
@@ -153,5 +195,11 @@ public struct BenchCommand: ParsableCommand {
             FileHandle.standardError.write(Data("ringcast-bench: order NOT agreed: \(result.order.problems + (result.deliveryLog?.problems ?? []))\n".utf8))
             throw ExitCode(3)
         }
+        if !result.viewsAgreed {
+            FileHandle.standardError.write(Data("ringcast-bench: views NOT agreed: \(result.views.problems)\n".utf8))
+            throw ExitCode(3)
+        }
     }
 }
+
+extension MembershipMode: ExpressibleByArgument {}

@@ -42,9 +42,27 @@ public struct BenchConfiguration: Sendable, Equatable {
     /// Keep the children's stdout/stderr files after a failed run (and say where); tests turn it off.
     public var keepWorkDirectoryOnFailure = true
 
+    /// Passed to every node (`--mode`): how a new view is agreed on.
+    public var mode = MembershipMode.quorum
+    /// Passed to every node (`--heartbeat-ms`): how often a silent link still carries a heartbeat.
+    public var heartbeatMillis = 20
+    /// Passed to every node (`--suspect-ms`): how long a silent peer is trusted before it is suspected.
+    public var suspectMillis = 200
+    /// Faults injected during the measurement, sorted by time (``FaultSchedule/sorted(_:)``); joiners have
+    /// the ids after the initial nodes.
+    public var faults: [Fault] = []
+    /// Whether joiners broadcast too (`--join-send`); by default a joiner only delivers.
+    public var joinersSend = false
+
     public init() {}
 
     public var senderCount: Int { senderIDs.count }
+    public var joinCount: Int { faults.filter { $0.kind == .join }.count }
+    /// Every node process the run may start: the initial view and the joiners (the ids of `--members`).
+    public var totalNodeCount: Int { nodeCount + joinCount }
+    public var hasFaults: Bool { !faults.isEmpty }
+    /// Nodes that broadcast over the run: the configured senders, and the joiners with `--join-send`.
+    public var broadcastingIDs: [Int] { senderIDs + (joinersSend ? Array(nodeCount..<totalNodeCount) : []) }
     public var isLAN: Bool { lanRate != nil }
     public var allSend: Bool { senderIDs.count == nodeCount }
     public var effectiveRawLinkSeconds: Double { rawLinkSeconds ?? durationSeconds }
@@ -92,9 +110,28 @@ public struct BenchConfiguration: Sendable, Equatable {
         }
         if let setupSeconds, !(setupSeconds > 0 && setupSeconds <= 60) { try fail("--setup must be in (0, 60] seconds") }
         guard graceSeconds > 0, graceSeconds <= 600 else { try fail("--grace must be in (0, 600] seconds") }
-        if let basePort, !(1024...(65535 - nodeCount - 1)).contains(basePort) {
-            try fail("--base-port must leave room for \(nodeCount + 1) ports in 1024…65535")
+        // Each node uses its data port and the next one (its control plane), and the raw link one more.
+        let portsNeeded = 2 * totalNodeCount + 1
+        if let basePort, !(1024...(65536 - portsNeeded)).contains(basePort) {
+            try fail("--base-port must leave room for \(portsNeeded) ports in 1024…65535")
         }
+        guard (1...10_000).contains(heartbeatMillis) else { try fail("--heartbeat-ms must be in 1…10000, got \(heartbeatMillis)") }
+        guard suspectMillis > heartbeatMillis, suspectMillis <= 60_000 else {
+            try fail("--suspect-ms must exceed --heartbeat-ms (\(heartbeatMillis)) and be ≤ 60000, got \(suspectMillis)")
+        }
+        try FaultSchedule.validate(faults, nodeCount: nodeCount, durationSeconds: durationSeconds)
+        guard faults == FaultSchedule.sorted(faults) else { try fail("faults must be sorted by time (FaultSchedule.sorted)") }
+    }
+
+    /// What the report warns about before anything runs (``FaultSchedule/warnings(_:nodeCount:mode:)``).
+    public var warnings: [String] {
+        var warnings = FaultSchedule.warnings(faults, nodeCount: nodeCount, mode: mode)
+        let needed = Double(Recovery.windowMillis + Recovery.holdMillis) / 1000
+        if let last = faults.last, durationSeconds - last.atSeconds < needed {
+            warnings.append("the measurement ends \(format(durationSeconds - last.atSeconds)) s after the last fault; recovery_ms " +
+                            "needs \(format(needed)) s there (a \(Recovery.windowMillis) ms window held for \(Recovery.holdMillis) ms): lengthen --duration")
+        }
+        return warnings
     }
 
     /// Senders from `--senders K` (the first K ring positions) or `--sender-set 0,2,4`.

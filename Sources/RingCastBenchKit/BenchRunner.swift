@@ -45,11 +45,14 @@ public struct BenchRunner {
             ? try Locator.binary("ringperf", override: config.ringperfBinary, flag: "--ringperf-binary") : nil
         let work = try makeWorkDirectory()
         let children = ChildGroup()
+        let nodes = NodeSet()
         var lan: LANController?
         var succeeded = false
         defer {
             progress.update(phase: "cleaning up")
             children.stopAll()
+            // A cut host is healed on every way out: a kept LAN (--lan-keep) must not stay partitioned.
+            if let lan { healCuts(nodes, lan: lan) }
             // Down even if this run found the LAN already up: the run's promise is to leave nothing behind,
             // unless asked (--lan-keep) by a caller that owns the LAN's lifetime.
             if let lan, !config.lanKeep, let problem = lan.down() {
@@ -67,8 +70,9 @@ public struct BenchRunner {
             let controller = LANController(tool: try Locator.lanTool(override: config.lanTool), prefix: config.lanPrefix,
                                            workDirectory: work)
             lan = controller
-            progress.update(phase: "bringing up the emulated LAN", detail: "(\(config.nodeCount) hosts, \(config.lanRate!))")
-            _ = try controller.upOrReuse(hosts: config.nodeCount, rate: config.lanRate!)
+            let hosts = config.totalNodeCount
+            progress.update(phase: "bringing up the emulated LAN", detail: "(\(hosts) hosts, \(config.lanRate!))")
+            _ = try controller.upOrReuse(hosts: hosts, rate: config.lanRate!)
             try checkStop()
         }
         let placement = try makePlacement(lan: lan)
@@ -78,20 +82,44 @@ public struct BenchRunner {
         if let ringperf {
             rawLink = try measureRawLink(ringperf: ringperf, placement: placement, work: work, children: children)
         }
-        let outputs = try runNodes(nodeBinary: nodeBinary, placement: placement, work: work, children: children)
+        let (outputs, record) = try runNodes(nodeBinary: nodeBinary, placement: placement, work: work,
+                                             children: children, nodes: nodes)
         progress.update(phase: "checking")
         var verdict: DeliveryLogCheck.Verdict?
         if let directory = config.deliveryLogDirectory {
-            var totals: [Int: Int] = [:]
-            for node in outputs { if let total = node.totalDelivered { totals[node.id] = total } }
-            verdict = DeliveryLogCheck.check(
-                directory: directory, nodeIDs: Array(0..<config.nodeCount),
-                expectations: .init(messageSizeBytes: config.messageSizeBytes, senderIDs: config.senderIDs,
-                                    totalDelivered: totals))
+            verdict = DeliveryLogCheck.check(directory: directory, nodeIDs: nodes.spawnedIDs,
+                                             expectations: logExpectations(outputs: outputs, record: record))
         }
         succeeded = true
         return BenchResult(config: config, placementDescription: placement.description, nodes: outputs,
-                           rawLink: rawLink, deliveryLog: verdict, elapsedSeconds: Clock.now - started)
+                           rawLink: rawLink, deliveryLog: verdict, elapsedSeconds: Clock.now - started, faults: record)
+    }
+
+    /// What the delivery logs are held to: without faults every log is a prefix of the others; with faults each
+    /// node by its part (``DeliveryLogCheck/Role``).
+    func logExpectations(outputs: [NodeOutput], record: FaultRecord) -> DeliveryLogCheck.Expectations {
+        var totals: [Int: Int] = [:]
+        for node in outputs { if let total = node.totalDelivered { totals[node.id] = total } }
+        var expectations = DeliveryLogCheck.Expectations(messageSizeBytes: config.messageSizeBytes,
+                                                         senderIDs: config.broadcastingIDs, totalDelivered: totals)
+        guard config.hasFaults else { return expectations }
+        var roles: [Int: DeliveryLogCheck.Role] = [:]
+        for id in 0..<config.totalNodeCount {
+            let output = outputs.first { $0.id == id }
+            if record.killed.contains(id) {
+                roles[id] = .crashed
+            } else if record.partitioned.contains(id) {
+                roles[id] = config.mode == .quorum ? .minority : .isolated
+            } else if output?.excluded == true {
+                roles[id] = .minority
+            } else {
+                roles[id] = .survivor
+            }
+            if let views = output?.views { expectations.installedViews[id] = views.map(\.viewID) }
+        }
+        expectations.roles = roles
+        expectations.initialMembers = Set(0..<config.nodeCount)
+        return expectations
     }
 
     // MARK: steps
@@ -105,23 +133,27 @@ public struct BenchRunner {
     }
 
     private func makePlacement(lan: LANController?) throws(BenchError) -> Placement {
-        let n = config.nodeCount
+        let n = config.totalNodeCount
         if let lan {
             var addresses: [String] = []
             for host in 1...n { addresses.append(try lan.address(host: host)) }
-            // Every namespace has its own port space, so one port serves every node.
+            // Every namespace has its own port space, so one port (and the next, for control) serves every node;
+            // the raw-link test gets the one after.
             let port = config.basePort ?? 7400
-            return Placement(addresses: addresses, ports: Array(repeating: port, count: n), rawLinkPort: port + 1,
+            return Placement(addresses: addresses, ports: Array(repeating: port, count: n), rawLinkPort: port + 2,
                              lan: lan, description: "emulated LAN '\(config.lanPrefix)' at \(config.lanRate!) (tools/lan)")
         }
-        var ports: [Int]
+        let ports: [Int]
+        let rawPort: Int
         if let base = config.basePort {
-            ports = Array(base...(base + n))
-            for port in ports { try Ports.checkFree(port) }
+            ports = (0..<n).map { base + 2 * $0 }
+            rawPort = base + 2 * n
+            for port in ports { try Ports.checkFree(port); try Ports.checkFree(port + 1) }
+            try Ports.checkFree(rawPort)
         } else {
-            ports = try Ports.free(count: n + 1)
+            ports = try Ports.freePairs(count: n)
+            rawPort = try Ports.free(count: 1)[0]
         }
-        let rawPort = ports.removeLast()
         return Placement(addresses: Array(repeating: "127.0.0.1", count: n), ports: ports, rawLinkPort: rawPort,
                          lan: nil, description: "loopback 127.0.0.1")
     }
@@ -131,7 +163,7 @@ public struct BenchRunner {
         guard let directory = config.deliveryLogDirectory else { return }
         do {
             try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-            for id in 0..<config.nodeCount {
+            for id in 0..<config.totalNodeCount {
                 let path = (directory as NSString).appendingPathComponent("node-\(id).log")
                 if FileManager.default.fileExists(atPath: path) { try FileManager.default.removeItem(atPath: path) }
             }
@@ -198,17 +230,20 @@ public struct BenchRunner {
         return value
     }
 
-    /// The arguments of node `id` (the `ringcast-node` contract).
+    /// The arguments of node `id` (the `ringcast-node` contract): every node gets the whole `--members` list
+    /// (joiners included) and the initial `--view`; a node outside the view starts as a joiner.
     func nodeArguments(id: Int, placement: Placement, startAtNanos: UInt64) -> [String] {
-        let n = config.nodeCount
+        let members = (0..<config.totalNodeCount).map(placement.endpoint).joined(separator: ",")
+        let view = (0..<config.nodeCount).map(String.init).joined(separator: ",")
         var arguments = [
-            "--id", String(id), "--nodes", String(n), "--listen", placement.endpoint(id),
-            "--successor", placement.endpoint((id + 1) % n), "--view-id", "1",
+            "--id", String(id), "--members", members, "--view", view,
+            "--mode", config.mode.rawValue, "--heartbeat-ms", String(config.heartbeatMillis),
+            "--suspect-ms", String(config.suspectMillis),
             "--size", String(config.messageSizeBytes), "--start-at", String(startAtNanos),
             "--warmup", format(config.warmupSeconds), "--duration", format(config.durationSeconds),
             "--cooldown", format(config.cooldownSeconds), "--fairness", config.fairness ? "on" : "off", "--json",
         ]
-        if config.senderIDs.contains(id) { arguments.append("--send") }
+        if config.broadcastingIDs.contains(id) { arguments.append("--send") }
         if let window = config.window { arguments += ["--window", String(window)] }
         if let count = config.batchCount { arguments += ["--batch-count", String(count)] }
         if let bytes = config.batchBytes { arguments += ["--batch-bytes", String(bytes)] }
@@ -219,49 +254,87 @@ public struct BenchRunner {
         return arguments
     }
 
-    private func runNodes(nodeBinary: String, placement: Placement, work: String,
-                          children: ChildGroup) throws(BenchError) -> [NodeOutput] {
+    /// Seconds after the nodes' own end at which a partitioned node is released (healed or continued, and asked to
+    /// stop with SIGTERM) if the other nodes have not all exited by then.
+    static let partitionReleaseSlackSeconds = 2.0
+
+    /// Starts the initial nodes, injects the faults on schedule (and starts joiners), waits for every node within
+    /// the deadline, and collects the reports of every node not killed.
+    private func runNodes(nodeBinary: String, placement: Placement, work: String, children: ChildGroup,
+                          nodes: NodeSet) throws(BenchError) -> ([NodeOutput], FaultRecord) {
         let setup = config.effectiveSetupSeconds
         let startAtNanos = Clock.unixNanos + UInt64(setup * 1e9)
         let startAt = Clock.now + setup
+        let measurementStart = startAt + config.warmupSeconds
         let deadline = startAt + config.nodePhaseSeconds + config.graceSeconds
-        progress.update(phase: "spawning \(config.nodeCount) nodes")
-        var nodes: [ChildProcess] = []
-        for id in 0..<config.nodeCount {
+        let releaseAt = startAt + config.nodePhaseSeconds + Self.partitionReleaseSlackSeconds
+        let measurementStartUnix = Int64(startAtNanos) + Int64((config.warmupSeconds * 1e9).rounded())
+        var record = FaultRecord(measurementStartUnixNanos: measurementStartUnix,
+                                 measurementEndUnixNanos: measurementStartUnix + Int64((config.durationSeconds * 1e9).rounded()))
+        func spawn(_ id: Int) throws(BenchError) {
             let (executable, arguments) = placement.command(node: id, nodeBinary,
                                                             nodeArguments(id: id, placement: placement, startAtNanos: startAtNanos))
             let node = try ChildProcess.spawn(name: "node \(id)", executable: executable, arguments: arguments,
                                               stdoutPath: work + "/node-\(id).out", stderrPath: work + "/node-\(id).err")
             children.add(node)
-            nodes.append(node)
+            nodes.processes[id] = node
         }
+        progress.update(phase: "spawning \(config.nodeCount) nodes")
+        for id in 0..<config.nodeCount { try spawn(id) }
+        var pending = config.faults[...]
+        var accepted: Set<Int> = []  // nodes that exited non-zero but reported (fault runs only)
         while true {
-            let running = nodes.filter { $0.poll() }
-            if let failed = nodes.first(where: { !$0.isRunning && !$0.exitedCleanly }) {
+            while let next = pending.first, Clock.now >= measurementStart + next.atSeconds {
+                pending.removeFirst()
+                try inject(next, scheduled: measurementStart + next.atSeconds, nodes: nodes, placement: placement,
+                           record: &record, spawn: spawn)
+            }
+            let all = nodes.processes.sorted { $0.key < $1.key }
+            for (id, node) in all where !node.poll() && !node.exitedCleanly && !nodes.killed.contains(id) && !accepted.contains(id) {
+                // With faults a node may end badly and still report (its JSON `error` says why); without, or
+                // without a report, the run has failed.
+                if config.hasFaults, (try? NodeOutput.parse(stdout: node.stdoutText())) != nil {
+                    accepted.insert(id)
+                    record.warnings.append("node \(id) \(node.exitDescription ?? "?") but reported; its report is used")
+                    continue
+                }
+                let running = all.map(\.value).filter { $0.poll() }
                 ChildGroup.stop(running)
-                throw nodeFailure(failed, index: nodes.firstIndex { $0 === failed }!, placement: placement)
+                throw nodeFailure(node, index: id, placement: placement)
+            }
+            let running = all.filter { $0.value.poll() }
+            if !nodes.partitioned.isEmpty, !nodes.released,
+               Clock.now >= releaseAt || running.allSatisfy({ nodes.partitioned.contains($0.key) }) {
+                releasePartitioned(nodes, lan: placement.lan)
             }
             if running.isEmpty { break }
             if StopSignals.pending != 0 {
-                ChildGroup.stop(running)
+                ChildGroup.stop(running.map(\.value))
                 try checkStop()
             }
             let now = Clock.now
             if now > deadline {
-                let tails = running.map { child -> String in
+                let tails = running.map { _, child -> String in
                     let tail = ChildProcess.tail(child.stderrText(), lines: 8)
                     return "--- stderr of \(child.name) (last lines) ---\n" + (tail.isEmpty ? "(empty)" : tail)
                 }
-                ChildGroup.stop(running)
+                ChildGroup.stop(running.map(\.value))
                 throw .timedOut(phase: phase(at: now, startAt: startAt).0, seconds: now - (startAt - setup),
-                                stillRunning: running.map(\.name), stderrTails: tails.joined(separator: "\n"))
+                                stillRunning: running.map(\.value.name), stderrTails: tails.joined(separator: "\n"))
             }
             let (name, detail) = phase(at: now, startAt: startAt)
-            progress.update(phase: name, detail: detail + (running.count < nodes.count ? " (\(nodes.count - running.count)/\(nodes.count) nodes done)" : ""))
-            usleep(50_000)
+            let done = all.count - running.count
+            let faultsDone = config.faults.count - pending.count
+            progress.update(phase: name, detail: detail + (done > 0 ? " (\(done)/\(all.count) nodes done)" : "") +
+                            (config.hasFaults ? " [faults \(faultsDone)/\(config.faults.count)]" : ""))
+            // Poll every 50 ms, but wake for a fault on time.
+            let untilFault = pending.first.map { measurementStart + $0.atSeconds - Clock.now } ?? 0.05
+            usleep(UInt32(max(0.001, min(0.05, untilFault)) * 1e6))
         }
+        record.notInjected = Array(pending)
+        if let lan = placement.lan { healCuts(nodes, lan: lan) }  // normally done at the release already
         var outputs: [NodeOutput] = []
-        for (id, node) in nodes.enumerated() {
+        for (id, node) in nodes.processes.sorted(by: { $0.key < $1.key }) where !nodes.killed.contains(id) {
             let stdout = node.stdoutText()
             do throws(NodeOutputError) {
                 let output = try NodeOutput.parse(stdout: stdout)
@@ -271,7 +344,67 @@ public struct BenchRunner {
                 throw .nodeOutputInvalid(id: id, detail: error.description, stdoutTail: ChildProcess.tail(stdout, lines: 5))
             }
         }
-        return outputs
+        return (outputs, record)
+    }
+
+    /// Injects one fault now; records when it took effect.
+    private func inject(_ fault: Fault, scheduled: Double, nodes: NodeSet, placement: Placement, record: inout FaultRecord,
+                        spawn: (Int) throws(BenchError) -> Void) throws(BenchError) {
+        let id = fault.nodeID
+        var effective: Int64
+        switch fault.kind {
+        case .join:
+            progress.update(phase: "starting joiner \(id)")
+            effective = Int64(Clock.unixNanos)
+            try spawn(id)
+        case .kill, .partition:
+            guard let node = nodes.processes[id], node.poll() else {
+                record.notInjected.append(fault)
+                record.warnings.append("\(fault): node \(id) had already exited")
+                return
+            }
+            if fault.kind == .kill {
+                effective = Int64(Clock.unixNanos)
+                node.signalGroup(SIGKILL)
+                nodes.killed.insert(id)
+            } else if let lan = placement.lan {
+                // Recorded after the cut returned: the port is down by then (tools/lan cut checks it).
+                nodes.partitioned.insert(id)
+                nodes.cut.insert(id)
+                try lan.cut(host: id + 1)
+                effective = Int64(Clock.unixNanos)
+            } else {
+                effective = Int64(Clock.unixNanos)
+                node.signalGroup(SIGSTOP)
+                nodes.partitioned.insert(id)
+                nodes.stopped.insert(id)
+            }
+        }
+        record.injected.append(InjectedFault(fault: fault, unixNanos: effective, lateMillis: (Clock.now - scheduled) * 1000))
+    }
+
+    /// Partitioned nodes are released once the other nodes are done (or the schedule's end has passed by
+    /// ``partitionReleaseSlackSeconds``): a cut host is healed first (LAN), and every partitioned node is asked to
+    /// stop with SIGTERM, which makes it report. A node left cut off may wait on the network for ever, and one
+    /// left stopped cannot run at all. A stopped node gets SIGTERM before SIGCONT, so that the signal is pending
+    /// when it resumes and it reports at once instead of running on (signal(7)).
+    private func releasePartitioned(_ nodes: NodeSet, lan: LANController?) {
+        if let lan { healCuts(nodes, lan: lan) }
+        for id in nodes.partitioned.sorted() {
+            nodes.processes[id]?.signalGroup(SIGTERM)
+            if nodes.stopped.contains(id) { nodes.processes[id]?.signalGroup(SIGCONT) }
+        }
+        nodes.released = true
+    }
+
+    private func healCuts(_ nodes: NodeSet, lan: LANController) {
+        for id in nodes.cut.sorted() {
+            if let problem = lan.heal(host: id + 1) {
+                FileHandle.standardError.write(Data("warning: \(problem)\n".utf8))
+            } else {
+                nodes.cut.remove(id)
+            }
+        }
     }
 
     /// The phase of the nodes' schedule at monotonic time `now`, and the seconds into it.
@@ -295,6 +428,22 @@ public struct BenchRunner {
         }
         return .nodeFailed(id: index, status: node.exitDescription ?? "?", stderrTail: ChildProcess.tail(stderr))
     }
+}
+
+/// The node processes of one run and what the faults did to them. Shared with the cleanup path, which must
+/// heal cut hosts however the run ends.
+final class NodeSet {
+    /// Node id → its process; joiners appear when they are started.
+    var processes: [Int: ChildProcess] = [:]
+    var killed: Set<Int> = []
+    /// Every partitioned node, and how: stopped with SIGSTOP (loopback) or cut off (LAN, while still cut).
+    var partitioned: Set<Int> = []
+    var stopped: Set<Int> = []
+    var cut: Set<Int> = []
+    /// Partitioned nodes have been healed or continued, and asked to stop.
+    var released = false
+
+    var spawnedIDs: [Int] { processes.keys.sorted() }
 }
 
 /// Seconds as a short decimal ("5", "0.5").

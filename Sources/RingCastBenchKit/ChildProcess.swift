@@ -146,6 +146,8 @@ final class ChildGroup {
         var live: [ChildProcess] { children.filter { $0.poll() } }
         guard !live.isEmpty else { return }
         live.forEach { $0.signalGroup(SIGTERM) }
+        // A node stopped by a loopback partition (SIGSTOP) handles SIGTERM only once continued (signal(7)).
+        live.forEach { $0.signalGroup(SIGCONT) }
         let deadline = Clock.now + graceSeconds
         while Clock.now < deadline, !live.isEmpty { usleep(20_000) }
         for child in live { child.signalGroup(SIGKILL) }

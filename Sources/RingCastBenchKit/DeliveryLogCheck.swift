@@ -8,6 +8,9 @@ import Foundation
 /// - Integrity and no duplication: per origin, `origin_seq` runs 1, 2, 3, … without a gap or a repeat,
 ///   every length is the configured message size, every origin is a configured sender.
 /// - Each log holds as many lines as its node said it delivered (`total_delivered`).
+///
+/// With faults (``Expectations/roles`` set) the checks are those of virtual synchrony instead, per view: see
+/// ``checkWithFaults(logs:lines:roles:expectations:problems:)``.
 public enum DeliveryLogCheck {
     public struct Verdict: Sendable, Equatable {
         public var ok: Bool { problems.isEmpty }
@@ -25,11 +28,35 @@ public enum DeliveryLogCheck {
         public var senderIDs: [Int]?
         /// Node id → the node's `total_delivered`.
         public var totalDelivered: [Int: Int]
-        public init(messageSizeBytes: Int? = nil, senderIDs: [Int]? = nil, totalDelivered: [Int: Int] = [:]) {
+        /// Node id → its part in a run with faults; nil for a run without: every log is then a prefix of the others.
+        public var roles: [Int: Role]?
+        /// Nodes of the initial view: every origin's sequence in their logs starts at 1 (a joiner's at any seq).
+        public var initialMembers: Set<Int>
+        /// Node id → the ids of the views it installed (its JSON `views`), which tell who was in a view and who
+        /// moved past it even without a delivery there.
+        public var installedViews: [Int: [Int]]
+
+        public init(messageSizeBytes: Int? = nil, senderIDs: [Int]? = nil, totalDelivered: [Int: Int] = [:],
+                    roles: [Int: Role]? = nil, initialMembers: Set<Int> = [], installedViews: [Int: [Int]] = [:]) {
             self.messageSizeBytes = messageSizeBytes
             self.senderIDs = senderIDs
             self.totalDelivered = totalDelivered
+            self.roles = roles
+            self.initialMembers = initialMembers
+            self.installedViews = installedViews
         }
+    }
+
+    /// What a node's log is held to in a run with faults.
+    public enum Role: String, Sendable {
+        /// Not killed, partitioned or excluded: agrees with the other survivors view by view.
+        case survivor
+        /// Excluded, or partitioned in quorum mode: may only hold messages the survivors delivered, in their order.
+        case minority
+        /// Killed: like a minority node (uniform agreement), and its last line may be torn.
+        case crashed
+        /// Partitioned in perfect mode, which may split the group: checked only on its own.
+        case isolated
     }
 
     /// Reads `directory/node-<id>.log` for every id and checks them.
@@ -38,7 +65,11 @@ public enum DeliveryLogCheck {
         var missing: [String] = []
         for id in nodeIDs {
             let path = (directory as NSString).appendingPathComponent("node-\(id).log")
-            if let data = FileManager.default.contents(atPath: path) { logs[id] = [UInt8](data) } else { missing.append(path) }
+            if let data = FileManager.default.contents(atPath: path) {
+                logs[id] = [UInt8](data)
+            } else if expectations.roles?[id] != .crashed {  // killed before it opened its log: nothing to check
+                missing.append(path)
+            }
         }
         var verdict = check(logs: logs, expectations: expectations)
         if !missing.isEmpty {
@@ -52,8 +83,13 @@ public enum DeliveryLogCheck {
     public static func check(logs: [Int: [UInt8]], expectations: Expectations) -> Verdict {
         var problems = Problems()
         var lines: [Int: [Range<Int>]] = [:]
+        for (id, bytes) in logs { lines[id] = lineRanges(bytes) }
+        if let roles = expectations.roles {
+            let common = checkWithFaults(logs: logs, lines: lines, roles: roles, expectations: expectations, problems: &problems)
+            return Verdict(linesPerNode: lines.mapValues(\.count), commonPrefixLines: common,
+                           problems: problems.listed, problemCount: problems.count)
+        }
         for (id, bytes) in logs.sorted(by: { $0.key < $1.key }) {
-            lines[id] = lineRanges(bytes)
             checkOne(id: id, bytes: bytes, lines: lines[id]!, expectations: expectations, problems: &problems)
         }
         let common = compareCommonPrefix(logs: logs, lines: lines, problems: &problems)
@@ -89,6 +125,17 @@ public enum DeliveryLogCheck {
         var origin: Int
         var originSeq: UInt64
         var length: Int
+        /// FNV-1a 64 of the payload, as logged (hex, any case).
+        var digest: UInt64 = 0
+
+        var key: MessageKey { MessageKey(origin: origin, originSeq: originSeq) }
+    }
+
+    /// A message's identity: its origin and the origin's sequence number (unique across views, §3.3).
+    struct MessageKey: Hashable, CustomStringConvertible {
+        var origin: Int
+        var originSeq: UInt64
+        var description: String { "origin \(origin) seq \(originSeq)" }
     }
 
     /// Parses one line; nil if it is not five space-separated fields of the right kinds.
@@ -105,7 +152,8 @@ public enum DeliveryLogCheck {
               let view = decimal(fields[0]), let origin = decimal(fields[1]), let seq = decimal(fields[2]),
               let length = decimal(fields[3]), isHex(fields[4]), origin <= UInt64(Int.max), length <= UInt64(Int.max)
         else { return nil }
-        return Entry(viewID: view, origin: Int(origin), originSeq: seq, length: Int(length))
+        return Entry(viewID: view, origin: Int(origin), originSeq: seq, length: Int(length),
+                     digest: UInt64(String(decoding: fields[4], as: UTF8.self), radix: 16) ?? 0)
     }
 
     static func decimal(_ field: ArraySlice<UInt8>) -> UInt64? {

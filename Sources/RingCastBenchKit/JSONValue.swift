@@ -86,6 +86,15 @@ public enum JSONValue: Sendable, Equatable {
         }
     }
 
+    /// Whole numbers that fit 64 bits (unix nanoseconds do not fit a Double exactly).
+    public var int64Value: Int64? {
+        switch self {
+        case .integer(let value): value
+        case .number(let value): value == value.rounded() && abs(value) < 9e15 ? Int64(value) : nil
+        default: nil
+        }
+    }
+
     public var stringValue: String? {
         if case .string(let value) = self { return value }
         return nil

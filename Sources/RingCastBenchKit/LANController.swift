@@ -45,6 +45,23 @@ struct LANController {
         (tool, ["exec", String(index), "--prefix", prefix, "--"] + arguments)
     }
 
+    /// Cuts host `index` off the switch silently (`tools/lan cut`: its bridge port goes down, so frames are
+    /// dropped in both directions and no FIN or RST reaches anyone).
+    func cut(host index: Int) throws(BenchError) {
+        let result = try run(["cut", String(index), "--prefix", prefix], name: "lan-cut-\(index)", timeoutSeconds: 15)
+        guard result.ok else {
+            throw .lanFailed("tools/lan cut \(index) --prefix \(prefix): \(result.status) \(ChildProcess.tail(result.stderr, lines: 3))")
+        }
+    }
+
+    /// Reconnects host `index` (`tools/lan heal`); bounded, and never throws (it runs during cleanup).
+    func heal(host index: Int) -> String? {
+        guard let result = try? run(["heal", String(index), "--prefix", prefix], name: "lan-heal-\(index)", timeoutSeconds: 15) else {
+            return "could not run tools/lan heal \(index)"
+        }
+        return result.ok ? nil : "tools/lan heal \(index) --prefix \(prefix): \(result.status) \(ChildProcess.tail(result.stderr, lines: 3))"
+    }
+
     /// Takes the LAN down; bounded, and never throws (it runs during cleanup).
     func down() -> String? {
         guard let result = try? run(["down", "--prefix", prefix], name: "lan-down", timeoutSeconds: 60) else {

@@ -17,8 +17,49 @@ public struct NodeOutput: Sendable, Equatable {
     public var latencyHistogram: [LatencyBucket]?
     public var totalDelivered: Int?
     public var orderDigest: String?
+    /// The views the node installed, in order (`views`); nil if the node printed none.
+    public var views: [View]?
+    /// The node found itself excluded from the group while alive (quorum mode) and stopped delivering.
+    public var excluded: Bool
+    /// Bytes delivered per bucket over the whole run (`timeline`); nil if the node printed none.
+    public var timeline: Timeline?
     /// Everything the node printed, so that fields beyond the contract reach the report.
     public var raw: JSONValue
+
+    /// One installed view (`views[i]` of the node's JSON). Times are CLOCK_REALTIME ns, like the benchmark's.
+    public struct View: Sendable, Equatable {
+        public var viewID: Int
+        public var members: [Int]
+        /// "initial", "link_lost ID", "silent ID", "joined ID", "left ID", "round_timeout ID", …
+        public var causes: [String]
+        /// When the node started the change (0 for the initial view).
+        public var changeStartedUnixNanos: Int64
+        public var installedUnixNanos: Int64
+
+        public init(viewID: Int, members: [Int], causes: [String], changeStartedUnixNanos: Int64, installedUnixNanos: Int64) {
+            self.viewID = viewID
+            self.members = members
+            self.causes = causes
+            self.changeStartedUnixNanos = changeStartedUnixNanos
+            self.installedUnixNanos = installedUnixNanos
+        }
+
+        /// The initial view is not a change: it has the cause "initial" (or no start time).
+        public var isInitial: Bool { causes.contains("initial") || changeStartedUnixNanos == 0 }
+    }
+
+    /// Delivered bytes per `bucketMillis` bucket, the first starting at `startUnixNanos`.
+    public struct Timeline: Sendable, Equatable {
+        public var bucketMillis: Int
+        public var startUnixNanos: Int64
+        public var deliveredBytes: [Int64]
+
+        public init(bucketMillis: Int, startUnixNanos: Int64, deliveredBytes: [Int64]) {
+            self.bucketMillis = bucketMillis
+            self.startUnixNanos = startUnixNanos
+            self.deliveredBytes = deliveredBytes
+        }
+    }
 
     public struct LatencyBucket: Sendable, Equatable {
         public var valueMicros: Double
@@ -33,7 +74,7 @@ public struct NodeOutput: Sendable, Equatable {
                 cpuPercent: Double? = nil, senderFractions: [Int: Double] = [:], latencyMicrosP50: Double? = nil,
                 latencyMicrosP99: Double? = nil, latencyMicrosMax: Double? = nil,
                 latencyHistogram: [LatencyBucket]? = nil, totalDelivered: Int? = nil, orderDigest: String? = nil,
-                raw: JSONValue = .object([])) {
+                views: [View]? = nil, excluded: Bool = false, timeline: Timeline? = nil, raw: JSONValue = .object([])) {
         self.id = id
         self.deliveredMessages = deliveredMessages
         self.deliveredBytes = deliveredBytes
@@ -46,6 +87,9 @@ public struct NodeOutput: Sendable, Equatable {
         self.latencyHistogram = latencyHistogram
         self.totalDelivered = totalDelivered
         self.orderDigest = orderDigest
+        self.views = views
+        self.excluded = excluded
+        self.timeline = timeline
         self.raw = raw
     }
 
@@ -94,7 +138,60 @@ public struct NodeOutput: Sendable, Equatable {
             latencyHistogram: try value["latency_histogram"].flatMap(histogram),
             totalDelivered: value["total_delivered"]?.intValue,
             orderDigest: digest,
+            views: try value["views"].flatMap(views),
+            excluded: try excludedFlag(value["excluded"]),
+            timeline: try value["timeline"].flatMap(timeline),
             raw: value)
+    }
+
+    static func excludedFlag(_ value: JSONValue?) throws(NodeOutputError) -> Bool {
+        switch value {
+        case nil, .null?: return false
+        case .bool(let flag)?: return flag
+        default: throw NodeOutputError("'excluded' is not true or false")
+        }
+    }
+
+    /// `views`: a list of `{view_id, members, causes, change_started_unix_ns, installed_unix_ns}`.
+    static func views(_ value: JSONValue) throws(NodeOutputError) -> [View]? {
+        if case .null = value { return nil }
+        guard case .array(let entries) = value else { throw NodeOutputError("'views' is not a list") }
+        var views: [View] = []
+        for (index, entry) in entries.enumerated() {
+            func field<T>(_ key: String, _ read: (JSONValue) -> T?) throws(NodeOutputError) -> T {
+                guard let raw = entry[key], let result = read(raw) else {
+                    throw NodeOutputError("views[\(index)]: missing or bad '\(key)'")
+                }
+                return result
+            }
+            let members: [Int] = try field("members") { raw in
+                guard case .array(let ids) = raw else { return nil }
+                let parsed = ids.compactMap(\.intValue)
+                return parsed.count == ids.count ? parsed : nil
+            }
+            let causes: [String] = try field("causes") { raw in
+                guard case .array(let texts) = raw else { return nil }
+                let parsed = texts.compactMap(\.stringValue)
+                return parsed.count == texts.count ? parsed : nil
+            }
+            views.append(View(viewID: try field("view_id") { $0.intValue }, members: members, causes: causes,
+                              changeStartedUnixNanos: try field("change_started_unix_ns") { $0.int64Value },
+                              installedUnixNanos: try field("installed_unix_ns") { $0.int64Value }))
+        }
+        return views
+    }
+
+    /// `timeline`: `{bucket_ms, start_unix_ns, delivered_bytes: [...]}`.
+    static func timeline(_ value: JSONValue) throws(NodeOutputError) -> Timeline? {
+        if case .null = value { return nil }
+        guard let bucket = value["bucket_ms"]?.intValue, bucket > 0 else { throw NodeOutputError("timeline: missing or bad 'bucket_ms'") }
+        guard let start = value["start_unix_ns"]?.int64Value else { throw NodeOutputError("timeline: missing or bad 'start_unix_ns'") }
+        guard case .array(let counts)? = value["delivered_bytes"] else { throw NodeOutputError("timeline: missing 'delivered_bytes' list") }
+        let bytes = counts.compactMap(\.int64Value)
+        guard bytes.count == counts.count, bytes.allSatisfy({ $0 >= 0 }) else {
+            throw NodeOutputError("timeline: 'delivered_bytes' must hold non-negative integers")
+        }
+        return Timeline(bucketMillis: bucket, startUnixNanos: start, deliveredBytes: bytes)
     }
 
     /// Accepted shapes of `latency_histogram` (values in µs unless `unit` says "ns"):

@@ -89,6 +89,26 @@ enum Ports {
         return ports
     }
 
+    /// `count` ports p whose neighbour p + 1 is free too: a node listens for data on p and for control on p + 1.
+    static func freePairs(count: Int) throws(BenchError) -> [Int] {
+        var ports: [Int] = []
+        var sockets: [Int32] = []
+        defer { sockets.forEach { close($0) } }
+        var attempts = 0
+        while ports.count < count {
+            attempts += 1
+            guard attempts <= 100 * count else {
+                throw .portBusy(port: 0, detail: "found only \(ports.count) of \(count) free pairs of adjacent loopback ports")
+            }
+            let (fd, port) = try bind(port: 0)
+            sockets.append(fd)  // held, so that the kernel does not hand it out again
+            guard port < 65535, let (neighbour, _) = try? bind(port: port + 1) else { continue }
+            sockets.append(neighbour)
+            ports.append(port)
+        }
+        return ports
+    }
+
     /// Checks that `port` can be bound on 127.0.0.1 now.
     static func checkFree(_ port: Int) throws(BenchError) {
         let (fd, _) = try bind(port: port)

@@ -49,6 +49,17 @@ extension Membership {
         public var stateProvider: MemberID?
         /// When this member entered the view change (for detect-to-view latency).
         public var changeStartedTicks: UInt64
+
+        public init(view: View, previousView: View?, target: [UInt64], causes: [Cause], joiners: [MemberID],
+                    stateProvider: MemberID?, changeStartedTicks: UInt64) {
+            self.view = view
+            self.previousView = previousView
+            self.target = target
+            self.causes = causes
+            self.joiners = joiners
+            self.stateProvider = stateProvider
+            self.changeStartedTicks = changeStartedTicks
+        }
     }
 
     /// Counters since the instance was made.

@@ -46,8 +46,11 @@ extension Membership.Instance {
     /// Incarnations (§2.4.3 rejoin): once a newer incarnation of a node is a member or asks to join, the
     /// older one is a crashed process whose late messages must not count.
     func isStaleIncarnation(_ sender: Membership.MemberID) -> Bool {
-        let newer = { (member: Membership.MemberID) in member.node == sender.node && member.incarnation > sender.incarnation }
-        return (installed?.members.contains(where: newer) ?? false) || joiners.contains(where: newer)
+        for member in installed?.members ?? [] where member.node == sender.node && member.incarnation > sender.incarnation {
+            return true
+        }
+        for member in joiners where member.node == sender.node && member.incarnation > sender.incarnation { return true }
+        return false
     }
 
     /// Any message from a member counts as heard. In quorum mode a suspicion is withdrawn when the member
@@ -77,9 +80,10 @@ extension Membership.Instance {
             nextHeartbeatTicks = nowTicks + settings.heartbeatIntervalTicks
             for member in view.members where member != me { send(.heartbeat(viewID: view.id), to: member) }
         }
-        for (position, member) in view.members.enumerated() where member != me && suspicions[position] == nil {
+        for position in view.members.indices where suspicions[position] == nil {
+            let member = view.members[position]
             // heardTicks may lie ahead (the founding view's start-up grace): compare without subtracting.
-            if nowTicks >= heardTicks[position] + settings.suspectTimeoutTicks {
+            if member != me && nowTicks >= heardTicks[position] + settings.suspectTimeoutTicks {
                 suspect(member, .silent(member), local: true)
             }
         }
@@ -110,8 +114,8 @@ extension Membership.Instance {
     /// Step 2: the lowest member of the installed view this member does not suspect (never a joiner).
     func expectedCoordinator() -> Membership.MemberID {
         guard let view = installed else { preconditionFailure("a member has a view") }
-        for (position, member) in view.members.enumerated() where member == me || suspicions[position] == nil {
-            return member
+        for position in view.members.indices where suspicions[position] == nil || view.members[position] == me {
+            return view.members[position]
         }
         preconditionFailure("a member never suspects itself")
     }

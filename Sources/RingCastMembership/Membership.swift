@@ -27,7 +27,7 @@ extension Membership {
         }
 
         public static func < (lhs: MemberID, rhs: MemberID) -> Bool {
-            (lhs.node, lhs.incarnation) < (rhs.node, rhs.incarnation)
+            lhs.node != rhs.node ? lhs.node < rhs.node : lhs.incarnation < rhs.incarnation
         }
 
         /// `m3`, or `m3.1` for incarnation 1.

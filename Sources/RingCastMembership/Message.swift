@@ -10,7 +10,7 @@ extension Membership {
         }
 
         public static func < (lhs: Ballot, rhs: Ballot) -> Bool {
-            (lhs.round, lhs.coordinator) < (rhs.round, rhs.coordinator)
+            lhs.round != rhs.round ? lhs.round < rhs.round : lhs.coordinator < rhs.coordinator
         }
 
         public var description: String { "b(\(round),\(coordinator))" }

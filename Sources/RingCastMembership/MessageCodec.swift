@@ -109,10 +109,16 @@ extension Membership.Message {
 struct WireWriter {
     var bytes: [UInt8] = []
 
+    init() { bytes.reserveCapacity(64) }
+
     mutating func byte(_ value: UInt8) { bytes.append(value) }
-    mutating func u16(_ value: UInt16) { for shift in stride(from: 8, through: 0, by: -8) { bytes.append(UInt8(truncatingIfNeeded: value >> shift)) } }
-    mutating func u32(_ value: UInt32) { for shift in stride(from: 24, through: 0, by: -8) { bytes.append(UInt8(truncatingIfNeeded: value >> shift)) } }
-    mutating func u64(_ value: UInt64) { for shift in stride(from: 56, through: 0, by: -8) { bytes.append(UInt8(truncatingIfNeeded: value >> shift)) } }
+    mutating func u16(_ value: UInt16) { append(value.bigEndian) }
+    mutating func u32(_ value: UInt32) { append(value.bigEndian) }
+    mutating func u64(_ value: UInt64) { append(value.bigEndian) }
+
+    private mutating func append<Integer: FixedWidthInteger>(_ bigEndian: Integer) {
+        withUnsafeBytes(of: bigEndian) { bytes.append(contentsOf: $0) }
+    }
 
     mutating func member(_ member: Membership.MemberID) {
         u32(member.node)

@@ -19,6 +19,11 @@ public struct SimCommand: ParsableCommand {
           ringcast-sim --random --seeds 10000 --first-seed 1
           ringcast-sim --random --seed 42 --trace      (replays one seed and prints its events)
 
+        Membership mode: each seed runs 3...7 members through view changes (crashes, partitions, joins, \
+        leaves) with the membership core and the real LCR core, and checks the properties across views.
+          ringcast-sim --membership --seeds 2000 [--first-seed 1] [--json]
+          ringcast-sim --membership --seed 42 --trace  (replays one seed and prints its events)
+
         Exit status: 0 when every check passed; 1 when a property was violated (with --plant-bug: 0 when \
         the planted bug was caught, 1 when it slipped through); 64 for invalid options.
         """
@@ -59,6 +64,12 @@ public struct SimCommand: ParsableCommand {
     @Flag(help: "Randomized mode instead of the round model.")
     public var random = false
 
+    @Flag(help: "Membership mode: randomized view changes over the membership core and the real LCR core.")
+    public var membership = false
+
+    @Option(help: "Membership mode: plant a bug to prove the checkers can fail: none, install-without-fill or skip-force-delivery.")
+    public var membershipBug: MembershipSimulation.PlantedBug = .none
+
     @Option(help: "Randomized mode: how many consecutive seeds to run (default 100).")
     public var seeds: Int?
 
@@ -80,6 +91,8 @@ public struct SimCommand: ParsableCommand {
     public init() {}
 
     public mutating func validate() throws {
+        if membership { return try validateMembership() }
+        if membershipBug != .none { throw ValidationError("--membership-bug belongs to membership mode: add --membership") }
         if random {
             if seed != nil && seeds != nil { throw ValidationError("--seed and --seeds exclude each other") }
             if let seeds, seeds < 1 { throw ValidationError("--seeds must be at least 1, got \(seeds)") }
@@ -143,6 +156,7 @@ public struct SimCommand: ParsableCommand {
     /// Runs what the options ask for and renders it.
     /// - Returns: the text for standard output and whether the run passed (see the exit status).
     public func execute() throws(SimError) -> (output: String, passed: Bool) {
+        if membership { return executeMembership() }
         let expectViolations = plantBug != .none
         if random, let seed {
             let report = try RandomSimulation.run(seed: seed, plantedBug: plantBug, trace: trace)

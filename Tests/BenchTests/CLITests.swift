@@ -79,18 +79,92 @@ import Testing
     }
 
     @Test func nodeArgumentsFollowTheContract() throws {
-        var config = try BenchCommand.parse(["--nodes", "3", "--senders", "1", "--window", "16"]).makeConfiguration()
+        var config = try BenchCommand.parse(["--nodes", "3", "--senders", "1", "--window", "16", "--join", "@1"]).makeConfiguration()
         config.deliveryLogDirectory = "/tmp/logs"
-        let placement = BenchRunner.Placement(addresses: ["127.0.0.1", "127.0.0.1", "127.0.0.1"], ports: [7001, 7002, 7003],
-                                              rawLinkPort: 7004, lan: nil, description: "test")
+        let placement = BenchRunner.Placement(addresses: Array(repeating: "127.0.0.1", count: 4), ports: [7001, 7003, 7005, 7007],
+                                              rawLinkPort: 7009, lan: nil, description: "test")
         let runner = BenchRunner(config: config)
         let last = runner.nodeArguments(id: 2, placement: placement, startAtNanos: 42)
         let text = last.joined(separator: " ")
-        #expect(text.contains("--id 2 --nodes 3 --listen 127.0.0.1:7003 --successor 127.0.0.1:7001"))
+        // Every address (the joiner's too) in id order, and the initial view without the joiner.
+        #expect(text.contains("--id 2 --members 127.0.0.1:7001,127.0.0.1:7003,127.0.0.1:7005,127.0.0.1:7007 --view 0,1,2"))
+        #expect(text.contains("--mode quorum --heartbeat-ms 20 --suspect-ms 200"))
         #expect(text.contains("--start-at 42") && text.contains("--window 16") && text.contains("--fairness on"))
         #expect(text.contains("--delivery-log /tmp/logs/node-2.log") && text.contains("--json"))
+        for retired in ["--nodes", "--successor", "--listen", "--view-id"] { #expect(!last.contains(retired)) }
         #expect(!last.contains("--send"))
         #expect(runner.nodeArguments(id: 0, placement: placement, startAtNanos: 42).contains("--send"))
+        // The joiner gets the same list and view (it is not in it, so it joins), and only delivers by default.
+        let joiner = runner.nodeArguments(id: 3, placement: placement, startAtNanos: 42)
+        #expect(joiner.joined(separator: " ").contains("--id 3 --members 127.0.0.1:7001,127.0.0.1:7003,127.0.0.1:7005,127.0.0.1:7007 --view 0,1,2"))
+        #expect(!joiner.contains("--send"))
+        config.joinersSend = true
+        #expect(BenchRunner(config: config).nodeArguments(id: 3, placement: placement, startAtNanos: 42).contains("--send"))
+    }
+
+    @Test func membershipOptionsPassThrough() throws {
+        let config = try BenchCommand.parse(["--mode", "perfect", "--heartbeat-ms", "10", "--suspect-ms", "150"]).makeConfiguration()
+        #expect(config.mode == .perfect && config.heartbeatMillis == 10 && config.suspectMillis == 150)
+        let placement = BenchRunner.Placement(addresses: Array(repeating: "127.0.0.1", count: 5), ports: [1, 3, 5, 7, 9],
+                                              rawLinkPort: 11, lan: nil, description: "test")
+        let text = BenchRunner(config: config).nodeArguments(id: 0, placement: placement, startAtNanos: 1).joined(separator: " ")
+        #expect(text.contains("--mode perfect --heartbeat-ms 10 --suspect-ms 150"))
+        #expect(text.contains("--view 0,1,2,3,4"))
+    }
+
+    @Test func faultOptionsBecomeASortedSchedule() throws {
+        let config = try BenchCommand.parse([
+            "--nodes", "5", "--duration", "6", "--kill", "2@3", "--partition", "4@1.5", "--join", "@2", "--join", "@0.5",
+            "--kill", "0@1.5",
+        ]).makeConfiguration()
+        #expect(config.faults == [
+            Fault(kind: .join, nodeID: 5, atSeconds: 0.5),
+            Fault(kind: .kill, nodeID: 0, atSeconds: 1.5),
+            Fault(kind: .partition, nodeID: 4, atSeconds: 1.5),
+            Fault(kind: .join, nodeID: 6, atSeconds: 2),
+            Fault(kind: .kill, nodeID: 2, atSeconds: 3),
+        ])
+        #expect(config.totalNodeCount == 7 && config.joinCount == 2)
+        #expect(config.broadcastingIDs == [0, 1, 2, 3, 4])
+    }
+
+    @Test(arguments: [
+        (["--kill", "5@1"], "there is no node 5 (ids 0…4)"),
+        (["--kill", "2"], "expected ID@SECONDS"),
+        (["--kill", "x@1"], "expected ID@SECONDS"),
+        (["--kill", "2@soon"], "'soon' is not a number of seconds"),
+        (["--kill", "2@5"], "outside the measurement (0 ≤ SECONDS < --duration 5)"),
+        (["--partition", "1@-1"], "outside the measurement"),
+        (["--join", "2"], "expected @SECONDS"),
+        (["--join", "@9"], "outside the measurement"),
+        (["--kill", "2@1", "--partition", "2@2"], "node 2 is already the target of 'kill 2@1'"),
+        (["--kill", "5@1", "--join", "@2"], "node 5 only joins at 2 s"),
+        (["--nodes", "2", "--kill", "0@1", "--kill", "1@1"], "every node would be killed or partitioned"),
+        (["--nodes", "16", "--join", "@1"], "make 17 nodes; at most 16"),
+        (["--heartbeat-ms", "0"], "--heartbeat-ms must be in 1…10000"),
+        (["--suspect-ms", "20"], "--suspect-ms must exceed --heartbeat-ms"),
+        (["--mode", "majority"], ""),
+    ])
+    func faultOptionsAreRefusedClearly(arguments: [String], message: String) {
+        #expect {
+            _ = try BenchCommand.parse(arguments)
+        } throws: { error in
+            message.isEmpty || BenchCommand.message(for: error).contains(message)
+        }
+    }
+
+    @Test func killingAMajorityInQuorumModeIsAllowedButWarned() throws {
+        let config = try BenchCommand.parse(["--nodes", "5", "--kill", "0@1", "--kill", "1@1", "--kill", "2@1.5"]).makeConfiguration()
+        #expect(config.warnings.count == 1)
+        #expect(config.warnings[0].contains("leave 2 of 5 members"))
+        let perfect = try BenchCommand.parse(["--nodes", "5", "--mode", "perfect", "--kill", "0@1", "--kill", "1@1", "--kill", "2@1"]).makeConfiguration()
+        #expect(perfect.warnings.isEmpty)
+    }
+
+    @Test func portsLeaveRoomForControlPlanes() {
+        // 5 nodes + 1 joiner: 12 ports for data and control, 1 for the raw link.
+        #expect(throws: (any Error).self) { _ = try BenchCommand.parse(["--base-port", "65524", "--join", "@1"]) }
+        #expect(throws: Never.self) { _ = try BenchCommand.parse(["--base-port", "65524"]) }
     }
 
     @Test func lanStatusLineIsParsed() {

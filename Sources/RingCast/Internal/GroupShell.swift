@@ -57,6 +57,7 @@ final class GroupShell: @unchecked Sendable {
     private var frozenDelivered: [UInt64] = []
     private var seqBases: [UInt32: UInt64] = [:]
     private var waitingForState: Membership.Installation?
+    private var receivedState: (viewID: UInt64, seqBases: [UInt32: UInt64], snapshot: [UInt8])?
     private var changeStartedUnixNanos: UInt64 = 0
     /// Control peers heard from at least once: a refused connection to a peer that never spoke is a peer
     /// still starting, not a crash (the founding view's start-up grace covers its silence).
@@ -258,11 +259,9 @@ final class GroupShell: @unchecked Sendable {
             published.withLock { $0.recoveryCopies += UInt64(entry.payload.lengths.count) }
             apply(instance.onRecoveryReceived(received: recovery.received, nowTicks: nowTicks))
         case let .state(viewID, bases, snapshot)?:
-            guard let installation = waitingForState, installation.view.id == viewID else { return }
-            stateTransfer?.restore(snapshot)
-            for (node, base) in bases { seqBases[node] = base }
-            waitingForState = nil
-            startView(installation)
+            // The provider may be faster than the decision reaching this joiner: keep the state until then.
+            receivedState = (viewID, bases, snapshot)
+            startJoinedViewIfReady()
         case nil:
             countMalformed()
         }
@@ -277,6 +276,19 @@ final class GroupShell: @unchecked Sendable {
             registeredPeers.insert(peer)
         }
         return peer
+    }
+
+    /// A joiner starts its first ring once it has both the decision and the provider's state for that view.
+    private func startJoinedViewIfReady() {
+        guard let installation = waitingForState, let state = receivedState, state.viewID == installation.view.id else {
+            return
+        }
+        if let stateTransfer { stateTransfer.restore(state.snapshot) }
+        for (node, base) in state.seqBases { seqBases[node] = base }
+        waitingForState = nil
+        receivedState = nil
+        log("state for view \(installation.view.id) restored (\(state.snapshot.count) bytes)")
+        startView(installation)
     }
 
     private func countMalformed() { published.withLock { $0.malformedFrames += 1 } }
@@ -372,12 +384,14 @@ final class GroupShell: @unchecked Sendable {
         recovery = nil
         frozenView = nil
         if installation.previousView == nil {
-            // A joiner: the state comes first (from the provider), then the ring.
-            waitingForState = installation
-            if stateTransfer == nil || installation.stateProvider == nil {
-                waitingForState = nil
-                startView(installation)
+            // A joiner: the state comes first (from the provider: the application's snapshot, if any, and every
+            // origin's delivered count, so that origin_seq continues across views), then the ring.
+            guard installation.stateProvider == nil else {
+                waitingForState = installation
+                startJoinedViewIfReady()
+                return
             }
+            startView(installation)
             return
         }
         if installation.stateProvider == me {
