@@ -23,6 +23,8 @@ import Synchronization
 public final class Group: Sendable {
     /// How the next view is agreed (see ``Membership/Mode``).
     public typealias Mode = Membership.Mode
+    /// Which old-view messages a view change delivers (see ``Membership/RecoveryRule``).
+    public typealias RecoveryRule = Membership.RecoveryRule
 
     public struct Configuration: Sendable {
         /// This member's node id.
@@ -35,6 +37,8 @@ public final class Group: Sendable {
         /// The founding view. A member not in it joins the running group through the members listed.
         public var initialView: [UInt32]
         public var mode: Mode = .quorum
+        /// `commonPrefix` (default) moves no payload at a view change; `union` is Fig. 2.7 as written.
+        public var recovery: RecoveryRule = .commonPrefix
         /// Every member sends a heartbeat this often on the control plane.
         public var heartbeatMillis = 20
         /// A member not heard from for this long is suspected (a silent partition is detected after this).

@@ -60,7 +60,9 @@ public struct BenchRunner {
             }
             progress.finish()
             // A failed run keeps its children's output for a look; an interrupted one was wanted gone.
-            if succeeded || !config.keepWorkDirectoryOnFailure || StopSignals.pending != 0 {
+            // RINGCAST_BENCH_KEEP=1 keeps every run's children's output (diagnostics, e.g. with RINGCAST_GROUP_TRACE=1).
+            let keep = ProcessInfo.processInfo.environment["RINGCAST_BENCH_KEEP"] == "1"
+            if !keep && (succeeded || !config.keepWorkDirectoryOnFailure || StopSignals.pending != 0) {
                 try? FileManager.default.removeItem(atPath: work)
             } else {
                 FileHandle.standardError.write(Data("ringcast-bench: child outputs kept in \(work)\n".utf8))

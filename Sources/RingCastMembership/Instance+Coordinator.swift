@@ -211,7 +211,7 @@ extension Membership.Instance {
         let admitted = Array(joiners.filter { !view.contains($0) }.prefix(room))
         let newView = Membership.View(id: view.id + 1, members: staying + admitted)
         let target = view.members.indices.map { origin in
-            promisers.map { round.promises[$0]!.received[origin] }.max() ?? 0
+            recoveryTarget(origin: origin, promisers: promisers, staying: Set(staying))
         }
         var causes: [Membership.Cause] = []
         for (position, member) in view.members.enumerated() where !newView.contains(member) {
@@ -220,6 +220,22 @@ extension Membership.Instance {
         causes += admitted.map { .joined($0) }
         let gone = view.members.filter { leavers.contains($0) && !newView.contains($0) }
         return Membership.Value(newView: newView, target: target, joiners: admitted, leavers: gone, causes: causes)
+    }
+
+    /// target[o] under the settings' rule (``Membership/RecoveryRule``): the largest clock entry promised
+    /// (`union`, Fig. 2.7), or the smallest among the promisers that stay (`commonPrefix`). Every message
+    /// above the smallest entry is missing at some survivor, so nobody delivered it (delivery needs a full
+    /// round, §2.4.2): dropping it from the old view is safe, and its origin, if it stays, sends it again.
+    func recoveryTarget(origin: Int, promisers: [Int], staying: Set<Membership.MemberID>) -> UInt64 {
+        guard let view = installed, let round = coordination else { preconditionFailure("a round runs") }
+        let received = { (position: Int) in round.promises[position]!.received[origin] }
+        switch settings.recovery {
+        case .union:
+            return promisers.map(received).max() ?? 0
+        case .commonPrefix:
+            let stayers = promisers.filter { staying.contains(view.members[$0]) }
+            return (stayers.isEmpty ? promisers : stayers).map(received).min() ?? 0
+        }
     }
 
     /// For every old member r of the new view and origin o with received_r[o] < target[o]: the promiser

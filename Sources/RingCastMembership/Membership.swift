@@ -68,6 +68,18 @@ extension Membership {
         case perfect
     }
 
+    /// Which messages of the view being left the survivors deliver at a view change.
+    public enum RecoveryRule: String, Sendable, Hashable, CaseIterable {
+        /// Fig. 2.7 as written: the union of the survivors' `pending` lists. Messages some survivor lacks are
+        /// first copied to it (the fill), which moves up to a window of payload per origin over the network.
+        case union
+        /// Only what every survivor already holds (the per-origin minimum of their clocks). Anything beyond
+        /// was delivered by nobody — delivery needs a full round of the ring (§2.4.2) — so it is dropped from
+        /// the old view, and a surviving origin sends its own such messages again in the new view. Validity
+        /// and uniform agreement hold as in `union`, and a view change moves no payload at all.
+        case commonPrefix
+    }
+
     /// Settings of one member. Ticks are whatever unit the shell counts in (milliseconds in RingCast).
     public struct Settings: Sendable, Hashable {
         public var me: MemberID
@@ -78,6 +90,8 @@ extension Membership {
         public var suspectTimeoutTicks: UInt64 = 200
         /// A round of the view change (prepare, fill, accept) ends at the latest after this long.
         public var roundTimeoutTicks: UInt64 = 200
+        /// Which old-view messages a view change delivers (see ``Membership/RecoveryRule``).
+        public var recovery: RecoveryRule = .union
         /// Founders only: how long a member of the founding view may stay silent before its first message
         /// (processes of a group start at slightly different times; a slow start is not a crash).
         public var startupGraceTicks: UInt64 = 0

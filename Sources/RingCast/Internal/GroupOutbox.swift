@@ -189,6 +189,18 @@ final class GroupOutbox: Sendable {
         }
     }
 
+    /// After a view change delivered what it delivers: own messages still in flight were stamped in the old
+    /// view but left out of its delivery (`commonPrefix` recovery: not every survivor had them, so nobody
+    /// delivered them). They go back to the front of the queue, in order, and leave again in the new view.
+    func requeueInFlight() {
+        state.withLock { state in
+            var back: [Item] = []
+            while let item = state.inFlight.popFirst() { back.append(item) }
+            while let item = state.queue.popFirst() { back.append(item) }
+            for item in back { state.queue.append(item) }
+        }
+    }
+
     /// Ends broadcasting: waiting and later calls fail with `error`.
     func close(_ error: RingCastError) {
         let waiters: [Waiter] = state.withLock { state in

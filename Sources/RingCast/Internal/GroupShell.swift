@@ -63,7 +63,18 @@ final class GroupShell: @unchecked Sendable {
     /// still starting, not a crash (the founding view's start-up grace covers its silence).
     private var heardFrom = Set<ControlPeer>()
     private var registeredPeers = Set<ControlPeer>()
-    private var reaper: OSThread?
+    private struct Reaper {
+        final class Flag: Sendable { let value = Atomic<Bool>(false) }
+        /// Holds the last reference to a retired engine until the reaper thread drops it.
+        final class Box: @unchecked Sendable {
+            private var engine: ViewEngine?
+            init(_ engine: ViewEngine) { self.engine = engine }
+            func drop() { engine = nil }
+        }
+        let thread: OSThread
+        let done: Flag
+    }
+    private var reapers: [Reaper] = []
     /// RINGCAST_GROUP_TRACE=1: one line per view-change step on stderr (diagnostics).
     private let trace = getenv("RINGCAST_GROUP_TRACE").map { String(cString: $0) == "1" } ?? false
 
@@ -91,6 +102,7 @@ final class GroupShell: @unchecked Sendable {
         settings.suspectTimeoutTicks = UInt64(configuration.suspectMillis)
         settings.roundTimeoutTicks = UInt64(configuration.roundTimeoutMillis)
         settings.startupGraceTicks = UInt64(configuration.limits.connectTimeoutMillis)
+        settings.recovery = configuration.recovery
         do {
             if configuration.isJoiner {
                 let contacts = configuration.initialView.sorted().map { Membership.MemberID(node: $0) }
@@ -160,7 +172,8 @@ final class GroupShell: @unchecked Sendable {
         stopPipe.signal()
         wake.signal()
         for thread in threads.withLock({ $0 }) { thread.join() }
-        reaper?.join()
+        for reaper in reapers { reaper.thread.join() }
+        reapers.removeAll()
         channel?.shutdown()
         outbox.close(.shutdown)
         engine = nil
@@ -361,9 +374,27 @@ final class GroupShell: @unchecked Sendable {
 
     /// Destroys a frozen engine on another thread: its thread is still freeing the transport's buffers
     /// (tens of ms of munmap for large receive buffers), which must not delay the view change.
+    /// The shell thread never waits here (it must keep heartbeating): finished reapers are joined on the next
+    /// retirement, the others at shutdown.
     private func retire(_ old: ViewEngine) {
-        reaper?.join()
-        reaper = try? OSThread { _ = old }
+        reapers.removeAll { reaper in
+            guard reaper.done.value.load(ordering: .acquiring) else { return false }
+            reaper.thread.join()
+            return true
+        }
+        let done = Reaper.Flag()
+        let box = Reaper.Box(old)
+        let traceOn = trace, node = me.node
+        guard let thread = try? OSThread({
+            let start = monotonicNanos()
+            box.drop()
+            if traceOn {
+                let line = "[group \(node)] old engine destroyed in \((monotonicNanos() - start) / 1_000_000) ms\n"
+                _ = line.withCString { write(2, $0, strlen($0)) }
+            }
+            done.value.store(true, ordering: .releasing)
+        }) else { return } // no thread: the engine is destroyed right here instead
+        reapers.append(Reaper(thread: thread, done: done))
     }
 
     private func supply(origin: UInt32, seqs: ClosedRange<UInt64>, to: Membership.MemberID) {
@@ -380,6 +411,7 @@ final class GroupShell: @unchecked Sendable {
         log("install view \(installation.view.id) \(installation.view.members.map(\.node)) from \(installation.previousView.map { String($0.id) } ?? "-"), target \(installation.target), held \(recovery?.count ?? 0) received \(recovery?.received ?? [])")
         if let previous = installation.previousView, let recovery, let frozenView, frozenView.id == previous.id {
             forceDeliver(recovery.forceDeliveryOrder(target: installation.target), in: previous)
+            outbox.requeueInFlight()
         }
         recovery = nil
         frozenView = nil
