@@ -9,8 +9,8 @@ extension Membership {
     /// 3. `.supply`: send the receiver the recovery entries of `origin` with seqs in `seqs`; on data
     ///    received, `add` it and call ``Membership/Instance/onRecoveryReceived(received:nowTicks:)``.
     /// 4. `.install`: force-deliver ``Membership/Recovery/forceDeliveryOrder(target:)`` (Fig. 2.7 line 6),
-    ///    then start the LCR core of the new view; broadcasts that never left the old core are
-    ///    broadcast again in the new view.
+    ///    then start the LCR core of the new view and broadcast again, in order, own messages above the
+    ///    target (only under ``Membership/RecoveryRule/commonPrefix``) and those that never left the old core.
     /// 5. `.excluded` / `.left`: stop delivering. An excluded process may rejoin as a new incarnation.
     public enum Directive: Sendable, Hashable {
         case send(Message, to: MemberID)

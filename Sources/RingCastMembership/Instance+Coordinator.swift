@@ -200,9 +200,9 @@ extension Membership.Instance {
 
     // MARK: the value and the plan
 
-    /// Step 3's value: promisers − leavers + known joiners; target[o] = the largest clock entry promised.
+    /// Step 3's value: promisers − leavers + known joiners; target[o] by the recovery rule.
     func proposal(promisers: [Int]) -> Membership.Value {
-        guard let view = installed, let round = coordination else { preconditionFailure("a round runs") }
+        guard let view = installed, coordination != nil else { preconditionFailure("a round runs") }
         let promised = promisers.map { view.members[$0] }
         var staying = promised.filter { !leavers.contains($0) }
         // The last old member cannot leave: joiners would have nobody to take the state from.
@@ -239,7 +239,7 @@ extension Membership.Instance {
     }
 
     /// For every old member r of the new view and origin o with received_r[o] < target[o]: the promiser
-    /// with the largest received[o] (lowest Membership.MemberID on ties) supplies (received_r[o], target[o]].
+    /// with the largest received[o] (lowest MemberID on ties) supplies (received_r[o], target[o]].
     /// Anything a member lacks was delivered by nobody (delivery needs a full round, §2.4.2), so the
     /// supplier still holds it in its pending list.
     func fillPlan(_ value: Membership.Value, promisers: [Int]) -> [Membership.Transfer] {
@@ -247,7 +247,7 @@ extension Membership.Instance {
         var plan: [Membership.Transfer] = []
         for origin in view.members.indices {
             let received = { (position: Int) in round.promises[position]!.received[origin] }
-            // Largest received[o]; on ties the lowest position, which is the lowest Membership.MemberID.
+            // Largest received[o]; on ties the lowest position, which is the lowest MemberID.
             guard let supplier = promisers.min(by: { received($0) > received($1) || (received($0) == received($1) && $0 < $1) })
             else { continue }
             for receiver in promisers where value.newView.contains(view.members[receiver]) {

@@ -56,13 +56,17 @@ extension Membership.Instance {
     /// Any message from a member counts as heard. In quorum mode a suspicion is withdrawn when the member
     /// speaks again a heartbeat interval after it (so a message in flight before a crash does not count):
     /// quorum mode only needs an eventually perfect detector, and a permanent false suspicion could leave
-    /// a majority of live members that never agree on a coordinator.
+    /// a majority of live members that never agree on a coordinator. The member was left out of this
+    /// change's `change` messages while suspected, so it is told now: otherwise it could stay `normal`
+    /// (its ring stalled, its heartbeats fine) while this member waits for it forever.
     mutating func heard(_ position: Int) {
         heardTicks[position] = nowTicks
-        guard settings.mode == .quorum, let suspicion = suspicions[position] else { return }
-        if nowTicks >= suspicion.sinceTicks + settings.heartbeatIntervalTicks {
-            suspicions[position] = nil
-            patienceStartTicks = nowTicks
+        guard settings.mode == .quorum, let suspicion = suspicions[position], let view = installed else { return }
+        guard nowTicks >= suspicion.sinceTicks + settings.heartbeatIntervalTicks else { return }
+        suspicions[position] = nil
+        patienceStartTicks = nowTicks
+        if state == .changing {
+            send(.change(viewID: view.id, suspects: suspectedMembers), to: view.members[position])
         }
     }
 
@@ -166,8 +170,14 @@ extension Membership.Instance {
         lead()
     }
 
+    /// Perfect mode adopts the sender's suspicions: they are accurate by assumption (§2.2.1), and the
+    /// coordinator need not wait for its own timeout to learn of a crash only a neighbour saw. Quorum mode
+    /// does not: there suspicions may be false and are withdrawn on hearing, and passing them around let
+    /// them spread and come back without end (found by the simulator with late messages).
     private mutating func receiveChange(suspects: [Membership.MemberID]) {
-        for suspect in suspects where suspect != me { self.suspect(suspect, .silent(suspect), local: false) }
+        if settings.mode == .perfect {
+            for suspect in suspects where suspect != me { self.suspect(suspect, .silent(suspect), local: false) }
+        }
         startChange()
     }
 

@@ -110,13 +110,13 @@ extension MembershipSimWorld {
         let correct = members.filter(\.isCorrect)
         let digits = String(digest, radix: 16)
         return MembershipSimulation.SeedReport(
-            seed: seed, mode: scenario.mode.rawValue, members: scenario.members, broadcasts: broadcastApps.count,
+            seed: seed, mode: scenario.mode.rawValue, recovery: scenario.recovery.rawValue, members: scenario.members, broadcasts: broadcastApps.count,
             deliveries: members.reduce(0) { $0 + $1.log.count }, crashes: counts.crashes,
             partitions: counts.partitions, joins: counts.joins - counts.rejoins, leaves: counts.leaves,
             rejoins: counts.rejoins, installs: members.reduce(0) { $0 + $1.views.count - ($1.founder ? 1 : 0) },
             finalViewID: converged ? correct.first?.instance.view?.id ?? 0 : 0, ticks: now,
             controlMessages: counts.control,
-            traceDigest: String(repeating: "0", count: 16 - digits.count) + digits,
+            quorumLost: quorumLost, traceDigest: String(repeating: "0", count: 16 - digits.count) + digits,
             violations: violations.count, firstViolation: violations.first, plantedBug: plantedBug)
     }
 }

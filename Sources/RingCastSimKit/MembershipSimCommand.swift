@@ -53,6 +53,7 @@ enum MembershipSimOutput {
             "ringcast-sim membership seeds \(sweep.firstSeed)...\(last)\(bugNote(sweep.plantedBug))",
             "  seeds run       \(sweep.seedsRun) (\(modes); \(sweep.installs) installs, \(sweep.deliveries) deliveries)",
             "  violations      \(sweep.violations)",
+            "  quorum lost     \(sweep.seedsQuorumLost) seed(s) rightly stopped without a live majority (safety still checked)",
         ]
         for (property, count) in sweep.violationsByProperty.sorted(by: { $0.key < $1.key }) {
             lines.append("    \(property): \(count) seed(s)")

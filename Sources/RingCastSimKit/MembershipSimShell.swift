@@ -16,8 +16,11 @@ extension MembershipSimWorld {
             case .send(let message, let to):
                 if let left = member.sendsBeforeCrash {
                     // A crash in the middle of a step: the sends after this point never happen.
-                    guard left > 0 else { return crash(member, linkLost: prng.chance(50)) }
-                    member.sendsBeforeCrash = left - 1
+                    if left == 0 {
+                        if crash(member, linkLost: prng.chance(50)) { return }
+                    } else {
+                        member.sendsBeforeCrash = left - 1
+                    }
                 }
                 sendControl(message, from: member, to: to)
             case .freeze: freeze(member)
@@ -33,8 +36,11 @@ extension MembershipSimWorld {
     private mutating func sendControl(_ message: Membership.Message, from member: MembershipSimMember, to: Membership.MemberID) {
         counts.control += 1
         guard !member.partitioned else { return }
-        network.send(.control(message.encoded()), from: member.id, to: to,
-                     due: now + prng.ticks(1...scenario.controlDelayMaxTicks))
+        var delay = prng.ticks(1...scenario.controlDelayMaxTicks)
+        if now <= MembershipScenario.faultWindowTicks && scenario.spikePercent > 0 && prng.chance(scenario.spikePercent) {
+            delay += prng.ticks(scenario.spikeTicks)
+        }
+        network.send(.control(message.encoded()), from: member.id, to: to, due: now + delay)
     }
 
     private mutating func stop(_ member: MembershipSimMember, _ status: MembershipSimMember.Status, _ why: String) {
@@ -113,9 +119,7 @@ extension MembershipSimWorld {
             guard let recovery = member.recovery, member.recoveryView == previous else {
                 return violation(.protocol, "\(member.id) installs \(installation.view) without the data of \(previous)")
             }
-            if let position = previous.position(of: member.id), member.ownSentSeq > installation.target[position] {
-                violation(.validity, "\(member.id) sent \(member.ownSentSeq) LCR messages in v\(previous.id), target keeps \(installation.target[position])")
-            }
+            resend(beyond: installation.target, of: previous, from: recovery, at: member)
             if plantedBug != .skipForceDelivery {
                 for entry in recovery.forceDeliveryOrder(target: installation.target) {
                     for app in entry.payload { deliver(app, viewID: previous.id, at: member) }
@@ -128,6 +132,24 @@ extension MembershipSimWorld {
         event(9, UInt64(member.id.node), installation.view.id)
         trace("\(member.id) installs \(installation.view) target \(installation.target) causes \(installation.causes)")
         startCore(member, view: installation.view)
+    }
+
+    /// Own messages sent in the view left but above the target: `commonPrefix` drops them from that view,
+    /// so they go first into the new one (before those that never left the old core), in order. Under
+    /// `union` the target covers every promiser's clock, so there are none.
+    private mutating func resend(beyond target: [UInt64], of previous: Membership.View,
+                                 from recovery: Membership.Recovery<[MembershipAppID]>, at member: MembershipSimMember) {
+        guard let position = previous.position(of: member.id), member.ownSentSeq > target[position] else { return }
+        if scenario.recovery == .union {
+            return violation(.validity, "\(member.id) sent \(member.ownSentSeq) LCR messages in v\(previous.id), target keeps \(target[position])")
+        }
+        let seqs = (target[position] + 1)...member.ownSentSeq
+        let entries = recovery.entries(origin: UInt32(position), seqs: seqs)
+        guard entries.count == seqs.count else {
+            return violation(.protocol, "\(member.id) holds \(entries.count) of its own messages \(seqs) of v\(previous.id)")
+        }
+        member.waiting = entries.flatMap(\.payload) + member.waiting
+        trace("\(member.id) sends its \(seqs) of v\(previous.id) again")
     }
 
     // MARK: rings

@@ -62,6 +62,8 @@ struct MembershipSimWorld {
     var digest: UInt64 = 0xCBF2_9CE4_8422_2325
     var counts = (crashes: 0, partitions: 0, joins: 0, leaves: 0, rejoins: 0, control: 0)
     var converged = false
+    /// Quorum mode: the newest view lost its live majority, so the group rightly stopped.
+    var quorumLost = false
 
     init(seed: UInt64, plantedBug: MembershipSimulation.PlantedBug, trace: Bool) {
         self.seed = seed
@@ -79,12 +81,13 @@ struct MembershipSimWorld {
             member.views = [founders]
             startCore(member, view: founders)
         }
-        self.trace("seed \(seed): \(scenario.mode) mode, \(scenario.members) members, send \(scenario.sendQueueMax), batch \(scenario.batchCountMax), fairness \(scenario.fairness), \(scenario.events.count) events")
+        self.trace("seed \(seed): \(scenario.mode) mode, \(scenario.recovery) recovery, \(scenario.members) members, send \(scenario.sendQueueMax), batch \(scenario.batchCountMax), fairness \(scenario.fairness), \(scenario.events.count) events")
     }
 
     func settings(_ id: Membership.MemberID) -> Membership.Settings {
         var settings = Membership.Settings(me: id)
         settings.mode = scenario.mode
+        settings.recovery = scenario.recovery
         settings.heartbeatIntervalTicks = MembershipScenario.heartbeatIntervalTicks
         settings.suspectTimeoutTicks = MembershipScenario.suspectTimeoutTicks
         settings.roundTimeoutTicks = MembershipScenario.roundTimeoutTicks
@@ -121,9 +124,24 @@ struct MembershipSimWorld {
             now += 1
         }
         if !converged {
-            violation(.liveness, "the correct members did not converge within \(Self.quietTicksMax) ticks of the last event")
+            if scenario.mode == .quorum && !latestViewHasLiveMajority(losing: nil) {
+                // Primary partition (ARCHITECTURE §2): without a live majority of the last view nothing may
+                // be decided, so waiting forever is the correct outcome, not a liveness violation.
+                quorumLost = true
+                trace("the last view lost its live majority: no liveness owed")
+            } else {
+                violation(.liveness, "the correct members did not converge within \(Self.quietTicksMax) ticks of the last event")
+            }
         }
         check()
+    }
+
+    /// The newest view anybody installed keeps a strict majority of running members (partitioned
+    /// ones count: they heal) even without `losing`.
+    func latestViewHasLiveMajority(losing: Membership.MemberID?) -> Bool {
+        guard let latest = members.flatMap(\.views).max(by: { $0.id < $1.id }) else { return true }
+        let live = latest.members.filter { $0 != losing && member($0)?.status == .alive }
+        return live.count * 2 > latest.members.count
     }
 
     /// Every correct member in one view made of exactly the correct members, with its ring idle and
@@ -252,20 +270,30 @@ struct MembershipSimWorld {
         }
     }
 
-    mutating func crash(_ victim: MembershipSimMember, linkLost: Bool) {
-        guard victim.status == .alive else { return }
+    /// Crashes `victim`, unless (quorum mode) that would leave the newest view without a live majority:
+    /// that stops the group for good (correctly), and false exclusions may have shrunk the view below the
+    /// scenario's budget. Returns whether it crashed.
+    @discardableResult
+    mutating func crash(_ victim: MembershipSimMember, linkLost: Bool) -> Bool {
+        guard victim.status == .alive else { return false }
+        victim.sendsBeforeCrash = nil
+        if scenario.mode == .quorum && !latestViewHasLiveMajority(losing: victim.id) {
+            trace("\(victim.id) does not crash: the newest view would lose its live majority")
+            return false
+        }
         victim.status = .crashed
         victim.core = nil
         counts.crashes += 1
         event(5, UInt64(victim.id.node), 0)
         trace("\(victim.id) crashes")
         guard linkLost, let view = victim.coreView ?? victim.instance.view, let position = view.position(of: victim.id),
-              view.members.count > 1 else { return }
+              view.members.count > 1 else { return true }
         // A killed process's TCP connections break (§2.2.1): its ring neighbours notice.
         let count = view.members.count
         for neighbour in Set([view.members[(position + 1) % count], view.members[(position + count - 1) % count]]).sorted() {
             schedule(.linkLost(at: neighbour, peer: victim.id, viewID: view.id), at: now + prng.ticks(1...2))
         }
+        return true
     }
 
     private mutating func join(_ id: Membership.MemberID) {

@@ -53,6 +53,7 @@ public enum MembershipSimulation {
     public struct SeedReport: Sendable, Codable, Equatable {
         public var seed: UInt64
         public var mode: String
+        public var recovery: String
         public var members: Int
         public var broadcasts: Int
         public var deliveries: Int
@@ -67,6 +68,9 @@ public enum MembershipSimulation {
         public var finalViewID: UInt64
         public var ticks: UInt64
         public var controlMessages: Int
+        /// Quorum mode: false exclusions and crashes left the newest view without a live majority, so the
+        /// group rightly stopped (no liveness is owed; every safety check still ran).
+        public var quorumLost: Bool
         /// FNV-1a over every event: equal digests, equal runs.
         public var traceDigest: String
         public var violations: Int
@@ -74,9 +78,10 @@ public enum MembershipSimulation {
         public var plantedBug: PlantedBug
 
         enum CodingKeys: String, CodingKey {
-            case seed, mode, members, broadcasts, deliveries, crashes, partitions, joins, leaves, rejoins, installs
+            case seed, mode, recovery, members, broadcasts, deliveries, crashes, partitions, joins, leaves, rejoins, installs
             case ticks, violations
             case finalViewID = "final_view_id", controlMessages = "control_messages", traceDigest = "trace_digest"
+            case quorumLost = "quorum_lost"
             case firstViolation = "first_violation", plantedBug = "planted_bug"
         }
     }
@@ -99,6 +104,8 @@ public enum MembershipSimulation {
         public var installs: Int
         public var deliveries: Int
         public var seedsByMode: [String: Int]
+        /// Seeds whose group rightly stopped without a live majority (see ``SeedReport/quorumLost``).
+        public var seedsQuorumLost: Int
         /// The first ``failingSeedsMax`` failing seeds.
         public var failingSeeds: [UInt64]
 
@@ -106,7 +113,7 @@ public enum MembershipSimulation {
 
         enum CodingKeys: String, CodingKey {
             case violations, installs, deliveries
-            case failingSeeds = "failing_seeds"
+            case failingSeeds = "failing_seeds", seedsQuorumLost = "seeds_quorum_lost"
             case firstSeed = "first_seed", seedsRun = "seeds_run", violationsByProperty = "violations_by_property"
             case firstFailure = "first_failure", plantedBug = "planted_bug", seedsByMode = "seeds_by_mode"
         }
@@ -125,7 +132,7 @@ public enum MembershipSimulation {
         precondition(count >= 0, "a negative seed count")
         var sweep = SweepReport(firstSeed: firstSeed, seedsRun: 0, violations: 0, violationsByProperty: [:],
                                 firstFailure: nil, plantedBug: plantedBug, installs: 0, deliveries: 0, seedsByMode: [:],
-                                failingSeeds: [])
+                                seedsQuorumLost: 0, failingSeeds: [])
         for offset in 0..<UInt64(count) {
             let seed = firstSeed &+ offset
             let report = run(seed: seed, plantedBug: plantedBug)
@@ -133,6 +140,7 @@ public enum MembershipSimulation {
             sweep.installs += report.installs
             sweep.deliveries += report.deliveries
             sweep.seedsByMode[report.mode, default: 0] += 1
+            if report.quorumLost { sweep.seedsQuorumLost += 1 }
             guard let violation = report.firstViolation else { continue }
             sweep.violations += 1
             if sweep.failingSeeds.count < SweepReport.failingSeedsMax { sweep.failingSeeds.append(seed) }
@@ -175,6 +183,8 @@ struct MembershipScenario {
     }
 
     var mode: Membership.Mode
+    /// Which old-view messages a view change delivers (``Membership/RecoveryRule``).
+    var recovery: Membership.RecoveryRule
     var members: Int
     var sendQueueMax: Int
     var forwardExtra: Int
@@ -185,6 +195,11 @@ struct MembershipScenario {
     var frameDelayMaxTicks: UInt64
     /// Excluded (alive) members join again as a new incarnation.
     var rejoin: Bool
+    /// Quorum mode: this share (percent) of control messages sent during the fault window is late by
+    /// `spikeTicks` — and so is everything behind it on that link (FIFO). Late messages make false
+    /// suspicions, rival coordinators and stale answers: what quorum mode must survive.
+    var spikePercent: UInt32
+    var spikeTicks: ClosedRange<UInt64>
     var events: [Event]
 
     /// Heartbeat every 8 ticks, suspicion after 32, rounds of 32: delays (≤ 3 ticks) stay far below
@@ -200,10 +215,12 @@ struct MembershipScenario {
         let mode: Membership.Mode = prng.chance(30) ? .perfect : .quorum
         let members = prng.int(3...7)
         var scenario = MembershipScenario(
-            mode: mode, members: members, sendQueueMax: prng.int(2...5), forwardExtra: prng.int(1...3),
+            mode: mode, recovery: prng.chance(50) ? .union : .commonPrefix, members: members, sendQueueMax: prng.int(2...5), forwardExtra: prng.int(1...3),
             batchCountMax: prng.int(1...3), fairness: prng.chance(50), linkCapacityFrames: prng.int(1...3),
             controlDelayMaxTicks: prng.ticks(1...3), frameDelayMaxTicks: prng.ticks(1...2),
-            rejoin: mode == .quorum && prng.chance(50), events: [])
+            rejoin: mode == .quorum && prng.chance(50),
+            spikePercent: mode == .quorum && prng.chance(40) ? UInt32(prng.int(1...6)) : 0,
+            spikeTicks: 10...UInt64(prng.int(20...70)), events: [])
         for _ in 0..<prng.int(5...25) {
             scenario.events.append(Event(time: prng.ticks(0...broadcastWindowTicks), kind: .broadcast))
         }

