@@ -25,8 +25,15 @@ void rc_engine_settings_default(rc_engine_settings *s) {
     memset(s, 0, sizeof(*s));
     s->nodes = 1;
     s->view_id = 1;
-    s->window = 256;
-    s->window_bytes = 1u << 20;
+    /* 1024 messages and 2 MiB: the engine admits half the count and all the bytes not yet stable
+     * (engine_send.c). Measured on the emulated 100 Mbit/s LAN, n = k = 5: 10 kB messages are bound by the
+     * bytes, and 1 MiB left every origin waiting for the window (efficiency 0.85, one run) where 2 MiB
+     * mostly fills the links (0.90–0.98); 100 B messages are bound by the count: 0.85–0.87 with 256,
+     * 0.89–0.91 with 1024 (3 runs each). The derived receive buffer
+     * (8 × n × 2 MiB, rc_engine_create) fits RC_IO_RECV_BUFFER_BYTES_MAX up to n = 15; larger rings need a
+     * smaller window_bytes. */
+    s->window = 1024;
+    s->window_bytes = 2u << 20;
     s->batch_count_max = 64;
     s->batch_bytes_max = 64u << 10;
     s->fairness = true;
@@ -99,6 +106,8 @@ static int engine_allocate(rc_engine *e) {
     e->records_max = e->lcr_settings.pending_max + s->delivery_ring_max + 1024;
     e->records = checked_calloc(e->records_max, sizeof(engine_record), &ok);
     e->apps = checked_calloc(s->window, sizeof(engine_app), &ok);
+    e->own_sent_max = s->window; /* each LCR message holds ≥ 1 of the ≤ window application messages */
+    e->own_sent = checked_calloc(e->own_sent_max, sizeof(engine_own_sent), &ok);
     e->origin_delivered = checked_calloc(s->nodes, sizeof(uint64_t), &ok);
     e->hop_slots_max = 512;
     e->hop_slots = checked_calloc(e->hop_slots_max, RC_WIRE_HOP_MAX, &ok);
@@ -180,6 +189,11 @@ void engine_stats_publish(rc_engine *e, uint64_t now_ns, bool force) {
     rc_io_stats io = rc_io_stats_get(e->io);
     e->stats.bytes_in = io.bytes_in;
     e->stats.zerocopy_fraction = rc_io_stats_zerocopy_fraction(&io);
+    if (e->core != NULL) {
+        rc_lcr_stats core = rc_lcr_stats_get(e->core);
+        e->stats.own_held = core.own_held;
+        e->stats.ack_only_frames = core.ack_only_frames;
+    }
     pthread_mutex_lock(&e->stats_lock);
     e->published = e->stats;
     pthread_mutex_unlock(&e->stats_lock);
@@ -194,6 +208,7 @@ void rc_engine_destroy(rc_engine *engine) {
     free(engine->core_memory);
     free(engine->records);
     free(engine->apps);
+    free(engine->own_sent);
     free(engine->origin_delivered);
     free(engine->hop_slots);
     free(engine->hop_free);

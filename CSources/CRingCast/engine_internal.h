@@ -45,6 +45,13 @@ typedef struct engine_delivery_slot {
     uint64_t record; /* received: the record to release; UINT64_MAX for own messages */
 } engine_delivery_slot;
 
+/* An own LCR message sent and not yet stable: what the byte window releases when its ACK comes back. */
+typedef struct engine_own_sent {
+    uint64_t seq;
+    uint64_t bytes;
+    uint32_t count; /* application messages */
+} engine_own_sent;
+
 /* A single-producer single-consumer ring of fixed-size entries; head/tail count entries forever. */
 typedef struct engine_spsc {
     _Atomic uint64_t head; /* consumer position */
@@ -74,7 +81,12 @@ struct rc_engine {
 
     engine_app *apps;        /* the core's send queue, mirrored: app index % window */
     uint64_t apps_accepted;  /* application messages handed to the core */
-    uint64_t own_inflight_bytes; /* their payload bytes not yet delivered locally (the byte window) */
+    uint64_t own_inflight_bytes; /* their payload bytes not yet delivered locally */
+    uint64_t own_unstable_bytes; /* their payload bytes not yet stable here (the byte window, n > 1) */
+    uint64_t own_unstable_apps;  /* and their count (at most half the window, n > 1) */
+    engine_own_sent *own_sent;   /* ring of own_sent_max: own LCR messages sent, not yet stable, in seq order */
+    uint32_t own_sent_max;
+    uint64_t own_sent_head, own_sent_tail;
     uint64_t *origin_delivered; /* per origin: application messages delivered (origin_seq) */
 
     uint8_t *hop_slots;      /* hop_slots_max × RC_WIRE_HOP_MAX */
@@ -86,6 +98,8 @@ struct rc_engine {
     uint32_t *own_lengths;   /* scratch: the application lengths of the batch being encoded */
 
     uint64_t last_send_ns;
+    uint64_t starved_since_ns;  /* the link ran dry at this time (0: it has a frame queued) */
+    bool starved_window;        /* ... while own broadcasts were waiting for the window */
     uint64_t stall_mark, stall_since_ns; /* progress seen last, and since when nothing moved */
     uint64_t connect_deadline_ns;
 
@@ -144,6 +158,7 @@ void engine_record_forward_done(rc_engine *engine, uint64_t record);
 int engine_send_process(rc_engine *engine, uint64_t now_ns);
 void engine_send_done(rc_engine *engine, uint64_t token);
 void engine_broadcasts_take(rc_engine *engine);
+bool engine_broadcast_admissible(rc_engine *engine);
 uint32_t engine_unsent_bytes_max(const rc_engine *engine);
 
 /* engine_deliver.c */

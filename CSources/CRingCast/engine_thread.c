@@ -134,8 +134,7 @@ static int engine_pass(rc_engine *e, uint64_t now) {
 
 /* True when the producer or the consumer left work that needs no transport event to proceed. */
 static bool work_waiting(rc_engine *e) {
-    uint64_t tail = atomic_load(&e->broadcast_ring.tail), head = atomic_load(&e->broadcast_ring.head);
-    bool broadcasts = tail != head && rc_lcr_send_queue_count(e->core) < e->settings.window;
+    bool broadcasts = engine_broadcast_admissible(e);
     bool released = atomic_load(&e->delivery_ring.head) != e->deliveries_reclaimed;
     return broadcasts || released;
 }

@@ -281,10 +281,12 @@ int rc_lcr_next_frame(rc_lcr *core, rc_lcr_frame *frame) {
         return 0;
     }
     lcr_fairness_note_link_ready(core);
-    if (own_ready(core) && lcr_fairness_admits_own(core)) {
+    bool own = own_ready(core);
+    if (own && lcr_fairness_admits_own(core)) {
         own_take(core, &frame->message);
         frame->has_message = true;
     } else if (core->forward_count > 0) {
+        if (own) core->stats.own_held++;
         forward_take(core, &frame->message);
         frame->has_message = true;
     }
@@ -336,3 +338,8 @@ uint32_t rc_lcr_pending_count(const rc_lcr *core) { return core->pending_count; 
 uint32_t rc_lcr_forward_queue_count(const rc_lcr *core) { return core->forward_count; }
 uint32_t rc_lcr_send_queue_count(const rc_lcr *core) { return (uint32_t)(core->app_tail - core->app_head); }
 const uint64_t *rc_lcr_clock(const rc_lcr *core) { return core->clock; }
+
+uint64_t rc_lcr_stable_seq(const rc_lcr *core, uint32_t origin) {
+    RC_ASSERT(origin < core->settings.nodes);
+    return core->stable_seq[origin];
+}

@@ -22,9 +22,10 @@ extension Node {
     /// The bounded queues and timers of one node. Every limit has a documented maximum; memory is allocated
     /// from these at construction and never after.
     public struct Limits: Sendable, Hashable {
-        /// Own messages broadcast and not yet delivered locally (the LCR send queue), 1...``windowMax``.
+        /// Own messages broadcast and not yet delivered locally (the LCR send queue), 1...``windowMax``; at most half of
+        /// them not yet stable (acknowledged round the ring).
         public var window: Int
-        /// Own payload bytes broadcast and not yet delivered locally, 1...``windowBytesMax`` (one message is always
+        /// Own payload bytes broadcast and not yet stable (still on their way round the ring), 1...``windowBytesMax`` (one message is always
         /// admitted, so a payload larger than this still goes).
         public var windowBytes: Int
         /// Application messages per LCR message (1 = no batching), 1...``batchCountMaxLimit``.

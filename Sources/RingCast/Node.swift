@@ -254,6 +254,11 @@ final class EngineCore: Sendable {
         result.bytesIn = stats.bytes_in
         result.bytesOut = stats.bytes_out
         result.zeroCopyFraction = stats.zerocopy_fraction
+        result.linkStarvedNanos = stats.link_starved_ns
+        result.linkStarvedWindowNanos = stats.link_starved_window_ns
+        result.windowFull = stats.window_full
+        result.ownHeld = stats.own_held
+        result.ackOnlyFrames = stats.ack_only_frames
         result.broadcastWaits = producer.withLock { $0.broadcastWaits }
         result.broadcastsInFlight = inFlight.count
         result.deliveryPeekHighWater = deliveryPeekHighWater.load(ordering: .relaxed)

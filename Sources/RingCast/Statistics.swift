@@ -49,6 +49,14 @@ extension Node {
         public var bytesOut: UInt64 = 0
         /// Share of sends the kernel really did without copying.
         public var zeroCopyFraction: Double = 0
+        /// Pacing diagnostics: nanoseconds the successor link had room while the core had no frame for it, the part
+        /// of that while own broadcasts waited for the window, passes that found the window full, frames where
+        /// fairness forwarded although an own message was ready, and ACK-only frames.
+        public var linkStarvedNanos: UInt64 = 0
+        public var linkStarvedWindowNanos: UInt64 = 0
+        public var windowFull: UInt64 = 0
+        public var ownHeld: UInt64 = 0
+        public var ackOnlyFrames: UInt64 = 0
         /// Broadcasts that found the engine full and waited for space.
         public var broadcastWaits: UInt64 = 0
         /// Own payloads handed to the engine and not yet delivered back (retained, not copied).

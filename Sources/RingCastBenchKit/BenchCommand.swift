@@ -62,6 +62,9 @@ public struct BenchCommand: ParsableCommand {
     @Option(name: .long, help: "Passed to every node: its window (messages in flight).")
     var window: Int?
 
+    @Option(name: .long, help: "Passed to every node: its byte window (payload bytes in flight).")
+    var windowBytes: Int?
+
     @Option(name: .long, help: "Passed to every node: messages per batch at most.")
     var batchCount: Int?
 
@@ -146,6 +149,7 @@ public struct BenchCommand: ParsableCommand {
         config.cooldownSeconds = cooldown
         config.fairness = fairness == .on
         config.window = window
+        config.windowBytes = windowBytes
         config.batchCount = batchCount
         config.batchBytes = batchBytes
         config.zerocopy = zerocopy

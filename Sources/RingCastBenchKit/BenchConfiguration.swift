@@ -17,6 +17,7 @@ public struct BenchConfiguration: Sendable, Equatable {
     public var cooldownSeconds = 2.0
     public var fairness = true
     public var window: Int?
+    public var windowBytes: Int?
     public var batchCount: Int?
     public var batchBytes: Int?
     /// auto, on or off; nil leaves the node's default.
@@ -93,7 +94,7 @@ public struct BenchConfiguration: Sendable, Equatable {
                 try fail("\(name) must be \(mayBeZero ? "≥ 0" : "> 0") and ≤ \(Int(Self.phaseSecondsMax)) seconds, got \(value)")
             }
         }
-        for (name, value) in [("--window", window), ("--batch-count", batchCount), ("--batch-bytes", batchBytes)] {
+        for (name, value) in [("--window", window), ("--window-bytes", windowBytes), ("--batch-count", batchCount), ("--batch-bytes", batchBytes)] {
             if let value, value < 1 { try fail("\(name) must be ≥ 1, got \(value)") }
         }
         if let zerocopy, !["auto", "on", "off"].contains(zerocopy) {

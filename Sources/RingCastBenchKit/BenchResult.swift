@@ -249,6 +249,7 @@ public struct BenchResult: Sendable {
             ("cooldown_s", .number(config.cooldownSeconds)),
             ("fairness", .string(config.fairness ? "on" : "off")),
             ("window", optionalInt(config.window)),
+            ("window_bytes", optionalInt(config.windowBytes)),
             ("batch_count", optionalInt(config.batchCount)),
             ("batch_bytes", optionalInt(config.batchBytes)),
             ("zerocopy", config.zerocopy.map(JSONValue.string) ?? .null),

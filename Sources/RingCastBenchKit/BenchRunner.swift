@@ -247,6 +247,7 @@ public struct BenchRunner {
         ]
         if config.broadcastingIDs.contains(id) { arguments.append("--send") }
         if let window = config.window { arguments += ["--window", String(window)] }
+        if let bytes = config.windowBytes { arguments += ["--window-bytes", String(bytes)] }
         if let count = config.batchCount { arguments += ["--batch-count", String(count)] }
         if let bytes = config.batchBytes { arguments += ["--batch-bytes", String(bytes)] }
         if let zerocopy = config.zerocopy { arguments += ["--zerocopy", zerocopy] }

@@ -121,6 +121,11 @@ struct Outcome {
                 ("bytes_out", .integer(Int64(stats.bytesOut))),
                 ("zerocopy_fraction", .number(stats.zeroCopyFraction)),
                 ("broadcast_waits", .integer(Int64(stats.broadcastWaits))),
+                ("link_starved_ms", .number(Double(stats.linkStarvedNanos) / 1e6)),
+                ("link_starved_window_ms", .number(Double(stats.linkStarvedWindowNanos) / 1e6)),
+                ("window_full", .integer(Int64(stats.windowFull))),
+                ("own_held", .integer(Int64(stats.ownHeld))),
+                ("ack_only_frames", .integer(Int64(stats.ackOnlyFrames))),
             ])))
         if settings.members != nil, let recorded {
             var views: [JSON] = []

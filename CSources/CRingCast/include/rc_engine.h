@@ -60,9 +60,11 @@ typedef struct rc_engine_settings {
     rc_io_addr listen;            /**< where the predecessor connects to us. */
     rc_io_addr successor;         /**< the successor's listen address. */
 
-    uint32_t window;              /**< own application messages broadcast and not yet delivered locally. */
-    uint32_t window_bytes;        /**< own payload bytes broadcast and not yet delivered locally (one
-                                       message is always admitted, so a message larger than this still goes). */
+    uint32_t window;              /**< own application messages broadcast and not yet delivered locally; at
+                                       most half of them not yet stable (see engine_send.c). */
+    uint32_t window_bytes;        /**< own payload bytes broadcast and not yet stable, i.e. on their way round
+                                       the ring (one message is always admitted, so a message larger than this
+                                       still goes). Released at stability, not delivery: see engine_send.c. */
     uint32_t batch_count_max;     /**< application messages per LCR message (1 = no batching). */
     uint32_t batch_bytes_max;     /**< payload bytes per LCR message. */
     bool fairness;                /**< §2.5.2. */
@@ -79,7 +81,7 @@ typedef struct rc_engine_settings {
     void *deliver_context;
 } rc_engine_settings;
 
-/** Defaults: window 256 messages and 1 MiB, broadcast ring 64, stall 5 s, batches of ≤ 64 messages / 64 KiB, fairness on, receive buffer
+/** Defaults: window 1024 messages and 2 MiB, broadcast ring 64, stall 5 s, batches of ≤ 64 messages / 64 KiB, fairness on, receive buffer
  *  derived, heartbeat 100 ms, connect timeout 10 s, zero-copy off. nodes/self/addresses are the caller's. */
 void rc_engine_settings_default(rc_engine_settings *settings);
 
@@ -103,6 +105,12 @@ typedef struct rc_engine_stats {
     uint64_t delivery_stalls;      /**< times the delivery ring was full. */
     uint64_t bytes_in, bytes_out;
     double zerocopy_fraction;
+    /* Pacing diagnostics (cheap: a comparison and an add per frame, no clock read of their own). */
+    uint64_t link_starved_ns;        /**< time the successor link was below its low-water mark and the core had no frame. */
+    uint64_t link_starved_window_ns; /**< part of it while own broadcasts waited for the window (byte or message). */
+    uint64_t window_full;            /**< passes in which broadcasts waited because the window was full. */
+    uint64_t own_held;               /**< frames where fairness forwarded although an own message was ready. */
+    uint64_t ack_only_frames;        /**< frames with ACKs and no message. */
 } rc_engine_stats;
 
 typedef struct rc_engine rc_engine;
@@ -114,8 +122,11 @@ typedef struct rc_engine rc_engine;
  * The receive buffer is released only as a prefix, so one received message that waits for its ACK
  * holds every byte received after it. Between a message and its ACK the predecessor can send what was
  * in its forward queue (at most the other origins' windows, (n − 1) × window_bytes) plus about as
- * much of its own (fairness alternates), plus its own window: about 2n windows. The rule keeps a
- * factor of 4 over that: recv_buffer_bytes ≥ 8 × nodes × (window_bytes + largest frame); 0 picks
+ * much of its own (fairness alternates), plus its own window: about 2n windows. The byte window is
+ * released when an own message is stable at its origin, and the ACK that makes it stable there still
+ * has to travel on to the other processes, ahead of the origin's next messages (FIFO links): an origin
+ * can have up to two windows not yet stable at some process, which halves the margin below. The rule
+ * keeps a factor of 4 over 2n windows: recv_buffer_bytes ≥ 8 × nodes × (window_bytes + largest frame); 0 picks
  * exactly that, rounded up to whole MiB. If the buffer still fills and the ring stops moving for
  * stall_ms, the engine fails with -ENOBUFS rather than hang (raise recv_buffer_bytes or lower
  * window_bytes).

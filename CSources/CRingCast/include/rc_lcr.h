@@ -151,6 +151,7 @@ typedef struct rc_lcr_stats {
     uint64_t duplicates_ignored;  /**< received messages with seq ≤ C[origin] (Fig. 2.5 line 10). */
     uint64_t frames_refused;      /**< rc_lcr_on_frame calls answered -EAGAIN. */
     uint64_t frames_rejected;     /**< rc_lcr_on_frame calls answered -EPROTO. */
+    uint64_t own_held;            /**< next_frame calls where an own message was ready and fairness forwarded instead. */
 } rc_lcr_stats;
 
 /** Bytes of caller memory an rc_lcr with these settings needs, or 0 if the settings are invalid. */
@@ -211,6 +212,9 @@ typedef struct rc_lcr_pending_view {
 
 /** Entry `position` of pending (0 = first in ≺ order). Returns 0, or -ERANGE past the end. */
 int rc_lcr_pending_at(const rc_lcr *core, uint32_t position, rc_lcr_pending_view *out);
+
+/** The highest seq of `origin` known stable here (every LCR message of it up to this one), 0 if none. */
+uint64_t rc_lcr_stable_seq(const rc_lcr *core, uint32_t origin);
 
 /** This process's vector clock C (`nodes` entries), valid until the next call on this core. */
 const uint64_t *rc_lcr_clock(const rc_lcr *core);
