@@ -91,7 +91,9 @@ final class GroupShell: @unchecked Sendable {
         self.stateTransfer = stateTransfer
         viewsContinuation = views
         me = Membership.MemberID(node: configuration.me, incarnation: configuration.incarnation)
-        outbox = try GroupOutbox(capacity: max(configuration.limits.window, configuration.limits.broadcastRingMax),
+        // A staging area as small as the engine's broadcast ring: the engine's windows are the backpressure, and
+        // a bigger queue here would only add latency (and cool-down time) in front of them.
+        outbox = try GroupOutbox(capacity: configuration.limits.broadcastRingMax,
                                  payloadBytesMax: configuration.limits.batchBytesMax)
         sink = DeliverySink(handler: handler, outbox: outbox)
         wake = try WakePipe()
