@@ -66,7 +66,7 @@ extension Node {
         public static let deliveryBatchesBufferedMaxLimit = 1 << 16
 
         /// The engine's defaults (`rc_engine_settings_default`: at the time of writing a window of 1024 messages and
-        /// 2 MiB, batches of ≤ 64 messages / 64 KiB, fairness on, broadcast ring 1024, delivery ring 4096, receive
+        /// 1 MiB, batches of ≤ 64 messages / 64 KiB, fairness on, broadcast ring 1024, delivery ring 4096, receive
         /// buffer derived, heartbeat 100 ms, connect timeout 10 s, zero-copy off); and for ``DeliveryBatches``
         /// 4 buffered batches of ≤ 256 deliveries.
         public init() {

@@ -52,6 +52,7 @@ final class GroupShell: @unchecked Sendable {
     private var instance: Membership.Instance
     private var engine: ViewEngine?
     private var engineLossReported = false
+    private var engineRunningLogged = false
     private var recovery: Membership.Recovery<RecoveredPayload>?
     private var frozenView: Membership.View?
     private var frozenDelivered: [UInt64] = []
@@ -311,6 +312,10 @@ final class GroupShell: @unchecked Sendable {
     /// A broken ring link is a suspicion of the neighbour at its other end (the control channel usually
     /// reports the same crash too; the core handles the duplicate).
     private func checkEngine() {
+        if trace, let engine, !engineRunningLogged, rc_engine_status(engine.engine.pointer, nil) == RC_ENGINE_RUNNING {
+            engineRunningLogged = true
+            log("ring of view \(engine.view.id) running")
+        }
         guard let engine, !engineLossReported, let neighbour = engine.lostNeighbour else { return }
         engineLossReported = true
         log("ring link to \(engine.view.members[neighbour].node) lost")
@@ -491,6 +496,7 @@ final class GroupShell: @unchecked Sendable {
         try next.start()
         engine = next
         engineLossReported = false
+        engineRunningLogged = false
         outbox.attach(next.engine)
     }
 
