@@ -19,6 +19,8 @@ static int io_setup(rc_engine *e) {
     if (io.recv_bytes_max > io.recv_buffer_bytes) io.recv_bytes_max = io.recv_buffer_bytes;
     io.send_queue_max = 4096;
     io.zerocopy = e->settings.zerocopy;
+    memcpy(io.congestion, e->settings.congestion, sizeof io.congestion);
+    io.congestion_fallback = true; /* a preference: the ring must run for unprivileged users too */
     io.notsent_lowat = engine_unsent_bytes_max(e); /* see room_for_a_frame */
     if (io.send_bytes_max < io.notsent_lowat) io.send_bytes_max = io.notsent_lowat;
     /* 2 ms, doubling in the transport: after a view change every member starts its ring at about the same

@@ -40,7 +40,7 @@ int rc_io_conn_alloc(rc_io *io) {
     return -EMFILE;
 }
 
-static int rc_io_socket_open(const rc_io *io, const rc_io_addr *addr) {
+static int rc_io_socket_open(rc_io *io, const rc_io_addr *addr) {
     sa_family_t family;
     memcpy(&family, addr->bytes, sizeof family);
     int fd = socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0);

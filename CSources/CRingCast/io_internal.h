@@ -117,7 +117,7 @@ static inline uint64_t rc_io_user_data(uint32_t op, uint32_t id, uint8_t generat
 struct io_uring_sqe *rc_io_sqe_get(rc_io *io);
 rc_io_conn *rc_io_conn_get(const rc_io *io, uint32_t id);
 /* io_conn.c */
-int rc_io_socket_configure(const rc_io *io, int fd);
+int rc_io_socket_configure(rc_io *io, int fd);
 void rc_io_conn_lost(rc_io *io, uint32_t id, int32_t error);
 void rc_io_conn_reset(rc_io *io, uint32_t id);
 void rc_io_conn_progress(rc_io *io, uint32_t id);

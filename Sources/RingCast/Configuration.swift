@@ -48,6 +48,13 @@ extension Node {
         public var connectTimeoutMillis: Int
         /// Zero-copy sends to the successor.
         public var zeroCopy: ZeroCopyMode
+        /// TCP congestion control of the ring's sockets (`TCP_CONGESTION`): `"cubic"` by default, the one `ringperf`
+        /// measures the raw link with (on the emulated 100 Mbit/s LAN the ring's links idled more under BBR); `""`
+        /// keeps the system's. A preference, not a requirement: when the kernel refuses it (an unprivileged process
+        /// and a name outside `/proc/sys/net/ipv4/tcp_allowed_congestion_control`, or an algorithm not built), the
+        /// socket keeps the system's and ``Node/Statistics/congestionRefused`` counts it. At most
+        /// ``congestionControlLengthMax`` characters of `a-z`, `0-9`, `_` and `-`.
+        public var congestionControl: String
         /// Delivery batches the ``DeliveryBatches`` sequence buffers (copied, released from the engine) before its
         /// consumer thread stops taking more from the delivery ring, 1...``deliveryBatchesBufferedMaxLimit``.
         public var deliveryBatchesBufferedMax: Int
@@ -64,6 +71,7 @@ extension Node {
         public static let heartbeatMillisMax = Int(RC_ENGINE_HEARTBEAT_MS_MAX)
         public static let connectTimeoutMillisMax = 3_600_000
         public static let deliveryBatchesBufferedMaxLimit = 1 << 16
+        public static let congestionControlLengthMax = 15
 
         /// The engine's defaults (`rc_engine_settings_default`: at the time of writing a window of 1024 messages and
         /// 1 MiB, batches of ≤ 64 messages / 64 KiB, fairness on, broadcast ring 1024, delivery ring 4096, receive
@@ -86,6 +94,9 @@ extension Node {
             case Int32(RC_IO_ZEROCOPY_AUTO.rawValue): zeroCopy = .auto
             case Int32(RC_IO_ZEROCOPY_ON.rawValue): zeroCopy = .on
             default: zeroCopy = .off
+            }
+            congestionControl = withUnsafeBytes(of: settings.congestion) { raw in
+                String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self)
             }
             deliveryBatchesBufferedMax = 4
             deliveryBatchCountMax = 256
@@ -112,6 +123,14 @@ extension Node {
             try check("connectTimeoutMillis", connectTimeoutMillis, 1...Self.connectTimeoutMillisMax)
             try check("deliveryBatchesBufferedMax", deliveryBatchesBufferedMax, 1...Self.deliveryBatchesBufferedMaxLimit)
             try check("deliveryBatchCountMax", deliveryBatchCountMax, 1...Self.deliveryRingMaxLimit)
+            let allowed = congestionControl.utf8.allSatisfy { byte in
+                (UInt8(ascii: "a")...UInt8(ascii: "z")).contains(byte) || (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(byte)
+                    || byte == UInt8(ascii: "_") || byte == UInt8(ascii: "-")
+            }
+            guard allowed, congestionControl.utf8.count <= Self.congestionControlLengthMax else {
+                throw .invalidConfiguration("congestionControl \"\(congestionControl)\" is not a congestion control name "
+                    + "(at most \(Self.congestionControlLengthMax) characters of a-z, 0-9, _ and -)")
+            }
         }
     }
 
@@ -199,6 +218,10 @@ extension Node {
             settings.heartbeat_ms = UInt32(limits.heartbeatMillis)
             settings.connect_timeout_ms = UInt32(limits.connectTimeoutMillis)
             settings.zerocopy = limits.zeroCopy.cValue
+            withUnsafeMutableBytes(of: &settings.congestion) { raw in
+                raw.initializeMemory(as: UInt8.self, repeating: 0)
+                for (index, byte) in limits.congestionControl.utf8.enumerated() { raw[index] = byte }
+            }
             return settings
         }
     }

@@ -238,27 +238,8 @@ final class EngineCore: Sendable {
 
     var statistics: Node.Statistics {
         let stats = rc_engine_stats_get(engine.pointer)
-        var result = Node.Statistics()
-        result.broadcasts = stats.broadcasts
-        result.deliveredMessages = stats.delivered_messages
-        result.deliveredBytes = stats.delivered_bytes
-        result.lcrMessagesSent = stats.lcr_messages_sent
-        result.forwarded = stats.forwarded
-        result.framesIn = stats.frames_in
-        result.framesOut = stats.frames_out
-        result.heartbeatsOut = stats.heartbeats_out
-        result.enginePayloadCopies = stats.payload_copies
+        var result = Node.Statistics(engine: stats)
         result.payloadCopies = stats.payload_copies + deliveryCopies.load(ordering: .relaxed)
-        result.receiveStalls = stats.recv_stalls
-        result.deliveryStalls = stats.delivery_stalls
-        result.bytesIn = stats.bytes_in
-        result.bytesOut = stats.bytes_out
-        result.zeroCopyFraction = stats.zerocopy_fraction
-        result.linkStarvedNanos = stats.link_starved_ns
-        result.linkStarvedWindowNanos = stats.link_starved_window_ns
-        result.windowFull = stats.window_full
-        result.ownHeld = stats.own_held
-        result.ackOnlyFrames = stats.ack_only_frames
         result.broadcastWaits = producer.withLock { $0.broadcastWaits }
         result.broadcastsInFlight = inFlight.count
         result.deliveryPeekHighWater = deliveryPeekHighWater.load(ordering: .relaxed)

@@ -1,3 +1,5 @@
+internal import CRingCast
+
 extension Node {
     /// The engine's state.
     public enum Status: Sendable, Equatable, CustomStringConvertible {
@@ -57,6 +59,8 @@ extension Node {
         public var windowFull: UInt64 = 0
         public var ownHeld: UInt64 = 0
         public var ackOnlyFrames: UInt64 = 0
+        /// Sockets left on the system's congestion control because the kernel refused ``Limits/congestionControl``.
+        public var congestionRefused: UInt64 = 0
         /// Broadcasts that found the engine full and waited for space.
         public var broadcastWaits: UInt64 = 0
         /// Own payloads handed to the engine and not yet delivered back (retained, not copied).
@@ -68,5 +72,30 @@ extension Node {
         public var deliveryBatchesBufferedHighWater: Int = 0
 
         public init() {}
+
+        /// The engine's counters (`rc_engine_stats`); the API's own fields stay zero for the caller to fill.
+        init(engine stats: rc_engine_stats) {
+            broadcasts = stats.broadcasts
+            deliveredMessages = stats.delivered_messages
+            deliveredBytes = stats.delivered_bytes
+            lcrMessagesSent = stats.lcr_messages_sent
+            forwarded = stats.forwarded
+            framesIn = stats.frames_in
+            framesOut = stats.frames_out
+            heartbeatsOut = stats.heartbeats_out
+            enginePayloadCopies = stats.payload_copies
+            payloadCopies = stats.payload_copies
+            receiveStalls = stats.recv_stalls
+            deliveryStalls = stats.delivery_stalls
+            bytesIn = stats.bytes_in
+            bytesOut = stats.bytes_out
+            zeroCopyFraction = stats.zerocopy_fraction
+            linkStarvedNanos = stats.link_starved_ns
+            linkStarvedWindowNanos = stats.link_starved_window_ns
+            windowFull = stats.window_full
+            ownHeld = stats.own_held
+            ackOnlyFrames = stats.ack_only_frames
+            congestionRefused = stats.congestion_refused
+        }
     }
 }

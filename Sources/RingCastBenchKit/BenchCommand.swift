@@ -74,6 +74,9 @@ public struct BenchCommand: ParsableCommand {
     @Option(name: .long, help: "Passed to every node: zero-copy sends auto, on or off.")
     var zerocopy: String?
 
+    @Option(name: .long, help: ArgumentHelp("TCP congestion control of every node's ring sockets and of the raw-link test, e.g. cubic, bbr, reno; 'default' = the system's (default: cubic for both).", valueName: "name"))
+    var congestion: String?
+
     @Flag(name: .long, help: "Print exactly one JSON object on stdout (ARCHITECTURE §3.2).")
     var json = false
 
@@ -153,6 +156,7 @@ public struct BenchCommand: ParsableCommand {
         config.batchCount = batchCount
         config.batchBytes = batchBytes
         config.zerocopy = zerocopy
+        config.congestion = congestion
         config.deliveryLogDirectory = deliveryLog.map(Locator.absolute)
         config.lanRate = lan
         config.lanPrefix = lanPrefix

@@ -22,6 +22,8 @@ public struct BenchConfiguration: Sendable, Equatable {
     public var batchBytes: Int?
     /// auto, on or off; nil leaves the node's default.
     public var zerocopy: String?
+    /// TCP congestion control for the nodes and the raw-link test ("default" = the system's); nil leaves both defaults (cubic).
+    public var congestion: String?
     public var deliveryLogDirectory: String?
     /// tc rate for `tools/lan up --rate` (e.g. 100mbit); nil runs on loopback.
     public var lanRate: String?
@@ -99,6 +101,10 @@ public struct BenchConfiguration: Sendable, Equatable {
         }
         if let zerocopy, !["auto", "on", "off"].contains(zerocopy) {
             try fail("--zerocopy must be auto, on or off, got '\(zerocopy)'")
+        }
+        if let congestion, congestion.isEmpty || congestion.utf8.count > 15
+            || !congestion.utf8.allSatisfy({ (0x61...0x7a).contains($0) || (0x30...0x39).contains($0) || $0 == 0x5f || $0 == 0x2d }) {
+            try fail("--congestion: '\(congestion)' is not a congestion control name such as cubic, bbr, reno or default")
         }
         if let lanRate, LinkRate.megabitsPerSecond(lanRate) == nil, lanRate != "none" {
             try fail("--lan: '\(lanRate)' is not a rate such as 100mbit, 1gbit, 500kbit or none")

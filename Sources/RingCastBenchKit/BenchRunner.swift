@@ -205,7 +205,7 @@ public struct BenchRunner {
         }
         let (clientExecutable, clientArguments) = placement.command(node: 0, ringperf, [
             "client", "--connect", serverEndpoint, "--test", "stream", "--size", "65536", "--duration", format(seconds), "--json",
-        ])
+        ] + (config.congestion.map { ["--congestion", $0] } ?? []))
         let client = try ChildProcess.spawn(name: "ringperf client", executable: clientExecutable,
                                             arguments: clientArguments,
                                             stdoutPath: work + "/ringperf-client.out", stderrPath: work + "/ringperf-client.err")
@@ -251,6 +251,7 @@ public struct BenchRunner {
         if let count = config.batchCount { arguments += ["--batch-count", String(count)] }
         if let bytes = config.batchBytes { arguments += ["--batch-bytes", String(bytes)] }
         if let zerocopy = config.zerocopy { arguments += ["--zerocopy", zerocopy] }
+        if let congestion = config.congestion { arguments += ["--congestion", congestion] }
         if let directory = config.deliveryLogDirectory {
             arguments += ["--delivery-log", (Locator.absolute(directory) as NSString).appendingPathComponent("node-\(id).log")]
         }

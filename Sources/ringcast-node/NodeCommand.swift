@@ -73,6 +73,8 @@ struct NodeCommand: AsyncParsableCommand {
     var fairness: Switch?
     @Option(help: ArgumentHelp("Zero-copy sends to the successor (default off).", valueName: "auto|on|off"))
     var zerocopy: ZeroCopyChoice?
+    @Option(help: ArgumentHelp("TCP congestion control of the ring's sockets, e.g. cubic (default), bbr, reno; 'default' keeps the system's. If the kernel refuses it, the system's is used and the report counts congestion_refused.", valueName: "name"))
+    var congestion: String?
     @Option(name: .customLong("delivery-log"), help: ArgumentHelp("Write the delivery log here (ARCHITECTURE §3.3).", valueName: "file"))
     var deliveryLog: String?
     @Option(name: .customLong("digest-payloads"), help: ArgumentHelp("Hash every payload into the order digest (default: on iff --delivery-log).", valueName: "on|off"))

@@ -104,6 +104,7 @@ struct Outcome {
                 ("batch_bytes_max", .integer(Int64(settings.limits.batchBytesMax))),
                 ("fairness", .bool(settings.limits.fairness)),
                 ("zerocopy_mode", .string(settings.limits.zeroCopy.rawValue)),
+                ("congestion", .string(settings.limits.congestionControl.isEmpty ? "default" : settings.limits.congestionControl)),
             ])))
         fields.append(("engine", .object([
                 ("broadcasts", .integer(Int64(stats.broadcasts))),
@@ -126,6 +127,7 @@ struct Outcome {
                 ("window_full", .integer(Int64(stats.windowFull))),
                 ("own_held", .integer(Int64(stats.ownHeld))),
                 ("ack_only_frames", .integer(Int64(stats.ackOnlyFrames))),
+                ("congestion_refused", .integer(Int64(stats.congestionRefused))),
             ])))
         if settings.members != nil, let recorded {
             var views: [JSON] = []

@@ -60,7 +60,7 @@ struct RunSettings: Sendable {
 /// The option names a --config file may use (the long options without dashes).
 let configKeys: Set<String> = [
     "id", "nodes", "listen", "successor", "view-id", "send", "size", "start-at", "warmup", "duration", "cooldown",
-    "window", "window-bytes", "batch-count", "batch-bytes", "fairness", "zerocopy", "delivery-log",
+    "window", "window-bytes", "batch-count", "batch-bytes", "fairness", "zerocopy", "congestion", "delivery-log",
     "digest-payloads", "connect-timeout", "quiet-ms", "json", "members", "view", "mode", "heartbeat-ms", "suspect-ms",
 ]
 
@@ -208,6 +208,12 @@ extension NodeCommand {
         }
         if let choice = try value(zerocopy, "zerocopy", { ZeroCopyChoice(rawValue: $0.lowercased()) }) {
             limits.zeroCopy = choice.mode
+        }
+        if let name = try value(congestion, "congestion", { $0 }) {
+            limits.congestionControl = name == "default" ? "" : name
+            do { try limits.validate() } catch {
+                throw ValidationError("--congestion: '\(name)' is not a congestion control name such as cubic, bbr, reno or default")
+            }
         }
         let deliveryLog = try value(deliveryLog, "delivery-log") { $0 }
         let digest = try value(digestPayloads, "digest-payloads") { Switch(rawValue: $0.lowercased()) }

@@ -76,13 +76,17 @@ typedef struct rc_engine_settings {
     uint32_t connect_timeout_ms;  /**< give up connecting to the successor / waiting for the predecessor. */
     uint32_t stall_ms;            /**< fail (-ENOBUFS) when the receive buffer is full and nothing moved this long. */
     int32_t zerocopy;             /**< rc_io_zerocopy for the successor connection. */
+    char congestion[16];          /**< TCP_CONGESTION of the ring's sockets ("" = the system default). Should the
+                                       kernel refuse it (unprivileged and not in tcp_allowed_congestion_control,
+                                       or not built), the socket keeps the system default and
+                                       rc_engine_stats.congestion_refused counts it. */
 
     rc_engine_deliver_fn deliver; /**< optional synchronous handler (see above); NULL = delivery ring. */
     void *deliver_context;
 } rc_engine_settings;
 
 /** Defaults: window 1024 messages and 1 MiB, broadcast ring 64, stall 5 s, batches of ≤ 64 messages / 64 KiB, fairness on, receive buffer
- *  derived, heartbeat 100 ms, connect timeout 10 s, zero-copy off. nodes/self/addresses are the caller's. */
+ *  derived, heartbeat 100 ms, connect timeout 10 s, zero-copy off, congestion control cubic. nodes/self/addresses are the caller's. */
 void rc_engine_settings_default(rc_engine_settings *settings);
 
 typedef enum rc_engine_state {
@@ -111,6 +115,7 @@ typedef struct rc_engine_stats {
     uint64_t window_full;            /**< passes in which broadcasts waited because the window was full. */
     uint64_t own_held;               /**< frames where fairness forwarded although an own message was ready. */
     uint64_t ack_only_frames;        /**< frames with ACKs and no message. */
+    uint64_t congestion_refused;     /**< sockets on the system's congestion control: `congestion` was refused. */
 } rc_engine_stats;
 
 typedef struct rc_engine rc_engine;

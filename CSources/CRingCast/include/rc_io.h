@@ -73,6 +73,9 @@ typedef struct rc_io_settings {
     int32_t zerocopy;                 /**< rc_io_zerocopy for new connections */
     char congestion[16];              /**< TCP_CONGESTION per socket ("" = system default) */
     uint32_t notsent_lowat;           /**< TCP_NOTSENT_LOWAT in bytes, ≤ send_bytes_max (0 = system default) */
+    bool congestion_fallback;         /**< when the kernel refuses `congestion` (EPERM: an unprivileged process
+                                           and a name outside tcp_allowed_congestion_control; ENOENT: not built),
+                                           keep the system default and count congestion_refused instead of failing */
 } rc_io_settings;
 _Static_assert(sizeof(rc_io_settings) == 88, "rc_io_settings is shared with Swift");
 
@@ -124,6 +127,7 @@ typedef struct rc_io_stats {
     uint64_t cqes, waits;
     uint32_t ring_flags;        /**< the IORING_SETUP_* flags the kernel accepted */
     uint32_t defer_taskrun;     /**< 1 = DEFER_TASKRUN, 0 = fell back to COOP_TASKRUN */
+    uint64_t congestion_refused; /**< sockets left on the system default because `congestion` was refused */
 } rc_io_stats;
 
 typedef struct rc_io rc_io;

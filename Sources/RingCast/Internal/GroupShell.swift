@@ -520,23 +520,8 @@ final class GroupShell: @unchecked Sendable {
 
     private func publishEngineStatistics() {
         guard let engine else { return }
-        let stats = engine.statistics
-        published.withLock { state in
-            state.engine.broadcasts = stats.broadcasts
-            state.engine.deliveredMessages = stats.delivered_messages
-            state.engine.deliveredBytes = stats.delivered_bytes
-            state.engine.lcrMessagesSent = stats.lcr_messages_sent
-            state.engine.forwarded = stats.forwarded
-            state.engine.framesIn = stats.frames_in
-            state.engine.framesOut = stats.frames_out
-            state.engine.heartbeatsOut = stats.heartbeats_out
-            state.engine.payloadCopies = stats.payload_copies
-            state.engine.enginePayloadCopies = stats.payload_copies
-            state.engine.bytesIn = stats.bytes_in
-            state.engine.bytesOut = stats.bytes_out
-            state.engine.receiveStalls = stats.recv_stalls
-            state.engine.zeroCopyFraction = stats.zerocopy_fraction
-        }
+        let stats = Node.Statistics(engine: engine.statistics)
+        published.withLock { $0.engine = stats }
     }
 
     static func describe(_ cause: Membership.Cause) -> String {
