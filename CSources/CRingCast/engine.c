@@ -45,9 +45,9 @@ void rc_engine_settings_default(rc_engine_settings *s) {
     s->connect_timeout_ms = 10000;
     s->stall_ms = 5000;
     s->zerocopy = RC_IO_ZEROCOPY_OFF;
-    /* cubic, as ringperf measures the raw link. Measured on the emulated 100 Mbit/s LAN, n = 5, 10 kB
-     * (3 runs each, efficiency against the same raw link): k = 5 0.971–0.977 with cubic, 0.958–0.973 with
-     * BBR (this VM's default); k = 1 0.975–0.980 and 0.982–0.987; 100 B, k = 5 0.93 with either; loopback
+    /* cubic, as ringperf measures the raw link. Measured on the emulated 100 Mbit/s LAN, n = 5, 10 kB,
+     * 10 s runs, efficiency against the same raw link: k = 5 median 0.977 of 23 runs with cubic, 0.965 of
+     * 12 with BBR (this VM's default); k = 1 0.970–0.980 and 0.982–0.987; 100 B, k = 5 0.93 with either; loopback
      * n = k = 5 5.6–6.3 Gbit/s and 5.0–5.3. Under BBR the links of the ring idled more often, although
      * a single BBR stream saturates the same link. */
     memcpy(s->congestion, "cubic", sizeof "cubic");
