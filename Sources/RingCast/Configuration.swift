@@ -26,8 +26,16 @@ extension Node {
         /// them not yet stable (acknowledged round the ring).
         public var window: Int
         /// Own payload bytes broadcast and not yet stable (still on their way round the ring), 1...``windowBytesMax`` (one message is always
-        /// admitted, so a payload larger than this still goes).
+        /// admitted, so a payload larger than this still goes). With ``windowAdaptive``, the most the adaptive window may grow to.
         public var windowBytes: Int
+        /// Size the byte window from the ring's measured round trip and rate (its bandwidth-delay product plus a
+        /// margin, `rc_window.h`) instead of keeping ``windowBytes`` in flight: the same throughput with short queues,
+        /// so broadcast-to-delivery latency stays near what the ring itself needs. On by default.
+        public var windowAdaptive: Bool
+        /// Payload bytes a member queues in front of the byte window, in the engine and in `Group`'s outbox each (one
+        /// message is always admitted): the engine refills the window from them without waiting for the producer's
+        /// thread. Beyond them `broadcast()` waits, so that no queue that adds only latency grows in front of the ring.
+        public var stagingBytes: Int
         /// Application messages per LCR message (1 = no batching), 1...``batchCountMaxLimit``.
         public var batchCountMax: Int
         /// Payload bytes per LCR message; also the largest payload, 1...``batchBytesMaxLimit``.
@@ -82,6 +90,8 @@ extension Node {
             rc_engine_settings_default(&settings)
             window = Int(settings.window)
             windowBytes = Int(settings.window_bytes)
+            windowAdaptive = settings.window_adaptive
+            stagingBytes = Int(settings.staging_bytes)
             batchCountMax = Int(settings.batch_count_max)
             batchBytesMax = Int(settings.batch_bytes_max)
             fairness = settings.fairness
@@ -112,6 +122,7 @@ extension Node {
             }
             try check("window", window, 1...Self.windowMax)
             try check("windowBytes", windowBytes, 1...Self.windowBytesMax)
+            try check("stagingBytes", stagingBytes, 0...Self.windowBytesMax)
             try check("batchCountMax", batchCountMax, 1...Self.batchCountMaxLimit)
             try check("batchBytesMax", batchBytesMax, 1...Self.batchBytesMaxLimit)
             try check("broadcastRingMax", broadcastRingMax, 1...Self.broadcastRingMaxLimit)
@@ -209,6 +220,8 @@ extension Node {
             settings.successor = successor.cAddress
             settings.window = UInt32(limits.window)
             settings.window_bytes = UInt32(limits.windowBytes)
+            settings.window_adaptive = limits.windowAdaptive
+            settings.staging_bytes = UInt32(limits.stagingBytes)
             settings.batch_count_max = UInt32(limits.batchCountMax)
             settings.batch_bytes_max = UInt32(limits.batchBytesMax)
             settings.fairness = limits.fairness

@@ -61,6 +61,20 @@ extension Node {
         public var ackOnlyFrames: UInt64 = 0
         /// Sockets left on the system's congestion control because the kernel refused ``Limits/congestionControl``.
         public var congestionRefused: UInt64 = 0
+        /// The byte window as it stands (adaptive: sized from the ring, ``Limits/windowAdaptive``), and the unloaded ring
+        /// round trip it is sized from (own messages, sent → stable; 0 before the first).
+        public var windowBytesNow: UInt64 = 0
+        public var ringRoundTripMinNanos: UInt64 = 0
+        /// Where own messages' time went, summed over ``ownLatencySamples`` own messages delivered (divide for the
+        /// means): waiting for the window after the engine had them (``ownAdmitWaitNanos``), in the core's send queue
+        /// (fairness, the link: ``ownSendWaitNanos``), round the ring until stable (socket buffers, qdiscs, links, the
+        /// other processes: ``ownRingTripNanos``), and stable until delivered (waiting in pending for the messages
+        /// before it in ≺: ``ownDeliverWaitNanos``).
+        public var ownLatencySamples: UInt64 = 0
+        public var ownAdmitWaitNanos: UInt64 = 0
+        public var ownSendWaitNanos: UInt64 = 0
+        public var ownRingTripNanos: UInt64 = 0
+        public var ownDeliverWaitNanos: UInt64 = 0
         /// Broadcasts that found the engine full and waited for space.
         public var broadcastWaits: UInt64 = 0
         /// Own payloads handed to the engine and not yet delivered back (retained, not copied).
@@ -96,6 +110,13 @@ extension Node {
             ownHeld = stats.own_held
             ackOnlyFrames = stats.ack_only_frames
             congestionRefused = stats.congestion_refused
+            windowBytesNow = stats.window_bytes_now
+            ringRoundTripMinNanos = stats.ring_rtt_min_ns
+            ownLatencySamples = stats.own_latency_samples
+            ownAdmitWaitNanos = stats.own_admit_wait_ns
+            ownSendWaitNanos = stats.own_send_wait_ns
+            ownRingTripNanos = stats.own_ring_trip_ns
+            ownDeliverWaitNanos = stats.own_deliver_wait_ns
         }
     }
 }

@@ -65,6 +65,15 @@ public struct BenchCommand: ParsableCommand {
     @Option(name: .long, help: "Passed to every node: its byte window (payload bytes in flight).")
     var windowBytes: Int?
 
+    @Option(name: .long, help: ArgumentHelp("Passed to every node: size the byte window from the ring's round trip and rate, with --window-bytes as its maximum (default on).", valueName: "on|off"))
+    var windowAdaptive: Switch?
+
+    @Option(name: .long, help: ArgumentHelp("Passed to every node: payload bytes queued in front of the byte window (default: the node's).", valueName: "bytes"))
+    var stagingBytes: Int?
+
+    @Option(name: .long, help: ArgumentHelp("Open loop: each sender offers this many Mbit/s of payload (default: closed loop, as fast as backpressure allows). Latency counts from each message's scheduled time.", valueName: "mbit"))
+    var rate: Double?
+
     @Option(name: .long, help: "Passed to every node: messages per batch at most.")
     var batchCount: Int?
 
@@ -153,6 +162,12 @@ public struct BenchCommand: ParsableCommand {
         config.fairness = fairness == .on
         config.window = window
         config.windowBytes = windowBytes
+        config.windowAdaptive = windowAdaptive.map { $0 == .on }
+        config.stagingBytes = stagingBytes
+        if let rate, !(rate.isFinite && rate > 0 && rate <= 1_000_000) {
+            throw .invalidConfiguration("--rate must be a number of Mbit/s in (0, 1000000], got \(rate)")
+        }
+        config.rateMbitPerSecond = rate
         config.batchCount = batchCount
         config.batchBytes = batchBytes
         config.zerocopy = zerocopy

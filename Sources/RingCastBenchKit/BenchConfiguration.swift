@@ -18,6 +18,12 @@ public struct BenchConfiguration: Sendable, Equatable {
     public var fairness = true
     public var window: Int?
     public var windowBytes: Int?
+    /// --window-adaptive for every node; nil leaves the node's default (on).
+    public var windowAdaptive: Bool?
+    /// --staging-bytes for every node; nil leaves the node's default.
+    public var stagingBytes: Int?
+    /// Open loop: payload Mbit/s each sender offers; nil = closed loop.
+    public var rateMbitPerSecond: Double?
     public var batchCount: Int?
     public var batchBytes: Int?
     /// auto, on or off; nil leaves the node's default.

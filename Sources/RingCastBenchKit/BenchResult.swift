@@ -51,10 +51,16 @@ public struct BenchResult: Sendable {
     public let recovery: Recovery.Result
     /// The same for each fault on its own (baseline: the second before it), in the order of `faults.injected`.
     public let recoveryPerFault: [Recovery.Result]
+    /// The emulated LAN's queues sampled during the measurement (``QdiscSampler``), nil on loopback.
+    public let lanQueues: JSONValue?
+    /// Where the senders' own messages spent their time (``LatencyDecomposition``), nil if no node reported it.
+    public let decomposition: LatencyDecomposition?
 
     public init(config: BenchConfiguration, placementDescription: String, nodes: [NodeOutput], rawLink: JSONValue?,
-                deliveryLog: DeliveryLogCheck.Verdict?, elapsedSeconds: Double, faults: FaultRecord = FaultRecord()) {
+                deliveryLog: DeliveryLogCheck.Verdict?, elapsedSeconds: Double, faults: FaultRecord = FaultRecord(),
+                lanQueues: JSONValue? = nil) {
         self.config = config
+        self.lanQueues = lanQueues
         self.placementDescription = placementDescription
         self.nodes = nodes
         self.rawLink = rawLink
@@ -72,6 +78,7 @@ public struct BenchResult: Sendable {
         efficiency = BenchMetrics.efficiency(meanMbitPerSecond: meanThroughputMbitPerSecond,
                                              optimalMbitPerSecond: optimalMbitPerSecond)
         latency = BenchMetrics.latency(survivors)
+        decomposition = LatencyDecomposition(survivors.filter { config.broadcastingIDs.contains($0.id) })
         if config.hasFaults {
             // A joiner delivers a suffix, so totals and digests are compared among survivors of the initial view;
             // the delivery logs (--delivery-log) check joiners per view.
@@ -167,6 +174,7 @@ public struct BenchResult: Sendable {
             ("latency_us_max", optional(latency.maxMicros)),
             ("latency_method", .string(latency.method)),
             ("latency_samples", latency.samples.map { .integer(Int64($0)) } ?? .null),
+            ("latency_decomposition", decompositionJSON),
             ("order_agreed", .bool(orderAgreed)),
             ("order_digest", order.orderDigest.map(JSONValue.string) ?? .null),
             ("total_delivered", order.totalDelivered.map { .integer(Int64($0)) } ?? .null),
@@ -195,6 +203,21 @@ public struct BenchResult: Sendable {
             ("elapsed_s", .number(elapsedSeconds)),
         ]
         fields.append(("placement", .string(placementDescription)))
+        return .object(fields)
+    }
+
+    var decompositionJSON: JSONValue {
+        guard let d = decomposition else { return lanQueues.map { .object([("lan_queues", $0)]) } ?? .null }
+        var fields: [(String, JSONValue)] = [
+            ("method", .string("engine timestamps of own messages (rc_engine_stats), means over the \(d.senders) senders' whole runs")),
+            ("admit_wait_ms", .number(d.admitWaitMillis)),
+            ("send_wait_ms", .number(d.sendWaitMillis)),
+            ("ring_trip_ms", .number(d.ringTripMillis)),
+            ("deliver_wait_ms", .number(d.deliverWaitMillis)),
+            ("window_bytes_mean", .number(d.windowBytesMean)),
+            ("ring_rtt_min_ms", .number(d.ringRoundTripMinMillis)),
+        ]
+        if let lanQueues { fields.append(("lan_queues", lanQueues)) }
         return .object(fields)
     }
 
@@ -344,6 +367,11 @@ public struct BenchResult: Sendable {
         }
         lines.append("latency            p50 \(f(latency.p50Micros, 0)) µs, p99 \(f(latency.p99Micros, 0)) µs, " +
                      "max \(f(latency.maxMicros, 0)) µs (\(latency.method))")
+        if let d = decomposition {
+            lines.append("own messages (ms)  " + String(format: "queued for the window %.1f, send queue %.1f, round the ring %.1f, stable → delivered %.1f (means over %d senders)",
+                                                        d.admitWaitMillis, d.sendWaitMillis, d.ringTripMillis, d.deliverWaitMillis, d.senders))
+            lines.append("byte window        " + String(format: "%.0f KiB mean at the end, unloaded round trip ≥ %.2f ms", d.windowBytesMean / 1024, d.ringRoundTripMinMillis))
+        }
         if let deviation = fairnessMaxDeviation {
             lines.append("fairness           largest distance of a sender's share from 1/k: \(String(format: "%.3f", deviation))")
         }

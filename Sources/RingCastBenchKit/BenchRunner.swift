@@ -84,8 +84,9 @@ public struct BenchRunner {
         if let ringperf {
             rawLink = try measureRawLink(ringperf: ringperf, placement: placement, work: work, children: children)
         }
+        let qdisc = config.isLAN ? QdiscSampler(prefix: config.lanPrefix, workDirectory: work) : nil
         let (outputs, record) = try runNodes(nodeBinary: nodeBinary, placement: placement, work: work,
-                                             children: children, nodes: nodes)
+                                             children: children, nodes: nodes, qdisc: qdisc)
         progress.update(phase: "checking")
         var verdict: DeliveryLogCheck.Verdict?
         if let directory = config.deliveryLogDirectory {
@@ -94,7 +95,8 @@ public struct BenchRunner {
         }
         succeeded = true
         return BenchResult(config: config, placementDescription: placement.description, nodes: outputs,
-                           rawLink: rawLink, deliveryLog: verdict, elapsedSeconds: Clock.now - started, faults: record)
+                           rawLink: rawLink, deliveryLog: verdict, elapsedSeconds: Clock.now - started, faults: record,
+                           lanQueues: qdisc?.json(rateMbit: config.lanRate.flatMap(LinkRate.megabitsPerSecond)))
     }
 
     /// What the delivery logs are held to: without faults every log is a prefix of the others; with faults each
@@ -248,6 +250,9 @@ public struct BenchRunner {
         if config.broadcastingIDs.contains(id) { arguments.append("--send") }
         if let window = config.window { arguments += ["--window", String(window)] }
         if let bytes = config.windowBytes { arguments += ["--window-bytes", String(bytes)] }
+        if let adaptive = config.windowAdaptive { arguments += ["--window-adaptive", adaptive ? "on" : "off"] }
+        if let bytes = config.stagingBytes { arguments += ["--staging-bytes", String(bytes)] }
+        if let rate = config.rateMbitPerSecond { arguments += ["--rate", format(rate)] }
         if let count = config.batchCount { arguments += ["--batch-count", String(count)] }
         if let bytes = config.batchBytes { arguments += ["--batch-bytes", String(bytes)] }
         if let zerocopy = config.zerocopy { arguments += ["--zerocopy", zerocopy] }
@@ -265,7 +270,7 @@ public struct BenchRunner {
     /// Starts the initial nodes, injects the faults on schedule (and starts joiners), waits for every node within
     /// the deadline, and collects the reports of every node not killed.
     private func runNodes(nodeBinary: String, placement: Placement, work: String, children: ChildGroup,
-                          nodes: NodeSet) throws(BenchError) -> ([NodeOutput], FaultRecord) {
+                          nodes: NodeSet, qdisc: QdiscSampler?) throws(BenchError) -> ([NodeOutput], FaultRecord) {
         let setup = config.effectiveSetupSeconds
         let startAtNanos = Clock.unixNanos + UInt64(setup * 1e9)
         let startAt = Clock.now + setup
@@ -331,6 +336,9 @@ public struct BenchRunner {
             let faultsDone = config.faults.count - pending.count
             progress.update(phase: name, detail: detail + (done > 0 ? " (\(done)/\(all.count) nodes done)" : "") +
                             (config.hasFaults ? " [faults \(faultsDone)/\(config.faults.count)]" : ""))
+            if let qdisc, now >= measurementStart, now < measurementStart + config.durationSeconds {
+                qdisc.sampleIfDue(now: now)
+            }
             // Poll every 50 ms, but wake for a fault on time.
             let untilFault = pending.first.map { measurementStart + $0.atSeconds - Clock.now } ?? 0.05
             usleep(UInt32(max(0.001, min(0.05, untilFault)) * 1e6))

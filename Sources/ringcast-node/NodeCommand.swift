@@ -65,6 +65,12 @@ struct NodeCommand: AsyncParsableCommand {
     var window: Int?
     @Option(name: .customLong("window-bytes"), help: "Own payload bytes in flight (default: the engine's).")
     var windowBytes: Int?
+    @Option(name: .customLong("window-adaptive"), help: ArgumentHelp("Size the byte window from the ring's round trip and rate, with --window-bytes as its maximum (default on).", valueName: "on|off"))
+    var windowAdaptive: Switch?
+    @Option(name: .customLong("staging-bytes"), help: ArgumentHelp("Payload bytes queued in front of the byte window, in the engine and the outbox each (default: the engine's, 16384).", valueName: "bytes"))
+    var stagingBytes: Int?
+    @Option(help: ArgumentHelp("Open loop: offer this many Mbit/s of payload (default: as fast as backpressure allows). Latency is counted from each message's scheduled time, so a queue in front of the ring counts.", valueName: "mbit"))
+    var rate: Double?
     @Option(name: .customLong("batch-count"), help: "Application messages per LCR message (default: the engine's).")
     var batchCount: Int?
     @Option(name: .customLong("batch-bytes"), help: "Payload bytes per LCR message (default: the engine's, at least --size).")

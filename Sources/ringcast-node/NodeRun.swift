@@ -108,16 +108,29 @@ struct NodeRun {
         var error: RingCastError?
     }
 
-    /// Broadcasts as fast as backpressure allows until CLOCK_REALTIME passes `end`.
+    /// Broadcasts as fast as backpressure allows (closed loop), or on a fixed schedule at --rate (open loop), until
+    /// CLOCK_REALTIME passes `end`. Open loop stamps each message with its scheduled time, so that time spent
+    /// waiting for backpressure counts in its latency (no coordinated omission); a sender that falls behind its
+    /// schedule sends back to back until it catches up.
     static func send(node: Member, settings: RunSettings, until end: UInt64) async -> SendResult {
         var result = SendResult()
         var template = [UInt8](repeating: 0, count: settings.sizeBytes)
         for index in RunSettings.headerBytes..<settings.sizeBytes {
             template[index] = UInt8(truncatingIfNeeded: index &* 131 &+ settings.id &* 17 &+ 7)
         }
+        let intervalNanos = settings.rateBitsPerSecond.map { Double(settings.sizeBytes) * 8 / $0 * 1e9 }
+        let scheduleStart = realtimeNanos()
         while !Termination.requested.load(ordering: .relaxed) {
-            let now = realtimeNanos()
+            var now = realtimeNanos()
             guard now < end else { break }
+            if let intervalNanos {
+                let scheduled = scheduleStart + UInt64(Double(result.sent) * intervalNanos)
+                if scheduled >= end { break }
+                if scheduled > now {
+                    try? await Task.sleep(for: .nanoseconds(Int64(scheduled - now)))
+                }
+                now = scheduled
+            }
             var payload = template // one allocation + the application's own fill; the library copies nothing
             payload.withUnsafeMutableBytes { bytes in
                 bytes.storeBytes(of: UInt32(settings.id).littleEndian, toByteOffset: 0, as: UInt32.self)

@@ -54,6 +54,21 @@ struct Outcome {
         }
     }
 
+    /// Where this node's own messages spent their time, in ms per message (means over the whole run): the
+    /// engine's decomposition (`rc_engine_stats`), from the producer's hand-over to the local delivery.
+    func ownLatencyMeans(_ stats: Node.Statistics) -> JSON {
+        guard stats.ownLatencySamples > 0 else { return .null }
+        let count = Double(stats.ownLatencySamples)
+        func mean(_ nanos: UInt64) -> JSON { .number(Double(nanos) / count / 1e6) }
+        return .object([
+            ("samples", .integer(Int64(stats.ownLatencySamples))),
+            ("admit_wait", mean(stats.ownAdmitWaitNanos)),
+            ("send_wait", mean(stats.ownSendWaitNanos)),
+            ("ring_trip", mean(stats.ownRingTripNanos)),
+            ("deliver_wait", mean(stats.ownDeliverWaitNanos)),
+        ])
+    }
+
     func latency(_ percentile: Double) -> JSON {
         guard let histogram = recorded?.latency, histogram.totalCount > 0 else { return .null }
         return .number(Double(percentile >= 100 ? histogram.max : histogram.valueAtPercentile(percentile)))
@@ -100,6 +115,9 @@ struct Outcome {
         fields.append(("limits", .object([
                 ("window", .integer(Int64(settings.limits.window))),
                 ("window_bytes", .integer(Int64(settings.limits.windowBytes))),
+                ("window_adaptive", .bool(settings.limits.windowAdaptive)),
+                ("staging_bytes", .integer(Int64(settings.limits.stagingBytes))),
+                ("rate_mbit_s", settings.rateBitsPerSecond.map { .number($0 / 1e6) } ?? .null),
                 ("batch_count_max", .integer(Int64(settings.limits.batchCountMax))),
                 ("batch_bytes_max", .integer(Int64(settings.limits.batchBytesMax))),
                 ("fairness", .bool(settings.limits.fairness)),
@@ -128,7 +146,10 @@ struct Outcome {
                 ("own_held", .integer(Int64(stats.ownHeld))),
                 ("ack_only_frames", .integer(Int64(stats.ackOnlyFrames))),
                 ("congestion_refused", .integer(Int64(stats.congestionRefused))),
+                ("window_bytes_now", .integer(Int64(stats.windowBytesNow))),
+                ("ring_rtt_min_ms", .number(Double(stats.ringRoundTripMinNanos) / 1e6)),
             ])))
+        fields.append(("own_latency_ms_mean", ownLatencyMeans(stats)))
         if settings.members != nil, let recorded {
             var views: [JSON] = []
             for view in recorded.views {

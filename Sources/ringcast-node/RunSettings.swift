@@ -16,6 +16,8 @@ struct RunSettings: Sendable {
     var durationSeconds: Double
     var cooldownSeconds: Double
     var limits: Node.Limits
+    /// Open loop (--rate): payload bits per second this node offers; nil sends as fast as backpressure allows.
+    var rateBitsPerSecond: Double?
     var deliveryLogPath: String?
     var digestPayloads: Bool
     var connectTimeoutSeconds: Double
@@ -60,7 +62,7 @@ struct RunSettings: Sendable {
 /// The option names a --config file may use (the long options without dashes).
 let configKeys: Set<String> = [
     "id", "nodes", "listen", "successor", "view-id", "send", "size", "start-at", "warmup", "duration", "cooldown",
-    "window", "window-bytes", "batch-count", "batch-bytes", "fairness", "zerocopy", "congestion", "delivery-log",
+    "window", "window-bytes", "window-adaptive", "staging-bytes", "rate", "batch-count", "batch-bytes", "fairness", "zerocopy", "congestion", "delivery-log",
     "digest-payloads", "connect-timeout", "quiet-ms", "json", "members", "view", "mode", "heartbeat-ms", "suspect-ms",
 ]
 
@@ -195,6 +197,14 @@ extension NodeCommand {
         limits.connectTimeoutMillis = max(1, Int((connectTimeout * 1000).rounded()))
         if let window = try value(window, "window", { Int($0) }) { limits.window = window }
         if let bytes = try value(windowBytes, "window-bytes", { Int($0) }) { limits.windowBytes = bytes }
+        if let adaptive = try value(windowAdaptive, "window-adaptive", { Switch(rawValue: $0.lowercased()) }) {
+            limits.windowAdaptive = adaptive.isOn
+        }
+        if let bytes = try value(stagingBytes, "staging-bytes", { Int($0) }) { limits.stagingBytes = bytes }
+        let rateMbit = try value(rate, "rate") { Double($0) }
+        if let rateMbit, !(rateMbit.isFinite && rateMbit > 0 && rateMbit <= 1_000_000) {
+            throw ValidationError("--rate must be a number of Mbit/s in (0, 1000000]")
+        }
         if let count = try value(batchCount, "batch-count", { Int($0) }) { limits.batchCountMax = count }
         if let bytes = try value(batchBytes, "batch-bytes", { Int($0) }) {
             limits.batchBytesMax = bytes
@@ -225,7 +235,7 @@ extension NodeCommand {
             sizeBytes: size,
             startAtNanos: try value(startAt, "start-at") { UInt64($0) },
             warmupSeconds: warmup, durationSeconds: duration, cooldownSeconds: cooldown,
-            limits: limits, deliveryLogPath: deliveryLog,
+            limits: limits, rateBitsPerSecond: rateMbit.map { $0 * 1e6 }, deliveryLogPath: deliveryLog,
             digestPayloads: digest?.isOn ?? (deliveryLog != nil),
             connectTimeoutSeconds: connectTimeout,
             json: try value(json, "json", boolean) ?? false,

@@ -25,16 +25,13 @@ void rc_engine_settings_default(rc_engine_settings *s) {
     memset(s, 0, sizeof(*s));
     s->nodes = 1;
     s->view_id = 1;
-    /* 1024 messages and 1 MiB: the engine admits half the count and all the bytes not yet stable
-     * (engine_send.c). Measured on the emulated 100 Mbit/s LAN, n = k = 5, group members behind a staging
-     * queue as small as the broadcast ring: 10 kB messages are bound by the bytes — efficiency 0.96 / 0.94
-     * with 1 MiB, 0.97 / 0.94 with 512 KiB, 0.89 / 0.90 with 2 MiB (two runs each; deeper queues per hop
-     * only add latency: p50 0.7 s, 1.0 s, 1.3 s); k = 1 0.95–0.98 with 512 KiB or 1 MiB; 1 Gbit/s, n = k = 3:
-     * 0.99 with any of them. 100 B messages are bound by the count: 0.85–0.87 with 256, 0.89–0.93 with
-     * 1024. The derived receive buffer (8 × n × 1 MiB, rc_engine_create) fits RC_IO_RECV_BUFFER_BYTES_MAX
-     * up to n = 30; larger rings need a smaller window_bytes. */
+    /* 1024 messages; 1 MiB of bytes as the maximum of the adaptive byte window, which sizes the receive
+     * buffer (8 × n × 1 MiB fits RC_IO_RECV_BUFFER_BYTES_MAX up to n = 30). docs/tuning.md has the
+     * measurements behind both. */
     s->window = 1024;
     s->window_bytes = 1u << 20;
+    s->window_adaptive = true;
+    s->staging_bytes = 32u << 10;
     s->batch_count_max = 64;
     s->batch_bytes_max = 64u << 10;
     s->fairness = true;
@@ -45,11 +42,8 @@ void rc_engine_settings_default(rc_engine_settings *s) {
     s->connect_timeout_ms = 10000;
     s->stall_ms = 5000;
     s->zerocopy = RC_IO_ZEROCOPY_OFF;
-    /* cubic, as ringperf measures the raw link. Measured on the emulated 100 Mbit/s LAN, n = 5, 10 kB,
-     * 10 s runs, efficiency against the same raw link: k = 5 median 0.977 of 23 runs with cubic, 0.965 of
-     * 12 with BBR (this VM's default); k = 1 0.970–0.980 and 0.982–0.987; 100 B, k = 5 0.93 with either; loopback
-     * n = k = 5 5.6–6.3 Gbit/s and 5.0–5.3. Under BBR the links of the ring idled more often, although
-     * a single BBR stream saturates the same link. */
+    /* cubic, as ringperf measures the raw link: under BBR, this VM's default, the links of the ring idled
+     * more often although a single BBR stream fills the same link (docs/tuning.md). */
     memcpy(s->congestion, "cubic", sizeof "cubic");
 }
 
@@ -117,6 +111,7 @@ static int engine_allocate(rc_engine *e) {
     e->own_sent_max = s->window; /* each LCR message holds ≥ 1 of the ≤ window application messages */
     e->own_sent = checked_calloc(e->own_sent_max, sizeof(engine_own_sent), &ok);
     e->origin_delivered = checked_calloc(s->nodes, sizeof(uint64_t), &ok);
+    e->window_origin_mark = checked_calloc(s->nodes, sizeof(uint64_t), &ok);
     e->hop_slots_max = 512;
     e->hop_slots = checked_calloc(e->hop_slots_max, RC_WIRE_HOP_MAX, &ok);
     e->hop_free = checked_calloc(e->hop_slots_max, sizeof(uint32_t), &ok);
@@ -155,6 +150,11 @@ int rc_engine_create(rc_engine **out, const rc_engine_settings *settings) {
     atomic_init(&e->error, 0);
     atomic_init(&e->stop_requested, false);
     atomic_init(&e->producer_waiting, false);
+    atomic_init(&e->admitted_bytes, 0);
+    rc_window_settings window;
+    rc_window_settings_default(&window, complete.window_bytes);
+    RC_ASSERT(rc_window_init(&e->window, &window, engine_now_ns()) == 0);
+    atomic_init(&e->window_bytes_now, engine_window_bytes(e));
     pthread_mutex_init(&e->start_lock, NULL);
     pthread_cond_init(&e->start_cond, NULL);
     pthread_mutex_init(&e->stats_lock, NULL);
@@ -203,6 +203,8 @@ void engine_stats_publish(rc_engine *e, uint64_t now_ns, bool force) {
         e->stats.own_held = core.own_held;
         e->stats.ack_only_frames = core.ack_only_frames;
     }
+    e->stats.window_bytes_now = engine_window_bytes(e);
+    e->stats.ring_rtt_min_ns = e->window.rtt_min_ns;
     pthread_mutex_lock(&e->stats_lock);
     e->published = e->stats;
     pthread_mutex_unlock(&e->stats_lock);
@@ -219,6 +221,7 @@ void rc_engine_destroy(rc_engine *engine) {
     free(engine->apps);
     free(engine->own_sent);
     free(engine->origin_delivered);
+    free(engine->window_origin_mark);
     free(engine->hop_slots);
     free(engine->hop_free);
     free(engine->own_slots);

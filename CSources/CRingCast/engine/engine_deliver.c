@@ -11,14 +11,33 @@
 
 #include <string.h>
 
+static uint64_t later(uint64_t a, uint64_t b) { return a > b ? a : b; }
+
+/* Adds where an own message's time went to the latency decomposition (rc_engine_stats). The engine stamps
+ * with the time its pass started, the producer with its own clock read, so the stamps are made monotonic
+ * here; a stamp not set (a ring of one sends nothing: sent and stable when taken) counts as the one before. */
+static void own_latency_account(rc_engine *engine, const engine_app *app, uint64_t now_ns) {
+    RC_ASSERT(app->broadcast_ns > 0 && now_ns >= app->broadcast_ns);
+    uint64_t taken = later(app->taken_ns, app->broadcast_ns), sent = later(app->sent_ns, taken);
+    uint64_t stable = later(app->stable_ns, sent), delivered = later(now_ns, stable);
+    engine->stats.own_latency_samples++;
+    engine->stats.own_admit_wait_ns += taken - app->broadcast_ns;
+    engine->stats.own_send_wait_ns += sent - taken;
+    engine->stats.own_ring_trip_ns += stable - sent;
+    engine->stats.own_deliver_wait_ns += delivered - stable;
+}
+
 /* Fills `out` with the application messages of one delivered LCR message. Returns their count. */
 static uint32_t expand(rc_engine *engine, const rc_lcr_message *m, engine_delivery_slot *out) {
     uint32_t count = 0;
     if (m->own) {
+        uint64_t now_ns = engine_now_ns(); /* one clock read per own LCR message, not per application message */
         for (uint32_t i = 0; i < m->count; i++) {
             const engine_app *app = &engine->apps[(m->ref + i) % engine->settings.window];
             RC_ASSERT(engine->own_inflight_bytes >= app->length);
             engine->own_inflight_bytes -= app->length;
+            own_latency_account(engine, app, now_ns);
+            if (engine->settings.nodes == 1) engine_admitted_release(engine, app->length);
             out[count++] = (engine_delivery_slot){
                 .delivery = {.bytes = app->bytes, .length = app->length, .token = app->token, .own = true},
                 .record = UINT64_MAX,

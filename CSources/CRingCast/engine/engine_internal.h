@@ -5,6 +5,7 @@
 #define RINGCAST_ENGINE_INTERNAL_H
 
 #include "rc_engine.h"
+#include "rc_window.h"
 #include "rc_wire.h"
 
 #include <pthread.h>
@@ -37,6 +38,9 @@ typedef struct engine_app {
     const uint8_t *bytes;
     uint32_t length;
     uint64_t token;
+    /* Where its time goes (rc_engine_stats' latency decomposition), CLOCK_MONOTONIC ns: handed over by
+     * the producer, taken into the core, sent to the successor, stable here. 0 = not yet. */
+    uint64_t broadcast_ns, taken_ns, sent_ns, stable_ns;
 } engine_app;
 
 /* A delivery in the ring, with what its release frees. */
@@ -49,7 +53,9 @@ typedef struct engine_delivery_slot {
 typedef struct engine_own_sent {
     uint64_t seq;
     uint64_t bytes;
-    uint32_t count; /* application messages */
+    uint64_t first_app;      /* index of its first application message (the core's ref) */
+    uint32_t count;          /* application messages */
+    uint64_t sent_ns;        /* handed to the transport: the round-trip sample's start */
 } engine_own_sent;
 
 /* A single-producer single-consumer ring of fixed-size entries; head/tail count entries forever. */
@@ -84,6 +90,8 @@ struct rc_engine {
     uint64_t own_inflight_bytes; /* their payload bytes not yet delivered locally */
     uint64_t own_unstable_bytes; /* their payload bytes not yet stable here (the byte window, n > 1) */
     uint64_t own_unstable_apps;  /* and their count (at most half the window, n > 1) */
+    rc_window window;            /* the byte window's current size (settings.window_adaptive), rc_window.h */
+    uint64_t *window_origin_mark; /* per origin: origin_delivered when the window's epoch started */
     engine_own_sent *own_sent;   /* ring of own_sent_max: own LCR messages sent, not yet stable, in seq order */
     uint32_t own_sent_max;
     uint64_t own_sent_head, own_sent_tail;
@@ -112,6 +120,11 @@ struct rc_engine {
     uint64_t deliveries_reclaimed; /* engine thread: released slots already processed */
     int space_fd, delivery_fd;
     _Atomic bool producer_waiting;
+    /* Own payload bytes handed to rc_engine_broadcast and not yet stable (n = 1: not yet delivered), and the
+     * byte window they are admitted against: the window is checked where the producer hands a message
+     * over, so that no queue in front of it grows while the window is full (rc_engine_broadcast). */
+    _Atomic uint64_t admitted_bytes;
+    _Atomic uint64_t window_bytes_now;
     _Atomic bool sleeping;       /* the engine thread is (about to be) blocked in rc_io_wait */
     pthread_mutex_t wake_lock;   /* rc_io_wake from other threads vs rc_io_destroy at shutdown */
     bool io_alive;
@@ -157,8 +170,12 @@ void engine_record_forward_done(rc_engine *engine, uint64_t record);
 /* engine_send.c */
 int engine_send_process(rc_engine *engine, uint64_t now_ns);
 void engine_send_done(rc_engine *engine, uint64_t token);
-void engine_broadcasts_take(rc_engine *engine);
-bool engine_broadcast_admissible(rc_engine *engine);
+void engine_broadcasts_take(rc_engine *engine, uint64_t now_ns);
+void engine_admitted_release(rc_engine *engine, uint64_t bytes);
+void engine_own_stable_release(rc_engine *engine, uint64_t now_ns);
+void engine_window_progress(rc_engine *engine, uint64_t now_ns);
+bool engine_broadcast_admissible(rc_engine *engine, uint64_t now_ns);
+uint64_t engine_window_bytes(const rc_engine *engine);
 uint32_t engine_unsent_bytes_max(const rc_engine *engine);
 
 /* engine_deliver.c */

@@ -24,29 +24,56 @@ static void slot_give(uint32_t *free_list, uint32_t *free_count, uint32_t max, u
 
 /*
  * The byte window: own payload bytes taken and not yet stable here (their ACK came back around the ring),
- * rather than not yet delivered. One message is always admitted.
+ * rather than not yet delivered. One message is always admitted. Its size follows the ring's
+ * bandwidth-delay product (rc_window.h; settings.window_bytes is its maximum) unless window_adaptive is off.
  *
  * Why stability and not delivery: an own message is delivered only after every message before it in ≺
  * (§2.4.1), and for concurrent messages ≺ puts the higher ring position first, so a low position waits
  * longer for its own deliveries than a high one. A window released at delivery therefore turns over
- * faster at high positions. On the emulated 100 Mbit/s LAN (n = k = 5, 10 kB) every origin was bound by
- * the window and the shares rose with the position: 0.143–0.168 for 0–2, 0.27 for 3–4 (window 1 MiB, also
- * 2 and 4 MiB), and the links of the starved origins idled (link_starved_window_ms ≈ 10 s of 13), which
- * cost the efficiency. Stability takes the same path for every origin (n − 1 hops of data, one of ACK),
+ * faster at high positions, the shares rise with the position and the links of the starved origins idle
+ * (docs/tuning.md). Stability takes the same path for every origin (n − 1 hops of data, one of ACK),
  * so a window released there gives every origin the same rate, whatever the queues. The bound the byte
  * window exists for still holds: an origin has at most window_bytes on its way round the ring; messages
  * stable but not yet delivered wait in pending, bounded by the core's message window (released at
  * delivery, rc_lcr.h sizing rule 1).
  */
+uint64_t engine_window_bytes(const rc_engine *engine) {
+    if (engine->settings.nodes == 1 || !engine->settings.window_adaptive) return engine->settings.window_bytes;
+    return rc_window_bytes(&engine->window);
+}
+
 static bool window_bytes_full(const rc_engine *engine, uint32_t length) {
     uint64_t held = engine->settings.nodes == 1 ? engine->own_inflight_bytes : engine->own_unstable_bytes;
-    return held > 0 && held + length > engine->settings.window_bytes;
+    return held > 0 && held + length > engine_window_bytes(engine);
+}
+
+/* Once per pass: the window's epoch (rc_window.h), with the origins that had a delivery in it. */
+void engine_window_progress(rc_engine *engine, uint64_t now_ns) {
+    if (engine->settings.nodes == 1 || !engine->settings.window_adaptive) return;
+    uint32_t active = 0;
+    for (uint32_t i = 0; i < engine->settings.nodes; i++) active += engine->origin_delivered[i] != engine->window_origin_mark[i];
+    if (!rc_window_on_progress(&engine->window, now_ns, engine->stats.delivered_bytes, active)) return;
+    memcpy(engine->window_origin_mark, engine->origin_delivered, engine->settings.nodes * sizeof(uint64_t));
+    atomic_store_explicit(&engine->window_bytes_now, engine_window_bytes(engine), memory_order_seq_cst);
+    if (atomic_exchange_explicit(&engine->producer_waiting, false, memory_order_seq_cst)) {
+        engine_eventfd_signal(engine->space_fd); /* a larger window may admit what waits */
+    }
+}
+
+/* Bytes no longer held against the producer's admission (rc_engine_broadcast): wake it if it waits. */
+void engine_admitted_release(rc_engine *engine, uint64_t bytes) {
+    uint64_t before = atomic_fetch_sub_explicit(&engine->admitted_bytes, bytes, memory_order_seq_cst);
+    RC_ASSERT(before >= bytes);
+    atomic_store_explicit(&engine->window_bytes_now, engine_window_bytes(engine), memory_order_seq_cst);
+    /* seq_cst with rc_engine_broadcast's flag-then-recheck: either it sees the room, or we see it waiting. */
+    if (atomic_exchange_explicit(&engine->producer_waiting, false, memory_order_seq_cst)) {
+        engine_eventfd_signal(engine->space_fd);
+    }
 }
 
 /*
  * The same for the count: the core's send queue (`window` messages) is released at delivery, so when it
- * binds, it binds unequally, as above. Small messages hit it first (100 B: 256 messages are 25 KB): shares
- * 0.144–0.155 for positions 0–2 and 0.27–0.28 for 3–4 with windows of 256 and 1024. So the engine admits
+ * binds, it binds unequally, as above (small messages hit it first). So the engine admits
  * at most half the window not yet stable, which leaves the other half for messages stable and waiting for
  * their turn in ≺ (one more trip round the ring at most), and the core's limit stays a backstop.
  */
@@ -55,40 +82,48 @@ static bool window_count_full(const rc_engine *engine) {
            engine->own_unstable_apps >= (engine->settings.window + 1) / 2;
 }
 
-/* Releases the byte window of own LCR messages that became stable (cumulative: seq order). */
-static void own_stable_release(rc_engine *engine) {
+/* Releases the byte window of own LCR messages that became stable (cumulative: seq order), and samples the
+ * ring round trip and rate for the window's size. */
+void engine_own_stable_release(rc_engine *engine, uint64_t now_ns) {
     uint64_t stable = rc_lcr_stable_seq(engine->core, engine->settings.self);
+    uint64_t released = 0;
     while (engine->own_sent_head < engine->own_sent_tail) {
         const engine_own_sent *sent = &engine->own_sent[engine->own_sent_head % engine->own_sent_max];
         if (sent->seq > stable) break;
         RC_ASSERT(engine->own_unstable_bytes >= sent->bytes && engine->own_unstable_apps >= sent->count);
         engine->own_unstable_bytes -= sent->bytes;
         engine->own_unstable_apps -= sent->count;
+        rc_window_on_stable(&engine->window, now_ns, sent->sent_ns);
+        for (uint32_t i = 0; i < sent->count; i++) {
+            engine->apps[(sent->first_app + i) % engine->settings.window].stable_ns = now_ns;
+        }
+        released += sent->bytes;
         engine->own_sent_head++;
     }
+    if (released > 0) engine_admitted_release(engine, released);
 }
 
 /* True when the producer's next broadcast would be taken now: the ring has one and both windows have room.
  * The engine thread must not skip its wait for a broadcast that only a delivery can admit: it spun through
  * empty passes (millions per 10 s run at n = 5, counted as window_full) and took CPU from the other nodes
  * on a 2-core machine. */
-bool engine_broadcast_admissible(rc_engine *engine) {
+bool engine_broadcast_admissible(rc_engine *engine, uint64_t now_ns) {
     engine_spsc *ring = &engine->broadcast_ring;
     uint64_t head = atomic_load_explicit(&ring->head, memory_order_relaxed);
     uint64_t tail = atomic_load_explicit(&ring->tail, memory_order_acquire);
     if (head == tail || rc_lcr_send_queue_count(engine->core) >= engine->settings.window) return false;
-    own_stable_release(engine);
+    engine_own_stable_release(engine, now_ns);
     uint32_t length = engine->broadcast_slots[head % ring->capacity].length;
     return !window_count_full(engine) && !window_bytes_full(engine, length);
 }
 
 /* Moves broadcasts from the producer's ring into the core while its window has room. */
-void engine_broadcasts_take(rc_engine *engine) {
+void engine_broadcasts_take(rc_engine *engine, uint64_t now_ns) {
     engine_spsc *ring = &engine->broadcast_ring;
     uint64_t head = atomic_load_explicit(&ring->head, memory_order_relaxed);
     uint64_t tail = atomic_load_explicit(&ring->tail, memory_order_acquire);
     uint64_t taken = 0;
-    own_stable_release(engine);
+    engine_own_stable_release(engine, now_ns);
     while (head + taken < tail) {
         const engine_app *request = &engine->broadcast_slots[(head + taken) % ring->capacity];
         if (window_count_full(engine) || window_bytes_full(engine, request->length)) {
@@ -102,7 +137,9 @@ void engine_broadcasts_take(rc_engine *engine) {
             break;
         }
         RC_ASSERT(rc == 0);       /* lengths were checked in rc_engine_broadcast */
-        engine->apps[index % engine->settings.window] = *request;
+        engine_app *app = &engine->apps[index % engine->settings.window];
+        *app = *request;
+        app->taken_ns = now_ns;
         engine->apps_accepted++;
         engine->own_inflight_bytes += request->length;
         engine->own_unstable_bytes += request->length;
@@ -148,10 +185,14 @@ static int send_forward(rc_engine *engine, const rc_lcr_frame *frame) {
     return send_piece(engine, body, body_bytes, ENGINE_TOKEN(ENGINE_TOKEN_FORWARD, record));
 }
 
-static int send_own(rc_engine *engine, const rc_lcr_frame *frame) {
+static int send_own(rc_engine *engine, const rc_lcr_frame *frame, uint64_t now_ns) {
     const rc_lcr_message *m = &frame->message;
     uint32_t window = engine->settings.window;
-    for (uint32_t i = 0; i < m->count; i++) engine->own_lengths[i] = engine->apps[(m->ref + i) % window].length;
+    for (uint32_t i = 0; i < m->count; i++) {
+        engine_app *app = &engine->apps[(m->ref + i) % window];
+        engine->own_lengths[i] = app->length;
+        app->sent_ns = now_ns;
+    }
     uint32_t slot = slot_take(engine->own_free, &engine->own_free_count);
     uint8_t *header = engine->own_slots + (size_t)slot * engine->own_slot_bytes;
     int header_bytes = rc_wire_message_header_encode(header, engine->own_slot_bytes, engine->settings.nodes,
@@ -165,7 +206,7 @@ static int send_own(rc_engine *engine, const rc_lcr_frame *frame) {
     }
     RC_ASSERT(engine->own_sent_tail - engine->own_sent_head < engine->own_sent_max);
     engine->own_sent[engine->own_sent_tail++ % engine->own_sent_max] = (engine_own_sent){
-        .seq = m->seq, .bytes = m->bytes, .count = m->count};
+        .seq = m->seq, .bytes = m->bytes, .first_app = m->ref, .count = m->count, .sent_ns = now_ns};
     engine->stats.lcr_messages_sent++;
     return rc;
 }
@@ -219,7 +260,7 @@ int engine_send_process(rc_engine *engine, uint64_t now_ns) {
         starved_end(engine, now_ns);
         int rc;
         if (!frame.has_message) rc = send_hop(engine, RC_WIRE_TYPE_ACK, &frame, 0);
-        else if (frame.message.own) rc = send_own(engine, &frame);
+        else if (frame.message.own) rc = send_own(engine, &frame, now_ns);
         else rc = send_forward(engine, &frame);
         if (rc < 0) return rc;
         engine->stats.frames_out++;

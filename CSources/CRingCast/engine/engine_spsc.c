@@ -48,6 +48,18 @@ void engine_wake(rc_engine *engine) {
 
 /* ---- broadcasts: the application's producer thread ------------------------------------------ */
 
+/* A slot in the ring, and room for `length` more bytes in the byte window plus settings.staging_bytes (or
+ * nothing admitted at all). The staging bytes wait in the ring for the window: when an ACK frees the window,
+ * the engine thread takes the next message itself, without waiting for the producer's thread to wake up
+ * (with windows of a few messages, that hand-off left the links idle). */
+static bool broadcast_room(rc_engine *engine, uint64_t tail, uint32_t length) {
+    uint64_t head = atomic_load_explicit(&engine->broadcast_ring.head, memory_order_seq_cst);
+    if (tail - head >= engine->broadcast_ring.capacity) return false;
+    uint64_t admitted = atomic_load_explicit(&engine->admitted_bytes, memory_order_seq_cst);
+    uint64_t window = atomic_load_explicit(&engine->window_bytes_now, memory_order_acquire);
+    return admitted == 0 || admitted + length <= window + engine->settings.staging_bytes;
+}
+
 int rc_engine_broadcast(rc_engine *engine, const void *bytes, uint32_t length, uint64_t token) {
     RC_ASSERT(engine != NULL);
     int state = atomic_load_explicit(&engine->state, memory_order_acquire);
@@ -56,17 +68,14 @@ int rc_engine_broadcast(rc_engine *engine, const void *bytes, uint32_t length, u
     if (bytes == NULL && length > 0) return -EINVAL;
     engine_spsc *ring = &engine->broadcast_ring;
     uint64_t tail = atomic_load_explicit(&ring->tail, memory_order_relaxed);
-    uint64_t head = atomic_load_explicit(&ring->head, memory_order_acquire);
-    if (tail - head >= ring->capacity) {
-        atomic_store_explicit(&engine->producer_waiting, true, memory_order_release);
-        /* Re-check: the engine may have taken entries between our load and the flag. */
-        head = atomic_load_explicit(&ring->head, memory_order_acquire);
-        if (tail - head >= ring->capacity) return -EAGAIN;
+    if (!broadcast_room(engine, tail, length)) {
+        atomic_store_explicit(&engine->producer_waiting, true, memory_order_seq_cst);
+        /* Re-check: the engine may have taken entries or released bytes between our load and the flag. */
+        if (!broadcast_room(engine, tail, length)) return -EAGAIN;
     }
+    atomic_fetch_add_explicit(&engine->admitted_bytes, length, memory_order_acq_rel);
     engine_app *slot = &engine->broadcast_slots[tail % ring->capacity];
-    slot->bytes = bytes;
-    slot->length = length;
-    slot->token = token;
+    *slot = (engine_app){.bytes = bytes, .length = length, .token = token, .broadcast_ns = engine_now_ns()};
     atomic_store(&ring->tail, tail + 1);
     engine_wake(engine);
     return 0;

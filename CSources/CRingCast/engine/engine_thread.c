@@ -116,7 +116,7 @@ static uint64_t progress_mark(const rc_engine *e) {
 static int engine_pass(rc_engine *e, uint64_t now) {
     for (int round = 0; round < 16; round++) {
         uint64_t before = progress_mark(e);
-        engine_broadcasts_take(e);
+        engine_broadcasts_take(e, now);
         int rc = engine_recv_process(e);
         if (rc < 0) return rc;
         if (e->settings.nodes == 1) {
@@ -125,18 +125,20 @@ static int engine_pass(rc_engine *e, uint64_t now) {
         }
         rc = engine_send_process(e, now);
         if (rc < 0) return rc;
+        engine_own_stable_release(e, now); /* before delivering: an own message's stable time precedes its delivery */
         engine_deliver_process(e);
         engine_deliveries_reclaim(e);
         engine_record_release(e);
         if (progress_mark(e) == before) break;
     }
+    engine_window_progress(e, now);
     engine_stats_publish(e, now, false);
     return stall_check(e, now, progress_mark(e));
 }
 
 /* True when the producer or the consumer left work that needs no transport event to proceed. */
-static bool work_waiting(rc_engine *e) {
-    bool broadcasts = engine_broadcast_admissible(e);
+static bool work_waiting(rc_engine *e, uint64_t now) {
+    bool broadcasts = engine_broadcast_admissible(e, now);
     bool released = atomic_load(&e->delivery_ring.head) != e->deliveries_reclaimed;
     return broadcasts || released;
 }
@@ -151,7 +153,7 @@ static int engine_sleep(rc_engine *e, rc_io_event *events, uint32_t max, uint64_
         timeout = since >= heartbeat ? 0 : (int64_t)(heartbeat - since);
     }
     atomic_store(&e->sleeping, true);
-    if (!atomic_load(&e->freeze_requested) && atomic_load(&e->state) != RC_ENGINE_FAILED && work_waiting(e)) {
+    if (!atomic_load(&e->freeze_requested) && atomic_load(&e->state) != RC_ENGINE_FAILED && work_waiting(e, now)) {
         timeout = 0;
     } /* checked after announcing sleep: no wake-up is lost */
     int count = rc_io_wait(e->io, events, max, timeout);

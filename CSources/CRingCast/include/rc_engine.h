@@ -40,6 +40,7 @@ extern "C" {
 #define RC_ENGINE_DELIVERY_RING_MAX (1u << 22)
 #define RC_ENGINE_HEARTBEAT_MS_MAX 60000u
 
+
 /** One application message handed to the application, in total order. */
 typedef struct rc_engine_delivery {
     const uint8_t *bytes;  /**< the payload, in place; valid until released (or the handler returns). */
@@ -62,9 +63,16 @@ typedef struct rc_engine_settings {
 
     uint32_t window;              /**< own application messages broadcast and not yet delivered locally; at
                                        most half of them not yet stable (see engine_send.c). */
-    uint32_t window_bytes;        /**< own payload bytes broadcast and not yet stable, i.e. on their way round
-                                       the ring (one message is always admitted, so a message larger than this
-                                       still goes). Released at stability, not delivery: see engine_send.c. */
+    uint32_t window_bytes;        /**< own payload bytes broadcast and not yet stable, i.e. handed to
+                                       rc_engine_broadcast and not yet back round the ring (one message is
+                                       always admitted, so a message larger than this still goes). Released at
+                                       stability, not delivery: see engine_send.c. With window_adaptive, the
+                                       maximum of the window rc_window.h sizes from the ring. */
+    uint32_t staging_bytes;       /**< bytes rc_engine_broadcast admits beyond the byte window: they wait in the
+                                       broadcast ring, so that the engine thread refills the window itself when an
+                                       ACK frees it, without waiting for the producer's thread (engine_spsc.c). */
+    bool window_adaptive;         /**< size the byte window from the ring's measured round trip and rate
+                                       (rc_window.h) instead of holding window_bytes in flight. */
     uint32_t batch_count_max;     /**< application messages per LCR message (1 = no batching). */
     uint32_t batch_bytes_max;     /**< payload bytes per LCR message. */
     bool fairness;                /**< §2.5.2. */
@@ -85,7 +93,7 @@ typedef struct rc_engine_settings {
     void *deliver_context;
 } rc_engine_settings;
 
-/** Defaults: window 1024 messages and 1 MiB, broadcast ring 64, stall 5 s, batches of ≤ 64 messages / 64 KiB, fairness on, receive buffer
+/** Defaults: window 1024 messages and 1 MiB (adaptive: rc_window.h's defaults below 1 MiB), broadcast ring 64, stall 5 s, batches of ≤ 64 messages / 64 KiB, fairness on, receive buffer
  *  derived, heartbeat 100 ms, connect timeout 10 s, zero-copy off, congestion control cubic. nodes/self/addresses are the caller's. */
 void rc_engine_settings_default(rc_engine_settings *settings);
 
@@ -116,6 +124,19 @@ typedef struct rc_engine_stats {
     uint64_t own_held;               /**< frames where fairness forwarded although an own message was ready. */
     uint64_t ack_only_frames;        /**< frames with ACKs and no message. */
     uint64_t congestion_refused;     /**< sockets on the system's congestion control: `congestion` was refused. */
+    /* The byte window (rc_window.h) as it stands. */
+    uint64_t window_bytes_now;       /**< current byte window. */
+    uint64_t ring_rtt_min_ns;        /**< unloaded ring round trip of own messages (sent → stable), 0 before any. */
+    /* Where own messages' time went, summed over own application messages delivered (divide by
+     * own_latency_samples for the means): handed over by the producer → taken into the core (waiting in
+     * the broadcast ring for the window), → sent to the successor (the core's send queue: fairness, the
+     * link), → stable here (the ring round trip: socket buffers, qdiscs, links, the other processes) →
+     * delivered here (pending: waiting for the messages before it in ≺). */
+    uint64_t own_latency_samples;
+    uint64_t own_admit_wait_ns;
+    uint64_t own_send_wait_ns;
+    uint64_t own_ring_trip_ns;
+    uint64_t own_deliver_wait_ns;
 } rc_engine_stats;
 
 typedef struct rc_engine rc_engine;
@@ -150,7 +171,9 @@ rc_engine_state rc_engine_status(const rc_engine *engine, int *error);
 /**
  * Hands one application message to the engine (producer thread only). `bytes` must stay untouched
  * until the own delivery carrying `token` is released. Returns 0; -EAGAIN when full (wait on
- * rc_engine_space_fd); -EMSGSIZE beyond batch_bytes_max; -EPIPE when the engine is stopped or failed.
+ * rc_engine_space_fd): the broadcast ring is full, or the bytes handed over and not yet stable would exceed
+ * the byte window by more than staging_bytes (one message is always admitted), so that backpressure reaches the caller instead of
+ * a queue growing in front of the window; -EMSGSIZE beyond batch_bytes_max; -EPIPE when the engine is stopped or failed.
  */
 int rc_engine_broadcast(rc_engine *engine, const void *bytes, uint32_t length, uint64_t token);
 /** eventfd that becomes readable when broadcast space may have freed (read it to clear). */

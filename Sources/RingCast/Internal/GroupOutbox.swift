@@ -25,6 +25,7 @@ final class GroupOutbox: Sendable {
 
     private struct State {
         var queue = FIFO<Item>()
+        var queueBytes = 0
         var inFlight = FIFO<Item>()
         var waiters = FIFO<Waiter>()
         var nextToken: UInt64 = 1
@@ -36,12 +37,19 @@ final class GroupOutbox: Sendable {
 
     let capacity: Int
     let payloadBytesMax: Int
+    /// Payload bytes the queue admits in front of the engine (`Node.Limits.stagingBytes`; one message is always
+    /// admitted). The engine checks its byte window where a message is handed over (`rc_engine_broadcast`), so a
+    /// full window stops the pump and, once these bytes are queued, `broadcast()` waits: backpressure reaches the
+    /// caller, and what waits here is a few milliseconds of the ring's rate (16 KiB is 5 ms at a 25 Mbit/s share),
+    /// instead of `capacity` messages that add latency and no throughput.
+    let queueBytesMax: Int
     private let state = Mutex(State())
     let wake: WakePipe
 
-    init(capacity: Int, payloadBytesMax: Int) throws(RingCastError) {
-        precondition(capacity > 0)
+    init(capacity: Int, payloadBytesMax: Int, queueBytesMax: Int) throws(RingCastError) {
+        precondition(capacity > 0 && queueBytesMax >= 0)
         self.capacity = capacity
+        self.queueBytesMax = queueBytesMax
         self.payloadBytesMax = payloadBytesMax
         wake = try WakePipe()
     }
@@ -53,13 +61,20 @@ final class GroupOutbox: Sendable {
             throw .payloadTooLarge(bytes: payload.count, limit: payloadBytesMax)
         }
         let id: UInt64
+        var handedOver = false
         let fast: Result<UInt64, RingCastError>? = state.withLock { state in
             if let closed = state.closed { return .failure(closed) }
-            guard state.waiters.isEmpty, state.queue.count < capacity else { return nil }
-            return .success(Self.enqueue(payload, &state))
+            guard state.waiters.isEmpty, admits(payload.count, state) else { return nil }
+            let token = Self.enqueue(payload, &state)
+            // Nothing queued before it: hand it to the engine on the caller's thread, under the lock that makes
+            // every rc_engine_broadcast call come from one thread at a time (the ring's single producer). The pump
+            // thread is woken only for what the engine refused: a thread hop per message left the window
+            // unrefilled long enough, on a loaded host, that the links idled.
+            if state.queue.count == 1, let engine = state.engine, Self.handOver(engine, &state) { handedOver = true }
+            return .success(token)
         }
         if let fast {
-            wake.signal()
+            if !handedOver { wake.signal() }
             return try fast.get()
         }
         id = state.withLock { state in
@@ -70,7 +85,7 @@ final class GroupOutbox: Sendable {
             await withCheckedContinuation { (continuation: CheckedContinuation<Result<UInt64, RingCastError>, Never>) in
                 let immediate: Result<UInt64, RingCastError>? = state.withLock { state in
                     if let closed = state.closed { return .failure(closed) }
-                    if state.waiters.isEmpty && state.queue.count < capacity {
+                    if state.waiters.isEmpty && admits(payload.count, state) {
                         return .success(Self.enqueue(payload, &state))
                     }
                     if Task.isCancelled { return .failure(.cancelled) }
@@ -88,17 +103,23 @@ final class GroupOutbox: Sendable {
         return try outcome.get()
     }
 
+    private func admits(_ bytes: Int, _ state: State) -> Bool {
+        state.queue.isEmpty || (state.queue.count < capacity && state.queueBytes + bytes <= queueBytesMax)
+    }
+
     private static func enqueue(_ payload: [UInt8], _ state: inout State) -> UInt64 {
         let token = state.nextToken
         state.nextToken += 1
         state.queue.append(Item(token: token, payload: payload))
+        state.queueBytes += payload.count
         return token
     }
 
     /// Lets waiting `broadcast()` calls into the queue as room frees; returns the continuations to resume.
     private func admitWaiters(_ state: inout State) -> [(CheckedContinuation<Result<UInt64, RingCastError>, Never>, UInt64)] {
         var admitted: [(CheckedContinuation<Result<UInt64, RingCastError>, Never>, UInt64)] = []
-        while state.queue.count < capacity, let waiter = state.waiters.popFirst() {
+        while let waiter = state.waiters.first, admits(waiter.payload.count, state) {
+            _ = state.waiters.popFirst()
             admitted.append((waiter.continuation, Self.enqueue(waiter.payload, &state)))
         }
         return admitted
@@ -110,23 +131,39 @@ final class GroupOutbox: Sendable {
     /// (`engineFull` carries the engine's space eventfd, readable once it took broadcasts).
     enum Progress { case idle, engineFull(spaceFD: Int32), noEngine, closed }
 
+    /// Hands the head of the queue to `engine` (under the lock). Returns false, leaving it queued, when the engine
+    /// refused it; `result` gets rc_engine_broadcast's answer.
+    private static func handOver(_ engine: EngineHandle, _ state: inout State, result: inout Int32) -> Bool {
+        guard let head = state.queue.first else { return false }
+        // The pointer outlives the closure on purpose: the array stays retained in `inFlight` until its own
+        // delivery, so its storage does not move (the same contract as Node's broadcasts).
+        result = head.payload.withUnsafeBytes { bytes in
+            rc_engine_broadcast(engine.pointer, bytes.baseAddress ?? UnsafeRawPointer(("" as StaticString).utf8Start),
+                                UInt32(bytes.count), head.token)
+        }
+        guard result == 0 else { return false }
+        let item = state.queue.popFirst()!
+        state.queueBytes -= item.payload.count
+        state.inFlight.append(item)
+        return true
+    }
+
+    private static func handOver(_ engine: EngineHandle, _ state: inout State) -> Bool {
+        var result: Int32 = 0
+        return handOver(engine, &state, result: &result)
+    }
+
     func pump() -> Progress {
         var resumed: [(CheckedContinuation<Result<UInt64, RingCastError>, Never>, UInt64)] = []
         let progress: Progress = state.withLock { state in
             if state.closed != nil { return .closed }
             guard let engine = state.engine else { return .noEngine }
-            while let head = state.queue.first {
-                // The pointer outlives the closure on purpose: the array stays retained in `inFlight` until its
-                // own delivery, so its storage does not move (the same contract as Node's broadcasts).
-                let result = head.payload.withUnsafeBytes { bytes in
-                    rc_engine_broadcast(engine.pointer, bytes.baseAddress ?? UnsafeRawPointer(("" as StaticString).utf8Start),
-                                        UInt32(bytes.count), head.token)
-                }
-                guard result == 0 else {
+            var result: Int32 = 0
+            while !state.queue.isEmpty {
+                guard Self.handOver(engine, &state, result: &result) else {
                     resumed += admitWaiters(&state)
                     return result == -EAGAIN ? .engineFull(spaceFD: rc_engine_space_fd(engine.pointer)) : .noEngine
                 }
-                state.inFlight.append(state.queue.popFirst()!)
             }
             resumed += admitWaiters(&state)
             return .idle
@@ -186,6 +223,7 @@ final class GroupOutbox: Sendable {
             state.inFlight = kept
             while let item = state.queue.popFirst() { back.append(item) }
             for item in back { state.queue.append(item) }
+            state.queueBytes = back.reduce(0) { $0 + $1.payload.count }
         }
     }
 
@@ -198,6 +236,7 @@ final class GroupOutbox: Sendable {
             while let item = state.inFlight.popFirst() { back.append(item) }
             while let item = state.queue.popFirst() { back.append(item) }
             for item in back { state.queue.append(item) }
+            state.queueBytes = back.reduce(0) { $0 + $1.payload.count }
         }
     }
 

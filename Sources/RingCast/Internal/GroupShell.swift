@@ -95,7 +95,8 @@ final class GroupShell: @unchecked Sendable {
         // A staging area as small as the engine's broadcast ring: the engine's windows are the backpressure, and
         // a bigger queue here would only add latency (and cool-down time) in front of them.
         outbox = try GroupOutbox(capacity: configuration.limits.broadcastRingMax,
-                                 payloadBytesMax: configuration.limits.batchBytesMax)
+                                 payloadBytesMax: configuration.limits.batchBytesMax,
+                                 queueBytesMax: configuration.limits.stagingBytes)
         sink = DeliverySink(handler: handler, outbox: outbox)
         wake = try WakePipe()
         stopPipe = try WakePipe()
