@@ -100,7 +100,7 @@ final class MembershipSimCore {
                 }
                 input.ack_count = UInt32(frame.acks.count)
                 input.acks = acks.baseAddress
-                return rc_lcr_on_frame(core, &input, nil)
+                return rc_lcr_on_frame(core, &input, nil, nil)
             }
         }
     }

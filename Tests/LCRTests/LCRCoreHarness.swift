@@ -44,9 +44,15 @@ final class LCRCore {
     }
 
     func receive(_ frame: Frame) -> (rc: Int32, forwarded: Bool) {
-        var forwarded = false
-        let rc = frame.withCFrame { rc_lcr_on_frame(core, $0, &forwarded) }
-        return (rc, forwarded)
+        let outcome = receiveReporting(frame)
+        return (outcome.rc, outcome.forwarded)
+    }
+
+    /// rc_lcr_on_frame with both out-parameters: will the message be forwarded, was it a duplicate.
+    func receiveReporting(_ frame: Frame) -> (rc: Int32, forwarded: Bool, duplicate: Bool) {
+        var forwarded = false, duplicate = false
+        let rc = frame.withCFrame { rc_lcr_on_frame(core, $0, &forwarded, &duplicate) }
+        return (rc, forwarded, duplicate)
     }
 
     func deliveries() -> [Frame.Message] {

@@ -79,6 +79,10 @@ struct LCRCoreTests {
         #expect(p1.receive(m0) == (0, true))
         #expect(p1.receive(m0).rc == 0)
         #expect(p1.stats.duplicates_ignored == 1)
+        // The core says so itself, so the engine need not diff its statistics to find out.
+        let again = p1.receiveReporting(m0)
+        #expect(again.rc == 0 && again.duplicate && !again.forwarded)
+        #expect(p1.stats.duplicates_ignored == 2)
         #expect(p1.pendingCount == 1)
         #expect(p1.forwardQueueCount == 1)
     }
@@ -94,9 +98,14 @@ struct LCRCoreTests {
         ]
         for frame in bad { #expect(p1.receive(frame).rc == -EPROTO) }
         #expect(p1.stats.frames_rejected == UInt64(bad.count))
+        // Each refusal says why (one count per reason, as TigerBeetle's ignore_* predicates do).
+        let stats = p1.stats
+        #expect(stats.rejected_foreign_origin == 1 && stats.rejected_own_returned == 1 && stats.rejected_gap == 1)
+        #expect(stats.rejected_malformed == 1 && stats.rejected_ack_unreceived == 1)
         #expect(p1.pendingCount == 0 && p1.forwardQueueCount == 0)
         // The core still works after bad input.
-        #expect(p1.receive(Frame(message: .init(origin: 0, seq: 1, clock: [1, 0, 0, 0]))).rc == 0)
+        let accepted = p1.receiveReporting(Frame(message: .init(origin: 0, seq: 1, clock: [1, 0, 0, 0])))
+        #expect(accepted.rc == 0 && !accepted.duplicate)
     }
 
     @Test func fullForwardQueueRefusesAndKeepsNothing() throws {

@@ -45,7 +45,7 @@ import Testing
         let stamp = Stamp(origin: frame.message.origin, clock: (0..<3).map { frame.message.clock[$0] })
         if let receiver {
             var forwarded = false
-            try #require(rc_lcr_on_frame(receiver.core, &frame, &forwarded) == 0)
+            try #require(rc_lcr_on_frame(receiver.core, &frame, &forwarded, nil) == 0)
         }
         return stamp
     }

@@ -107,7 +107,7 @@ final class LCRRing {
         }
         for position in 0..<nodes where linkFull[position] {
             let successor = cores[(position + 1) % nodes]
-            let status = rc_lcr_on_frame(successor, linkFrames + position, nil)
+            let status = rc_lcr_on_frame(successor, linkFrames + position, nil, nil)
             if status == 0 {
                 linkFull[position] = false
                 framesMoved += 1

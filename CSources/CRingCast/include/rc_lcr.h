@@ -150,7 +150,12 @@ typedef struct rc_lcr_stats {
     uint64_t delivered_apps;      /**< application messages delivered. */
     uint64_t duplicates_ignored;  /**< received messages with seq ≤ C[origin] (Fig. 2.5 line 10). */
     uint64_t frames_refused;      /**< rc_lcr_on_frame calls answered -EAGAIN. */
-    uint64_t frames_rejected;     /**< rc_lcr_on_frame calls answered -EPROTO. */
+    uint64_t frames_rejected;     /**< rc_lcr_on_frame calls answered -EPROTO: the sum of the five below. */
+    uint64_t rejected_malformed;      /**< -EPROTO: too many ACKs, a zero count or seq, C_m[origin] ≠ seq. */
+    uint64_t rejected_foreign_origin; /**< -EPROTO: a message or ACK origin outside this view. */
+    uint64_t rejected_own_returned;   /**< -EPROTO: an own message came back (it stops one hop earlier). */
+    uint64_t rejected_gap;            /**< -EPROTO: seq > C[origin] + 1, which FIFO links never produce. */
+    uint64_t rejected_ack_unreceived; /**< -EPROTO: an ACK for a message never received. */
     uint64_t own_held;            /**< next_frame calls where an own message was ready and fairness forwarded instead. */
 } rc_lcr_stats;
 
@@ -174,13 +179,16 @@ int rc_lcr_broadcast(rc_lcr *core, rc_ref ref, uint32_t bytes);
 /**
  * Rreceive from the predecessor (Fig. 2.5 lines 9–23): the message, if any, is handled first, then
  * the ACKs. `forwarded` (may be NULL) is set to true when the message will be forwarded, so the caller
- * knows whether to wait for that before releasing its bytes.
+ * knows whether to wait for that before releasing its bytes. `duplicate` (may be NULL) is set to true
+ * when the frame's message was seen before and ignored (line 10): the core holds no reference to it,
+ * so the caller may release its bytes at once.
  * Returns 0 (also for an ignored duplicate); -EAGAIN when the forward queue or pending is full
  * (nothing changed: hold the frame, stop reading, retry after sending/delivering); -EPROTO for a frame
  * that cannot come from a correct predecessor in this view (origin out of range, a seq gap, an own
- * message coming back, an ACK for a message never received) — the core is unchanged.
+ * message coming back, an ACK for a message never received) — the core is unchanged, and the reason
+ * is counted in rc_lcr_stats (rejected_…).
  */
-int rc_lcr_on_frame(rc_lcr *core, const rc_lcr_frame *frame, bool *forwarded);
+int rc_lcr_on_frame(rc_lcr *core, const rc_lcr_frame *frame, bool *forwarded, bool *duplicate);
 
 /**
  * The next frame for the successor, chosen by fairness among the forward queue and the send queue,
