@@ -66,15 +66,16 @@ extension MembershipSimWorld {
         guard let core = member.core, let view = member.coreView else {
             return violation(.protocol, "\(member.id) was told to freeze without a running ring")
         }
-        var recovery = Membership.Recovery<[MembershipAppID]>(nodes: view.members.count, received: core.clock)
         var ownPending = 0
+        var pending: [Membership.Recovery<[MembershipAppID]>.Entry] = []
         for entry in core.pending() {
             guard let batch = batchOf[BatchKey(viewID: view.id, origin: entry.origin, seq: entry.seq)] else {
                 return violation(.protocol, "\(member.id) holds an LCR message nobody sent")
             }
             if entry.own { ownPending += Int(entry.count) }
-            recovery.add(.init(origin: entry.origin, seq: entry.seq, clock: entry.clock, payload: batches[batch]))
+            pending.append(.init(origin: entry.origin, seq: entry.seq, clock: entry.clock, payload: batches[batch]))
         }
+        let recovery = Membership.Recovery(nodes: view.members.count, frozen: core.clock, pending: pending)
         let unsent = core.sendQueueCount - ownPending
         precondition(unsent >= 0 && unsent <= member.ownApps.count, "the send queue holds own messages only")
         member.waiting = Array(member.ownApps.suffix(unsent)) + member.waiting
