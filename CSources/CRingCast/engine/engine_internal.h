@@ -153,6 +153,8 @@ void engine_wake(rc_engine *engine);
 int engine_recv_process(rc_engine *engine);
 void engine_record_release(rc_engine *engine);
 void engine_record_forward_done(rc_engine *engine, uint64_t record);
+const uint8_t *engine_record_body(rc_engine *engine, uint64_t record, uint32_t *body_bytes);
+engine_record *engine_record_get(rc_engine *engine, uint64_t record);
 
 /* engine_send.c */
 int engine_send_process(rc_engine *engine, uint64_t now_ns);
@@ -165,15 +167,13 @@ uint32_t engine_unsent_bytes_max(const rc_engine *engine);
 void engine_deliver_process(rc_engine *engine);
 void engine_deliveries_reclaim(rc_engine *engine);
 
-const uint8_t *engine_record_body(rc_engine *engine, uint64_t record, uint32_t *body_bytes);
-engine_record *engine_record_get(rc_engine *engine, uint64_t record);
-
 /* engine_freeze.c */
 bool engine_freeze_step(rc_engine *engine, uint64_t now_ns);
 void engine_freeze_release_port(rc_engine *engine);
 void engine_freeze_done(rc_engine *engine);
 
-/* engine.c */
+/* engine.c: the leaves every other engine file uses (engine_thread.c holds create/destroy). */
+bool engine_settings_complete(rc_engine_settings *settings);
 uint64_t engine_now_ns(void);
 void engine_fail(rc_engine *engine, int error);
 void engine_stats_publish(rc_engine *engine, uint64_t now_ns, bool force);
