@@ -163,6 +163,18 @@ void engine_broadcasts_take(rc_engine *engine);
 bool engine_broadcast_admissible(rc_engine *engine);
 uint32_t engine_unsent_bytes_max(const rc_engine *engine);
 
+/* engine_views.c: the application messages of one LCR message, one view at a time. */
+typedef struct engine_app_views {
+    rc_engine *engine;
+    rc_wire_app_iter wire; /* a received message's block in the receive buffer */
+    uint64_t ref;          /* rc_lcr_message.ref: the first own app index, or the record */
+    uint32_t origin, count, next;
+    bool own;
+} engine_app_views;
+void engine_app_views_init(engine_app_views *views, rc_engine *engine, uint32_t origin, bool own, uint64_t ref,
+                           uint32_t count);
+bool engine_app_views_next(engine_app_views *views, rc_engine_delivery *out);
+
 /* engine_deliver.c */
 void engine_deliver_process(rc_engine *engine);
 void engine_deliveries_reclaim(rc_engine *engine);
