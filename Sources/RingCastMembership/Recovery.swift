@@ -94,8 +94,11 @@ extension Membership {
         /// Entries held now.
         public var count: Int { held.reduce(0) { $0 + $1.count } }
 
-        /// Fig. 2.7 lines 8–10 at a member that receives recovery data:
-        /// > for each m ∈ M: if C_m[l] > C[l] then add m to pending
+        /// Fig. 2.7 lines 8–11 at a member that receives recovery data (§2.4.3):
+        /// > Upon receiving this list, every process adds to its pending list the messages it did not yet
+        /// > receive.
+        ///
+        /// Line 10 is the test `if C_m[l] > C[l]`, with C the clock frozen at the view change.
         ///
         /// Keeps `entry` unless ``ignoreAdd(_:)`` names a reason to refuse it. An entry at
         /// received[origin] + 1 extends `received`, also over out-of-order entries kept earlier that are

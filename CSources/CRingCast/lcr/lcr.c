@@ -212,7 +212,10 @@ static void message_accept(rc_lcr *core, const rc_lcr_message *m, bool *forwarde
     *forwarded = true;
 }
 
-/* Fig. 2.5 lines 19–23, with the guard of line 20 on forwarding only (see rc_lcr.h). */
+/* Fig. 2.5 lines 19–23, with the guard of line 20 on forwarding only (deviation 1 in rc_lcr.h). §2.4.2:
+ * "Upon receiving this ACK message, each process knows (1) that m_i is stable, and (2) that it already
+ * received all messages that are ordered before m_i." The ACK is cumulative (deviation 6) and waits in
+ * the ACK log behind the forwards received before it (deviation 5). */
 static void ack_accept(rc_lcr *core, const rc_lcr_ack *ack) {
     if (ack->seq <= core->stable_seq[ack->origin]) return; /* already known: nothing to pass on */
     core->stable_seq[ack->origin] = ack->seq;
