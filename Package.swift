@@ -20,6 +20,8 @@ let package = Package(
     products: [
         // The C hot path, for the Benchmarks/ package (and, later, the RingCast library).
         .library(name: "CRingCast", targets: ["CRingCast"]),
+        // The sans-IO C core alone (LCR and the wire codec), without liburing.
+        .library(name: "CRingCastCore", targets: ["CRingCastCore"]),
         .library(name: "RingCast", targets: ["RingCast"]),
         .library(name: "RingCastMembership", targets: ["RingCastMembership"]),
         .executable(name: "ringperf", targets: ["ringperf"]),
@@ -48,10 +50,19 @@ let package = Package(
             providers: [.apt(["libssl-dev"])]
         ),
 
-        // The hot path. Swift sees only the rc_*.h headers in include/; liburing and OpenSSL stay inside.
+        // The sans-IO core: the LCR protocol (lcr/) and the wire codec (wire/). No liburing, no OpenSSL, no
+        // system calls: that it builds without them is what "sans-IO" means here.
+        .target(
+            name: "CRingCastCore",
+            path: "CSources/CRingCastCore",
+            cSettings: cSettings
+        ),
+        // The hot path over the core: transport (io/), engine, simulator and ringperf. Swift sees only the
+        // rc_*.h headers of both include/ folders (rc_engine.h and rc_sim.h include rc_lcr.h, so
+        // `import CRingCast` sees the core's too); liburing and OpenSSL stay inside.
         .target(
             name: "CRingCast",
-            dependencies: ["CLibUring", "COpenSSL"],
+            dependencies: ["CRingCastCore", "CLibUring", "COpenSSL"],
             path: "CSources/CRingCast",
             cSettings: cSettings
         ),

@@ -38,7 +38,8 @@
  *   - every queue has a maximum fixed at init; at the limit the call returns -EAGAIN and changes
  *     nothing (backpressure), never drops.
  *
- * Paper map: Fig. 2.5 line → code (lcr/*.c; the test that pins the line, in Tests/LCRTests/LCRCoreTests.swift).
+ * Paper map: Fig. 2.5 line → code (the .c files of CSources/CRingCastCore/lcr/) and the test that pins
+ * the line (Tests/LCRTests/LCRCoreTests.swift).
  *   1–4    initialize                     rc_lcr_init (one core per view; C and pending start empty)
  *   5      utoBroadcast(m)                rc_lcr_broadcast: queues m in the send queue (§2.5.2)
  *   6      C[i] ← C[i] + 1                own_take                                 (deviation 3)
