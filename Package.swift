@@ -57,6 +57,8 @@ let package = Package(
             path: "CSources/CRingCastCore",
             cSettings: cSettings
         ),
+        // The one Swift wrapper of the LCR core, for the simulator and the tests.
+        .target(name: "RingCastLCR", dependencies: ["CRingCastCore"], swiftSettings: swiftSettings),
         // The hot path over the core: transport (io/), engine, simulator and ringperf. Swift sees only the
         // rc_*.h headers of both include/ folders (rc_engine.h and rc_sim.h include rc_lcr.h, so
         // `import CRingCast` sees the core's too); liburing and OpenSSL stay inside.
@@ -84,6 +86,7 @@ let package = Package(
             name: "RingCastSimKit",
             dependencies: [
                 "CRingCast",
+                "RingCastLCR",
                 "RingCastMembership",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
@@ -121,9 +124,9 @@ let package = Package(
         .testTarget(name: "BenchTests", dependencies: ["RingCastBenchKit"], swiftSettings: swiftSettings),
         .testTarget(name: "TransportTests", dependencies: ["CRingCast"], swiftSettings: swiftSettings),
         .testTarget(name: "RingPerfTests", dependencies: ["RingPerfKit"], swiftSettings: swiftSettings),
-        .testTarget(name: "LCRTests", dependencies: ["CRingCast"], swiftSettings: swiftSettings),
+        .testTarget(name: "LCRTests", dependencies: ["CRingCast", "RingCastLCR"], swiftSettings: swiftSettings),
         .testTarget(name: "WireTests", dependencies: ["CRingCast"], swiftSettings: swiftSettings),
-        .testTarget(name: "SimTests", dependencies: ["RingCastSimKit", "CRingCast"], swiftSettings: swiftSettings),
+        .testTarget(name: "SimTests", dependencies: ["RingCastSimKit", "CRingCast", "RingCastLCR"], swiftSettings: swiftSettings),
         .testTarget(name: "ToolsTests", swiftSettings: swiftSettings),
         .testTarget(name: "MembershipTests", dependencies: ["RingCastMembership", "CRingCast"], swiftSettings: swiftSettings),
     ]

@@ -1,5 +1,9 @@
 import CRingCast
+import RingCastLCR
 import Testing
+
+/// The tests' name for the shared wrapper's frame (RingCastLCR).
+typealias Frame = LCRFrame
 
 // Unit tests of the sans-IO LCR core against the thesis (001_…, §2.4, Fig. 2.5, §2.5.2) and rc_lcr.h.
 // Whole-ring behaviour (Fig. 2.6, Theorem 2.5.1, random schedules) is in SimTests.
@@ -212,7 +216,7 @@ struct LCRCoreTests {
         #expect(p1.receive(Frame(message: nil, acks: sentAck.acks)).rc == 0)
         let forwardedAck = try #require(p1.nextFrame())
         #expect(forwardedAck.message == nil && forwardedAck.acks.map(\.origin) == [0] && forwardedAck.acks.map(\.seq) == [1])
-        #expect(rc_lcr_stable_seq(p1.core, 0) == 1)
+        #expect(rc_lcr_stable_seq(p1.pointer, 0) == 1)
         #expect(p1.nextFrame() == nil)
     }
 
@@ -225,7 +229,7 @@ struct LCRCoreTests {
         let m1 = Frame.Message(origin: 1, seq: 1, clock: [0, 1, 0, 0])
         #expect(p0.receive(Frame(message: m3)) == (0, true))
         #expect(p0.receive(Frame(message: m1)) == (0, false)) // p0 is m1's origin's predecessor: stable here
-        #expect(rc_lcr_stable_seq(p0.core, 1) == 1 && rc_lcr_stable_seq(p0.core, 3) == 0)
+        #expect(rc_lcr_stable_seq(p0.pointer, 1) == 1 && rc_lcr_stable_seq(p0.pointer, 3) == 0)
         #expect(p0.deliveries().isEmpty) // m3 ≺ m1 is first, and not stable
         #expect(p0.pendingCount == 2)
         #expect(p0.receive(Frame(message: nil, acks: [rc_lcr_ack(origin: 3, seq: 1)])).rc == 0)
