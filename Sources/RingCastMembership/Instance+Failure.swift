@@ -195,7 +195,7 @@ extension Membership.Instance {
             return send(.decide(fromView: decision.fromView, value: decision.value), to: joiner)
         }
         if !joiners.contains(joiner) {
-            assert(view.members.count + joiners.count < Membership.membersMax)
+            precondition(view.members.count + joiners.count < Membership.membersMax, "ignoreJoin checked the room")
             joiners.append(joiner)
             joiners.sort()
         }

@@ -111,7 +111,7 @@ extension Membership {
                 return false
             }
             let origin = Int(entry.origin)
-            assert(entry.seq > frozen[origin] && held[origin][entry.seq] == nil)
+            precondition(entry.seq > frozen[origin] && held[origin][entry.seq] == nil, "ignoreAdd let through only new entries")
             held[origin][entry.seq] = entry
             while held[origin][received[origin] + 1] != nil { received[origin] += 1 }
             return true

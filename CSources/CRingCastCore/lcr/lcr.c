@@ -195,10 +195,10 @@ static void message_accept(rc_lcr *core, const rc_lcr_message *m, bool *forwarde
         .seq = m->seq, .bytes = m->bytes, .ref = m->ref, .origin = m->origin,
         .burst_size = m->burst_size, .count = m->count, .clock_slot = slot, .own = false,
     };
-    lcr_pending_insert(core, &entry);
+    lcr_pending_insert(core, &entry); /* line 13 (or 15: `stable` is derived, lcr_internal.h) */
     core->clock[m->origin] = m->seq; /* line 18 */
     lcr_fairness_on_receive(core, m->origin, m->burst_size);
-    if (lcr_predecessor(core, m->origin) == core->settings.self) {
+    if (lcr_predecessor(core, m->origin) == core->settings.self) { /* line 11's else (line 14) */
         core->stable_seq[m->origin] = m->seq; /* line 15: a full round is done */
         lcr_ack_log_push(core, m->origin, m->seq); /* line 16 */
         *forwarded = false;
@@ -321,7 +321,7 @@ int rc_lcr_next_frame(rc_lcr *core, rc_lcr_frame *frame) {
     lcr_fairness_note_link_ready(core);
     bool own = own_ready(core);
     if (own && lcr_fairness_admits_own(core)) {
-        own_take(core, &frame->message);
+        own_take(core, &frame->message); /* line 8: the frame returned is the Rsend */
         frame->has_message = true;
     } else if (core->forward_count > 0) {
         if (own) core->stats.own_held++;
