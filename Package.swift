@@ -20,8 +20,10 @@ let package = Package(
     products: [
         // The C hot path, for the Benchmarks/ package (and, later, the RingCast library).
         .library(name: "CRingCast", targets: ["CRingCast"]),
-        // The sans-IO C core alone (LCR and the wire codec), without liburing.
+        // The sans-IO C core alone (LCR and the wire codec), without liburing, and its one Swift wrapper
+        // (for the simulator, the tests and the Benchmarks/ package).
         .library(name: "CRingCastCore", targets: ["CRingCastCore"]),
+        .library(name: "RingCastLCR", targets: ["RingCastLCR"]),
         .library(name: "RingCast", targets: ["RingCast"]),
         .library(name: "RingCastMembership", targets: ["RingCastMembership"]),
         .executable(name: "ringperf", targets: ["ringperf"]),
