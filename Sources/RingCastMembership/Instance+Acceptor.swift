@@ -20,6 +20,7 @@ extension Membership.Instance {
             coordination = nil
         }
         if let reason = ignorePrepare(ballot) { return ignore(reason) }
+        precondition(ballot.coordinator == sender && acceptor.promised.map({ ballot > $0 }) ?? true)
         acceptor.leader = sender
         guard recovered != nil else {
             // A promise carries the frozen clock: answer once the shell has frozen (onFrozen).
@@ -64,6 +65,7 @@ extension Membership.Instance {
         startChange()
         noteProgress(ballot)
         if let reason = ignoreFill(ballot, target: target, plan: plan, in: view) { return ignore(reason) }
+        precondition(acceptor.promised == ballot && target.count == view.members.count)
         acceptor.leader = sender
         for transfer in plan where transfer.supplier == me {
             outbox.append(.supply(origin: transfer.origin, seqs: transfer.seqs, to: transfer.receiver))
@@ -101,6 +103,7 @@ extension Membership.Instance {
         startChange()
         noteProgress(ballot)
         if let reason = ignoreAccept(ballot, value: value, in: view) { return ignore(reason) }
+        precondition(value.newView.id == view.id + 1 && acceptor.promised.map({ ballot >= $0 }) ?? true)
         acceptor.promised = ballot
         acceptor.accepted = Membership.AcceptedValue(ballot: ballot, value: value)
         acceptor.leader = sender

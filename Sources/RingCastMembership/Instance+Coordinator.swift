@@ -53,6 +53,7 @@ extension Membership.Instance {
         guard let position = installed?.position(of: sender), var round = coordination else {
             preconditionFailure("ignorePromise checked the sender and the round")
         }
+        precondition(round.phase == .prepare && round.ballot == ballot && round.promises[position] == nil)
         round.promises[position] = Promise(received: received, accepted: accepted)
         round.answered[position] = true
         coordination = round
@@ -93,6 +94,7 @@ extension Membership.Instance {
         guard let position = installed?.position(of: sender), var round = coordination else {
             preconditionFailure("ignoreAnswer checked the sender and the round")
         }
+        precondition(round.phase == phase && round.ballot == ballot && round.awaited[position])
         round.answered[position] = true
         coordination = round
     }
