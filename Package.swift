@@ -20,6 +20,10 @@ let package = Package(
     products: [
         // The C hot path, for the Benchmarks/ package (and, later, the RingCast library).
         .library(name: "CRingCast", targets: ["CRingCast"]),
+        // The sans-IO C core alone (LCR and the wire codec), without liburing, and its one Swift wrapper
+        // (for the simulator, the tests and the Benchmarks/ package).
+        .library(name: "CRingCastCore", targets: ["CRingCastCore"]),
+        .library(name: "RingCastLCR", targets: ["RingCastLCR"]),
         .library(name: "RingCast", targets: ["RingCast"]),
         .library(name: "RingCastMembership", targets: ["RingCastMembership"]),
         .executable(name: "ringperf", targets: ["ringperf"]),
@@ -48,10 +52,21 @@ let package = Package(
             providers: [.apt(["libssl-dev"])]
         ),
 
-        // The hot path. Swift sees only the rc_*.h headers in include/; liburing and OpenSSL stay inside.
+        // The sans-IO core: the LCR protocol (lcr/) and the wire codec (wire/). No liburing, no OpenSSL, no
+        // system calls: that it builds without them is what "sans-IO" means here.
+        .target(
+            name: "CRingCastCore",
+            path: "CSources/CRingCastCore",
+            cSettings: cSettings
+        ),
+        // The one Swift wrapper of the LCR core, for the simulator and the tests.
+        .target(name: "RingCastLCR", dependencies: ["CRingCastCore"], swiftSettings: swiftSettings),
+        // The hot path over the core: transport (io/), engine, simulator and ringperf. Swift sees only the
+        // rc_*.h headers of both include/ folders (rc_engine.h and rc_sim.h include rc_lcr.h, so
+        // `import CRingCast` sees the core's too); liburing and OpenSSL stay inside.
         .target(
             name: "CRingCast",
-            dependencies: ["CLibUring", "COpenSSL"],
+            dependencies: ["CRingCastCore", "CLibUring", "COpenSSL"],
             path: "CSources/CRingCast",
             cSettings: cSettings
         ),
@@ -73,6 +88,7 @@ let package = Package(
             name: "RingCastSimKit",
             dependencies: [
                 "CRingCast",
+                "RingCastLCR",
                 "RingCastMembership",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
@@ -110,9 +126,9 @@ let package = Package(
         .testTarget(name: "BenchTests", dependencies: ["RingCastBenchKit"], swiftSettings: swiftSettings),
         .testTarget(name: "TransportTests", dependencies: ["CRingCast"], swiftSettings: swiftSettings),
         .testTarget(name: "RingPerfTests", dependencies: ["RingPerfKit"], swiftSettings: swiftSettings),
-        .testTarget(name: "LCRTests", dependencies: ["CRingCast"], swiftSettings: swiftSettings),
+        .testTarget(name: "LCRTests", dependencies: ["CRingCast", "RingCastLCR"], swiftSettings: swiftSettings),
         .testTarget(name: "WireTests", dependencies: ["CRingCast"], swiftSettings: swiftSettings),
-        .testTarget(name: "SimTests", dependencies: ["RingCastSimKit", "CRingCast"], swiftSettings: swiftSettings),
+        .testTarget(name: "SimTests", dependencies: ["RingCastSimKit", "CRingCast", "RingCastLCR"], swiftSettings: swiftSettings),
         .testTarget(name: "ToolsTests", swiftSettings: swiftSettings),
         .testTarget(name: "MembershipTests", dependencies: ["RingCastMembership", "CRingCast"], swiftSettings: swiftSettings),
     ]

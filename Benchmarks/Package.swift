@@ -26,6 +26,7 @@ let package = Package(
             name: "LCRCore",
             dependencies: [
                 .product(name: "CRingCast", package: "RingCast"),
+                .product(name: "RingCastLCR", package: "RingCast"),
                 .product(name: "Benchmark", package: "benchmark"),
             ],
             path: "Benchmarks/LCRCore",

@@ -67,11 +67,50 @@ extension Membership {
         public var messagesIn: UInt64 = 0
         public var messagesOut: UInt64 = 0
         /// Messages dropped unread: unknown sender, stale incarnation, wrong view or state, bad sizes.
+        /// The sum of ``messagesIgnoredBy``.
         public var messagesIgnored: UInt64 = 0
+        /// Messages dropped unread, per reason (absent: none).
+        public var messagesIgnoredBy: [Membership.IgnoreReason: UInt64] = [:]
         /// Messages about an older view answered with the decision that ended it.
         public var staleAnswered: UInt64 = 0
         public var ballotsStarted: UInt64 = 0
         public var viewChanges: UInt64 = 0
         public var suspicions: UInt64 = 0
+    }
+
+    /// Why the instance dropped a message unread. Each handler asks one `ignore<Event>` predicate
+    /// (TigerBeetle's `ignore_*` shape), which names the first reason that applies; the instance counts
+    /// it in ``Statistics/messagesIgnoredBy``.
+    public enum IgnoreReason: Sendable, Hashable, CaseIterable {
+        /// A message from ourselves (the shell loops nothing back).
+        case fromSelf
+        /// This member was excluded or has left: it takes part in no view any more.
+        case notAMember
+        /// A joiner hears only the decision that lets it in.
+        case joinerNotAdmitted
+        /// An older incarnation of a current member.
+        case staleIncarnation
+        /// A sender outside the installed view (for a join or leave: one that may not speak for the member).
+        case notInView
+        /// A ballot whose coordinator is not the sender.
+        case notTheCoordinator
+        /// A prepare or accept whose ballot is below the one promised (Paxos phase 1b / 2b).
+        case ballotTooLow
+        /// A fill for a ballot this member did not promise, or with a malformed target or plan.
+        case invalidFill
+        /// A value that cannot follow the installed view (wrong next id, target size or joiners).
+        case invalidValue
+        /// An answer that is not for the coordinator's current round and phase, or from a member not asked.
+        case notAwaited
+        /// A second promise from the same member in one round.
+        case duplicateAnswer
+        /// A promise whose clock does not have one entry per member.
+        case invalidClock
+        /// A message about an older view when there is no decision to answer it with, or a decision of it.
+        case staleView
+        /// A message about a newer view other than a decision that leaves us out: we wait for the decision.
+        case newerView
+        /// A join when the group is full, or from a joiner already let in whose decision we do not hold.
+        case joinRefused
     }
 }

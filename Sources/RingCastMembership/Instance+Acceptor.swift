@@ -1,14 +1,26 @@
 /// The acceptor's side: every member of the installed view that has frozen (steps 3–5).
 extension Membership.Instance {
+    /// Why a coordinator's message (prepare, fill, accept) is dropped before it counts as a coordinator at
+    /// work: a ballot that names someone else.
+    private func ignoreCoordinatorMessage(_ ballot: Membership.Ballot, from sender: Membership.MemberID) -> Membership.IgnoreReason? {
+        ballot.coordinator == sender ? nil : .notTheCoordinator
+    }
+
+    /// Why a prepare is not promised (Paxos phase 1b): its ballot is not above the one promised.
+    private func ignorePrepare(_ ballot: Membership.Ballot) -> Membership.IgnoreReason? {
+        acceptor.promised.map({ ballot > $0 }) ?? true ? nil : .ballotTooLow
+    }
+
     mutating func receivePrepare(_ ballot: Membership.Ballot, from sender: Membership.MemberID) {
-        guard ballot.coordinator == sender else { return ignore() }
+        if let reason = ignoreCoordinatorMessage(ballot, from: sender) { return ignore(reason) }
         startChange()
         noteProgress(ballot)
         if let own = coordination?.ballot, own < ballot, sender != me {
             // Preempted: a higher ballot runs; follow it rather than duel with it.
             coordination = nil
         }
-        guard acceptor.promised.map({ ballot > $0 }) ?? true else { return ignore() }
+        if let reason = ignorePrepare(ballot) { return ignore(reason) }
+        precondition(ballot.coordinator == sender && acceptor.promised.map({ ballot > $0 }) ?? true)
         acceptor.leader = sender
         guard recovered != nil else {
             // A promise carries the frozen clock: answer once the shell has frozen (onFrozen).
@@ -48,16 +60,24 @@ extension Membership.Instance {
     /// Step 4, at a member: supply what the plan asks of it, and report `filled` once its clock reaches
     /// the target (at once if it already does).
     mutating func receiveFill(_ ballot: Membership.Ballot, target: [UInt64], plan: [Membership.Transfer], from sender: Membership.MemberID) {
-        guard ballot.coordinator == sender, let view = installed else { return ignore() }
+        if let reason = ignoreCoordinatorMessage(ballot, from: sender) { return ignore(reason) }
+        guard let view = installed else { preconditionFailure("a member has a view") }
         startChange()
         noteProgress(ballot)
-        guard acceptor.promised == ballot, isValidFill(target: target, plan: plan, in: view) else { return ignore() }
+        if let reason = ignoreFill(ballot, target: target, plan: plan, in: view) { return ignore(reason) }
+        precondition(acceptor.promised == ballot && target.count == view.members.count)
         acceptor.leader = sender
         for transfer in plan where transfer.supplier == me {
             outbox.append(.supply(origin: transfer.origin, seqs: transfer.seqs, to: transfer.receiver))
         }
         acceptor.fill = FillTask(ballot: ballot, target: target, answered: false)
         reportFilled()
+    }
+
+    /// Why a fill is not carried out: not for the ballot promised, or a target or plan that does not fit the view.
+    private func ignoreFill(_ ballot: Membership.Ballot, target: [UInt64], plan: [Membership.Transfer],
+                            in view: Membership.View) -> Membership.IgnoreReason? {
+        acceptor.promised == ballot && isValidFill(target: target, plan: plan, in: view) ? nil : .invalidFill
     }
 
     private func isValidFill(target: [UInt64], plan: [Membership.Transfer], in view: Membership.View) -> Bool {
@@ -78,14 +98,23 @@ extension Membership.Instance {
 
     /// Step 5, at an acceptor.
     mutating func receiveAccept(_ ballot: Membership.Ballot, value: Membership.Value, from sender: Membership.MemberID) {
-        guard ballot.coordinator == sender, let view = installed else { return ignore() }
+        if let reason = ignoreCoordinatorMessage(ballot, from: sender) { return ignore(reason) }
+        guard let view = installed else { preconditionFailure("a member has a view") }
         startChange()
         noteProgress(ballot)
-        guard isValid(value, from: view), acceptor.promised.map({ ballot >= $0 }) ?? true else { return ignore() }
+        if let reason = ignoreAccept(ballot, value: value, in: view) { return ignore(reason) }
+        precondition(value.newView.id == view.id + 1 && acceptor.promised.map({ ballot >= $0 }) ?? true)
         acceptor.promised = ballot
         acceptor.accepted = Membership.AcceptedValue(ballot: ballot, value: value)
         acceptor.leader = sender
         send(.accepted(fromView: view.id, ballot: ballot), to: sender)
+    }
+
+    /// Why an accept is not accepted (Paxos phase 2b): a value that cannot follow `view`, or a ballot
+    /// below the one promised.
+    private func ignoreAccept(_ ballot: Membership.Ballot, value: Membership.Value, in view: Membership.View) -> Membership.IgnoreReason? {
+        if !isValid(value, from: view) { return .invalidValue }
+        return acceptor.promised.map({ ballot >= $0 }) ?? true ? nil : .ballotTooLow
     }
 
     /// A value for the change of `view`: the next id, one target entry per member, bounded lists.

@@ -49,11 +49,11 @@ extension Membership.Instance {
 
     mutating func receivePromise(_ ballot: Membership.Ballot, received: [UInt64], accepted: Membership.AcceptedValue?,
                                  from sender: Membership.MemberID) {
-        guard let view = installed, let position = view.position(of: sender),
-              var round = coordination, round.phase == .prepare, round.ballot == ballot,
-              round.awaited[position], round.promises[position] == nil,
-              received.count == view.members.count, accepted.map({ isValid($0.value, from: view) }) ?? true
-        else { return ignore() }
+        if let reason = ignorePromise(ballot, received: received, accepted: accepted, from: sender) { return ignore(reason) }
+        guard let position = installed?.position(of: sender), var round = coordination else {
+            preconditionFailure("ignorePromise checked the sender and the round")
+        }
+        precondition(round.phase == .prepare && round.ballot == ballot && round.promises[position] == nil)
         round.promises[position] = Promise(received: received, accepted: accepted)
         round.answered[position] = true
         coordination = round
@@ -67,10 +67,34 @@ extension Membership.Instance {
         answer(.accept, ballot, from: sender)
     }
 
-    private mutating func answer(_ phase: Coordination.Phase, _ ballot: Membership.Ballot, from sender: Membership.MemberID) {
-        guard let position = installed?.position(of: sender), var round = coordination, round.phase == phase,
+    /// Why a promise is not counted (Paxos phase 1b at the coordinator): not an answer to the current
+    /// prepare from a member asked, a second one, a clock of the wrong size, or an accepted value that
+    /// cannot follow the view.
+    private func ignorePromise(_ ballot: Membership.Ballot, received: [UInt64], accepted: Membership.AcceptedValue?,
+                               from sender: Membership.MemberID) -> Membership.IgnoreReason? {
+        if let reason = ignoreAnswer(.prepare, ballot, from: sender) { return reason }
+        guard let view = installed, let position = view.position(of: sender), let round = coordination else { return .notAwaited }
+        if round.promises[position] != nil { return .duplicateAnswer }
+        if received.count != view.members.count { return .invalidClock }
+        return accepted.map({ isValid($0.value, from: view) }) ?? true ? nil : .invalidValue
+    }
+
+    /// Why an answer (promise, filled, accepted) is not for the coordinator's round in `phase`: no round,
+    /// another phase or ballot, or a sender the round does not wait for.
+    private func ignoreAnswer(_ phase: Coordination.Phase, _ ballot: Membership.Ballot,
+                              from sender: Membership.MemberID) -> Membership.IgnoreReason? {
+        guard let position = installed?.position(of: sender), let round = coordination, round.phase == phase,
               round.ballot == ballot, round.awaited[position]
-        else { return ignore() }
+        else { return .notAwaited }
+        return nil
+    }
+
+    private mutating func answer(_ phase: Coordination.Phase, _ ballot: Membership.Ballot, from sender: Membership.MemberID) {
+        if let reason = ignoreAnswer(phase, ballot, from: sender) { return ignore(reason) }
+        guard let position = installed?.position(of: sender), var round = coordination else {
+            preconditionFailure("ignoreAnswer checked the sender and the round")
+        }
+        precondition(round.phase == phase && round.ballot == ballot && round.awaited[position])
         round.answered[position] = true
         coordination = round
     }

@@ -12,7 +12,8 @@ extension Membership.Instance {
     /// A decision for the installed view: relay it first, so that a coordinator that crashed halfway
     /// through its sends cannot leave the group split, then act on it.
     mutating func receiveDecide(_ value: Membership.Value, from sender: Membership.MemberID) {
-        guard let view = installed, isValid(value, from: view) else { return ignore() }
+        guard let view = installed else { preconditionFailure("a member has a view") }
+        if !isValid(value, from: view) { return ignore(.invalidValue) }
         for member in value.newView.members where member != me && member != sender {
             send(.decide(fromView: view.id, value: value), to: member)
         }
@@ -61,8 +62,8 @@ extension Membership.Instance {
     /// A message about a view older than ours: its sender missed the decision that ended that view, so
     /// send it ours (step 6). If it missed more than one, ours tells it that it was left out.
     mutating func answerStale(_ message: Membership.Message, from sender: Membership.MemberID) {
-        if case .decide = message { return ignore() }
-        guard let decision = lastDecision else { return ignore() }
+        if case .decide = message { return ignore(.staleView) }
+        guard let decision = lastDecision else { return ignore(.staleView) }
         statistics.staleAnswered += 1
         send(.decide(fromView: decision.fromView, value: decision.value), to: sender)
     }
@@ -70,7 +71,7 @@ extension Membership.Instance {
     /// A message about a view newer than ours: we wait for the decision, unless it is one that leaves us
     /// out. A member of view v + 2 promised in view v + 1, so a later view without us means we are out.
     mutating func receiveNewer(_ message: Membership.Message) {
-        guard case .decide(_, let value) = message, !value.newView.contains(me) else { return ignore() }
+        guard case .decide(_, let value) = message, !value.newView.contains(me) else { return ignore(.newerView) }
         coordination = nil
         if leaving {
             state = .left
@@ -80,11 +81,11 @@ extension Membership.Instance {
         outbox.append(.excluded(value.newView))
     }
 
-    // MARK: joiners (step 9)
+    // MARK: joiners (step 7: a joiner installs the decision that lets it in)
 
     mutating func receiveAsJoiner(_ message: Membership.Message, from sender: Membership.MemberID) {
         guard case .decide(let fromView, let value) = message, value.newView.contains(me),
-              value.joiners.contains(me) else { return ignore() }
+              value.joiners.contains(me) else { return ignore(.joinerNotAdmitted) }
         let installation = Membership.Installation(
             view: value.newView, previousView: nil, target: [], causes: value.causes, joiners: value.joiners,
             stateProvider: stateProvider(of: value), changeStartedTicks: changeStartedTicks)

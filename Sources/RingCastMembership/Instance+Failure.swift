@@ -6,13 +6,13 @@ extension Membership.Instance {
         switch state {
         case .joining: receiveAsJoiner(message, from: sender)
         case .normal, .changing: receiveAsMember(message, from: sender)
-        case .excluded, .left: ignore()
+        case .excluded, .left: ignore(.notAMember)
         }
     }
 
     private mutating func receiveAsMember(_ message: Membership.Message, from sender: Membership.MemberID) {
         guard let view = installed else { preconditionFailure("a member has a view") }
-        guard !isStaleIncarnation(sender) else { return ignore() }
+        if isStaleIncarnation(sender) { return ignore(.staleIncarnation) }
         if let position = view.position(of: sender) { heard(position) }
         switch message {
         case .join(let joiner): return receiveJoin(joiner, from: sender)
@@ -22,7 +22,7 @@ extension Membership.Instance {
         guard let id = message.viewID else { preconditionFailure("only join and leave are about no view") }
         if id < view.id { return answerStale(message, from: sender) }
         if id > view.id { return receiveNewer(message) }
-        guard view.contains(sender) || sender == me else { return ignore() }
+        guard view.contains(sender) || sender == me else { return ignore(.notInView) }
         receiveCurrent(message, from: sender)
     }
 
@@ -181,20 +181,21 @@ extension Membership.Instance {
         startChange()
     }
 
-    // MARK: joins and leaves (step 9)
+    // MARK: joins and leaves (step 1: a join or a leave request triggers a change)
 
     /// A join request, from the joiner or relayed by a member (the joiner may not know the coordinator:
     /// its contacts are whoever it knew when it started).
     private mutating func receiveJoin(_ joiner: Membership.MemberID, from sender: Membership.MemberID) {
-        guard let view = installed, joiner == sender || view.contains(sender) else { return ignore() }
+        if let reason = ignoreJoin(joiner, from: sender) { return ignore(reason) }
+        guard let view = installed else { preconditionFailure("a member has a view") }
         if view.contains(joiner) {
             // Already let in, but the joiner missed the decision: send it again.
-            guard let decision = lastDecision, decision.value.newView.contains(joiner) else { return ignore() }
+            guard let decision = lastDecision else { preconditionFailure("ignoreJoin checked the decision") }
             statistics.staleAnswered += 1
             return send(.decide(fromView: decision.fromView, value: decision.value), to: joiner)
         }
         if !joiners.contains(joiner) {
-            guard view.members.count + joiners.count < Membership.membersMax else { return ignore() }
+            precondition(view.members.count + joiners.count < Membership.membersMax, "ignoreJoin checked the room")
             joiners.append(joiner)
             joiners.sort()
         }
@@ -203,8 +204,20 @@ extension Membership.Instance {
         if joiner == sender && coordinator != me { send(.join(joiner), to: coordinator) }
     }
 
+    /// Why a join request is dropped: a sender that may not speak for the joiner; a joiner already let in
+    /// whose decision we no longer hold; a full group.
+    private func ignoreJoin(_ joiner: Membership.MemberID, from sender: Membership.MemberID) -> Membership.IgnoreReason? {
+        guard let view = installed, joiner == sender || view.contains(sender) else { return .notInView }
+        if view.contains(joiner) {
+            guard let decision = lastDecision, decision.value.newView.contains(joiner) else { return .joinRefused }
+            return nil
+        }
+        if !joiners.contains(joiner) && view.members.count + joiners.count >= Membership.membersMax { return .joinRefused }
+        return nil
+    }
+
     private mutating func receiveLeave(_ leaver: Membership.MemberID, from sender: Membership.MemberID) {
-        guard leaver == sender, let view = installed, view.contains(leaver) else { return ignore() }
+        guard leaver == sender, let view = installed, view.contains(leaver) else { return ignore(.notInView) }
         if !leavers.contains(leaver) {
             leavers.append(leaver)
             leavers.sort()

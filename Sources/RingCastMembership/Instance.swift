@@ -92,7 +92,7 @@ extension Membership {
         public mutating func onMessage(_ message: Message, from sender: MemberID, nowTicks: UInt64) -> [Directive] {
             begin(nowTicks)
             statistics.messagesIn += 1
-            if sender == me { ignore() } else { receive(message, from: sender) }
+            if sender == me { ignore(.fromSelf) } else { receive(message, from: sender) }
             return finish()
         }
 
@@ -160,7 +160,11 @@ extension Membership {
             outbox.append(.send(message, to: member))
         }
 
-        mutating func ignore() { statistics.messagesIgnored += 1 }
+        /// Drops a message unread, counting why.
+        mutating func ignore(_ reason: IgnoreReason) {
+            statistics.messagesIgnored += 1
+            statistics.messagesIgnoredBy[reason, default: 0] += 1
+        }
 
         /// Makes `view` the installed view and resets everything that belongs to one view change.
         mutating func enter(_ view: View) {

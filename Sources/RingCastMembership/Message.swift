@@ -72,9 +72,9 @@ extension Membership {
         case join(MemberID)
         /// A member asks to be let out.
         case leave(MemberID)
-        /// The sender started a view change of `viewID`; `suspects` are the members it suspects. Not in
-        /// the brief's list: it tells the coordinator about a failure only the sender saw (a lost link),
-        /// so the coordinator need not wait for its own timeout.
+        /// The sender started a view change of `viewID`; `suspects` are the members it suspects. Fig. 2.7
+        /// has no such message: it tells the coordinator about a failure only the sender saw (a lost
+        /// link), so the coordinator need not wait for its own timeout.
         case change(viewID: UInt64, suspects: [MemberID])
         case prepare(fromView: UInt64, ballot: Ballot)
         /// `received`: the acceptor's clock — frozen clock plus what fills brought (§2.4.1 positions).

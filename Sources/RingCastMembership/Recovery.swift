@@ -16,9 +16,9 @@ extension Membership {
     /// member's undelivered LCR messages of the view being left plus what fills bring, and its
     /// per-origin received clock.
     ///
-    /// The shell builds it at `.freeze` from the core's clock and pending list (add the pending entries
-    /// first), serves `.supply` from it, adds what arrives, and at `.install` force-delivers
-    /// ``forceDeliveryOrder(target:)``.
+    /// The shell builds it at `.freeze` from the core's clock and pending list
+    /// (``init(nodes:frozen:pending:)``), serves `.supply` from it, adds what arrives, and at `.install`
+    /// force-delivers ``forceDeliveryOrder(target:)``.
     public struct Recovery<Payload> {
         /// One LCR message: its origin (ring position of the view left), seq (= clock[origin]), stamp and
         /// the shell's payload (its application messages).
@@ -36,41 +36,101 @@ extension Membership {
             }
         }
 
+        /// Why ``add(_:)`` refused an entry; one count per reason in ``refusals``.
+        public enum Refusal: Sendable, Hashable, CaseIterable {
+            /// An origin outside the view, a stamp whose own entry is not its seq, or a seq of 0.
+            case malformed
+            /// Held already (a second copy from another supplier, or a pending entry of the freeze).
+            case duplicate
+            /// seq ≤ the frozen clock and not held: this member accepted it in the view and has
+            /// delivered it already (Fig. 2.7 line 10, `if C_m[l] > C[l]`).
+            case deliveredBeforeFreeze
+        }
+
         /// received[o]: o's messages 1...received[o] were all accepted at some point (held, or delivered).
         public private(set) var received: [UInt64]
+        /// The LCR core's clock C at the freeze (Fig. 2.7 line 1): every message of origin o with
+        /// seq ≤ frozen[o] was received in the view, so it is either held or delivered.
+        public let frozen: [UInt64]
         /// held[o][seq]: the entries kept, per origin.
         private var held: [[UInt64: Entry]]
+        /// How many entries ``add(_:)`` refused, per reason.
+        public private(set) var refusals: [Refusal: Int] = [:]
         /// Entries refused by ``add(_:)`` as malformed.
-        public private(set) var refused = 0
+        public var refused: Int { refusals[.malformed, default: 0] }
 
+        /// The recovery set of a member at the freeze (Fig. 2.7 lines 1–2): its LCR core's clock and its
+        /// pending entries (the undelivered messages it received).
+        /// - Parameters:
+        ///   - frozen: the frozen clock C of the LCR core.
+        ///   - pending: the core's pending list; each entry's seq is ≤ frozen[origin].
+        /// - Precondition: `frozen.count == nodes`, 1...64 nodes; every pending entry is well formed, at most
+        ///   the frozen clock, and held once.
+        public init(nodes: Int, frozen: [UInt64], pending: [Entry]) {
+            precondition((1...Membership.membersMax).contains(nodes) && frozen.count == nodes, "one clock entry per node")
+            self.received = frozen
+            self.frozen = frozen
+            self.held = Array(repeating: [:], count: nodes)
+            for entry in pending {
+                precondition(Self.malformed(entry, nodes: nodes) == false, "a pending entry is well formed")
+                precondition(entry.seq <= frozen[Int(entry.origin)], "pending holds only received messages")
+                precondition(held[Int(entry.origin)][entry.seq] == nil, "pending holds each message once")
+                held[Int(entry.origin)][entry.seq] = entry
+            }
+        }
+
+        /// A recovery set with no frozen clock to guard against: every entry is added as if nothing had
+        /// been delivered, so Fig. 2.7 line 10 is not checked.
         /// - Parameter received: the frozen clock of the LCR core.
         /// - Precondition: `received.count == nodes`, 1...64 nodes.
+        @available(*, deprecated, message: "build from the frozen state with init(nodes:frozen:pending:), which keeps Fig. 2.7 line 10")
         public init(nodes: Int, received: [UInt64]) {
             precondition((1...Membership.membersMax).contains(nodes) && received.count == nodes, "one clock entry per node")
             self.received = received
+            self.frozen = Array(repeating: 0, count: nodes)
             self.held = Array(repeating: [:], count: nodes)
         }
 
         /// Entries held now.
         public var count: Int { held.reduce(0) { $0 + $1.count } }
 
-        /// Keeps `entry` unless it is held already. An entry at received[origin] + 1 extends `received`,
-        /// also over out-of-order entries kept earlier that are now contiguous.
-        /// - Returns: false for a duplicate or a malformed entry (origin out of range, a stamp whose own
-        ///   entry is not its seq, a seq of 0), which is also counted in ``refused``.
+        /// Fig. 2.7 lines 8–11 at a member that receives recovery data (§2.4.3):
+        /// > Upon receiving this list, every process adds to its pending list the messages it did not yet
+        /// > receive.
+        ///
+        /// Line 10 is the test `if C_m[l] > C[l]`, with C the clock frozen at the view change.
+        ///
+        /// Keeps `entry` unless ``ignoreAdd(_:)`` names a reason to refuse it. An entry at
+        /// received[origin] + 1 extends `received`, also over out-of-order entries kept earlier that are
+        /// now contiguous.
+        /// - Returns: false for a refused entry, counted in ``refusals``.
         @discardableResult
         public mutating func add(_ entry: Entry) -> Bool {
-            let origin = Int(entry.origin)
-            guard origin < held.count, entry.clock.count == held.count, entry.seq >= 1,
-                  entry.clock[origin] == entry.seq
-            else {
-                refused += 1
+            if let refusal = ignoreAdd(entry) {
+                refusals[refusal, default: 0] += 1
                 return false
             }
-            guard held[origin][entry.seq] == nil else { return false }
+            let origin = Int(entry.origin)
+            precondition(entry.seq > frozen[origin] && held[origin][entry.seq] == nil, "ignoreAdd let through only new entries")
             held[origin][entry.seq] = entry
             while held[origin][received[origin] + 1] != nil { received[origin] += 1 }
             return true
+        }
+
+        /// Why ``add(_:)`` would refuse `entry`, or nil to keep it.
+        public func ignoreAdd(_ entry: Entry) -> Refusal? {
+            if Self.malformed(entry, nodes: held.count) { return .malformed }
+            let origin = Int(entry.origin)
+            if held[origin][entry.seq] != nil { return .duplicate }
+            // Reference: Fig. 2.7 line 10. Integrity (Lemma 2.4.2) rests on this test: a message at or
+            // below the frozen clock that is not held was delivered in the view.
+            if entry.seq <= frozen[origin] { return .deliveredBeforeFreeze }
+            return nil
+        }
+
+        private static func malformed(_ entry: Entry, nodes: Int) -> Bool {
+            let origin = Int(entry.origin)
+            return !(origin < nodes && entry.clock.count == nodes && entry.seq >= 1 && entry.clock[origin] == entry.seq)
         }
 
         /// The held entries of `origin` with seq in `seqs`, in seq order (for a `.supply`).

@@ -4,6 +4,7 @@ import Glibc
 import Darwin
 #endif
 internal import CRingCast
+internal import RingCastLCR
 import RingCastMembership
 
 /// The simulator's shell: what the RingCast engine does with the membership core's directives, and
@@ -66,15 +67,16 @@ extension MembershipSimWorld {
         guard let core = member.core, let view = member.coreView else {
             return violation(.protocol, "\(member.id) was told to freeze without a running ring")
         }
-        var recovery = Membership.Recovery<[MembershipAppID]>(nodes: view.members.count, received: core.clock)
         var ownPending = 0
+        var pending: [Membership.Recovery<[MembershipAppID]>.Entry] = []
         for entry in core.pending() {
             guard let batch = batchOf[BatchKey(viewID: view.id, origin: entry.origin, seq: entry.seq)] else {
                 return violation(.protocol, "\(member.id) holds an LCR message nobody sent")
             }
             if entry.own { ownPending += Int(entry.count) }
-            recovery.add(.init(origin: entry.origin, seq: entry.seq, clock: entry.clock, payload: batches[batch]))
+            pending.append(.init(origin: entry.origin, seq: entry.seq, clock: entry.clock, payload: batches[batch]))
         }
+        let recovery = Membership.Recovery(nodes: view.members.count, frozen: core.clock, pending: pending)
         let unsent = core.sendQueueCount - ownPending
         precondition(unsent >= 0 && unsent <= member.ownApps.count, "the send queue holds own messages only")
         member.waiting = Array(member.ownApps.suffix(unsent)) + member.waiting
@@ -231,20 +233,18 @@ extension MembershipSimWorld {
         let ring = Ring(from: member.id, to: successor)
         guard let core = member.core, (links[ring]?.count ?? 0) < scenario.linkCapacityFrames || view.members.count == 1,
               let out = core.nextFrame() else { return false }
-        var batch = Int(out.ref)
-        if out.hasMessage && out.own {
+        var batch = Int(out.message?.ref ?? 0)
+        if let message = out.message, message.own {
             // rc_lcr.h: an own message names its batch by send-queue index; the ring carries our handle.
-            let apps = Array(member.ownApps[Int(out.ref)..<(Int(out.ref) + Int(out.count))])
+            let apps = Array(member.ownApps[Int(message.ref)..<(Int(message.ref) + Int(message.count))])
             batch = batches.count
             batches.append(apps)
-            batchOf[BatchKey(viewID: view.id, origin: out.origin, seq: out.seq)] = batch
-            member.ownSentSeq = out.seq
+            batchOf[BatchKey(viewID: view.id, origin: message.origin, seq: message.seq)] = batch
+            member.ownSentSeq = message.seq
         }
         guard !isCut(member.id, successor, viewID: view.id) else { return true }
         let frame = MembershipSimFrame(viewID: view.id, due: now + prng.ticks(1...scenario.frameDelayMaxTicks),
-                                       hasMessage: out.hasMessage, origin: out.origin, seq: out.seq,
-                                       burstSize: out.burstSize, count: out.count, bytes: out.bytes, clock: out.clock,
-                                       batch: batch, acks: out.acks)
+                                       message: out.message, batch: batch, acks: out.acks)
         links[ring, default: []].append(frame)
         return true
     }

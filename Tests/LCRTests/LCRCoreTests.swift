@@ -1,5 +1,9 @@
 import CRingCast
+import RingCastLCR
 import Testing
+
+/// The tests' name for the shared wrapper's frame (RingCastLCR).
+typealias Frame = LCRFrame
 
 // Unit tests of the sans-IO LCR core against the thesis (001_…, §2.4, Fig. 2.5, §2.5.2) and rc_lcr.h.
 // Whole-ring behaviour (Fig. 2.6, Theorem 2.5.1, random schedules) is in SimTests.
@@ -73,12 +77,19 @@ struct LCRCoreTests {
         #expect(counts == [2, 2, 1])
     }
 
+    /// A process takes a received message only if its stamp is newer than what it has from that origin,
+    /// C_m[j] > C[j]; anything else was seen before and is ignored.
+    // Reference: Fig. 2.5 line 10
     @Test func figure2_5_line10_duplicateIsIgnored() throws {
         let p1 = try LCRCore(LCRCore.settings(nodes: 4, self: 1))
         let m0 = Frame(message: .init(origin: 0, seq: 1, clock: [1, 0, 0, 0]))
         #expect(p1.receive(m0) == (0, true))
         #expect(p1.receive(m0).rc == 0)
         #expect(p1.stats.duplicates_ignored == 1)
+        // The core says so itself, so the engine need not diff its statistics to find out.
+        let again = p1.receiveReporting(m0)
+        #expect(again.rc == 0 && again.duplicate && !again.forwarded)
+        #expect(p1.stats.duplicates_ignored == 2)
         #expect(p1.pendingCount == 1)
         #expect(p1.forwardQueueCount == 1)
     }
@@ -94,9 +105,14 @@ struct LCRCoreTests {
         ]
         for frame in bad { #expect(p1.receive(frame).rc == -EPROTO) }
         #expect(p1.stats.frames_rejected == UInt64(bad.count))
+        // Each refusal says why (one count per reason, as TigerBeetle's ignore_* predicates do).
+        let stats = p1.stats
+        #expect(stats.rejected_foreign_origin == 1 && stats.rejected_own_returned == 1 && stats.rejected_gap == 1)
+        #expect(stats.rejected_malformed == 1 && stats.rejected_ack_unreceived == 1)
         #expect(p1.pendingCount == 0 && p1.forwardQueueCount == 0)
         // The core still works after bad input.
-        #expect(p1.receive(Frame(message: .init(origin: 0, seq: 1, clock: [1, 0, 0, 0]))).rc == 0)
+        let accepted = p1.receiveReporting(Frame(message: .init(origin: 0, seq: 1, clock: [1, 0, 0, 0])))
+        #expect(accepted.rc == 0 && !accepted.duplicate)
     }
 
     @Test func fullForwardQueueRefusesAndKeepsNothing() throws {
@@ -115,7 +131,10 @@ struct LCRCoreTests {
         #expect(p1.receive(third).rc == 0)
     }
 
-    @Test func ackNeverOvertakesDataReceivedBeforeIt() throws {
+    /// An ACK tells its receiver that it already received every message ordered before m: so it may not
+    /// overtake a message received before it (§2.4.2, the second point; deviation 5 of rc_lcr.h).
+    // Reference: §2.4.2
+    @Test func section2_4_2_ackNeverOvertakesDataReceivedBeforeIt() throws {
         // p1 of 4 holds m0 for forwarding, then learns an ACK. Fairness lets p1's own message go first
         // (received[0] = 1 ≥ sent[0] = 0), but the ACK must wait for m0 and ride on m0's frame.
         let p1 = try LCRCore(LCRCore.settings(nodes: 4, self: 1))
@@ -133,6 +152,9 @@ struct LCRCoreTests {
         #expect(p1.nextFrame() == nil)
     }
 
+    /// The origin's predecessor has seen m complete a round of the ring: it marks m stable and does not
+    /// forward it.
+    // Reference: Fig. 2.5 line 15
     @Test func figure2_5_line15_predecessorOfOriginMarksStableAndAcks() throws {
         // p3 is the predecessor of p0: m0 completes its round there, is stable, and is not forwarded.
         let p3 = try LCRCore(LCRCore.settings(nodes: 4, self: 3))
@@ -144,6 +166,9 @@ struct LCRCoreTests {
         #expect(p3.stats.ack_only_frames == 1)
     }
 
+    /// The ACK stops at the predecessor of the origin's predecessor, which still marks m stable (deviation 1
+    /// of rc_lcr.h: the figure's guard covers forwarding only).
+    // Reference: Fig. 2.5 line 20
     @Test func figure2_5_line20_lastAckReceiverMarksStableButDoesNotForward() throws {
         // ACK for m0 stops at predecessor(predecessor(p0)) = p2 in a ring of 4; p2 must still deliver.
         let p2 = try LCRCore(LCRCore.settings(nodes: 4, self: 2))
@@ -153,6 +178,65 @@ struct LCRCoreTests {
         #expect(p2.receive(Frame(message: nil, acks: [rc_lcr_ack(origin: 0, seq: 1)])).rc == 0)
         #expect(p2.deliveries().map(\.origin) == [0])
         #expect(p2.nextFrame() == nil) // the ACK goes no further
+    }
+
+    /// A process that is not the origin's predecessor forwards the message to its successor unchanged, and
+    /// "processes forward messages in the order in which they receive them" (§2.4.2).
+    // Reference: Fig. 2.5 line 12
+    @Test func figure2_5_line12_forwardsInReceiveOrder() throws {
+        // p1 of 4 hears origins 3 and 0 through p0; it is the predecessor of neither, so it forwards all three.
+        let p1 = try LCRCore(LCRCore.settings(nodes: 4, self: 1))
+        let received: [Frame.Message] = [
+            .init(origin: 3, seq: 1, clock: [0, 0, 0, 1]),
+            .init(origin: 0, seq: 1, clock: [1, 0, 0, 1]),
+            .init(origin: 3, seq: 2, clock: [1, 0, 0, 2]),
+        ]
+        for message in received { #expect(p1.receive(Frame(message: message)) == (0, true)) }
+        let sent = (0..<3).compactMap { _ in p1.nextFrame()?.message }
+        #expect(sent.map(\.origin) == [3, 0, 3] && sent.map(\.seq) == [1, 1, 2])
+        #expect(sent.map(\.clock) == received.map(\.clock)) // C_m travels unchanged
+        #expect(sent.allSatisfy { !$0.own })
+        #expect(p1.stats.forwarded == 3 && p1.forwardQueueCount == 0)
+        #expect(p1.nextFrame() == nil)
+    }
+
+    /// The origin's predecessor sends an ACK for m to its successor (line 16); each process that receives
+    /// it forwards it on (line 22) unless it is the predecessor of the origin's predecessor (line 20).
+    // Reference: Fig. 2.5 lines 16 and 22
+    @Test func figure2_5_line16_22_ackIsSentByThePredecessorAndForwarded() throws {
+        // Ring of 4, origin p0: p3 sends the ACK, p1 forwards it, p2 would stop it.
+        let p3 = try LCRCore(LCRCore.settings(nodes: 4, self: 3))
+        #expect(p3.receive(Frame(message: .init(origin: 0, seq: 1, clock: [1, 0, 0, 0]))) == (0, false))
+        let sentAck = try #require(p3.nextFrame())
+        #expect(sentAck.message == nil && sentAck.acks.map(\.origin) == [0] && sentAck.acks.map(\.seq) == [1])
+
+        let p1 = try LCRCore(LCRCore.settings(nodes: 4, self: 1))
+        #expect(p1.receive(Frame(message: .init(origin: 0, seq: 1, clock: [1, 0, 0, 0]))).rc == 0)
+        #expect(p1.nextFrame()?.message?.origin == 0) // m0 goes on first
+        #expect(p1.receive(Frame(message: nil, acks: sentAck.acks)).rc == 0)
+        let forwardedAck = try #require(p1.nextFrame())
+        #expect(forwardedAck.message == nil && forwardedAck.acks.map(\.origin) == [0] && forwardedAck.acks.map(\.seq) == [1])
+        #expect(rc_lcr_stable_seq(p1.pointer, 0) == 1)
+        #expect(p1.nextFrame() == nil)
+    }
+
+    /// tryDeliver hands out the first message of pending while it is stable, in ≺ order; a stable message
+    /// behind an unstable one waits (Fig. 2.6: p0 knows m1 is stable but must deliver m3 first).
+    // Reference: Fig. 2.5 lines 24–27
+    @Test func figure2_5_line24_27_deliversOnlyAStableHeadInOrder() throws {
+        let p0 = try LCRCore(LCRCore.settings(nodes: 4, self: 0))
+        let m3 = Frame.Message(origin: 3, seq: 1, clock: [0, 0, 0, 1])
+        let m1 = Frame.Message(origin: 1, seq: 1, clock: [0, 1, 0, 0])
+        #expect(p0.receive(Frame(message: m3)) == (0, true))
+        #expect(p0.receive(Frame(message: m1)) == (0, false)) // p0 is m1's origin's predecessor: stable here
+        #expect(rc_lcr_stable_seq(p0.pointer, 1) == 1 && rc_lcr_stable_seq(p0.pointer, 3) == 0)
+        #expect(p0.deliveries().isEmpty) // m3 ≺ m1 is first, and not stable
+        #expect(p0.pendingCount == 2)
+        #expect(p0.receive(Frame(message: nil, acks: [rc_lcr_ack(origin: 3, seq: 1)])).rc == 0)
+        let delivered = p0.deliveries()
+        #expect(delivered.map(\.origin) == [3, 1] && delivered.map(\.seq) == [1, 1])
+        #expect(p0.pendingCount == 0 && p0.stats.delivered_messages == 2)
+        #expect(p0.deliveries().isEmpty)
     }
 
     @Test func aloneInTheRingDeliversOwnMessagesInOrder() throws {

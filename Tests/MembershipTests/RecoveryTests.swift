@@ -30,8 +30,8 @@ import Testing
     }
 
     @Test func addExtendsTheClockAndKeepsOutOfOrderEntries() {
-        var recovery = Recovery(nodes: 2, received: [1, 0])
-        var added = [recovery.add(entry(0, 1, [1, 0]))] // a pending entry at freeze
+        var recovery = Recovery(nodes: 2, frozen: [1, 0], pending: [entry(0, 1, [1, 0])]) // a pending entry at freeze
+        var added = [recovery.count == 1]
         added.append(recovery.add(entry(0, 3, [3, 0])))
         #expect(recovery.received == [1, 0], "3 waits for 2")
         added.append(recovery.add(entry(0, 2, [2, 0])))
@@ -41,15 +41,42 @@ import Testing
         added.append(recovery.add(entry(2, 1, [0, 0]))) // an origin outside the view
         #expect(added == [true, true, true, false, false, false])
         #expect(recovery.refused == 2)
+        #expect(recovery.refusals == [.malformed: 2, .duplicate: 1])
         #expect(recovery.count == 3)
         #expect(recovery.entries(origin: 0, seqs: 2...5).map(\.seq) == [2, 3])
         #expect(recovery.entries(origin: 0, seqs: 1...1_000_000).map(\.seq) == [1, 2, 3])
         #expect(recovery.entries(origin: 9, seqs: 1...2).isEmpty)
+        // The pending entry of the freeze is held; adding it again is a duplicate, not a delivery.
+        let again = recovery.add(entry(0, 1, [1, 0]))
+        #expect(!again)
+        #expect(recovery.refusals[.duplicate] == 2 && recovery.refusals[.deliveredBeforeFreeze] == nil)
+    }
+
+    /// Fig. 2.7 line 10: a process adds a recovered message m to its pending only if C_m[l] > C[l], that
+    /// is, only if it has not received m already; so a message it delivered in the view is never
+    /// delivered again by forceDeliver.
+    // Reference: Fig. 2.7 line 10
+    @Test func figure2_7_line10_recoveryNeverReAddsWhatWasDelivered() {
+        // Frozen with C = [2, 1]: m0#1 was delivered, m0#2 and m1#1 are still pending.
+        var recovery = Recovery(nodes: 2, frozen: [2, 1], pending: [entry(0, 2, [2, 1]), entry(1, 1, [1, 1])])
+        #expect(recovery.frozen == [2, 1] && recovery.received == [2, 1] && recovery.count == 2)
+        // Another member still holds m0#1 and supplies it: refused, it was delivered here.
+        #expect(recovery.ignoreAdd(entry(0, 1, [1, 0])) == .deliveredBeforeFreeze)
+        let delivered = recovery.add(entry(0, 1, [1, 0]))
+        #expect(!delivered)
+        #expect(recovery.refusals == [.deliveredBeforeFreeze: 1])
+        // What this member never received (C_m[l] > C[l]) is added.
+        let beyond = recovery.add(entry(0, 3, [3, 1]))
+        #expect(beyond)
+        #expect(recovery.received == [3, 1])
+        let order = recovery.forceDeliveryOrder(target: [3, 1]).map(\.payload)
+        #expect(!order.contains("m0#1"))
+        #expect(order.count == 3)
     }
 
     /// Force delivery (Fig. 2.7 line 6) takes what the target allows, in ≺ order.
     @Test func figure2_7_forceDeliveryIsInTotalOrderUpToTheTarget() {
-        var recovery = Recovery(nodes: 4, received: [0, 0, 0, 0])
+        var recovery = Recovery(nodes: 4, frozen: [0, 0, 0, 0], pending: [])
         recovery.add(entry(1, 1, [0, 1, 0, 0]))
         recovery.add(entry(3, 1, [0, 0, 0, 1]))
         recovery.add(entry(1, 2, [0, 2, 0, 1]))
@@ -66,7 +93,7 @@ import Testing
         var generator = SplitMix(seed: 27)
         for _ in 0..<300 {
             let nodes = Int(2 + generator.next() % 5)
-            var recovery = Recovery(nodes: nodes, received: Array(repeating: 0, count: nodes))
+            var recovery = Recovery(nodes: nodes, frozen: Array(repeating: 0, count: nodes), pending: [])
             // A run of the ring where each origin's n-th message saw a growing clock.
             var clock = Array(repeating: UInt64(0), count: nodes)
             for _ in 0..<Int(generator.next() % 20) {

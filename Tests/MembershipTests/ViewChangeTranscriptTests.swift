@@ -206,7 +206,25 @@ import Testing
         #expect(instance.onMessage(.prepare(fromView: 3, ballot: .init(round: 1, coordinator: member(2))), from: member(2), nowTicks: 0).isEmpty)
         #expect(instance.onMessage(.heartbeat(viewID: 3), from: member(9), nowTicks: 0).isEmpty)
         #expect(instance.statistics.messagesIgnored == 2)
+        #expect(instance.statistics.messagesIgnoredBy == [.staleIncarnation: 1, .notInView: 1])
         #expect(instance.state == .normal)
+    }
+
+    /// Each refusal says why: a ballot that names another coordinator, a prepare below the promise, an
+    /// answer nobody waits for, and a decision whose value cannot follow the view.
+    @Test func refusalsAreCountedPerReason() throws {
+        var instance = try Membership.Instance(settings: settings(member(2)), view: view(1...3), nowTicks: 0)
+        let high = Membership.Ballot(round: 5, coordinator: member(1)), low = Membership.Ballot(round: 1, coordinator: member(1))
+        _ = instance.onMessage(.prepare(fromView: 1, ballot: .init(round: 1, coordinator: member(3))), from: member(1), nowTicks: 0)
+        _ = instance.onMessage(.prepare(fromView: 1, ballot: high), from: member(1), nowTicks: 0)
+        _ = instance.onFrozen(received: [0, 0, 0], nowTicks: 0)
+        _ = instance.onMessage(.prepare(fromView: 1, ballot: low), from: member(1), nowTicks: 0)
+        _ = instance.onMessage(.filled(fromView: 1, ballot: high), from: member(3), nowTicks: 0)
+        let badValue = Membership.Value(newView: Membership.View(id: 7, members: [member(1)]), target: [0, 0, 0],
+                                        joiners: [], leavers: [], causes: [])
+        _ = instance.onMessage(.decide(fromView: 1, value: badValue), from: member(1), nowTicks: 0)
+        #expect(instance.statistics.messagesIgnoredBy == [.notTheCoordinator: 1, .ballotTooLow: 1, .notAwaited: 1, .invalidValue: 1])
+        #expect(instance.statistics.messagesIgnored == 4)
     }
 
     /// Heartbeats go to every other member each interval; silence for the timeout is a suspicion.

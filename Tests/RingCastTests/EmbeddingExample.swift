@@ -1,8 +1,8 @@
 import RingCast
 
 // The embedding example of Sources/RingCast/RingCast.docc/RingCast.md, verbatim but for the member list (the
-// test passes free ports). Keep the two in step.
-func embeddingExample(members: [String]) async throws {
+// test passes free ports) and the returned delivery orders (the test compares them). Keep the two in step.
+func embeddingExample(members: [String]) async throws -> [[String]] {
     // One process, three nodes on loopback, in ring order.
     let nodes = try members.indices.map { position in
         try Node(configuration: Node.Configuration(position: position, members: members))
@@ -16,16 +16,19 @@ func embeddingExample(members: [String]) async throws {
     }
 
     // …and every node delivers all three, in the same order.
+    var orders: [[String]] = []
     for node in nodes {
-        var delivered = 0
+        var order: [String] = []
         for try await batch in node.deliveries {
             for delivery in batch {
-                let text = String(decoding: delivery.payload, as: UTF8.self)
-                print("node \(node.configuration.position) delivered #\(delivery.originSeq) of node \(delivery.origin): \(text)")
+                order.append("#\(delivery.originSeq) of node \(delivery.origin): " + String(decoding: delivery.payload, as: UTF8.self))
             }
-            delivered += batch.count
-            if delivered == nodes.count { break }
+            if order.count == nodes.count { break }
         }
+        orders.append(order)
     }
     for node in nodes { node.shutdown() }
+    print(orders[0])
+    assert(orders.allSatisfy { $0 == orders[0] }, "every node delivers the same sequence")
+    return orders
 }

@@ -151,11 +151,16 @@ struct NodeTests {
         for node in [slow] + fast { #expect(node.statistics.broadcastsInFlight <= 16) }
     }
 
-    /// The embedding example of the DocC catalogue (RingCast.md), with ports the kernel hands out.
+    /// The embedding example of the DocC catalogue (RingCast.md), with ports the kernel hands out: every node
+    /// delivers the three messages, and all in the same order.
     @Test func doccEmbeddingExample() async throws {
-        try await withDeadline(20, "DocC example") {
+        let orders = try await withDeadline(20, "DocC example") {
             try await embeddingExample(members: loopbackMembers(3))
         }
+        #expect(orders.count == 3)
+        #expect(orders.allSatisfy { $0 == orders[0] })
+        #expect(Set(orders[0].map { $0.split(separator: ": ").last.map(String.init) ?? "" })
+                == ["hello from node 0", "hello from node 1", "hello from node 2"])
     }
 
     @Test func singleNodeRingDeliversToItself() async throws {

@@ -1,4 +1,5 @@
 internal import CRingCast
+import RingCastLCR
 import Testing
 
 /// A minimal reproducer, on bare cores, of what the simulators found: with §2.5.2 fairness an own
@@ -6,30 +7,9 @@ import Testing
 /// vector-clock stamp must then not count them. Otherwise ≺ (§2.4.1) is no longer an order: three
 /// broadcasts give m(0,1) ≺ m(1,1) ≺ m(2,1) ≺ m(0,1), and processes sort `pending` differently.
 @Suite struct OvertakingStampTests {
-    /// One core in its own 16-byte aligned memory, for the length of a test.
-    final class Core {
-        let memory: UnsafeMutableRawPointer
-        let core: OpaquePointer
-
-        init(position: UInt32) throws {
-            var settings = rc_lcr_settings()
-            settings.nodes = 3
-            settings.`self` = position
-            settings.send_queue_max = 4
-            settings.forward_queue_max = 5
-            settings.pending_max = 27
-            settings.batch_count_max = 1
-            settings.batch_bytes_max = 100
-            settings.fairness = true
-            let size = rc_lcr_memory_size(&settings)
-            try #require(size > 0)
-            memory = UnsafeMutableRawPointer.allocate(byteCount: size, alignment: 16)
-            var created: OpaquePointer?
-            try #require(rc_lcr_init(&created, memory, size, &settings) == 0)
-            core = try #require(created)
-        }
-
-        deinit { memory.deallocate() }
+    /// One core of a ring of three (the shared wrapper, RingCastLCR), window 4, no batching.
+    func core(_ position: UInt32) throws -> LCRCore {
+        try LCRCore(LCRCore.settings(nodes: 3, self: position, window: 4, batchCount: 1, batchBytes: 100))
     }
 
     /// A message as it left a core: origin and its clock stamp, copied out of core memory.
@@ -39,13 +19,13 @@ import Testing
     }
 
     /// Takes the next frame of `core`, which must carry a message; hands it to `receiver` if given.
-    func send(_ core: Core, to receiver: Core?) throws -> Stamp {
+    func send(_ core: LCRCore, to receiver: LCRCore?) throws -> Stamp {
         var frame = rc_lcr_frame()
-        try #require(rc_lcr_next_frame(core.core, &frame) == 1 && frame.has_message)
+        try #require(rc_lcr_next_frame(core.pointer, &frame) == 1 && frame.has_message)
         let stamp = Stamp(origin: frame.message.origin, clock: (0..<3).map { frame.message.clock[$0] })
         if let receiver {
             var forwarded = false
-            try #require(rc_lcr_on_frame(receiver.core, &frame, &forwarded) == 0)
+            try #require(rc_lcr_on_frame(receiver.pointer, &frame, &forwarded, nil) == 0)
         }
         return stamp
     }
@@ -55,13 +35,13 @@ import Testing
     }
 
     @Test func section2_4_1_overtakingStampsKeepPrecedenceAnOrder() throws {
-        let p0 = try Core(position: 0), p1 = try Core(position: 1), p2 = try Core(position: 2)
-        #expect(rc_lcr_broadcast(p0.core, 100, 10) == 0)
+        let p0 = try core(0), p1 = try core(1), p2 = try core(2)
+        #expect(rc_lcr_broadcast(p0.pointer, 100, 10) == 0)
         let m0 = try send(p0, to: p1)          // p1 now holds m(0,1) in its forward queue
-        #expect(rc_lcr_broadcast(p1.core, 200, 10) == 0)
+        #expect(rc_lcr_broadcast(p1.pointer, 200, 10) == 0)
         let m1 = try send(p1, to: p2)          // fairness lets m(1,1) leave ahead of m(0,1)
         #expect(m1.origin == 1, "fairness admits the own message first (received 1 ≥ sent 0)")
-        #expect(rc_lcr_broadcast(p2.core, 300, 10) == 0)
+        #expect(rc_lcr_broadcast(p2.pointer, 300, 10) == 0)
         let m2 = try send(p2, to: nil)         // and m(2,1) ahead of m(1,1)
         #expect(m2.origin == 2)
         let stamps = [m0, m1, m2]

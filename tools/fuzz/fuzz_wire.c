@@ -1,5 +1,5 @@
 /*
- * fuzz_wire.c — libFuzzer target for the wire codec (CSources/CRingCast/wire/*.c, rc_wire.h).
+ * fuzz_wire.c — libFuzzer target for the wire codec (CSources/CRingCastCore/wire/*.c, rc_wire.h).
  *
  * For every input it checks, besides "no crash, no over-read" (ASan, UBSan, RC_ASSERT):
  *   1. rc_wire_frame_length and rc_wire_decode agree (same error, same length);

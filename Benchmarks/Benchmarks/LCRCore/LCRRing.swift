@@ -4,6 +4,7 @@
 // rounds allocate nothing (the core itself allocates only at init, rc_lcr.h).
 
 import CRingCast
+import RingCastLCR
 
 #if canImport(Glibc)
 import Glibc
@@ -19,7 +20,9 @@ final class LCRRing {
 
     let nodes: Int
     let sendQueueMax: UInt32
-    private let coreMemory: UnsafeMutablePointer<UnsafeMutableRawPointer>
+    /// The cores and their memory (the one Swift wrapper, RingCastLCR); the rounds call C on `cores` directly,
+    /// so that they allocate nothing.
+    private let owners: [LCRCore]
     private let cores: UnsafeMutablePointer<OpaquePointer>
     /// One frame in flight per link p → p+1: what the successor sees, copied out of the sender's core
     /// memory (as the wire decoder would write it) because rc_lcr_next_frame's pointers are valid only
@@ -44,7 +47,6 @@ final class LCRRing {
         precondition(forwardQueueMax > sendQueueMax, "rc_lcr.h sizing rule 1")
         self.nodes = nodes
         self.sendQueueMax = sendQueueMax
-        coreMemory = .allocate(capacity: nodes)
         cores = .allocate(capacity: nodes)
         linkFrames = .allocate(capacity: nodes)
         linkFrames.initialize(repeating: rc_lcr_frame(), count: nodes)
@@ -56,32 +58,23 @@ final class LCRRing {
         linkClocks.initialize(repeating: 0, count: nodes * nodes)
         deliveryBuffer = .allocate(capacity: Int(deliveryBufferCount))
         deliveryBuffer.initialize(repeating: rc_lcr_message(), count: Int(deliveryBufferCount))
-        for position in 0..<nodes {
-            var settings = rc_lcr_settings(
-                nodes: UInt32(nodes),
-                self: UInt32(position),
-                send_queue_max: sendQueueMax,
-                forward_queue_max: forwardQueueMax,
-                pending_max: UInt32(nodes) * (sendQueueMax + forwardQueueMax), // rule 2, at its minimum
-                batch_count_max: 1, // one application message = one LCR message
-                batch_bytes_max: 64 * 1024,
-                fairness: true,
-                test_fault: 0
-            )
-            let size = rc_lcr_memory_size(&settings)
-            precondition(size > 0, "rc_lcr_memory_size refused the settings")
-            let memory = UnsafeMutableRawPointer.allocate(byteCount: size, alignment: 16)
-            var core: OpaquePointer?
-            let status = rc_lcr_init(&core, memory, size, &settings)
-            precondition(status == 0 && core != nil, "rc_lcr_init failed: \(status)")
-            coreMemory[position] = memory
-            cores[position] = core!
+        owners = (0..<nodes).map { position in
+            // rc_lcr.h's rule 2 at its minimum: pending_max = nodes × (send_queue_max + forward_queue_max).
+            let settings = LCRCore.settings(
+                nodes: UInt32(nodes), self: UInt32(position), window: sendQueueMax,
+                forwardExtra: forwardQueueMax - sendQueueMax,
+                batchCount: 1, // one application message = one LCR message
+                batchBytes: 64 * 1024, fairness: true)
+            do {
+                return try LCRCore(settings)
+            } catch {
+                preconditionFailure("rc_lcr_init refused the settings: \(error)")
+            }
         }
+        for position in 0..<nodes { cores[position] = owners[position].pointer }
     }
 
     deinit {
-        for position in 0..<nodes { coreMemory[position].deallocate() }
-        coreMemory.deallocate()
         cores.deallocate()
         linkFrames.deallocate()
         linkFull.deallocate()
@@ -107,7 +100,7 @@ final class LCRRing {
         }
         for position in 0..<nodes where linkFull[position] {
             let successor = cores[(position + 1) % nodes]
-            let status = rc_lcr_on_frame(successor, linkFrames + position, nil)
+            let status = rc_lcr_on_frame(successor, linkFrames + position, nil, nil)
             if status == 0 {
                 linkFull[position] = false
                 framesMoved += 1

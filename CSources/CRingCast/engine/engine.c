@@ -1,19 +1,13 @@
 /*
- * engine.c — a RingCast node's life: set-up, the engine thread's loop, shutdown.
- *
- * The loop, in the order rc_lcr.h asks for (send first to keep the ring busy, then deliver, then
- * release), each step bounded by the memory fixed at create:
- *   take broadcasts → read frames into the core → send frames → deliver → reclaim released deliveries
- *   → publish counters → wait for the transport (submit + wait in one syscall).
+ * engine.c — what every engine file leans on: the settings (defaults, validation), the clock, failure,
+ * status and the published counters. It calls no other engine file, so the lifecycle (engine_thread.c)
+ * and the steps of the loop can all use it without a circle.
  */
 #include "engine_internal.h"
 
 #include <errno.h>
-#include <stdlib.h>
 #include <string.h>
-#include <sys/eventfd.h>
 #include <time.h>
-#include <unistd.h>
 
 uint64_t engine_now_ns(void) {
     struct timespec now;
@@ -72,101 +66,20 @@ static bool settings_valid(const rc_engine_settings *s) {
     return s->recv_buffer_bytes >= recv_buffer_bytes_min(s);
 }
 
+/* The byte window in force: rc_window.h's when adaptive (a ring of one has no round trip to size it from). */
+uint64_t engine_window_bytes(const rc_engine *engine) {
+    if (engine->settings.nodes == 1 || !engine->settings.window_adaptive) return engine->settings.window_bytes;
+    return rc_window_bytes(&engine->window);
+}
+
 /* Settings with the receive buffer derived when it is 0; false when even the maximum is too small. */
-static bool settings_complete(rc_engine_settings *s) {
+bool engine_settings_complete(rc_engine_settings *s) {
     if (s->recv_buffer_bytes == 0) {
         uint64_t mib = 1u << 20, bytes = (recv_buffer_bytes_min(s) + mib - 1) / mib * mib;
         if (bytes > RC_IO_RECV_BUFFER_BYTES_MAX) return false;
         s->recv_buffer_bytes = (uint32_t)bytes;
     }
     return settings_valid(s);
-}
-
-static rc_lcr_settings lcr_settings_of(const rc_engine_settings *s) {
-    /* rc_lcr.h's sizing rules: forward queue > window, pending ≥ n × (window + forward queue). */
-    uint32_t forward = s->window + 1;
-    return (rc_lcr_settings){
-        .nodes = s->nodes, .self = s->self, .send_queue_max = s->window, .forward_queue_max = forward,
-        .pending_max = s->nodes * (s->window + forward), .batch_count_max = s->batch_count_max,
-        .batch_bytes_max = s->batch_bytes_max, .fairness = s->fairness, .test_fault = 0,
-    };
-}
-
-static void *checked_calloc(size_t count, size_t size, bool *ok) {
-    void *memory = calloc(count ? count : 1, size);
-    if (memory == NULL) *ok = false;
-    return memory;
-}
-
-static int engine_allocate(rc_engine *e) {
-    const rc_engine_settings *s = &e->settings;
-    bool ok = true;
-    size_t core_bytes = rc_lcr_memory_size(&e->lcr_settings);
-    e->core_memory = aligned_alloc(16, (core_bytes + 15) & ~(size_t)15);
-    if (e->core_memory == NULL || core_bytes == 0) return -ENOMEM;
-    if (rc_lcr_init(&e->core, e->core_memory, core_bytes, &e->lcr_settings) != 0) return -EINVAL;
-    e->records_max = e->lcr_settings.pending_max + s->delivery_ring_max + 1024;
-    e->records = checked_calloc(e->records_max, sizeof(engine_record), &ok);
-    e->apps = checked_calloc(s->window, sizeof(engine_app), &ok);
-    e->own_sent_max = s->window; /* each LCR message holds ≥ 1 of the ≤ window application messages */
-    e->own_sent = checked_calloc(e->own_sent_max, sizeof(engine_own_sent), &ok);
-    e->origin_delivered = checked_calloc(s->nodes, sizeof(uint64_t), &ok);
-    e->window_origin_mark = checked_calloc(s->nodes, sizeof(uint64_t), &ok);
-    e->hop_slots_max = 512;
-    e->hop_slots = checked_calloc(e->hop_slots_max, RC_WIRE_HOP_MAX, &ok);
-    e->hop_free = checked_calloc(e->hop_slots_max, sizeof(uint32_t), &ok);
-    e->own_slots_max = s->window < 256 ? s->window : 256;
-    e->own_slot_bytes = rc_wire_message_header_bytes(s->nodes, s->batch_count_max);
-    e->own_slots = checked_calloc(e->own_slots_max, e->own_slot_bytes, &ok);
-    e->own_free = checked_calloc(e->own_slots_max, sizeof(uint32_t), &ok);
-    e->own_lengths = checked_calloc(s->batch_count_max, sizeof(uint32_t), &ok);
-    e->broadcast_slots = checked_calloc(s->broadcast_ring_max, sizeof(engine_app), &ok);
-    e->delivery_slots = checked_calloc(s->delivery_ring_max, sizeof(engine_delivery_slot), &ok);
-    e->delivery_scratch = checked_calloc(s->batch_count_max, sizeof(engine_delivery_slot), &ok);
-    e->export_apps = checked_calloc(s->batch_count_max, sizeof(rc_engine_delivery), &ok);
-    if (!ok) return -ENOMEM;
-    for (uint32_t i = 0; i < e->hop_slots_max; i++) e->hop_free[i] = i;
-    e->hop_free_count = e->hop_slots_max;
-    for (uint32_t i = 0; i < e->own_slots_max; i++) e->own_free[i] = i;
-    e->own_free_count = e->own_slots_max;
-    engine_spsc_init(&e->broadcast_ring, s->broadcast_ring_max);
-    engine_spsc_init(&e->delivery_ring, s->delivery_ring_max);
-    e->space_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-    e->delivery_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-    return e->space_fd < 0 || e->delivery_fd < 0 ? -errno : 0;
-}
-
-int rc_engine_create(rc_engine **out, const rc_engine_settings *settings) {
-    if (out == NULL || settings == NULL) return -EINVAL;
-    rc_engine_settings complete = *settings;
-    if (!settings_complete(&complete)) return -EINVAL;
-    rc_engine *e = calloc(1, sizeof(*e));
-    if (e == NULL) return -ENOMEM;
-    e->settings = complete;
-    e->lcr_settings = lcr_settings_of(settings);
-    e->listener = e->successor_conn = e->predecessor_conn = -1;
-    e->space_fd = e->delivery_fd = -1;
-    atomic_init(&e->state, RC_ENGINE_CREATED);
-    atomic_init(&e->error, 0);
-    atomic_init(&e->stop_requested, false);
-    atomic_init(&e->producer_waiting, false);
-    atomic_init(&e->admitted_bytes, 0);
-    rc_window_settings window;
-    rc_window_settings_default(&window, complete.window_bytes);
-    RC_ASSERT(rc_window_init(&e->window, &window, engine_now_ns()) == 0);
-    atomic_init(&e->window_bytes_now, engine_window_bytes(e));
-    pthread_mutex_init(&e->start_lock, NULL);
-    pthread_cond_init(&e->start_cond, NULL);
-    pthread_mutex_init(&e->stats_lock, NULL);
-    pthread_mutex_init(&e->wake_lock, NULL);
-    atomic_init(&e->sleeping, false);
-    int rc = engine_allocate(e);
-    if (rc < 0) {
-        rc_engine_destroy(e);
-        return rc;
-    }
-    *out = e;
-    return 0;
 }
 
 void engine_fail(rc_engine *engine, int error) {
@@ -209,31 +122,4 @@ void engine_stats_publish(rc_engine *e, uint64_t now_ns, bool force) {
     e->published = e->stats;
     pthread_mutex_unlock(&e->stats_lock);
     e->published_ns = now_ns;
-}
-
-void rc_engine_destroy(rc_engine *engine) {
-    if (engine == NULL) return;
-    rc_engine_stop(engine);
-    if (engine->space_fd >= 0) close(engine->space_fd);
-    if (engine->delivery_fd >= 0) close(engine->delivery_fd);
-    free(engine->core_memory);
-    free(engine->records);
-    free(engine->apps);
-    free(engine->own_sent);
-    free(engine->origin_delivered);
-    free(engine->window_origin_mark);
-    free(engine->hop_slots);
-    free(engine->hop_free);
-    free(engine->own_slots);
-    free(engine->own_free);
-    free(engine->own_lengths);
-    free(engine->broadcast_slots);
-    free(engine->delivery_slots);
-    free(engine->delivery_scratch);
-    free(engine->export_apps);
-    pthread_mutex_destroy(&engine->start_lock);
-    pthread_cond_destroy(&engine->start_cond);
-    pthread_mutex_destroy(&engine->stats_lock);
-    pthread_mutex_destroy(&engine->wake_lock);
-    free(engine);
 }

@@ -30,31 +30,20 @@ static void own_latency_account(rc_engine *engine, const engine_app *app, uint64
 /* Fills `out` with the application messages of one delivered LCR message. Returns their count. */
 static uint32_t expand(rc_engine *engine, const rc_lcr_message *m, engine_delivery_slot *out) {
     uint32_t count = 0;
-    if (m->own) {
-        uint64_t now_ns = engine_now_ns(); /* one clock read per own LCR message, not per application message */
-        for (uint32_t i = 0; i < m->count; i++) {
-            const engine_app *app = &engine->apps[(m->ref + i) % engine->settings.window];
-            RC_ASSERT(engine->own_inflight_bytes >= app->length);
-            engine->own_inflight_bytes -= app->length;
-            own_latency_account(engine, app, now_ns);
-            if (engine->settings.nodes == 1) engine_admitted_release(engine, app->length);
-            out[count++] = (engine_delivery_slot){
-                .delivery = {.bytes = app->bytes, .length = app->length, .token = app->token, .own = true},
-                .record = UINT64_MAX,
-            };
+    engine_app_views views;
+    engine_app_views_init(&views, engine, m->origin, m->own, m->ref, m->count);
+    rc_engine_delivery delivery;
+    uint64_t now_ns = m->own ? engine_now_ns() : 0; /* one clock read per own LCR message, not per application message */
+    while (engine_app_views_next(&views, &delivery)) {
+        if (m->own) {
+            RC_ASSERT(engine->own_inflight_bytes >= delivery.length);
+            engine->own_inflight_bytes -= delivery.length;
+            own_latency_account(engine, &engine->apps[(m->ref + count) % engine->settings.window], now_ns);
+            if (engine->settings.nodes == 1) engine_admitted_release(engine, delivery.length);
         }
-    } else {
-        uint32_t body_bytes = 0;
-        const uint8_t *body = engine_record_body(engine, m->ref, &body_bytes);
-        rc_wire_app_iter iter;
-        rc_wire_app_iter_init(&iter, body, body_bytes);
-        const uint8_t *bytes;
-        uint32_t length;
-        while (rc_wire_app_next(&iter, &bytes, &length)) {
-            out[count++] = (engine_delivery_slot){
-                .delivery = {.bytes = bytes, .length = length, .own = false}, .record = m->ref,
-            };
-        }
+        out[count++] = (engine_delivery_slot){.delivery = delivery, .record = m->own ? UINT64_MAX : m->ref};
+    }
+    if (!m->own) {
         engine_record *record = engine_record_get(engine, m->ref);
         RC_ASSERT(record->in_core);
         record->in_core = false;

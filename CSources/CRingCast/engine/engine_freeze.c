@@ -14,24 +14,9 @@
 /* The views of one pending message's application messages, in `apps` (batch_count_max entries). */
 static uint32_t pending_apps(rc_engine *e, const rc_lcr_pending_view *view, rc_engine_delivery *apps) {
     uint32_t count = 0;
-    if (view->own) {
-        for (uint32_t i = 0; i < view->count; i++) {
-            const engine_app *app = &e->apps[(view->ref + i) % e->settings.window];
-            apps[count++] = (rc_engine_delivery){
-                .bytes = app->bytes, .length = app->length, .origin = view->origin, .token = app->token, .own = true,
-            };
-        }
-    } else {
-        uint32_t body_bytes = 0;
-        const uint8_t *body = engine_record_body(e, view->ref, &body_bytes);
-        rc_wire_app_iter iter;
-        rc_wire_app_iter_init(&iter, body, body_bytes);
-        const uint8_t *bytes;
-        uint32_t length;
-        while (count < view->count && rc_wire_app_next(&iter, &bytes, &length)) {
-            apps[count++] = (rc_engine_delivery){.bytes = bytes, .length = length, .origin = view->origin};
-        }
-    }
+    engine_app_views views;
+    engine_app_views_init(&views, e, view->origin, view->own, view->ref, view->count);
+    while (engine_app_views_next(&views, &apps[count])) count++;
     RC_ASSERT(count == view->count);
     return count;
 }

@@ -166,6 +166,8 @@ void engine_wake(rc_engine *engine);
 int engine_recv_process(rc_engine *engine);
 void engine_record_release(rc_engine *engine);
 void engine_record_forward_done(rc_engine *engine, uint64_t record);
+const uint8_t *engine_record_body(rc_engine *engine, uint64_t record, uint32_t *body_bytes);
+engine_record *engine_record_get(rc_engine *engine, uint64_t record);
 
 /* engine_send.c */
 int engine_send_process(rc_engine *engine, uint64_t now_ns);
@@ -178,19 +180,29 @@ bool engine_broadcast_admissible(rc_engine *engine, uint64_t now_ns);
 uint64_t engine_window_bytes(const rc_engine *engine);
 uint32_t engine_unsent_bytes_max(const rc_engine *engine);
 
+/* engine_views.c: the application messages of one LCR message, one view at a time. */
+typedef struct engine_app_views {
+    rc_engine *engine;
+    rc_wire_app_iter wire; /* a received message's block in the receive buffer */
+    uint64_t ref;          /* rc_lcr_message.ref: the first own app index, or the record */
+    uint32_t origin, count, next;
+    bool own;
+} engine_app_views;
+void engine_app_views_init(engine_app_views *views, rc_engine *engine, uint32_t origin, bool own, uint64_t ref,
+                           uint32_t count);
+bool engine_app_views_next(engine_app_views *views, rc_engine_delivery *out);
+
 /* engine_deliver.c */
 void engine_deliver_process(rc_engine *engine);
 void engine_deliveries_reclaim(rc_engine *engine);
-
-const uint8_t *engine_record_body(rc_engine *engine, uint64_t record, uint32_t *body_bytes);
-engine_record *engine_record_get(rc_engine *engine, uint64_t record);
 
 /* engine_freeze.c */
 bool engine_freeze_step(rc_engine *engine, uint64_t now_ns);
 void engine_freeze_release_port(rc_engine *engine);
 void engine_freeze_done(rc_engine *engine);
 
-/* engine.c */
+/* engine.c: the leaves every other engine file uses (engine_thread.c holds create/destroy). */
+bool engine_settings_complete(rc_engine_settings *settings);
 uint64_t engine_now_ns(void);
 void engine_fail(rc_engine *engine, int error);
 void engine_stats_publish(rc_engine *engine, uint64_t now_ns, bool force);

@@ -62,11 +62,10 @@ static int frame_to_core(rc_engine *engine, rc_wire_frame *frame, uint64_t offse
     uint64_t record = engine->records_tail;
     if (has_message && record - engine->records_head >= engine->records_max) return -EAGAIN;
     frame->lcr.message.ref = record;
-    bool forwarded = false;
-    uint64_t duplicates = rc_lcr_stats_get(engine->core).duplicates_ignored;
-    int rc = rc_lcr_on_frame(engine->core, &frame->lcr, &forwarded);
+    bool forwarded = false, duplicate = false;
+    int rc = rc_lcr_on_frame(engine->core, &frame->lcr, &forwarded, &duplicate);
     if (rc < 0) return rc;
-    if (!has_message || rc_lcr_stats_get(engine->core).duplicates_ignored != duplicates) return 0;
+    if (!has_message || duplicate) return 0; /* no record: released with the record before it */
     engine_record *entry = &engine->records[record % engine->records_max];
     *entry = (engine_record){
         .stream_offset = offset, .bytes = frame->frame_bytes,

@@ -37,11 +37,6 @@ static void slot_give(uint32_t *free_list, uint32_t *free_count, uint32_t max, u
  * stable but not yet delivered wait in pending, bounded by the core's message window (released at
  * delivery, rc_lcr.h sizing rule 1).
  */
-uint64_t engine_window_bytes(const rc_engine *engine) {
-    if (engine->settings.nodes == 1 || !engine->settings.window_adaptive) return engine->settings.window_bytes;
-    return rc_window_bytes(&engine->window);
-}
-
 static bool window_bytes_full(const rc_engine *engine, uint32_t length) {
     uint64_t held = engine->settings.nodes == 1 ? engine->own_inflight_bytes : engine->own_unstable_bytes;
     return held > 0 && held + length > engine_window_bytes(engine);

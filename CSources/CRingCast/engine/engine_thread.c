@@ -1,11 +1,110 @@
 /*
- * engine_thread.c — the engine thread: it creates the io_uring ring itself (IORING_SETUP_SINGLE_ISSUER
- * lets only the creating thread submit), listens, connects to the successor, then loops until stopped.
+ * engine_thread.c — an engine's life: create (memory fixed for good), the engine thread, stop, destroy.
+ * The thread creates the io_uring ring itself (IORING_SETUP_SINGLE_ISSUER lets only the creating thread
+ * submit), listens, connects to the successor, then loops until stopped. The loop runs the steps in the
+ * order rc_lcr.h asks for (send first to keep the ring busy, then deliver, then release), each bounded by
+ * the memory fixed at create:
+ *   take broadcasts → read frames into the core → send frames → deliver → reclaim released deliveries
+ *   → publish counters → wait for the transport (submit + wait in one syscall).
  */
 #include "engine_internal.h"
 
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+/* ---- create ---------------------------------------------------------------------------------- */
+
+static rc_lcr_settings lcr_settings_of(const rc_engine_settings *s) {
+    /* rc_lcr.h's sizing rules: forward queue > window, pending ≥ n × (window + forward queue). */
+    uint32_t forward = s->window + 1;
+    return (rc_lcr_settings){
+        .nodes = s->nodes, .self = s->self, .send_queue_max = s->window, .forward_queue_max = forward,
+        .pending_max = s->nodes * (s->window + forward), .batch_count_max = s->batch_count_max,
+        .batch_bytes_max = s->batch_bytes_max, .fairness = s->fairness, .test_fault = 0,
+    };
+}
+
+static void *checked_calloc(size_t count, size_t size, bool *ok) {
+    void *memory = calloc(count ? count : 1, size);
+    if (memory == NULL) *ok = false;
+    return memory;
+}
+
+static int engine_allocate(rc_engine *e) {
+    const rc_engine_settings *s = &e->settings;
+    bool ok = true;
+    size_t core_bytes = rc_lcr_memory_size(&e->lcr_settings);
+    e->core_memory = aligned_alloc(16, (core_bytes + 15) & ~(size_t)15);
+    if (e->core_memory == NULL || core_bytes == 0) return -ENOMEM;
+    if (rc_lcr_init(&e->core, e->core_memory, core_bytes, &e->lcr_settings) != 0) return -EINVAL;
+    e->records_max = e->lcr_settings.pending_max + s->delivery_ring_max + 1024;
+    e->records = checked_calloc(e->records_max, sizeof(engine_record), &ok);
+    e->apps = checked_calloc(s->window, sizeof(engine_app), &ok);
+    e->own_sent_max = s->window; /* each LCR message holds ≥ 1 of the ≤ window application messages */
+    e->own_sent = checked_calloc(e->own_sent_max, sizeof(engine_own_sent), &ok);
+    e->origin_delivered = checked_calloc(s->nodes, sizeof(uint64_t), &ok);
+    e->window_origin_mark = checked_calloc(s->nodes, sizeof(uint64_t), &ok);
+    e->hop_slots_max = 512;
+    e->hop_slots = checked_calloc(e->hop_slots_max, RC_WIRE_HOP_MAX, &ok);
+    e->hop_free = checked_calloc(e->hop_slots_max, sizeof(uint32_t), &ok);
+    e->own_slots_max = s->window < 256 ? s->window : 256;
+    e->own_slot_bytes = rc_wire_message_header_bytes(s->nodes, s->batch_count_max);
+    e->own_slots = checked_calloc(e->own_slots_max, e->own_slot_bytes, &ok);
+    e->own_free = checked_calloc(e->own_slots_max, sizeof(uint32_t), &ok);
+    e->own_lengths = checked_calloc(s->batch_count_max, sizeof(uint32_t), &ok);
+    e->broadcast_slots = checked_calloc(s->broadcast_ring_max, sizeof(engine_app), &ok);
+    e->delivery_slots = checked_calloc(s->delivery_ring_max, sizeof(engine_delivery_slot), &ok);
+    e->delivery_scratch = checked_calloc(s->batch_count_max, sizeof(engine_delivery_slot), &ok);
+    e->export_apps = checked_calloc(s->batch_count_max, sizeof(rc_engine_delivery), &ok);
+    if (!ok) return -ENOMEM;
+    for (uint32_t i = 0; i < e->hop_slots_max; i++) e->hop_free[i] = i;
+    e->hop_free_count = e->hop_slots_max;
+    for (uint32_t i = 0; i < e->own_slots_max; i++) e->own_free[i] = i;
+    e->own_free_count = e->own_slots_max;
+    engine_spsc_init(&e->broadcast_ring, s->broadcast_ring_max);
+    engine_spsc_init(&e->delivery_ring, s->delivery_ring_max);
+    e->space_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    e->delivery_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    return e->space_fd < 0 || e->delivery_fd < 0 ? -errno : 0;
+}
+
+int rc_engine_create(rc_engine **out, const rc_engine_settings *settings) {
+    if (out == NULL || settings == NULL) return -EINVAL;
+    rc_engine_settings complete = *settings;
+    if (!engine_settings_complete(&complete)) return -EINVAL;
+    rc_engine *e = calloc(1, sizeof(*e));
+    if (e == NULL) return -ENOMEM;
+    e->settings = complete;
+    e->lcr_settings = lcr_settings_of(settings);
+    e->listener = e->successor_conn = e->predecessor_conn = -1;
+    e->space_fd = e->delivery_fd = -1;
+    atomic_init(&e->state, RC_ENGINE_CREATED);
+    atomic_init(&e->error, 0);
+    atomic_init(&e->stop_requested, false);
+    atomic_init(&e->producer_waiting, false);
+    atomic_init(&e->admitted_bytes, 0);
+    rc_window_settings window;
+    rc_window_settings_default(&window, complete.window_bytes);
+    RC_ASSERT(rc_window_init(&e->window, &window, engine_now_ns()) == 0);
+    atomic_init(&e->window_bytes_now, engine_window_bytes(e));
+    pthread_mutex_init(&e->start_lock, NULL);
+    pthread_cond_init(&e->start_cond, NULL);
+    pthread_mutex_init(&e->stats_lock, NULL);
+    pthread_mutex_init(&e->wake_lock, NULL);
+    atomic_init(&e->sleeping, false);
+    int rc = engine_allocate(e);
+    if (rc < 0) {
+        rc_engine_destroy(e);
+        return rc;
+    }
+    *out = e;
+    return 0;
+}
+
+/* ---- the engine thread ---------------------------------------------------------------------------- */
 
 /* While connecting, the loop wakes this often to check the deadline. */
 #define ENGINE_CONNECTING_WAIT_NS 10000000
@@ -236,4 +335,31 @@ void rc_engine_stop(rc_engine *e) {
     atomic_store_explicit(&e->stop_requested, true, memory_order_release);
     pthread_join(e->thread, NULL);
     e->thread_started = false;
+}
+
+void rc_engine_destroy(rc_engine *engine) {
+    if (engine == NULL) return;
+    rc_engine_stop(engine);
+    if (engine->space_fd >= 0) close(engine->space_fd);
+    if (engine->delivery_fd >= 0) close(engine->delivery_fd);
+    free(engine->core_memory);
+    free(engine->records);
+    free(engine->apps);
+    free(engine->own_sent);
+    free(engine->origin_delivered);
+    free(engine->window_origin_mark);
+    free(engine->hop_slots);
+    free(engine->hop_free);
+    free(engine->own_slots);
+    free(engine->own_free);
+    free(engine->own_lengths);
+    free(engine->broadcast_slots);
+    free(engine->delivery_slots);
+    free(engine->delivery_scratch);
+    free(engine->export_apps);
+    pthread_mutex_destroy(&engine->start_lock);
+    pthread_cond_destroy(&engine->start_cond);
+    pthread_mutex_destroy(&engine->stats_lock);
+    pthread_mutex_destroy(&engine->wake_lock);
+    free(engine);
 }

@@ -113,7 +113,7 @@ static inline uint64_t rc_io_user_data(uint32_t op, uint32_t id, uint8_t generat
     return (uint64_t)op | ((uint64_t)id << 8) | ((uint64_t)generation << 24) | ((uint64_t)aux << 32);
 }
 
-/* io_ring.c */
+/* io_slots.c: below every other io file. */
 struct io_uring_sqe *rc_io_sqe_get(rc_io *io);
 rc_io_conn *rc_io_conn_get(const rc_io *io, uint32_t id);
 /* io_conn.c */

@@ -12,12 +12,8 @@
  *     141–224 ns/KiB forwarding CPU vs 206–268 for multishot.
  *   - Backpressure is exact and free: while the buffer is full or the consumer paused, no recv is
  *     in flight, so TCP's window closes and the sender stops. No ENOBUFS can happen.
- *   - Measured here (2026-11, this 2-vCPU VM under load avg ≈ 12 from other builds; loopback, cubic,
- *     a blocking 64 KiB send() loop feeding one receiver thread for 3 s, 3 interleaved runs each):
- *       mirrored (this file, 4 MiB, recv ≤ 1 MiB):   0.113–0.143 receiver CPU-s/GB, 280–970 KiB per CQE,
- *                                                    9.8–15.0 Gbit/s
- *       multishot + 64 × 64 KiB provided buffers:    0.308–0.377 CPU-s/GB, 64 KiB per CQE, 4.6–6.4 Gbit/s
- *     and ringperf stream (64 KiB sends) averaged 750–970 KiB per recv CQE.
+ *   - Measured on this machine too: about a third of multishot's receiver CPU per byte, hundreds of
+ *     KiB per CQE instead of 64 KiB (docs/tuning.md, "Receive path").
  * The cost: one SQE per recv (cheap when each recv moves hundreds of KiB) and twice the virtual
  * address space.
  */

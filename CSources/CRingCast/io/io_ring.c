@@ -149,23 +149,6 @@ int rc_io_create(rc_io **out, const rc_io_settings *settings) {
     return 0;
 }
 
-rc_io_conn *rc_io_conn_get(const rc_io *io, uint32_t id) {
-    if (io == NULL || id >= io->settings.conns_max) return NULL;
-    return &io->conns[id];
-}
-
-struct io_uring_sqe *rc_io_sqe_get(rc_io *io) {
-    struct io_uring_sqe *sqe = io_uring_get_sqe(&io->ring);
-    if (sqe == NULL) {
-        /* SQ full: submit what is there to make room (never drop an operation). */
-        int rc = io_uring_submit(&io->ring);
-        RC_ASSERT(rc >= 0 || rc == -EBUSY || rc == -EAGAIN);
-        sqe = io_uring_get_sqe(&io->ring);
-    }
-    RC_ASSERT(sqe != NULL);
-    return sqe;
-}
-
 static void rc_io_dispatch(rc_io *io, const struct io_uring_cqe *cqe) {
     uint64_t user_data = cqe->user_data;
     uint32_t op = (uint32_t)(user_data & 0xffu);

@@ -114,7 +114,7 @@ int sim_world_give_frame(sim_world *world, uint32_t process, const sim_frame *fr
     in.ack_count = frame->ack_count;
     in.acks = frame->acks;
     bool forwarded = false;
-    const int result = rc_lcr_on_frame(world->node[process].core, &in, &forwarded);
+    const int result = rc_lcr_on_frame(world->node[process].core, &in, &forwarded, NULL);
     frame_trace(world, "receive", process, frame, result);
     if (result == -EAGAIN) {
         world->frames_refused++;

@@ -23,6 +23,9 @@
  */
 #include "lcr_internal.h"
 
+/* §2.5.2: "When the process wants to send a message, it retrieves the first message in the forward list.
+ * Assume that this message has been sent by process p_j. The process only sends its own message if the
+ * `received` integer stored for p_j is higher or equal than the `sent` integer stored for p_j." */
 bool lcr_fairness_admits_own(const rc_lcr *core) {
     if (core->forward_count == 0) return true;
     if (!core->settings.fairness) return false; /* forward first: the §2.5.2 starvation */

@@ -38,12 +38,57 @@
  *   - every queue has a maximum fixed at init; at the limit the call returns -EAGAIN and changes
  *     nothing (backpressure), never drops.
  *
- * Deviation from the literal pseudo-code, on purpose: Fig. 2.5 line 20 guards *both* "mark stable"
- * and "forward the ACK" with p_i ≠ predecessor(predecessor(p_j)). Read literally, the last process to
- * receive the ACK would never mark m stable and would never deliver it. The prose (and Fig. 2.6, round
- * F) says that process sets m stable; only the forwarding stops there. We mark stable always and
- * forward only when p_i ≠ predecessor(predecessor(p_j)). Likewise line 18 (C[j] ← C[j]+1) applies to
- * every accepted message, forwarded or not, as §2.4.1's prose says.
+ * Paper map: Fig. 2.5 line → code (the .c files of CSources/CRingCastCore/lcr/) and the test that pins
+ * the line (Tests/LCRTests/LCRCoreTests.swift).
+ *   1–4    initialize                     rc_lcr_init (one core per view; C and pending start empty)
+ *   5      utoBroadcast(m)                rc_lcr_broadcast: queues m in the send queue (§2.5.2)
+ *   6      C[i] ← C[i] + 1                own_take                                 (deviation 3)
+ *   7      pending ∪ [m, p_i, C, ⊥]       own_take → lcr_pending_insert            (deviation 3)
+ *   8      Rsend to successor             rc_lcr_next_frame returns own_take's message (pull model)
+ *   9      upon Rreceive ⟨m, p_j, C_m⟩    rc_lcr_on_frame
+ *   10     if C_m[j] > C[j]               rc_lcr_on_frame `take`; else `duplicate`  figure2_5_line10_…
+ *   11     if p_i ≠ predecessor(p_j)      message_accept
+ *   12     Rsend (forward)                message_accept queues it; forward_take  figure2_5_line12_…
+ *   13     pending ∪ [m, p_j, C_m, ⊥]     message_accept → lcr_pending_insert
+ *   14–15  else: pending ∪ [… stable]     message_accept: stable_seq[origin]        figure2_5_line15_…
+ *   16     Rsend ACK                      message_accept → lcr_ack_log_push         figure2_5_line16_22_…
+ *   17, 23 tryDeliver()                   the caller's duty 2 (rc_lcr_next_deliveries)
+ *   18     C[j] ← C[j] + 1                message_accept: clock[origin] = seq      (deviation 2)
+ *   19     upon Rreceive ⟨ACK, p_j, C_m⟩  ack_accept
+ *   20–21  guard, mark stable             ack_accept                   figure2_5_line20_… (deviation 1)
+ *   22     forward the ACK                ack_accept → lcr_ack_log_push   figure2_5_line16_22_… (deviation 5)
+ *   24–27  tryDeliver                     rc_lcr_next_deliveries, deliverable       figure2_5_line24_27_…
+ * Fig. 2.7 (the view change) is Swift: see the RingCastMembership catalogue (RingCastMembership.md).
+ *
+ * Deviations from Fig. 2.5, each on purpose (the one place that lists them all; the catalogues repeat them):
+ *   1. Line 20 guards *both* "mark stable" and "forward the ACK" with p_i ≠ predecessor(predecessor(p_j)).
+ *      Read literally, the last process to receive the ACK would never mark m stable and never deliver
+ *      it. The prose (and Fig. 2.6, round F) says that process sets m stable; only the forwarding stops
+ *      there. We mark stable always and forward only when p_i ≠ predecessor(predecessor(p_j)).
+ *   2. Line 18 (C[j] ← C[j]+1) applies to every accepted message, forwarded or not, as §2.4.1's prose
+ *      says, not only in the `else` branch where the figure's indentation puts it.
+ *   3. Lines 6–8 run when a batch leaves the send queue (rc_lcr_next_frame), not at utoBroadcast: own
+ *      messages enter `pending` only when sent, so the send queue of §2.5.2 can hold them back.
+ *   4. The overtaking stamp: an own message that fairness lets go ahead of queued forwards is stamped
+ *      with C as it was just before the forward-queue head was received (own_take,
+ *      forward_clock_before), not with the current C. Stamped with C it would claim to follow messages
+ *      the successor has not seen yet, and ≺ becomes cyclic (m0 ≺ m1 ≺ m2 ≺ m0 with three processes;
+ *      SimTests OvertakingStampTests). The paper forwards in receive order and sends own messages between
+ *      forwards (§2.5.2 with §2.4.1); this is that order made explicit.
+ *   5. Held ACKs: an ACK (own at line 16, forwarded at line 22) waits in a log until every message
+ *      received before it has been forwarded (lcr_acks.c), so the successor never learns "m is stable"
+ *      before it has every message ≺ m (§2.4.2, the second point).
+ *   6. ACKs are cumulative per origin, and `stable` is derived from stable_seq[] instead of stored per
+ *      entry: exact, because one origin's messages travel the ring in FIFO order (see Terms).
+ *   7. Fairness (§2.5.2) decides what leaves next; the paper leaves three points open, decided in
+ *      lcr_fairness.c: `sent` counts for every origin, a burst starts only after the send queue ran dry,
+ *      and the units are LCR messages (ring slots).
+ *   8. A full `pending` admits no own message (own_ready): the "full ring" of ARCHITECTURE §2.
+ *   9. Bounded queues: -EAGAIN when full (backpressure, never loss), -EPROTO for a frame no correct
+ *      predecessor sends (a gap, a foreign origin, an own message back, an ACK for a message never
+ *      received), each reason counted in rc_lcr_stats. The paper's queues are unbounded.
+ *  10. Batching: one LCR message carries up to batch_count_max application messages of one origin under
+ *      one stamp; ordering, stability, ACKs and fairness count LCR messages.
  */
 #ifndef RINGCAST_RC_LCR_H
 #define RINGCAST_RC_LCR_H
@@ -150,7 +195,12 @@ typedef struct rc_lcr_stats {
     uint64_t delivered_apps;      /**< application messages delivered. */
     uint64_t duplicates_ignored;  /**< received messages with seq ≤ C[origin] (Fig. 2.5 line 10). */
     uint64_t frames_refused;      /**< rc_lcr_on_frame calls answered -EAGAIN. */
-    uint64_t frames_rejected;     /**< rc_lcr_on_frame calls answered -EPROTO. */
+    uint64_t frames_rejected;     /**< rc_lcr_on_frame calls answered -EPROTO: the sum of the five below. */
+    uint64_t rejected_malformed;      /**< -EPROTO: too many ACKs, a zero count or seq, C_m[origin] ≠ seq. */
+    uint64_t rejected_foreign_origin; /**< -EPROTO: a message or ACK origin outside this view. */
+    uint64_t rejected_own_returned;   /**< -EPROTO: an own message came back (it stops one hop earlier). */
+    uint64_t rejected_gap;            /**< -EPROTO: seq > C[origin] + 1, which FIFO links never produce. */
+    uint64_t rejected_ack_unreceived; /**< -EPROTO: an ACK for a message never received. */
     uint64_t own_held;            /**< next_frame calls where an own message was ready and fairness forwarded instead. */
 } rc_lcr_stats;
 
@@ -174,13 +224,16 @@ int rc_lcr_broadcast(rc_lcr *core, rc_ref ref, uint32_t bytes);
 /**
  * Rreceive from the predecessor (Fig. 2.5 lines 9–23): the message, if any, is handled first, then
  * the ACKs. `forwarded` (may be NULL) is set to true when the message will be forwarded, so the caller
- * knows whether to wait for that before releasing its bytes.
+ * knows whether to wait for that before releasing its bytes. `duplicate` (may be NULL) is set to true
+ * when the frame's message was seen before and ignored (line 10): the core holds no reference to it,
+ * so the caller may release its bytes at once.
  * Returns 0 (also for an ignored duplicate); -EAGAIN when the forward queue or pending is full
  * (nothing changed: hold the frame, stop reading, retry after sending/delivering); -EPROTO for a frame
  * that cannot come from a correct predecessor in this view (origin out of range, a seq gap, an own
- * message coming back, an ACK for a message never received) — the core is unchanged.
+ * message coming back, an ACK for a message never received) — the core is unchanged, and the reason
+ * is counted in rc_lcr_stats (rejected_…).
  */
-int rc_lcr_on_frame(rc_lcr *core, const rc_lcr_frame *frame, bool *forwarded);
+int rc_lcr_on_frame(rc_lcr *core, const rc_lcr_frame *frame, bool *forwarded, bool *duplicate);
 
 /**
  * The next frame for the successor, chosen by fairness among the forward queue and the send queue,

@@ -152,7 +152,7 @@ final class ControlChannel: Sendable {
     /// Says where `peer` listens; replaces an earlier address. Changing the address closes the outgoing
     /// connection to the old one (with ``Event/lost(_:reason:)`` if it was open or had frames queued).
     ///
-    /// Deviation from the design sketch: returns a (discardable) result, because the table is bounded.
+    /// The peer table is bounded (`peersMax`), so this says whether the peer was taken.
     /// - Returns: false when `peersMax` peers are already known (`peer` stays unknown: sends to it are lost).
     @discardableResult
     func setPeer(_ peer: ControlPeer, address: Address) -> Bool { core.setPeer(peer, address: address) }

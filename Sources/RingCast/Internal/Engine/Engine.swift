@@ -7,10 +7,12 @@ import Glibc
 /// The C engine handle.
 ///
 /// `@unchecked Sendable` because a raw pointer cannot say what rc_engine.h guarantees: the handle is fixed from
-/// `rc_engine_create` to `rc_engine_destroy` (which only `EngineCore.deinit` calls, when no thread can use it any
-/// more); `rc_engine_status`, `rc_engine_stats_get`, the fd getters and `rc_engine_stop` may be called from any
-/// thread; `rc_engine_broadcast` only under `EngineCore.producer`'s lock (one producer at a time, the lock's
-/// happens-before making it one logical producer thread); peek/release only on the delivery consumer thread.
+/// `rc_engine_create` to `rc_engine_destroy` (which its owner's deinit calls — `EngineCore` for a `Node`,
+/// `ViewEngine` for each view of a `Group` — when no thread can use it any more); `rc_engine_status`,
+/// `rc_engine_stats_get`, the fd getters and `rc_engine_stop` may be called from any thread;
+/// `rc_engine_broadcast` only under one lock per engine (`EngineCore.producer`'s, or `GroupOutbox`'s state lock:
+/// one producer at a time, the lock's happens-before making it one logical producer thread); peek/release only
+/// on the delivery consumer thread.
 struct EngineHandle: @unchecked Sendable {
     let pointer: OpaquePointer
 }

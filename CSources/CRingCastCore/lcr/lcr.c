@@ -116,27 +116,60 @@ rc_lcr_app rc_lcr_app_at(const rc_lcr *core, uint64_t index) {
 
 /* ---- Rreceive ---------------------------------------------------------------------------------- */
 
-/* Checks a frame against this view without changing anything: -EPROTO if no correct predecessor
- * could have sent it. ACKs are checked as they will be applied, after the frame's message. */
-static int frame_check(const rc_lcr *core, const rc_lcr_frame *frame) {
+/* Why frame_check refuses a frame (one count per reason in rc_lcr_stats, as TigerBeetle's ignore_*
+ * predicates say why they ignore a message). Each reason names what no correct predecessor in this
+ * view would send. */
+typedef enum lcr_frame_refusal {
+    LCR_FRAME_ACCEPTABLE = 0,
+    LCR_FRAME_MALFORMED,       /* too many ACKs, a zero count or seq, a stamp whose own entry is not seq */
+    LCR_FRAME_FOREIGN_ORIGIN,  /* an origin outside this view */
+    LCR_FRAME_OWN_RETURNED,    /* an own message coming back: it stops one hop earlier (line 11) */
+    LCR_FRAME_GAP,             /* a seq beyond C[origin] + 1: FIFO links never skip */
+    LCR_FRAME_ACK_UNRECEIVED,  /* an ACK for a message never received */
+} lcr_frame_refusal;
+
+static lcr_frame_refusal frame_message_refusal(const rc_lcr *core, const rc_lcr_message *m) {
+    if (m->origin >= core->settings.nodes) return LCR_FRAME_FOREIGN_ORIGIN;
+    if (m->origin == core->settings.self) return LCR_FRAME_OWN_RETURNED;
+    if (m->clock == NULL || m->count == 0 || m->seq == 0 || m->clock[m->origin] != m->seq) return LCR_FRAME_MALFORMED;
+    if (m->seq > core->clock[m->origin] + 1) return LCR_FRAME_GAP;
+    return LCR_FRAME_ACCEPTABLE;
+}
+
+/* Checks a frame against this view without changing anything: the reason no correct predecessor
+ * could have sent it, or LCR_FRAME_ACCEPTABLE. ACKs are checked as they will be applied, after the
+ * frame's message. */
+static lcr_frame_refusal frame_ignore_reason(const rc_lcr *core, const rc_lcr_frame *frame) {
     uint32_t n = core->settings.nodes;
-    if (frame->ack_count > n || (frame->ack_count > 0 && frame->acks == NULL)) return -EPROTO;
+    if (frame->ack_count > n || (frame->ack_count > 0 && frame->acks == NULL)) return LCR_FRAME_MALFORMED;
     if (frame->has_message) {
-        const rc_lcr_message *m = &frame->message;
-        if (m->origin >= n || m->origin == core->settings.self || m->clock == NULL) return -EPROTO;
-        if (m->count == 0 || m->seq == 0 || m->clock[m->origin] != m->seq) return -EPROTO;
-        if (m->seq > core->clock[m->origin] + 1) return -EPROTO; /* a gap: FIFO links never skip */
+        lcr_frame_refusal refusal = frame_message_refusal(core, &frame->message);
+        if (refusal != LCR_FRAME_ACCEPTABLE) return refusal;
     }
     for (uint32_t i = 0; i < frame->ack_count; i++) {
         const rc_lcr_ack *ack = &frame->acks[i];
-        if (ack->origin >= n || ack->seq == 0) return -EPROTO;
+        if (ack->origin >= n) return LCR_FRAME_FOREIGN_ORIGIN;
+        if (ack->seq == 0) return LCR_FRAME_MALFORMED;
         uint64_t known = core->clock[ack->origin];
         if (frame->has_message && frame->message.origin == ack->origin && frame->message.seq > known) {
             known = frame->message.seq;
         }
-        if (ack->seq > known) return -EPROTO; /* an ACK for a message never received */
+        if (ack->seq > known) return LCR_FRAME_ACK_UNRECEIVED;
     }
-    return 0;
+    return LCR_FRAME_ACCEPTABLE;
+}
+
+static void frame_count_refusal(rc_lcr *core, lcr_frame_refusal refusal) {
+    RC_ASSERT(refusal != LCR_FRAME_ACCEPTABLE);
+    core->stats.frames_rejected++;
+    switch (refusal) {
+    case LCR_FRAME_MALFORMED: core->stats.rejected_malformed++; break;
+    case LCR_FRAME_FOREIGN_ORIGIN: core->stats.rejected_foreign_origin++; break;
+    case LCR_FRAME_OWN_RETURNED: core->stats.rejected_own_returned++; break;
+    case LCR_FRAME_GAP: core->stats.rejected_gap++; break;
+    case LCR_FRAME_ACK_UNRECEIVED: core->stats.rejected_ack_unreceived++; break;
+    case LCR_FRAME_ACCEPTABLE: break;
+    }
 }
 
 static bool frame_fits(const rc_lcr *core, const rc_lcr_frame *frame, bool take_message) {
@@ -162,10 +195,10 @@ static void message_accept(rc_lcr *core, const rc_lcr_message *m, bool *forwarde
         .seq = m->seq, .bytes = m->bytes, .ref = m->ref, .origin = m->origin,
         .burst_size = m->burst_size, .count = m->count, .clock_slot = slot, .own = false,
     };
-    lcr_pending_insert(core, &entry);
+    lcr_pending_insert(core, &entry); /* line 13 (or 15: `stable` is derived, lcr_internal.h) */
     core->clock[m->origin] = m->seq; /* line 18 */
     lcr_fairness_on_receive(core, m->origin, m->burst_size);
-    if (lcr_predecessor(core, m->origin) == core->settings.self) {
+    if (lcr_predecessor(core, m->origin) == core->settings.self) { /* line 11's else (line 14) */
         core->stable_seq[m->origin] = m->seq; /* line 15: a full round is done */
         lcr_ack_log_push(core, m->origin, m->seq); /* line 16 */
         *forwarded = false;
@@ -179,7 +212,10 @@ static void message_accept(rc_lcr *core, const rc_lcr_message *m, bool *forwarde
     *forwarded = true;
 }
 
-/* Fig. 2.5 lines 19–23, with the guard of line 20 on forwarding only (see rc_lcr.h). */
+/* Fig. 2.5 lines 19–23, with the guard of line 20 on forwarding only (deviation 1 in rc_lcr.h). §2.4.2:
+ * "Upon receiving this ACK message, each process knows (1) that m_i is stable, and (2) that it already
+ * received all messages that are ordered before m_i." The ACK is cumulative (deviation 6) and waits in
+ * the ACK log behind the forwards received before it (deviation 5). */
 static void ack_accept(rc_lcr *core, const rc_lcr_ack *ack) {
     if (ack->seq <= core->stable_seq[ack->origin]) return; /* already known: nothing to pass on */
     core->stable_seq[ack->origin] = ack->seq;
@@ -187,23 +223,25 @@ static void ack_accept(rc_lcr *core, const rc_lcr_ack *ack) {
     if (last != core->settings.self) lcr_ack_log_push(core, ack->origin, ack->seq);
 }
 
-int rc_lcr_on_frame(rc_lcr *core, const rc_lcr_frame *frame, bool *forwarded) {
+int rc_lcr_on_frame(rc_lcr *core, const rc_lcr_frame *frame, bool *forwarded, bool *duplicate) {
     RC_ASSERT(core != NULL && frame != NULL);
     bool forwarded_local = false;
-    int rc = frame_check(core, frame);
-    if (rc < 0) {
-        core->stats.frames_rejected++;
-        return rc;
+    lcr_frame_refusal refusal = frame_ignore_reason(core, frame);
+    if (refusal != LCR_FRAME_ACCEPTABLE) {
+        frame_count_refusal(core, refusal);
+        return -EPROTO;
     }
-    bool take = frame->has_message && frame->message.seq > core->clock[frame->message.origin];
+    bool take = frame->has_message && frame->message.seq > core->clock[frame->message.origin]; /* line 10 */
     if (!frame_fits(core, frame, take)) {
         core->stats.frames_refused++;
         return -EAGAIN;
     }
-    if (frame->has_message && !take) core->stats.duplicates_ignored++; /* line 10 */
+    bool ignored = frame->has_message && !take;
+    if (ignored) core->stats.duplicates_ignored++; /* line 10: seen before, nothing to do */
     if (take) message_accept(core, &frame->message, &forwarded_local);
     for (uint32_t i = 0; i < frame->ack_count; i++) ack_accept(core, &frame->acks[i]);
     if (forwarded != NULL) *forwarded = forwarded_local;
+    if (duplicate != NULL) *duplicate = ignored;
     return 0;
 }
 
@@ -283,7 +321,7 @@ int rc_lcr_next_frame(rc_lcr *core, rc_lcr_frame *frame) {
     lcr_fairness_note_link_ready(core);
     bool own = own_ready(core);
     if (own && lcr_fairness_admits_own(core)) {
-        own_take(core, &frame->message);
+        own_take(core, &frame->message); /* line 8: the frame returned is the Rsend */
         frame->has_message = true;
     } else if (core->forward_count > 0) {
         if (own) core->stats.own_held++;
