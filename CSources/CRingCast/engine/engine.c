@@ -25,7 +25,7 @@ void rc_engine_settings_default(rc_engine_settings *s) {
     s->window = 1024;
     s->window_bytes = 1u << 20;
     s->window_adaptive = true;
-    s->staging_bytes = 32u << 10;
+    s->staging_bytes = 8u << 10;
     s->batch_count_max = 64;
     s->batch_bytes_max = 64u << 10;
     s->fairness = true;

@@ -55,6 +55,7 @@ static uint32_t expand(rc_engine *engine, const rc_lcr_message *m, engine_delive
         d->origin_seq = ++engine->origin_delivered[m->origin];
         d->view_id = engine->settings.view_id;
         engine->stats.delivered_bytes += d->length;
+        rc_window_on_delivery(&engine->window, d->length);
     }
     engine->stats.delivered_messages += count;
     return count;

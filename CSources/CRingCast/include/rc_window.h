@@ -15,8 +15,11 @@
  * epoch is T × delay / k, at least bytes_min. While the ring has room, messages come back in less than
  * `delay`, T grows with the windows and the windows grow by delay / round trip per epoch; once the links
  * are full, T stops at the ring's rate and the queues settle where a message needs about `delay` to come
- * back, whatever the link speed. bytes_min covers what a slow ring needs whatever its rate: a few frames
- * on each link (docs/tuning.md has the measurements).
+ * back, whatever the link speed. Below that, a floor covers what a ring needs whatever its rate: room for
+ * `messages_min` of the largest application message delivered lately (a process forwards a message only
+ * once it has all of it, so large messages need more bytes in flight to keep every link busy), within
+ * [bytes_min, floor_bytes_max]. Measured on the emulated 100 Mbit/s LAN (docs/tuning.md): 10 kB messages
+ * needed 64 KiB per origin, 100 B messages ran as well with 16 KiB, at a third of the latency.
  *
  * Every origin gets the same window: that is what keeps the shares of §2.5.2 equal. Two designs that
  * looked closer to "the bandwidth-delay product" were measured and dropped (docs/tuning.md):
@@ -37,13 +40,15 @@ extern "C" {
 #endif
 
 typedef struct rc_window_settings {
-    uint64_t bytes_min;      /**< the window never goes below this (start-up, slow rings). */
-    uint64_t bytes_max;      /**< nor above this: the engine's fixed window_bytes, which sizes its buffers. */
+    uint64_t bytes_min;      /**< the window never goes below this, > 0. */
+    uint64_t floor_bytes_max;/**< the floor from the message size never goes above this (the window may). */
+    uint32_t messages_min;   /**< the floor: this many of the largest application message delivered lately. */
+    uint64_t bytes_max;      /**< the window never goes above this: the engine's window_bytes, which sizes its buffers. */
     uint64_t delay_ns;       /**< target time in flight: the queues' allowance for jitter, > 0. */
     uint64_t epoch_ns;       /**< how often the rate is measured and the window resized. */
 } rc_window_settings;
 
-/** Defaults: 64 KiB … bytes_max, delay 6 ms, epochs of 50 ms. */
+/** Defaults: 6 messages within 16–64 KiB … bytes_max, delay 6 ms, epochs of 50 ms. */
 void rc_window_settings_default(rc_window_settings *settings, uint64_t bytes_max);
 
 typedef struct rc_window {
@@ -53,12 +58,20 @@ typedef struct rc_window {
     uint64_t epoch_start_bytes;   /**< delivered bytes (all origins) when the epoch started */
     double rate_previous;         /**< bytes per ns delivered in the previous epoch */
     double rate;                  /**< the larger of the last two epochs' */
+    uint32_t largest_epoch;       /**< the largest application message delivered in this epoch */
+    uint32_t largest_previous;    /**< ... and in the previous one */
     uint64_t bytes;               /**< the current window */
     uint64_t epochs;
 } rc_window;
 
-/** -EINVAL when the settings are inconsistent (min 0 or > max, delay 0, epoch 0). */
+/** -EINVAL when the settings are inconsistent (min 0, min > floor max > max, no messages, delay 0, epoch 0).
+ *  The window starts at floor_bytes_max, until the first epoch has measured the ring. */
 int rc_window_init(rc_window *window, const rc_window_settings *settings, uint64_t now_ns);
+
+/** An application message of `length` bytes was delivered (any origin): sizes the floor. A comparison. */
+static inline void rc_window_on_delivery(rc_window *window, uint32_t length) {
+    if (length > window->largest_epoch) window->largest_epoch = length;
+}
 
 /** An own LCR message sent at `sent_ns` became stable at `now_ns`: a round-trip sample (reported, rtt_min_ns). */
 void rc_window_on_stable(rc_window *window, uint64_t now_ns, uint64_t sent_ns);
