@@ -241,7 +241,9 @@ public final class Group: Sendable {
 extension Group: Service {
     /// Starts the member (unless started already) and runs until graceful shutdown, then leaves the group — the
     /// others install a view without this member at once instead of suspecting it after `suspectMillis` — and
-    /// stops. On cancellation it stops without leaving (the others see a crash).
+    /// stops. It leaves only from a running view: in the middle of a view change, or cut off from a majority, a leave
+    /// could not complete, so it stops at once and the others treat it as a crash. On cancellation it stops without
+    /// leaving.
     /// - Throws: ``RingCastError/excluded`` when the group excluded this member (the service cannot go on), or
     ///   what ``start()`` throws.
     public func run() async throws {
@@ -254,7 +256,7 @@ extension Group: Service {
             shutdown()
             throw RingCastError.excluded
         }
-        if !Task.isCancelled && !Self.hasEnded(state) {
+        if !Task.isCancelled && state == .running {
             do {
                 try await leave()
             } catch {

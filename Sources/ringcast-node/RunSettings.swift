@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import Logging
 import RingCast
 
 /// Everything a node run needs, resolved from the command line, the --config file and the defaults.
@@ -29,6 +30,17 @@ struct RunSettings: Sendable {
     var mode: Group.Mode = .quorum
     var heartbeatMillis = 20
     var suspectMillis = 200
+    /// Where GET /metrics and GET /status are served, if anywhere.
+    var metricsListen: Address?
+    var logLevel: Logger.Level = .info
+
+    /// stderr from `logLevel` on; the label is the library's, so that its lines read "ringcast".
+    var logger: Logger {
+        var logger = Logger(label: "ringcast") { StreamLogHandler.standardError(label: $0) }
+        logger.logLevel = logLevel
+        logger[metadataKey: "node"] = "\(id)"
+        return logger
+    }
 
     static let headerBytes = 24
 
@@ -44,6 +56,7 @@ struct RunSettings: Sendable {
             configuration.suspectMillis = suspectMillis
             configuration.roundTimeoutMillis = suspectMillis
             configuration.limits = limits
+            configuration.logger = logger
             try configuration.validate()
             return configuration
         }
@@ -51,8 +64,10 @@ struct RunSettings: Sendable {
 
     var configuration: Node.Configuration {
         get throws(RingCastError) {
-            try Node.Configuration(position: id, nodeCount: nodes, listen: listen, successor: successor,
-                                   viewId: viewId, limits: limits)
+            var configuration = try Node.Configuration(position: id, nodeCount: nodes, listen: listen, successor: successor,
+                                                       viewId: viewId, limits: limits)
+            configuration.logger = logger
+            return configuration
         }
     }
 }
@@ -62,6 +77,7 @@ let configKeys: Set<String> = [
     "id", "nodes", "listen", "successor", "view-id", "send", "size", "start-at", "warmup", "duration", "cooldown",
     "window", "window-bytes", "batch-count", "batch-bytes", "fairness", "zerocopy", "congestion", "delivery-log",
     "digest-payloads", "connect-timeout", "quiet-ms", "json", "members", "view", "mode", "heartbeat-ms", "suspect-ms",
+    "metrics-listen", "log-level",
 ]
 
 /// Reads a --config file: `key=value` lines (blank lines and `#` comments ignored) or one JSON object.
@@ -216,6 +232,16 @@ extension NodeCommand {
             }
         }
         let deliveryLog = try value(deliveryLog, "delivery-log") { $0 }
+        let metricsAddress = try value(metricsListen, "metrics-listen") { $0 }.map { text throws(ValidationError) in
+            try address(text, "metrics-listen")
+        }
+        var level = Logger.Level.info
+        if let text = try value(logLevel, "log-level", { $0 }) {
+            guard let parsed = Logger.Level(rawValue: text.lowercased()) else {
+                throw ValidationError("--log-level must be one of \(Logger.Level.allCases.map(\.rawValue).joined(separator: ", "))")
+            }
+            level = parsed
+        }
         let digest = try value(digestPayloads, "digest-payloads") { Switch(rawValue: $0.lowercased()) }
 
         let settings = RunSettings(
@@ -231,7 +257,7 @@ extension NodeCommand {
             json: try value(json, "json", boolean) ?? false,
             quietNanos: UInt64(quietMillis) * 1_000_000,
             members: memberAddresses, initialView: initialView, mode: groupMode,
-            heartbeatMillis: heartbeat, suspectMillis: suspect)
+            heartbeatMillis: heartbeat, suspectMillis: suspect, metricsListen: metricsAddress, logLevel: level)
         do {
             if memberAddresses != nil { _ = try settings.groupConfiguration } else { _ = try settings.configuration }
         } catch {

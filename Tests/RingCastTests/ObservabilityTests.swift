@@ -128,7 +128,7 @@ struct ObservabilityTests {
         #expect((metrics.counter("ringcast_ring_bytes_total", dimensions + [("direction", "in")]) ?? 0) >= 100_000,
                 "the ring's counters accumulate over views")
         #expect(metrics.counter("ringcast_payload_copies_total", dimensions) == 0)
-        let durations = metrics.timer("ringcast_view_change_duration", dimensions)
+        let durations = metrics.timer("ringcast_view_change_duration_seconds", dimensions)
         #expect(durations.count == 1)
         #expect(durations.allSatisfy { $0 > 0 && $0 < 10_000_000_000 }, "detect to view: \(durations) ns")
 

@@ -57,7 +57,7 @@ final class GroupMetrics {
         broadcastsInFlight = gauge("ringcast_broadcasts_in_flight")
         viewID = gauge("ringcast_view_id")
         viewMembers = gauge("ringcast_view_members")
-        viewChangeDuration = Timer(label: "ringcast_view_change_duration", dimensions: dimensions, factory: factory)
+        viewChangeDuration = Timer(label: "ringcast_view_change_duration_seconds", dimensions: dimensions, factory: factory)
     }
 
     /// Brings every metric up to `statistics`.
