@@ -140,6 +140,8 @@ public struct SVGPlot: Codable, Sendable, Equatable {
     /// The plot's x range; `nil` fits the data (with a little padding when ticks are given).
     public var xMin: Double?
     public var xMax: Double?
+    /// At least this much y range (rounded up to a tick); `nil` fits the data with 12 % headroom.
+    public var yMax: Double?
     /// Extra legend lines after the series' own (bars, markers); the series always get theirs.
     public var legend: [LegendEntry] = []
     /// Paragraphs under the plot, wrapped to the width; at most ``captionLinesMax`` lines in all.
@@ -166,7 +168,7 @@ public struct SVGPlot: Codable, Sendable, Equatable {
     enum CodingKeys: String, CodingKey {
         case title, subtitle, series, markers, bands, legend, caption, width, height
         case xLabel = "x_label", yLabel = "y_label", barGroups = "bar_groups", xTicks = "x_ticks", logX = "log_x"
-        case xMin = "x_min", xMax = "x_max"
+        case xMin = "x_min", xMax = "x_max", yMax = "y_max"
     }
 
     public init(from decoder: any Decoder) throws {
@@ -183,6 +185,7 @@ public struct SVGPlot: Codable, Sendable, Equatable {
         logX = try container.decodeIfPresent(Bool.self, forKey: .logX) ?? false
         xMin = try container.decodeIfPresent(Double.self, forKey: .xMin)
         xMax = try container.decodeIfPresent(Double.self, forKey: .xMax)
+        yMax = try container.decodeIfPresent(Double.self, forKey: .yMax)
         legend = try container.decodeIfPresent([LegendEntry].self, forKey: .legend) ?? []
         caption = try container.decodeIfPresent([String].self, forKey: .caption) ?? []
         width = try container.decodeIfPresent(Int.self, forKey: .width) ?? 720
@@ -212,7 +215,7 @@ public struct SVGPlot: Codable, Sendable, Equatable {
         let w = Double(width), h = Double(height)
         let plotW = w - Self.left - Self.right, plotH = h - Self.top - bottom
         let xScale = XScale(plot: self, plotWidth: plotW)
-        let yTop = Self.roundedTop(yMax)
+        let yTop = Self.roundedTop(yFitted)
         let yPos = { (value: Double) in Self.top + plotH * (1 - value / yTop) }
         var out: [String] = [
             "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"\(width)\" height=\"\(height)\" viewBox=\"0 0 \(width) \(height)\" "
@@ -254,10 +257,10 @@ public struct SVGPlot: Codable, Sendable, Equatable {
         return out.joined(separator: "\n") + "\n"
     }
 
-    private var yMax: Double {
+    private var yFitted: Double {
         let values = series.flatMap { $0.points.compactMap { $0.count == 2 ? $0[1] : nil } }
             + barGroups.flatMap { $0.bars.map(\.value) }
-        return max(values.max() ?? 1, 1e-9) * 1.12
+        return max(max(values.max() ?? 1, 1e-9) * 1.12, yMax ?? 0)
     }
 
     /// x values to screen positions: linear or log10, fitted to the data, the ticks and the bars.
