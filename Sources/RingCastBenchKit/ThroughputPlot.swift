@@ -74,7 +74,8 @@ public enum ThroughputPlot {
         }
         let silent = result.faults.killed.filter { id in !result.nodes.contains { $0.id == id } }
         if !silent.isEmpty {
-            plot.caption[0] += " Killed nodes report nothing, so node(s) \(silent.map(String.init).joined(separator: ", ")) have no line."
+            plot.caption[0] += silent.count == 1 ? " Node \(silent[0]) was killed and reported nothing: it has no line."
+                : " Nodes \(silent.map(String.init).joined(separator: ", ")) were killed and reported nothing: they have no line."
         }
         return plot
     }

@@ -34,11 +34,11 @@ struct RunSettings: Sendable {
     var metricsListen: Address?
     var logLevel: Logger.Level = .info
 
-    /// stderr from `logLevel` on; the label is the library's, so that its lines read "ringcast".
+    /// stderr from `logLevel` on; the label is the library's, so that its lines read "ringcast" (the library adds the
+    /// member's id as metadata).
     var logger: Logger {
         var logger = Logger(label: "ringcast") { StreamLogHandler.standardError(label: $0) }
         logger.logLevel = logLevel
-        logger[metadataKey: "node"] = "\(id)"
         return logger
     }
 
