@@ -178,7 +178,9 @@ struct NodeRun {
                 try await node.broadcast(payload)
                 result.sent += 1
             } catch {
-                result.error = error
+                // After SIGTERM a group member leaves the group while this task may still wait in broadcast():
+                // the broadcast it waited for is refused, which is the shutdown, not a failure.
+                if !Termination.requested.load(ordering: .relaxed) { result.error = error }
                 break
             }
         }

@@ -43,18 +43,19 @@ struct NodeObservabilityTests {
         defer { for (process, _, _) in started where process.isRunning { process.terminate() } }
 
         // Under way: the ring runs and delivers.
-        var status = ""
+        var status = "", statusError = ""
         for _ in 0..<100 {
             try await Task.sleep(for: .milliseconds(100))
-            let result = try NodeProcessTests.run(["status", metricsAddress])
+            let result = try NodeProcessTests.run(["status", metricsAddress, "--timeout", "5"])
             status = result.stdout
+            statusError = result.stderr
             if result.status == 0 && status.contains("Delivered") && !status.contains("Delivered         0 ") { break }
         }
-        #expect(status.contains("Node ID           0"), "\(status)")
+        #expect(status.contains("Node ID           0"), "\(status)\(statusError)")
         #expect(status.contains("State             running"), "\(status)")
         #expect(status.contains("Members           0 1 2"), "\(status)")
         try await Task.sleep(for: .milliseconds(500))
-        let scrape = try NodeProcessTests.run(["status", metricsAddress, "--metrics"])
+        let scrape = try NodeProcessTests.run(["status", metricsAddress, "--metrics", "--timeout", "5"])
         #expect(scrape.status == 0, "\(scrape.stderr)")
         for name in Self.documentedMetrics {
             #expect(scrape.stdout.contains(name), "/metrics lacks \(name)")
