@@ -61,6 +61,9 @@ struct NodeRun {
                     }
                 }
                 endpoint?.start()
+                if let endpoint {
+                    settings.logger.info("serving GET /metrics and GET /status", metadata: ["address": "\(endpoint.address)"])
+                }
             } catch {
                 outcome.error = "\(error)"
                 return outcome

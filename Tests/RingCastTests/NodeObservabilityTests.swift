@@ -1,5 +1,8 @@
 import Foundation
 import Testing
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// `ringcast-node --metrics-listen`, `ringcast-node status` and SIGTERM as a graceful leave, over real processes.
 @Suite("ringcast-node: metrics endpoint, status, graceful shutdown", .serialized)
@@ -30,11 +33,57 @@ struct NodeObservabilityTests {
         samples["\(name){group=\"ringcast\",member=\"0\"\(labels)}"]
     }
 
+    /// `GET path` from 127.0.0.1:`port`: the body of a 200 answer, nil if there is none (yet). A few ms of blocking
+    /// I/O, so that polling does not hold a thread of the cooperative pool the way a child process would.
+    static func get(_ path: String, port: UInt16) -> String? {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { return nil }
+        defer { close(fd) }
+        var timeout = timeval(tv_sec: 2, tv_usec: 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        address.sin_port = port.bigEndian
+        let connected = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        guard connected == 0 else { return nil }
+        let request = Array("GET \(path) HTTP/1.1\r\nHost: test\r\n\r\n".utf8)
+        guard send(fd, request, request.count, Int32(MSG_NOSIGNAL)) == request.count else { return nil }
+        var answer: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 16384)
+        while true {
+            let count = read(fd, &chunk, chunk.count)
+            if count <= 0 { break }
+            answer += chunk[..<count]
+        }
+        let text = String(decoding: answer, as: UTF8.self)
+        guard text.hasPrefix("HTTP/1.1 200 "), let split = text.range(of: "\r\n\r\n") else { return nil }
+        return String(text[split.upperBound...])
+    }
+
+    /// Polls `path` every 50 ms until `condition` holds for its body, at most `seconds`; the last body.
+    static func poll(_ path: String, port: UInt16, seconds: Double, until condition: (String) -> Bool) async throws -> String {
+        let deadline = ContinuousClock.now.advanced(by: .milliseconds(Int(seconds * 1000)))
+        var last = ""
+        while ContinuousClock.now < deadline {
+            if let body = get(path, port: port) {
+                last = body
+                if condition(body) { break }
+            }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        return last
+    }
+
     @Test("scraping a running member: the documented metrics with plausible values; status answers; SIGTERM leaves")
     func scrapeStatusAndGracefulLeave() async throws {
         let ports = freeLoopbackPortPairs(3)
         let members = ports.map { "127.0.0.1:\($0)" }.joined(separator: ",")
-        let metricsAddress = "127.0.0.1:\(freeLoopbackPorts(1)[0])"
+        let metricsPort = freeLoopbackPorts(1)[0]
+        let metricsAddress = "127.0.0.1:\(metricsPort)"
         let started = try (0..<3).map { id in
             try NodeProcessTests.start(["--id", "\(id)", "--members", members, "--send", "--size", "1000",
                                         "--warmup", "0.3", "--duration", "3", "--cooldown", "3", "--json"]
@@ -42,19 +91,17 @@ struct NodeObservabilityTests {
         }
         defer { for (process, _, _) in started where process.isRunning { process.terminate() } }
 
-        // Under way: the ring runs and delivers.
-        var status = "", statusError = ""
-        for _ in 0..<100 {
-            try await Task.sleep(for: .milliseconds(100))
-            let result = try NodeProcessTests.run(["status", metricsAddress, "--timeout", "5"])
-            status = result.stdout
-            statusError = result.stderr
-            if result.status == 0 && status.contains("Delivered") && !status.contains("Delivered         0 ") { break }
+        // Under way: the ring runs and delivers. Then `ringcast-node status` (the CLI) says so.
+        let running = try await Self.poll("/status", port: metricsPort, seconds: 20) { $0.contains("State             running") }
+        #expect(running.contains("Node ID           0"), "\(running)")
+        let status = try NodeProcessTests.run(["status", metricsAddress, "--timeout", "5"])
+        #expect(status.status == 0, "\(status.stderr)")
+        #expect(status.stdout.contains("Node ID           0"), "\(status.stdout)")
+        #expect(status.stdout.contains("State             running"), "\(status.stdout)")
+        #expect(status.stdout.contains("Members           0 1 2"), "\(status.stdout)")
+        _ = try await Self.poll("/metrics", port: metricsPort, seconds: 10) {
+            (Self.value(Self.samples($0), "ringcast_delivered_messages_total") ?? 0) > 100
         }
-        #expect(status.contains("Node ID           0"), "\(status)\(statusError)")
-        #expect(status.contains("State             running"), "\(status)")
-        #expect(status.contains("Members           0 1 2"), "\(status)")
-        try await Task.sleep(for: .milliseconds(500))
         let scrape = try NodeProcessTests.run(["status", metricsAddress, "--metrics", "--timeout", "5"])
         #expect(scrape.status == 0, "\(scrape.stderr)")
         for name in Self.documentedMetrics {
@@ -72,23 +119,26 @@ struct NodeObservabilityTests {
 
         // SIGTERM: member 2 leaves; the others install a view without it, caused by the leave (not a suspicion).
         started[2].0.terminate()
-        var afterLeave = ""
-        for _ in 0..<50 {
-            try await Task.sleep(for: .milliseconds(100))
-            afterLeave = try NodeProcessTests.run(["status", metricsAddress]).stdout
-            if afterLeave.contains("Members           0 1\n") { break }
-        }
+        let afterLeave = try await Self.poll("/status", port: metricsPort, seconds: 10) { $0.contains("Members           0 1\n") }
         #expect(afterLeave.contains("Members           0 1\n"), "\(afterLeave)")
         #expect(afterLeave.contains("Last change       left 2"), "\(afterLeave)")
-        let after = Self.samples(try NodeProcessTests.run(["status", metricsAddress, "--metrics"]).stdout)
+        let after = Self.samples(try await Self.poll("/metrics", port: metricsPort, seconds: 5) {
+            Self.value(Self.samples($0), "ringcast_view_members") == 2
+        })
         #expect(Self.value(after, "ringcast_view_changes_total") == 1)
         #expect(Self.value(after, "ringcast_view_members") == 2)
         #expect((Self.value(after, "ringcast_delivered_messages_total") ?? 0) > delivered)
 
-        let results = try started.map { try NodeProcessTests.finish($0, timeoutSeconds: 30) }
+        // The run ends by itself; wait without holding a thread, then collect the reports.
+        let deadline = ContinuousClock.now.advanced(by: .seconds(30))
+        while started.contains(where: { $0.0.isRunning }) && ContinuousClock.now < deadline {
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        let results = try started.map { try NodeProcessTests.finish($0, timeoutSeconds: 5) }
         for (id, result) in results.enumerated() {
             #expect(result.status == 0, "node \(id): \(result.stderr)")
         }
+        #expect(results[0].stderr.contains("serving GET /metrics and GET /status"), "\(results[0].stderr)")
         let leaver = try NodeProcessTests.json(results[2].stdout)
         #expect(leaver["ended_by"] as? String == "sigterm")
         #expect(results[2].stderr.contains("left the group"), "\(results[2].stderr)")

@@ -93,6 +93,9 @@ final class RecordingMetrics: MetricsFactory {
     }
 }
 
+/// Nested in `GroupTests` so that it is serialized with the other loopback group clusters: ports the kernel handed
+/// out as free can be taken by another cluster's connections when clusters start at the same time.
+extension GroupTests {
 @Suite("Observability: swift-log, swift-metrics, swift-service-lifecycle", .serialized)
 struct ObservabilityTests {
     @Test("a crash of one of three: the survivor logs the suspicion and the view change, and its metrics count them")
@@ -161,4 +164,5 @@ struct ObservabilityTests {
         try await cluster.wait(20, "a view without 2") { cluster.group(0).currentView?.members == [0, 1] }
         #expect(cluster.group(0).currentView?.causes == ["left 2"])
     }
+}
 }
