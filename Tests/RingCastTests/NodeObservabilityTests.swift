@@ -86,9 +86,10 @@ struct NodeObservabilityTests {
         let metricsAddress = "127.0.0.1:\(metricsPort)"
         let started = try (0..<3).map { id in
             // A generous suspicion timeout: on a loaded 2-core machine 200 ms of silence happens without a fault, and this
-            // test is about the leave, not about failure detection.
+            // test is about the leave, not about failure detection. The run is long and the test ends it with SIGTERM
+            // once it has seen what it wants: a test task can wait seconds for a thread when other suites block theirs.
             try NodeProcessTests.start(["--id", "\(id)", "--members", members, "--send", "--size", "1000",
-                                        "--warmup", "0.3", "--duration", "3", "--cooldown", "3", "--json",
+                                        "--warmup", "0.3", "--duration", "60", "--cooldown", "3", "--json",
                                         "--heartbeat-ms", "50", "--suspect-ms", "1500"]
                                        + (id == 0 ? ["--metrics-listen", metricsAddress] : []))
         }
@@ -133,7 +134,9 @@ struct NodeObservabilityTests {
         #expect(Self.value(after, "ringcast_view_members") == 2)
         #expect((Self.value(after, "ringcast_delivered_messages_total") ?? 0) > delivered)
 
-        // The run ends by itself; wait without holding a thread, then collect the reports.
+        // SIGTERM ends the others too (they leave in turn); wait without holding a thread, then collect the reports.
+        started[1].0.terminate()
+        started[0].0.terminate()
         let deadline = ContinuousClock.now.advanced(by: .seconds(30))
         while started.contains(where: { $0.0.isRunning }) && ContinuousClock.now < deadline {
             try await Task.sleep(for: .milliseconds(100))
@@ -148,6 +151,7 @@ struct NodeObservabilityTests {
         }
         let leaver = try NodeProcessTests.json(results[2].stdout)
         #expect(leaver["ended_by"] as? String == "sigterm")
+        #expect(try NodeProcessTests.json(results[0].stdout)["ended_by"] as? String == "sigterm")
         #expect(results[2].stderr.contains("left the group"), "\(results[2].stderr)")
     }
 
