@@ -245,7 +245,7 @@ public struct PlotCommand: ParsableCommand {
         discussion: """
         SPEC is one JSON object: title, x_label, y_label (required); subtitle, series [{name, color, dashed, dots, \
         points: [[x, y], ...]}], markers [{x, label, color, dashed}], bands [{from, to, label, color}], bar_groups \
-        [{label, bars: [{value, color, title}]}], x_ticks [{x, label}], log_x, x_min, x_max, legend [{name, color, \
+        [{label, bars: [{value, color, title}]}], x_ticks [{x, label}], log_x, x_min, x_max, y_max, legend [{name, color, \
         style: line|dashed|box}], caption [lines], width, height. '-' reads it from stdin.
         """)
 

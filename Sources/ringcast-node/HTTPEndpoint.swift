@@ -93,7 +93,7 @@ final class HTTPEndpoint: @unchecked Sendable {
             let client = accept(listenFD, nil, nil)
             guard client >= 0 else { continue }
             answer(client)
-            close(client)
+            lingeringClose(client)
         }
     }
 
@@ -114,6 +114,23 @@ final class HTTPEndpoint: @unchecked Sendable {
         let path = String(words[1].split(separator: "?", maxSplits: 1).first ?? "")
         Self.send(client, respond(path) ?? Response(status: "404 Not Found", body: "try /metrics or /status\n"))
     }
+
+    /// Closing with unread request bytes makes the kernel reset the connection, and the client may lose the answer with
+    /// it (an over-long request is answered before it is all read). So: end our side, read what the client still sends
+    /// until it closes — at most ``lingerBytesMax`` bytes, each read bounded by the I/O timeout — then close.
+    private func lingeringClose(_ client: Int32) {
+        shutdown(client, Int32(SHUT_WR))
+        var chunk = [UInt8](repeating: 0, count: 4096)
+        var drained = 0
+        while drained < Self.lingerBytesMax {
+            let count = read(client, &chunk, chunk.count)
+            guard count > 0 else { break }
+            drained += count
+        }
+        close(client)
+    }
+
+    static let lingerBytesMax = 65536
 
     /// The request head up to the blank line, or nil when it is longer than the limit, the peer closed or timed out.
     private static func readHead(_ client: Int32) -> String? {

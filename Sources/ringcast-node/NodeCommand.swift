@@ -38,8 +38,8 @@ struct NodeCommand: AsyncParsableCommand {
         Deliveries use the zero-copy synchronous handler: payload_copies stays 0. Exit status: 0 on success, \
         1 on a runtime failure (connect timeout, engine failure), 64 on bad flags.
 
-        --metrics-listen HOST:PORT serves GET /metrics (Prometheus text format; the metrics are listed in the \
-        README's "Operating RingCast") and GET /status (what `ringcast-node status HOST:PORT` prints). Logs go \
+        --metrics-listen HOST:PORT serves GET /metrics (Prometheus text format; every metric is listed in the \
+        DocC article Observability of the RingCast module) and GET /status (what `ringcast-node status HOST:PORT` prints). Logs go \
         to stderr at --log-level (default info: view changes, suspicions, joins, leaves; never per message). \
         In group mode the member runs in a swift-service-lifecycle ServiceGroup: SIGTERM or SIGINT make it leave \
         the group (the others install a view without it at once), then it stops and reports.

@@ -55,7 +55,7 @@ struct StatusCommand: ParsableCommand {
     var address: String
     @Flag(help: "Print the Prometheus metrics (GET /metrics) instead of the status.")
     var metrics = false
-    @Option(help: ArgumentHelp("Give up after this long (default 2).", valueName: "seconds"))
+    @Option(help: ArgumentHelp("Give up after this long.", valueName: "seconds"))
     var timeout: Double = 2
 
     func validate() throws {

@@ -36,6 +36,13 @@ struct NodeObservabilityTests {
     /// `GET path` from 127.0.0.1:`port`: the body of a 200 answer, nil if there is none (yet). A few ms of blocking
     /// I/O, so that polling does not hold a thread of the cooperative pool the way a child process would.
     static func get(_ path: String, port: UInt16) -> String? {
+        guard let text = exchange("GET \(path) HTTP/1.1\r\nHost: test\r\n\r\n", port: port),
+              text.hasPrefix("HTTP/1.1 200 "), let split = text.range(of: "\r\n\r\n") else { return nil }
+        return String(text[split.upperBound...])
+    }
+
+    /// Sends `request` as is and returns the whole answer, nil if the connection failed.
+    static func exchange(_ request: String, port: UInt16) -> String? {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         guard fd >= 0 else { return nil }
         defer { close(fd) }
@@ -50,8 +57,8 @@ struct NodeObservabilityTests {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
         }
         guard connected == 0 else { return nil }
-        let request = Array("GET \(path) HTTP/1.1\r\nHost: test\r\n\r\n".utf8)
-        guard send(fd, request, request.count, Int32(MSG_NOSIGNAL)) == request.count else { return nil }
+        let bytes = Array(request.utf8)
+        guard send(fd, bytes, bytes.count, Int32(MSG_NOSIGNAL)) == bytes.count else { return nil }
         var answer: [UInt8] = []
         var chunk = [UInt8](repeating: 0, count: 16384)
         while true {
@@ -59,9 +66,7 @@ struct NodeObservabilityTests {
             if count <= 0 { break }
             answer += chunk[..<count]
         }
-        let text = String(decoding: answer, as: UTF8.self)
-        guard text.hasPrefix("HTTP/1.1 200 "), let split = text.range(of: "\r\n\r\n") else { return nil }
-        return String(text[split.upperBound...])
+        return String(decoding: answer, as: UTF8.self)
     }
 
     /// Polls `path` every 50 ms until `condition` holds for its body, at most `seconds`; the last body.
@@ -121,6 +126,13 @@ struct NodeObservabilityTests {
         #expect(Self.value(before, "ringcast_view_changes_total") == 0)
         #expect(Self.value(before, "ringcast_payload_copies_total") == 0)
         #expect((Self.value(before, "ringcast_ring_bytes_total", ",direction=\"in\"") ?? 0) >= delivered * 1000 / 3)
+
+        // The responder is bounded: only GET, known paths, a request head of at most 8 KiB.
+        #expect(Self.exchange("GET /nothing HTTP/1.1\r\n\r\n", port: metricsPort)?.hasPrefix("HTTP/1.1 404 ") == true)
+        #expect(Self.exchange("POST /metrics HTTP/1.1\r\n\r\n", port: metricsPort)?.hasPrefix("HTTP/1.1 405 ") == true)
+        let huge = "GET /metrics HTTP/1.1\r\nX-Padding: " + String(repeating: "a", count: 9000) + "\r\n\r\n"
+        #expect(Self.exchange(huge, port: metricsPort)?.hasPrefix("HTTP/1.1 400 ") == true)
+        #expect(Self.get("/metrics", port: metricsPort) != nil, "still answering after the bad requests")
 
         // SIGTERM: member 2 leaves; the others install a view without it, caused by the leave (not a suspicion).
         started[2].0.terminate()
