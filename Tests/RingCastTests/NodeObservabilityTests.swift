@@ -70,7 +70,7 @@ struct NodeObservabilityTests {
     }
 
     /// Polls `path` every 50 ms until `condition` holds for its body, at most `seconds`; the last body.
-    static func poll(_ path: String, port: UInt16, seconds: Double, until condition: (String) -> Bool) async throws -> String {
+    static func poll(_ path: String, port: UInt16, seconds: Double, until condition: (String) -> Bool) -> String {
         let deadline = ContinuousClock.now.advanced(by: .milliseconds(Int(seconds * 1000)))
         var last = ""
         while ContinuousClock.now < deadline {
@@ -78,13 +78,16 @@ struct NodeObservabilityTests {
                 last = body
                 if condition(body) { break }
             }
-            try await Task.sleep(for: .milliseconds(50))
+            usleep(50_000)
         }
         return last
     }
 
     @Test("scraping a running member: the documented metrics with plausible values; status answers; SIGTERM leaves")
-    func scrapeStatusAndGracefulLeave() async throws {
+    // Synchronous on purpose: once started it keeps its thread. An async test must wait for a thread of the small
+    // cooperative pool after every await, and in the full suite the blocking tests of other suites can hold that
+    // pool for tens of seconds, longer than the nodes would wait.
+    func scrapeStatusAndGracefulLeave() throws {
         let ports = freeLoopbackPortPairs(3)
         let members = ports.map { "127.0.0.1:\($0)" }.joined(separator: ",")
         let metricsPort = freeLoopbackPorts(1)[0]
@@ -92,9 +95,9 @@ struct NodeObservabilityTests {
         let started = try (0..<3).map { id in
             // A generous suspicion timeout: on a loaded 2-core machine 200 ms of silence happens without a fault, and this
             // test is about the leave, not about failure detection. The run is long and the test ends it with SIGTERM
-            // once it has seen what it wants: a test task can wait seconds for a thread when other suites block theirs.
+            // once it has seen what it wants (normally after a second or two) rather than racing its end.
             try NodeProcessTests.start(["--id", "\(id)", "--members", members, "--send", "--size", "1000",
-                                        "--warmup", "0.3", "--duration", "60", "--cooldown", "3", "--json",
+                                        "--warmup", "0.3", "--duration", "30", "--cooldown", "3", "--json",
                                         "--heartbeat-ms", "50", "--suspect-ms", "1500"]
                                        + (id == 0 ? ["--metrics-listen", metricsAddress] : []))
         }
@@ -102,14 +105,14 @@ struct NodeObservabilityTests {
 
         // Under way: the ring runs and delivers. Then `ringcast-node status` (the CLI) says so.
         let pollStarted = Date()
-        let running = try await Self.poll("/status", port: metricsPort, seconds: 20) { $0.contains("State             running") }
+        let running = Self.poll("/status", port: metricsPort, seconds: 20) { $0.contains("State             running") }
         #expect(running.contains("Node ID           0"), "\(running)")
         let status = try NodeProcessTests.run(["status", metricsAddress, "--timeout", "5"])
         #expect(status.status == 0, "\(status.stderr)")
         #expect(status.stdout.contains("Node ID           0"), "\(status.stdout)")
         #expect(status.stdout.contains("State             running"), "\(status.stdout)")
         #expect(status.stdout.contains("Members           0 1 2"), "\(status.stdout)")
-        _ = try await Self.poll("/metrics", port: metricsPort, seconds: 10) {
+        _ = Self.poll("/metrics", port: metricsPort, seconds: 10) {
             (Self.value(Self.samples($0), "ringcast_delivered_messages_total") ?? 0) > 100
         }
         let scrape = try NodeProcessTests.run(["status", metricsAddress, "--metrics", "--timeout", "5"])
@@ -136,23 +139,21 @@ struct NodeObservabilityTests {
 
         // SIGTERM: member 2 leaves; the others install a view without it, caused by the leave (not a suspicion).
         started[2].0.terminate()
-        let afterLeave = try await Self.poll("/status", port: metricsPort, seconds: 10) { $0.contains("Members           0 1\n") }
+        let afterLeave = Self.poll("/status", port: metricsPort, seconds: 10) { $0.contains("Members           0 1\n") }
         #expect(afterLeave.contains("Members           0 1\n"), "\(afterLeave)")
         #expect(afterLeave.contains("Last change       left 2"), "\(afterLeave)")
-        let after = Self.samples(try await Self.poll("/metrics", port: metricsPort, seconds: 5) {
+        let after = Self.samples(Self.poll("/metrics", port: metricsPort, seconds: 5) {
             Self.value(Self.samples($0), "ringcast_view_members") == 2
         })
         #expect(Self.value(after, "ringcast_view_changes_total") == 1)
         #expect(Self.value(after, "ringcast_view_members") == 2)
         #expect((Self.value(after, "ringcast_delivered_messages_total") ?? 0) > delivered)
 
-        // SIGTERM ends the others too (they leave in turn); wait without holding a thread, then collect the reports.
+        // SIGTERM ends the others too (they leave in turn); then collect the reports.
         started[1].0.terminate()
         started[0].0.terminate()
         let deadline = ContinuousClock.now.advanced(by: .seconds(30))
-        while started.contains(where: { $0.0.isRunning }) && ContinuousClock.now < deadline {
-            try await Task.sleep(for: .milliseconds(100))
-        }
+        while started.contains(where: { $0.0.isRunning }) && ContinuousClock.now < deadline { usleep(50_000) }
         let results = try started.map { try NodeProcessTests.finish($0, timeoutSeconds: 5) }
         for (id, result) in results.enumerated() {
             #expect(result.status == 0, "node \(id): \(result.stderr)")
