@@ -1,4 +1,5 @@
 internal import CRingCast
+import CoreMetrics
 import Logging
 import Synchronization
 #if canImport(Glibc)
@@ -130,6 +131,8 @@ final class EngineCore: Sendable {
     /// The configuration's logger with this node's `position` and `view_id`; used at start, stop and by the space
     /// waiter's periodic health check, never per message.
     let logger: Logger
+    /// Only the space waiter thread updates it (and `shutdown()`, after joining that thread).
+    nonisolated(unsafe) let metrics: EngineMetrics
 
     init(configuration: Node.Configuration,
          handler: (@Sendable (borrowing Deliveries) -> Void)?) throws(RingCastError) {
@@ -138,6 +141,9 @@ final class EngineCore: Sendable {
         logger[metadataKey: "position"] = "\(configuration.position)"
         logger[metadataKey: "view_id"] = "\(configuration.viewId)"
         self.logger = logger
+        metrics = EngineMetrics(factory: configuration.metricsFactory ?? MetricsSystem.factory,
+                                dimensions: [("group", configuration.name), ("member", "\(configuration.position)")],
+                                delivered: true)
         var settings = configuration.engineSettings
         if let handler {
             let context = HandlerContext(handler: handler, inFlight: inFlight)
@@ -233,6 +239,7 @@ final class EngineCore: Sendable {
         failWaiters(with: .shutdown)
         deliveryBuffer?.finish(nil)
         let stats = statistics
+        metrics.update(stats)
         logger.info("node stopped", metadata: ["status": "\(status)", "delivered_messages": "\(stats.deliveredMessages)",
                                                "delivered_bytes": "\(stats.deliveredBytes)"])
     }
@@ -379,8 +386,9 @@ final class EngineCore: Sendable {
         failWaiters(with: .shutdown)
     }
 
-    /// What the node reports of its own accord: a failure of the ring, a refused congestion control. The space
-    /// waiter checks at most every half second (it wakes at least that often), so the check costs nothing per message.
+    /// What the node reports of its own accord: its counters to the metrics backend, a failure of the ring, a refused
+    /// congestion control. The space waiter checks at most every half second (it wakes at least that often), so the
+    /// check costs nothing per message.
     private struct HealthReport {
         var nextCheckNanos: UInt64 = 0
         var failureLogged = false
@@ -388,8 +396,10 @@ final class EngineCore: Sendable {
 
         mutating func check(_ core: EngineCore) {
             let now = monotonicNanos()
-            guard now >= nextCheckNanos, !failureLogged else { return }
+            guard now >= nextCheckNanos else { return }
             nextCheckNanos = now + 500_000_000
+            core.metrics.update(core.statistics)
+            guard !failureLogged else { return }
             switch core.status {
             case let .failed(error):
                 failureLogged = true

@@ -149,6 +149,38 @@ struct ObservabilityTests {
         #expect(messagesLogged < 50, "nothing is logged per message (\(messagesLogged) lines for 200 messages)")
     }
 
+    @Test("a static ring: each Node reports its engine's counters to its MetricsFactory, under the same names")
+    func nodeMetrics() async throws {
+        let members = loopbackMembers(2)
+        let metrics = RecordingMetrics()
+        let delivered = Mutex(0)
+        let nodes = try members.indices.map { position in
+            var configuration = try Node.Configuration(position: position, members: members, limits: testLimits())
+            configuration.metricsFactory = metrics
+            configuration.name = "static"
+            return try Node(configuration: configuration) { batch in delivered.withLock { $0 += batch.count } }
+        }
+        try await startRing(nodes)
+        for index in 0..<50 {
+            for (position, node) in nodes.enumerated() {
+                try await node.broadcast(testPayload(origin: position, index: index, size: 500))
+            }
+        }
+        let clock = ContinuousClock()
+        let deadline = clock.now.advanced(by: .seconds(20))
+        while delivered.withLock({ $0 }) < 200 && clock.now < deadline { try await Task.sleep(for: .milliseconds(5)) }
+        for node in nodes { node.shutdown() }
+        for position in 0..<2 {
+            let dimensions = [("group", "static"), ("member", "\(position)")]
+            #expect(metrics.counter("ringcast_delivered_messages_total", dimensions) == 100)
+            #expect(metrics.counter("ringcast_delivered_bytes_total", dimensions) == 50_000)
+            #expect(metrics.counter("ringcast_broadcasts_total", dimensions) == 50)
+            #expect(metrics.counter("ringcast_payload_copies_total", dimensions) == 0)
+            #expect((metrics.counter("ringcast_ring_bytes_total", dimensions + [("direction", "out")]) ?? 0) >= 25_000)
+            #expect(metrics.gauge("ringcast_broadcasts_in_flight", dimensions) == 0)
+        }
+    }
+
     @Test("a Group in a ServiceGroup: graceful shutdown leaves the group, the others install a view without it")
     func serviceGracefulShutdownLeaves() async throws {
         let cluster = try GroupCluster(size: 3)
