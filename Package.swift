@@ -36,6 +36,14 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         // Latency percentiles (p50/p99/max) without keeping every sample.
         .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.1.0"),
+        // The library logs view changes and suspicions to the application's Logger.
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        // The library reports its statistics as counters, gauges and timers to the application's metrics backend.
+        .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
+        // Group runs as a Service in a ServiceGroup: graceful shutdown (leave, then stop) on SIGTERM.
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
+        // ringcast-node only: the Prometheus text format for --metrics-listen.
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
     ],
     targets: [
         // System libraries, found with pkg-config; the apt providers name the Debian packages.
@@ -101,13 +109,26 @@ let package = Package(
         .target(name: "RingCastMembership", swiftSettings: swiftSettings),
 
         // The embeddable broadcast API over the C engine, and a node as its own process.
-        .target(name: "RingCast", dependencies: ["CRingCast", "RingCastMembership"], swiftSettings: swiftSettings),
+        .target(
+            name: "RingCast",
+            dependencies: [
+                "CRingCast",
+                "RingCastMembership",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "CoreMetrics", package: "swift-metrics"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         .executableTarget(
             name: "ringcast-node",
             dependencies: [
                 "RingCast",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             swiftSettings: swiftSettings
         ),
@@ -122,7 +143,17 @@ let package = Package(
         ),
         .executableTarget(name: "ringcast-bench", dependencies: ["RingCastBenchKit"], swiftSettings: swiftSettings),
 
-        .testTarget(name: "RingCastTests", dependencies: ["RingCast", "CRingCast"], swiftSettings: swiftSettings),
+        .testTarget(
+            name: "RingCastTests",
+            dependencies: [
+                "RingCast",
+                "CRingCast",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "CoreMetrics", package: "swift-metrics"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         .testTarget(name: "BenchTests", dependencies: ["RingCastBenchKit"], swiftSettings: swiftSettings),
         .testTarget(name: "TransportTests", dependencies: ["CRingCast"], swiftSettings: swiftSettings),
         .testTarget(name: "RingPerfTests", dependencies: ["RingPerfKit"], swiftSettings: swiftSettings),

@@ -1,4 +1,6 @@
 internal import CRingCast
+import CoreMetrics
+import Logging
 
 /// How a node sends its own payloads to its successor (`MSG_ZEROCOPY` through io_uring `send_zc`).
 public enum ZeroCopyMode: String, Sendable, Hashable, CaseIterable {
@@ -159,6 +161,15 @@ extension Node {
         public let viewId: UInt64
         /// Queue sizes and timers.
         public let limits: Limits
+        /// Where the node says that it started, connected, failed or stopped, and warns about a refused congestion
+        /// control (metadata `position`, `view_id`, …). Nothing is logged per message. Not part of equality.
+        public var logger = Logger(label: "ringcast")
+        /// The backend of this node's engine counters (the DocC article *Observability*; dimensions `group` = ``name``,
+        /// `member` = ``position``), updated every half second by a helper thread, never per message; `nil` uses
+        /// `MetricsSystem.factory`. Not part of equality.
+        public var metricsFactory: (any MetricsFactory)?
+        /// The `group` dimension of the metrics. Not part of equality.
+        public var name = "ringcast"
 
         /// The largest ring this build supports (full vector clocks: n × 8 bytes per LCR message).
         public static let nodeCountMax = Int(RC_LCR_NODES_MAX)
@@ -207,6 +218,21 @@ extension Node {
             self.successor = successor
             self.viewId = viewId
             self.limits = limits
+        }
+
+        /// Equal when the ring settings are; the logger and the metrics are where reports go, not what the node is.
+        public static func == (lhs: Self, rhs: Self) -> Bool {
+            lhs.position == rhs.position && lhs.nodeCount == rhs.nodeCount && lhs.listen == rhs.listen
+                && lhs.successor == rhs.successor && lhs.viewId == rhs.viewId && lhs.limits == rhs.limits
+        }
+
+        public func hash(into hasher: inout Hasher) {
+            hasher.combine(position)
+            hasher.combine(nodeCount)
+            hasher.combine(listen)
+            hasher.combine(successor)
+            hasher.combine(viewId)
+            hasher.combine(limits)
         }
 
         /// The engine's settings (without the delivery handler).

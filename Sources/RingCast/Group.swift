@@ -1,5 +1,8 @@
 internal import CRingCast
+import CoreMetrics
+import Logging
 import RingCastMembership
+import ServiceLifecycle
 import Synchronization
 
 /// A member of a RingCast group: uniform total order broadcast that survives crashes, partitions, joins and
@@ -50,6 +53,18 @@ public final class Group: Sendable {
         public var limits = Node.Limits()
         /// Longest wait for the application to release deliveries when a view change freezes the ring.
         public var freezeTimeoutMillis = 10_000
+        /// The `group` dimension of every metric and the `group` metadata of every log line, to tell several
+        /// groups in one process apart.
+        public var name = "ringcast"
+        /// Where view changes, suspicions, joins, leaves, refused connections, recoveries and configuration
+        /// warnings go (metadata `group`, `member`, `view_id`, `cause`, …). Nothing is logged per message.
+        /// `.debug` adds each step of a view change, `.trace` the ring's start-up and engine teardown.
+        public var logger = Logger(label: "ringcast")
+        /// The backend of this member's counters, gauges and timers (DocC article *Observability*); `nil` uses
+        /// `MetricsSystem.factory`, the one the application bootstrapped (a no-op until it does).
+        public var metricsFactory: (any MetricsFactory)?
+        /// How often the statistics are turned into metrics, on the control thread (never per message).
+        public var metricsIntervalMillis = 100
 
         public init(me: UInt32, addresses: [UInt32: Address], initialView: [UInt32]) {
             self.me = me
@@ -85,7 +100,8 @@ public final class Group: Sendable {
             }
             for node in addresses.keys { _ = try controlAddress(of: node) }
             for (name, value) in [("heartbeatMillis", heartbeatMillis), ("suspectMillis", suspectMillis),
-                                  ("roundTimeoutMillis", roundTimeoutMillis), ("freezeTimeoutMillis", freezeTimeoutMillis)] {
+                                  ("roundTimeoutMillis", roundTimeoutMillis), ("freezeTimeoutMillis", freezeTimeoutMillis),
+                                  ("metricsIntervalMillis", metricsIntervalMillis)] {
                 guard (1...3_600_000).contains(value) else {
                     throw .invalidConfiguration("\(name) = \(value) is outside 1...3600000")
                 }
@@ -212,4 +228,45 @@ public final class Group: Sendable {
 
     /// Stops everything (idempotent). Not from the delivery handler.
     public func shutdown() { shell.shutdown() }
+}
+
+/// A member as a service of a swift-service-lifecycle `ServiceGroup`, next to the application's other services.
+///
+/// ```swift
+/// let group = try Group(configuration: configuration) { batch in … }
+/// let services = ServiceGroup(configuration: .init(services: [group, httpServer],
+///                                                  gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+/// try await services.run()
+/// ```
+extension Group: Service {
+    /// Starts the member (unless started already) and runs until graceful shutdown, then leaves the group — the
+    /// others install a view without this member at once instead of suspecting it after `suspectMillis` — and
+    /// stops. It leaves only from a running view: in the middle of a view change, or cut off from a majority, a leave
+    /// could not complete, so it stops at once and the others treat it as a crash. On cancellation it stops without
+    /// leaving.
+    /// - Throws: ``RingCastError/excluded`` when the group excluded this member (the service cannot go on), or
+    ///   what ``start()`` throws.
+    public func run() async throws {
+        if state == .created { try start() }
+        // The shell publishes its state without a continuation to wait on; 20 ms bounds how late an exclusion is seen.
+        try? await cancelWhenGracefulShutdown { [self] in
+            while !Self.hasEnded(state) { try await Task.sleep(for: .milliseconds(20)) }
+        }
+        if state == .excluded {
+            shutdown()
+            throw RingCastError.excluded
+        }
+        if !Task.isCancelled && state == .running {
+            do {
+                try await leave()
+            } catch {
+                shell.logger.warning("leaving the group did not finish; stopping anyway", metadata: ["error": "\(error)"])
+            }
+        }
+        shutdown()
+    }
+
+    private static func hasEnded(_ state: State) -> Bool {
+        state == .excluded || state == .left || state == .stopped
+    }
 }

@@ -1,4 +1,6 @@
 internal import CRingCast
+import CoreMetrics
+import Logging
 import Synchronization
 #if canImport(Glibc)
 import Glibc
@@ -126,10 +128,22 @@ final class EngineCore: Sendable {
     let started = Atomic<Bool>(false)
     let deliveryCopies = Atomic<UInt64>(0)
     let deliveryPeekHighWater = Atomic<Int>(0)
+    /// The configuration's logger with this node's `position` and `view_id`; used at start, stop and by the space
+    /// waiter's periodic health check, never per message.
+    let logger: Logger
+    /// Only the space waiter thread updates it (and `shutdown()`, after joining that thread).
+    nonisolated(unsafe) let metrics: EngineMetrics
 
     init(configuration: Node.Configuration,
          handler: (@Sendable (borrowing Deliveries) -> Void)?) throws(RingCastError) {
         self.configuration = configuration
+        var logger = configuration.logger
+        logger[metadataKey: "position"] = "\(configuration.position)"
+        logger[metadataKey: "view_id"] = "\(configuration.viewId)"
+        self.logger = logger
+        metrics = EngineMetrics(factory: configuration.metricsFactory ?? MetricsSystem.factory,
+                                dimensions: [("group", configuration.name), ("member", "\(configuration.position)")],
+                                delivered: true)
         var settings = configuration.engineSettings
         if let handler {
             let context = HandlerContext(handler: handler, inFlight: inFlight)
@@ -196,6 +210,8 @@ final class EngineCore: Sendable {
             state = .started(threads: threads)
             started.store(true, ordering: .releasing)
         }
+        logger.info("node started", metadata: ["listen": "\(configuration.listen)", "successor": "\(configuration.successor)",
+                                               "nodes": "\(configuration.nodeCount)"])
     }
 
     func shutdown() {
@@ -222,6 +238,10 @@ final class EngineCore: Sendable {
         for thread in threads { thread.join() }
         failWaiters(with: .shutdown)
         deliveryBuffer?.finish(nil)
+        let stats = statistics
+        metrics.update(stats)
+        logger.info("node stopped", metadata: ["status": "\(status)", "delivered_messages": "\(stats.deliveredMessages)",
+                                               "delivered_bytes": "\(stats.deliveredBytes)"])
     }
 
     var status: Node.Status {
@@ -336,7 +356,9 @@ final class EngineCore: Sendable {
     /// The space waiter thread: retries waiting broadcasts, in order, whenever the engine signals space.
     private func runSpaceWaiter() {
         let spaceFD = rc_engine_space_fd(engine.pointer)
+        var health = HealthReport()
         while true {
+            health.check(self)
             let (waiting, stopping) = producer.withLock { (!$0.waiters.isEmpty, $0.stopping) }
             if stopping { break }
             // Watch the space eventfd only while someone waits: it fires on every freed slot while traffic flows.
@@ -362,6 +384,39 @@ final class EngineCore: Sendable {
             for (continuation, result) in resumed { continuation.resume(returning: result) }
         }
         failWaiters(with: .shutdown)
+    }
+
+    /// What the node reports of its own accord: its counters to the metrics backend, a failure of the ring, a refused
+    /// congestion control. The space waiter checks at most every half second (it wakes at least that often), so the
+    /// check costs nothing per message.
+    private struct HealthReport {
+        var nextCheckNanos: UInt64 = 0
+        var failureLogged = false
+        var connectedLogged = false
+
+        mutating func check(_ core: EngineCore) {
+            let now = monotonicNanos()
+            guard now >= nextCheckNanos else { return }
+            nextCheckNanos = now + 500_000_000
+            core.metrics.update(core.statistics)
+            guard !failureLogged else { return }
+            switch core.status {
+            case let .failed(error):
+                failureLogged = true
+                core.logger.error("ring failed", metadata: ["error": "\(error)"])
+            case .running where !connectedLogged:
+                connectedLogged = true
+                let refused = rc_engine_stats_get(core.engine.pointer).congestion_refused
+                core.logger.info("ring connected")
+                if refused > 0 {
+                    core.logger.warning("the kernel refused the ring's congestion control; its sockets keep the system's",
+                                        metadata: ["congestion": "\(core.configuration.limits.congestionControl)",
+                                                   "sockets": "\(refused)"])
+                }
+            default:
+                break
+            }
+        }
     }
 
     // MARK: Deliveries (sequence mode)

@@ -30,9 +30,15 @@ public struct BenchCommand: ParsableCommand {
         the last fault at the earliest. With faults, a partitioned node is healed (LAN) or continued (loopback) \
         and sent SIGTERM once the other nodes are done, so that it reports.
 
+        --plot FILE.svg draws every node's delivered throughput over time (its 50 ms timeline) with the optimal \
+        line, the warm-up and cool-down shaded and every injected fault and installed view marked. \
+        `ringcast-bench plot SPEC.json OUT.svg` draws any chart described in JSON with the same writer \
+        (tools/figures uses it).
+
         Exit status: 0 success, 1 the run failed (the error says why), 3 the run completed but the nodes \
         did not agree on the order or on the views (or a delivery log check failed), 130 interrupted.
-        """
+        """,
+        subcommands: [PlotCommand.self]
     )
 
     @Option(name: .long, help: "Processes in the ring (2…16).")
@@ -143,6 +149,9 @@ public struct BenchCommand: ParsableCommand {
     @Flag(name: .long, help: "Joiners broadcast too (default: they only deliver).")
     var joinSend = false
 
+    @Option(name: .long, help: ArgumentHelp("Draw the nodes' throughput over time, faults and views marked, as SVG here.", valueName: "file.svg"))
+    var plot: String?
+
     public init() {}
 
     public enum Switch: String, ExpressibleByArgument, Sendable { case on, off }
@@ -195,6 +204,13 @@ public struct BenchCommand: ParsableCommand {
 
     public func validate() throws {
         do { _ = try makeConfiguration() } catch { throw ValidationError(error.description) }
+        if let plot {
+            let directory = (Locator.absolute(plot) as NSString).deletingLastPathComponent
+            var isDirectory: ObjCBool = false
+            guard FileManager.default.fileExists(atPath: directory, isDirectory: &isDirectory), isDirectory.boolValue else {
+                throw ValidationError("--plot: no directory \(directory)")
+            }
+        }
     }
 
     public func run() throws {
@@ -214,6 +230,14 @@ public struct BenchCommand: ParsableCommand {
             throw ExitCode(1)
         }
         print(config.json ? result.json.text : result.table)
+        if let plot {
+            do {
+                try ThroughputPlot.make(result).render().write(toFile: plot, atomically: true, encoding: .utf8)
+            } catch {
+                FileHandle.standardError.write(Data("ringcast-bench: error: --plot \(plot): \(error.localizedDescription)\n".utf8))
+                throw ExitCode(1)
+            }
+        }
         if !result.orderAgreed {
             FileHandle.standardError.write(Data("ringcast-bench: order NOT agreed: \(result.order.problems + (result.deliveryLog?.problems ?? []))\n".utf8))
             throw ExitCode(3)
@@ -226,3 +250,46 @@ public struct BenchCommand: ParsableCommand {
 }
 
 extension MembershipMode: ExpressibleByArgument {}
+
+/// `ringcast-bench plot SPEC.json OUT.svg`: draws a chart described in JSON (``SVGPlot``'s fields, snake_case) with
+/// the writer of `--plot`, so that scripts (tools/figures) draw with it too.
+public struct PlotCommand: ParsableCommand {
+    public static let configuration = CommandConfiguration(
+        commandName: "plot",
+        abstract: "Draw a chart described in JSON as SVG (the writer of --plot; tools/figures uses it).",
+        discussion: """
+        SPEC is one JSON object: title, x_label, y_label (required); subtitle, series [{name, color, dashed, dots, \
+        points: [[x, y], ...]}], markers [{x, label, color, dashed}], bands [{from, to, label, color}], bar_groups \
+        [{label, bars: [{value, color, title}]}], x_ticks [{x, label}], log_x, x_min, x_max, y_max, legend [{name, color, \
+        style: line|dashed|box}], caption [lines], width, height. '-' reads it from stdin.
+        """)
+
+    @Argument(help: ArgumentHelp("The chart as JSON ('-' for stdin).", valueName: "spec.json"))
+    var spec: String
+    @Argument(help: ArgumentHelp("Where to write the SVG.", valueName: "out.svg"))
+    var output: String
+
+    public init() {}
+
+    public func run() throws {
+        let data: Data
+        if spec == "-" {
+            data = FileHandle.standardInput.readDataToEndOfFile()
+        } else {
+            guard let contents = FileManager.default.contents(atPath: spec) else { throw ValidationError("cannot read \(spec)") }
+            data = contents
+        }
+        let plot: SVGPlot
+        do {
+            plot = try JSONDecoder().decode(SVGPlot.self, from: data)
+        } catch {
+            throw ValidationError("\(spec) is not a chart: \(error)")
+        }
+        do {
+            try plot.render().write(toFile: output, atomically: true, encoding: .utf8)
+        } catch {
+            FileHandle.standardError.write(Data("ringcast-bench plot: \(output): \(error.localizedDescription)\n".utf8))
+            throw ExitCode(1)
+        }
+    }
+}

@@ -60,7 +60,7 @@ public struct BenchRunner {
             }
             progress.finish()
             // A failed run keeps its children's output for a look; an interrupted one was wanted gone.
-            // RINGCAST_BENCH_KEEP=1 keeps every run's children's output (diagnostics, e.g. with RINGCAST_GROUP_TRACE=1).
+            // RINGCAST_BENCH_KEEP=1 keeps every run's children's output (diagnostics: each node logs its view changes to its stderr).
             let keep = ProcessInfo.processInfo.environment["RINGCAST_BENCH_KEEP"] == "1"
             if !keep && (succeeded || !config.keepWorkDirectoryOnFailure || StopSignals.pending != 0) {
                 try? FileManager.default.removeItem(atPath: work)

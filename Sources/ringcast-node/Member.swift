@@ -1,5 +1,6 @@
 import Foundation
 import RingCast
+import ServiceLifecycle
 import Synchronization
 
 /// What a run drives: one static ring (`Node`, ids = ring positions) or a group member (`Group`, survives
@@ -47,6 +48,28 @@ enum Member: Sendable {
         case let .node(node): node.statistics
         case let .group(group): group.statistics.engine
         }
+    }
+}
+
+/// SIGTERM in group mode: the ServiceGroup's graceful shutdown reaches this service first (services stop in reverse
+/// order), which ends the run as ``Termination`` does for a static ring; then the `Group` service leaves the group.
+struct TerminationService: Service {
+    func run() async throws {
+        do {
+            try await gracefulShutdown()
+            Termination.requested.store(true, ordering: .relaxed)
+        } catch {
+            // Cancelled: the run ended by itself and is stopping the services.
+        }
+    }
+}
+
+/// The member a run drives, once it exists, for the status endpoint's thread.
+final class CurrentMember: Sendable {
+    private let member = Mutex<Member?>(nil)
+    var value: Member? {
+        get { member.withLock { $0 } }
+        set { member.withLock { $0 = newValue } }
     }
 }
 

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import Logging
 import RingCast
 
 /// `ringcast-node`: one RingCast node as its own process (ARCHITECTURE §3.1), the unit `ringcast-bench` starts n of.
@@ -36,7 +37,14 @@ struct NodeCommand: AsyncParsableCommand {
 
         Deliveries use the zero-copy synchronous handler: payload_copies stays 0. Exit status: 0 on success, \
         1 on a runtime failure (connect timeout, engine failure), 64 on bad flags.
-        """
+
+        --metrics-listen HOST:PORT serves GET /metrics (Prometheus text format; every metric is listed in the \
+        DocC article Observability of the RingCast module) and GET /status (what `ringcast-node status HOST:PORT` prints). Logs go \
+        to stderr at --log-level (default info: view changes, suspicions, joins, leaves; never per message). \
+        In group mode the member runs in a swift-service-lifecycle ServiceGroup: SIGTERM or SIGINT make it leave \
+        the group (the others install a view without it at once), then it stops and reports.
+        """,
+        subcommands: [StatusCommand.self]
     )
 
     @Option(help: "This node's ring position, 0..<nodes.")
@@ -101,16 +109,19 @@ struct NodeCommand: AsyncParsableCommand {
     var heartbeatMillis: Int?
     @Option(name: .customLong("suspect-ms"), help: "Group mode: suspect a member silent this long (default 200).")
     var suspectMillis: Int?
+    @Option(name: .customLong("metrics-listen"), help: ArgumentHelp("Serve GET /metrics (Prometheus) and GET /status here.", valueName: "host:port"))
+    var metricsListen: String?
+    @Option(name: .customLong("log-level"), help: ArgumentHelp("Log to stderr from this level on (default info).", valueName: "trace|debug|info|notice|warning|error|critical"))
+    var logLevel: String?
     @Option(help: ArgumentHelp("Read options from a key=value or JSON file (command-line flags win).", valueName: "file"))
     var config: String?
 
-    func validate() throws {
-        _ = try resolve()
-    }
-
+    // The options are checked in run(), not validate(): ArgumentParser validates the parent of a subcommand too, and
+    // `ringcast-node status` has none of them. A ValidationError from run() still exits 64 with the usage.
     func run() async throws {
         let settings = try resolve()
-        Termination.install()
+        // In group mode the ServiceGroup owns SIGTERM/SIGINT (graceful shutdown); a static ring keeps its own handler.
+        if settings.members == nil { Termination.install() }
         let outcome = await NodeRun(settings: settings).run()
         if settings.json {
             print(outcome.json())

@@ -1,6 +1,9 @@
 import Foundation
 import Histogram
+import Logging
+import Prometheus
 import RingCast
+import ServiceLifecycle
 
 struct NodeRunError: Error, CustomStringConvertible {
     let description: String
@@ -42,9 +45,36 @@ struct NodeRun {
         let recorder = DeliveryRecorder(nodes: settings.nodes, hashPayloads: settings.digestPayloads, log: log,
                                         timelineSeconds: settings.warmupSeconds + settings.durationSeconds
                                             + settings.cooldownSeconds + settings.connectTimeoutSeconds + 5)
+        let current = CurrentMember()
+        let registry = PrometheusCollectorRegistry()
+        var endpoint: HTTPEndpoint?
+        if let address = settings.metricsListen {
+            do {
+                endpoint = try HTTPEndpoint(listen: address) { [id = settings.id, grouped = settings.members != nil] path in
+                    switch path {
+                    case "/metrics" where grouped:
+                        HTTPEndpoint.Response(contentType: "text/plain; version=0.0.4; charset=utf-8", body: registry.emitToString())
+                    case "/metrics":
+                        HTTPEndpoint.Response(status: "404 Not Found", body: "a static ring (no --members) publishes no metrics; try /status\n")
+                    case "/status": HTTPEndpoint.Response(body: NodeStatus.text(id: id, member: current.value))
+                    default: nil
+                    }
+                }
+                endpoint?.start()
+                if let endpoint {
+                    settings.logger.info("serving GET /metrics and GET /status", metadata: ["address": "\(endpoint.address)"])
+                }
+            } catch {
+                outcome.error = "\(error)"
+                return outcome
+            }
+        }
+        defer { endpoint?.stop() }
         let node: Member
+        let lifecycle: Task<Void, any Error>?
         do {
-            node = try await start(recorder: recorder)
+            (node, lifecycle) = try await start(recorder: recorder, metrics: PrometheusMetricsFactory(registry: registry),
+                                                current: current)
         } catch {
             outcome.error = "could not join the ring (listen \(settings.listen), successor \(settings.successor)): \(error)"
             outcome.finish(recorder: recorder, node: nil)
@@ -81,26 +111,48 @@ struct NodeRun {
             outcome.error = "the engine failed during the run: \(failure)"
         }
         if outcome.error == nil { outcome.endedBy = await coolDown(node: node, recorder: recorder, sendEnd: windowEnd) }
+        if let lifecycle {
+            // After SIGTERM the Group service is leaving the group: let it finish before stopping the member.
+            if Termination.requested.load(ordering: .relaxed) { _ = await lifecycle.result }
+            node.shutdown()
+            lifecycle.cancel()
+            _ = await lifecycle.result
+        }
         node.shutdown()
         outcome.finish(recorder: recorder, node: node)
         return outcome
     }
 
-    /// Starts the static ring or the group member and waits until it runs.
-    func start(recorder: DeliveryRecorder) async throws -> Member {
+    /// Starts the static ring or the group member and waits until it runs. A group member runs as a `Service` in a
+    /// `ServiceGroup` (the returned task) that turns SIGTERM and SIGINT into a graceful shutdown: leave, then stop.
+    func start(recorder: DeliveryRecorder, metrics: PrometheusMetricsFactory,
+               current: CurrentMember) async throws -> (Member, Task<Void, any Error>?) {
         let timeout = Duration.seconds(settings.connectTimeoutSeconds + 1)
-        if let configuration = try settings.groupConfiguration {
+        if var configuration = try settings.groupConfiguration {
+            configuration.metricsFactory = metrics
             let group = try Group(configuration: configuration) { batch in recorder.record(batch) }
+            current.value = .group(group)
             let viewsTask = Task { for await view in group.views { recorder.noteView(view) } }
             recorder.viewsTask.withLock { $0 = viewsTask }
             try group.start()
-            try await group.waitUntilRunning(timeout: timeout)
-            return .group(group)
+            let services = ServiceGroup(configuration: .init(services: [group, TerminationService()],
+                                                             gracefulShutdownSignals: [.sigterm, .sigint],
+                                                             logger: settings.logger))
+            let lifecycle = Task { try await services.run() }
+            do {
+                try await group.waitUntilRunning(timeout: timeout)
+            } catch {
+                lifecycle.cancel()
+                _ = await lifecycle.result
+                throw error
+            }
+            return (.group(group), lifecycle)
         }
         let node = try Node(configuration: try settings.configuration) { batch in recorder.record(batch) }
+        current.value = .node(node)
         try node.start()
         try await node.waitUntilRunning(timeout: timeout)
-        return .node(node)
+        return (.node(node), nil)
     }
 
     struct SendResult: Sendable {
@@ -142,7 +194,9 @@ struct NodeRun {
                 try await node.broadcast(payload)
                 result.sent += 1
             } catch {
-                result.error = error
+                // After SIGTERM a group member leaves the group while this task may still wait in broadcast():
+                // the broadcast it waited for is refused, which is the shutdown, not a failure.
+                if !Termination.requested.load(ordering: .relaxed) { result.error = error }
                 break
             }
         }

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import Logging
 import RingCast
 
 /// Everything a node run needs, resolved from the command line, the --config file and the defaults.
@@ -31,6 +32,17 @@ struct RunSettings: Sendable {
     var mode: Group.Mode = .quorum
     var heartbeatMillis = 20
     var suspectMillis = 200
+    /// Where GET /metrics and GET /status are served, if anywhere.
+    var metricsListen: Address?
+    var logLevel: Logger.Level = .info
+
+    /// stderr from `logLevel` on; the label is the library's, so that its lines read "ringcast" (the library adds the
+    /// member's id as metadata).
+    var logger: Logger {
+        var logger = Logger(label: "ringcast") { StreamLogHandler.standardError(label: $0) }
+        logger.logLevel = logLevel
+        return logger
+    }
 
     static let headerBytes = 24
 
@@ -46,6 +58,7 @@ struct RunSettings: Sendable {
             configuration.suspectMillis = suspectMillis
             configuration.roundTimeoutMillis = suspectMillis
             configuration.limits = limits
+            configuration.logger = logger
             try configuration.validate()
             return configuration
         }
@@ -53,8 +66,10 @@ struct RunSettings: Sendable {
 
     var configuration: Node.Configuration {
         get throws(RingCastError) {
-            try Node.Configuration(position: id, nodeCount: nodes, listen: listen, successor: successor,
-                                   viewId: viewId, limits: limits)
+            var configuration = try Node.Configuration(position: id, nodeCount: nodes, listen: listen, successor: successor,
+                                                       viewId: viewId, limits: limits)
+            configuration.logger = logger
+            return configuration
         }
     }
 }
@@ -64,6 +79,7 @@ let configKeys: Set<String> = [
     "id", "nodes", "listen", "successor", "view-id", "send", "size", "start-at", "warmup", "duration", "cooldown",
     "window", "window-bytes", "window-adaptive", "staging-bytes", "rate", "batch-count", "batch-bytes", "fairness", "zerocopy", "congestion", "delivery-log",
     "digest-payloads", "connect-timeout", "quiet-ms", "json", "members", "view", "mode", "heartbeat-ms", "suspect-ms",
+    "metrics-listen", "log-level",
 ]
 
 /// Reads a --config file: `key=value` lines (blank lines and `#` comments ignored) or one JSON object.
@@ -226,6 +242,16 @@ extension NodeCommand {
             }
         }
         let deliveryLog = try value(deliveryLog, "delivery-log") { $0 }
+        let metricsAddress = try value(metricsListen, "metrics-listen") { $0 }.map { text throws(ValidationError) in
+            try address(text, "metrics-listen")
+        }
+        var level = Logger.Level.info
+        if let text = try value(logLevel, "log-level", { $0 }) {
+            guard let parsed = Logger.Level(rawValue: text.lowercased()) else {
+                throw ValidationError("--log-level must be one of \(Logger.Level.allCases.map(\.rawValue).joined(separator: ", "))")
+            }
+            level = parsed
+        }
         let digest = try value(digestPayloads, "digest-payloads") { Switch(rawValue: $0.lowercased()) }
 
         let settings = RunSettings(
@@ -241,7 +267,7 @@ extension NodeCommand {
             json: try value(json, "json", boolean) ?? false,
             quietNanos: UInt64(quietMillis) * 1_000_000,
             members: memberAddresses, initialView: initialView, mode: groupMode,
-            heartbeatMillis: heartbeat, suspectMillis: suspect)
+            heartbeatMillis: heartbeat, suspectMillis: suspect, metricsListen: metricsAddress, logLevel: level)
         do {
             if memberAddresses != nil { _ = try settings.groupConfiguration } else { _ = try settings.configuration }
         } catch {

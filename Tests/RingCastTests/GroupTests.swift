@@ -60,12 +60,15 @@ final class GroupCluster: Sendable {
         return configuration
     }
 
+    /// A member, started unless `start` is false (then the caller runs it, e.g. as a `Service`).
     @discardableResult
     func start(_ me: UInt32, initialView: [UInt32], mode: Group.Mode = .quorum,
-               stateTransfer: Group.StateTransfer? = nil) throws -> Group {
+               stateTransfer: Group.StateTransfer? = nil, start: Bool = true,
+               configure: (inout Group.Configuration) -> Void = { _ in }) throws -> Group {
         let record = seen[Int(me)]
-        let group = try Group(configuration: configuration(me, initialView: initialView, mode: mode),
-                              stateTransfer: stateTransfer) { batch in
+        var configuration = configuration(me, initialView: initialView, mode: mode)
+        configure(&configuration)
+        let group = try Group(configuration: configuration, stateTransfer: stateTransfer) { batch in
             record.withLock { seen in
                 seen.batches += 1
                 batch.forEach { delivery in
@@ -74,7 +77,7 @@ final class GroupCluster: Sendable {
                 }
             }
         }
-        try group.start()
+        if start { try group.start() }
         members.withLock { $0[me] = group }
         return group
     }

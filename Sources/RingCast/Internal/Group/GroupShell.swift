@@ -1,4 +1,5 @@
 internal import CRingCast
+import Logging
 import RingCastMembership
 import Synchronization
 #if canImport(Glibc)
@@ -76,14 +77,13 @@ final class GroupShell: @unchecked Sendable {
         let done: Flag
     }
     private var reapers: [Reaper] = []
-    /// RINGCAST_GROUP_TRACE=1: one line per view-change step on stderr (diagnostics).
-    private let trace = getenv("RINGCAST_GROUP_TRACE").map { String(cString: $0) == "1" } ?? false
-
-    private func log(_ line: @autoclosure () -> String) {
-        guard trace else { return }
-        let text = "[group \(me.node) t=\(nowTicks)] \(line())\n"
-        _ = text.withCString { write(2, $0, strlen($0)) }
-    }
+    /// The application's logger with this member's `group` and `member` metadata. Used on the shell and control
+    /// threads only, for rare events (view changes, suspicions, links): never per message.
+    let logger: Logger
+    private let metrics: GroupMetrics
+    private var metricsDueTicks: UInt64 = 0
+    /// The ring of the current view was refused its congestion control (warned once per view).
+    private var congestionWarned = false
 
     init(configuration: Group.Configuration, stateTransfer: Group.StateTransfer?,
          handler: @escaping @Sendable (borrowing Deliveries) -> Void,
@@ -92,6 +92,13 @@ final class GroupShell: @unchecked Sendable {
         self.stateTransfer = stateTransfer
         viewsContinuation = views
         me = Membership.MemberID(node: configuration.me, incarnation: configuration.incarnation)
+        var logger = configuration.logger
+        logger[metadataKey: "group"] = "\(configuration.name)"
+        logger[metadataKey: "member"] = "\(configuration.me)"
+        self.logger = logger
+        metrics = GroupMetrics(factory: configuration.metricsFactory,
+                               dimensions: [("group", configuration.name), ("member", "\(configuration.me)")])
+        Self.warnAboutSettings(configuration, logger: logger)
         // A staging area as small as the engine's broadcast ring: the engine's windows are the backpressure, and
         // a bigger queue here would only add latency (and cool-down time) in front of them.
         outbox = try GroupOutbox(capacity: configuration.limits.broadcastRingMax,
@@ -122,7 +129,7 @@ final class GroupShell: @unchecked Sendable {
         for node in configuration.addresses.keys { seqBases[node] = 0 }
         let shellWake = wake
         let queue = events
-        let traceStart = startNanos, traceOn = getenv("RINGCAST_GROUP_TRACE") != nil, traceNode = me.node
+        let channelLogger = logger
         channel = try ControlChannel(
             me: ControlPeer(node: me.node, incarnation: me.incarnation),
             listen: try configuration.controlAddress(of: configuration.me)
@@ -131,10 +138,7 @@ final class GroupShell: @unchecked Sendable {
                 switch event {
                 case let .received(from, bytes): pending.append(.frame(from: from, bytes: bytes))
                 case let .lost(peer, reason):
-                    if traceOn {
-                        let line = "[group \(traceNode) t=\((monotonicNanos() - traceStart) / 1_000_000)] channel: lost \(peer.node): \(reason)\n"
-                        _ = line.withCString { write(2, $0, strlen($0)) }
-                    }
+                    channelLogger.debug("control channel lost a peer", metadata: ["peer": "\(peer.node)", "reason": "\(reason)"])
                     pending.append(.lost(peer))
                 }
             }
@@ -224,7 +228,7 @@ final class GroupShell: @unchecked Sendable {
             for event in pending { handle(event) }
             checkEngine()
             apply(instance.onTick(nowTicks: nowTicks))
-            publishEngineStatistics()
+            if nowTicks >= metricsDueTicks { updateMetrics() } else { publishEngineStatistics() }
         }
     }
 
@@ -255,8 +259,11 @@ final class GroupShell: @unchecked Sendable {
             heardFrom.insert(from)
             handleFrame(from: Membership.MemberID(node: from.node, incarnation: from.incarnation), bytes)
         case let .lost(peer):
-            guard heardFrom.contains(peer) else { return log("control link to \(peer.node) refused before it ever spoke") }
-            log("control link to \(peer.node) lost")
+            guard heardFrom.contains(peer) else {
+                // Usually a member still starting; its silence is covered by the start-up grace.
+                return logger.debug("control connection refused by a member that never spoke", metadata: ["peer": "\(peer.node)"])
+            }
+            logger.info("control link lost", metadata: ["peer": "\(peer.node)"])
             apply(instance.onLinkLost(Membership.MemberID(node: peer.node, incarnation: peer.incarnation),
                                       nowTicks: nowTicks))
         case .leave:
@@ -304,7 +311,8 @@ final class GroupShell: @unchecked Sendable {
         for (node, base) in state.seqBases { seqBases[node] = base }
         waitingForState = nil
         receivedState = nil
-        log("state for view \(installation.view.id) restored (\(state.snapshot.count) bytes)")
+        logger.info("state transferred from the group", metadata: ["view_id": "\(installation.view.id)",
+                                                                  "bytes": "\(state.snapshot.count)"])
         startView(installation)
     }
 
@@ -313,13 +321,15 @@ final class GroupShell: @unchecked Sendable {
     /// A broken ring link is a suspicion of the neighbour at its other end (the control channel usually
     /// reports the same crash too; the core handles the duplicate).
     private func checkEngine() {
-        if trace, let engine, !engineRunningLogged, rc_engine_status(engine.engine.pointer, nil) == RC_ENGINE_RUNNING {
+        if logger.logLevel <= .trace, let engine, !engineRunningLogged,
+           rc_engine_status(engine.engine.pointer, nil) == RC_ENGINE_RUNNING {
             engineRunningLogged = true
-            log("ring of view \(engine.view.id) running")
+            logger.trace("ring connected", metadata: ["view_id": "\(engine.view.id)"])
         }
         guard let engine, !engineLossReported, let neighbour = engine.lostNeighbour else { return }
         engineLossReported = true
-        log("ring link to \(engine.view.members[neighbour].node) lost")
+        logger.info("ring link lost", metadata: ["view_id": "\(engine.view.id)",
+                                                 "peer": "\(engine.view.members[neighbour].node)"])
         apply(instance.onLinkLost(engine.view.members[neighbour], nowTicks: nowTicks))
     }
 
@@ -337,11 +347,17 @@ final class GroupShell: @unchecked Sendable {
             case let .install(installation):
                 install(installation)
             case .excluded:
+                logger.warning("excluded from the group: the others installed a view without this member",
+                               metadata: ["view_id": "\(instance.view?.id ?? 0)"])
                 end(as: .excluded, error: .excluded)
             case .left:
+                if publicState != .left {
+                    logger.info("left the group", metadata: ["view_id": "\(instance.view?.id ?? 0)"])
+                }
                 end(as: .left, error: .shutdown)
             case let .suspect(member, cause):
-                log("suspect \(member.node): \(Self.describe(cause))")
+                logger.warning("member suspected", metadata: ["suspect": "\(member.node)", "cause": "\(Self.describe(cause))",
+                                                             "view_id": "\(instance.view?.id ?? 0)"])
                 if changeStartedUnixNanos == 0 { changeStartedUnixNanos = realtimeNanos() }
             }
         }
@@ -349,7 +365,7 @@ final class GroupShell: @unchecked Sendable {
 
     private func freeze() {
         if changeStartedUnixNanos == 0 { changeStartedUnixNanos = realtimeNanos() }
-        log("freezing")
+        logger.debug("freezing the ring", metadata: ["view_id": "\(instance.view?.id ?? 0)"])
         published.withLock { $0.state = .changingView }
         guard let engine else {
             // Nothing ran in this view (e.g. the previous install failed to start): an empty pending.
@@ -360,6 +376,8 @@ final class GroupShell: @unchecked Sendable {
             apply(instance.onFrozen(received: recovery!.received, nowTicks: nowTicks))
             return
         }
+        // The ring's last counters go into the metrics before the engine is retired.
+        updateMetrics()
         outbox.detach()
         let frozen = engine.freeze(timeoutMillis: configuration.freezeTimeoutMillis)
         precondition(frozen.error == 0, "freezing the ring failed (\(frozen.error)): deliveries were not released in time")
@@ -370,7 +388,8 @@ final class GroupShell: @unchecked Sendable {
             exported.formUnion(entry.payload.tokens)
         }
         outbox.requeueUnstamped(exported: exported)
-        log("froze view \(engine.view.id): clock \(frozen.clock), \(frozen.pending.count) pending, \(exported.count) own exported")
+        logger.debug("ring frozen", metadata: ["view_id": "\(engine.view.id)", "clock": "\(frozen.clock)",
+                                               "pending": "\(frozen.pending.count)", "own_exported": "\(exported.count)"])
         recovery = set
         frozenView = engine.view
         frozenDelivered = engine.deliveredPerPosition
@@ -392,14 +411,12 @@ final class GroupShell: @unchecked Sendable {
         }
         let done = Reaper.Flag()
         let box = Reaper.Box(old)
-        let traceOn = trace, node = me.node
+        let logger = logger, viewID = old.view.id
         guard let thread = try? OSThread({
             let start = monotonicNanos()
             box.drop()
-            if traceOn {
-                let line = "[group \(node)] old engine destroyed in \((monotonicNanos() - start) / 1_000_000) ms\n"
-                _ = line.withCString { write(2, $0, strlen($0)) }
-            }
+            logger.trace("old ring destroyed", metadata: ["view_id": "\(viewID)",
+                                                          "duration_ms": "\((monotonicNanos() - start) / 1_000_000)"])
             done.value.store(true, ordering: .releasing)
         }) else { return } // no thread: the engine is destroyed right here instead
         reapers.append(Reaper(thread: thread, done: done))
@@ -416,7 +433,11 @@ final class GroupShell: @unchecked Sendable {
 
     /// Fig. 2.7 lines 6–7: forceDeliver the old view's remaining messages in ≺ order, then the new view.
     private func install(_ installation: Membership.Installation) {
-        log("install view \(installation.view.id) \(installation.view.members.map(\.node)) from \(installation.previousView.map { String($0.id) } ?? "-"), target \(installation.target), held \(recovery?.count ?? 0) received \(recovery?.received ?? [])")
+        logger.debug("installing view", metadata: [
+            "view_id": "\(installation.view.id)", "members": "\(installation.view.members.map(\.node))",
+            "previous_view_id": "\(installation.previousView.map { String($0.id) } ?? "-")",
+            "target": "\(installation.target)", "held": "\(recovery?.count ?? 0)",
+            "received": "\(recovery?.received ?? [])"])
         if let previous = installation.previousView, let recovery, let frozenView, frozenView.id == previous.id {
             forceDeliver(recovery.forceDeliveryOrder(target: installation.target), in: previous)
             outbox.requeueInFlight()
@@ -477,6 +498,10 @@ final class GroupShell: @unchecked Sendable {
         }
         for (position, node) in memberIDs.enumerated() { seqBases[node, default: 0] += delivered[position] }
         published.withLock { $0.recoveredMessages += recovered }
+        if recovered > 0 {
+            logger.info("old view's messages delivered by the view change",
+                        metadata: ["view_id": "\(view.id)", "recovered_messages": "\(recovered)"])
+        }
     }
 
     private func startView(_ installation: Membership.Installation) {
@@ -484,6 +509,8 @@ final class GroupShell: @unchecked Sendable {
             try startEngine(for: installation.view)
         } catch {
             // The ring of this view cannot start here (e.g. the port is still taken): suspect the view at once.
+            logger.error("the ring of the new view did not start", metadata: ["view_id": "\(installation.view.id)",
+                                                                             "error": "\(error)"])
             apply(instance.onLinkLost(installation.view.members.first { $0 != me } ?? me, nowTicks: nowTicks))
         }
         publish(view: installation.view, causes: installation.causes.map(Self.describe),
@@ -498,6 +525,7 @@ final class GroupShell: @unchecked Sendable {
         engine = next
         engineLossReported = false
         engineRunningLogged = false
+        congestionWarned = false
         outbox.attach(next.engine)
     }
 
@@ -516,13 +544,48 @@ final class GroupShell: @unchecked Sendable {
             state.view = event
             state.state = .running
         }
+        var metadata: Logger.Metadata = ["view_id": "\(event.id)", "members": "\(event.members)",
+                                         "cause": "\(causes.joined(separator: ", "))"]
+        if changeStarted != 0 {
+            let nanos = event.installedUnixNanos > changeStarted ? event.installedUnixNanos - changeStarted : 0
+            metadata["detect_to_view_ms"] = "\(Double(nanos / 1000) / 1000)"
+            metrics.recordViewChange(nanos: nanos)
+        }
+        logger.info("view installed", metadata: metadata)
         viewsContinuation.yield(event)
+        updateMetrics()
     }
 
     private func publishEngineStatistics() {
         guard let engine else { return }
         let stats = Node.Statistics(engine: engine.statistics)
         published.withLock { $0.engine = stats }
+        if stats.congestionRefused > 0 && !congestionWarned {
+            congestionWarned = true
+            logger.warning("the kernel refused the ring's congestion control; its sockets keep the system's",
+                           metadata: ["view_id": "\(engine.view.id)", "congestion": "\(configuration.limits.congestionControl)",
+                                      "sockets": "\(stats.congestionRefused)"])
+        }
+    }
+
+    /// The statistics into the metrics backend; the engine's counters are taken fresh so that they belong to
+    /// the ring that runs now.
+    private func updateMetrics() {
+        publishEngineStatistics()
+        metrics.update(statistics, engineViewID: engine?.view.id, view: currentView)
+        metricsDueTicks = nowTicks + UInt64(configuration.metricsIntervalMillis)
+    }
+
+    /// Settings that work but are likely to hurt, said once at construction.
+    private static func warnAboutSettings(_ configuration: Group.Configuration, logger: Logger) {
+        if configuration.suspectMillis < 3 * configuration.heartbeatMillis {
+            logger.warning("suspectMillis is under three heartbeats: one late heartbeat will be taken for a crash",
+                           metadata: ["suspect_ms": "\(configuration.suspectMillis)",
+                                      "heartbeat_ms": "\(configuration.heartbeatMillis)"])
+        }
+        if configuration.mode == .perfect {
+            logger.notice("perfect mode: a false suspicion can split the group (quorum mode cannot)")
+        }
     }
 
     static func describe(_ cause: Membership.Cause) -> String {
