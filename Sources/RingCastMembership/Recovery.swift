@@ -79,18 +79,6 @@ extension Membership {
             }
         }
 
-        /// A recovery set with no frozen clock to guard against: every entry is added as if nothing had
-        /// been delivered, so Fig. 2.7 line 10 is not checked.
-        /// - Parameter received: the frozen clock of the LCR core.
-        /// - Precondition: `received.count == nodes`, 1...64 nodes.
-        @available(*, deprecated, message: "build from the frozen state with init(nodes:frozen:pending:), which keeps Fig. 2.7 line 10")
-        public init(nodes: Int, received: [UInt64]) {
-            precondition((1...Membership.membersMax).contains(nodes) && received.count == nodes, "one clock entry per node")
-            self.received = received
-            self.frozen = Array(repeating: 0, count: nodes)
-            self.held = Array(repeating: [:], count: nodes)
-        }
-
         /// Entries held now.
         public var count: Int { held.reduce(0) { $0 + $1.count } }
 

@@ -370,7 +370,7 @@ final class GroupShell: @unchecked Sendable {
         guard let engine else {
             // Nothing ran in this view (e.g. the previous install failed to start): an empty pending.
             let nodes = instance.view?.members.count ?? 0
-            recovery = Membership.Recovery(nodes: nodes, received: Array(repeating: 0, count: nodes))
+            recovery = Membership.Recovery(nodes: nodes, frozen: Array(repeating: 0, count: nodes), pending: [])
             frozenView = instance.view
             frozenDelivered = Array(repeating: 0, count: nodes)
             apply(instance.onFrozen(received: recovery!.received, nowTicks: nowTicks))
@@ -381,12 +381,12 @@ final class GroupShell: @unchecked Sendable {
         outbox.detach()
         let frozen = engine.freeze(timeoutMillis: configuration.freezeTimeoutMillis)
         precondition(frozen.error == 0, "freezing the ring failed (\(frozen.error)): deliveries were not released in time")
-        var set = Membership.Recovery<RecoveredPayload>(nodes: frozen.clock.count, received: frozen.clock)
+        // Built from the frozen state, so that recovery data never re-adds what this member received before the
+        // freeze, delivered or not (Fig. 2.7 line 10: only "if C_m[l] > C[l]").
+        let set = Membership.Recovery<RecoveredPayload>(nodes: frozen.clock.count, frozen: frozen.clock,
+                                                         pending: frozen.pending)
         var exported = Set<UInt64>()
-        for entry in frozen.pending {
-            set.add(entry)
-            exported.formUnion(entry.payload.tokens)
-        }
+        for entry in frozen.pending { exported.formUnion(entry.payload.tokens) }
         outbox.requeueUnstamped(exported: exported)
         logger.debug("ring frozen", metadata: ["view_id": "\(engine.view.id)", "clock": "\(frozen.clock)",
                                                "pending": "\(frozen.pending.count)", "own_exported": "\(exported.count)"])
