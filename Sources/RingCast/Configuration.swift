@@ -37,6 +37,7 @@ extension Node {
         /// Payload bytes a member queues in front of the byte window, in the engine and in `Group`'s outbox each (one
         /// message is always admitted): the engine refills the window from them without waiting for the producer's
         /// thread. Beyond them `broadcast()` waits, so that no queue that adds only latency grows in front of the ring.
+        /// 8 KiB by default (one 10 kB message, or 80 of 100 B); 0...``windowBytesMax``.
         public var stagingBytes: Int
         /// Application messages per LCR message (1 = no batching), 1...``batchCountMaxLimit``.
         public var batchCountMax: Int

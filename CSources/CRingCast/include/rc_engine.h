@@ -93,7 +93,7 @@ typedef struct rc_engine_settings {
     void *deliver_context;
 } rc_engine_settings;
 
-/** Defaults: window 1024 messages and 1 MiB (adaptive: rc_window.h's defaults below 1 MiB), broadcast ring 64, stall 5 s, batches of ≤ 64 messages / 64 KiB, fairness on, receive buffer
+/** Defaults: window 1024 messages and 1 MiB (adaptive: rc_window.h's defaults below 1 MiB), 8 KiB staging, broadcast ring 64, stall 5 s, batches of ≤ 64 messages / 64 KiB, fairness on, receive buffer
  *  derived, heartbeat 100 ms, connect timeout 10 s, zero-copy off, congestion control cubic. nodes/self/addresses are the caller's. */
 void rc_engine_settings_default(rc_engine_settings *settings);
 

@@ -40,7 +40,7 @@ final class GroupOutbox: Sendable {
     /// Payload bytes the queue admits in front of the engine (`Node.Limits.stagingBytes`; one message is always
     /// admitted). The engine checks its byte window where a message is handed over (`rc_engine_broadcast`), so a
     /// full window stops the pump and, once these bytes are queued, `broadcast()` waits: backpressure reaches the
-    /// caller, and what waits here is a few milliseconds of the ring's rate (16 KiB is 5 ms at a 25 Mbit/s share),
+    /// caller, and what waits here is a few milliseconds of the ring's rate (8 KiB is 2.6 ms at a 25 Mbit/s share),
     /// instead of `capacity` messages that add latency and no throughput.
     let queueBytesMax: Int
     private let state = Mutex(State())
