@@ -178,6 +178,7 @@ void engine_own_stable_release(rc_engine *engine, uint64_t now_ns);
 void engine_window_progress(rc_engine *engine, uint64_t now_ns);
 bool engine_broadcast_admissible(rc_engine *engine, uint64_t now_ns);
 uint64_t engine_window_bytes(const rc_engine *engine);
+uint64_t engine_staging_bytes(const rc_engine *engine, uint64_t window);
 uint32_t engine_unsent_bytes_max(const rc_engine *engine);
 
 /* engine_views.c: the application messages of one LCR message, one view at a time. */

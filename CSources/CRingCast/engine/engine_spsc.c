@@ -48,8 +48,8 @@ void engine_wake(rc_engine *engine) {
 
 /* ---- broadcasts: the application's producer thread ------------------------------------------ */
 
-/* A slot in the ring, and room for `length` more bytes in the byte window plus settings.staging_bytes (or
- * nothing admitted at all). The staging bytes wait in the ring for the window: when an ACK frees the window,
+/* A slot in the ring, and room for `length` more bytes in the byte window plus the staging (or nothing
+ * admitted at all). The staging bytes wait in the ring for the window: when an ACK frees the window,
  * the engine thread takes the next message itself, without waiting for the producer's thread to wake up
  * (with windows of a few messages, that hand-off left the links idle). */
 static bool broadcast_room(rc_engine *engine, uint64_t tail, uint32_t length) {
@@ -57,7 +57,7 @@ static bool broadcast_room(rc_engine *engine, uint64_t tail, uint32_t length) {
     if (tail - head >= engine->broadcast_ring.capacity) return false;
     uint64_t admitted = atomic_load_explicit(&engine->admitted_bytes, memory_order_seq_cst);
     uint64_t window = atomic_load_explicit(&engine->window_bytes_now, memory_order_acquire);
-    return admitted == 0 || admitted + length <= window + engine->settings.staging_bytes;
+    return admitted == 0 || admitted + length <= window + engine_staging_bytes(engine, window);
 }
 
 int rc_engine_broadcast(rc_engine *engine, const void *bytes, uint32_t length, uint64_t token) {
@@ -82,6 +82,10 @@ int rc_engine_broadcast(rc_engine *engine, const void *bytes, uint32_t length, u
 }
 
 int rc_engine_space_fd(const rc_engine *engine) { return engine->space_fd; }
+
+uint64_t rc_engine_staging_bytes(const rc_engine *engine) {
+    return engine_staging_bytes(engine, atomic_load_explicit(&((rc_engine *)engine)->window_bytes_now, memory_order_acquire));
+}
 
 /* ---- deliveries: the application's consumer thread ------------------------------------------ */
 

@@ -68,9 +68,10 @@ typedef struct rc_engine_settings {
                                        always admitted, so a message larger than this still goes). Released at
                                        stability, not delivery: see engine_send.c. With window_adaptive, the
                                        maximum of the window rc_window.h sizes from the ring. */
-    uint32_t staging_bytes;       /**< bytes rc_engine_broadcast admits beyond the byte window: they wait in the
-                                       broadcast ring, so that the engine thread refills the window itself when an
-                                       ACK frees it, without waiting for the producer's thread (engine_spsc.c). */
+    uint32_t staging_bytes;       /**< bytes rc_engine_broadcast admits beyond the byte window, at least (an eighth
+                                       of the window when that is more): they wait in the broadcast ring, so that
+                                       the engine thread refills the window itself when an ACK frees it, without
+                                       waiting for the producer's thread (engine_spsc.c, engine.c). */
     bool window_adaptive;         /**< size the byte window from the ring's measured round trip and rate
                                        (rc_window.h) instead of holding window_bytes in flight. */
     uint32_t batch_count_max;     /**< application messages per LCR message (1 = no batching). */
@@ -172,10 +173,13 @@ rc_engine_state rc_engine_status(const rc_engine *engine, int *error);
  * Hands one application message to the engine (producer thread only). `bytes` must stay untouched
  * until the own delivery carrying `token` is released. Returns 0; -EAGAIN when full (wait on
  * rc_engine_space_fd): the broadcast ring is full, or the bytes handed over and not yet stable would exceed
- * the byte window by more than staging_bytes (one message is always admitted), so that backpressure reaches the caller instead of
+ * the byte window by more than the staging (staging_bytes, or an eighth of the window) (one message is always admitted), so that backpressure reaches the caller instead of
  * a queue growing in front of the window; -EMSGSIZE beyond batch_bytes_max; -EPIPE when the engine is stopped or failed.
  */
 int rc_engine_broadcast(rc_engine *engine, const void *bytes, uint32_t length, uint64_t token);
+/** The bytes rc_engine_broadcast admits beyond the byte window now (staging_bytes, or an eighth of the current
+ *  window): what a queue in front of the engine should hold at most, too (any thread). */
+uint64_t rc_engine_staging_bytes(const rc_engine *engine);
 /** eventfd that becomes readable when broadcast space may have freed (read it to clear). */
 int rc_engine_space_fd(const rc_engine *engine);
 

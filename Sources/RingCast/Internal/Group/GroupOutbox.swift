@@ -103,8 +103,11 @@ final class GroupOutbox: Sendable {
         return try outcome.get()
     }
 
+    /// The engine's staging grows with its window (`rc_engine_staging_bytes`: an eighth of it), so that a fast ring's
+    /// producer runs ahead in batches; this queue follows it, and holds `queueBytesMax` while no engine is attached.
     private func admits(_ bytes: Int, _ state: State) -> Bool {
-        state.queue.isEmpty || (state.queue.count < capacity && state.queueBytes + bytes <= queueBytesMax)
+        let limit = state.engine.map { max(queueBytesMax, Int(clamping: rc_engine_staging_bytes($0.pointer))) } ?? queueBytesMax
+        return state.queue.isEmpty || (state.queue.count < capacity && state.queueBytes + bytes <= limit)
     }
 
     private static func enqueue(_ payload: [UInt8], _ state: inout State) -> UInt64 {
