@@ -130,8 +130,8 @@ struct BroadcastAdmissionTests {
     private static let EAGAIN: Int32 = 11
 
     /// An engine that is created but not started takes nothing from its broadcast ring, so what it admits is
-    /// exactly what rc_engine_broadcast lets in: the byte window (at first its 64 KiB minimum) plus the staging
-    /// bytes, one message always, and then -EAGAIN, however many ring slots are free.
+    /// exactly what rc_engine_broadcast lets in: the byte window (64 KiB until the first epoch has measured the
+    /// ring) plus the staging, one message always, and then -EAGAIN, however many ring slots are free.
     @Test(arguments: [(10_000, 32 << 10), (10_000, 0), (100, 32 << 10), (200_000, 32 << 10)])
     func admitsTheWindowPlusStagingThenRefuses(size: Int, staging: Int) throws {
         var settings = rc_engine_settings()
@@ -155,7 +155,10 @@ struct BroadcastAdmissionTests {
                 try #require(admitted < 4096, "the ring's slots, not the bytes, stopped the producer")
             }
         }
-        let limit = (64 << 10) + staging
+        // The staging is staging_bytes, or an eighth of the window when that is more (engine.c).
+        let window = 64 << 10
+        let limit = window + max(staging, window / 8)
         #expect(admitted == max(1, limit / size), "admitted \(admitted) messages of \(size) B against \(limit) B")
+        #expect(rc_engine_staging_bytes(engine) == UInt64(max(staging, window / 8)))
     }
 }
