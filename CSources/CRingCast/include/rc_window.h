@@ -24,7 +24,7 @@
  * Every origin gets the same window: that is what keeps the shares of §2.5.2 equal. Two designs that
  * looked closer to "the bandwidth-delay product" were measured and dropped (docs/tuning.md):
  *   - a window from the origin's *own* rate lets any split of the ring sustain itself (each origin's rate
- *     is its window over the same round trip): one origin of five took 60 % of the ring;
+ *     is its window over the same round trip): one origin of five took 57 % of the ring;
  *   - a delay from the measured minimum round trip differs between origins (0.2–15 ms on the emulated LAN,
  *     where a token bucket passes a burst at memory speed and an origin whose messages always queue behind
  *     others never sees a short trip), so the windows and the shares differ too. The minimum is still
