@@ -40,32 +40,32 @@ final class GroupShell: @unchecked Sendable {
         let pending = Mutex<[Event]>([])
     }
 
-    private let events = EventQueue()
-    private let published = Mutex(Published())
-    private let wake: WakePipe
-    private let stopPipe: WakePipe
-    private let stopping = Atomic<Bool>(false)
-    private let threads = Mutex<[OSThread]>([])
-    private let startNanos = monotonicNanos()
-    private var channel: ControlChannel!
+    let events = EventQueue()
+    let published = Mutex(Published())
+    let wake: WakePipe
+    let stopPipe: WakePipe
+    let stopping = Atomic<Bool>(false)
+    let threads = Mutex<[OSThread]>([])
+    let startNanos = monotonicNanos()
+    var channel: ControlChannel!
 
     // Shell thread only.
-    private var instance: Membership.Instance
-    private var engine: ViewEngine?
-    private var engineLossReported = false
-    private var engineRunningLogged = false
-    private var recovery: Membership.Recovery<RecoveredPayload>?
-    private var frozenView: Membership.View?
-    private var frozenDelivered: [UInt64] = []
-    private var seqBases: [UInt32: UInt64] = [:]
-    private var waitingForState: Membership.Installation?
-    private var receivedState: (viewID: UInt64, seqBases: [UInt32: UInt64], snapshot: [UInt8])?
-    private var changeStartedUnixNanos: UInt64 = 0
+    var instance: Membership.Instance
+    var engine: ViewEngine?
+    var engineLossReported = false
+    var engineRunningLogged = false
+    var recovery: Membership.Recovery<RecoveredPayload>?
+    var frozenView: Membership.View?
+    var frozenDelivered: [UInt64] = []
+    var seqBases: [UInt32: UInt64] = [:]
+    var waitingForState: Membership.Installation?
+    var receivedState: (viewID: UInt64, seqBases: [UInt32: UInt64], snapshot: [UInt8])?
+    var changeStartedUnixNanos: UInt64 = 0
     /// Control peers heard from at least once: a refused connection to a peer that never spoke is a peer
     /// still starting, not a crash (the founding view's start-up grace covers its silence).
-    private var heardFrom = Set<ControlPeer>()
-    private var registeredPeers = Set<ControlPeer>()
-    private struct Reaper {
+    var heardFrom = Set<ControlPeer>()
+    var registeredPeers = Set<ControlPeer>()
+    struct Reaper {
         final class Flag: Sendable { let value = Atomic<Bool>(false) }
         /// Holds the last reference to a retired engine until the reaper thread drops it.
         final class Box: @unchecked Sendable {
@@ -76,14 +76,14 @@ final class GroupShell: @unchecked Sendable {
         let thread: OSThread
         let done: Flag
     }
-    private var reapers: [Reaper] = []
+    var reapers: [Reaper] = []
     /// The application's logger with this member's `group` and `member` metadata. Used on the shell and control
     /// threads only, for rare events (view changes, suspicions, links): never per message.
     let logger: Logger
-    private let metrics: GroupMetrics
-    private var metricsDueTicks: UInt64 = 0
+    let metrics: GroupMetrics
+    var metricsDueTicks: UInt64 = 0
     /// The ring of the current view was refused its congestion control (warned once per view).
-    private var congestionWarned = false
+    var congestionWarned = false
 
     init(configuration: Group.Configuration, stateTransfer: Group.StateTransfer?,
          handler: @escaping @Sendable (borrowing Deliveries) -> Void,
@@ -213,9 +213,9 @@ final class GroupShell: @unchecked Sendable {
 
     // MARK: Threads
 
-    private var nowTicks: UInt64 { (monotonicNanos() - startNanos) / 1_000_000 }
+    var nowTicks: UInt64 { (monotonicNanos() - startNanos) / 1_000_000 }
 
-    private func runShell() {
+    func runShell() {
         let pollMillis = Int32(max(1, configuration.heartbeatMillis / 2))
         while !stopping.load(ordering: .acquiring) {
             let ready = waitReadable([wake.readFD, stopPipe.readFD], timeoutMillis: pollMillis)
@@ -232,7 +232,7 @@ final class GroupShell: @unchecked Sendable {
         }
     }
 
-    private func runProducer() {
+    func runProducer() {
         while !stopping.load(ordering: .acquiring) {
             switch outbox.pump() {
             case .closed: return
@@ -253,7 +253,7 @@ final class GroupShell: @unchecked Sendable {
 
     // MARK: Events → core
 
-    private func handle(_ event: Event) {
+    func handle(_ event: Event) {
         switch event {
         case let .frame(from, bytes):
             heardFrom.insert(from)
@@ -271,7 +271,7 @@ final class GroupShell: @unchecked Sendable {
         }
     }
 
-    private func handleFrame(from: Membership.MemberID, _ bytes: [UInt8]) {
+    func handleFrame(from: Membership.MemberID, _ bytes: [UInt8]) {
         switch GroupFrame.decode(bytes) {
         case let .membership(encoded)?:
             guard let message = try? Membership.Message.decode(encoded) else { return countMalformed() }
@@ -293,7 +293,7 @@ final class GroupShell: @unchecked Sendable {
 
     /// The control peer of `member`, registered with its address on first use: the channel knows peers by
     /// (node, incarnation), and a new incarnation of a node lives at the node's address.
-    private func peer(_ member: Membership.MemberID) -> ControlPeer {
+    func peer(_ member: Membership.MemberID) -> ControlPeer {
         let peer = ControlPeer(node: member.node, incarnation: member.incarnation)
         if !registeredPeers.contains(peer), let address = try? configuration.controlAddress(of: member.node) {
             channel.setPeer(peer, address: address)
@@ -303,7 +303,7 @@ final class GroupShell: @unchecked Sendable {
     }
 
     /// A joiner starts its first ring once it has both the decision and the provider's state for that view.
-    private func startJoinedViewIfReady() {
+    func startJoinedViewIfReady() {
         guard let installation = waitingForState, let state = receivedState, state.viewID == installation.view.id else {
             return
         }
@@ -316,11 +316,11 @@ final class GroupShell: @unchecked Sendable {
         startView(installation)
     }
 
-    private func countMalformed() { published.withLock { $0.malformedFrames += 1 } }
+    func countMalformed() { published.withLock { $0.malformedFrames += 1 } }
 
     /// A broken ring link is a suspicion of the neighbour at its other end (the control channel usually
     /// reports the same crash too; the core handles the duplicate).
-    private func checkEngine() {
+    func checkEngine() {
         if logger.logLevel <= .trace, let engine, !engineRunningLogged,
            rc_engine_status(engine.engine.pointer, nil) == RC_ENGINE_RUNNING {
             engineRunningLogged = true
@@ -333,210 +333,7 @@ final class GroupShell: @unchecked Sendable {
         apply(instance.onLinkLost(engine.view.members[neighbour], nowTicks: nowTicks))
     }
 
-    // MARK: Directives
-
-    private func apply(_ directives: [Membership.Directive]) {
-        for directive in directives {
-            switch directive {
-            case let .send(message, to):
-                channel.send(GroupFrame.membership(message.encoded()).encoded(), to: peer(to))
-            case .freeze:
-                freeze()
-            case let .supply(origin, seqs, to):
-                supply(origin: origin, seqs: seqs, to: to)
-            case let .install(installation):
-                install(installation)
-            case .excluded:
-                logger.warning("excluded from the group: the others installed a view without this member",
-                               metadata: ["view_id": "\(instance.view?.id ?? 0)"])
-                end(as: .excluded, error: .excluded)
-            case .left:
-                if publicState != .left {
-                    logger.info("left the group", metadata: ["view_id": "\(instance.view?.id ?? 0)"])
-                }
-                end(as: .left, error: .shutdown)
-            case let .suspect(member, cause):
-                logger.warning("member suspected", metadata: ["suspect": "\(member.node)", "cause": "\(Self.describe(cause))",
-                                                             "view_id": "\(instance.view?.id ?? 0)"])
-                if changeStartedUnixNanos == 0 { changeStartedUnixNanos = realtimeNanos() }
-            }
-        }
-    }
-
-    private func freeze() {
-        if changeStartedUnixNanos == 0 { changeStartedUnixNanos = realtimeNanos() }
-        logger.debug("freezing the ring", metadata: ["view_id": "\(instance.view?.id ?? 0)"])
-        published.withLock { $0.state = .changingView }
-        guard let engine else {
-            // Nothing ran in this view (e.g. the previous install failed to start): an empty pending.
-            let nodes = instance.view?.members.count ?? 0
-            recovery = Membership.Recovery(nodes: nodes, frozen: Array(repeating: 0, count: nodes), pending: [])
-            frozenView = instance.view
-            frozenDelivered = Array(repeating: 0, count: nodes)
-            apply(instance.onFrozen(received: recovery!.received, nowTicks: nowTicks))
-            return
-        }
-        // The ring's last counters go into the metrics before the engine is retired.
-        updateMetrics()
-        outbox.detach()
-        let frozen = engine.freeze(timeoutMillis: configuration.freezeTimeoutMillis)
-        precondition(frozen.error == 0, "freezing the ring failed (\(frozen.error)): deliveries were not released in time")
-        // Built from the frozen state, so that recovery data never re-adds what this member received before the
-        // freeze, delivered or not (Fig. 2.7 line 10: only "if C_m[l] > C[l]").
-        let set = Membership.Recovery<RecoveredPayload>(nodes: frozen.clock.count, frozen: frozen.clock,
-                                                         pending: frozen.pending)
-        var exported = Set<UInt64>()
-        for entry in frozen.pending { exported.formUnion(entry.payload.tokens) }
-        outbox.requeueUnstamped(exported: exported)
-        logger.debug("ring frozen", metadata: ["view_id": "\(engine.view.id)", "clock": "\(frozen.clock)",
-                                               "pending": "\(frozen.pending.count)", "own_exported": "\(exported.count)"])
-        recovery = set
-        frozenView = engine.view
-        frozenDelivered = engine.deliveredPerPosition
-        published.withLock { $0.recoveryCopies += frozen.copies }
-        retire(engine)
-        self.engine = nil
-        apply(instance.onFrozen(received: set.received, nowTicks: nowTicks))
-    }
-
-    /// Destroys a frozen engine on another thread: its thread is still freeing the transport's buffers
-    /// (tens of ms of munmap for large receive buffers), which must not delay the view change.
-    /// The shell thread never waits here (it must keep heartbeating): finished reapers are joined on the next
-    /// retirement, the others at shutdown.
-    private func retire(_ old: ViewEngine) {
-        reapers.removeAll { reaper in
-            guard reaper.done.value.load(ordering: .acquiring) else { return false }
-            reaper.thread.join()
-            return true
-        }
-        let done = Reaper.Flag()
-        let box = Reaper.Box(old)
-        let logger = logger, viewID = old.view.id
-        guard let thread = try? OSThread({
-            let start = monotonicNanos()
-            box.drop()
-            logger.trace("old ring destroyed", metadata: ["view_id": "\(viewID)",
-                                                          "duration_ms": "\((monotonicNanos() - start) / 1_000_000)"])
-            done.value.store(true, ordering: .releasing)
-        }) else { return } // no thread: the engine is destroyed right here instead
-        reapers.append(Reaper(thread: thread, done: done))
-    }
-
-    private func supply(origin: UInt32, seqs: ClosedRange<UInt64>, to: Membership.MemberID) {
-        guard let recovery, let frozenView else { return }
-        let peer = peer(to)
-        for var entry in recovery.entries(origin: origin, seqs: seqs) {
-            entry.payload.tokens = [] // tokens mean something only to their broadcaster
-            channel.send(GroupFrame.recovery(fromViewID: frozenView.id, entry: entry).encoded(), to: peer)
-        }
-    }
-
-    /// Fig. 2.7 lines 6–7: forceDeliver the old view's remaining messages in ≺ order, then the new view.
-    private func install(_ installation: Membership.Installation) {
-        logger.debug("installing view", metadata: [
-            "view_id": "\(installation.view.id)", "members": "\(installation.view.members.map(\.node))",
-            "previous_view_id": "\(installation.previousView.map { String($0.id) } ?? "-")",
-            "target": "\(installation.target)", "held": "\(recovery?.count ?? 0)",
-            "received": "\(recovery?.received ?? [])"])
-        if let previous = installation.previousView, let recovery, let frozenView, frozenView.id == previous.id {
-            forceDeliver(recovery.forceDeliveryOrder(target: installation.target), in: previous)
-            outbox.requeueInFlight()
-        }
-        recovery = nil
-        frozenView = nil
-        if installation.previousView == nil {
-            // A joiner: the state comes first (from the provider: the application's snapshot, if any, and every
-            // origin's delivered count, so that origin_seq continues across views), then the ring.
-            guard installation.stateProvider == nil else {
-                waitingForState = installation
-                startJoinedViewIfReady()
-                return
-            }
-            startView(installation)
-            return
-        }
-        if installation.stateProvider == me {
-            let snapshot = stateTransfer?.snapshot() ?? []
-            let frame = GroupFrame.state(viewID: installation.view.id, seqBases: seqBases, snapshot: snapshot).encoded()
-            for joiner in installation.joiners {
-                channel.send(frame, to: peer(joiner))
-            }
-        }
-        startView(installation)
-    }
-
-    private func forceDeliver(_ entries: [Membership.Recovery<RecoveredPayload>.Entry], in view: Membership.View) {
-        let memberIDs = view.members.map(\.node)
-        var delivered = frozenDelivered
-        if delivered.count != memberIDs.count { delivered = Array(repeating: 0, count: memberIDs.count) }
-        let bases = memberIDs.map { seqBases[$0] ?? 0 }
-        var recovered: UInt64 = 0
-        for entry in entries {
-            let position = Int(entry.origin)
-            var batch: [rc_engine_delivery] = []
-            entry.payload.bytes.withUnsafeBytes { raw in
-                var offset = 0
-                for (index, length) in entry.payload.lengths.enumerated() {
-                    delivered[position] += 1
-                    let token = entry.payload.tokens.isEmpty ? 0 : entry.payload.tokens[index]
-                    batch.append(rc_engine_delivery(
-                        bytes: raw.baseAddress.map { $0.assumingMemoryBound(to: UInt8.self) + offset },
-                        length: length, origin: entry.origin, origin_seq: delivered[position], view_id: view.id,
-                        token: token, own: !entry.payload.tokens.isEmpty))
-                    offset += Int(length)
-                }
-                memberIDs.withUnsafeBufferPointer { ids in
-                    bases.withUnsafeBufferPointer { seqs in
-                        batch.withUnsafeBufferPointer { deliveries in
-                            sink.deliver(deliveries.baseAddress!, count: deliveries.count,
-                                         mapping: OriginMapping(memberIDs: ids.baseAddress!, seqBases: seqs.baseAddress!))
-                        }
-                    }
-                }
-            }
-            recovered += UInt64(batch.count)
-        }
-        for (position, node) in memberIDs.enumerated() { seqBases[node, default: 0] += delivered[position] }
-        published.withLock { $0.recoveredMessages += recovered }
-        if recovered > 0 {
-            logger.info("old view's messages delivered by the view change",
-                        metadata: ["view_id": "\(view.id)", "recovered_messages": "\(recovered)"])
-        }
-    }
-
-    private func startView(_ installation: Membership.Installation) {
-        do {
-            try startEngine(for: installation.view)
-        } catch {
-            // The ring of this view cannot start here (e.g. the port is still taken): suspect the view at once.
-            logger.error("the ring of the new view did not start", metadata: ["view_id": "\(installation.view.id)",
-                                                                             "error": "\(error)"])
-            apply(instance.onLinkLost(installation.view.members.first { $0 != me } ?? me, nowTicks: nowTicks))
-        }
-        publish(view: installation.view, causes: installation.causes.map(Self.describe),
-                changeStarted: changeStartedUnixNanos)
-        changeStartedUnixNanos = 0
-    }
-
-    private func startEngine(for view: Membership.View) throws(RingCastError) {
-        let bases = view.members.map { seqBases[$0.node] ?? 0 }
-        let next = try ViewEngine(view: view, me: me, configuration: configuration, seqBases: bases, sink: sink)
-        try next.start()
-        engine = next
-        engineLossReported = false
-        engineRunningLogged = false
-        congestionWarned = false
-        outbox.attach(next.engine)
-    }
-
-    private func end(as state: Group.State, error: RingCastError) {
-        outbox.close(error)
-        engine = nil
-        recovery = nil
-        published.withLock { $0.state = state }
-    }
-
-    private func publish(view: Membership.View, causes: [String], changeStarted: UInt64) {
+    func publish(view: Membership.View, causes: [String], changeStarted: UInt64) {
         let event = Group.View(id: view.id, members: view.members.map(\.node), causes: causes,
                                changeStartedUnixNanos: changeStarted, installedUnixNanos: realtimeNanos())
         published.withLock { state in
@@ -556,7 +353,7 @@ final class GroupShell: @unchecked Sendable {
         updateMetrics()
     }
 
-    private func publishEngineStatistics() {
+    func publishEngineStatistics() {
         guard let engine else { return }
         let stats = Node.Statistics(engine: engine.statistics)
         published.withLock { $0.engine = stats }
@@ -570,14 +367,14 @@ final class GroupShell: @unchecked Sendable {
 
     /// The statistics into the metrics backend; the engine's counters are taken fresh so that they belong to
     /// the ring that runs now.
-    private func updateMetrics() {
+    func updateMetrics() {
         publishEngineStatistics()
         metrics.update(statistics, engineViewID: engine?.view.id, view: currentView)
         metricsDueTicks = nowTicks + UInt64(configuration.metricsIntervalMillis)
     }
 
     /// Settings that work but are likely to hurt, said once at construction.
-    private static func warnAboutSettings(_ configuration: Group.Configuration, logger: Logger) {
+    static func warnAboutSettings(_ configuration: Group.Configuration, logger: Logger) {
         if configuration.suspectMillis < 3 * configuration.heartbeatMillis {
             logger.warning("suspectMillis is under three heartbeats: one late heartbeat will be taken for a crash",
                            metadata: ["suspect_ms": "\(configuration.suspectMillis)",
