@@ -103,7 +103,10 @@ import Glibc
         let stoppedAt = clock.now
         victim.channel.shutdown()
         #expect(await controlEventually(within: 5) { members[0..<2].allSatisfy { !$0.log.losses(of: victim.peer).isEmpty } })
-        #expect(clock.now - stoppedAt < .seconds(5))
+        for survivor in members[0..<2] {
+            let lostAt = try #require(survivor.log.firstLoss(of: victim.peer))
+            #expect(lostAt - stoppedAt < .seconds(5))
+        }
         #expect(members[0].log.losses(of: members[1].peer).isEmpty)
         // The survivors still talk.
         members[0].channel.send([4], to: members[1].peer)
@@ -434,8 +437,19 @@ private struct ControlMember {
 /// A channel's events, recorded on its thread and read by the test.
 private final class ControlEventLog: Sendable {
     private let events = Mutex<[ControlChannel.Event]>([])
+    /// When each `.lost` arrived, on the channel's thread: a bound on detection is measured at the event, not when
+    /// the test's task (which shares the pool with every other suite) next looks.
+    private let lossInstants = Mutex<[(peer: ControlPeer, at: ContinuousClock.Instant)]>([])
 
-    func record(_ event: ControlChannel.Event) { events.withLock { $0.append(event) } }
+    func record(_ event: ControlChannel.Event) {
+        if case let .lost(peer, _) = event { lossInstants.withLock { $0.append((peer, ContinuousClock.now)) } }
+        events.withLock { $0.append(event) }
+    }
+
+    /// When the first loss of `peer` arrived, if it did.
+    func firstLoss(of peer: ControlPeer) -> ContinuousClock.Instant? {
+        lossInstants.withLock { $0.first { $0.peer == peer }?.at }
+    }
 
     func received(from peer: ControlPeer) -> [[UInt8]] {
         events.withLock { events in
