@@ -43,15 +43,10 @@ public struct UnsafeDelivery {
     public let payload: UnsafeRawBufferPointer
 
     init(_ delivery: rc_engine_delivery, mapping: OriginMapping? = nil) {
-        if let mapping {
-            // A group's engine numbers origins by ring position and counts their messages per view; the
-            // application sees member ids and a count across views (ARCHITECTURE §3.3).
-            origin = Int(mapping.memberIDs[Int(delivery.origin)])
-            originSeq = mapping.seqBases[Int(delivery.origin)] + delivery.origin_seq
-        } else {
-            origin = Int(delivery.origin)
-            originSeq = delivery.origin_seq
-        }
+        // A group's engine numbers origins by ring position; the application sees member ids (ARCHITECTURE §3.3).
+        // origin_seq is final as the engine emits it (it continues across views from the ring's bases).
+        origin = mapping.map { Int($0.memberIDs[Int(delivery.origin)]) } ?? Int(delivery.origin)
+        originSeq = delivery.origin_seq
         viewId = delivery.view_id
         isOwn = delivery.own
         token = delivery.token
@@ -94,9 +89,8 @@ public struct Deliveries: ~Copyable {
     }
 }
 
-/// How a group's view translates engine origins (ring positions, per-view counts) to member ids and
-/// counts across views. Immutable for the life of one view's engine.
+/// How a group's view translates engine origins (ring positions) to member ids. Immutable for the life of one
+/// view's ring.
 struct OriginMapping: @unchecked Sendable {
     let memberIDs: UnsafePointer<UInt32>
-    let seqBases: UnsafePointer<UInt64>
 }

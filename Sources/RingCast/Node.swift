@@ -14,9 +14,11 @@ import Glibc
 /// not Swift tasks (the engine thread, the consumer thread), and shutdown must also work from `deinit`. An actor
 /// would add a hop per broadcast and could not be entered from the engine thread.
 ///
-/// Threads: the engine thread (C) owns the sockets and the LCR core; a *space waiter* thread retries broadcasts
-/// that found the engine full, blocked in poll(2) on the engine's space eventfd (no core burnt, no sleeps to tune,
-/// woken the moment space frees); in ``DeliveryBatches`` mode a *delivery consumer* thread empties the delivery ring.
+/// A node is one ``Ring`` with a fixed view, fed by an ``Outbox`` — the same two components a ``Group`` runs, one ring
+/// per view. Threads: the engine thread (C) owns the sockets and the LCR core; the outbox's *pump* thread hands
+/// over broadcasts that found the engine full, blocked in poll(2) on the engine's space eventfd (no core burnt, no
+/// sleeps to tune, woken the moment space frees), and reports the node's health every half second; in
+/// ``DeliveryBatches`` mode the ring's *delivery consumer* thread empties the delivery ring.
 ///
 /// Deliveries come one of two ways, chosen at construction:
 /// - ``init(configuration:deliveryHandler:)``: a synchronous handler on the engine thread, with views into the
@@ -25,14 +27,20 @@ import Glibc
 public final class Node: Sendable {
     /// What this node was configured with.
     public let configuration: Configuration
-    private let core: EngineCore
+    private let ring: Ring
+    private let outbox: Outbox
+    private let deliveryBuffer: DeliveryBuffer?
+    private let lifecycle = Mutex(Lifecycle.created)
+    /// Level-triggered stop signal for the pump thread (written once, never drained).
+    private let stopPipe: WakePipe
+    private let health: NodeHealth
 
     /// A node whose deliveries are read from ``deliveries`` (copied into Swift storage).
     /// - Throws: ``RingCastError/invalidConfiguration(_:)`` when the engine refuses the settings,
     ///   ``RingCastError/system(call:errno:)`` when memory or descriptors cannot be had.
-    public init(configuration: Configuration) throws(RingCastError) {
-        self.configuration = configuration
-        core = try EngineCore(configuration: configuration, handler: nil)
+    public convenience init(configuration: Configuration) throws(RingCastError) {
+        let buffer = try DeliveryBuffer(capacity: configuration.limits.deliveryBatchesBufferedMax)
+        try self.init(configuration: configuration, target: .buffer(buffer), buffer: buffer)
     }
 
     /// A node that calls `deliveryHandler` on its engine thread with every batch of deliveries, in total order.
@@ -42,18 +50,57 @@ public final class Node: Sendable {
     /// slows the ring (that is backpressure, not a bug). It must not call ``shutdown()``, and should not capture the
     /// node strongly (the node owns the handler: that would be a reference cycle and the node would never stop).
     /// - Throws: as ``init(configuration:)``.
-    public init(configuration: Configuration,
+    public convenience init(configuration: Configuration,
                 deliveryHandler: @escaping @Sendable (borrowing Deliveries) -> Void) throws(RingCastError) {
-        self.configuration = configuration
-        core = try EngineCore(configuration: configuration, handler: deliveryHandler)
+        try self.init(configuration: configuration, target: .handler(deliveryHandler), buffer: nil)
     }
 
-    deinit { core.shutdown() }
+    private init(configuration: Configuration, target: DeliverySink.Target, buffer: DeliveryBuffer?) throws(RingCastError) {
+        self.configuration = configuration
+        deliveryBuffer = buffer
+        // The staging in front of the engine, as a group's: the engine's byte window is the backpressure.
+        outbox = try Outbox(capacity: configuration.limits.broadcastRingMax,
+                            payloadBytesMax: configuration.limits.batchBytesMax,
+                            queueBytesMax: configuration.limits.stagingBytes)
+        ring = try Ring(configuration: configuration, view: nil, originSeqBases: [],
+                        sink: DeliverySink(target: target, outbox: outbox))
+        stopPipe = try WakePipe()
+        health = NodeHealth(configuration: configuration, ring: ring, outbox: outbox)
+    }
+
+    deinit {
+        shutdown()
+        stopPipe.close()
+    }
 
     /// Listens, and starts the engine thread, which connects the ring in the background (see ``waitUntilRunning(timeout:)``).
     /// - Throws: ``RingCastError/addressInUse(_:)``, ``RingCastError/alreadyStarted``, ``RingCastError/system(call:errno:)``,
     ///   ``RingCastError/engineFailed(code:message:)``.
-    public func start() throws(RingCastError) { try core.start() }
+    public func start() throws(RingCastError) {
+        try lifecycle.withLock { (state: inout Lifecycle) throws(RingCastError) in
+            guard case .created = state else { throw .alreadyStarted }
+            do throws(RingCastError) {
+                try ring.start()
+            } catch {
+                state = .failedToStart
+                throw error
+            }
+            let outbox = outbox, health = health, stopFD = stopPipe.readFD
+            do throws(RingCastError) {
+                let pump = try OSThread {
+                    outbox.runPump(stopFD: stopFD, onWake: { health.check() }, onRefused: { health.refused($0) })
+                }
+                state = .started(threads: [pump])
+            } catch {
+                ring.stop()
+                state = .failedToStart
+                throw error
+            }
+            outbox.attach(ring.engine)
+        }
+        health.logger.info("node started", metadata: ["listen": "\(configuration.listen)", "successor": "\(configuration.successor)",
+                                                      "nodes": "\(configuration.nodeCount)"])
+    }
 
     /// Waits until the ring is connected (polling the state every millisecond; this happens once).
     /// - Throws: ``RingCastError/connectTimeout`` after `timeout`, the engine's error if it failed,
@@ -64,7 +111,7 @@ public final class Node: Sendable {
         while true {
             switch status {
             case .running: return
-            case .created: if !core.isStarted { throw .notStarted } // else the engine thread is just starting
+            case .created: if !isStarted { throw .notStarted } // else the engine thread is just starting
             case .stopped: throw .shutdown
             case let .failed(error): throw error
             case .connecting: break
@@ -84,137 +131,35 @@ public final class Node: Sendable {
     ///   failure, ``RingCastError/notStarted``, ``RingCastError/cancelled`` (then it was not broadcast).
     @discardableResult
     public func broadcast(_ payload: [UInt8]) async throws(RingCastError) -> UInt64 {
-        try await core.broadcast(payload)
+        guard payload.count <= configuration.limits.batchBytesMax else {
+            throw .payloadTooLarge(bytes: payload.count, limit: configuration.limits.batchBytesMax)
+        }
+        // Before start the outbox would queue (a group's does, across views); a node's broadcast needs its ring.
+        guard isStarted else { throw lifecycle.withLock { if case .shutDown = $0 { .shutdown } else { .notStarted } } }
+        return try await outbox.broadcast(payload)
     }
 
     /// The deliveries, as a bounded asynchronous sequence of batches (payloads copied).
     ///
     /// - Precondition: the node was made with ``init(configuration:)`` (not with a delivery handler).
     public var deliveries: DeliveryBatches {
-        guard let buffer = core.deliveryBuffer else {
+        guard let buffer = deliveryBuffer else {
             preconditionFailure("this node delivers to its synchronous handler; `deliveries` needs init(configuration:)")
         }
         return DeliveryBatches(buffer: buffer)
     }
 
     /// The engine's state.
-    public var status: Status { core.status }
+    public var status: Status { ring.status }
 
     /// A snapshot of the counters. The engine publishes its counters at most every 100 µs while busy, and
     /// once more when it stops: after ``shutdown()`` they are exact.
-    public var statistics: Statistics { core.statistics }
+    public var statistics: Statistics { health.statistics }
 
     /// Stops the engine and the threads, ends ``deliveries``, fails waiting broadcasts with
     /// ``RingCastError/shutdown``. Idempotent; blocks at most the engine's bounded stop time (about 2 s).
     /// A second concurrent call returns at once.
-    public func shutdown() { core.shutdown() }
-}
-
-/// Everything behind a ``Node``: owned by the node and by its threads while they run.
-final class EngineCore: Sendable {
-    let configuration: Node.Configuration
-    let engine: EngineHandle
-    let inFlight = InFlight()
-    let handlerContext: HandlerContext?
-    let deliveryBuffer: DeliveryBuffer?
-    let producer = Mutex(ProducerState())
-    let lifecycle = Mutex(Lifecycle.created)
-    /// Level-triggered stop signal for the internal threads (written once, never drained).
-    let stopPipe: WakePipe
-    /// Wakes the space waiter when a broadcast starts waiting.
-    let producerWake: WakePipe
-    /// Set once `rc_engine_start` succeeded: the engine would accept broadcasts before it (it queues them), and
-    /// the broadcast fast path should not take the lifecycle lock.
-    let started = Atomic<Bool>(false)
-    let deliveryCopies = Atomic<UInt64>(0)
-    let deliveryPeekHighWater = Atomic<Int>(0)
-    /// The configuration's logger with this node's `position` and `view_id`; used at start, stop and by the space
-    /// waiter's periodic health check, never per message.
-    let logger: Logger
-    /// Only the space waiter thread updates it (and `shutdown()`, after joining that thread).
-    nonisolated(unsafe) let metrics: EngineMetrics
-
-    init(configuration: Node.Configuration,
-         handler: (@Sendable (borrowing Deliveries) -> Void)?) throws(RingCastError) {
-        self.configuration = configuration
-        var logger = configuration.logger
-        logger[metadataKey: "position"] = "\(configuration.position)"
-        logger[metadataKey: "view_id"] = "\(configuration.viewId)"
-        self.logger = logger
-        metrics = EngineMetrics(factory: configuration.metricsFactory ?? MetricsSystem.factory,
-                                dimensions: [("group", configuration.name), ("member", "\(configuration.position)")],
-                                delivered: true)
-        var settings = configuration.engineSettings
-        if let handler {
-            let context = HandlerContext(handler: handler, inFlight: inFlight)
-            handlerContext = context
-            deliveryBuffer = nil
-            settings.deliver = HandlerContext.callback
-            settings.deliver_context = Unmanaged.passUnretained(context).toOpaque()
-        } else {
-            handlerContext = nil
-            deliveryBuffer = try DeliveryBuffer(capacity: configuration.limits.deliveryBatchesBufferedMax)
-        }
-        stopPipe = try WakePipe()
-        do {
-            producerWake = try WakePipe()
-        } catch {
-            stopPipe.close()
-            throw error
-        }
-        var pointer: OpaquePointer?
-        let result = rc_engine_create(&pointer, &settings)
-        guard result == 0, let pointer else {
-            stopPipe.close()
-            producerWake.close()
-            if result == -EINVAL {
-                throw .invalidConfiguration("the engine refused the settings (\(RingCastError.describe(code: result)))")
-            }
-            throw .system(call: "rc_engine_create", errno: -result)
-        }
-        engine = EngineHandle(pointer: pointer)
-    }
-
-    deinit {
-        // Threads hold the core while they run, so no thread is left; the engine goes before the handler context.
-        rc_engine_destroy(engine.pointer)
-        inFlight.removeAll()
-        stopPipe.close()
-        producerWake.close()
-    }
-
-    // MARK: Lifecycle
-
-    func start() throws(RingCastError) {
-        try lifecycle.withLock { (state: inout Lifecycle) throws(RingCastError) in
-            guard case .created = state else { throw .alreadyStarted }
-            let result = rc_engine_start(engine.pointer)
-            guard result == 0 else {
-                state = .failedToStart
-                if result == -EADDRINUSE { throw .addressInUse(configuration.listen) }
-                throw .engine(code: result)
-            }
-            var threads: [OSThread] = []
-            do throws(RingCastError) {
-                threads.append(try OSThread { [self] in runSpaceWaiter() })
-                if let deliveryBuffer {
-                    threads.append(try OSThread { [self] in runDeliveryConsumer(deliveryBuffer) })
-                }
-            } catch {
-                stopPipe.signal()
-                rc_engine_stop(engine.pointer)
-                for thread in threads { thread.join() }
-                state = .failedToStart
-                throw error
-            }
-            state = .started(threads: threads)
-            started.store(true, ordering: .releasing)
-        }
-        logger.info("node started", metadata: ["listen": "\(configuration.listen)", "successor": "\(configuration.successor)",
-                                               "nodes": "\(configuration.nodeCount)"])
-    }
-
-    func shutdown() {
+    public func shutdown() {
         let threads: [OSThread]? = lifecycle.withLock { state in
             switch state {
             case .shutDown: return nil
@@ -227,236 +172,107 @@ final class EngineCore: Sendable {
             }
         }
         guard let threads else { return }
-        if let handlerContext {
-            let engineThread = handlerContext.engineThread.load(ordering: .relaxed)
-            precondition(engineThread == 0 || engineThread != UInt(pthread_self()),
-                         "shutdown() called from the delivery handler (the engine thread would wait for itself)")
-        }
-        producer.withLock { $0.stopping = true }
+        let deliveringThread = ring.sink.deliveringThread.load(ordering: .relaxed)
+        precondition(deliveringThread == 0 || deliveringThread != UInt(pthread_self()),
+                     "shutdown() called from the delivery handler (the engine thread would wait for itself)")
+        outbox.close(.shutdown)
         stopPipe.signal()
-        rc_engine_stop(engine.pointer)
+        ring.stop()
         for thread in threads { thread.join() }
-        failWaiters(with: .shutdown)
         deliveryBuffer?.finish(nil)
         let stats = statistics
-        metrics.update(stats)
-        logger.info("node stopped", metadata: ["status": "\(status)", "delivered_messages": "\(stats.deliveredMessages)",
-                                               "delivered_bytes": "\(stats.deliveredBytes)"])
+        health.metrics.update(stats)
+        health.logger.info("node stopped", metadata: ["status": "\(status)", "delivered_messages": "\(stats.deliveredMessages)",
+                                                      "delivered_bytes": "\(stats.deliveredBytes)"])
     }
 
-    var status: Node.Status {
-        var error: Int32 = 0
-        let state = rc_engine_status(engine.pointer, &error)
-        switch state {
-        case RC_ENGINE_CREATED: return .created
-        case RC_ENGINE_CONNECTING: return .connecting
-        case RC_ENGINE_RUNNING: return .running
-        case RC_ENGINE_STOPPED: return .stopped
-        default: return .failed(.engine(code: error))
+    private var isStarted: Bool {
+        lifecycle.withLock { state in
+            if case .started = state { return true }
+            return false
         }
+    }
+}
+
+enum Lifecycle {
+    case created
+    case started(threads: [OSThread])
+    case failedToStart
+    case shutDown
+}
+
+/// What a node reports of its own accord: its counters to the metrics backend, a failure of the ring, a refused
+/// congestion control — from the pump thread, which wakes at least every half second, so it costs nothing per
+/// message. And when the engine stops taking broadcasts, waiting and later ones fail with its error.
+private final class NodeHealth: @unchecked Sendable {
+    let configuration: Node.Configuration
+    let ring: Ring
+    let outbox: Outbox
+    /// The configuration's logger with this node's `position` and `view_id`; at start, stop, and for health events.
+    let logger: Logger
+    /// The pump thread updates it; `shutdown()` too, after joining that thread.
+    let metrics: EngineMetrics
+    // Pump thread only.
+    private var nextCheckNanos: UInt64 = 0
+    private var failureLogged = false
+    private var connectedLogged = false
+
+    init(configuration: Node.Configuration, ring: Ring, outbox: Outbox) {
+        self.configuration = configuration
+        self.ring = ring
+        self.outbox = outbox
+        var logger = configuration.logger
+        logger[metadataKey: "position"] = "\(configuration.position)"
+        logger[metadataKey: "view_id"] = "\(configuration.viewId)"
+        self.logger = logger
+        metrics = EngineMetrics(factory: configuration.metricsFactory ?? MetricsSystem.factory,
+                                dimensions: [("group", configuration.name), ("member", "\(configuration.position)")],
+                                delivered: true)
     }
 
     var statistics: Node.Statistics {
-        let stats = rc_engine_stats_get(engine.pointer)
+        let stats = ring.statistics
         var result = Node.Statistics(engine: stats)
-        result.payloadCopies = stats.payload_copies + deliveryCopies.load(ordering: .relaxed)
-        result.broadcastWaits = producer.withLock { $0.broadcastWaits }
-        result.broadcastsInFlight = inFlight.count
-        result.deliveryPeekHighWater = deliveryPeekHighWater.load(ordering: .relaxed)
-        result.deliveryBatchesBufferedHighWater = deliveryBuffer?.bufferedHighWater ?? 0
+        result.payloadCopies = stats.payload_copies + ring.sink.copies.load(ordering: .relaxed)
+        result.broadcastWaits = outbox.broadcastWaits
+        result.broadcastsInFlight = outbox.counts.inFlight
+        result.deliveryPeekHighWater = ring.sink.peekHighWater.load(ordering: .relaxed)
+        if case let .buffer(buffer) = ring.sink.target { result.deliveryBatchesBufferedHighWater = buffer.bufferedHighWater }
         return result
     }
 
-    // MARK: Broadcast
+    /// The engine refused a broadcast for good (stopped or failed): broadcasting is over for this node.
+    func refused(_ result: Int32) {
+        if case let .failed(error) = ring.status {
+            outbox.close(error)
+        } else {
+            outbox.close(result == -EPIPE ? .shutdown : .engine(code: result))
+        }
+    }
 
-    /// One attempt to hand `payload` to the engine; call with the producer lock held.
-    private func submit(_ payload: [UInt8], _ state: inout ProducerState) -> SubmitOutcome {
-        if state.stopping { return .failed(.shutdown) }
-        let token = state.nextToken
-        inFlight.append(token: token, payload: payload)
-        // The pointer outlives the closure on purpose: the array is retained in `inFlight` (and never mutated
-        // there), so its heap storage stays at this address until the own delivery is released.
-        let result = payload.withUnsafeBytes { bytes in
-            rc_engine_broadcast(engine.pointer, bytes.baseAddress ?? UnsafeRawPointer(("" as StaticString).utf8Start),
-                                UInt32(bytes.count), token)
-        }
-        if result == 0 {
-            state.nextToken += 1
-            return .submitted(token)
-        }
-        inFlight.removeLast(token: token)
-        switch result {
-        case -EAGAIN: return .full
-        case -EMSGSIZE: return .failed(.payloadTooLarge(bytes: payload.count, limit: configuration.limits.batchBytesMax))
+    func check() {
+        let now = monotonicNanos()
+        guard now >= nextCheckNanos else { return }
+        nextCheckNanos = now + 500_000_000
+        metrics.update(statistics)
+        guard !failureLogged else { return }
+        switch ring.status {
+        case let .failed(error):
+            failureLogged = true
+            logger.error("ring failed", metadata: ["error": "\(error)"])
+            // Broadcasts waiting for room would wait for ever: they fail with the ring's error.
+            outbox.close(error)
+        case .running where !connectedLogged:
+            connectedLogged = true
+            let refused = ring.statistics.congestion_refused
+            logger.info("ring connected")
+            if refused > 0 {
+                logger.warning("the kernel refused the ring's congestion control; its sockets keep the system's",
+                               metadata: ["congestion": "\(configuration.limits.congestionControl)", "sockets": "\(refused)"])
+            }
         default:
-            if case let .failed(error) = status { return .failed(error) }
-            return .failed(result == -EPIPE ? .shutdown : .engine(code: result))
+            break
         }
-    }
-
-    func broadcast(_ payload: [UInt8]) async throws(RingCastError) -> UInt64 {
-        guard payload.count <= configuration.limits.batchBytesMax else {
-            throw .payloadTooLarge(bytes: payload.count, limit: configuration.limits.batchBytesMax)
-        }
-        guard started.load(ordering: .acquiring) else {
-            throw lifecycle.withLock { state in
-                if case .shutDown = state { return RingCastError.shutdown }
-                return RingCastError.notStarted
-            }
-        }
-        // Fast path: nobody is waiting and the engine has room.
-        let first: SubmitOutcome = producer.withLock { state in
-            state.waiters.isEmpty ? submit(payload, &state) : .full
-        }
-        switch first {
-        case let .submitted(token): return token
-        case let .failed(error): throw error
-        case .full: break
-        }
-        let id = producer.withLock { state in
-            defer { state.nextWaiterID += 1 }
-            return state.nextWaiterID
-        }
-        let outcome = await withTaskCancellationHandler {
-            await withCheckedContinuation { (continuation: CheckedContinuation<Result<UInt64, RingCastError>, Never>) in
-                let immediate: Result<UInt64, RingCastError>? = producer.withLock { state in
-                    if state.waiters.isEmpty {
-                        switch submit(payload, &state) {
-                        case let .submitted(token): return .success(token)
-                        case let .failed(error): return .failure(error)
-                        case .full: break
-                        }
-                    }
-                    if Task.isCancelled { return .failure(.cancelled) }
-                    state.broadcastWaits += 1
-                    state.waiters.append(.init(id: id, payload: payload, continuation: continuation))
-                    return nil
-                }
-                if let immediate { continuation.resume(returning: immediate) } else { producerWake.signal() }
-            }
-        } onCancel: {
-            let waiter = producer.withLock { $0.waiters.remove(where: { $0.id == id }) }
-            waiter?.continuation.resume(returning: .failure(.cancelled))
-        }
-        return try outcome.get()
-    }
-
-    var isStarted: Bool {
-        lifecycle.withLock { state in
-            if case .created = state { return false }
-            return true
-        }
-    }
-
-    private func failWaiters(with error: RingCastError) {
-        let waiters = producer.withLock { $0.waiters.removeAll() }
-        for waiter in waiters { waiter.continuation.resume(returning: .failure(error)) }
-    }
-
-    /// The space waiter thread: retries waiting broadcasts, in order, whenever the engine signals space.
-    private func runSpaceWaiter() {
-        let spaceFD = rc_engine_space_fd(engine.pointer)
-        var health = HealthReport()
-        while true {
-            health.check(self)
-            let (waiting, stopping) = producer.withLock { (!$0.waiters.isEmpty, $0.stopping) }
-            if stopping { break }
-            // Watch the space eventfd only while someone waits: it fires on every freed slot while traffic flows.
-            // The timeout bounds how long a waiter can miss an engine failure that does not signal space.
-            let fds = waiting ? [stopPipe.readFD, producerWake.readFD, spaceFD] : [stopPipe.readFD, producerWake.readFD]
-            let ready = waitReadable(fds, timeoutMillis: waiting ? 50 : 500)
-            if ready[0] { break }
-            if ready[1] { producerWake.drain() }
-            if waiting && ready[2] { clearEventFD(spaceFD) }
-            var resumed: [(CheckedContinuation<Result<UInt64, RingCastError>, Never>, Result<UInt64, RingCastError>)] = []
-            producer.withLock { state in
-                while let head = state.waiters.first {
-                    let outcome = submit(head.payload, &state)
-                    if case .full = outcome { break }
-                    _ = state.waiters.popFirst()
-                    switch outcome {
-                    case let .submitted(token): resumed.append((head.continuation, .success(token)))
-                    case let .failed(error): resumed.append((head.continuation, .failure(error)))
-                    case .full: break
-                    }
-                }
-            }
-            for (continuation, result) in resumed { continuation.resume(returning: result) }
-        }
-        failWaiters(with: .shutdown)
-    }
-
-    /// What the node reports of its own accord: its counters to the metrics backend, a failure of the ring, a refused
-    /// congestion control. The space waiter checks at most every half second (it wakes at least that often), so the
-    /// check costs nothing per message.
-    private struct HealthReport {
-        var nextCheckNanos: UInt64 = 0
-        var failureLogged = false
-        var connectedLogged = false
-
-        mutating func check(_ core: EngineCore) {
-            let now = monotonicNanos()
-            guard now >= nextCheckNanos else { return }
-            nextCheckNanos = now + 500_000_000
-            core.metrics.update(core.statistics)
-            guard !failureLogged else { return }
-            switch core.status {
-            case let .failed(error):
-                failureLogged = true
-                core.logger.error("ring failed", metadata: ["error": "\(error)"])
-            case .running where !connectedLogged:
-                connectedLogged = true
-                let refused = rc_engine_stats_get(core.engine.pointer).congestion_refused
-                core.logger.info("ring connected")
-                if refused > 0 {
-                    core.logger.warning("the kernel refused the ring's congestion control; its sockets keep the system's",
-                                        metadata: ["congestion": "\(core.configuration.limits.congestionControl)",
-                                                   "sockets": "\(refused)"])
-                }
-            default:
-                break
-            }
-        }
-    }
-
-    // MARK: Deliveries (sequence mode)
-
-    /// The delivery consumer thread: peeks the delivery ring, copies, releases, hands batches to the buffer.
-    private func runDeliveryConsumer(_ buffer: DeliveryBuffer) {
-        let deliveryFD = rc_engine_delivery_fd(engine.pointer)
-        let capacity = configuration.limits.deliveryBatchCountMax
-        let scratch = UnsafeMutablePointer<rc_engine_delivery>.allocate(capacity: capacity)
-        defer { scratch.deallocate() }
-        var failure: RingCastError?
-        consuming: while true {
-            let count = Int(rc_engine_deliveries_peek(engine.pointer, scratch, UInt32(capacity)))
-            if count == 0 {
-                switch status {
-                case let .failed(error):
-                    failure = error
-                    break consuming
-                case .stopped: break consuming
-                default: break
-                }
-                let ready = waitReadable([deliveryFD, stopPipe.readFD], timeoutMillis: 100)
-                if ready[1] { break consuming }
-                if ready[0] { clearEventFD(deliveryFD) }
-                continue
-            }
-            if count > deliveryPeekHighWater.load(ordering: .relaxed) {
-                deliveryPeekHighWater.store(count, ordering: .relaxed)
-            }
-            var batch: [Delivery] = []
-            batch.reserveCapacity(count)
-            for index in 0..<count {
-                // The one user-space copy of this path, by design (counted below).
-                batch.append(UnsafeDelivery(scratch[index]).copied())
-            }
-            deliveryCopies.add(UInt64(count), ordering: .relaxed)
-            rc_engine_deliveries_release(engine.pointer, UInt32(count))
-            inFlight.release(batch: scratch, count: count)
-            if !buffer.push(batch, stopFD: stopPipe.readFD) { break }
-        }
-        buffer.finish(failure)
     }
 }
+

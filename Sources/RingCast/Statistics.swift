@@ -75,7 +75,7 @@ extension Node {
         public var ownSendWaitNanos: UInt64 = 0
         public var ownRingTripNanos: UInt64 = 0
         public var ownDeliverWaitNanos: UInt64 = 0
-        /// Broadcasts that found the engine full and waited for space.
+        /// Broadcasts that found the outbox full (the engine's byte window and its staging taken) and waited for room.
         public var broadcastWaits: UInt64 = 0
         /// Own payloads handed to the engine and not yet delivered back (retained, not copied).
         public var broadcastsInFlight: Int = 0

@@ -10,6 +10,7 @@
 #include "engine_internal.h"
 
 #include <errno.h>
+#include <string.h>
 
 /* The views of one pending message's application messages, in `apps` (batch_count_max entries). */
 static uint32_t pending_apps(rc_engine *e, const rc_lcr_pending_view *view, rc_engine_delivery *apps) {
@@ -21,21 +22,40 @@ static uint32_t pending_apps(rc_engine *e, const rc_lcr_pending_view *view, rc_e
     return count;
 }
 
+/*
+ * Each exported application message carries its final origin_seq. An origin's pending messages are the
+ * contiguous run of what it received from that origin after what it delivered (links are FIFO, delivery is a
+ * prefix of each origin's messages), and ≺ keeps each origin's order: numbering them on from
+ * origin_delivered gives every message the number delivering it gives it, at every process (uniform
+ * agreement). `origin_delivered` itself is left as it is: what was delivered here.
+ */
 static void export_pending(rc_engine *e) {
     const uint32_t nodes = e->settings.nodes;
     e->export_fn(e->export_context, rc_lcr_clock(e->core), nodes, NULL);
+    memcpy(e->window_origin_mark, e->origin_delivered, nodes * sizeof(uint64_t)); /* reused: next origin_seq - 1 */
     uint32_t total = rc_lcr_pending_count(e->core);
     for (uint32_t position = 0; position < total; position++) {
         rc_lcr_pending_view view;
         RC_ASSERT(rc_lcr_pending_at(e->core, position, &view) == 0);
         RC_ASSERT(view.count >= 1 && view.count <= e->settings.batch_count_max);
+        RC_ASSERT(view.origin < nodes);
         rc_engine_pending message = {
             .origin = view.origin, .seq = view.seq, .count = view.count, .own = view.own,
             .clock = view.clock, .apps = e->export_apps,
         };
         pending_apps(e, &view, e->export_apps);
+        for (uint32_t i = 0; i < view.count; i++) e->export_apps[i].origin_seq = ++e->window_origin_mark[view.origin];
         e->export_fn(e->export_context, rc_lcr_clock(e->core), nodes, &message);
     }
+}
+
+void rc_engine_origin_delivered(const rc_engine *engine, uint64_t *out, uint32_t nodes) {
+    RC_ASSERT(engine != NULL && out != NULL && nodes == engine->settings.nodes);
+    /* The engine thread no longer delivers: frozen (freeze_done was read under start_lock by the freezing
+     * thread, the caller), or ended. */
+    int state = atomic_load(&((rc_engine *)engine)->state);
+    RC_ASSERT(engine->freeze_done || (state != RC_ENGINE_CONNECTING && state != RC_ENGINE_RUNNING));
+    memcpy(out, engine->origin_delivered, nodes * sizeof(uint64_t));
 }
 
 /* One step of a requested freeze, from the engine loop. Returns true when the thread may end. */

@@ -47,6 +47,11 @@ static int engine_allocate(rc_engine *e) {
     e->own_sent = checked_calloc(e->own_sent_max, sizeof(engine_own_sent), &ok);
     e->origin_delivered = checked_calloc(s->nodes, sizeof(uint64_t), &ok);
     e->window_origin_mark = checked_calloc(s->nodes, sizeof(uint64_t), &ok);
+    if (ok && s->origin_seq_bases != NULL) {
+        /* origin_seq continues across views (rc_engine.h); the window's epoch mark starts level with it. */
+        memcpy(e->origin_delivered, s->origin_seq_bases, s->nodes * sizeof(uint64_t));
+        memcpy(e->window_origin_mark, s->origin_seq_bases, s->nodes * sizeof(uint64_t));
+    }
     e->hop_slots_max = 512;
     e->hop_slots = checked_calloc(e->hop_slots_max, RC_WIRE_HOP_MAX, &ok);
     e->hop_free = checked_calloc(e->hop_slots_max, sizeof(uint32_t), &ok);
@@ -96,6 +101,7 @@ int rc_engine_create(rc_engine **out, const rc_engine_settings *settings) {
     pthread_mutex_init(&e->wake_lock, NULL);
     atomic_init(&e->sleeping, false);
     int rc = engine_allocate(e);
+    e->settings.origin_seq_bases = NULL; /* copied by engine_allocate: the caller's array is not kept */
     if (rc < 0) {
         rc_engine_destroy(e);
         return rc;

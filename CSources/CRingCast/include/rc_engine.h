@@ -92,6 +92,10 @@ typedef struct rc_engine_settings {
 
     rc_engine_deliver_fn deliver; /**< optional synchronous handler (see above); NULL = delivery ring. */
     void *deliver_context;
+    const uint64_t *origin_seq_bases; /**< `nodes` entries or NULL (all 0): per ring position, the application
+                                           messages of that origin delivered before this view, so that every
+                                           origin_seq the engine emits (deliveries, the freeze's export) is final
+                                           across views. Copied by rc_engine_create. */
 } rc_engine_settings;
 
 /** Defaults: window 1024 messages and 1 MiB (adaptive: rc_window.h's defaults below 1 MiB), 8 KiB staging, broadcast ring 64, stall 5 s, batches of ≤ 64 messages / 64 KiB, fairness on, receive buffer
@@ -207,7 +211,8 @@ typedef struct rc_engine_pending {
     uint32_t count;                   /**< application messages (entries of `apps`). */
     bool own;
     const uint64_t *clock;            /**< C_m, `nodes` entries. */
-    const rc_engine_delivery *apps;   /**< bytes, length, token (own); origin_seq and view_id are 0. */
+    const rc_engine_delivery *apps;   /**< bytes, length, token (own), origin_seq (final: what delivering it would
+                                           give, the same at every process); view_id is 0. */
 } rc_engine_pending;
 
 /**
@@ -233,6 +238,12 @@ int rc_engine_freeze(rc_engine *engine, rc_engine_export_fn export, void *contex
 
 /** A snapshot of the counters (any thread). */
 rc_engine_stats rc_engine_stats_get(const rc_engine *engine);
+
+/**
+ * Per ring position, the last origin_seq delivered (the base given at creation if none): `nodes` entries into
+ * `out`. Only once the engine thread no longer delivers (after rc_engine_freeze returned 0, or rc_engine_stop).
+ */
+void rc_engine_origin_delivered(const rc_engine *engine, uint64_t *out, uint32_t nodes);
 
 #ifdef __cplusplus
 }

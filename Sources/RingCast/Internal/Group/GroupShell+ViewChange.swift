@@ -47,7 +47,7 @@ extension GroupShell {
             let nodes = instance.view?.members.count ?? 0
             recovery = Membership.Recovery(nodes: nodes, frozen: Array(repeating: 0, count: nodes), pending: [])
             frozenView = instance.view
-            frozenDelivered = Array(repeating: 0, count: nodes)
+            frozenDelivered = instance.view?.members.map { seqBases[$0.node] ?? 0 } ?? []
             apply(instance.onFrozen(received: recovery!.received, nowTicks: nowTicks))
             return
         }
@@ -63,10 +63,11 @@ extension GroupShell {
         var exported = Set<UInt64>()
         for entry in frozen.pending { exported.formUnion(entry.payload.tokens) }
         outbox.requeueUnstamped(exported: exported)
-        logger.debug("ring frozen", metadata: ["view_id": "\(engine.view.id)", "clock": "\(frozen.clock)",
+        logger.debug("ring frozen", metadata: ["view_id": "\(engine.configuration.viewId)", "clock": "\(frozen.clock)",
                                                "pending": "\(frozen.pending.count)", "own_exported": "\(exported.count)"])
         recovery = set
         frozenView = engine.view
+        // Per position, the last origin_seq delivered here: the next view's bases unless the view change delivers more.
         frozenDelivered = engine.deliveredPerPosition
         published.withLock { $0.recoveryCopies += frozen.copies }
         retire(engine)
@@ -78,7 +79,7 @@ extension GroupShell {
     /// (tens of ms of munmap for large receive buffers), which must not delay the view change.
     /// The shell thread never waits here (it must keep heartbeating): finished reapers are joined on the next
     /// retirement, the others at shutdown.
-    func retire(_ old: ViewEngine) {
+    func retire(_ old: Ring) {
         reapers.removeAll { reaper in
             guard reaper.done.value.load(ordering: .acquiring) else { return false }
             reaper.thread.join()
@@ -86,7 +87,7 @@ extension GroupShell {
         }
         let done = Reaper.Flag()
         let box = Reaper.Box(old)
-        let logger = logger, viewID = old.view.id
+        let logger = logger, viewID = old.configuration.viewId
         guard let thread = try? OSThread({
             let start = monotonicNanos()
             box.drop()
@@ -140,38 +141,23 @@ extension GroupShell {
         startView(installation)
     }
 
+    /// Delivers the old view's messages the view change decided, in ≺ order, each numbered as its exporting engine
+    /// numbered it; then the next view's origin_seq bases are the last numbers delivered here, per member.
     func forceDeliver(_ entries: [Membership.Recovery<RecoveredPayload>.Entry], in view: Membership.View) {
         let memberIDs = view.members.map(\.node)
         var delivered = frozenDelivered
-        if delivered.count != memberIDs.count { delivered = Array(repeating: 0, count: memberIDs.count) }
-        let bases = memberIDs.map { seqBases[$0] ?? 0 }
+        if delivered.count != memberIDs.count { delivered = memberIDs.map { seqBases[$0] ?? 0 } }
         var recovered: UInt64 = 0
         for entry in entries {
             let position = Int(entry.origin)
-            var batch: [rc_engine_delivery] = []
-            entry.payload.bytes.withUnsafeBytes { raw in
-                var offset = 0
-                for (index, length) in entry.payload.lengths.enumerated() {
-                    delivered[position] += 1
-                    let token = entry.payload.tokens.isEmpty ? 0 : entry.payload.tokens[index]
-                    batch.append(rc_engine_delivery(
-                        bytes: raw.baseAddress.map { $0.assumingMemoryBound(to: UInt8.self) + offset },
-                        length: length, origin: entry.origin, origin_seq: delivered[position], view_id: view.id,
-                        token: token, own: !entry.payload.tokens.isEmpty))
-                    offset += Int(length)
-                }
-                memberIDs.withUnsafeBufferPointer { ids in
-                    bases.withUnsafeBufferPointer { seqs in
-                        batch.withUnsafeBufferPointer { deliveries in
-                            sink.deliver(deliveries.baseAddress!, count: deliveries.count,
-                                         mapping: OriginMapping(memberIDs: ids.baseAddress!, seqBases: seqs.baseAddress!))
-                        }
-                    }
-                }
-            }
-            recovered += UInt64(batch.count)
+            // Uniform agreement: the entry continues exactly where this member's delivery of its origin stopped.
+            precondition(entry.payload.firstOriginSeq == delivered[position] + 1,
+                         "a recovered message of origin \(position) numbered \(entry.payload.firstOriginSeq) after \(delivered[position])")
+            sink.deliverRecovered(entry, viewID: view.id, memberIDs: memberIDs)
+            delivered[position] += UInt64(entry.payload.lengths.count)
+            recovered += UInt64(entry.payload.lengths.count)
         }
-        for (position, node) in memberIDs.enumerated() { seqBases[node, default: 0] += delivered[position] }
+        for (position, node) in memberIDs.enumerated() { seqBases[node] = delivered[position] }
         published.withLock { $0.recoveredMessages += recovered }
         if recovered > 0 {
             logger.info("old view's messages delivered by the view change",
@@ -195,7 +181,15 @@ extension GroupShell {
 
     func startEngine(for view: Membership.View) throws(RingCastError) {
         let bases = view.members.map { seqBases[$0.node] ?? 0 }
-        let next = try ViewEngine(view: view, me: me, configuration: configuration, seqBases: bases, sink: sink)
+        guard let position = view.position(of: me) else { preconditionFailure("starting the ring of a view without me") }
+        let members = view.members.map(\.node)
+        guard let listen = configuration.addresses[members[position]],
+              let successor = configuration.addresses[members[(position + 1) % members.count]] else {
+            throw .invalidConfiguration("a member of view \(view.id) has no address")
+        }
+        let ringConfiguration = try Node.Configuration(position: position, nodeCount: members.count, listen: listen,
+                                                       successor: successor, viewId: view.id, limits: configuration.limits)
+        let next = try Ring(configuration: ringConfiguration, view: view, originSeqBases: bases, sink: sink)
         try next.start()
         engine = next
         engineLossReported = false

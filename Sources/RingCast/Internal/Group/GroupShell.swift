@@ -31,7 +31,7 @@ final class GroupShell: @unchecked Sendable {
 
     let configuration: Group.Configuration
     let me: Membership.MemberID
-    let outbox: GroupOutbox
+    let outbox: Outbox
     let sink: DeliverySink
     let stateTransfer: Group.StateTransfer?
     let viewsContinuation: AsyncStream<Group.View>.Continuation
@@ -51,7 +51,8 @@ final class GroupShell: @unchecked Sendable {
 
     // Shell thread only.
     var instance: Membership.Instance
-    var engine: ViewEngine?
+    /// The current view's ring.
+    var engine: Ring?
     var engineLossReported = false
     var engineRunningLogged = false
     var recovery: Membership.Recovery<RecoveredPayload>?
@@ -69,8 +70,8 @@ final class GroupShell: @unchecked Sendable {
         final class Flag: Sendable { let value = Atomic<Bool>(false) }
         /// Holds the last reference to a retired engine until the reaper thread drops it.
         final class Box: @unchecked Sendable {
-            private var engine: ViewEngine?
-            init(_ engine: ViewEngine) { self.engine = engine }
+            private var engine: Ring?
+            init(_ engine: Ring) { self.engine = engine }
             func drop() { engine = nil }
         }
         let thread: OSThread
@@ -101,10 +102,10 @@ final class GroupShell: @unchecked Sendable {
         Self.warnAboutSettings(configuration, logger: logger)
         // A staging area as small as the engine's broadcast ring: the engine's windows are the backpressure, and
         // a bigger queue here would only add latency (and cool-down time) in front of them.
-        outbox = try GroupOutbox(capacity: configuration.limits.broadcastRingMax,
-                                 payloadBytesMax: configuration.limits.batchBytesMax,
-                                 queueBytesMax: configuration.limits.stagingBytes)
-        sink = DeliverySink(handler: handler, outbox: outbox)
+        outbox = try Outbox(capacity: configuration.limits.broadcastRingMax,
+                            payloadBytesMax: configuration.limits.batchBytesMax,
+                            queueBytesMax: configuration.limits.stagingBytes)
+        sink = DeliverySink(target: .handler(handler), outbox: outbox)
         wake = try WakePipe()
         stopPipe = try WakePipe()
         var settings = Membership.Settings(me: me)
@@ -166,7 +167,9 @@ final class GroupShell: @unchecked Sendable {
         }
         var started: [OSThread] = []
         started.append(try OSThread { [self] in runShell() })
-        started.append(try OSThread { [self] in runProducer() })
+        // The outbox's pump: a refused hand-over means this view's ring stopped; the view change attaches the next.
+        let outbox = outbox, stopFD = stopPipe.readFD
+        started.append(try OSThread { outbox.runPump(stopFD: stopFD, onWake: {}, onRefused: { _ in }) })
         threads.withLock { $0 = started }
     }
 
@@ -229,25 +232,6 @@ final class GroupShell: @unchecked Sendable {
             checkEngine()
             apply(instance.onTick(nowTicks: nowTicks))
             if nowTicks >= metricsDueTicks { updateMetrics() } else { publishEngineStatistics() }
-        }
-    }
-
-    func runProducer() {
-        while !stopping.load(ordering: .acquiring) {
-            switch outbox.pump() {
-            case .closed: return
-            case .idle, .noEngine:
-                let ready = waitReadable([outbox.wake.readFD, stopPipe.readFD], timeoutMillis: 50)
-                if ready[1] { return }
-                if ready[0] { outbox.wake.drain() }
-            case let .engineFull(spaceFD):
-                // The engine may be replaced while we wait (its eventfd closed): the timeout bounds that case,
-                // and a view change wakes us through the outbox anyway.
-                let ready = waitReadable([outbox.wake.readFD, stopPipe.readFD, spaceFD], timeoutMillis: 20)
-                if ready[1] { return }
-                if ready[0] { outbox.wake.drain() }
-                if ready[2] { outbox.clearSpace(spaceFD) }
-            }
         }
     }
 
@@ -321,16 +305,14 @@ final class GroupShell: @unchecked Sendable {
     /// A broken ring link is a suspicion of the neighbour at its other end (the control channel usually
     /// reports the same crash too; the core handles the duplicate).
     func checkEngine() {
-        if logger.logLevel <= .trace, let engine, !engineRunningLogged,
-           rc_engine_status(engine.engine.pointer, nil) == RC_ENGINE_RUNNING {
+        if logger.logLevel <= .trace, let engine, !engineRunningLogged, engine.status == .running {
             engineRunningLogged = true
-            logger.trace("ring connected", metadata: ["view_id": "\(engine.view.id)"])
+            logger.trace("ring connected", metadata: ["view_id": "\(engine.configuration.viewId)"])
         }
-        guard let engine, !engineLossReported, let neighbour = engine.lostNeighbour else { return }
+        guard let engine, let view = engine.view, !engineLossReported, let neighbour = engine.lostNeighbour else { return }
         engineLossReported = true
-        logger.info("ring link lost", metadata: ["view_id": "\(engine.view.id)",
-                                                 "peer": "\(engine.view.members[neighbour].node)"])
-        apply(instance.onLinkLost(engine.view.members[neighbour], nowTicks: nowTicks))
+        logger.info("ring link lost", metadata: ["view_id": "\(view.id)", "peer": "\(view.members[neighbour].node)"])
+        apply(instance.onLinkLost(view.members[neighbour], nowTicks: nowTicks))
     }
 
     func publish(view: Membership.View, causes: [String], changeStarted: UInt64) {
@@ -360,7 +342,7 @@ final class GroupShell: @unchecked Sendable {
         if stats.congestionRefused > 0 && !congestionWarned {
             congestionWarned = true
             logger.warning("the kernel refused the ring's congestion control; its sockets keep the system's",
-                           metadata: ["view_id": "\(engine.view.id)", "congestion": "\(configuration.limits.congestionControl)",
+                           metadata: ["view_id": "\(engine.configuration.viewId)", "congestion": "\(configuration.limits.congestionControl)",
                                       "sockets": "\(stats.congestionRefused)"])
         }
     }
@@ -369,7 +351,7 @@ final class GroupShell: @unchecked Sendable {
     /// the ring that runs now.
     func updateMetrics() {
         publishEngineStatistics()
-        metrics.update(statistics, engineViewID: engine?.view.id, view: currentView)
+        metrics.update(statistics, engineViewID: engine?.configuration.viewId, view: currentView)
         metricsDueTicks = nowTicks + UInt64(configuration.metricsIntervalMillis)
     }
 

@@ -25,6 +25,7 @@ enum GroupFrame: Sendable {
             out.u64(fromViewID)
             out.u32(entry.origin)
             out.u64(entry.seq)
+            out.u64(entry.payload.firstOriginSeq)
             out.u32(UInt32(entry.clock.count))
             for value in entry.clock { out.u64(value) }
             out.u32(UInt32(entry.payload.lengths.count))
@@ -50,8 +51,9 @@ enum GroupFrame: Sendable {
         case 1:
             return .membership(input.rest())
         case 2:
-            guard let view = input.u64(), let origin = input.u32(), let seq = input.u64(),
-                  let nodes = input.u32(), nodes >= 1, nodes <= nodesMax, origin < nodes, seq >= 1 else { return nil }
+            guard let view = input.u64(), let origin = input.u32(), let seq = input.u64(), let firstOriginSeq = input.u64(),
+                  firstOriginSeq >= 1, let nodes = input.u32(), nodes >= 1, nodes <= nodesMax, origin < nodes, seq >= 1
+            else { return nil }
             var clock: [UInt64] = []
             for _ in 0..<nodes {
                 guard let value = input.u64() else { return nil }
@@ -68,7 +70,8 @@ enum GroupFrame: Sendable {
             let payload = input.rest()
             guard payload.count == total else { return nil }
             return .recovery(fromViewID: view, entry: .init(origin: origin, seq: seq, clock: clock,
-                                                            payload: RecoveredPayload(bytes: payload, lengths: lengths, tokens: [])))
+                                                            payload: RecoveredPayload(bytes: payload, lengths: lengths,
+                                                                                     firstOriginSeq: firstOriginSeq, tokens: [])))
         case 3:
             guard let view = input.u64(), let count = input.u32(), count <= nodesMax else { return nil }
             var bases: [UInt32: UInt64] = [:]

@@ -4,14 +4,20 @@ import Synchronization
 import Glibc
 #endif
 
-/// A group member's broadcasts between `broadcast()` and their own delivery, across view changes.
+/// A member's broadcasts between `broadcast()` and their own delivery: the one producer of a ring's engine, for a
+/// ``Node`` (one ring, attached at start) and for a ``Group`` (one ring per view, attached and detached by the view
+/// change, the outbox outliving them).
 ///
-/// `queue` holds messages accepted and not yet handed to an engine; `inFlight` those handed to the current
-/// view's engine and not yet delivered back (the engine sends from, and delivers own messages as views of,
-/// the payload arrays retained here). When a view change freezes the ring, the in-flight messages the
-/// engine had not stamped yet go back to the front of the queue, in order, for the next view: a queued
-/// broadcast is never dropped while this member stays in the group.
-final class GroupOutbox: Sendable {
+/// `queue` holds messages accepted and not yet handed to an engine; `inFlight` those handed to the attached
+/// engine and not yet delivered back (the engine sends from, and delivers own messages as views of,
+/// the payload arrays retained here: a reference, not a copy of the bytes). When a view change freezes the ring,
+/// the in-flight messages the engine had not stamped yet go back to the front of the queue, in order, for the next
+/// view: a queued broadcast is never dropped while this member stays in the group.
+///
+/// One admission check (``admits``) against one limit: the engine's staging (`rc_engine_staging_bytes`, which
+/// follows its byte window), or `queueBytesMax` while no engine is attached. The engine's own check at
+/// `rc_engine_broadcast` is the window itself; nothing else re-checks.
+final class Outbox: Sendable {
     struct Item {
         let token: UInt64
         let payload: [UInt8]
@@ -131,15 +137,16 @@ final class GroupOutbox: Sendable {
     // MARK: The engine side
 
     /// Hands queued messages to the attached engine until it is full. Returns what to wait for next
-    /// (`engineFull` carries the engine's space eventfd, readable once it took broadcasts).
-    enum Progress { case idle, engineFull(spaceFD: Int32), noEngine, closed }
+    /// (`engineFull` carries the engine's space eventfd, readable once it took broadcasts; `refused` the engine's
+    /// answer when it stopped taking broadcasts: stopped or failed).
+    enum Progress { case idle, engineFull(spaceFD: Int32), noEngine, refused(Int32), closed }
 
     /// Hands the head of the queue to `engine` (under the lock). Returns false, leaving it queued, when the engine
     /// refused it; `result` gets rc_engine_broadcast's answer.
     private static func handOver(_ engine: EngineHandle, _ state: inout State, result: inout Int32) -> Bool {
         guard let head = state.queue.first else { return false }
         // The pointer outlives the closure on purpose: the array stays retained in `inFlight` until its own
-        // delivery, so its storage does not move (the same contract as Node's broadcasts).
+        // delivery, so its storage does not move (rc_engine.h, "Memory").
         result = head.payload.withUnsafeBytes { bytes in
             rc_engine_broadcast(engine.pointer, bytes.baseAddress ?? UnsafeRawPointer(("" as StaticString).utf8Start),
                                 UInt32(bytes.count), head.token)
@@ -165,7 +172,7 @@ final class GroupOutbox: Sendable {
             while !state.queue.isEmpty {
                 guard Self.handOver(engine, &state, result: &result) else {
                     resumed += admitWaiters(&state)
-                    return result == -EAGAIN ? .engineFull(spaceFD: rc_engine_space_fd(engine.pointer)) : .noEngine
+                    return result == -EAGAIN ? .engineFull(spaceFD: rc_engine_space_fd(engine.pointer)) : .refused(result)
                 }
             }
             resumed += admitWaiters(&state)
@@ -173,6 +180,36 @@ final class GroupOutbox: Sendable {
         }
         for (continuation, token) in resumed { continuation.resume(returning: .success(token)) }
         return progress
+    }
+
+    /// The pump thread's loop: hands queued messages over whenever the engine has room or a broadcast arrives,
+    /// blocked in poll(2) in between (on the outbox's wake pipe, the engine's space eventfd, `stopFD`). `onWake`
+    /// runs on every wake-up (at least every 500 ms): the owner's periodic duties. `onRefused` gets the engine's
+    /// answer when it stopped taking broadcasts (a Node fails its waiters then; a Group waits for the next view).
+    /// Returns when `stopFD` is readable or the outbox is closed.
+    func runPump(stopFD: Int32, onWake: () -> Void, onRefused: (Int32) -> Void) {
+        while true {
+            onWake()
+            switch pump() {
+            case .closed: return
+            case .idle, .noEngine:
+                let ready = waitReadable([wake.readFD, stopFD], timeoutMillis: 500)
+                if ready[1] { return }
+                if ready[0] { wake.drain() }
+            case let .refused(result):
+                onRefused(result)
+                let ready = waitReadable([wake.readFD, stopFD], timeoutMillis: 50)
+                if ready[1] { return }
+                if ready[0] { wake.drain() }
+            case let .engineFull(spaceFD):
+                // The engine may be replaced while we wait (its eventfd closed): the timeout bounds that case,
+                // and a view change wakes us through the outbox anyway.
+                let ready = waitReadable([wake.readFD, stopFD, spaceFD], timeoutMillis: 20)
+                if ready[1] { return }
+                if ready[0] { wake.drain() }
+                if ready[2] { clearSpace(spaceFD) }
+            }
+        }
     }
 
     /// Clears the space eventfd `fd` if it still belongs to the attached engine (under the lock, so the
