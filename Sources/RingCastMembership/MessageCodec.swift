@@ -1,9 +1,10 @@
-/// The wire form of ``Membership/Message``: version byte, kind byte, then the fields big-endian. Counts
+/// The wire form of ``Membership/Message``: version byte, kind byte, then the fields little-endian. Counts
 /// are bounded (members ≤ 64, plan ≤ 64 × 64, causes ≤ 128) and checked before anything is built, and
 /// the message must use every byte: the decoder never trusts its input (ARCHITECTURE §1, `wire`).
 extension Membership.Message {
-    /// The only version this build writes and reads.
-    public static let wireVersion: UInt8 = 1
+    /// The only version this build writes and reads. 2: little-endian, as every other RingCast wire (1 was
+    /// big-endian; a member of that version is refused, never misread).
+    public static let wireVersion: UInt8 = 2
 
     enum Kind: UInt8 {
         case heartbeat = 1, join, leave, change, prepare, promise, fill, filled, accept, accepted, decide
@@ -105,19 +106,21 @@ extension Membership.Message {
     }
 }
 
-/// Appends big-endian fields.
-struct WireWriter {
-    var bytes: [UInt8] = []
+/// Appends little-endian fields: the one writer of the control plane (membership messages here, the group's
+/// frames in RingCast), in the byte order of the C wire (rc_wire.h), so that one order holds on every link.
+package struct WireWriter {
+    package var bytes: [UInt8] = []
 
-    init() { bytes.reserveCapacity(64) }
+    package init() { bytes.reserveCapacity(64) }
 
-    mutating func byte(_ value: UInt8) { bytes.append(value) }
-    mutating func u16(_ value: UInt16) { append(value.bigEndian) }
-    mutating func u32(_ value: UInt32) { append(value.bigEndian) }
-    mutating func u64(_ value: UInt64) { append(value.bigEndian) }
+    package mutating func byte(_ value: UInt8) { bytes.append(value) }
+    package mutating func u16(_ value: UInt16) { append(value.littleEndian) }
+    package mutating func u32(_ value: UInt32) { append(value.littleEndian) }
+    package mutating func u64(_ value: UInt64) { append(value.littleEndian) }
+    package mutating func raw(_ value: some Sequence<UInt8>) { bytes.append(contentsOf: value) }
 
-    private mutating func append<Integer: FixedWidthInteger>(_ bigEndian: Integer) {
-        withUnsafeBytes(of: bigEndian) { bytes.append(contentsOf: $0) }
+    private mutating func append<Integer: FixedWidthInteger>(_ littleEndian: Integer) {
+        withUnsafeBytes(of: littleEndian) { bytes.append(contentsOf: $0) }
     }
 
     mutating func member(_ member: Membership.MemberID) {
@@ -179,17 +182,23 @@ struct WireWriter {
     }
 }
 
-/// Reads big-endian fields, checking every length against what is left.
-struct WireReader {
+/// Reads little-endian fields, checking every length against what is left: the one reader of the control plane.
+package struct WireReader {
     private let bytes: [UInt8]
     private var offset = 0
 
-    init(_ bytes: [UInt8]) { self.bytes = bytes }
+    package init(_ bytes: [UInt8]) { self.bytes = bytes }
 
-    var isAtEnd: Bool { offset == bytes.count }
-    var remaining: Int { bytes.count - offset }
+    package var isAtEnd: Bool { offset == bytes.count }
+    package var remaining: Int { bytes.count - offset }
 
-    mutating func byte() throws(Membership.Error) -> UInt8 {
+    /// Everything not read yet.
+    package mutating func rest() -> [UInt8] {
+        defer { offset = bytes.count }
+        return Array(bytes[offset...])
+    }
+
+    package mutating func byte() throws(Membership.Error) -> UInt8 {
         guard offset < bytes.count else { throw .malformed("truncated at byte \(offset)") }
         offset += 1
         return bytes[offset - 1]
@@ -198,14 +207,14 @@ struct WireReader {
     private mutating func unsigned(_ width: Int) throws(Membership.Error) -> UInt64 {
         guard remaining >= width else { throw .malformed("truncated at byte \(offset)") }
         var value: UInt64 = 0
-        for index in offset..<(offset + width) { value = value << 8 | UInt64(bytes[index]) }
+        for index in 0..<width { value |= UInt64(bytes[offset + index]) << (8 * index) }
         offset += width
         return value
     }
 
-    mutating func u16() throws(Membership.Error) -> UInt16 { UInt16(try unsigned(2)) }
-    mutating func u32() throws(Membership.Error) -> UInt32 { UInt32(try unsigned(4)) }
-    mutating func u64() throws(Membership.Error) -> UInt64 { try unsigned(8) }
+    package mutating func u16() throws(Membership.Error) -> UInt16 { UInt16(try unsigned(2)) }
+    package mutating func u32() throws(Membership.Error) -> UInt32 { UInt32(try unsigned(4)) }
+    package mutating func u64() throws(Membership.Error) -> UInt64 { try unsigned(8) }
 
     mutating func member() throws(Membership.Error) -> Membership.MemberID {
         Membership.MemberID(node: try u32(), incarnation: try u32())

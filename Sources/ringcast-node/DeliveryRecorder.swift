@@ -3,19 +3,9 @@ import Histogram
 import RingCast
 import Synchronization
 
-/// CLOCK_REALTIME in ns: the send time in the payload and the delivery time, one clock for every process on a
-/// host (across hosts, latency is only as good as their clock synchronisation).
-func realtimeNanos() -> UInt64 {
-    var now = timespec()
-    clock_gettime(CLOCK_REALTIME, &now)
-    return UInt64(now.tv_sec) * 1_000_000_000 + UInt64(now.tv_nsec)
-}
-
-func monotonicNanos() -> UInt64 {
-    var now = timespec()
-    clock_gettime(CLOCK_MONOTONIC, &now)
-    return UInt64(now.tv_sec) * 1_000_000_000 + UInt64(now.tv_nsec)
-}
+// Clocks: RingCast's `monotonicNanos()` and `realtimeNanos()` (package access). The send time in the payload and the
+// delivery time are CLOCK_REALTIME: one clock for every process on a host (across hosts, latency is only as good as
+// their clock synchronisation).
 
 /// What the delivery handler counts, on the engine thread, one lock per batch.
 final class DeliveryRecorder: Sendable {

@@ -49,9 +49,9 @@ import Testing
 
     @Test func wrongVersionAndUnknownKindAreRefused() {
         var bytes = Message.heartbeat(viewID: 1).encoded()
-        bytes[0] = 2
-        #expect(throws: Membership.Error.malformed("version 2, expected 1")) { try Message.decode(bytes) }
-        bytes[0] = 1
+        bytes[0] = 1 // the big-endian version 1
+        #expect(throws: Membership.Error.malformed("version 1, expected 2")) { try Message.decode(bytes) }
+        bytes[0] = Message.wireVersion
         bytes[1] = 99
         #expect(throws: Membership.Error.malformed("unknown kind 99")) { try Message.decode(bytes) }
     }
@@ -66,7 +66,7 @@ import Testing
         #expect(throws: Membership.Error.self) { try Message.decode(bytes) }
         // a fill whose plan claims 4097 entries
         let fill = Message.fill(fromView: 1, ballot: Self.ballot, target: [], plan: []).encoded()
-        let oversized = Array(fill.dropLast(2)) + [0x10, 0x01]
+        let oversized = Array(fill.dropLast(2)) + [0x01, 0x10] // 0x1001, little-endian
         #expect(throws: Membership.Error.self) { try Message.decode(oversized) }
     }
 
@@ -81,7 +81,7 @@ import Testing
         var fill = Message.fill(fromView: 8, ballot: Self.ballot, target: [9],
                                 plan: [.init(supplier: member(1), receiver: member(2), origin: 0, seqs: 5...9)]).encoded()
         let lower = fill.count - 16
-        fill.replaceSubrange(lower..<(lower + 8), with: [0, 0, 0, 0, 0, 0, 0, 10])
+        fill.replaceSubrange(lower..<(lower + 8), with: [10, 0, 0, 0, 0, 0, 0, 0]) // 10, little-endian
         #expect(throws: Membership.Error.malformed("plan range 10...9")) { try Message.decode(fill) }
 
         var accept = Message.accept(fromView: 8, ballot: Self.ballot, value: Self.value).encoded()

@@ -77,6 +77,13 @@ static bool window_count_full(const rc_engine *engine) {
            engine->own_unstable_apps >= (engine->settings.window + 1) / 2;
 }
 
+/* The one admission check of an own message into the core: both windows above, and the core's send queue
+ * (which rc_lcr_broadcast would refuse anyway: a backstop, so that both callers below agree). */
+static bool own_admits(const rc_engine *engine, uint32_t length) {
+    return rc_lcr_send_queue_count(engine->core) < engine->settings.window && !window_count_full(engine) &&
+           !window_bytes_full(engine, length);
+}
+
 /* Releases the byte window of own LCR messages that became stable (cumulative: seq order), and samples the
  * ring round trip and rate for the window's size. */
 void engine_own_stable_release(rc_engine *engine, uint64_t now_ns) {
@@ -106,10 +113,9 @@ bool engine_broadcast_admissible(rc_engine *engine, uint64_t now_ns) {
     engine_spsc *ring = &engine->broadcast_ring;
     uint64_t head = atomic_load_explicit(&ring->head, memory_order_relaxed);
     uint64_t tail = atomic_load_explicit(&ring->tail, memory_order_acquire);
-    if (head == tail || rc_lcr_send_queue_count(engine->core) >= engine->settings.window) return false;
+    if (head == tail) return false;
     engine_own_stable_release(engine, now_ns);
-    uint32_t length = engine->broadcast_slots[head % ring->capacity].length;
-    return !window_count_full(engine) && !window_bytes_full(engine, length);
+    return own_admits(engine, engine->broadcast_slots[head % ring->capacity].length);
 }
 
 /* Moves broadcasts from the producer's ring into the core while its window has room. */
@@ -121,7 +127,7 @@ void engine_broadcasts_take(rc_engine *engine, uint64_t now_ns) {
     engine_own_stable_release(engine, now_ns);
     while (head + taken < tail) {
         const engine_app *request = &engine->broadcast_slots[(head + taken) % ring->capacity];
-        if (window_count_full(engine) || window_bytes_full(engine, request->length)) {
+        if (!own_admits(engine, request->length)) {
             engine->stats.window_full++;
             break;
         }

@@ -42,6 +42,16 @@ extension GroupShell {
         if changeStartedUnixNanos == 0 { changeStartedUnixNanos = realtimeNanos() }
         logger.debug("freezing the ring", metadata: ["view_id": "\(instance.view?.id ?? 0)"])
         published.withLock { $0.state = .changingView }
+        if let stale = engine, stale.view?.id != instance.view?.id {
+            // A ring of an older view than the installed one (the installed view's ring never started): its pending
+            // belongs to a view change already done, and a clock of its size would not fit this view's.
+            logger.warning("retiring the ring of an older view at a freeze",
+                           metadata: ["ring_view_id": "\(stale.configuration.viewId)", "view_id": "\(instance.view?.id ?? 0)"])
+            outbox.detach()
+            outbox.requeueInFlight()
+            retire(stale)
+            engine = nil
+        }
         guard let engine else {
             // Nothing ran in this view (e.g. the previous install failed to start): an empty pending.
             let nodes = instance.view?.members.count ?? 0
@@ -131,13 +141,7 @@ extension GroupShell {
             startView(installation)
             return
         }
-        if installation.stateProvider == me {
-            let snapshot = stateTransfer?.snapshot() ?? []
-            let frame = GroupFrame.state(viewID: installation.view.id, seqBases: seqBases, snapshot: snapshot).encoded()
-            for joiner in installation.joiners {
-                channel.send(frame, to: peer(joiner))
-            }
-        }
+        if installation.stateProvider == me { provideState(to: installation.joiners, of: installation.view) }
         startView(installation)
     }
 
@@ -190,6 +194,16 @@ extension GroupShell {
         let ringConfiguration = try Node.Configuration(position: position, nodeCount: members.count, listen: listen,
                                                        successor: successor, viewId: view.id, limits: configuration.limits)
         let next = try Ring(configuration: ringConfiguration, view: view, originSeqBases: bases, sink: sink)
+        if let stale = engine {
+            // Installed without a freeze of the previous ring (it cannot happen by the membership core's directives:
+            // .freeze precedes .install); it must not keep running beside the new one.
+            logger.warning("replacing a ring that was not frozen", metadata: ["ring_view_id": "\(stale.configuration.viewId)",
+                                                                           "view_id": "\(view.id)"])
+            outbox.detach()
+            outbox.requeueInFlight()
+            retire(stale)
+            engine = nil
+        }
         try next.start()
         engine = next
         engineLossReported = false

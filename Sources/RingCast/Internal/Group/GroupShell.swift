@@ -267,9 +267,7 @@ final class GroupShell: @unchecked Sendable {
             published.withLock { $0.recoveryCopies += UInt64(entry.payload.lengths.count) }
             apply(instance.onRecoveryReceived(received: recovery.received, nowTicks: nowTicks))
         case let .state(viewID, bases, snapshot)?:
-            // The provider may be faster than the decision reaching this joiner: keep the state until then.
-            receivedState = (viewID, bases, snapshot)
-            startJoinedViewIfReady()
+            stateReceived(viewID: viewID, seqBases: bases, snapshot: snapshot)
         case nil:
             countMalformed()
         }
@@ -284,20 +282,6 @@ final class GroupShell: @unchecked Sendable {
             registeredPeers.insert(peer)
         }
         return peer
-    }
-
-    /// A joiner starts its first ring once it has both the decision and the provider's state for that view.
-    func startJoinedViewIfReady() {
-        guard let installation = waitingForState, let state = receivedState, state.viewID == installation.view.id else {
-            return
-        }
-        if let stateTransfer { stateTransfer.restore(state.snapshot) }
-        for (node, base) in state.seqBases { seqBases[node] = base }
-        waitingForState = nil
-        receivedState = nil
-        logger.info("state transferred from the group", metadata: ["view_id": "\(installation.view.id)",
-                                                                  "bytes": "\(state.snapshot.count)"])
-        startView(installation)
     }
 
     func countMalformed() { published.withLock { $0.malformedFrames += 1 } }
@@ -376,10 +360,4 @@ final class GroupShell: @unchecked Sendable {
         case let .roundTimeout(member): "round_timeout \(member.node)"
         }
     }
-}
-
-func realtimeNanos() -> UInt64 {
-    var now = timespec()
-    clock_gettime(CLOCK_REALTIME, &now)
-    return UInt64(now.tv_sec) * 1_000_000_000 + UInt64(now.tv_nsec)
 }

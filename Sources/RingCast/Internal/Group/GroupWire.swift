@@ -1,8 +1,10 @@
+internal import CRingCast
 import RingCastMembership
 
 /// What a group member sends another on the control plane (ControlChannel frames). The first byte says
-/// which kind; everything is little-endian and length-checked; a malformed frame is counted and dropped
-/// (the sender is then suspected by the membership core if it also stops answering).
+/// which kind; the fields are little-endian and length-checked through the control plane's one codec
+/// (RingCastMembership's `WireWriter`/`WireReader`); a malformed frame is counted and dropped (the sender is then
+/// suspected by the membership core if it also stops answering).
 enum GroupFrame: Sendable {
     /// A membership core message (`Membership.Message.encoded()`).
     case membership([UInt8])
@@ -11,118 +13,106 @@ enum GroupFrame: Sendable {
     /// The application's state for a joiner of view `viewID`, with each member's delivered count so far.
     case state(viewID: UInt64, seqBases: [UInt32: UInt64], snapshot: [UInt8])
 
-    static let appsMax = 1 << 16
-    static let nodesMax = 64
+    static let nodesMax = Int(RC_LCR_NODES_MAX)
 
     func encoded() -> [UInt8] {
-        var out = ByteWriter()
+        var out = WireWriter()
         switch self {
         case let .membership(bytes):
-            out.u8(1)
-            out.bytes(bytes)
+            out.byte(1)
+            out.raw(bytes)
         case let .recovery(fromViewID, entry):
-            out.u8(2)
+            // The LCR message travels as the ring carries it: the C wire's message block (fixed part, C_m, length
+            // table, checksum, payloads), so there is one encoding of a message and the receiver's decoder checks it.
+            out.byte(2)
             out.u64(fromViewID)
-            out.u32(entry.origin)
-            out.u64(entry.seq)
             out.u64(entry.payload.firstOriginSeq)
             out.u32(UInt32(entry.clock.count))
-            for value in entry.clock { out.u64(value) }
-            out.u32(UInt32(entry.payload.lengths.count))
-            for length in entry.payload.lengths { out.u32(length) }
-            out.bytes(entry.payload.bytes)
+            out.raw(Self.messageBlock(entry))
         case let .state(viewID, seqBases, snapshot):
-            out.u8(3)
+            out.byte(3)
             out.u64(viewID)
             out.u32(UInt32(seqBases.count))
             for (node, base) in seqBases.sorted(by: { $0.key < $1.key }) {
                 out.u32(node)
                 out.u64(base)
             }
-            out.bytes(snapshot)
+            out.raw(snapshot)
         }
-        return out.buffer
+        return out.bytes
     }
 
     static func decode(_ bytes: [UInt8]) -> GroupFrame? {
-        var input = ByteReader(bytes)
-        guard let kind = input.u8() else { return nil }
-        switch kind {
-        case 1:
-            return .membership(input.rest())
-        case 2:
-            guard let view = input.u64(), let origin = input.u32(), let seq = input.u64(), let firstOriginSeq = input.u64(),
-                  firstOriginSeq >= 1, let nodes = input.u32(), nodes >= 1, nodes <= nodesMax, origin < nodes, seq >= 1
-            else { return nil }
-            var clock: [UInt64] = []
-            for _ in 0..<nodes {
-                guard let value = input.u64() else { return nil }
-                clock.append(value)
+        var input = WireReader(bytes)
+        do {
+            switch try input.byte() {
+            case 1:
+                return .membership(input.rest())
+            case 2:
+                let view = try input.u64(), firstOriginSeq = try input.u64(), nodes = try input.u32()
+                guard firstOriginSeq >= 1, nodes >= 1, nodes <= nodesMax else { return nil }
+                guard let entry = messageEntry(input.rest(), nodes: nodes, firstOriginSeq: firstOriginSeq) else { return nil }
+                return .recovery(fromViewID: view, entry: entry)
+            case 3:
+                let view = try input.u64(), count = try input.u32()
+                guard count <= nodesMax else { return nil }
+                var bases: [UInt32: UInt64] = [:]
+                for _ in 0..<count { bases[try input.u32()] = try input.u64() }
+                return .state(viewID: view, seqBases: bases, snapshot: input.rest())
+            default:
+                return nil
             }
-            guard let count = input.u32(), count >= 1, count <= appsMax else { return nil }
-            var lengths: [UInt32] = []
-            var total = 0
-            for _ in 0..<count {
-                guard let length = input.u32() else { return nil }
-                lengths.append(length)
-                total += Int(length)
-            }
-            let payload = input.rest()
-            guard payload.count == total else { return nil }
-            return .recovery(fromViewID: view, entry: .init(origin: origin, seq: seq, clock: clock,
-                                                            payload: RecoveredPayload(bytes: payload, lengths: lengths,
-                                                                                     firstOriginSeq: firstOriginSeq, tokens: [])))
-        case 3:
-            guard let view = input.u64(), let count = input.u32(), count <= nodesMax else { return nil }
-            var bases: [UInt32: UInt64] = [:]
-            for _ in 0..<count {
-                guard let node = input.u32(), let base = input.u64() else { return nil }
-                bases[node] = base
-            }
-            return .state(viewID: view, seqBases: bases, snapshot: input.rest())
-        default:
+        } catch {
             return nil
         }
     }
-}
 
-struct ByteWriter {
-    var buffer: [UInt8] = []
-    mutating func u8(_ value: UInt8) { buffer.append(value) }
-    mutating func u32(_ value: UInt32) { withUnsafeBytes(of: value.littleEndian) { buffer.append(contentsOf: $0) } }
-    mutating func u64(_ value: UInt64) { withUnsafeBytes(of: value.littleEndian) { buffer.append(contentsOf: $0) } }
-    mutating func bytes(_ value: [UInt8]) { buffer.append(contentsOf: value) }
-}
-
-struct ByteReader {
-    private let bytes: [UInt8]
-    private var offset = 0
-    init(_ bytes: [UInt8]) { self.bytes = bytes }
-
-    mutating func u8() -> UInt8? {
-        guard offset < bytes.count else { return nil }
-        defer { offset += 1 }
-        return bytes[offset]
+    /// The entry as a C wire message block (rc_wire_message_header_encode, then the payloads).
+    private static func messageBlock(_ entry: Membership.Recovery<RecoveredPayload>.Entry) -> [UInt8] {
+        let payload = entry.payload
+        let nodes = UInt32(entry.clock.count)
+        let headerBytes = Int(rc_wire_message_header_bytes(nodes, UInt32(payload.lengths.count)))
+        var block = [UInt8](repeating: 0, count: headerBytes)
+        let written = entry.clock.withUnsafeBufferPointer { clock in
+            payload.lengths.withUnsafeBufferPointer { lengths in
+                var message = rc_lcr_message()
+                message.origin = entry.origin
+                message.seq = entry.seq
+                message.count = UInt32(lengths.count)
+                message.bytes = UInt64(payload.bytes.count)
+                message.clock = clock.baseAddress
+                return block.withUnsafeMutableBytes { out in
+                    rc_wire_message_header_encode(out.baseAddress!.assumingMemoryBound(to: UInt8.self), out.count,
+                                                  nodes, &message, lengths.baseAddress)
+                }
+            }
+        }
+        // The entry came out of this member's engine (or a checked frame): its fields are valid for the wire.
+        precondition(Int(written) == headerBytes, "a pending message the wire refuses (\(written))")
+        return block + payload.bytes
     }
 
-    mutating func u32() -> UInt32? {
-        guard bytes.count - offset >= 4 else { return nil }
-        var value: UInt32 = 0
-        for index in 0..<4 { value |= UInt32(bytes[offset + index]) << (8 * index) }
-        offset += 4
-        return value
-    }
-
-    mutating func u64() -> UInt64? {
-        guard bytes.count - offset >= 8 else { return nil }
-        var value: UInt64 = 0
-        for index in 0..<8 { value |= UInt64(bytes[offset + index]) << (8 * index) }
-        offset += 8
-        return value
-    }
-
-    mutating func rest() -> [UInt8] {
-        defer { offset = bytes.count }
-        return Array(bytes[offset...])
+    /// A recovery entry from a message block, checked by the C wire's decoder (lengths, clock, checksum).
+    private static func messageEntry(_ block: [UInt8], nodes: UInt32,
+                                     firstOriginSeq: UInt64) -> Membership.Recovery<RecoveredPayload>.Entry? {
+        block.withUnsafeBufferPointer { raw -> Membership.Recovery<RecoveredPayload>.Entry? in
+            guard let base = raw.baseAddress else { return nil }
+            var message = rc_lcr_message()
+            var clock = [UInt64](repeating: 0, count: Int(RC_LCR_NODES_MAX))
+            let result = clock.withUnsafeMutableBufferPointer { rc_wire_message_decode(base, raw.count, nodes, &message, $0.baseAddress) }
+            guard result == 0 else { return nil }
+            var payload = RecoveredPayload(bytes: [], lengths: [], firstOriginSeq: firstOriginSeq, tokens: [])
+            payload.bytes.reserveCapacity(Int(message.bytes))
+            var iterator = rc_wire_app_iter()
+            rc_wire_app_iter_init(&iterator, base, UInt32(raw.count))
+            var bytes: UnsafePointer<UInt8>?
+            var length: UInt32 = 0
+            while rc_wire_app_next(&iterator, &bytes, &length) {
+                payload.lengths.append(length)
+                payload.bytes.append(contentsOf: UnsafeBufferPointer(start: bytes, count: Int(length)))
+            }
+            guard payload.lengths.count == Int(message.count) else { return nil }
+            return .init(origin: message.origin, seq: message.seq, clock: Array(clock.prefix(Int(nodes))), payload: payload)
+        }
     }
 }

@@ -82,10 +82,3 @@ struct OSThread: Sendable {
         _ = pthread_join(handle, nil)
     }
 }
-
-/// CLOCK_MONOTONIC in nanoseconds.
-func monotonicNanos() -> UInt64 {
-    var now = timespec()
-    clock_gettime(CLOCK_MONOTONIC, &now)
-    return UInt64(now.tv_sec) * 1_000_000_000 + UInt64(now.tv_nsec)
-}
