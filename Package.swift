@@ -79,11 +79,15 @@ let package = Package(
             cSettings: cSettings
         ),
 
+        // The tools' one JSON value (writer and reader; no Foundation key reordering).
+        .target(name: "RingCastJSON", swiftSettings: swiftSettings),
+
         // ringperf: netperf-style link test (ARCHITECTURE §3.1).
         .target(
             name: "RingPerfKit",
             dependencies: [
                 "CRingCast",
+                "RingCastJSON",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
             ],
@@ -124,6 +128,7 @@ let package = Package(
             name: "ringcast-node",
             dependencies: [
                 "RingCast",
+                "RingCastJSON",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
                 .product(name: "Logging", package: "swift-log"),
@@ -137,6 +142,7 @@ let package = Package(
         .target(
             name: "RingCastBenchKit",
             dependencies: [
+                "RingCastJSON",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: swiftSettings
@@ -154,7 +160,7 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
-        .testTarget(name: "BenchTests", dependencies: ["RingCastBenchKit"], swiftSettings: swiftSettings),
+        .testTarget(name: "BenchTests", dependencies: ["RingCastBenchKit", "RingCastJSON"], swiftSettings: swiftSettings),
         .testTarget(name: "TransportTests", dependencies: ["CRingCast"], swiftSettings: swiftSettings),
         .testTarget(name: "RingPerfTests", dependencies: ["RingPerfKit"], swiftSettings: swiftSettings),
         .testTarget(name: "LCRTests", dependencies: ["CRingCast", "RingCastLCR"], swiftSettings: swiftSettings),

@@ -1,3 +1,4 @@
+import RingCastJSON
 import ArgumentParser
 import Foundation
 

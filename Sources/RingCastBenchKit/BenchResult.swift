@@ -1,3 +1,4 @@
+import RingCastJSON
 import Foundation
 
 /// What happened to the fault schedule in one run (filled by ``BenchRunner``; empty without faults).

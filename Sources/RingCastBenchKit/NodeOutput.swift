@@ -1,3 +1,4 @@
+import RingCastJSON
 import Foundation
 
 /// What one `ringcast-node --json` printed at exit. The window fields (delivered_*, throughput, CPU,

@@ -1,3 +1,4 @@
+import RingCastJSON
 import Foundation
 
 /// Samples the emulated LAN's queues during the measurement (`tc -s qdisc` in the LAN's namespaces): each host's

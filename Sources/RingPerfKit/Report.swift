@@ -1,3 +1,4 @@
+import RingCastJSON
 import Foundation
 import Histogram
 
@@ -131,7 +132,7 @@ public struct Report: Sendable {
 
     /// Exactly one JSON object, one line.
     public var json: String {
-        "{" + fields.map { "\"\($0.0)\": \($0.1.text)" }.joined(separator: ", ") + "}"
+        JSONValue.object(fields).text
     }
 
     /// netperf-like table rows for people.
@@ -165,21 +166,5 @@ public struct Report: Sendable {
         zip(cells, widths).map { cell, width in
             cell.count >= width ? cell + " " : String(repeating: " ", count: width - cell.count) + cell
         }.joined()
-    }
-}
-
-/// The few JSON values the report needs, printed without Foundation's key reordering.
-enum JSONValue: Sendable {
-    case string(String), number(Double), integer(Int64), bool(Bool), null
-
-    var text: String {
-        switch self {
-        case .string(let value): "\"" + value.replacingOccurrences(of: "\\", with: "\\\\")
-            .replacingOccurrences(of: "\"", with: "\\\"") + "\""
-        case .number(let value): value.isFinite ? String(format: "%.6g", value) : "null"
-        case .integer(let value): "\(value)"
-        case .bool(let value): value ? "true" : "false"
-        case .null: "null"
-        }
     }
 }

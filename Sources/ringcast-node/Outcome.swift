@@ -1,6 +1,7 @@
 import Foundation
 import Histogram
 import RingCast
+import RingCastJSON
 
 /// What a node run measured, printed as one JSON object (ARCHITECTURE §3.2 `nodes` entry, and more) or as text.
 struct Outcome {
@@ -56,10 +57,10 @@ struct Outcome {
 
     /// Where this node's own messages spent their time, in ms per message (means over the whole run): the
     /// engine's decomposition (`rc_engine_stats`), from the producer's hand-over to the local delivery.
-    func ownLatencyMeans(_ stats: Node.Statistics) -> JSON {
+    func ownLatencyMeans(_ stats: Node.Statistics) -> JSONValue {
         guard stats.ownLatencySamples > 0 else { return .null }
         let count = Double(stats.ownLatencySamples)
-        func mean(_ nanos: UInt64) -> JSON { .number(Double(nanos) / count / 1e6) }
+        func mean(_ nanos: UInt64) -> JSONValue { .number(Double(nanos) / count / 1e6) }
         return .object([
             ("samples", .integer(Int64(stats.ownLatencySamples))),
             ("admit_wait", mean(stats.ownAdmitWaitNanos)),
@@ -69,7 +70,7 @@ struct Outcome {
         ])
     }
 
-    func latency(_ percentile: Double) -> JSON {
+    func latency(_ percentile: Double) -> JSONValue {
         guard let histogram = recorded?.latency, histogram.totalCount > 0 else { return .null }
         return .number(Double(percentile >= 100 ? histogram.max : histogram.valueAtPercentile(percentile)))
     }
@@ -77,13 +78,13 @@ struct Outcome {
     func json() -> String {
         let stats = statistics ?? Node.Statistics()
         let recorded = recorded
-        var buckets: [JSON] = []
+        var buckets: [JSONValue] = []
         if let histogram = recorded?.latency {
             for bucket in histogram.recordedValues() {
                 buckets.append(.array([.integer(Int64(bucket.value)), .integer(Int64(bucket.count))]))
             }
         }
-        var fields: [(String, JSON)] = []
+        var fields: [(String, JSONValue)] = []
         fields.append(("id", .integer(Int64(settings.id))))
         fields.append(("nodes", .integer(Int64(settings.nodes))))
         fields.append(("view_id", .integer(Int64(settings.viewId))))
@@ -94,7 +95,7 @@ struct Outcome {
         fields.append(("delivered_messages", .integer(Int64(recorded?.windowMessages ?? 0))))
         fields.append(("delivered_bytes", .integer(Int64(recorded?.windowBytes ?? 0))))
         fields.append(("throughput_mbit_s", .number(throughputMbitPerSecond)))
-        fields.append(("cpu_percent", cpuPercent.map(JSON.number) ?? .null))
+        fields.append(("cpu_percent", cpuPercent.map(JSONValue.number) ?? .null))
         fields.append(("sender_fractions", .object(senderFractions.map { (String($0.0), .number($0.1)) })))
         fields.append(("latency_us_p50", latency(50)))
         fields.append(("latency_us_p99", latency(99)))
@@ -151,11 +152,11 @@ struct Outcome {
             ])))
         fields.append(("own_latency_ms_mean", ownLatencyMeans(stats)))
         if settings.members != nil, let recorded {
-            var views: [JSON] = []
+            var views: [JSONValue] = []
             for view in recorded.views {
-                let members: [JSON] = view.members.map { JSON.integer(Int64($0)) }
-                let causes: [JSON] = view.causes.map { JSON.string($0) }
-                let entry: [(String, JSON)] = [
+                let members: [JSONValue] = view.members.map { JSONValue.integer(Int64($0)) }
+                let causes: [JSONValue] = view.causes.map { JSONValue.string($0) }
+                let entry: [(String, JSONValue)] = [
                     ("view_id", .integer(Int64(view.id))),
                     ("members", .array(members)),
                     ("causes", .array(causes)),
@@ -179,18 +180,18 @@ struct Outcome {
             fields.append(("timeline", .object([
                 ("bucket_ms", .integer(Int64(DeliveryRecorder.timelineBucketNanos / 1_000_000))),
                 ("start_unix_ns", .integer(Int64(recorded.timelineStart))),
-                ("delivered_bytes", .array(recorded.timeline.prefix(recorded.timelineUsed).map { JSON.integer(Int64($0)) })),
+                ("delivered_bytes", .array(recorded.timeline.prefix(recorded.timelineUsed).map { JSONValue.integer(Int64($0)) })),
             ])))
         }
-        fields.append(("error", error.map(JSON.string) ?? .null))
-        let object: JSON = .object(fields)
+        fields.append(("error", error.map(JSONValue.string) ?? .null))
+        let object: JSONValue = .object(fields)
         return object.text
     }
 
     func text() -> String {
         let recorded = recorded
         let stats = statistics ?? Node.Statistics()
-        func show(_ value: JSON) -> String { if case let .number(n) = value { String(format: "%.0f", n) } else { "-" } }
+        func show(_ value: JSONValue) -> String { if case let .number(n) = value { String(format: "%.0f", n) } else { "-" } }
         var lines: [String] = []
         let role = settings.send ? ", sending \(settings.sizeBytes)-byte messages" : ", not sending"
         lines.append("ringcast-node \(settings.id)/\(settings.nodes) (listen \(settings.listen), successor \(settings.successor))" + role)
@@ -214,66 +215,4 @@ struct Outcome {
 func hex16(_ value: UInt64) -> String {
     let digits = String(value, radix: 16)
     return String(repeating: "0", count: 16 - digits.count) + digits
-}
-
-/// A JSON value with ordered keys (the output reads in the order of ARCHITECTURE §3.2).
-indirect enum JSON {
-    case null
-    case bool(Bool)
-    case integer(Int64)
-    case number(Double)
-    case string(String)
-    case array([JSON])
-    case object([(String, JSON)])
-
-    var text: String {
-        var out = ""
-        write(to: &out)
-        return out
-    }
-
-    func write(to out: inout String) {
-        switch self {
-        case .null: out += "null"
-        case let .bool(value): out += value ? "true" : "false"
-        case let .integer(value): out += String(value)
-        case let .number(value):
-            if !value.isFinite { out += "null" }
-            else if value == value.rounded() && abs(value) < 1e15 { out += String(Int64(value)) }
-            else { out += String(value) }
-        case let .string(value): JSON.quote(value, into: &out)
-        case let .array(values):
-            out += "["
-            for (index, value) in values.enumerated() {
-                if index > 0 { out += "," }
-                value.write(to: &out)
-            }
-            out += "]"
-        case let .object(fields):
-            out += "{"
-            for (index, (key, value)) in fields.enumerated() {
-                if index > 0 { out += "," }
-                JSON.quote(key, into: &out)
-                out += ":"
-                value.write(to: &out)
-            }
-            out += "}"
-        }
-    }
-
-    static func quote(_ text: String, into out: inout String) {
-        out += "\""
-        for scalar in text.unicodeScalars {
-            switch scalar {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\r": out += "\\r"
-            case "\t": out += "\\t"
-            case _ where scalar.value < 0x20: out += String(format: "\\u%04x", scalar.value)
-            default: out.unicodeScalars.append(scalar)
-            }
-        }
-        out += "\""
-    }
 }

@@ -1,4 +1,5 @@
 #if canImport(Glibc)
+import RingCastJSON
 import Glibc
 #endif
 import Foundation

@@ -1,3 +1,4 @@
+import RingCastJSON
 import Testing
 @testable import RingCastBenchKit
 

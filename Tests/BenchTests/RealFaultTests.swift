@@ -1,3 +1,4 @@
+import RingCastJSON
 import Foundation
 import RingCastBenchKit
 import Testing

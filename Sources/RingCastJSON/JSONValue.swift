@@ -1,7 +1,8 @@
 import Foundation
 
-/// A JSON value: decoded from a node's output (any shape) and printed, with object keys in the order given,
-/// for the benchmark's own output (ARCHITECTURE §3.2: snake_case names, units last).
+/// The package's one JSON value: what every tool prints (`--json` of ringcast-node, ringcast-bench, ringperf), with
+/// object keys in the order given (ARCHITECTURE §3.2: snake_case names, units last), and what ringcast-bench reads
+/// back from its nodes — one writer and its reader, so that what is written is what is parsed.
 public enum JSONValue: Sendable, Equatable {
     case object([(String, JSONValue)])
     case array([JSONValue])
@@ -40,13 +41,13 @@ public enum JSONValue: Sendable, Equatable {
     }
 
     /// Six significant digits are plenty for Mbit/s and µs; non-finite numbers become null (JSON has none).
-    static func format(_ value: Double) -> String {
+    public static func format(_ value: Double) -> String {
         guard value.isFinite else { return "null" }
         if value == value.rounded(), abs(value) < 1e15 { return String(Int64(value)) }
         return String(format: "%.6g", value)
     }
 
-    static func quoted(_ text: String) -> String {
+    public static func quoted(_ text: String) -> String {
         var out = "\""
         for scalar in text.unicodeScalars {
             switch scalar {
