@@ -69,6 +69,8 @@ public struct KVViolation: Sendable, Codable, Hashable {
     public var culprit: Int
     public var keyOperations: Int
     public var failingPrefixOperations: Int
+    /// Whether the key's history cut just before the culprit's return is linearizable (checked).
+    public var prefixIsShortest: Bool
     public var operationsBeforeStart: Int
     /// What the key may be when ``operations`` start: its value, and which of the operations in flight at
     /// that point were already applied.
@@ -193,6 +195,7 @@ public enum KVFormat {
             culprit: violation.culprit,
             keyOperations: violation.partitionOperations,
             failingPrefixOperations: violation.failingPrefixOperations,
+            prefixIsShortest: violation.prefixIsShortest,
             operationsBeforeStart: violation.operationsBeforeStart,
             starts: violation.starts.map { KVViolation.Start(value: value($0.state), applied: $0.applied) }
                 .sorted { ($0.value, $0.applied.count, $0.applied.description) < ($1.value, $1.applied.count, $1.applied.description) },
@@ -231,8 +234,9 @@ public enum KVFormat {
         var lines = [
             "not linearizable: key \(violation.key) (#n: index in the checked events; times in ns since the first invocation)",
             "operation #\(violation.culprit) (client \(culprit.client) \(input(culprit.input)) -> \(culprit.output.map(output) ?? "?")) cannot be placed: "
-                + "the key's history is linearizable up to just before its return, and not at its return "
-                + "(\(violation.failingPrefixOperations) of the key's \(violation.keyOperations) operations invoked by then)",
+                + "the key's history cut at its return is not linearizable "
+                + "(\(violation.failingPrefixOperations) of the key's \(violation.keyOperations) operations invoked by then)"
+                + (violation.prefixIsShortest ? ", cut just before it, it is" : ""),
             "smallest failing history found (\(count); \(start)):",
         ]
         lines += violation.operations.map(line)

@@ -106,6 +106,9 @@ public enum Linearizability {
         public var partitionOperations: Int
         /// Operations of the partition invoked before the end of the shortest failing prefix.
         public var failingPrefixOperations: Int
+        /// Whether the prefix cut just before the culprit's return was checked linearizable (`false` when the
+        /// explanation budget ran out during the bisection: the prefix fails, but a shorter one might too).
+        public var prefixIsShortest: Bool
         /// Operations of the prefix that returned before the start point and are summarised by ``starts``.
         public var operationsBeforeStart: Int
         /// What the object can be at the start of ``operations``: a state, and which of the operations in
@@ -131,7 +134,7 @@ public enum Linearizability {
     /// - Parameters:
     ///   - model: the sequential specification of one partition.
     ///   - history: the operations, in any order.
-    ///   - partitionedBy: the object an operation acts on; operations of different objects are checked
+    ///   - partitionKey: the object an operation acts on; operations of different objects are checked
     ///     separately. Use a constant to check the whole history as one object.
     ///   - budget: bounds the work (never reads a clock itself).
     /// - Throws: ``HistoryError`` for an operation with an output but no return time, or that returns before

@@ -79,6 +79,7 @@ struct PartitionHistory<Model: SequentialModel> {
             }
         }
         let culprit = returns[high]
+        let prefixIsShortest = complete
         // In-doubt reads do nothing whether they take effect or not.
         let failingPrefix = prefix(endingAt: culprit.returnRank!)
         let relevant = failingPrefix.filter { $0.returnRank != nil || !model.isReadOnly($0.input) }
@@ -147,6 +148,7 @@ struct PartitionHistory<Model: SequentialModel> {
             culprit: indices[culprit.local],
             partitionOperations: allOperations.count,
             failingPrefixOperations: failingPrefix.count,
+            prefixIsShortest: prefixIsShortest,
             operationsBeforeStart: cut.before.count,
             starts: starts,
             operations: operations,

@@ -39,12 +39,26 @@ import Testing
         #expect(violation.operations.contains { $0.index == index && $0.role == "outputChecked" })
         // The evidence is short: the quiescent point before the read summarises the key's earlier history.
         #expect(violation.operations.count <= 8, "\(result.report.explanation ?? "")")
-        #expect(violation.shrinkComplete)
+        #expect(violation.shrinkComplete && violation.prefixIsShortest)
         let explanation = try #require(result.report.explanation)
         #expect(explanation.contains("#\(index) client \(planted[index].client) get("))
         #expect(explanation.contains("<- cannot be placed"))
         // Deterministic: the same history gives the same explanation.
         #expect(checkKV(planted, budget: LinearizabilityBudget(stepsMax: 2_000_000)).explanation == explanation)
+    }
+
+    @Test func explanationWithoutBudgetIsLongerButStillNamesTheRead() throws {
+        let (planted, index) = try #require(plantStaleRead(Self.history))
+        let result = checkKVDetailed(planted, budget: LinearizabilityBudget(stepsMax: 2_000_000, explanationStepsMax: 0))
+        #expect(result.report.decided && !result.report.isLinearizable)
+        let violation = try #require(result.violation)
+        #expect(!violation.shrinkComplete)
+        #expect(!violation.prefixIsShortest)
+        #expect(violation.key == KVFormat.bytes(planted[index].input.key))
+        // Without budget the failing history is the key's whole sub-history up to its last return.
+        #expect(violation.operations.contains { $0.index == index && $0.role == "outputChecked" })
+        #expect(violation.operations.count > 8)
+        #expect(result.report.explanation?.contains("perhaps not the shortest") == true)
     }
 
     @Test func exhaustedBudgetIsUndecided() {
