@@ -2,8 +2,9 @@
 ///
 /// The memo table of the search is keyed by (this set, model state) (Lowe 2017, §4). Hashing the whole
 /// bitset on every probe would cost O(n/64) per step; instead the set keeps an XOR of a fixed 64-bit mix of
-/// each member (Zobrist hashing), updated in O(1) on insert and remove. Equality still compares the words.
-struct LinearizedSet: Hashable {
+/// each member (Zobrist hashing), updated in O(1) on insert and remove. Equality of memo keys still
+/// compares the bits.
+struct LinearizedSet {
     private(set) var words: [UInt64]
     private(set) var setHash: UInt64 = 0
 
@@ -28,14 +29,6 @@ struct LinearizedSet: Hashable {
         setHash ^= Self.mix(member)
     }
 
-    func hash(into hasher: inout Hasher) {
-        hasher.combine(setHash)
-    }
-
-    static func == (left: LinearizedSet, right: LinearizedSet) -> Bool {
-        left.setHash == right.setHash && left.words == right.words
-    }
-
     /// SplitMix64's finaliser (Steele, Lea & Flood 2014): a fixed bijection with good avalanche, so that the
     /// XOR of members' mixes rarely collides.
     private static func mix(_ member: Int) -> UInt64 {
@@ -47,7 +40,43 @@ struct LinearizedSet: Hashable {
 }
 
 /// A memo-table key: a linearized set and the state the linearization reached.
+///
+/// The set is stored compressed: the number of leading all-ones words, then the words up to the last
+/// non-zero one. The search numbers operations in call order, and what a partial linearization has
+/// linearized is nearly a prefix of that order (everything that returned before the frontier, plus a few
+/// operations in flight), so an entry costs a few words however long the history is, instead of n/64.
 struct MemoKey<State: Hashable>: Hashable {
-    let linearized: LinearizedSet
+    let setHash: UInt64
+    let fullWords: Int
+    let tail: [UInt64]
     let state: State
+
+    init(linearized: LinearizedSet, state: State) {
+        let words = linearized.words
+        var full = 0
+        while full < words.count, words[full] == ~0 { full += 1 }
+        var end = words.count
+        while end > full, words[end - 1] == 0 { end -= 1 }
+        setHash = linearized.setHash
+        fullWords = full
+        tail = Array(words[full..<end])
+        self.state = state
+    }
+
+    func contains(_ member: Int) -> Bool {
+        let word = member >> 6
+        if word < fullWords { return true }
+        guard word - fullWords < tail.count else { return false }
+        return tail[word - fullWords] & (1 << UInt64(member & 63)) != 0
+    }
+
+    func hash(into hasher: inout Hasher) {
+        hasher.combine(setHash)
+        hasher.combine(state)
+    }
+
+    static func == (left: MemoKey, right: MemoKey) -> Bool {
+        left.setHash == right.setHash && left.fullWords == right.fullWords && left.state == right.state
+            && left.tail == right.tail
+    }
 }

@@ -99,10 +99,8 @@ struct PartitionHistory<Model: SequentialModel> {
             let ends = JustInTimeSearch(model: model).configurations(
                 of: cut.before + optional, from: model.initialState, meter: &meter)
             if let ends, !ends.isEmpty {
-                let offset = cut.before.count
-                configurations = ends.map { end in
-                    Start(state: end.state, applied: Set(end.linearized.filter { $0 >= offset }.map { optional[$0 - offset].local }))
-                }
+                let inFlight = Set(optional.map(\.local))
+                configurations = ends.map { end in Start(state: end.state, applied: end.linearized.intersection(inFlight)) }
             } else {
                 complete = false
                 cut = (before: [], inFlight: [], after: relevant)

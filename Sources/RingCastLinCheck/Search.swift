@@ -34,7 +34,7 @@ struct JustInTimeSearch<Model: SequentialModel> {
     func run(_ operations: [Operation], from initialStates: [Model.State], meter: inout StepMeter) -> SearchResult {
         for initialState in initialStates {
             var unused: Set<MemoKey<Model.State>>? = nil
-            switch run(operations, from: initialState, meter: &meter, ends: &unused) {
+            switch run(inCallOrder(operations), from: initialState, meter: &meter, ends: &unused) {
             case .linearizable: return .linearizable
             case .exhausted: return .exhausted
             case .notLinearizable: continue
@@ -43,7 +43,7 @@ struct JustInTimeSearch<Model: SequentialModel> {
         return .notLinearizable
     }
 
-    /// Every (state, set of optional operations linearized) a linearization of all the returned operations
+    /// Every (state, operations linearized, by `local`) a linearization of all the returned operations
     /// among `operations` can end in, optional (open) operations taking effect on the way or not; `nil` when
     /// the budget ran out, empty when there is no linearization. Optional operations left out are not
     /// linearized after the last returned one: the caller keeps them available for what follows.
@@ -51,15 +51,22 @@ struct JustInTimeSearch<Model: SequentialModel> {
         of operations: [Operation],
         from initialState: Model.State,
         meter: inout StepMeter
-    ) -> [(state: Model.State, linearized: [Int])]? {
+    ) -> [(state: Model.State, linearized: Set<Int>)]? {
+        let ordered = inCallOrder(operations)
         var ends: Set<MemoKey<Model.State>>? = []
-        if run(operations, from: initialState, meter: &meter, ends: &ends) == .exhausted { return nil }
+        if run(ordered, from: initialState, meter: &meter, ends: &ends) == .exhausted { return nil }
         return ends!.map { end in
-            (end.state, operations.indices.filter { end.linearized.contains($0) })
+            (end.state, Set(ordered.indices.filter { end.contains($0) }.map { ordered[$0].local }))
         }
     }
 
-    /// The search. With `ends` non-nil it does not stop at the first linearization but records its linearized
+    /// The search numbers operations by position; in call order, linearized sets are nearly prefixes, which
+    /// the memo table stores compactly (``MemoKey``).
+    private func inCallOrder(_ operations: [Operation]) -> [Operation] {
+        operations.sorted { $0.callRank < $1.callRank }
+    }
+
+    /// The search over `operations` (in call order). With `ends` non-nil it does not stop at the first linearization but records its linearized
     /// set and final state and backtracks, so that it enumerates them all.
     private func run(
         _ operations: [Operation],
