@@ -112,14 +112,17 @@ public func checkKVDetailed(_ events: [KVEvent], budget: LinearizabilityBudget =
     }
     switch outcome.verdict {
     case .linearizable:
-        let report = LinearizabilityReport(isLinearizable: true, decided: true, keysChecked: outcome.partitionsDecided,
-                                           operations: events.count, explanation: nil)
+        let report = LinearizabilityReport(isLinearizable: true, decided: true,
+                                           keysChecked: outcome.partitionsDecided, operations: events.count,
+                                           explanation: nil)
         return KVCheckResult(report: report, violation: nil)
     case .undecided:
-        let explanation = "undecided: the budget ran out after \(outcome.stepsUsed) search steps (stepsMax \(budget.stepsMax)), "
-            + "with \(outcome.partitionsDecided) of \(outcome.partitions) keys checked (all linearizable so far)"
-        let report = LinearizabilityReport(isLinearizable: false, decided: false, keysChecked: outcome.partitionsDecided,
-                                           operations: events.count, explanation: explanation)
+        let explanation = "undecided: the budget ran out after \(outcome.stepsUsed) search steps "
+            + "(stepsMax \(budget.stepsMax)), with \(outcome.partitionsDecided) of \(outcome.partitions) keys "
+            + "checked (all linearizable so far)"
+        let report = LinearizabilityReport(isLinearizable: false, decided: false,
+                                           keysChecked: outcome.partitionsDecided, operations: events.count,
+                                           explanation: explanation)
         return KVCheckResult(report: report, violation: nil)
     case .notLinearizable:
         let violation = KVFormat.violation(outcome.violation!, events: events)
@@ -198,18 +201,13 @@ public enum KVFormat {
             prefixIsShortest: violation.prefixIsShortest,
             operationsBeforeStart: violation.operationsBeforeStart,
             starts: violation.starts.map { KVViolation.Start(value: value($0.state), applied: $0.applied) }
-                .sorted { ($0.value, $0.applied.count, $0.applied.description) < ($1.value, $1.applied.count, $1.applied.description) },
+                .sorted { $0.value != $1.value ? $0.value < $1.value : $0.applied.lexicographicallyPrecedes($1.applied) },
             operations: operations,
             shrinkComplete: violation.shrinkComplete)
     }
 
     static func explanation(_ violation: KVViolation, events: [KVEvent]) -> String {
         let origin = events.map(\.invokeNanos).min() ?? 0
-        let culprit = events[violation.culprit]
-        func interval(_ operation: KVViolation.Operation) -> String {
-            let returned = operation.returnNanos.map { String($0 - origin) } ?? "-"
-            return "[\(operation.invokeNanos - origin), \(returned)]"
-        }
         func line(_ operation: KVViolation.Operation) -> String {
             let result: String
             switch operation.role {
@@ -220,29 +218,43 @@ public enum KVFormat {
                     ? "no answer (in doubt)"
                     : "still running when #\(violation.culprit) returned (in doubt)"
             }
+            let returned = operation.returnNanos.map { String($0 - origin) } ?? "-"
             let mark = operation.index == violation.culprit ? "  <- cannot be placed" : ""
-            return "  #\(operation.index) client \(operation.client) \(operation.input) -> \(result) \(interval(operation))\(mark)"
+            return "  #\(operation.index) client \(operation.client) \(operation.input) -> \(result) "
+                + "[\(operation.invokeNanos - origin), \(returned)]\(mark)"
         }
-        let startsShown = violation.starts.prefix(8).map { start in
-            start.value + (start.applied.isEmpty ? "" : " with " + start.applied.map { "#\($0)" }.joined(separator: ", ") + " applied")
-        }.joined(separator: "; ") + (violation.starts.count > 8 ? "; … (\(violation.starts.count) in all)" : "")
-        let start = violation.operationsBeforeStart == 0 && violation.starts.count == 1 && violation.starts[0].applied.isEmpty
-            ? "starting from \(violation.starts[0].value == "absent" ? "an absent key" : violation.starts[0].value)"
-            : "after the key's first \(violation.operationsBeforeStart) operations, which returned before these were invoked, "
-                + "the key may be: \(startsShown)"
+        func describe(_ start: KVViolation.Start) -> String {
+            start.applied.isEmpty
+                ? start.value
+                : start.value + " with " + start.applied.map { "#\($0)" }.joined(separator: ", ") + " applied"
+        }
+
+        let culprit = events[violation.culprit]
+        let fromScratch = violation.operationsBeforeStart == 0 && violation.starts.count == 1
+            && violation.starts[0].applied.isEmpty
+        let start: String
+        if fromScratch {
+            start = "starting from \(violation.starts[0].value == "absent" ? "an absent key" : violation.starts[0].value)"
+        } else {
+            let shown = violation.starts.prefix(8).map(describe).joined(separator: "; ")
+            let more = violation.starts.count > 8 ? "; … (\(violation.starts.count) in all)" : ""
+            start = "after the key's first \(violation.operationsBeforeStart) operations, which returned before these "
+                + "were invoked, the key may be: \(shown)\(more)"
+        }
         let count = violation.operations.count == 1 ? "1 operation" : "\(violation.operations.count) operations"
         var lines = [
-            "not linearizable: key \(violation.key) (#n: index in the checked events; times in ns since the first invocation)",
-            "operation #\(violation.culprit) (client \(culprit.client) \(input(culprit.input)) -> \(culprit.output.map(output) ?? "?")) cannot be placed: "
-                + "the key's history cut at its return is not linearizable "
-                + "(\(violation.failingPrefixOperations) of the key's \(violation.keyOperations) operations invoked by then)"
-                + (violation.prefixIsShortest ? ", cut just before it, it is" : ""),
+            "not linearizable: key \(violation.key) "
+                + "(#n: index in the checked events; times in ns since the first invocation)",
+            "operation #\(violation.culprit) (client \(culprit.client) \(input(culprit.input)) -> "
+                + "\(culprit.output.map(output) ?? "?")) cannot be placed: the key's history cut at its return is not "
+                + "linearizable (\(violation.failingPrefixOperations) of the key's \(violation.keyOperations) "
+                + "operations invoked by then)" + (violation.prefixIsShortest ? ", cut just before it, it is" : ""),
             "smallest failing history found (\(count); \(start)):",
         ]
         lines += violation.operations.map(line)
-        lines.append("why: no order of these operations that respects real time (one that returned before another was "
-                     + "invoked comes first), in which each in-doubt one takes effect once or never, gives every output shown"
-                     + (violation.shrinkComplete ? "" : " (explanation budget ran out: perhaps not the shortest)"))
+        lines.append("why: no order of these operations that respects real time (one that returned before another "
+                     + "was invoked comes first), in which each in-doubt one takes effect once or never, gives every "
+                     + "output shown" + (violation.shrinkComplete ? "" : " (explanation budget ran out: perhaps not the shortest)"))
         return lines.joined(separator: "\n")
     }
 }

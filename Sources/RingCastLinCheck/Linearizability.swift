@@ -194,7 +194,9 @@ public enum Linearizability {
         for (index, operation) in history.enumerated() {
             if let returnNanos = operation.returnNanos {
                 if returnNanos < operation.invokeNanos {
-                    throw HistoryError(index: index, reason: "returns (\(returnNanos) ns) before it is invoked (\(operation.invokeNanos) ns)")
+                    throw HistoryError(
+                        index: index,
+                        reason: "returns (\(returnNanos) ns) before it is invoked (\(operation.invokeNanos) ns)")
                 }
             } else if operation.output != nil {
                 throw HistoryError(index: index, reason: "has an output but no return time")

@@ -100,7 +100,9 @@ struct PartitionHistory<Model: SequentialModel> {
                 of: cut.before + optional, from: model.initialState, meter: &meter)
             if let ends, !ends.isEmpty {
                 let inFlight = Set(optional.map(\.local))
-                configurations = ends.map { end in Start(state: end.state, applied: end.linearized.intersection(inFlight)) }
+                configurations = ends.map { end in
+                    Start(state: end.state, applied: end.linearized.intersection(inFlight))
+                }
             } else {
                 complete = false
                 cut = (before: [], inFlight: [], after: relevant)

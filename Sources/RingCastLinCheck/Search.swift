@@ -32,9 +32,10 @@ struct JustInTimeSearch<Model: SequentialModel> {
 
     /// Whether `operations` can be linearized from one of `initialStates`.
     func run(_ operations: [Operation], from initialStates: [Model.State], meter: inout StepMeter) -> SearchResult {
+        let ordered = inCallOrder(operations)
         for initialState in initialStates {
             var unused: Set<MemoKey<Model.State>>? = nil
-            switch run(inCallOrder(operations), from: initialState, meter: &meter, ends: &unused) {
+            switch run(ordered, from: initialState, meter: &meter, ends: &unused) {
             case .linearizable: return .linearizable
             case .exhausted: return .exhausted
             case .notLinearizable: continue
@@ -66,8 +67,9 @@ struct JustInTimeSearch<Model: SequentialModel> {
         operations.sorted { $0.callRank < $1.callRank }
     }
 
-    /// The search over `operations` (in call order). With `ends` non-nil it does not stop at the first linearization but records its linearized
-    /// set and final state and backtracks, so that it enumerates them all.
+    /// The search over `operations` (in call order). With `ends` non-nil it does not stop at the first
+    /// linearization but records its linearized set and final state and backtracks, so that it enumerates
+    /// them all.
     private func run(
         _ operations: [Operation],
         from initialState: Model.State,
