@@ -156,6 +156,27 @@ import Testing
         #expect(result.report.explanation?.contains("still running when #3 returned (in doubt)") == true)
     }
 
+    @Test func explanationStartsAfterAnInDoubtDeleteThatMustHaveTakenEffect() throws {
+        let history = [
+            event(1, .put(key: a, value: k("x")), .ok, 0, 10),
+            event(2, .delete(key: a), nil, 20, nil),
+            event(3, .get(key: a), .value(k("x")), 30, 40),  // The delete not yet applied.
+            event(3, .get(key: a), .value(nil), 50, 60),  // Applied now...
+            event(3, .get(key: a), .value(k("x")), 70, 80),  // ...and cannot be undone.
+        ]
+        let result = checkKVDetailed(history)
+        #expect(result.report.decided && !result.report.isLinearizable)
+        let violation = try #require(result.violation)
+        #expect(violation.culprit == 4)
+        #expect(violation.operationsBeforeStart == 3)
+        #expect(violation.starts == [KVViolation.Start(value: "absent", applied: [1])])
+        #expect(violation.operations.map(\.index) == [1, 4])
+        #expect(violation.operations.map(\.role) == ["inDoubt", "outputChecked"])
+        let explanation = try #require(result.report.explanation)
+        #expect(explanation.contains("the key may be: absent with #1 applied"))
+        #expect(explanation.contains("#1 client 2 delete(\"a\") -> no answer (in doubt) [20, -]"))
+    }
+
     @Test func malformedEventIsAClearError() {
         let history = [KVEvent(client: 1, input: .get(key: a), output: .value(nil), invokeNanos: 10, returnNanos: nil)]
         let report = checkKV(history)

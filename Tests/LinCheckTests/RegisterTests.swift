@@ -129,4 +129,18 @@ import Testing
         let found = Set(ends.map { "\($0.state) \($0.linearized.sorted())" })
         #expect(found == ["1 [0, 1, 2]", "2 [0, 1, 2]", "3 [0, 1, 2]", "1 [0, 1, 2, 3]", "2 [0, 1, 2, 3]", "3 [0, 1, 2, 3]"])
     }
+
+    @Test func budgetWithoutStepsTraps() async {
+        await #expect(processExitsWith: .failure) {
+            _ = LinearizabilityBudget(stepsMax: 0)
+        }
+    }
+
+    @Test func linearizingAnOperationTwiceTraps() async {
+        await #expect(processExitsWith: .failure) {
+            var set = LinearizedSet(capacity: 4)
+            set.insert(2)
+            set.insert(2)
+        }
+    }
 }
