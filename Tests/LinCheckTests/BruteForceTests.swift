@@ -63,11 +63,12 @@ import Testing
             case 1: input = .get(key: key)
             case 2: input = .delete(key: key)
             case 3:
-                input = .cas(key: key, expected: Bool.random(using: &random) ? nil : values.randomElement(using: &random)!,
-                             new: values.randomElement(using: &random)!)
+                let expected = Bool.random(using: &random) ? nil : values.randomElement(using: &random)!
+                input = .cas(key: key, expected: expected, new: values.randomElement(using: &random)!)
             default: input = .incr(key: key, delta: Int64.random(in: -1...1, using: &random))
             }
-            history.append(Operation(client: client, input: input, output: nil, invokeNanos: invoke, returnNanos: returned))
+            history.append(Operation(client: client, input: input, output: nil, invokeNanos: invoke,
+                                     returnNanos: returned))
             points.append(Double(invoke) + Double.random(in: 0...1, using: &random) * Double(returned - invoke))
         }
         var state: [UInt8]? = nil
@@ -81,7 +82,8 @@ import Testing
             state = next
             if !open { history[index].output = output }
         }
-        if Int.random(in: 0..<5, using: &random) < 2, let index = history.indices.filter({ history[$0].output != nil }).randomElement(using: &random) {
+        let answered = history.indices.filter { history[$0].output != nil }
+        if Int.random(in: 0..<5, using: &random) < 2, let index = answered.randomElement(using: &random) {
             let outputs: [KVOutput] = [.ok, .value(nil), .value(k("x")), .value(k("y")), .deleted(existed: true),
                                        .deleted(existed: false), .swapped(true), .swapped(false), .counter(0),
                                        .counter(1), .counter(2), .notACounter]
