@@ -18,8 +18,8 @@ public struct LinearizabilityBudget: Sendable {
     /// How often `shouldStop` is polled, in search steps.
     public static let pollIntervalSteps = 4096
 
-    /// Five million steps for the verdict (a few seconds in a debug build, about a second optimised; the memo
-    /// table then holds at most five million entries) and one million for the explanation.
+    /// Five million steps for the verdict (a step is about 8 µs in a debug build, under 1 µs optimised; the
+    /// memo table then holds at most five million entries) and one million for the explanation.
     public static let `default` = LinearizabilityBudget()
 
     /// - Parameters:

@@ -48,7 +48,11 @@ struct LinearizedSet {
 struct MemoKey<State: Hashable>: Hashable {
     let setHash: UInt64
     let fullWords: Int
-    let tail: [UInt64]
+    /// The first two words after the full ones inline (no allocation per probe in the common case), the
+    /// rest, when there is any, in `tailRest`.
+    let tail0: UInt64
+    let tail1: UInt64
+    let tailRest: [UInt64]
     let state: State
 
     init(linearized: LinearizedSet, state: State) {
@@ -59,15 +63,23 @@ struct MemoKey<State: Hashable>: Hashable {
         while end > full, words[end - 1] == 0 { end -= 1 }
         setHash = linearized.setHash
         fullWords = full
-        tail = Array(words[full..<end])
+        tail0 = full < end ? words[full] : 0
+        tail1 = full + 1 < end ? words[full + 1] : 0
+        tailRest = full + 2 < end ? Array(words[(full + 2)..<end]) : []
         self.state = state
     }
 
     func contains(_ member: Int) -> Bool {
         let word = member >> 6
         if word < fullWords { return true }
-        guard word - fullWords < tail.count else { return false }
-        return tail[word - fullWords] & (1 << UInt64(member & 63)) != 0
+        let bits: UInt64
+        switch word - fullWords {
+        case 0: bits = tail0
+        case 1: bits = tail1
+        case let index where index - 2 < tailRest.count: bits = tailRest[index - 2]
+        default: return false
+        }
+        return bits & (1 << UInt64(member & 63)) != 0
     }
 
     func hash(into hasher: inout Hasher) {
@@ -76,7 +88,7 @@ struct MemoKey<State: Hashable>: Hashable {
     }
 
     static func == (left: MemoKey, right: MemoKey) -> Bool {
-        left.setHash == right.setHash && left.fullWords == right.fullWords && left.state == right.state
-            && left.tail == right.tail
+        left.setHash == right.setHash && left.fullWords == right.fullWords && left.tail0 == right.tail0
+            && left.tail1 == right.tail1 && left.state == right.state && left.tailRest == right.tailRest
     }
 }
