@@ -97,7 +97,9 @@ public enum Linearizability {
     /// that returned before it are replaced by the configurations they can leave the object in (``starts``:
     /// a state, and which of the operations in flight were already applied); the operations in flight stay;
     /// (3) outputs that are not needed are dropped (greedily, in halving chunks, as in delta debugging), and
-    /// read-only operations whose outputs are dropped are removed.
+    /// read-only operations whose outputs are dropped are removed (as are in-doubt read-only operations from
+    /// the start: they change nothing whether they take effect or not). An operation that may change the
+    /// state is never removed.
     public struct Violation<State: Sendable>: Sendable {
         /// Index (in the checked history) of the operation that cannot be linearized: the shortest failing
         /// prefix ends at its return.
