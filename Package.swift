@@ -26,6 +26,7 @@ let package = Package(
         .library(name: "RingCastLCR", targets: ["RingCastLCR"]),
         .library(name: "RingCast", targets: ["RingCast"]),
         .library(name: "RingCastMembership", targets: ["RingCastMembership"]),
+        .library(name: "RingCastLinCheck", targets: ["RingCastLinCheck"]),
         .executable(name: "ringperf", targets: ["ringperf"]),
         .executable(name: "ringcast-node", targets: ["ringcast-node"]),
         .executable(name: "ringcast-bench", targets: ["ringcast-bench"]),
@@ -112,6 +113,10 @@ let package = Package(
         // simulator and the RingCast shell drive the very same value.
         .target(name: "RingCastMembership", swiftSettings: swiftSettings),
 
+        // Linearizability checker (Wing & Gong; Lowe 2017) for recorded client histories, and its key-value
+        // instance. Pure Swift, no dependencies, so a test or a tool can link it alone.
+        .target(name: "RingCastLinCheck", swiftSettings: swiftSettings),
+
         // The embeddable broadcast API over the C engine, and a node as its own process.
         .target(
             name: "RingCast",
@@ -168,5 +173,6 @@ let package = Package(
         .testTarget(name: "SimTests", dependencies: ["RingCastSimKit", "CRingCast", "RingCastLCR"], swiftSettings: swiftSettings),
         .testTarget(name: "ToolsTests", swiftSettings: swiftSettings),
         .testTarget(name: "MembershipTests", dependencies: ["RingCastMembership", "CRingCast"], swiftSettings: swiftSettings),
+        .testTarget(name: "LinCheckTests", dependencies: ["RingCastLinCheck"], swiftSettings: swiftSettings),
     ]
 )
