@@ -131,7 +131,7 @@ import Glibc
         var wrongMagic = ControlFrame.hello(from: intruder)
         wrongMagic[4] = UInt8(ascii: "X")
         var wrongVersion = ControlFrame.hello(from: intruder)
-        wrongVersion[11] = 2
+        wrongVersion[8] = 3 // version 3 (little-endian)
         var oversize = ControlFrame.hello(from: intruder)
         ControlFrame.appendHeader(length: member.channel.limits.frameBytesMax + 1, to: &oversize)
         let attempts: [[UInt8]] = [Array("GET / HTTP/1.1\r\nHost: x\r\n\r\n".utf8), wrongMagic, wrongVersion, [], oversize]

@@ -8,7 +8,7 @@ import Testing
         let peer = ControlPeer(node: 0xDEAD_BEEF, incarnation: 7)
         let frame = ControlFrame.hello(from: peer)
         #expect(frame.count == ControlFrame.headerBytes + ControlFrame.helloBytes)
-        #expect(Array(frame[0..<4]) == [0, 0, 0, 16])
+        #expect(Array(frame[0..<4]) == [16, 0, 0, 0]) // little-endian
         #expect(Array(frame[4..<8]) == Array("RCCT".utf8))
         #expect(try ControlFrame.parseHello(Array(frame[4...])) == peer)
     }
@@ -16,8 +16,8 @@ import Testing
     @Test func helloWithWrongMagicVersionOrLengthIsRefused() {
         var payload = Array(ControlFrame.hello(from: ControlPeer(node: 1, incarnation: 1))[4...])
         #expect(throws: ControlFrame.HelloError.length(15)) { try ControlFrame.parseHello(Array(payload.dropLast())) }
-        payload[4 + 3] = 2
-        #expect(throws: ControlFrame.HelloError.version(2)) { try ControlFrame.parseHello(payload) }
+        payload[4] = 3 // version 3, little-endian
+        #expect(throws: ControlFrame.HelloError.version(3)) { try ControlFrame.parseHello(payload) }
         payload[0] = UInt8(ascii: "X")
         #expect(throws: ControlFrame.HelloError.magic(Array("XCCT".utf8))) { try ControlFrame.parseHello(payload) }
     }
@@ -53,7 +53,7 @@ import Testing
 
     @Test func readerRefusesAnOversizeLengthBeforeBufferingTheBody() {
         var reader = ControlFrameReader(lengthMax: 10)
-        let stream: [UInt8] = [0, 0, 0, 11, 1, 2, 3]
+        let stream: [UInt8] = [11, 0, 0, 0, 1, 2, 3] // 11, little-endian
         #expect(throws: ControlFrameReader.TooLong(length: 11, limit: 10)) {
             _ = try stream.withUnsafeBytes { try reader.consume($0) }
         }

@@ -1,14 +1,19 @@
+import RingCastMembership
+
 /// The control plane's wire format: length-prefixed frames, and the hello that opens every connection.
 ///
-/// A frame is a 4-byte big-endian length followed by that many bytes. Every TCP connection starts with one hello
+/// A frame is a 4-byte little-endian length followed by that many bytes. Every TCP connection starts with one hello
 /// frame whose 16-byte payload is:
 ///
 /// | bytes | field |
 /// | --- | --- |
 /// | 0..<4 | magic `"RCCT"` |
-/// | 4..<8 | version, big-endian (1) |
-/// | 8..<12 | the sender's node, big-endian |
-/// | 12..<16 | the sender's incarnation, big-endian |
+/// | 4..<8 | version, little-endian (2; 1 was big-endian) |
+/// | 8..<12 | the sender's node, little-endian |
+/// | 12..<16 | the sender's incarnation, little-endian |
+///
+/// Little-endian like every RingCast wire (the C wire, the membership and group messages inside these frames), written
+/// and read with the control plane's one codec (`WireWriter`, `WireReader`).
 ///
 /// Pure functions and a value-type reader, so the parsing is tested without sockets.
 enum ControlFrame {
@@ -17,7 +22,7 @@ enum ControlFrame {
     /// The hello's first four bytes.
     static let helloMagic: [UInt8] = Array("RCCT".utf8)
     /// The only version spoken (a peer with another version is refused, not negotiated with).
-    static let helloVersion: UInt32 = 1
+    static let helloVersion: UInt32 = 2
     /// Bytes of the hello's payload (the frame is `headerBytes` more).
     static let helloBytes = 16
     /// The largest frame length the wire can carry; settings are validated against it.
@@ -42,20 +47,21 @@ enum ControlFrame {
     /// - Precondition: `length` fits the wire (`0...lengthMax`).
     static func appendHeader(length: Int, to buffer: inout [UInt8]) {
         precondition(length >= 0 && length <= lengthMax, "a frame length must fit 31 bits")
-        appendBigEndian(UInt32(length), to: &buffer)
+        var writer = WireWriter()
+        writer.u32(UInt32(length))
+        buffer += writer.bytes
     }
 
     /// The complete hello frame (length prefix included) that `peer` sends first on its outgoing connections.
     static func hello(from peer: ControlPeer) -> [UInt8] {
-        var frame: [UInt8] = []
-        frame.reserveCapacity(headerBytes + helloBytes)
-        appendHeader(length: helloBytes, to: &frame)
-        frame += helloMagic
-        appendBigEndian(helloVersion, to: &frame)
-        appendBigEndian(peer.node, to: &frame)
-        appendBigEndian(peer.incarnation, to: &frame)
-        assert(frame.count == headerBytes + helloBytes)
-        return frame
+        var writer = WireWriter()
+        writer.u32(UInt32(helloBytes))
+        writer.raw(helloMagic)
+        writer.u32(helloVersion)
+        writer.u32(peer.node)
+        writer.u32(peer.incarnation)
+        assert(writer.bytes.count == headerBytes + helloBytes)
+        return writer.bytes
     }
 
     /// Reads a hello frame's payload.
@@ -63,21 +69,13 @@ enum ControlFrame {
     static func parseHello(_ payload: [UInt8]) throws(HelloError) -> ControlPeer {
         guard payload.count == helloBytes else { throw .length(payload.count) }
         guard Array(payload[0..<4]) == helloMagic else { throw .magic(Array(payload[0..<4])) }
-        let version = bigEndian(payload, at: 4)
+        var reader = WireReader(Array(payload[4...]))
+        // The length was checked: 12 bytes remain for the three fields.
+        guard let version = try? reader.u32(), let node = try? reader.u32(), let incarnation = try? reader.u32() else {
+            preconditionFailure("a checked hello is shorter than its fields")
+        }
         guard version == helloVersion else { throw .version(version) }
-        return ControlPeer(node: bigEndian(payload, at: 8), incarnation: bigEndian(payload, at: 12))
-    }
-
-    private static func appendBigEndian(_ value: UInt32, to buffer: inout [UInt8]) {
-        buffer.append(UInt8(truncatingIfNeeded: value >> 24))
-        buffer.append(UInt8(truncatingIfNeeded: value >> 16))
-        buffer.append(UInt8(truncatingIfNeeded: value >> 8))
-        buffer.append(UInt8(truncatingIfNeeded: value))
-    }
-
-    private static func bigEndian(_ bytes: [UInt8], at offset: Int) -> UInt32 {
-        UInt32(bytes[offset]) << 24 | UInt32(bytes[offset + 1]) << 16 | UInt32(bytes[offset + 2]) << 8
-            | UInt32(bytes[offset + 3])
+        return ControlPeer(node: node, incarnation: incarnation)
     }
 }
 
@@ -118,7 +116,7 @@ struct ControlFrameReader {
         var used = 0
         while headerFilled < ControlFrame.headerBytes {
             guard used < bytes.count else { return (used, nil) }
-            header = header << 8 | UInt32(bytes[used])
+            header |= UInt32(bytes[used]) << (8 * headerFilled) // little-endian, as ControlFrame writes it
             headerFilled += 1
             used += 1
             if headerFilled == ControlFrame.headerBytes {
