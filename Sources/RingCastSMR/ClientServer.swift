@@ -104,10 +104,10 @@ final class ClientServer: @unchecked Sendable {
     /// Requests a client may have outstanding on one connection (the session window).
     var windowMax = 128
 
-    init(listen: Address, clientsMax: Int, frameBytesMax: Int, logger: Logger,
+    init(host: String, port: UInt16, clientsMax: Int, frameBytesMax: Int, logger: Logger,
          handler: @escaping @Sendable (ClientFrame, Connection) -> Void,
          onMalformed: @escaping @Sendable () -> Void, onRefused: @escaping @Sendable () -> Void) throws(SMRError) {
-        (listenFD, port) = try Socket.listen(listen)
+        (listenFD, self.port) = try Socket.listen(host: host, port: port)
         self.clientsMax = clientsMax
         self.frameBytesMax = frameBytesMax
         self.logger = logger

@@ -19,8 +19,10 @@ import RingCast
 public final class Replica<Machine: StateMachine>: Sendable {
     /// Limits and ports.
     public struct Options: Sendable {
-        /// Where clients connect (port 0 picks a free one: see ``Replica/clientPort``).
-        public var clientListen: Address
+        /// Where clients connect: an IPv4 address of this host (`0.0.0.0` for all).
+        public var clientHost: String
+        /// The client port; 0 picks a free one (see ``Replica/clientPort``).
+        public var clientPort: UInt16
         /// Connected clients at most; one more is refused with an error frame (counted).
         public var clientsMax = 256
         /// Longest client frame (length prefix), bytes.
@@ -38,7 +40,10 @@ public final class Replica<Machine: StateMachine>: Sendable {
         public var plantStaleReadBug = false
         public var logger = Logger(label: "ringcast.smr")
 
-        public init(clientListen: Address) { self.clientListen = clientListen }
+        public init(clientHost: String = "127.0.0.1", clientPort: UInt16) {
+            self.clientHost = clientHost
+            self.clientPort = clientPort
+        }
     }
 
     /// Counters (read any time).
@@ -94,7 +99,7 @@ public final class Replica<Machine: StateMachine>: Sendable {
             throw .group(error)
         }
         core.group = group
-        server = try ClientServer(listen: options.clientListen, clientsMax: options.clientsMax,
+        server = try ClientServer(host: options.clientHost, port: options.clientPort, clientsMax: options.clientsMax,
                                   frameBytesMax: options.frameBytesMax, logger: options.logger,
                                   handler: { frame, connection in core.handle(frame, from: connection) },
                                   onMalformed: { core.countMalformedFrame() },

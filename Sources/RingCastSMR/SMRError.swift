@@ -6,7 +6,7 @@ public enum SMRError: Error, Sendable, CustomStringConvertible {
     case invalidConfiguration(String)
     /// The group underneath failed or refused (see the wrapped error).
     case group(RingCastError)
-    case addressInUse(Address)
+    case addressInUse(String)
     case connectionFailed(Address, errno: Int32)
     case system(call: String, errno: Int32)
     /// A snapshot could not be written or restored.

@@ -89,19 +89,19 @@ func unixMillis() -> UInt64 {
 
 /// Blocking TCP sockets on IPv4 (loopback or `tools/lan` addresses).
 enum Socket {
-    static func address(_ address: Address) throws(SMRError) -> sockaddr_in {
+    static func address(host: String, port: UInt16) throws(SMRError) -> sockaddr_in {
         var result = sockaddr_in()
         result.sin_family = sa_family_t(AF_INET)
-        result.sin_port = address.port.bigEndian
-        guard inet_pton(AF_INET, address.host, &result.sin_addr) == 1 else {
-            throw .invalidConfiguration("\(address.host) is not an IPv4 address")
+        result.sin_port = port.bigEndian
+        guard inet_pton(AF_INET, host, &result.sin_addr) == 1 else {
+            throw .invalidConfiguration("\(host) is not an IPv4 address")
         }
         return result
     }
 
     /// A listening socket; returns the descriptor and the bound port (for port 0).
-    static func listen(_ address: Address, backlog: Int32 = 128) throws(SMRError) -> (fd: Int32, port: UInt16) {
-        var socketAddress = try Self.address(address)
+    static func listen(host: String, port: UInt16, backlog: Int32 = 128) throws(SMRError) -> (fd: Int32, port: UInt16) {
+        var socketAddress = try Self.address(host: host, port: port)
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else { throw .system(call: "socket", errno: errno) }
         var one: Int32 = 1
@@ -115,14 +115,14 @@ enum Socket {
         guard bound, Glibc.listen(fd, backlog) == 0 else {
             let code = errno
             close(fd)
-            throw code == EADDRINUSE ? .addressInUse(address) : .system(call: "bind/listen", errno: code)
+            throw code == EADDRINUSE ? .addressInUse("\(host):\(port)") : .system(call: "bind/listen", errno: code)
         }
         return (fd, UInt16(bigEndian: socketAddress.sin_port))
     }
 
     /// Connects with a timeout (non-blocking connect + poll), then makes the socket blocking with TCP_NODELAY.
     static func connect(_ address: Address, timeoutMillis: Int32) throws(SMRError) -> Int32 {
-        var socketAddress = try Self.address(address)
+        var socketAddress = try Self.address(host: address.host, port: address.port)
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue) | Int32(SOCK_NONBLOCK.rawValue), 0)
         guard fd >= 0 else { throw .system(call: "socket", errno: errno) }
         let result = withUnsafePointer(to: &socketAddress) { pointer in
