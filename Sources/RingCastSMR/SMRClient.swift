@@ -140,8 +140,17 @@ public final class SMRClient<Command: SMRCodable, Query: SMRCodable, Output: SMR
 
     deinit { close() }
 
-    /// Closes the connection; calls in flight fail with ``SMRClientError/closed``.
+    /// Closes the session (best effort: the replicas remove it from the session table in the total order, instead
+    /// of keeping it until it expires) and the connection; calls in flight fail with ``SMRClientError/closed``.
     public func close() {
+        sendMonitor.withLock {
+            let (target, frame): (Int32, [UInt8]?) = monitor.withLock {
+                guard !closed, fd >= 0, let session, inflight.isEmpty else { return (-1, nil) }
+                defer { nextRequest += 1 }
+                return (fd, ClientFrame.closeSession(request: nextRequest, session: session).encoded())
+            }
+            if let frame, target >= 0 { _ = Socket.sendAll(target, frame) }
+        }
         let (thread, failed, waiters, slotWaiting): (Thread?, [Inflight], [CheckedContinuation<Result<UInt64, SMRClientError>, Never>], [CheckedContinuation<Bool, Never>]) = monitor.withLock {
             guard !closed else { return (nil, [], [], []) }
             closed = true
