@@ -192,11 +192,9 @@ public final class SMRClient<Command: SMRCodable, Query: SMRCodable, Output: SMR
         guard await acquireSlot() else { throw .closed }
         defer { releaseSlot() }
         _ = try await ensureSession()
-        let sequence: UInt64 = monitor.withLock {
-            defer { nextSequence += 1 }
-            return nextSequence
-        }
-        let reply = try await call(.command(sequence: sequence, bytes: bytes))
+        // The number is taken where the request enters `inflight` (one lock): a request numbered and not yet in
+        // flight would otherwise fall below the `firstUnacknowledged` another request carries, and not be applied.
+        let reply = try await call(.command(sequence: 0, bytes: bytes))
         switch reply.status {
         case .ok: break
         case .unknownSession:
@@ -317,6 +315,11 @@ public final class SMRClient<Command: SMRCodable, Query: SMRCodable, Output: SMR
             let id: UInt64? = monitor.withLock {
                 if closed { return nil }
                 defer { nextRequest += 1 }
+                var kind = kind
+                if case let .command(_, bytes) = kind {
+                    kind = .command(sequence: nextSequence, bytes: bytes)
+                    nextSequence += 1
+                }
                 inflight[nextRequest] = Inflight(kind: kind, deadlineNanos: deadline, continuation: continuation)
                 return nextRequest
             }
