@@ -38,10 +38,16 @@ enum ClientFrame: Sendable, Hashable {
     case read(request: UInt64, consistency: ReadConsistency, minIndex: UInt64, query: [UInt8])
     case statistics(request: UInt64)
     case closeSession(request: UInt64, session: UInt64)
+    /// A joining replica pulls the snapshot of transfer `transfer` from its provider.
+    case snapshotRequest(transfer: UInt64)
     // replica → client
     case welcome(replica: UInt32, windowMax: UInt32, appliedIndex: UInt64)
     case reply(request: UInt64, status: ReplyStatus, index: UInt64, payload: [UInt8])
     case error(code: UInt8, message: String)
+    /// One chunk of a snapshot stream.
+    case snapshotChunk([UInt8])
+    /// The end of a snapshot stream, with its length in bytes.
+    case snapshotEnd(bytes: UInt64)
 
     static let version: UInt8 = 1
     static let lengthBytes = 4
@@ -77,6 +83,15 @@ enum ClientFrame: Sendable, Hashable {
             writer.uint8(6)
             writer.uint64(request)
             writer.uint64(session)
+        case let .snapshotRequest(transfer):
+            writer.uint8(7)
+            writer.uint64(transfer)
+        case let .snapshotChunk(bytes):
+            writer.uint8(0x84)
+            writer.raw(bytes)
+        case let .snapshotEnd(bytes):
+            writer.uint8(0x85)
+            writer.uint64(bytes)
         case let .welcome(replica, windowMax, appliedIndex):
             writer.uint8(0x81)
             writer.uint32(replica)
@@ -116,6 +131,9 @@ enum ClientFrame: Sendable, Hashable {
             frame = .read(request: request, consistency: consistency, minIndex: try reader.uint64(), query: Array(reader.rest()))
         case 5: frame = .statistics(request: try reader.uint64())
         case 6: frame = .closeSession(request: try reader.uint64(), session: try reader.uint64())
+        case 7: frame = .snapshotRequest(transfer: try reader.uint64())
+        case 0x84: frame = .snapshotChunk(Array(reader.rest()))
+        case 0x85: frame = .snapshotEnd(bytes: try reader.uint64())
         case 0x81: frame = .welcome(replica: try reader.uint32(), windowMax: try reader.uint32(), appliedIndex: try reader.uint64())
         case 0x82:
             let request = try reader.uint64()

@@ -33,8 +33,10 @@ public final class Replica<Machine: StateMachine>: Sendable {
         public var readsWaitingMax = 16_384
         /// The replicated session table's limits (must be the same on every replica).
         public var sessions = SessionTable.Limits()
-        /// Snapshot chunk size.
+        /// Snapshot chunk size (also bounded by `frameBytesMax`).
         public var snapshotChunkBytes = 1 << 20
+        /// A provider keeps its state at the cut (apply waits) for at most this long until the joiner starts pulling.
+        public var snapshotPullTimeoutMillis = 5_000
         /// A fault injection for the linearizability checker's own test: linearizable reads are answered from the
         /// local state without a barrier. Never set it outside that test.
         public var plantStaleReadBug = false
@@ -89,9 +91,19 @@ public final class Replica<Machine: StateMachine>: Sendable {
         }
         let core = ReplicaCore(machine: machine, me: configuration.me, options: options,
                                ringBatchBytesMax: configuration.limits.batchBytesMax,
-                               hasState: configuration.initialView.contains(configuration.me))
+                               hasState: configuration.initialView.contains(configuration.me),
+                               advertisedHost: options.clientHost == "0.0.0.0"
+                                   ? configuration.addresses[configuration.me]?.host ?? "127.0.0.1" : options.clientHost)
         self.core = core
-        let transfer = Group.StateTransfer(snapshot: { core.snapshotForTransfer() },
+        let server = try ClientServer(host: options.clientHost, port: options.clientPort, clientsMax: options.clientsMax,
+                                      frameBytesMax: options.frameBytesMax, logger: options.logger,
+                                      handler: { frame, connection in core.handle(frame, from: connection) },
+                                      onMalformed: { core.countMalformedFrame() },
+                                      onRefused: { core.countRefused() })
+        self.server = server
+        let clientPort = server.port
+        // The group's transfer carries only the cut; the state streams over the client port (SnapshotTransfer.swift).
+        let transfer = Group.StateTransfer(snapshot: { core.snapshotForTransfer(clientPort: clientPort) },
                                            restore: { bytes in core.restoreFromTransfer(bytes) })
         do {
             group = try Group(configuration: configuration, stateTransfer: transfer) { batch in core.apply(batch) }
@@ -99,11 +111,6 @@ public final class Replica<Machine: StateMachine>: Sendable {
             throw .group(error)
         }
         core.group = group
-        server = try ClientServer(host: options.clientHost, port: options.clientPort, clientsMax: options.clientsMax,
-                                  frameBytesMax: options.frameBytesMax, logger: options.logger,
-                                  handler: { frame, connection in core.handle(frame, from: connection) },
-                                  onMalformed: { core.countMalformedFrame() },
-                                  onRefused: { core.countRefused() })
         server.windowMax = options.sessions.windowMax + 16
     }
 

@@ -44,6 +44,16 @@ final class ReplicaCore<Machine: StateMachine>: @unchecked Sendable {
     var nextOpenTag: UInt64 = 1
     var waitingSequential: [PendingRead] = []
     var statistics = Replica<Machine>.Statistics()
+    // Streamed state transfer (SnapshotTransfer.swift), under `lock`.
+    /// Provider: transfers announced at a view boundary and not yet pulled (id → deadline, CLOCK_MONOTONIC ns).
+    /// While one is pending, apply waits: the state stays at the cut until the joiner has pulled it.
+    var transfersPending: [UInt64: UInt64] = [:]
+    var nextTransfer: UInt64 = 1
+    /// Joiner: the snapshot is being pulled; apply waits.
+    var restoring = false
+    /// Joiner: the transfer failed; this replica must not apply (its state is not the group's) nor serve.
+    var failed = false
+    let advertisedHost: String
     private var batch = CommandBatch<Machine.Command>()
     private var batchKeys: [(key: SessionSequence, mine: Bool)] = []
     private var outputs: [Machine.Output] = []
@@ -65,7 +75,8 @@ final class ReplicaCore<Machine: StateMachine>: @unchecked Sendable {
     nonisolated(unsafe) var broadcaster: Thread?
 
     init(machine: consuming Machine, me: UInt32, options: Replica<Machine>.Options, ringBatchBytesMax: Int,
-         hasState: Bool) {
+         hasState: Bool, advertisedHost: String) {
+        self.advertisedHost = advertisedHost
         self.machine = machine
         self.me = me
         self.options = options
@@ -78,6 +89,9 @@ final class ReplicaCore<Machine: StateMachine>: @unchecked Sendable {
     // MARK: Client requests (connection reader threads)
 
     func handle(_ frame: ClientFrame, from connection: Connection) {
+        if case .snapshotRequest = frame {} else if lock.withLock({ failed }) {
+            return connection.fail(code: 5, message: "this replica's state transfer failed; it does not serve")
+        }
         switch frame {
         case .hello:
             let index = lock.withLock { appliedIndex }
@@ -117,7 +131,9 @@ final class ReplicaCore<Machine: StateMachine>: @unchecked Sendable {
         case let .closeSession(request, session):
             submit(.closeSession(session: session), connection: connection, request: request)
             connection.send(.reply(request: request, status: .ok, index: 0, payload: []))
-        case .welcome, .reply, .error:
+        case let .snapshotRequest(transfer):
+            serveSnapshot(transfer, to: connection)
+        case .welcome, .reply, .error, .snapshotChunk, .snapshotEnd:
             connection.fail(code: 1, message: "a replica-to-client frame was sent to the replica")
             countMalformedFrame()
         }
@@ -179,6 +195,8 @@ final class ReplicaCore<Machine: StateMachine>: @unchecked Sendable {
 
     func apply(_ deliveries: borrowing Deliveries) {
         lock.withLock {
+            waitForTransfers()
+            guard !failed else { return }
             deliveries.forEach { delivery in
                 let bytes = Array(delivery.payload)
                 guard let ringBatch = try? RingBatch.decode(bytes) else {
@@ -458,56 +476,6 @@ final class ReplicaCore<Machine: StateMachine>: @unchecked Sendable {
             return .success((appliedIndex, hash.value))
         }
         do { return try result.get() } catch { throw .snapshot(error) }
-    }
-
-    /// `Group.StateTransfer.snapshot`: called on the provider at the view boundary (the ring of the next view has
-    /// not started, and every delivery of the old one was applied). The chunks are framed `length u32, bytes`.
-    /// `Group`'s transfer moves one array, so this is where the streamed design stops today (see the DocC).
-    func snapshotForTransfer() -> [UInt8] {
-        lock.withLock {
-            nonisolated(unsafe) var framed: [UInt8] = []
-            var writer = SnapshotWriter(chunkBytesMax: options.snapshotChunkBytes) { chunk in
-                withUnsafeBytes(of: UInt32(chunk.count).littleEndian) { framed.append(contentsOf: $0) }
-                framed.append(contentsOf: chunk)
-            }
-            do {
-                try writeSnapshot(into: &writer)
-            } catch {
-                logger.error("writing the snapshot failed; the joiner gets none", metadata: ["error": "\(error)"])
-                return []
-            }
-            statistics.snapshotsSent += 1
-            statistics.snapshotBytesSent += UInt64(framed.count)
-            return framed
-        }
-    }
-
-    /// `Group.StateTransfer.restore`: called on the joiner before its first delivery.
-    func restoreFromTransfer(_ framed: [UInt8]) {
-        lock.withLock {
-            guard !framed.isEmpty else {
-                logger.error("the provider sent no state; this replica refuses reads")
-                return
-            }
-            nonisolated(unsafe) var offset = 0
-            var reader = SnapshotReader { () throws(SnapshotError) -> [UInt8]? in
-                guard offset < framed.count else { return nil }
-                guard framed.count - offset >= 4 else { throw SnapshotError("a truncated chunk header") }
-                let length = Int(framed[offset]) | Int(framed[offset + 1]) << 8 | Int(framed[offset + 2]) << 16
-                    | Int(framed[offset + 3]) << 24
-                guard framed.count - offset - 4 >= length else { throw SnapshotError("a truncated chunk") }
-                defer { offset += 4 + length }
-                return Array(framed[(offset + 4)..<(offset + 4 + length)])
-            }
-            do {
-                try readSnapshot(from: &reader)
-                hasState = true
-                statistics.snapshotsRestored += 1
-                logger.info("state restored", metadata: ["applied_index": "\(appliedIndex)", "bytes": "\(framed.count)"])
-            } catch {
-                logger.error("restoring the snapshot failed; this replica refuses reads", metadata: ["error": "\(error)"])
-            }
-        }
     }
 }
 

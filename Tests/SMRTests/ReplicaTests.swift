@@ -248,7 +248,9 @@ struct Tally: Sendable {
     @Test func snapshot_joinerReceivesStateAtLoad_digestsEqual() async throws {
         let cluster = try CounterCluster(size: 3)
         defer { cluster.shutdownAll() }
-        for id in UInt32(0)..<2 { try cluster.start(id, initialView: [0, 1]) }
+        // Tiny chunks: the state streams as many chunk frames over the provider's client port.
+        let tinyChunks: (inout Replica<Counter>.Options) -> Void = { $0.snapshotChunkBytes = 64 }
+        for id in UInt32(0)..<2 { try cluster.start(id, initialView: [0, 1], options: tinyChunks) }
         for id in UInt32(0)..<2 { try await cluster.replica(id).group.waitUntilRunning() }
         let addresses = try cluster.clientAddresses([0, 1])
         let load = Task {
@@ -264,7 +266,7 @@ struct Tally: Sendable {
             return count
         }
         try await Task.sleep(for: .milliseconds(300))
-        let joiner = try cluster.start(2, initialView: [0, 1])
+        let joiner = try cluster.start(2, initialView: [0, 1], options: tinyChunks)
         try await withDeadline(20) { try await joiner.group.waitUntilRunning(timeout: .seconds(15)) }
         try await Task.sleep(for: .milliseconds(300))
         load.cancel()
@@ -273,6 +275,9 @@ struct Tally: Sendable {
         #expect(Set(digests.map(\.index)).count == 1, "\(digests)")
         #expect(Set(digests.map(\.digest)).count == 1, "\(digests)")
         #expect(joiner.statistics.snapshotsRestored == 1)
+        let provider = cluster.replica(0).statistics
+        #expect(provider.snapshotsSent == 1)
+        #expect(provider.snapshotBytesSent > 64, "the state went as several chunks")
         #expect(joiner.withMachine { $0.value } == Int64(count))
         // The joiner serves reads and writes like the others.
         var options = CounterClient.Options(replicas: [try Address(host: "127.0.0.1", port: joiner.clientPort)])
