@@ -187,7 +187,9 @@ final class ClientServer: @unchecked Sendable {
             do {
                 while let body = try assembler.next() {
                     let frame = try ClientFrame.decode(body)
-                    if case .hello = frame {} else if !connection.admitRequest() {
+                    // Every request counts against the window, hello too: a client must not make the replica
+                    // queue replies faster than it reads them.
+                    if !connection.admitRequest() {
                         connection.fail(code: 4, message: "more than \(connection.windowMax) requests outstanding")
                         onMalformed()
                         return waitForWriter()

@@ -95,8 +95,7 @@ final class ReplicaCore<Machine: StateMachine>: @unchecked Sendable {
         switch frame {
         case .hello:
             let index = lock.withLock { appliedIndex }
-            connection.send(.welcome(replica: me, windowMax: UInt32(options.sessions.windowMax), appliedIndex: index),
-                            countsAsReply: false)
+            connection.send(.welcome(replica: me, windowMax: UInt32(options.sessions.windowMax), appliedIndex: index))
         case let .openSession(request):
             let tag = lock.withLock {
                 defer { nextOpenTag += 1 }

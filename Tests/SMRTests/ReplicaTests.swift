@@ -319,4 +319,35 @@ struct Tally: Sendable {
         }
         #expect(replica.statistics.clientFramesMalformed == 1)
     }
+
+    @Test func sessionExpiry_decidedInTheOrder_clientGetsSessionExpiredThenReopens() async throws {
+        let cluster = try CounterCluster(size: 1)
+        defer { cluster.shutdownAll() }
+        let replica = try cluster.start(0, initialView: [0]) {
+            $0.sessions = SessionTable.Limits(sessionsMax: 16, windowMax: 16, timeoutMillis: 100)
+        }
+        try await replica.group.waitUntilRunning()
+        let address = try Address(host: "127.0.0.1", port: replica.clientPort)
+        try await withDeadline(20) {
+            var options = CounterClient.Options(replicas: [address])
+            options.windowMax = 4
+            let idle = try await CounterClient.connect(options)
+            let busy = try await CounterClient.connect(options)
+            defer { idle.close(); busy.close() }
+            #expect(try await idle.submit(Counter.Add(delta: 1)).value == 1)
+            let first = idle.sessionID
+            // Ordered time moves only with what is delivered: the busy client's commands carry it past the timeout.
+            for _ in 0..<10 {
+                try await Task.sleep(for: .milliseconds(40))
+                _ = try await busy.submit(Counter.Add(delta: 1))
+            }
+            await #expect(throws: SMRClientError.sessionExpired) { try await idle.submit(Counter.Add(delta: 100)) }
+            // Not applied: 1 + 10.
+            #expect(try await busy.read(Counter.Get()).value == 11)
+            // The next call opens a new session.
+            #expect(try await idle.submit(Counter.Add(delta: 1)).value == 12)
+            #expect(idle.sessionID != first)
+        }
+        #expect(replica.statistics.sessionsExpired >= 1)
+    }
 }
