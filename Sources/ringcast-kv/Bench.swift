@@ -47,6 +47,8 @@ struct Bench: AsyncParsableCommand {
     var killAfter: Double?
     @Option(name: .customLong("timeout"), help: ArgumentHelp("Client request timeout.", valueName: "ms"))
     var timeoutMillis = 5_000
+    @Option(help: ArgumentHelp("kv: puts and gets over --keys; incr: every request increments one counter, and the report checks it against the acknowledged and in-doubt increments (exactly once).", valueName: "kv|incr"))
+    var workload = "kv"
     @Option(name: .customLong("lan"), help: ArgumentHelp("Run on the emulated LAN (tools/lan); not implemented yet.", valueName: "rate"))
     var lan: String?
 
@@ -58,6 +60,7 @@ struct Bench: AsyncParsableCommand {
         guard (0...(60 << 10)).contains(valueSize) else { throw ValidationError("--value-size is 0...61440") }
         guard keys >= 1, duration > 0 else { throw ValidationError("--keys ≥ 1 and --duration > 0") }
         if let plantBug, plantBug != "stale-read" { throw ValidationError("--plant-bug knows only stale-read") }
+        guard ["kv", "incr"].contains(workload) else { throw ValidationError("--workload is kv or incr") }
         if lan != nil { throw ValidationError("--lan is not implemented in ringcast-kv bench yet (loopback only)") }
     }
 
@@ -77,7 +80,7 @@ struct Bench: AsyncParsableCommand {
         let endNanos = startNanos + UInt64(duration * 1e9)
         let recording = check
         let settings = WorkerSettings(writesPercent: writes, valueSize: valueSize, keys: keys, endNanos: endNanos,
-                                      record: recording)
+                                      record: recording, incrementOnly: workload == "incr")
         let progressTask = Task {
             var last = 0
             var second = 0
@@ -137,21 +140,45 @@ struct Bench: AsyncParsableCommand {
             report.ringBytesPerSecond = Double(ringAfter[9] - ringBefore[9]) / elapsed
             report.duplicatesAtReplica0 = ringAfter[2] - ringBefore[2]
         }
+        if workload == "incr" {
+            var options = KVClient.Options(replicas: clientAddresses)
+            options.timeoutMillis = 10_000
+            if let reader = try? await KVClient.connect(options) {
+                if case let .value(bytes?)? = try? await reader.read(KVQuery(key: WorkerSettings.counterKey)), bytes.count == 8 {
+                    report.counter = bytes.enumerated().reduce(Int64(0)) { $0 | Int64($1.element) << (8 * $1.offset) }
+                } else {
+                    report.counter = 0
+                }
+                reader.close()
+            }
+        }
         if check {
             let events = results.flatMap(\.events)
             report.check = checkHistory(events)
         }
         print(json ? report.json() : report.text())
+        if report.exactlyOnce == false { throw ExitCode(3) }
         if let check = report.check, !check.linearizable { throw ExitCode(2) }
     }
 }
 
 struct WorkerSettings: Sendable {
+    static let counterKey = Array("counter".utf8)
+    let incrementOnly: Bool
     let writesPercent: Int
     let valueSize: Int
     let keys: Int
     let endNanos: UInt64
     let record: Bool
+
+    init(writesPercent: Int, valueSize: Int, keys: Int, endNanos: UInt64, record: Bool, incrementOnly: Bool) {
+        self.writesPercent = writesPercent
+        self.valueSize = valueSize
+        self.keys = keys
+        self.endNanos = endNanos
+        self.record = record
+        self.incrementOnly = incrementOnly
+    }
 }
 
 final class ProgressCounter: Sendable {
@@ -172,7 +199,7 @@ final class ProgressCounter: Sendable {
 
 /// One operation of the history, as the bench saw it (converted to `KVEvent` for the checker).
 struct RecordedOperation: Sendable {
-    enum Input: Sendable { case put([UInt8], [UInt8]), get([UInt8]) }
+    enum Input: Sendable { case put([UInt8], [UInt8]), get([UInt8]), incr([UInt8], Int64) }
     let client: Int
     let input: Input
     let output: KVResult?
@@ -183,7 +210,10 @@ struct RecordedOperation: Sendable {
 struct WorkerResult: Sendable {
     var puts = Histogram<UInt64>(lowestDiscernibleValue: 1, highestTrackableValue: 60_000_000, numberOfSignificantValueDigits: .three)
     var gets = Histogram<UInt64>(lowestDiscernibleValue: 1, highestTrackableValue: 60_000_000, numberOfSignificantValueDigits: .three)
+    var incrs = Histogram<UInt64>(lowestDiscernibleValue: 1, highestTrackableValue: 60_000_000, numberOfSignificantValueDigits: .three)
     var failures = 0
+    var incrementsAcknowledged = 0
+    var incrementsInDoubt = 0
     var events: [RecordedOperation] = []
 }
 
@@ -212,6 +242,31 @@ func runWorker(id: Int, session: KVClient, settings: WorkerSettings, progress: P
     var value = [UInt8](repeating: 0, count: settings.valueSize)
     var sequence: UInt64 = 0
     while monotonicNow() < settings.endNanos {
+        if settings.incrementOnly {
+            let invoke = monotonicNow()
+            do {
+                let output = try await session.submit(.incr(key: WorkerSettings.counterKey, delta: 1))
+                let done = monotonicNow()
+                _ = result.incrs.record((done - invoke) / 1000)
+                result.incrementsAcknowledged += 1
+                if settings.record {
+                    result.events.append(RecordedOperation(client: id, input: .incr(WorkerSettings.counterKey, 1),
+                                                           output: output, invokeNanos: invoke, returnNanos: done))
+                }
+                progress.add(ok: true)
+            } catch {
+                result.failures += 1
+                result.incrementsInDoubt += 1
+                progress.add(ok: false)
+                progress.note(error)
+                if settings.record {
+                    result.events.append(RecordedOperation(client: id, input: .incr(WorkerSettings.counterKey, 1),
+                                                           output: nil, invokeNanos: invoke, returnNanos: nil))
+                    return result
+                }
+            }
+            continue
+        }
         let key = Array("k\(random.next() % UInt64(settings.keys))".utf8)
         let isWrite = Int(random.next() % 100) < settings.writesPercent
         let invoke = monotonicNow()
@@ -281,7 +336,12 @@ struct BenchReport {
     let seconds: Double
     var puts = Histogram<UInt64>(lowestDiscernibleValue: 1, highestTrackableValue: 60_000_000, numberOfSignificantValueDigits: .three)
     var gets = Histogram<UInt64>(lowestDiscernibleValue: 1, highestTrackableValue: 60_000_000, numberOfSignificantValueDigits: .three)
+    var incrs = Histogram<UInt64>(lowestDiscernibleValue: 1, highestTrackableValue: 60_000_000, numberOfSignificantValueDigits: .three)
     var failures = 0
+    var incrementsAcknowledged = 0
+    var incrementsInDoubt = 0
+    /// The counter read (linearizable) after the run, with --workload incr.
+    var counter: Int64?
     var ringMessagesPerSecond = 0.0
     var ringBytesPerSecond = 0.0
     var duplicatesAtReplica0: UInt64 = 0
@@ -300,10 +360,18 @@ struct BenchReport {
     mutating func add(_ result: WorkerResult) {
         puts.add(result.puts)
         gets.add(result.gets)
+        incrs.add(result.incrs)
         failures += result.failures
+        incrementsAcknowledged += result.incrementsAcknowledged
+        incrementsInDoubt += result.incrementsInDoubt
     }
 
-    var operations: UInt64 { puts.totalCount + gets.totalCount }
+    var operations: UInt64 { puts.totalCount + gets.totalCount + incrs.totalCount }
+
+    /// acknowledged ≤ counter ≤ acknowledged + in doubt: nothing acknowledged lost, nothing applied twice.
+    var exactlyOnce: Bool? {
+        counter.map { Int64(incrementsAcknowledged) <= $0 && $0 <= Int64(incrementsAcknowledged + incrementsInDoubt) }
+    }
 
     func kind(_ histogram: Histogram<UInt64>) -> [String: Any] {
         ["ops": histogram.totalCount, "ops_per_second": Double(histogram.totalCount) / seconds,
@@ -315,11 +383,15 @@ struct BenchReport {
             "replicas": replicas, "clients": clients, "depth": depth, "in_flight": clients * depth,
             "writes_percent": writesPercent, "value_size": valueSize, "keys": keys, "seconds": seconds,
             "ops": operations, "ops_per_second": Double(operations) / seconds, "failures": failures,
-            "put": kind(puts), "get": kind(gets),
+            "put": kind(puts), "get": kind(gets), "incr": kind(incrs),
             "ring_delivered_messages_per_second": ringMessagesPerSecond,
             "ring_delivered_mbit_per_second": ringBytesPerSecond * 8 / 1e6,
             "duplicates_at_replica0": duplicatesAtReplica0,
         ]
+        if let counter, let exactlyOnce {
+            object["increments"] = ["acknowledged": incrementsAcknowledged, "in_doubt": incrementsInDoubt,
+                                    "counter": counter, "exactly_once": exactlyOnce] as [String: Any]
+        }
         if let check {
             var checked: [String: Any] = ["linearizable": check.linearizable, "decided": check.decided,
                                           "operations": check.operations, "keys": check.keysChecked]
@@ -340,10 +412,14 @@ struct BenchReport {
             "ringcast-kv bench: \(replicas) replicas, \(clients) clients × depth \(depth) = \(clients * depth) in flight, "
                 + "\(writesPercent) % writes, \(valueSize) B values, \(keys) keys, \(String(format: "%.1f", seconds)) s",
             String(format: "all %9.0f ops/s  (%d failed)", Double(operations) / seconds, failures),
-            line("put", puts), line("get", gets),
+            line("put", puts), line("get", gets), line("incr", incrs),
             String(format: "ring underneath: %.0f messages/s, %.1f Mbit/s delivered (replica 0); %llu duplicates answered from sessions",
                    ringMessagesPerSecond, ringBytesPerSecond * 8 / 1e6, duplicatesAtReplica0),
         ]
+        if let counter, let exactlyOnce {
+            lines.append("increments: \(incrementsAcknowledged) acknowledged, \(incrementsInDoubt) in doubt, counter \(counter): "
+                + (exactlyOnce ? "exactly once" : "VIOLATED (lost or applied twice)"))
+        }
         if let check {
             lines.append("check: \(check.linearizable ? "linearizable" : check.decided ? "NOT linearizable" : "undecided (budget)") "
                 + "(\(check.operations) operations, \(check.keysChecked) keys)")

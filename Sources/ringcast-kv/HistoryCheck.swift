@@ -7,6 +7,7 @@ func kvEvents(_ operations: [RecordedOperation]) -> [KVEvent] {
         let input: KVInput = switch operation.input {
         case let .put(key, value): .put(key: key, value: value)
         case let .get(key): .get(key: key)
+        case let .incr(key, delta): .incr(key: key, delta: delta)
         }
         let output: KVOutput? = operation.output.map { result in
             switch result {
