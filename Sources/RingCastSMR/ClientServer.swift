@@ -10,7 +10,8 @@ import RingCast
 /// reply queued since its last send written in one `send`).
 ///
 /// Bounded: the client may have at most `windowMax` requests outstanding (received, reply not yet taken by the
-/// writer); one more is a protocol violation and closes the connection. So the reply queue holds at most that many.
+/// writer); one more is a protocol violation and closes the connection. So the reply queue holds at most that many,
+/// also when the client stops reading (the writer then blocks in `send`, and the replies stay outstanding).
 final class Connection: @unchecked Sendable {
     let fd: Int32
     let id: UInt64
@@ -20,6 +21,9 @@ final class Connection: @unchecked Sendable {
     private var outstanding = 0
     private var closing = false
     private var closed = false
+    private var writerWaiting = false
+    /// Replies in `outbound` (they still count in `outstanding`).
+    private var outboundReplies = 0
 
     init(fd: Int32, id: UInt64, windowMax: Int) {
         self.fd = fd
@@ -43,8 +47,8 @@ final class Connection: @unchecked Sendable {
             guard !closed, !closing else { return }
             precondition(outbound.count <= windowMax + 2, "a connection's reply queue outgrew its window")
             outbound.append(bytes)
-            if countsAsReply { outstanding = max(0, outstanding - 1) }
-            monitor.broadcast()
+            if countsAsReply { outboundReplies += 1 }
+            if writerWaiting { monitor.broadcast() }
         }
     }
 
@@ -72,7 +76,16 @@ final class Connection: @unchecked Sendable {
         var buffer: [UInt8] = []
         while true {
             let (frames, finish): ([[UInt8]], Bool) = monitor.withLock {
-                while outbound.isEmpty && !closed && !closing { monitor.wait() }
+                while outbound.isEmpty && !closed && !closing {
+                    writerWaiting = true
+                    monitor.wait()
+                    writerWaiting = false
+                }
+                // Replies leave the window when the writer takes them (before the client can have them): until
+                // then they count, so a client that does not read cannot make this queue grow.
+                outstanding -= outboundReplies
+                precondition(outstanding >= 0, "more replies than requests on a connection")
+                outboundReplies = 0
                 defer { outbound.removeAll(keepingCapacity: true) }
                 return (outbound, closed || closing)
             }

@@ -72,6 +72,8 @@ final class ReplicaCore<Machine: StateMachine>: @unchecked Sendable {
     var ingressHead = 0
     var ingressBytes = 0
     var stopped = false
+    var consumerWaiting = false
+    var producersWaiting = 0
     nonisolated(unsafe) var broadcaster: Thread?
 
     init(machine: consuming Machine, me: UInt32, options: Replica<Machine>.Options, ringBatchBytesMax: Int,
@@ -128,8 +130,9 @@ final class ReplicaCore<Machine: StateMachine>: @unchecked Sendable {
             }
             connection.send(.reply(request: request, status: .ok, index: statistics.appliedIndex, payload: writer.bytes))
         case let .closeSession(request, session):
-            submit(.closeSession(session: session), connection: connection, request: request)
-            connection.send(.reply(request: request, status: .ok, index: 0, payload: []))
+            if submit(.closeSession(session: session), connection: connection, request: request) {
+                connection.send(.reply(request: request, status: .ok, index: 0, payload: []))
+            }
         case let .snapshotRequest(transfer):
             serveSnapshot(transfer, to: connection)
         case .welcome, .reply, .error, .snapshotChunk, .snapshotEnd:
@@ -182,12 +185,19 @@ final class ReplicaCore<Machine: StateMachine>: @unchecked Sendable {
         }
     }
 
-    /// Queues an entry for the broadcaster; answers `notRunning` when the replica is stopping.
-    private func submit(_ entry: RingEntry, connection: Connection, request: UInt64) {
+    /// Queues an entry for the broadcaster; answers `notRunning` (and returns false) when the replica is stopping.
+    @discardableResult
+    private func submit(_ entry: RingEntry, connection: Connection, request: UInt64) -> Bool {
         guard push(entry) else {
+            lock.withLock {
+                if case let .command(session, sequence, _, _) = entry {
+                    pendingCommands[SessionSequence(session: session, sequence: sequence)] = nil
+                }
+            }
             connection.send(.reply(request: request, status: .notRunning, index: 0, payload: []))
-            return
+            return false
         }
+        return true
     }
 
     // MARK: Apply (the group's delivery thread)
@@ -345,12 +355,15 @@ final class ReplicaCore<Machine: StateMachine>: @unchecked Sendable {
     func push(_ entry: RingEntry) -> Bool {
         ingressMonitor.withLock {
             while !stopped && ingressBytes > 0 && ingressBytes + entry.encodedBytes > options.ingressBytesMax {
+                producersWaiting += 1
                 ingressMonitor.wait()
+                producersWaiting -= 1
             }
             guard !stopped else { return false }
             ingress.append(entry)
             ingressBytes += entry.encodedBytes
-            ingressMonitor.broadcast()
+            // Wake the broadcaster only when it sleeps (a futex call per request otherwise).
+            if consumerWaiting { ingressMonitor.broadcast() }
             return true
         }
     }
@@ -358,7 +371,11 @@ final class ReplicaCore<Machine: StateMachine>: @unchecked Sendable {
     /// Takes what fits one ring message (blocks while empty). Nil once stopped.
     private func popBatch() -> [RingEntry]? {
         ingressMonitor.withLock {
-            while !stopped && ingressHead == ingress.count { ingressMonitor.wait() }
+            while !stopped && ingressHead == ingress.count {
+                consumerWaiting = true
+                ingressMonitor.wait()
+                consumerWaiting = false
+            }
             guard !stopped else { return nil }
             var entries: [RingEntry] = []
             var bytes = RingEntry.headerBytes
@@ -377,7 +394,7 @@ final class ReplicaCore<Machine: StateMachine>: @unchecked Sendable {
                 ingress.removeFirst(ingressHead)
                 ingressHead = 0
             }
-            ingressMonitor.broadcast()
+            if producersWaiting > 0 { ingressMonitor.broadcast() }
             return entries
         }
     }

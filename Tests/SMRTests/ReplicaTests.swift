@@ -200,7 +200,7 @@ struct Tally: Sendable {
                     group.addTask {
                         var options = CounterClient.Options(replicas: addresses)
                         options.preferred = client % 2 == 0 ? 0 : 1 // half of them on the replica that dies
-                        options.timeoutMillis = 3_000
+                        options.timeoutMillis = 10_000
                         options.windowMax = 4
                         let session = try await CounterClient.connect(options)
                         defer { session.close() }
