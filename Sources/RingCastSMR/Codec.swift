@@ -3,7 +3,7 @@
 /// The encoding must be canonical (the same value always gives the same bytes): replies are cached in the
 /// replicated session table and compared across replicas by digest, and Chain-BFT mode will compare them byte for
 /// byte. Little-endian fixed-width integers and length-prefixed byte strings (``ByteWriter``) give that for free.
-public protocol SMRCodable {
+public protocol SMRCodable: SendableMetatype {
     /// Appends the value's canonical encoding.
     func encode(into writer: inout ByteWriter)
     /// Reads one value; throws on truncated or invalid input (never traps: the bytes come from the network).

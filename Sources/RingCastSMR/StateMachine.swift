@@ -9,7 +9,7 @@
 /// - ``snapshot(into:)`` writes the state as a canonical byte stream (the same state gives the same bytes: sort
 ///   what a hash table would iterate in random order), in pieces: the ``SnapshotWriter`` hands each bounded chunk
 ///   on, so the state is never serialized whole into memory. ``restore(from:)`` reads it back the same way.
-public protocol StateMachine {
+public protocol StateMachine: SendableMetatype {
     associatedtype Command: SMRCodable
     associatedtype Query: SMRCodable
     associatedtype Output: SMRCodable
