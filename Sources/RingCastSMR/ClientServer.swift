@@ -25,7 +25,10 @@ final class Connection: @unchecked Sendable {
     /// Replies in `outbound` (they still count in `outstanding`).
     private var outboundReplies = 0
 
-    init(fd: Int32, id: UInt64, windowMax: Int) {
+    let cpu: CPUCounters
+
+    init(fd: Int32, id: UInt64, windowMax: Int, cpu: CPUCounters) {
+        self.cpu = cpu
         self.fd = fd
         self.id = id
         self.windowMax = windowMax
@@ -91,7 +94,10 @@ final class Connection: @unchecked Sendable {
             }
             buffer.removeAll(keepingCapacity: true)
             for frame in frames { buffer.append(contentsOf: frame) }
-            if !buffer.isEmpty && !Socket.sendAll(fd, buffer) { break }
+            let started = threadCPUNanos()
+            let sent = buffer.isEmpty || Socket.sendAll(fd, buffer)
+            CPUCounters.charge(cpu.writerNanos, since: started)
+            if !sent { break }
             if finish { break }
         }
         close()
@@ -116,6 +122,7 @@ final class ClientServer: @unchecked Sendable {
     private var stopPipe: (read: Int32, write: Int32) = (-1, -1)
     /// Requests a client may have outstanding on one connection (the session window).
     var windowMax = 128
+    var cpu = CPUCounters()
 
     init(host: String, port: UInt16, clientsMax: Int, frameBytesMax: Int, logger: Logger,
          handler: @escaping @Sendable (ClientFrame, Connection) -> Void,
@@ -157,7 +164,7 @@ final class ClientServer: @unchecked Sendable {
             let connection: Connection? = monitor.withLock {
                 guard !stopping, connections.count < clientsMax else { return nil }
                 defer { nextID += 1 }
-                let connection = Connection(fd: fd, id: nextID, windowMax: windowMax)
+                let connection = Connection(fd: fd, id: nextID, windowMax: windowMax, cpu: cpu)
                 connections[nextID] = connection
                 return connection
             }
@@ -196,6 +203,8 @@ final class ClientServer: @unchecked Sendable {
             let received = buffer.withUnsafeMutableBytes { recv(connection.fd, $0.baseAddress, $0.count, 0) }
             if received < 0 && errno == EINTR { continue }
             guard received > 0 else { return }
+            let started = threadCPUNanos()
+            defer { CPUCounters.charge(cpu.ingestNanos, since: started) }
             buffer.withUnsafeBytes { assembler.append(UnsafeRawBufferPointer(rebasing: $0[0..<received])) }
             do {
                 while let body = try assembler.next() {

@@ -100,6 +100,7 @@ public final class Replica<Machine: StateMachine>: Sendable {
                                       handler: { frame, connection in core.handle(frame, from: connection) },
                                       onMalformed: { core.countMalformedFrame() },
                                       onRefused: { core.countRefused() })
+        server.cpu = core.cpu
         self.server = server
         let clientPort = server.port
         // The group's transfer carries only the cut; the state streams over the client port (SnapshotTransfer.swift).

@@ -54,6 +54,7 @@ final class ReplicaCore<Machine: StateMachine>: @unchecked Sendable {
     /// Joiner: the transfer failed; this replica must not apply (its state is not the group's) nor serve.
     var failed = false
     let advertisedHost: String
+    let cpu = CPUCounters()
     private var batch = CommandBatch<Machine.Command>()
     private var batchKeys: [(key: SessionSequence, mine: Bool)] = []
     private var outputs: [Machine.Output] = []
@@ -125,7 +126,11 @@ final class ReplicaCore<Machine: StateMachine>: @unchecked Sendable {
             for value in [statistics.appliedIndex, statistics.commandsApplied, statistics.duplicates,
                           statistics.barriersDelivered, statistics.readsLinearizable, statistics.readsSequential,
                           statistics.readsStale, statistics.ringBatchesBroadcast, ring?.deliveredMessages ?? 0,
-                          ring?.deliveredBytes ?? 0, statistics.clientFramesMalformed, UInt64(statistics.sessionsOpen)] {
+                          ring?.deliveredBytes ?? 0, statistics.clientFramesMalformed, UInt64(statistics.sessionsOpen),
+                          cpu.ingestNanos.load(ordering: .relaxed), cpu.broadcastNanos.load(ordering: .relaxed),
+                          cpu.decodeNanos.load(ordering: .relaxed), cpu.applyNanos.load(ordering: .relaxed),
+                          cpu.replyNanos.load(ordering: .relaxed), cpu.deliveryNanos.load(ordering: .relaxed),
+                          cpu.writerNanos.load(ordering: .relaxed), processCPUNanos()] {
                 writer.uint64(value)
             }
             connection.send(.reply(request: request, status: .ok, index: statistics.appliedIndex, payload: writer.bytes))
@@ -206,9 +211,13 @@ final class ReplicaCore<Machine: StateMachine>: @unchecked Sendable {
         lock.withLock {
             waitForTransfers()
             guard !failed else { return }
+            let started = threadCPUNanos()
             deliveries.forEach { delivery in
+                let decodeStarted = threadCPUNanos()
                 let bytes = Array(delivery.payload)
-                guard let ringBatch = try? RingBatch.decode(bytes) else {
+                let decoded = try? RingBatch.decode(bytes)
+                CPUCounters.charge(cpu.decodeNanos, since: decodeStarted)
+                guard let ringBatch = decoded else {
                     // Only replicas broadcast; a batch that does not decode is skipped by every replica alike.
                     statistics.ringBatchesMalformed += 1
                     return
@@ -223,6 +232,7 @@ final class ReplicaCore<Machine: StateMachine>: @unchecked Sendable {
             statistics.sessionsEvicted = sessions.evicted
             statistics.sessionsOpen = sessions.count
             serveSequentialReads()
+            CPUCounters.charge(cpu.deliveryNanos, since: started)
         }
     }
 
@@ -294,7 +304,10 @@ final class ReplicaCore<Machine: StateMachine>: @unchecked Sendable {
     private func flush() {
         guard !batch.isEmpty else { return }
         outputs.removeAll(keepingCapacity: true)
+        let applyStarted = threadCPUNanos()
         machine.apply(batch, into: &outputs)
+        let replyStarted = CPUCounters.charge(cpu.applyNanos, since: applyStarted)
+        defer { CPUCounters.charge(cpu.replyNanos, since: replyStarted) }
         precondition(outputs.count == batch.count,
                      "apply returned \(outputs.count) outputs for \(batch.count) commands (one each is required)")
         for (position, (key, mine)) in batchKeys.enumerated() {
@@ -406,6 +419,7 @@ final class ReplicaCore<Machine: StateMachine>: @unchecked Sendable {
     private func runBroadcaster() {
         guard let group else { return }
         while var entries = popBatch() {
+            let packStarted = threadCPUNanos()
             // Barriers take their number now: the reads queued so far are served when this one is delivered.
             for position in entries.indices {
                 guard case .barrier = entries[position] else { continue }
@@ -420,6 +434,7 @@ final class ReplicaCore<Machine: StateMachine>: @unchecked Sendable {
                 entries[position] = .barrier(number: number)
             }
             let payload = RingBatch(replica: me, stampMillis: unixMillis(), entries: entries).encoded()
+            CPUCounters.charge(cpu.broadcastNanos, since: packStarted)
             let outcome = BroadcastOutcome()
             let done = DispatchSemaphore(value: 0)
             Task {

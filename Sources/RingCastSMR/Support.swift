@@ -169,3 +169,17 @@ enum Socket {
         }
     }
 }
+
+/// CPU time of the calling thread (CLOCK_THREAD_CPUTIME_ID), nanoseconds: per batch, never per operation.
+func threadCPUNanos() -> UInt64 {
+    var now = timespec()
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &now)
+    return UInt64(now.tv_sec) * 1_000_000_000 + UInt64(now.tv_nsec)
+}
+
+/// CPU time of the whole process (every thread), nanoseconds.
+func processCPUNanos() -> UInt64 {
+    var now = timespec()
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &now)
+    return UInt64(now.tv_sec) * 1_000_000_000 + UInt64(now.tv_nsec)
+}

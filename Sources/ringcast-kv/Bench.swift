@@ -140,6 +140,13 @@ struct Bench: AsyncParsableCommand {
             report.ringBytesPerSecond = Double(ringAfter[9] - ringBefore[9]) / elapsed
             report.duplicatesAtReplica0 = ringAfter[2] - ringBefore[2]
         }
+        if ringAfter.count >= 20 && ringBefore.count >= 20 && report.operations > 0 {
+            let names = ["ingest", "broadcast", "decode", "apply", "reply", "delivery_thread", "writer", "process"]
+            for (offset, name) in names.enumerated() {
+                let nanos = ringAfter[12 + offset] &- ringBefore[12 + offset]
+                report.cpuMicrosPerOperation.append((name, Double(nanos) / 1000 / Double(report.operations)))
+            }
+        }
         if workload == "incr" {
             var options = KVClient.Options(replicas: clientAddresses)
             options.timeoutMillis = 10_000
@@ -345,6 +352,8 @@ struct BenchReport {
     var ringMessagesPerSecond = 0.0
     var ringBytesPerSecond = 0.0
     var duplicatesAtReplica0: UInt64 = 0
+    /// Replica 0's CPU per operation of the whole run (µs), by stage, and its whole process.
+    var cpuMicrosPerOperation: [(String, Double)] = []
     var check: CheckOutcome?
 
     init(replicas: Int, clients: Int, depth: Int, writesPercent: Int, valueSize: Int, keys: Int, seconds: Double) {
@@ -388,6 +397,9 @@ struct BenchReport {
             "ring_delivered_mbit_per_second": ringBytesPerSecond * 8 / 1e6,
             "duplicates_at_replica0": duplicatesAtReplica0,
         ]
+        if !cpuMicrosPerOperation.isEmpty {
+            object["cpu_us_per_op_replica0"] = Dictionary(uniqueKeysWithValues: cpuMicrosPerOperation)
+        }
         if let counter, let exactlyOnce {
             object["increments"] = ["acknowledged": incrementsAcknowledged, "in_doubt": incrementsInDoubt,
                                     "counter": counter, "exactly_once": exactlyOnce] as [String: Any]
@@ -412,10 +424,16 @@ struct BenchReport {
             "ringcast-kv bench: \(replicas) replicas, \(clients) clients × depth \(depth) = \(clients * depth) in flight, "
                 + "\(writesPercent) % writes, \(valueSize) B values, \(keys) keys, \(String(format: "%.1f", seconds)) s",
             String(format: "all %9.0f ops/s  (%d failed)", Double(operations) / seconds, failures),
-            line("put", puts), line("get", gets), line("incr", incrs),
+        ] + [("put", puts), ("get", gets), ("incr", incrs)].filter { $0.1.totalCount > 0 }.map { line($0.0, $0.1) } + [
             String(format: "ring underneath: %.0f messages/s, %.1f Mbit/s delivered (replica 0); %llu duplicates answered from sessions",
                    ringMessagesPerSecond, ringBytesPerSecond * 8 / 1e6, duplicatesAtReplica0),
         ]
+        if !cpuMicrosPerOperation.isEmpty {
+            lines.append("CPU per operation at replica 0 (µs): " + cpuMicrosPerOperation.map {
+                "\($0.0) \(String(format: "%.2f", $0.1))"
+            }.joined(separator: ", ") + " (delivery_thread includes decode, apply, reply; process is every thread: "
+                + "the ring's engine and control threads are the rest)")
+        }
         if let counter, let exactlyOnce {
             lines.append("increments: \(incrementsAcknowledged) acknowledged, \(incrementsInDoubt) in doubt, counter \(counter): "
                 + (exactlyOnce ? "exactly once" : "VIOLATED (lost or applied twice)"))
