@@ -142,6 +142,7 @@ public final class SMRClient<Command: SMRCodable, Query: SMRCodable, Output: SMR
 
     /// Closes the session (best effort: the replicas remove it from the session table in the total order, instead
     /// of keeping it until it expires) and the connection; calls in flight fail with ``SMRClientError/closed``.
+    /// Call it when done: the client's reader thread keeps the client alive until then.
     public func close() {
         sendMonitor.withLock {
             let (target, frame): (Int32, [UInt8]?) = monitor.withLock {
