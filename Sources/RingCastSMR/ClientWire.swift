@@ -40,6 +40,8 @@ enum ClientFrame: Sendable, Hashable {
     case closeSession(request: UInt64, session: UInt64)
     /// A joining replica pulls the snapshot of transfer `transfer` from its provider.
     case snapshotRequest(transfer: UInt64)
+    /// The replica's state digest and applied index (reply payload: index u64, digest u64).
+    case digest(request: UInt64)
     // replica → client
     case welcome(replica: UInt32, windowMax: UInt32, appliedIndex: UInt64)
     case reply(request: UInt64, status: ReplyStatus, index: UInt64, payload: [UInt8])
@@ -86,6 +88,9 @@ enum ClientFrame: Sendable, Hashable {
         case let .snapshotRequest(transfer):
             writer.uint8(7)
             writer.uint64(transfer)
+        case let .digest(request):
+            writer.uint8(8)
+            writer.uint64(request)
         case let .snapshotChunk(bytes):
             writer.uint8(0x84)
             writer.raw(bytes)
@@ -132,6 +137,7 @@ enum ClientFrame: Sendable, Hashable {
         case 5: frame = .statistics(request: try reader.uint64())
         case 6: frame = .closeSession(request: try reader.uint64(), session: try reader.uint64())
         case 7: frame = .snapshotRequest(transfer: try reader.uint64())
+        case 8: frame = .digest(request: try reader.uint64())
         case 0x84: frame = .snapshotChunk(Array(reader.rest()))
         case 0x85: frame = .snapshotEnd(bytes: try reader.uint64())
         case 0x81: frame = .welcome(replica: try reader.uint32(), windowMax: try reader.uint32(), appliedIndex: try reader.uint64())

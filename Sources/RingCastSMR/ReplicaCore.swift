@@ -140,6 +140,15 @@ final class ReplicaCore<Machine: StateMachine>: @unchecked Sendable {
             }
         case let .snapshotRequest(transfer):
             serveSnapshot(transfer, to: connection)
+        case let .digest(request):
+            var writer = ByteWriter()
+            if let (index, digest) = try? digest() {
+                writer.uint64(index)
+                writer.uint64(digest)
+                connection.send(.reply(request: request, status: .ok, index: index, payload: writer.bytes))
+            } else {
+                connection.send(.reply(request: request, status: .notRunning, index: 0, payload: []))
+            }
         case .welcome, .reply, .error, .snapshotChunk, .snapshotEnd:
             connection.fail(code: 1, message: "a replica-to-client frame was sent to the replica")
             countMalformedFrame()

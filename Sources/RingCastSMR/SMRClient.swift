@@ -81,6 +81,7 @@ public final class SMRClient<Command: SMRCodable, Query: SMRCodable, Output: SMR
         case command(sequence: UInt64, bytes: [UInt8])
         case read(consistency: ReadConsistency, bytes: [UInt8])
         case statistics
+        case digest
     }
 
     private struct Inflight {
@@ -236,6 +237,21 @@ public final class SMRClient<Command: SMRCodable, Query: SMRCodable, Output: SMR
         return values
     }
 
+    /// The connected replica's ``Replica/stateDigest()``: its applied index and the FNV-1a 64 of its canonical
+    /// snapshot (replicas that applied the same log agree). Streams the state through the hash at the replica.
+    public func replicaDigest() async throws(SMRClientError) -> (index: UInt64, digest: UInt64) {
+        guard await acquireSlot() else { throw .closed }
+        defer { releaseSlot() }
+        let reply = try await call(.digest)
+        guard reply.status == .ok else { throw .rejected(reply.status) }
+        var reader = ByteReader(reply.payload)
+        do {
+            return (try reader.uint64(), try reader.uint64())
+        } catch {
+            throw .protocolError("\(error)")
+        }
+    }
+
     private func ensureSession() async throws(SMRClientError) -> UInt64 {
         let step: SessionStep = monitor.withLock {
             if let session { return .have(session) }
@@ -346,6 +362,8 @@ public final class SMRClient<Command: SMRCodable, Query: SMRCodable, Output: SMR
             return .read(request: id, consistency: consistency, minIndex: seenIndex, query: bytes)
         case .statistics:
             return .statistics(request: id)
+        case .digest:
+            return .digest(request: id)
         }
     }
 

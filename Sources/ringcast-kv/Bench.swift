@@ -159,12 +159,16 @@ struct Bench: AsyncParsableCommand {
                 reader.close()
             }
         }
+        report.digests = await compareDigests(clientAddresses.enumerated().filter { index, _ in
+            killAfter == nil || index != replicas - 1
+        }.map(\.element))
         if check {
             let events = results.flatMap(\.events)
             report.check = checkHistory(events)
         }
         print(json ? report.json() : report.text())
         if report.exactlyOnce == false { throw ExitCode(3) }
+        if report.digests?.equal == false { throw ExitCode(4) }
         if let check = report.check, !check.linearizable { throw ExitCode(2) }
     }
 }
@@ -354,6 +358,8 @@ struct BenchReport {
     var duplicatesAtReplica0: UInt64 = 0
     /// Replica 0's CPU per operation of the whole run (µs), by stage, and its whole process.
     var cpuMicrosPerOperation: [(String, Double)] = []
+    /// The surviving replicas' state digests once they applied the same index.
+    var digests: DigestComparison?
     var check: CheckOutcome?
 
     init(replicas: Int, clients: Int, depth: Int, writesPercent: Int, valueSize: Int, keys: Int, seconds: Double) {
@@ -397,6 +403,10 @@ struct BenchReport {
             "ring_delivered_mbit_per_second": ringBytesPerSecond * 8 / 1e6,
             "duplicates_at_replica0": duplicatesAtReplica0,
         ]
+        if let digests {
+            object["replica_digests"] = ["equal": digests.equal, "index": digests.index, "replicas": digests.replicas,
+                                         "digests": digests.digests.map { String(format: "%016llx", $0) }] as [String: Any]
+        }
         if !cpuMicrosPerOperation.isEmpty {
             object["cpu_us_per_op_replica0"] = Dictionary(uniqueKeysWithValues: cpuMicrosPerOperation)
         }
@@ -428,6 +438,10 @@ struct BenchReport {
             String(format: "ring underneath: %.0f messages/s, %.1f Mbit/s delivered (replica 0); %llu duplicates answered from sessions",
                    ringMessagesPerSecond, ringBytesPerSecond * 8 / 1e6, duplicatesAtReplica0),
         ]
+        if let digests {
+            lines.append("state digests of \(digests.replicas) replicas at index \(digests.index): "
+                + (digests.equal ? "equal" : "DIFFERENT \(digests.digests.map { String(format: "%016llx", $0) })"))
+        }
         if !cpuMicrosPerOperation.isEmpty {
             lines.append("CPU per operation at replica 0 (µs): " + cpuMicrosPerOperation.map {
                 "\($0.0) \(String(format: "%.2f", $0.1))"
@@ -444,5 +458,41 @@ struct BenchReport {
             if let explanation = check.explanation { lines.append(explanation) }
         }
         return lines.joined(separator: "\n")
+    }
+}
+
+/// What the surviving replicas' digests say after the run.
+struct DigestComparison: Sendable {
+    var equal: Bool
+    var index: UInt64
+    var replicas: Int
+    var digests: [UInt64]
+}
+
+/// Asks each replica for its state digest until all report the same applied index (the sessions closing at the end
+/// of the run are still being applied for a moment), at most 10 s; nil if a replica does not answer.
+func compareDigests(_ addresses: [Address]) async -> DigestComparison? {
+    var clients: [KVClient] = []
+    defer { for client in clients { client.close() } }
+    for address in addresses {
+        var options = KVClient.Options(replicas: [address])
+        options.timeoutMillis = 10_000
+        guard let client = try? await KVClient.connect(options) else { return nil }
+        clients.append(client)
+    }
+    let deadline = monotonicNow() + 10_000_000_000
+    while true {
+        var answers: [(index: UInt64, digest: UInt64)] = []
+        for client in clients {
+            guard let answer = try? await client.replicaDigest() else { return nil }
+            answers.append(answer)
+        }
+        let sameIndex = Set(answers.map(\.index)).count == 1
+        if sameIndex || monotonicNow() > deadline {
+            return DigestComparison(equal: sameIndex && Set(answers.map(\.digest)).count == 1,
+                                    index: answers.map(\.index).max() ?? 0, replicas: answers.count,
+                                    digests: answers.map(\.digest))
+        }
+        try? await Task.sleep(for: .milliseconds(50))
     }
 }

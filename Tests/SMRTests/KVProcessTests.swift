@@ -40,5 +40,8 @@ import Testing
         #expect(counter >= acknowledged, "an acknowledged increment was lost")
         #expect(counter <= acknowledged + inDoubt, "an increment was applied twice")
         #expect(acknowledged > 100)
+        let digests = try #require(report["replica_digests"] as? [String: Any])
+        #expect(digests["equal"] as? Bool == true, "the surviving replicas diverged: \(digests)")
+        #expect(digests["replicas"] as? Int == 2)
     }
 }
