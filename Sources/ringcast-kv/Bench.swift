@@ -45,6 +45,8 @@ struct Bench: AsyncParsableCommand {
     var plantBug: String?
     @Option(name: .customLong("kill-after"), help: ArgumentHelp("SIGKILL the last replica after this many seconds.", valueName: "seconds"))
     var killAfter: Double?
+    @Option(name: .customLong("suspect-ms"), help: "Passed to the replicas: a member silent this long is suspected.")
+    var suspectMillis = 200
     @Option(name: .customLong("timeout"), help: ArgumentHelp("Client request timeout.", valueName: "ms"))
     var timeoutMillis = 5_000
     @Option(help: ArgumentHelp("kv: puts and gets over --keys; incr: every request increments one counter, and the report checks it against the acknowledged and in-doubt increments (exactly once).", valueName: "kv|incr"))
@@ -67,7 +69,8 @@ struct Bench: AsyncParsableCommand {
     func run() async throws {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("ringcast-kv-bench-\(getpid())").path
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-        let cluster = try SpawnedCluster.start(replicas: replicas, directory: directory, plantBug: plantBug)
+        let cluster = try SpawnedCluster.start(replicas: replicas, directory: directory, plantBug: plantBug,
+                                                suspectMillis: suspectMillis)
         defer { cluster.stop() }
         let clientAddresses = cluster.clientAddresses
 

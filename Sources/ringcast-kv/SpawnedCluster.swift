@@ -15,7 +15,7 @@ final class SpawnedCluster: @unchecked Sendable {
     private var children: [Child] = []
     private(set) var clientAddresses: [Address] = []
 
-    static func start(replicas: Int, directory: String, plantBug: String?) throws -> SpawnedCluster {
+    static func start(replicas: Int, directory: String, plantBug: String?, suspectMillis: Int) throws -> SpawnedCluster {
         let cluster = SpawnedCluster()
         let ports = freePorts(count: replicas * 3)
         let members = (0..<replicas).map { "127.0.0.1:\(ports[3 * $0])" }.joined(separator: ",")
@@ -23,7 +23,7 @@ final class SpawnedCluster: @unchecked Sendable {
         do {
             for id in 0..<replicas {
                 var arguments = ["serve", "--id", "\(id)", "--members", members, "--client-port", "\(ports[3 * id + 2])",
-                                 "--log-level", "warning"]
+                                 "--log-level", "warning", "--suspect-ms", "\(suspectMillis)"]
                 if let plantBug { arguments += ["--plant-bug", plantBug] }
                 let child = try spawn(executable: executable, arguments: arguments,
                                       stdoutPath: "\(directory)/replica\(id).out", stderrPath: "\(directory)/replica\(id).err")

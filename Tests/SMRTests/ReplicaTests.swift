@@ -88,9 +88,11 @@ final class CounterCluster: Sendable {
     @discardableResult
     func start(_ me: UInt32, initialView: [UInt32], options adjust: (inout Replica<Counter>.Options) -> Void = { _ in }) throws -> Replica<Counter> {
         var configuration = Group.Configuration(me: me, addresses: addresses, initialView: initialView)
+        // Silence is suspected only after 1.5 s: a loaded test machine must not exclude a live replica (the tests
+        // that stop one rely on its sockets closing, which is detected at once).
         configuration.heartbeatMillis = 20
-        configuration.suspectMillis = 300
-        configuration.roundTimeoutMillis = 300
+        configuration.suspectMillis = 1_500
+        configuration.roundTimeoutMillis = 1_000
         configuration.limits.connectTimeoutMillis = 5_000
         configuration.logger.logLevel = .warning
         var options = Replica<Counter>.Options(clientPort: 0)
