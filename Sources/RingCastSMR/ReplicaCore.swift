@@ -47,7 +47,7 @@ final class ReplicaCore<Machine: StateMachine>: @unchecked Sendable {
     // Streamed state transfer (SnapshotTransfer.swift), under `lock`.
     /// Provider: transfers announced at a view boundary and not yet pulled (id → deadline, CLOCK_MONOTONIC ns).
     /// While one is pending, apply waits: the state stays at the cut until the joiner has pulled it.
-    var transfersPending: [UInt64: UInt64] = [:]
+    var transfersPending: [UInt64: PendingTransfer] = [:]
     var nextTransfer: UInt64 = 1
     /// Joiner: the snapshot is being pulled; apply waits.
     var restoring = false

@@ -23,7 +23,12 @@ extension ReplicaCore {
         lock.withLock {
             let transfer = nextTransfer
             nextTransfer += 1
-            transfersPending[transfer] = monotonicNanos() + UInt64(options.snapshotPullTimeoutMillis) * 1_000_000
+            // `currentView` is still the old view here (the next one starts after this returns): the joiners are the
+            // members of the next view that are not in it, counted once the next view is published.
+            let old = group?.currentView
+            transfersPending[transfer] = PendingTransfer(
+                deadlineNanos: monotonicNanos() + UInt64(options.snapshotPullTimeoutMillis) * 1_000_000,
+                oldViewID: old?.id, oldMembers: Set(old?.members ?? []))
             statistics.snapshotsSent += 1
             return TransferHeader(transfer: transfer, host: advertisedHost, port: clientPort, index: appliedIndex).encoded()
         }
@@ -33,18 +38,30 @@ extension ReplicaCore {
     func waitForTransfers() {
         while restoring || !transfersPending.isEmpty {
             let now = monotonicNanos()
-            for (transfer, deadline) in transfersPending where deadline <= now {
-                transfersPending[transfer] = nil
-                logger.warning("the joiner did not pull the snapshot in time; applying again",
-                               metadata: ["transfer": "\(transfer)"])
+            for (transfer, pending) in transfersPending {
+                if let expected = expectedPulls(pending), pending.served >= expected {
+                    transfersPending[transfer] = nil
+                } else if pending.deadlineNanos <= now {
+                    transfersPending[transfer] = nil
+                    logger.warning("a joiner did not pull the snapshot in time; applying again",
+                                   metadata: ["transfer": "\(transfer)", "pulled": "\(pending.served)"])
+                }
             }
             guard restoring || !transfersPending.isEmpty else { break }
             if restoring {
                 lock.wait()
             } else {
-                lock.wait(untilNanos: transfersPending.values.min()!)
+                // Wakes when a pull ends (broadcast), and every 10 ms to see whether the next view was published.
+                lock.wait(untilNanos: min(transfersPending.values.map(\.deadlineNanos).min()!, now + 10_000_000))
             }
         }
+    }
+
+    /// How many joiners will pull a transfer: the members of the view after the cut that were not in the one
+    /// before; nil while that view is not published yet.
+    func expectedPulls(_ pending: PendingTransfer) -> Int? {
+        guard let view = group?.currentView, view.id != pending.oldViewID else { return nil }
+        return view.members.filter { !pending.oldMembers.contains($0) }.count
     }
 
     /// Provider, on the joiner's connection thread: streams the state at the cut, chunk by chunk, under `lock` (so
@@ -54,7 +71,8 @@ extension ReplicaCore {
         let outcome: String? = lock.withLock {
             guard transfersPending[transfer] != nil else { return "transfer \(transfer) is unknown or expired" }
             defer {
-                transfersPending[transfer] = nil
+                // Each joiner of the view change pulls once; apply goes on after the last (waitForTransfers).
+                transfersPending[transfer]?.served += 1
                 lock.broadcast()
             }
             nonisolated(unsafe) var sentBytes: UInt64 = 0
@@ -148,6 +166,14 @@ extension ReplicaCore {
                          metadata: ["error": "\(error)"])
         }
     }
+}
+
+/// A transfer the provider announced: it keeps its state at the cut until every joiner pulled it, or the deadline.
+struct PendingTransfer {
+    var deadlineNanos: UInt64
+    var oldViewID: UInt64?
+    var oldMembers: Set<UInt32>
+    var served = 0
 }
 
 /// What `Group.StateTransfer` carries: the cut, and where to pull the state from.

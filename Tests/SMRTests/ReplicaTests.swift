@@ -357,4 +357,35 @@ struct Tally: Sendable {
         }
         #expect(replica.statistics.sessionsExpired >= 1)
     }
+
+    @Test func snapshot_twoJoinersAtOnce_bothReceiveTheState() async throws {
+        let cluster = try CounterCluster(size: 4)
+        defer { cluster.shutdownAll() }
+        for id in UInt32(0)..<2 { try cluster.start(id, initialView: [0, 1]) }
+        for id in UInt32(0)..<2 { try await cluster.replica(id).group.waitUntilRunning() }
+        let addresses = try cluster.clientAddresses([0, 1])
+        try await withDeadline(20) {
+            let client = try await CounterClient.connect(.init(replicas: addresses))
+            defer { client.close() }
+            for _ in 0..<50 { _ = try await client.submit(Counter.Add(delta: 1)) }
+        }
+        // Both ask to join at once: one view change may admit both (each pulls the same cut) or one after the other.
+        let joiners = [try cluster.start(2, initialView: [0, 1]), try cluster.start(3, initialView: [0, 1])]
+        try await withDeadline(30) {
+            for joiner in joiners { try await joiner.group.waitUntilRunning(timeout: .seconds(25)) }
+        }
+        try await withDeadline(20) {
+            let client = try await CounterClient.connect(.init(replicas: try cluster.clientAddresses([2, 3])))
+            defer { client.close() }
+            #expect(try await client.submit(Counter.Add(delta: 1)).value == 51)
+        }
+        let digests = try await cluster.settledDigests([0, 1, 2, 3])
+        #expect(Set(digests.map(\.index)).count == 1, "\(digests)")
+        #expect(Set(digests.map(\.digest)).count == 1, "\(digests)")
+        print("two joiners: the provider announced \(cluster.replica(0).statistics.snapshotsSent) transfer(s)")
+        for joiner in joiners {
+            #expect(joiner.statistics.snapshotsRestored == 1)
+            #expect(joiner.withMachine { $0.value } == 51)
+        }
+    }
 }
