@@ -19,7 +19,9 @@ import RingCast
 public final class Replica<Machine: StateMachine>: Sendable {
     /// Limits and ports.
     public struct Options: Sendable {
-        /// Where clients connect: an IPv4 address of this host (`0.0.0.0` for all).
+        /// Where clients connect: an IPv4 address of this host (`0.0.0.0` for all). Joining replicas pull their state
+        /// from this port too, so it must be reachable from the other replicas; with `0.0.0.0` the host of this
+        /// member's group address is advertised to them.
         public var clientHost: String
         /// The client port; 0 picks a free one (see ``Replica/clientPort``).
         public var clientPort: UInt16

@@ -43,7 +43,9 @@ struct Serve: AsyncParsableCommand {
         discussion: """
         Prints `ready client_port=PORT` on stdout once the client port listens. The control plane of member i \
         listens on its data port + 1, so leave that port free too. A member not in --view joins the running group \
-        and receives its state (session table and store) from a member before its first delivery.
+        and receives its state (session table and store) from a member before its first delivery, streamed in \
+        chunks over that member's client port: on several hosts, give --client-host an address the other replicas \
+        reach (0.0.0.0 advertises the --members address of this replica).
         """)
 
     @Option(help: "This replica's node id (its index in --members).")
