@@ -31,6 +31,8 @@ let package = Package(
         .executable(name: "ringcast-node", targets: ["ringcast-node"]),
         .executable(name: "ringcast-bench", targets: ["ringcast-bench"]),
         .executable(name: "ringcast-sim", targets: ["ringcast-sim"]),
+        .library(name: "RingCastSMR", targets: ["RingCastSMR"]),
+        .executable(name: "ringcast-kv", targets: ["ringcast-kv"]),
     ],
     dependencies: [
         // Command-line parsing with --help, validation and clear errors, for every tool.
@@ -153,6 +155,30 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .executableTarget(name: "ringcast-bench", dependencies: ["RingCastBenchKit"], swiftSettings: swiftSettings),
+
+        // State machine replication over a Group: sessions (exactly-once), read modes, snapshots, the TCP client.
+        .target(
+            name: "RingCastSMR",
+            dependencies: [
+                "RingCast",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        // ringcast-kv: a replicated key-value service on RingCastSMR (serve, client commands, bench).
+        // The lead adds "RingCastLinCheck" here at merge (`bench --check` compiles it in with #if canImport).
+        .executableTarget(
+            name: "ringcast-kv",
+            dependencies: [
+                "RingCastSMR",
+                "RingCast",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Histogram", package: "hdrhistogram-swift"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(name: "SMRTests", dependencies: ["RingCastSMR", "RingCast"], swiftSettings: swiftSettings),
 
         .testTarget(
             name: "RingCastTests",

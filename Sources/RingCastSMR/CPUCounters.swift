@@ -1,0 +1,30 @@
+import Synchronization
+
+/// Where a replica's CPU goes, by stage (thread CPU time, measured per batch or per received chunk, never per
+/// operation): what `ringcast-kv bench` divides by the operations to report CPU per operation, broken down.
+final class CPUCounters: Sendable {
+    /// Connection readers: receiving, decoding client frames, registering and queueing requests.
+    let ingestNanos = Atomic<UInt64>(0)
+    /// The broadcaster thread: packing entries into ring batches and encoding them.
+    let broadcastNanos = Atomic<UInt64>(0)
+    /// The delivery thread: decoding ring batches and commands.
+    let decodeNanos = Atomic<UInt64>(0)
+    /// The delivery thread: the state machine's `apply`.
+    let applyNanos = Atomic<UInt64>(0)
+    /// The delivery thread: encoding and queueing replies, answering reads.
+    let replyNanos = Atomic<UInt64>(0)
+    /// The delivery thread, all of it (decode, sessions, apply, replies).
+    let deliveryNanos = Atomic<UInt64>(0)
+    /// Connection writers: sending replies.
+    let writerNanos = Atomic<UInt64>(0)
+
+    init() {}
+
+    /// Adds the thread CPU time since `start` to `counter`; returns now (the next start).
+    @discardableResult
+    static func charge(_ counter: borrowing Atomic<UInt64>, since start: UInt64) -> UInt64 {
+        let now = threadCPUNanos()
+        counter.add(now &- start, ordering: .relaxed)
+        return now
+    }
+}

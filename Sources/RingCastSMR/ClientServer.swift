@@ -1,0 +1,253 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+import Logging
+import RingCast
+
+/// One client's connection at a replica: a reader thread (frames in) and a writer thread (replies out, every
+/// reply queued since its last send written in one `send`).
+///
+/// Bounded: the client may have at most `windowMax` requests outstanding (received, reply not yet taken by the
+/// writer); one more is a protocol violation and closes the connection. So the reply queue holds at most that many,
+/// also when the client stops reading (the writer then blocks in `send`, and the replies stay outstanding).
+final class Connection: @unchecked Sendable {
+    let fd: Int32
+    let id: UInt64
+    let windowMax: Int
+    private let monitor = Monitor()
+    private var outbound: [[UInt8]] = []
+    private var outstanding = 0
+    private var closing = false
+    private var closed = false
+    private var writerWaiting = false
+    /// Replies in `outbound` (they still count in `outstanding`).
+    private var outboundReplies = 0
+
+    let cpu: CPUCounters
+
+    init(fd: Int32, id: UInt64, windowMax: Int, cpu: CPUCounters) {
+        self.cpu = cpu
+        self.fd = fd
+        self.id = id
+        self.windowMax = windowMax
+    }
+
+    /// Counts a request the client is owed a reply for; false when the client broke its window.
+    func admitRequest() -> Bool {
+        monitor.withLock {
+            guard outstanding < windowMax else { return false }
+            outstanding += 1
+            return true
+        }
+    }
+
+    /// Queues a frame for the writer (never blocks: bounded by the window).
+    func send(_ frame: ClientFrame, countsAsReply: Bool = true) {
+        let bytes = frame.encoded()
+        monitor.withLock {
+            guard !closed, !closing else { return }
+            precondition(outbound.count <= windowMax + 2, "a connection's reply queue outgrew its window")
+            outbound.append(bytes)
+            if countsAsReply { outboundReplies += 1 }
+            if writerWaiting { monitor.broadcast() }
+        }
+    }
+
+    /// Sends an error frame, then closes (malformed input, a broken window, too many clients).
+    func fail(code: UInt8, message: String) {
+        let bytes = ClientFrame.error(code: code, message: message).encoded()
+        monitor.withLock {
+            guard !closed, !closing else { return }
+            outbound.append(bytes)
+            closing = true
+            monitor.broadcast()
+        }
+    }
+
+    /// Closes both directions now (the reader and writer threads end).
+    func close() {
+        monitor.withLock {
+            closed = true
+            monitor.broadcast()
+        }
+        shutdown(fd, Int32(SHUT_RDWR))
+    }
+
+    func runWriter() {
+        var buffer: [UInt8] = []
+        while true {
+            let (frames, finish): ([[UInt8]], Bool) = monitor.withLock {
+                while outbound.isEmpty && !closed && !closing {
+                    writerWaiting = true
+                    monitor.wait()
+                    writerWaiting = false
+                }
+                // Replies leave the window when the writer takes them (before the client can have them): until
+                // then they count, so a client that does not read cannot make this queue grow.
+                outstanding -= outboundReplies
+                precondition(outstanding >= 0, "more replies than requests on a connection")
+                outboundReplies = 0
+                defer { outbound.removeAll(keepingCapacity: true) }
+                return (outbound, closed || closing)
+            }
+            buffer.removeAll(keepingCapacity: true)
+            for frame in frames { buffer.append(contentsOf: frame) }
+            let started = threadCPUNanos()
+            let sent = buffer.isEmpty || Socket.sendAll(fd, buffer)
+            CPUCounters.charge(cpu.writerNanos, since: started)
+            if !sent { break }
+            if finish { break }
+        }
+        close()
+    }
+}
+
+/// The replica's client port: a listener thread and, per connection, a reader and a writer thread.
+final class ClientServer: @unchecked Sendable {
+    let listenFD: Int32
+    let port: UInt16
+    let clientsMax: Int
+    let frameBytesMax: Int
+    let logger: Logger
+    let handler: @Sendable (ClientFrame, Connection) -> Void
+    let onMalformed: @Sendable () -> Void
+    let onRefused: @Sendable () -> Void
+    private let monitor = Monitor()
+    private var connections: [UInt64: Connection] = [:]
+    private var nextID: UInt64 = 1
+    private var stopping = false
+    private var listener: Thread?
+    private var stopPipe: (read: Int32, write: Int32) = (-1, -1)
+    /// Requests a client may have outstanding on one connection (the session window).
+    var windowMax = 128
+    var cpu = CPUCounters()
+
+    init(host: String, port: UInt16, clientsMax: Int, frameBytesMax: Int, logger: Logger,
+         handler: @escaping @Sendable (ClientFrame, Connection) -> Void,
+         onMalformed: @escaping @Sendable () -> Void, onRefused: @escaping @Sendable () -> Void) throws(SMRError) {
+        (listenFD, self.port) = try Socket.listen(host: host, port: port)
+        self.clientsMax = clientsMax
+        self.frameBytesMax = frameBytesMax
+        self.logger = logger
+        self.handler = handler
+        self.onMalformed = onMalformed
+        self.onRefused = onRefused
+        var fds: [Int32] = [-1, -1]
+        guard pipe(&fds) == 0 else { throw .system(call: "pipe", errno: errno) }
+        stopPipe = (fds[0], fds[1])
+    }
+
+    deinit {
+        Glibc.close(listenFD)
+        Glibc.close(stopPipe.read)
+        Glibc.close(stopPipe.write)
+    }
+
+    func start() throws(SMRError) {
+        let thread = try Thread { [self] in acceptLoop() }
+        monitor.withLock { listener = thread }
+    }
+
+    private func acceptLoop() {
+        while true {
+            var polls = [pollfd(fd: listenFD, events: Int16(POLLIN), revents: 0),
+                         pollfd(fd: stopPipe.read, events: Int16(POLLIN), revents: 0)]
+            let ready = polls.withUnsafeMutableBufferPointer { poll($0.baseAddress, 2, -1) }
+            if ready < 0 && errno == EINTR { continue }
+            if polls[1].revents != 0 || ready < 0 { return }
+            let fd = accept(listenFD, nil, nil)
+            guard fd >= 0 else { continue }
+            _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
+            Socket.setNoDelay(fd)
+            let connection: Connection? = monitor.withLock {
+                guard !stopping, connections.count < clientsMax else { return nil }
+                defer { nextID += 1 }
+                let connection = Connection(fd: fd, id: nextID, windowMax: windowMax, cpu: cpu)
+                connections[nextID] = connection
+                return connection
+            }
+            guard let connection else {
+                _ = Socket.sendAll(fd, ClientFrame.error(code: 3, message: "too many clients (\(clientsMax))").encoded())
+                Glibc.close(fd)
+                onRefused()
+                logger.warning("client refused: too many clients", metadata: ["clients_max": "\(clientsMax)"])
+                continue
+            }
+            do {
+                let writer = try Thread { connection.runWriter() }
+                _ = try Thread { [self] in
+                    runReader(connection)
+                    writer.join()
+                    Glibc.close(connection.fd)
+                    monitor.withLock {
+                        connections[connection.id] = nil
+                        monitor.broadcast()
+                    }
+                }
+            } catch {
+                logger.error("cannot start a connection thread", metadata: ["error": "\(error)"])
+                connection.close()
+                Glibc.close(fd)
+                monitor.withLock { _ = connections.removeValue(forKey: connection.id) }
+            }
+        }
+    }
+
+    private func runReader(_ connection: Connection) {
+        var assembler = FrameAssembler(frameBytesMax: frameBytesMax)
+        var buffer = [UInt8](repeating: 0, count: 64 << 10)
+        defer { connection.close() }
+        while true {
+            let received = buffer.withUnsafeMutableBytes { recv(connection.fd, $0.baseAddress, $0.count, 0) }
+            if received < 0 && errno == EINTR { continue }
+            guard received > 0 else { return }
+            let started = threadCPUNanos()
+            defer { CPUCounters.charge(cpu.ingestNanos, since: started) }
+            buffer.withUnsafeBytes { assembler.append(UnsafeRawBufferPointer(rebasing: $0[0..<received])) }
+            do {
+                while let body = try assembler.next() {
+                    let frame = try ClientFrame.decode(body)
+                    // Every request counts against the window, hello too: a client must not make the replica
+                    // queue replies faster than it reads them.
+                    if !connection.admitRequest() {
+                        connection.fail(code: 4, message: "more than \(connection.windowMax) requests outstanding")
+                        onMalformed()
+                        return waitForWriter()
+                    }
+                    handler(frame, connection)
+                }
+            } catch {
+                logger.warning("malformed client frame; closing that connection",
+                               metadata: ["connection": "\(connection.id)", "error": "\(error)"])
+                connection.fail(code: 1, message: "\(error)")
+                onMalformed()
+                return waitForWriter()
+            }
+        }
+        // After `fail`, the writer sends the error frame and closes the socket; the deferred close follows.
+        func waitForWriter() {
+            var scratch = [UInt8](repeating: 0, count: 4096)
+            while scratch.withUnsafeMutableBytes({ recv(connection.fd, $0.baseAddress, $0.count, 0) }) > 0 {}
+        }
+    }
+
+    /// Closes the port and every connection; waits for their threads.
+    func shutdown() {
+        let (listener, all): (Thread?, [Connection]) = monitor.withLock {
+            guard !stopping else { return (nil, []) }
+            stopping = true
+            defer { self.listener = nil }
+            return (self.listener, Array(connections.values))
+        }
+        var byte: UInt8 = 1
+        _ = write(stopPipe.write, &byte, 1)
+        listener?.join()
+        for connection in all { connection.close() }
+        monitor.withLock {
+            let deadline = monotonicNanos() + 5_000_000_000
+            while !connections.isEmpty && monotonicNanos() < deadline { monitor.wait(untilNanos: deadline) }
+        }
+    }
+}

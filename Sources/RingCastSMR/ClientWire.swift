@@ -1,0 +1,189 @@
+/// How a read is served (the DocC article *Replicating a service* states each guarantee).
+public enum ReadConsistency: UInt8, Sendable, Hashable, CaseIterable {
+    /// Linearizable: the replica broadcasts a read barrier through the ring (many reads share one) and answers
+    /// from its state once the barrier is delivered, so the read sees every write acknowledged before it started.
+    case linearizable = 0
+    /// Sequential: local state, once it includes everything this session has seen (its writes' and reads' log
+    /// indexes); read-your-writes and monotonic reads within a session, also across failover. No barrier.
+    case sequential = 1
+    /// Stale: local state now; no wait, no guarantee beyond a prefix of the total order.
+    case stale = 2
+}
+
+/// The status of a reply to a client.
+public enum ReplyStatus: UInt8, Sendable, Hashable {
+    case ok = 0
+    /// The session expired (ordered time) or was evicted; the request was not applied.
+    case unknownSession = 1
+    /// The request was below the session's `firstUnacknowledged`; not applied.
+    case alreadyAcknowledged = 2
+    /// The request broke the session's window; not applied.
+    case outsideWindow = 3
+    /// The command or query did not decode; not applied (deterministically, on every replica).
+    case malformedCommand = 4
+    /// The replica's bounded queues are full; not submitted, try again.
+    case busy = 5
+    /// The replica is not in a running view (joining, changing view, excluded, stopping).
+    case notRunning = 6
+}
+
+/// Frames between a client and a replica. Every frame: `length u32` (of what follows, ≤ the replica's
+/// `frameBytesMax`), `version u8 = 1`, `kind u8`, the body (little-endian). Malformed input closes the connection
+/// after an ``ClientFrame/error(code:message:)`` frame; the replica keeps serving the others.
+enum ClientFrame: Sendable, Hashable {
+    // client → replica
+    case hello
+    case openSession(request: UInt64)
+    case command(request: UInt64, session: UInt64, sequence: UInt64, firstUnacknowledged: UInt64, command: [UInt8])
+    case read(request: UInt64, consistency: ReadConsistency, minIndex: UInt64, query: [UInt8])
+    case statistics(request: UInt64)
+    case closeSession(request: UInt64, session: UInt64)
+    /// A joining replica pulls the snapshot of transfer `transfer` from its provider.
+    case snapshotRequest(transfer: UInt64)
+    /// The replica's state digest and applied index (reply payload: index u64, digest u64).
+    case digest(request: UInt64)
+    // replica → client
+    case welcome(replica: UInt32, windowMax: UInt32, appliedIndex: UInt64)
+    case reply(request: UInt64, status: ReplyStatus, index: UInt64, payload: [UInt8])
+    case error(code: UInt8, message: String)
+    /// One chunk of a snapshot stream.
+    case snapshotChunk([UInt8])
+    /// The end of a snapshot stream, with its length in bytes.
+    case snapshotEnd(bytes: UInt64)
+
+    static let version: UInt8 = 1
+    static let lengthBytes = 4
+
+    /// The frame with its length prefix.
+    func encoded() -> [UInt8] {
+        var writer = ByteWriter(capacity: 32)
+        writer.uint32(0)
+        writer.uint8(Self.version)
+        switch self {
+        case .hello:
+            writer.uint8(1)
+        case let .openSession(request):
+            writer.uint8(2)
+            writer.uint64(request)
+        case let .command(request, session, sequence, firstUnacknowledged, command):
+            writer.uint8(3)
+            writer.uint64(request)
+            writer.uint64(session)
+            writer.uint64(sequence)
+            writer.uint64(firstUnacknowledged)
+            writer.raw(command)
+        case let .read(request, consistency, minIndex, query):
+            writer.uint8(4)
+            writer.uint64(request)
+            writer.uint8(consistency.rawValue)
+            writer.uint64(minIndex)
+            writer.raw(query)
+        case let .statistics(request):
+            writer.uint8(5)
+            writer.uint64(request)
+        case let .closeSession(request, session):
+            writer.uint8(6)
+            writer.uint64(request)
+            writer.uint64(session)
+        case let .snapshotRequest(transfer):
+            writer.uint8(7)
+            writer.uint64(transfer)
+        case let .digest(request):
+            writer.uint8(8)
+            writer.uint64(request)
+        case let .snapshotChunk(bytes):
+            writer.uint8(0x84)
+            writer.raw(bytes)
+        case let .snapshotEnd(bytes):
+            writer.uint8(0x85)
+            writer.uint64(bytes)
+        case let .welcome(replica, windowMax, appliedIndex):
+            writer.uint8(0x81)
+            writer.uint32(replica)
+            writer.uint32(windowMax)
+            writer.uint64(appliedIndex)
+        case let .reply(request, status, index, payload):
+            writer.uint8(0x82)
+            writer.uint64(request)
+            writer.uint8(status.rawValue)
+            writer.uint64(index)
+            writer.raw(payload)
+        case let .error(code, message):
+            writer.uint8(0x83)
+            writer.uint8(code)
+            writer.raw(Array(message.utf8.prefix(512)))
+        }
+        writer.patchUInt32(UInt32(writer.count - Self.lengthBytes), at: 0)
+        return writer.bytes
+    }
+
+    /// Decodes one frame's body (after the length prefix).
+    static func decode(_ body: ArraySlice<UInt8>) throws(SMRCodecError) -> ClientFrame {
+        var reader = ByteReader(body)
+        let version = try reader.uint8()
+        guard version == Self.version else { throw SMRCodecError("protocol version \(version), this side speaks 1") }
+        let frame: ClientFrame
+        switch try reader.uint8() {
+        case 1: frame = .hello
+        case 2: frame = .openSession(request: try reader.uint64())
+        case 3:
+            frame = .command(request: try reader.uint64(), session: try reader.uint64(), sequence: try reader.uint64(),
+                             firstUnacknowledged: try reader.uint64(), command: Array(reader.rest()))
+        case 4:
+            let request = try reader.uint64()
+            let raw = try reader.uint8()
+            guard let consistency = ReadConsistency(rawValue: raw) else { throw SMRCodecError("read consistency \(raw)") }
+            frame = .read(request: request, consistency: consistency, minIndex: try reader.uint64(), query: Array(reader.rest()))
+        case 5: frame = .statistics(request: try reader.uint64())
+        case 6: frame = .closeSession(request: try reader.uint64(), session: try reader.uint64())
+        case 7: frame = .snapshotRequest(transfer: try reader.uint64())
+        case 8: frame = .digest(request: try reader.uint64())
+        case 0x84: frame = .snapshotChunk(Array(reader.rest()))
+        case 0x85: frame = .snapshotEnd(bytes: try reader.uint64())
+        case 0x81: frame = .welcome(replica: try reader.uint32(), windowMax: try reader.uint32(), appliedIndex: try reader.uint64())
+        case 0x82:
+            let request = try reader.uint64()
+            let raw = try reader.uint8()
+            guard let status = ReplyStatus(rawValue: raw) else { throw SMRCodecError("reply status \(raw)") }
+            frame = .reply(request: request, status: status, index: try reader.uint64(), payload: Array(reader.rest()))
+        case 0x83: frame = .error(code: try reader.uint8(), message: String(decoding: reader.rest(), as: UTF8.self))
+        case let kind: throw SMRCodecError("unknown frame kind \(kind)")
+        }
+        try reader.expectEnd()
+        return frame
+    }
+}
+
+/// Splits a byte stream into frames. Bounded: a length above `frameBytesMax` is an error, and the buffer never
+/// holds more than one frame plus one read.
+struct FrameAssembler {
+    let frameBytesMax: Int
+    private var buffer: [UInt8] = []
+    private var start = 0
+
+    init(frameBytesMax: Int) { self.frameBytesMax = frameBytesMax }
+
+    mutating func append(_ bytes: UnsafeRawBufferPointer) { buffer.append(contentsOf: bytes) }
+
+    /// The next complete frame's body, nil when more bytes are needed.
+    mutating func next() throws(SMRCodecError) -> ArraySlice<UInt8>? {
+        let available = buffer.count - start
+        guard available >= ClientFrame.lengthBytes else { compact(); return nil }
+        let length = Int(buffer[start]) | Int(buffer[start + 1]) << 8 | Int(buffer[start + 2]) << 16
+            | Int(buffer[start + 3]) << 24
+        guard length >= 2, length <= frameBytesMax else {
+            throw SMRCodecError("frame length \(length) outside 2...\(frameBytesMax)")
+        }
+        guard available >= ClientFrame.lengthBytes + length else { compact(); return nil }
+        let bodyStart = start + ClientFrame.lengthBytes
+        start = bodyStart + length
+        return buffer[bodyStart..<start]
+    }
+
+    private mutating func compact() {
+        if start > 0 {
+            buffer.removeFirst(start)
+            start = 0
+        }
+    }
+}

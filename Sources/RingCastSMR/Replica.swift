@@ -1,0 +1,155 @@
+import Logging
+import RingCast
+
+/// One replica of a service: a ``Group`` member, the application's ``StateMachine``, the replicated
+/// ``SessionTable``, and a TCP port where ``SMRClient``s connect.
+///
+/// Any replica takes writes: LCR's delivery is uniform (a command delivered at one member is delivered at every
+/// member of the view, in the same order), so the replica a client is connected to broadcasts its command, applies
+/// it when the ring delivers it, and answers at once — no leader to find, no forwarding.
+///
+/// Threads and bounded queues (backpressure end to end):
+/// - per client connection a reader and a writer thread; a client has at most `windowMax` requests outstanding
+///   (a client exceeding it is disconnected), so its reply queue never holds more than that;
+/// - the ingress queue (at most ``Options/ingressBytesMax``) between the readers and one broadcaster thread,
+///   which packs what waits into one ring message (a batch); a full queue blocks the readers, hence the clients;
+/// - the ring (`Group`'s own bounded window and outbox);
+/// - the apply thread is the group's delivery thread: it decodes, checks sessions, applies in batches and queues
+///   the replies. A slow `apply` slows the ring (LCR's backpressure), never grows a queue.
+public final class Replica<Machine: StateMachine>: Sendable {
+    /// Limits and ports.
+    public struct Options: Sendable {
+        /// Where clients connect: an IPv4 address of this host (`0.0.0.0` for all). Joining replicas pull their state
+        /// from this port too, so it must be reachable from the other replicas; with `0.0.0.0` the host of this
+        /// member's group address is advertised to them.
+        public var clientHost: String
+        /// The client port; 0 picks a free one (see ``Replica/clientPort``).
+        public var clientPort: UInt16
+        /// Connected clients at most; one more is refused with an error frame (counted).
+        public var clientsMax = 256
+        /// Longest client frame (length prefix), bytes.
+        public var frameBytesMax = 1 << 20
+        /// Bytes of entries waiting to be broadcast.
+        public var ingressBytesMax = 4 << 20
+        /// Reads waiting for a barrier or for the local state to catch up, at most; beyond, `busy`.
+        public var readsWaitingMax = 16_384
+        /// The replicated session table's limits (must be the same on every replica).
+        public var sessions = SessionTable.Limits()
+        /// Snapshot chunk size (also bounded by `frameBytesMax`).
+        public var snapshotChunkBytes = 1 << 20
+        /// A provider keeps its state at the cut (apply waits) for at most this long until the joiner starts pulling.
+        public var snapshotPullTimeoutMillis = 5_000
+        /// A fault injection for the linearizability checker's own test: linearizable reads are answered from the
+        /// local state without a barrier. Never set it outside that test.
+        public var plantStaleReadBug = false
+        public var logger = Logger(label: "ringcast.smr")
+
+        public init(clientHost: String = "127.0.0.1", clientPort: UInt16) {
+            self.clientHost = clientHost
+            self.clientPort = clientPort
+        }
+    }
+
+    /// Counters (read any time).
+    public struct Statistics: Sendable, Hashable {
+        /// Log entries applied (commands, session openings, barriers): the replica's applied index.
+        public var appliedIndex: UInt64 = 0
+        public var commandsApplied: UInt64 = 0
+        /// Requests answered from the session table instead of applied again.
+        public var duplicates: UInt64 = 0
+        public var notApplied: UInt64 = 0
+        public var barriersDelivered: UInt64 = 0
+        public var readsLinearizable: UInt64 = 0
+        public var readsSequential: UInt64 = 0
+        public var readsStale: UInt64 = 0
+        public var ringBatchesBroadcast: UInt64 = 0
+        public var ringBatchesMalformed: UInt64 = 0
+        public var clientsConnected = 0
+        public var clientsRefused: UInt64 = 0
+        public var clientFramesMalformed: UInt64 = 0
+        public var busyReplies: UInt64 = 0
+        public var sessionsOpen = 0
+        public var sessionsExpired: UInt64 = 0
+        public var sessionsEvicted: UInt64 = 0
+        public var snapshotsSent: UInt64 = 0
+        public var snapshotBytesSent: UInt64 = 0
+        public var snapshotsRestored: UInt64 = 0
+        public init() {}
+    }
+
+    public let group: Group
+    let core: ReplicaCore<Machine>
+    let server: ClientServer
+
+    /// - Parameters:
+    ///   - configuration: the group member (every replica of the service is one member).
+    ///   - machine: the state machine (empty state; a joiner receives the group's state before its first delivery).
+    /// - Throws: ``SMRError/group(_:)`` for an invalid group configuration, ``SMRError/addressInUse(_:)``.
+    public init(configuration: Group.Configuration, machine: consuming sending Machine, options: Options) throws(SMRError) {
+        guard options.clientsMax >= 1, options.frameBytesMax >= 64, options.ingressBytesMax >= options.frameBytesMax,
+              options.readsWaitingMax >= 1, options.snapshotChunkBytes >= 64 else {
+            throw .invalidConfiguration("clientsMax, readsWaitingMax ≥ 1; frameBytesMax, snapshotChunkBytes ≥ 64; "
+                + "ingressBytesMax ≥ frameBytesMax")
+        }
+        let core = ReplicaCore(machine: machine, me: configuration.me, options: options,
+                               ringBatchBytesMax: configuration.limits.batchBytesMax,
+                               hasState: configuration.initialView.contains(configuration.me),
+                               advertisedHost: options.clientHost == "0.0.0.0"
+                                   ? configuration.addresses[configuration.me]?.host ?? "127.0.0.1" : options.clientHost)
+        self.core = core
+        let server = try ClientServer(host: options.clientHost, port: options.clientPort, clientsMax: options.clientsMax,
+                                      frameBytesMax: options.frameBytesMax, logger: options.logger,
+                                      handler: { frame, connection in core.handle(frame, from: connection) },
+                                      onMalformed: { core.countMalformedFrame() },
+                                      onRefused: { core.countRefused() })
+        server.cpu = core.cpu
+        self.server = server
+        let clientPort = server.port
+        // The group's transfer carries only the cut; the state streams over the client port (SnapshotTransfer.swift).
+        let transfer = Group.StateTransfer(snapshot: { core.snapshotForTransfer(clientPort: clientPort) },
+                                           restore: { bytes in core.restoreFromTransfer(bytes) })
+        do {
+            group = try Group(configuration: configuration, stateTransfer: transfer) { batch in core.apply(batch) }
+        } catch {
+            throw .group(error)
+        }
+        core.group = group
+        server.windowMax = options.sessions.windowMax + 16
+    }
+
+    deinit { shutdown() }
+
+    /// The port clients connect to.
+    public var clientPort: UInt16 { server.port }
+
+    /// Starts the group member, the broadcaster and the client port.
+    public func start() throws(SMRError) {
+        do { try group.start() } catch { throw .group(error) }
+        try core.startBroadcaster()
+        try server.start()
+    }
+
+    /// Stops serving clients, the broadcaster and the group member (idempotent).
+    public func shutdown() {
+        server.shutdown()
+        core.stop()
+        group.shutdown()
+        core.joinBroadcaster()
+    }
+
+    public var statistics: Statistics { core.statisticsSnapshot() }
+
+    /// The applied index (log entries applied so far).
+    public var appliedIndex: UInt64 { core.lock.withLock { core.appliedIndex } }
+
+    /// FNV-1a 64 of the canonical snapshot (session table and state machine) at the current applied index:
+    /// replicas that applied the same log have the same digest. Streams through the hash; no copy of the state.
+    public func stateDigest() throws(SMRError) -> (index: UInt64, digest: UInt64) {
+        try core.digest()
+    }
+
+    /// Runs `body` with the state machine, under the apply lock (for tests and tools; keep it short).
+    public func withMachine<T>(_ body: (Machine) -> T) -> T {
+        core.lock.withLock { body(core.machine) }
+    }
+}

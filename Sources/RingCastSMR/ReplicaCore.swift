@@ -1,0 +1,528 @@
+import Dispatch
+import Logging
+import RingCast
+
+/// A request waiting for its command (or session opening) to be delivered, at the replica that broadcast it.
+struct PendingReply {
+    let connection: Connection
+    let request: UInt64
+}
+
+/// A read waiting for a barrier or for the applied index to reach `minIndex`.
+struct PendingRead {
+    let connection: Connection
+    let request: UInt64
+    let minIndex: UInt64
+    let query: [UInt8]
+}
+
+struct SessionSequence: Hashable {
+    let session: UInt64
+    let sequence: UInt64
+}
+
+/// The replica's mutable state. `lock` guards the apply state (machine, sessions, indexes, pending replies);
+/// `reads` guards the barrier bookkeeping; `ingress` the queue to the broadcaster. Order: lock → reads, and the
+/// ingress is never pushed to while holding either (a full ingress blocks, and the broadcaster takes `reads`).
+final class ReplicaCore<Machine: StateMachine>: @unchecked Sendable {
+    let me: UInt32
+    let options: Replica<Machine>.Options
+    let logger: Logger
+    let ringBatchBytesMax: Int
+    nonisolated(unsafe) var group: Group?
+
+    // MARK: Apply state (under `lock`)
+    let lock = Monitor()
+    var machine: Machine
+    var sessions: SessionTable
+    var appliedIndex: UInt64 = 0
+    var orderedMillis: UInt64 = 0
+    /// False on a joiner until the group's state was restored: reads are refused until then.
+    var hasState: Bool
+    var pendingCommands: [SessionSequence: PendingReply] = [:]
+    var pendingOpens: [UInt64: PendingReply] = [:]
+    var nextOpenTag: UInt64 = 1
+    var waitingSequential: [PendingRead] = []
+    var statistics = Replica<Machine>.Statistics()
+    // Streamed state transfer (SnapshotTransfer.swift), under `lock`.
+    /// Provider: transfers announced at a view boundary and not yet pulled (id → deadline, CLOCK_MONOTONIC ns).
+    /// While one is pending, apply waits: the state stays at the cut until the joiner has pulled it.
+    var transfersPending: [UInt64: PendingTransfer] = [:]
+    var nextTransfer: UInt64 = 1
+    /// Joiner: the snapshot is being pulled; apply waits.
+    var restoring = false
+    /// Joiner: the transfer failed; this replica must not apply (its state is not the group's) nor serve.
+    var failed = false
+    let advertisedHost: String
+    let cpu = CPUCounters()
+    private var batch = CommandBatch<Machine.Command>()
+    private var batchKeys: [(key: SessionSequence, mine: Bool)] = []
+    private var outputs: [Machine.Output] = []
+
+    // MARK: Barriers (under `reads`)
+    let reads = Monitor()
+    var readsForNextBarrier: [PendingRead] = []
+    var barrierQueued = false
+    var nextBarrier: UInt64 = 1
+    var barriersInFlight: [UInt64: [PendingRead]] = [:]
+    var readsWaiting = 0
+
+    // MARK: Ingress (under `ingressMonitor`)
+    let ingressMonitor = Monitor()
+    var ingress: [RingEntry] = []
+    var ingressHead = 0
+    var ingressBytes = 0
+    var stopped = false
+    var consumerWaiting = false
+    var producersWaiting = 0
+    nonisolated(unsafe) var broadcaster: Thread?
+
+    init(machine: consuming Machine, me: UInt32, options: Replica<Machine>.Options, ringBatchBytesMax: Int,
+         hasState: Bool, advertisedHost: String) {
+        self.advertisedHost = advertisedHost
+        self.machine = machine
+        self.me = me
+        self.options = options
+        logger = options.logger
+        self.ringBatchBytesMax = ringBatchBytesMax
+        self.hasState = hasState
+        sessions = SessionTable(limits: options.sessions)
+    }
+
+    // MARK: Client requests (connection reader threads)
+
+    func handle(_ frame: ClientFrame, from connection: Connection) {
+        if case .snapshotRequest = frame {} else if lock.withLock({ failed }) {
+            return connection.fail(code: 5, message: "this replica's state transfer failed; it does not serve")
+        }
+        switch frame {
+        case .hello:
+            let index = lock.withLock { appliedIndex }
+            connection.send(.welcome(replica: me, windowMax: UInt32(options.sessions.windowMax), appliedIndex: index))
+        case let .openSession(request):
+            let tag = lock.withLock {
+                defer { nextOpenTag += 1 }
+                pendingOpens[nextOpenTag] = PendingReply(connection: connection, request: request)
+                return nextOpenTag
+            }
+            submit(.openSession(tag: tag), connection: connection, request: request)
+        case let .command(request, session, sequence, firstUnacknowledged, command):
+            guard command.count + 64 <= ringBatchBytesMax else {
+                connection.fail(code: 2, message: "command of \(command.count) bytes exceeds the ring's batchBytesMax")
+                return countMalformedFrame()
+            }
+            lock.withLock {
+                pendingCommands[SessionSequence(session: session, sequence: sequence)] =
+                    PendingReply(connection: connection, request: request)
+            }
+            submit(.command(session: session, sequence: sequence, firstUnacknowledged: firstUnacknowledged,
+                            command: command), connection: connection, request: request)
+        case let .read(request, consistency, minIndex, query):
+            read(PendingRead(connection: connection, request: request, minIndex: minIndex, query: query), consistency)
+        case let .statistics(request):
+            let statistics = statisticsSnapshot()
+            var writer = ByteWriter()
+            let ring = group?.statistics
+            for value in [statistics.appliedIndex, statistics.commandsApplied, statistics.duplicates,
+                          statistics.barriersDelivered, statistics.readsLinearizable, statistics.readsSequential,
+                          statistics.readsStale, statistics.ringBatchesBroadcast, ring?.deliveredMessages ?? 0,
+                          ring?.deliveredBytes ?? 0, statistics.clientFramesMalformed, UInt64(statistics.sessionsOpen),
+                          cpu.ingestNanos.load(ordering: .relaxed), cpu.broadcastNanos.load(ordering: .relaxed),
+                          cpu.decodeNanos.load(ordering: .relaxed), cpu.applyNanos.load(ordering: .relaxed),
+                          cpu.replyNanos.load(ordering: .relaxed), cpu.deliveryNanos.load(ordering: .relaxed),
+                          cpu.writerNanos.load(ordering: .relaxed), processCPUNanos()] {
+                writer.uint64(value)
+            }
+            connection.send(.reply(request: request, status: .ok, index: statistics.appliedIndex, payload: writer.bytes))
+        case let .closeSession(request, session):
+            if submit(.closeSession(session: session), connection: connection, request: request) {
+                connection.send(.reply(request: request, status: .ok, index: 0, payload: []))
+            }
+        case let .snapshotRequest(transfer):
+            serveSnapshot(transfer, to: connection)
+        case let .digest(request):
+            var writer = ByteWriter()
+            if let (index, digest) = try? digest() {
+                writer.uint64(index)
+                writer.uint64(digest)
+                connection.send(.reply(request: request, status: .ok, index: index, payload: writer.bytes))
+            } else {
+                connection.send(.reply(request: request, status: .notRunning, index: 0, payload: []))
+            }
+        case .welcome, .reply, .error, .snapshotChunk, .snapshotEnd:
+            connection.fail(code: 1, message: "a replica-to-client frame was sent to the replica")
+            countMalformedFrame()
+        }
+    }
+
+    private func read(_ read: PendingRead, _ consistency: ReadConsistency) {
+        let consistency = options.plantStaleReadBug && consistency == .linearizable ? .stale : consistency
+        switch consistency {
+        case .stale:
+            lock.withLock {
+                guard hasState else { return reply(read, status: .notRunning, output: []) }
+                statistics.readsStale += 1
+                answer(read)
+            }
+        case .sequential:
+            lock.withLock {
+                guard hasState else { return reply(read, status: .notRunning, output: []) }
+                statistics.readsSequential += 1
+                if appliedIndex >= read.minIndex { return answer(read) }
+                guard waitingSequential.count < options.readsWaitingMax else {
+                    statistics.busyReplies += 1
+                    return reply(read, status: .busy, output: [])
+                }
+                waitingSequential.append(read)
+            }
+        case .linearizable:
+            let queueBarrier: Bool? = reads.withLock {
+                guard readsWaiting < options.readsWaitingMax else { return nil }
+                readsWaiting += 1
+                readsForNextBarrier.append(read)
+                guard !barrierQueued else { return false }
+                barrierQueued = true
+                return true
+            }
+            switch queueBarrier {
+            case nil:
+                lock.withLock {
+                    statistics.busyReplies += 1
+                    reply(read, status: .busy, output: [])
+                }
+            case true?:
+                // The number is assigned when the broadcaster packs it (after every read queued so far).
+                _ = push(.barrier(number: 0))
+            case false?:
+                break
+            }
+        }
+    }
+
+    /// Queues an entry for the broadcaster; answers `notRunning` (and returns false) when the replica is stopping.
+    @discardableResult
+    private func submit(_ entry: RingEntry, connection: Connection, request: UInt64) -> Bool {
+        guard push(entry) else {
+            lock.withLock {
+                if case let .command(session, sequence, _, _) = entry {
+                    pendingCommands[SessionSequence(session: session, sequence: sequence)] = nil
+                }
+            }
+            connection.send(.reply(request: request, status: .notRunning, index: 0, payload: []))
+            return false
+        }
+        return true
+    }
+
+    // MARK: Apply (the group's delivery thread)
+
+    func apply(_ deliveries: borrowing Deliveries) {
+        lock.withLock {
+            waitForTransfers()
+            guard !failed else { return }
+            let started = threadCPUNanos()
+            deliveries.forEach { delivery in
+                let decodeStarted = threadCPUNanos()
+                let bytes = Array(delivery.payload)
+                let decoded = try? RingBatch.decode(bytes)
+                CPUCounters.charge(cpu.decodeNanos, since: decodeStarted)
+                guard let ringBatch = decoded else {
+                    // Only replicas broadcast; a batch that does not decode is skipped by every replica alike.
+                    statistics.ringBatchesMalformed += 1
+                    return
+                }
+                orderedMillis = max(orderedMillis, ringBatch.stampMillis)
+                let mine = ringBatch.replica == me
+                for entry in ringBatch.entries { applyEntry(entry, mine: mine) }
+            }
+            flush()
+            sessions.expire(nowMillis: orderedMillis)
+            statistics.sessionsExpired = sessions.expired
+            statistics.sessionsEvicted = sessions.evicted
+            statistics.sessionsOpen = sessions.count
+            serveSequentialReads()
+            CPUCounters.charge(cpu.deliveryNanos, since: started)
+        }
+    }
+
+    private func applyEntry(_ entry: RingEntry, mine: Bool) {
+        appliedIndex += 1
+        switch entry {
+        case let .command(session, sequence, firstUnacknowledged, command):
+            let key = SessionSequence(session: session, sequence: sequence)
+            var admission = sessions.admit(session: session, sequence: sequence,
+                                           firstUnacknowledged: firstUnacknowledged, nowMillis: orderedMillis)
+            if admission == .duplicateInFlight {
+                flush()
+                admission = sessions.admit(session: session, sequence: sequence,
+                                           firstUnacknowledged: firstUnacknowledged, nowMillis: orderedMillis)
+            }
+            switch admission {
+            case .apply:
+                guard let decoded = try? Machine.Command.decode(command[...]) else {
+                    let cached = Self.cachedReply(.malformedCommand, index: appliedIndex, output: [])
+                    sessions.record(session: session, sequence: sequence, reply: cached)
+                    if mine { replyCommand(key, cached) }
+                    return
+                }
+                batch.append(decoded, ApplyContext(index: appliedIndex, orderedTimeMillis: orderedMillis,
+                                                   session: session, sequence: sequence))
+                batchKeys.append((key, mine))
+            case let .duplicate(cached):
+                statistics.duplicates += 1
+                if mine { replyCommand(key, cached) }
+            case .alreadyAcknowledged, .unknownSession, .outsideWindow:
+                statistics.notApplied += 1
+                let status: ReplyStatus = switch admission {
+                case .unknownSession: .unknownSession
+                case .outsideWindow: .outsideWindow
+                default: .alreadyAcknowledged
+                }
+                if mine { replyCommand(key, Self.cachedReply(status, index: appliedIndex, output: [])) }
+            case .duplicateInFlight:
+                preconditionFailure("a command is still in flight after its batch was applied")
+            }
+        case let .openSession(tag):
+            flush()
+            sessions.open(id: appliedIndex, nowMillis: orderedMillis)
+            if mine, let pending = pendingOpens.removeValue(forKey: tag) {
+                var writer = ByteWriter()
+                writer.uint64(appliedIndex)
+                pending.connection.send(.reply(request: pending.request, status: .ok, index: appliedIndex,
+                                               payload: writer.bytes))
+            }
+        case let .barrier(number):
+            flush()
+            statistics.barriersDelivered += 1
+            if mine {
+                let served = reads.withLock {
+                    let served = barriersInFlight.removeValue(forKey: number) ?? []
+                    readsWaiting -= served.count
+                    return served
+                }
+                statistics.readsLinearizable += UInt64(served.count)
+                for read in served { answer(read) }
+            }
+        case let .closeSession(session):
+            flush()
+            sessions.close(id: session)
+        }
+    }
+
+    /// Applies the commands collected so far as one batch and answers the local clients among them.
+    private func flush() {
+        guard !batch.isEmpty else { return }
+        outputs.removeAll(keepingCapacity: true)
+        let applyStarted = threadCPUNanos()
+        machine.apply(batch, into: &outputs)
+        let replyStarted = CPUCounters.charge(cpu.applyNanos, since: applyStarted)
+        defer { CPUCounters.charge(cpu.replyNanos, since: replyStarted) }
+        precondition(outputs.count == batch.count,
+                     "apply returned \(outputs.count) outputs for \(batch.count) commands (one each is required)")
+        for (position, (key, mine)) in batchKeys.enumerated() {
+            var writer = ByteWriter(capacity: 16)
+            writer.uint8(ReplyStatus.ok.rawValue)
+            writer.uint64(batch.contexts[position].index)
+            outputs[position].encode(into: &writer)
+            sessions.record(session: key.session, sequence: key.sequence, reply: writer.bytes)
+            if mine { replyCommand(key, writer.bytes) }
+        }
+        statistics.commandsApplied += UInt64(batch.count)
+        batch.removeAll()
+        batchKeys.removeAll(keepingCapacity: true)
+    }
+
+    /// A cached reply: status, index, encoded output.
+    static func cachedReply(_ status: ReplyStatus, index: UInt64, output: [UInt8]) -> [UInt8] {
+        var writer = ByteWriter(capacity: 9 + output.count)
+        writer.uint8(status.rawValue)
+        writer.uint64(index)
+        writer.raw(output)
+        return writer.bytes
+    }
+
+    private func replyCommand(_ key: SessionSequence, _ cached: [UInt8]) {
+        guard let pending = pendingCommands.removeValue(forKey: key) else { return }
+        var reader = ByteReader(cached)
+        let status = ReplyStatus(rawValue: (try? reader.uint8()) ?? 0) ?? .ok
+        let index = (try? reader.uint64()) ?? 0
+        pending.connection.send(.reply(request: pending.request, status: status, index: index,
+                                       payload: Array(reader.rest())))
+    }
+
+    /// Answers a read from the current state (under `lock`).
+    private func answer(_ read: PendingRead) {
+        guard let query = try? Machine.Query.decode(read.query[...]) else {
+            return reply(read, status: .malformedCommand, output: [])
+        }
+        reply(read, status: .ok, output: machine.query(query).encoded())
+    }
+
+    private func reply(_ read: PendingRead, status: ReplyStatus, output: [UInt8]) {
+        read.connection.send(.reply(request: read.request, status: status, index: appliedIndex, payload: output))
+    }
+
+    private func serveSequentialReads() {
+        guard !waitingSequential.isEmpty else { return }
+        var still: [PendingRead] = []
+        for read in waitingSequential {
+            if appliedIndex >= read.minIndex { answer(read) } else { still.append(read) }
+        }
+        waitingSequential = still
+    }
+
+    // MARK: The broadcaster
+
+    /// Queues an entry (blocks while the ingress is full). False once stopped.
+    func push(_ entry: RingEntry) -> Bool {
+        ingressMonitor.withLock {
+            while !stopped && ingressBytes > 0 && ingressBytes + entry.encodedBytes > options.ingressBytesMax {
+                producersWaiting += 1
+                ingressMonitor.wait()
+                producersWaiting -= 1
+            }
+            guard !stopped else { return false }
+            ingress.append(entry)
+            ingressBytes += entry.encodedBytes
+            // Wake the broadcaster only when it sleeps (a futex call per request otherwise).
+            if consumerWaiting { ingressMonitor.broadcast() }
+            return true
+        }
+    }
+
+    /// Takes what fits one ring message (blocks while empty). Nil once stopped.
+    private func popBatch() -> [RingEntry]? {
+        ingressMonitor.withLock {
+            while !stopped && ingressHead == ingress.count {
+                consumerWaiting = true
+                ingressMonitor.wait()
+                consumerWaiting = false
+            }
+            guard !stopped else { return nil }
+            var entries: [RingEntry] = []
+            var bytes = RingEntry.headerBytes
+            while ingressHead < ingress.count, entries.count < Int(UInt16.max) {
+                let entry = ingress[ingressHead]
+                guard entries.isEmpty || bytes + entry.encodedBytes <= ringBatchBytesMax else { break }
+                entries.append(entry)
+                bytes += entry.encodedBytes
+                ingressBytes -= entry.encodedBytes
+                ingressHead += 1
+            }
+            if ingressHead == ingress.count {
+                ingress.removeAll(keepingCapacity: true)
+                ingressHead = 0
+            } else if ingressHead > 4096 {
+                ingress.removeFirst(ingressHead)
+                ingressHead = 0
+            }
+            if producersWaiting > 0 { ingressMonitor.broadcast() }
+            return entries
+        }
+    }
+
+    func startBroadcaster() throws(SMRError) {
+        broadcaster = try Thread { [self] in runBroadcaster() }
+    }
+
+    private func runBroadcaster() {
+        guard let group else { return }
+        while var entries = popBatch() {
+            let packStarted = threadCPUNanos()
+            // Barriers take their number now: the reads queued so far are served when this one is delivered.
+            for position in entries.indices {
+                guard case .barrier = entries[position] else { continue }
+                let number: UInt64 = reads.withLock {
+                    let number = nextBarrier
+                    nextBarrier += 1
+                    barriersInFlight[number] = readsForNextBarrier
+                    readsForNextBarrier = []
+                    barrierQueued = false
+                    return number
+                }
+                entries[position] = .barrier(number: number)
+            }
+            let payload = RingBatch(replica: me, stampMillis: unixMillis(), entries: entries).encoded()
+            CPUCounters.charge(cpu.broadcastNanos, since: packStarted)
+            let outcome = BroadcastOutcome()
+            let done = DispatchSemaphore(value: 0)
+            Task {
+                do { try await group.broadcast(payload) } catch { outcome.set(error) }
+                done.signal()
+            }
+            done.wait()
+            if let error = outcome.error {
+                logger.error("broadcast failed; the replica stops serving clients", metadata: ["error": "\(error)"])
+                stop()
+                return
+            }
+            lock.withLock { statistics.ringBatchesBroadcast += 1 }
+        }
+    }
+
+    func stop() {
+        ingressMonitor.withLock {
+            stopped = true
+            ingressMonitor.broadcast()
+        }
+    }
+
+    func joinBroadcaster() {
+        broadcaster?.join()
+        broadcaster = nil
+    }
+
+    // MARK: Counters
+
+    func countMalformedFrame() { lock.withLock { statistics.clientFramesMalformed += 1 } }
+    func countRefused() { lock.withLock { statistics.clientsRefused += 1 } }
+
+    func statisticsSnapshot() -> Replica<Machine>.Statistics {
+        lock.withLock {
+            var result = statistics
+            result.appliedIndex = appliedIndex
+            return result
+        }
+    }
+
+    // MARK: Snapshots
+
+    /// The header, the session table, then the machine: one canonical stream.
+    func writeSnapshot(into writer: inout SnapshotWriter) throws(SnapshotError) {
+        try writer.uint64(appliedIndex)
+        try writer.uint64(orderedMillis)
+        try sessions.snapshot(into: &writer)
+        try machine.snapshot(into: &writer)
+        try writer.flush()
+    }
+
+    func readSnapshot(from reader: inout SnapshotReader) throws(SnapshotError) {
+        appliedIndex = try reader.uint64()
+        orderedMillis = try reader.uint64()
+        try sessions.restore(from: &reader)
+        try machine.restore(from: &reader)
+        guard try reader.isAtEnd() else { throw SnapshotError("trailing bytes after the state machine's state") }
+    }
+
+    func digest() throws(SMRError) -> (index: UInt64, digest: UInt64) {
+        let result: Result<(index: UInt64, digest: UInt64), SnapshotError> = lock.withLock {
+            nonisolated(unsafe) var hash = FNV1a64()
+            var writer = SnapshotWriter(chunkBytesMax: 64 << 10) { chunk in hash.combine(chunk) }
+            do throws(SnapshotError) {
+                try writeSnapshot(into: &writer)
+            } catch {
+                return .failure(error)
+            }
+            return .success((appliedIndex, hash.value))
+        }
+        do { return try result.get() } catch { throw .snapshot(error) }
+    }
+}
+
+/// The error of one broadcast, handed from its task to the broadcaster thread.
+final class BroadcastOutcome: @unchecked Sendable {
+    private let monitor = Monitor()
+    private var stored: (any Error)?
+    func set(_ error: any Error) { monitor.withLock { stored = error } }
+    var error: (any Error)? { monitor.withLock { stored } }
+}

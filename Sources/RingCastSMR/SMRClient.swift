@@ -1,0 +1,518 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+import RingCast
+
+/// What a client call throws.
+public enum SMRClientError: Error, Sendable, Hashable, CustomStringConvertible {
+    /// No reply within the timeout. For a command: **in doubt** — it may or may not have been applied (at most
+    /// once: a later retry of the same session number is never applied again).
+    case timeout
+    /// The session expired or was evicted (ordered time, ``SessionTable``); the command was not applied by this
+    /// attempt, but an earlier attempt of it may have been (in doubt). The client opens a new session.
+    case sessionExpired
+    /// The replica refused the request (`malformedCommand`, `outsideWindow`, …); not applied.
+    case rejected(ReplyStatus)
+    /// No replica could be reached.
+    case unavailable(String)
+    /// A reply did not decode, or the replica broke the protocol.
+    case protocolError(String)
+    /// ``SMRClient/close()`` was called.
+    case closed
+
+    public var description: String {
+        switch self {
+        case .timeout: "no reply within the timeout (a command is in doubt: applied at most once)"
+        case .sessionExpired: "the session expired (a command is in doubt)"
+        case let .rejected(status): "rejected by the replica: \(status)"
+        case let .unavailable(reason): "no replica reachable: \(reason)"
+        case let .protocolError(reason): "protocol error: \(reason)"
+        case .closed: "the client is closed"
+        }
+    }
+}
+
+/// An output with the log index it was applied at (a token for ``ReadConsistency/sequential`` reads anywhere).
+public struct Committed<Output> {
+    public let output: Output
+    public let index: UInt64
+}
+
+extension Committed: Sendable where Output: Sendable {}
+
+/// A client of a replicated service: connects to one replica (TCP), pipelines up to ``Options/windowMax``
+/// requests, and fails over to the next replica with the same session when the connection breaks, a request times
+/// out or the replica is not serving. Commands carry (session, number): a retry after failover is applied once.
+///
+/// ```swift
+/// let client = try await SMRClient<KVCommand, KVQuery, KVOutput>.connect(.init(replicas: addresses))
+/// let output = try await client.submit(.put(key: k, value: v))
+/// let value = try await client.read(.get(key: k))            // linearizable by default
+/// ```
+public final class SMRClient<Command: SMRCodable, Query: SMRCodable, Output: SMRCodable>: @unchecked Sendable {
+    public struct Options: Sendable {
+        /// The replicas' client addresses; the client starts with ``preferred`` and moves on round-robin.
+        public var replicas: [Address]
+        public var preferred = 0
+        /// Requests in flight at most (pipelining); further calls wait. ≤ the replicas' session window.
+        public var windowMax = 32
+        /// A request without a reply after this long fails with ``SMRClientError/timeout``.
+        public var timeoutMillis = 5_000
+        public var connectTimeoutMillis = 1_000
+        public var frameBytesMax = 1 << 20
+
+        public init(replicas: [Address]) { self.replicas = replicas }
+    }
+
+    /// Counters of this client.
+    public struct Statistics: Sendable, Hashable {
+        public var failovers: UInt64 = 0
+        public var resent: UInt64 = 0
+        public var timeouts: UInt64 = 0
+        public var sessionsOpened: UInt64 = 0
+    }
+
+    private enum SessionStep { case have(UInt64), wait, open }
+
+    private enum Kind {
+        case open
+        case command(sequence: UInt64, bytes: [UInt8])
+        case read(consistency: ReadConsistency, bytes: [UInt8])
+        case statistics
+        case digest
+    }
+
+    private struct Inflight {
+        let kind: Kind
+        let deadlineNanos: UInt64
+        var sentGeneration: UInt64 = 0
+        let continuation: CheckedContinuation<Result<(status: ReplyStatus, index: UInt64, payload: [UInt8]), SMRClientError>, Never>
+    }
+
+    public let options: Options
+    private let monitor = Monitor()
+    private let sendMonitor = Monitor()
+    // Under `monitor`:
+    private var fd: Int32 = -1
+    private var generation: UInt64 = 0
+    private var replica: Int
+    private var session: UInt64?
+    private var opening = false
+    private var sessionWaiters: [CheckedContinuation<Result<UInt64, SMRClientError>, Never>] = []
+    private var nextSequence: UInt64 = 1
+    private var nextRequest: UInt64 = 1
+    private var seenIndex: UInt64 = 0
+    private var inflight: [UInt64: Inflight] = [:]
+    private var slots: Int
+    private var slotWaiters: [CheckedContinuation<Bool, Never>] = []
+    private var closed = false
+    private var stats = Statistics()
+    private var reader: Thread?
+
+    private init(options: Options) {
+        self.options = options
+        replica = options.preferred % max(1, options.replicas.count)
+        slots = options.windowMax
+    }
+
+    /// Connects (to the first replica that answers) and opens a session.
+    /// - Throws: ``SMRClientError/unavailable(_:)`` when no replica answers within the timeout.
+    public static func connect(_ options: Options) async throws(SMRClientError) -> SMRClient {
+        guard !options.replicas.isEmpty, options.windowMax >= 1, options.timeoutMillis >= 1 else {
+            throw .unavailable("no replicas, or windowMax / timeoutMillis < 1")
+        }
+        let client = SMRClient(options: options)
+        do {
+            let thread = try Thread { client.runReader() }
+            client.monitor.withLock { client.reader = thread }
+        } catch {
+            throw .unavailable("\(error)")
+        }
+        do {
+            _ = try await client.ensureSession()
+        } catch {
+            client.close()
+            throw error
+        }
+        return client
+    }
+
+    deinit { close() }
+
+    /// Closes the session (best effort: the replicas remove it from the session table in the total order, instead
+    /// of keeping it until it expires) and the connection; calls in flight fail with ``SMRClientError/closed``.
+    /// Call it when done: the client's reader thread keeps the client alive until then.
+    public func close() {
+        sendMonitor.withLock {
+            let (target, frame): (Int32, [UInt8]?) = monitor.withLock {
+                guard !closed, fd >= 0, let session, inflight.isEmpty else { return (-1, nil) }
+                defer { nextRequest += 1 }
+                return (fd, ClientFrame.closeSession(request: nextRequest, session: session).encoded())
+            }
+            if let frame, target >= 0 { _ = Socket.sendAll(target, frame) }
+        }
+        let (thread, failed, waiters, slotWaiting): (Thread?, [Inflight], [CheckedContinuation<Result<UInt64, SMRClientError>, Never>], [CheckedContinuation<Bool, Never>]) = monitor.withLock {
+            guard !closed else { return (nil, [], [], []) }
+            closed = true
+            if fd >= 0 { shutdown(fd, Int32(SHUT_RDWR)) }
+            defer {
+                inflight = [:]
+                sessionWaiters = []
+                slotWaiters = []
+                reader = nil
+            }
+            return (reader, Array(inflight.values), sessionWaiters, slotWaiters)
+        }
+        for request in failed { request.continuation.resume(returning: .failure(.closed)) }
+        for waiter in waiters { waiter.resume(returning: .failure(.closed)) }
+        for waiter in slotWaiting { waiter.resume(returning: false) }
+        thread?.join()
+        monitor.withLock {
+            if fd >= 0 { Glibc.close(fd) }
+            fd = -1
+        }
+    }
+
+    public var statistics: Statistics { monitor.withLock { stats } }
+    /// The session id (the log index that opened it).
+    public var sessionID: UInt64? { monitor.withLock { session } }
+    /// The highest log index this client has seen (its writes and reads).
+    public var index: UInt64 { monitor.withLock { seenIndex } }
+
+    // MARK: Calls
+
+    /// Submits a command; returns its output once applied (exactly once per call that returns).
+    public func submit(_ command: Command) async throws(SMRClientError) -> Output {
+        try await submitCommitted(command).output
+    }
+
+    /// Submits a command; returns its output and log index.
+    public func submitCommitted(_ command: Command) async throws(SMRClientError) -> Committed<Output> {
+        let bytes = command.encoded()
+        guard await acquireSlot() else { throw .closed }
+        defer { releaseSlot() }
+        _ = try await ensureSession()
+        // The number is taken where the request enters `inflight` (one lock): a request numbered and not yet in
+        // flight would otherwise fall below the `firstUnacknowledged` another request carries, and not be applied.
+        let reply = try await call(.command(sequence: 0, bytes: bytes))
+        switch reply.status {
+        case .ok: break
+        case .unknownSession:
+            monitor.withLock { session = nil }
+            throw .sessionExpired
+        default: throw .rejected(reply.status)
+        }
+        do {
+            return Committed(output: try Output.decode(reply.payload[...]), index: reply.index)
+        } catch {
+            throw .protocolError("\(error)")
+        }
+    }
+
+    /// Reads with the given consistency (linearizable by default).
+    public func read(_ query: Query, consistency: ReadConsistency = .linearizable) async throws(SMRClientError) -> Output {
+        let bytes = query.encoded()
+        guard await acquireSlot() else { throw .closed }
+        defer { releaseSlot() }
+        let reply = try await call(.read(consistency: consistency, bytes: bytes))
+        guard reply.status == .ok else { throw .rejected(reply.status) }
+        do {
+            return try Output.decode(reply.payload[...])
+        } catch {
+            throw .protocolError("\(error)")
+        }
+    }
+
+    /// The connected replica's counters (applied index, commands applied, duplicates, barriers, reads by kind, ring
+    /// batches broadcast, ring messages and bytes delivered, malformed client frames, sessions open), in that order.
+    public func replicaStatistics() async throws(SMRClientError) -> [UInt64] {
+        guard await acquireSlot() else { throw .closed }
+        defer { releaseSlot() }
+        let reply = try await call(.statistics)
+        var reader = ByteReader(reply.payload)
+        var values: [UInt64] = []
+        while reader.remaining >= 8, let value = try? reader.uint64() { values.append(value) }
+        return values
+    }
+
+    /// The connected replica's ``Replica/stateDigest()``: its applied index and the FNV-1a 64 of its canonical
+    /// snapshot (replicas that applied the same log agree). Streams the state through the hash at the replica.
+    public func replicaDigest() async throws(SMRClientError) -> (index: UInt64, digest: UInt64) {
+        guard await acquireSlot() else { throw .closed }
+        defer { releaseSlot() }
+        let reply = try await call(.digest)
+        guard reply.status == .ok else { throw .rejected(reply.status) }
+        var reader = ByteReader(reply.payload)
+        do {
+            return (try reader.uint64(), try reader.uint64())
+        } catch {
+            throw .protocolError("\(error)")
+        }
+    }
+
+    private func ensureSession() async throws(SMRClientError) -> UInt64 {
+        let step: SessionStep = monitor.withLock {
+            if let session { return .have(session) }
+            if opening { return .wait }
+            opening = true
+            return .open
+        }
+        switch step {
+        case let .have(session):
+            return session
+        case .wait:
+            let result = await withCheckedContinuation { (continuation: CheckedContinuation<Result<UInt64, SMRClientError>, Never>) in
+                let immediate: Result<UInt64, SMRClientError>? = monitor.withLock {
+                    if closed { return .failure(.closed) }
+                    if let session { return .success(session) }
+                    sessionWaiters.append(continuation)
+                    return nil
+                }
+                if let immediate { continuation.resume(returning: immediate) }
+            }
+            return try result.get()
+        case .open:
+            let result: Result<UInt64, SMRClientError>
+            do {
+                let reply = try await call(.open)
+                var reader = ByteReader(reply.payload)
+                if reply.status == .ok, let id = try? reader.uint64() {
+                    result = .success(id)
+                } else {
+                    result = .failure(.rejected(reply.status))
+                }
+            } catch {
+                result = .failure(error)
+            }
+            let waiters = monitor.withLock {
+                opening = false
+                if case let .success(id) = result {
+                    session = id
+                    stats.sessionsOpened += 1
+                    // A new session numbers from 1 again.
+                    nextSequence = 1
+                }
+                defer { sessionWaiters = [] }
+                return sessionWaiters
+            }
+            for waiter in waiters { waiter.resume(returning: result) }
+            return try result.get()
+        }
+    }
+
+    private func acquireSlot() async -> Bool {
+        await withCheckedContinuation { (continuation: CheckedContinuation<Bool, Never>) in
+            let immediate: Bool? = monitor.withLock {
+                if closed { return false }
+                if slots > 0 {
+                    slots -= 1
+                    return true
+                }
+                slotWaiters.append(continuation)
+                return nil
+            }
+            if let immediate { continuation.resume(returning: immediate) }
+        }
+    }
+
+    private func releaseSlot() {
+        let waiter: CheckedContinuation<Bool, Never>? = monitor.withLock {
+            if !slotWaiters.isEmpty { return slotWaiters.removeFirst() }
+            slots += 1
+            return nil
+        }
+        waiter?.resume(returning: true)
+    }
+
+    private func call(_ kind: Kind) async throws(SMRClientError) -> (status: ReplyStatus, index: UInt64, payload: [UInt8]) {
+        let deadline = monotonicNanos() + UInt64(options.timeoutMillis) * 1_000_000
+        let result = await withCheckedContinuation { continuation in
+            let id: UInt64? = monitor.withLock {
+                if closed { return nil }
+                defer { nextRequest += 1 }
+                var kind = kind
+                if case let .command(_, bytes) = kind {
+                    kind = .command(sequence: nextSequence, bytes: bytes)
+                    nextSequence += 1
+                }
+                inflight[nextRequest] = Inflight(kind: kind, deadlineNanos: deadline, continuation: continuation)
+                return nextRequest
+            }
+            guard let id else { return continuation.resume(returning: .failure(.closed)) }
+            sendPending(only: id)
+        }
+        return try result.get()
+    }
+
+    /// The frame of an in-flight request (under `monitor`).
+    private func frame(_ id: UInt64, _ request: Inflight) -> ClientFrame {
+        switch request.kind {
+        case .open:
+            return .openSession(request: id)
+        case let .command(sequence, bytes):
+            let firstUnacknowledged = inflight.values.compactMap { request -> UInt64? in
+                if case let .command(sequence, _) = request.kind { return sequence }
+                return nil
+            }.min() ?? sequence
+            return .command(request: id, session: session ?? 0, sequence: sequence,
+                            firstUnacknowledged: min(firstUnacknowledged, sequence), command: bytes)
+        case let .read(consistency, bytes):
+            return .read(request: id, consistency: consistency, minIndex: seenIndex, query: bytes)
+        case .statistics:
+            return .statistics(request: id)
+        case .digest:
+            return .digest(request: id)
+        }
+    }
+
+    /// Sends the in-flight requests not yet sent on the current connection (`only`: just that one).
+    private func sendPending(only: UInt64? = nil) {
+        sendMonitor.withLock {
+            let (target, frames): (Int32, [[UInt8]]) = monitor.withLock {
+                guard fd >= 0 else { return (-1, []) }
+                var frames: [[UInt8]] = []
+                let ids = only.map { [$0] } ?? inflight.keys.sorted()
+                for id in ids {
+                    guard var request = inflight[id], request.sentGeneration != generation else { continue }
+                    if only == nil { stats.resent += 1 }
+                    request.sentGeneration = generation
+                    inflight[id] = request
+                    frames.append(frame(id, request).encoded())
+                }
+                return (fd, frames)
+            }
+            guard target >= 0, !frames.isEmpty else { return }
+            // A failed send is seen by the reader (the connection broke) and everything is resent elsewhere.
+            _ = Socket.sendAll(target, frames.count == 1 ? frames[0] : Array(frames.joined()))
+        }
+    }
+
+    // MARK: The reader thread: connection, failover, replies, timeouts
+
+    private func runReader() {
+        var buffer = [UInt8](repeating: 0, count: 64 << 10)
+        var assembler = FrameAssembler(frameBytesMax: options.frameBytesMax)
+        var failedInARow = 0
+        while !monitor.withLock({ closed }) {
+            let current = monitor.withLock { fd }
+            if current < 0 {
+                if connectNext() {
+                    failedInARow = 0
+                    assembler = FrameAssembler(frameBytesMax: options.frameBytesMax)
+                    sendPending()
+                } else {
+                    failedInARow += 1
+                    expireRequests(reason: failedInARow >= options.replicas.count ? "no replica answered" : nil)
+                    if failedInARow % options.replicas.count == 0 { usleep(50_000) }
+                }
+                continue
+            }
+            var polled = pollfd(fd: current, events: Int16(POLLIN), revents: 0)
+            let ready = poll(&polled, 1, 20)
+            if ready == 1 {
+                let received = buffer.withUnsafeMutableBytes { recv(current, $0.baseAddress, $0.count, 0) }
+                guard received > 0 else {
+                    if received < 0 && errno == EINTR { continue }
+                    dropConnection()
+                    continue
+                }
+                buffer.withUnsafeBytes { assembler.append(UnsafeRawBufferPointer(rebasing: $0[0..<received])) }
+                do {
+                    while let body = try assembler.next() { handle(try ClientFrame.decode(body)) }
+                } catch {
+                    dropConnection()
+                    continue
+                }
+            }
+            if expireRequests(reason: nil) { dropConnection() }
+        }
+    }
+
+    /// Connects to the next replica and exchanges hello/welcome. False when it did not answer.
+    private func connectNext() -> Bool {
+        let (address, attempt) = monitor.withLock { (options.replicas[replica], replica) }
+        defer { monitor.withLock { if fd < 0 { replica = (attempt + 1) % options.replicas.count } } }
+        guard let socket = try? Socket.connect(address, timeoutMillis: Int32(options.connectTimeoutMillis)) else {
+            return false
+        }
+        var timeout = timeval(tv_sec: options.connectTimeoutMillis / 1000, tv_usec: (options.connectTimeoutMillis % 1000) * 1000)
+        setsockopt(socket, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        guard Socket.sendAll(socket, ClientFrame.hello.encoded()) else {
+            Glibc.close(socket)
+            return false
+        }
+        var assembler = FrameAssembler(frameBytesMax: 4096)
+        var buffer = [UInt8](repeating: 0, count: 256)
+        while true {
+            let received = buffer.withUnsafeMutableBytes { recv(socket, $0.baseAddress, $0.count, 0) }
+            guard received > 0 else {
+                Glibc.close(socket)
+                return false
+            }
+            buffer.withUnsafeBytes { assembler.append(UnsafeRawBufferPointer(rebasing: $0[0..<received])) }
+            guard let body = try? assembler.next() else { continue }
+            guard case .welcome? = try? ClientFrame.decode(body) else {
+                Glibc.close(socket)
+                return false
+            }
+            break
+        }
+        var none = timeval()
+        setsockopt(socket, SOL_SOCKET, SO_RCVTIMEO, &none, socklen_t(MemoryLayout<timeval>.size))
+        monitor.withLock {
+            fd = socket
+            generation += 1
+        }
+        return true
+    }
+
+    private func dropConnection() {
+        sendMonitor.withLock {
+            monitor.withLock {
+                guard fd >= 0 else { return }
+                Glibc.close(fd)
+                fd = -1
+                stats.failovers += 1
+                replica = (replica + 1) % options.replicas.count
+            }
+        }
+    }
+
+    private func handle(_ frame: ClientFrame) {
+        switch frame {
+        case let .reply(request, status, index, payload):
+            if status == .notRunning || status == .busy {
+                // Not served here: try another replica with the same request (kept in flight).
+                return dropConnection()
+            }
+            let waiting: Inflight? = monitor.withLock {
+                seenIndex = max(seenIndex, index)
+                return inflight.removeValue(forKey: request)
+            }
+            waiting?.continuation.resume(returning: .success((status, index, payload)))
+        case let .error(_, message):
+            // The replica closes after this; the requests go elsewhere.
+            _ = message
+            dropConnection()
+        default:
+            dropConnection()
+        }
+    }
+
+    /// Fails requests past their deadline (or all, with `reason`). True when one timed out: the connection is then
+    /// dropped (the replica still owes those replies, and a new connection starts with a clean window).
+    @discardableResult
+    private func expireRequests(reason: String?) -> Bool {
+        let now = monotonicNanos()
+        let expired: [Inflight] = monitor.withLock {
+            let ids = inflight.filter { $0.value.deadlineNanos <= now }.map(\.key)
+            stats.timeouts += UInt64(ids.count)
+            return ids.compactMap { inflight.removeValue(forKey: $0) }
+        }
+        for request in expired { request.continuation.resume(returning: .failure(.timeout)) }
+        _ = reason
+        return !expired.isEmpty
+    }
+}

@@ -1,0 +1,170 @@
+/// The replicated table of client sessions that makes every command apply at most once (exactly once for the
+/// client that gets its reply), however often the client retries it and through whichever replica.
+///
+/// Every replica changes the table only while applying the total order, with values taken from it, so the table
+/// is identical everywhere and travels in every snapshot (unlike a per-server retry cache, which forgets a request
+/// on failover: Ratis' RetryCache, RATIS-1873). The design follows Ongaro's dissertation §6.3:
+/// - A session is opened by an ordered command; its id is that command's log index (unique, no randomness).
+/// - Each request carries its session, its number `seq` (1, 2, …) and `firstUnacknowledged`: the client has the
+///   replies of every request below it, so the table may forget them. Replies of requests at or above it stay
+///   cached; a client has at most ``Limits/windowMax`` of them (requests beyond are refused, never applied), so a
+///   session holds at most `windowMax` replies.
+/// - A request below `firstUnacknowledged` is not applied (the client gave it up or has its reply).
+/// - Expiry is decided by the ordered clock (stamps the replicas put on the ring, the largest so far), never by a
+///   replica's own clock: a session not used for ``Limits/timeoutMillis`` of ordered time is removed at the next
+///   scan, and when ``Limits/sessionsMax`` are open, opening one more evicts the least recently used. A request of
+///   a removed session gets ``Admission/unknownSession`` and is not applied: the client must open a new session
+///   and treat the request as in doubt. Choose `timeoutMillis` well above the clients' retry horizon
+///   (complaint 4 of the research: a retry cache expiring before the client stops retrying applies twice).
+public struct SessionTable: Sendable, Hashable {
+    public struct Limits: Sendable, Hashable {
+        /// Open sessions at most (opening one more evicts the least recently used).
+        public var sessionsMax: Int
+        /// Requests per session at or above `firstUnacknowledged` (the client's pipelining window).
+        public var windowMax: Int
+        /// A session unused for this long (ordered time) expires.
+        public var timeoutMillis: UInt64
+
+        public init(sessionsMax: Int = 4096, windowMax: Int = 128, timeoutMillis: UInt64 = 10 * 60 * 1000) {
+            precondition(sessionsMax >= 1 && windowMax >= 1 && timeoutMillis >= 1)
+            self.sessionsMax = sessionsMax
+            self.windowMax = windowMax
+            self.timeoutMillis = timeoutMillis
+        }
+    }
+
+    /// What to do with one request.
+    public enum Admission: Sendable, Hashable {
+        /// New: apply it, then ``record(session:sequence:reply:)`` its reply.
+        case apply
+        /// Applied before: here is the reply it got.
+        case duplicate(reply: [UInt8])
+        /// Admitted earlier in the batch being applied and not recorded yet: apply the batch, then ask again.
+        case duplicateInFlight
+        /// Below the session's `firstUnacknowledged`: not applied (the client has the reply or gave up on it).
+        case alreadyAcknowledged
+        /// The session expired or never existed: not applied.
+        case unknownSession
+        /// `seq` is `windowMax` or more above `firstUnacknowledged`: not applied (a client breaking its window).
+        case outsideWindow
+    }
+
+    struct Session: Sendable, Hashable {
+        var firstUnacknowledged: UInt64 = 1
+        /// seq → encoded reply; nil while admitted and not yet recorded.
+        var replies: [UInt64: [UInt8]?] = [:]
+        var lastActiveMillis: UInt64
+    }
+
+    public let limits: Limits
+    private(set) var sessions: [UInt64: Session] = [:]
+    private var nextScanMillis: UInt64 = 0
+    /// Counters (not replicated state, but identical on replicas that applied the same log from the start).
+    public private(set) var expired: UInt64 = 0
+    public private(set) var evicted: UInt64 = 0
+
+    public init(limits: Limits = Limits()) { self.limits = limits }
+
+    public var count: Int { sessions.count }
+    public func contains(_ session: UInt64) -> Bool { sessions[session] != nil }
+    /// Cached replies held (bounded by sessionsMax × windowMax).
+    public var cachedReplies: Int { sessions.values.reduce(0) { $0 + $1.replies.count } }
+
+    /// Opens session `id` (the log index of the opening command). Evicts the least recently used session when full.
+    public mutating func open(id: UInt64, nowMillis: UInt64) {
+        precondition(sessions[id] == nil, "session \(id) opened twice (ids are log indexes)")
+        if sessions.count >= limits.sessionsMax {
+            // Deterministic victim: least recently active, then lowest id (never the dictionary's iteration order).
+            let victim = sessions.min { lhs, rhs in
+                (lhs.value.lastActiveMillis, lhs.key) < (rhs.value.lastActiveMillis, rhs.key)
+            }!.key
+            sessions[victim] = nil
+            evicted += 1
+        }
+        sessions[id] = Session(lastActiveMillis: nowMillis)
+    }
+
+    /// Removes a session (the client closed it).
+    public mutating func close(id: UInt64) { sessions[id] = nil }
+
+    /// Decides whether request (`session`, `sequence`) is applied; with `.apply` it is marked admitted.
+    public mutating func admit(session id: UInt64, sequence: UInt64, firstUnacknowledged: UInt64,
+                               nowMillis: UInt64) -> Admission {
+        guard var session = sessions[id] else { return .unknownSession }
+        session.lastActiveMillis = max(session.lastActiveMillis, nowMillis)
+        if firstUnacknowledged > session.firstUnacknowledged {
+            session.firstUnacknowledged = firstUnacknowledged
+            session.replies = session.replies.filter { $0.key >= firstUnacknowledged }
+        }
+        defer { sessions[id] = session }
+        if sequence < session.firstUnacknowledged { return .alreadyAcknowledged }
+        if let cached = session.replies[sequence] {
+            guard let reply = cached else { return .duplicateInFlight }
+            return .duplicate(reply: reply)
+        }
+        guard sequence - session.firstUnacknowledged < UInt64(limits.windowMax) else { return .outsideWindow }
+        precondition(session.replies.count < limits.windowMax, "a session caches more replies than its window")
+        session.replies[sequence] = .some(nil)
+        return .apply
+    }
+
+    /// Caches the reply of a request admitted with `.apply`.
+    public mutating func record(session id: UInt64, sequence: UInt64, reply: [UInt8]) {
+        precondition(sessions[id]?.replies[sequence] == .some(nil), "recording a reply that was not admitted")
+        sessions[id]!.replies[sequence] = .some(reply)
+    }
+
+    /// Expires sessions idle for `timeoutMillis` of ordered time. Scans at most every `timeoutMillis / 8` of
+    /// ordered time (all replicas scan at the same points, since `nowMillis` comes from the log).
+    public mutating func expire(nowMillis: UInt64) {
+        guard nowMillis >= nextScanMillis else { return }
+        nextScanMillis = nowMillis + max(1, limits.timeoutMillis / 8)
+        let before = sessions.count
+        sessions = sessions.filter { nowMillis < $0.value.lastActiveMillis || nowMillis - $0.value.lastActiveMillis < limits.timeoutMillis }
+        expired += UInt64(before - sessions.count)
+    }
+
+    // MARK: Snapshot (sorted by session id and seq: canonical bytes)
+
+    func snapshot(into writer: inout SnapshotWriter) throws(SnapshotError) {
+        try writer.uint64(nextScanMillis)
+        try writer.uint64(UInt64(sessions.count))
+        for id in sessions.keys.sorted() {
+            let session = sessions[id]!
+            try writer.uint64(id)
+            try writer.uint64(session.firstUnacknowledged)
+            try writer.uint64(session.lastActiveMillis)
+            let recorded = session.replies.filter { $0.value != nil }
+            precondition(recorded.count == session.replies.count, "a snapshot is taken between batches only")
+            try writer.uint64(UInt64(recorded.count))
+            for seq in recorded.keys.sorted() {
+                try writer.uint64(seq)
+                try writer.lengthPrefixed(recorded[seq]!!)
+            }
+        }
+    }
+
+    mutating func restore(from reader: inout SnapshotReader) throws(SnapshotError) {
+        nextScanMillis = try reader.uint64()
+        let count = try reader.uint64()
+        guard count <= UInt64(limits.sessionsMax) else {
+            throw SnapshotError("\(count) sessions exceed sessionsMax \(limits.sessionsMax)")
+        }
+        sessions = [:]
+        for _ in 0..<count {
+            let id = try reader.uint64()
+            var session = Session(lastActiveMillis: 0)
+            session.firstUnacknowledged = try reader.uint64()
+            session.lastActiveMillis = try reader.uint64()
+            let replies = try reader.uint64()
+            guard replies <= UInt64(limits.windowMax) else {
+                throw SnapshotError("session \(id) caches \(replies) replies, more than windowMax \(limits.windowMax)")
+            }
+            for _ in 0..<replies {
+                let seq = try reader.uint64()
+                session.replies[seq] = .some(try reader.lengthPrefixed())
+            }
+            sessions[id] = session
+        }
+    }
+}

@@ -1,0 +1,501 @@
+import ArgumentParser
+import Foundation
+import Histogram
+import RingCast
+import RingCastSMR
+import Synchronization
+
+/// `ringcast-kv bench`: spawns the replicas on loopback, runs closed-loop clients, reports throughput and latency.
+struct Bench: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Benchmark a replicated key-value service: spawn replicas on loopback, run closed-loop clients.",
+        discussion: """
+        Spawns --replicas `ringcast-kv serve` processes on 127.0.0.1 (this executable), then runs --clients \
+        client sessions in this process, each with --depth requests in flight (pipelining), for --duration seconds. \
+        A request is a put (--writes percent) or a linearizable get of a uniformly chosen key among --keys. Prints \
+        a progress line per second on stderr, then ops/s and latency p50/p99/max per kind (HdrHistogram, µs) and the \
+        ring's delivery throughput underneath (bytes the replicas' groups delivered, per second, at replica 0). \
+        --json prints the report as one JSON object instead.
+
+        --check records every operation (invoke and return times, or no return for a timeout) and checks the \
+        history for linearizability (RingCastLinCheck's checkKV, per key). --plant-bug stale-read makes the \
+        replicas answer linearizable reads locally without the barrier; --check must catch it.
+        --kill-after SECONDS kills (SIGKILL) the last replica then; the clients fail over.
+        """)
+
+    @Option(help: "Replicas to spawn.")
+    var replicas = 3
+    @Option(help: "Client sessions.")
+    var clients = 8
+    @Option(help: "Requests in flight per client (pipelining).")
+    var depth = 4
+    @Option(help: ArgumentHelp("Percentage of requests that are writes (put).", valueName: "percent"))
+    var writes = 50
+    @Option(name: .customLong("value-size"), help: "Bytes per value.")
+    var valueSize = 100
+    @Option(help: "Distinct keys.")
+    var keys = 1000
+    @Option(help: ArgumentHelp("Measurement seconds.", valueName: "seconds"))
+    var duration = 5.0
+    @Flag(help: "Print the report as JSON.")
+    var json = false
+    @Flag(help: "Record the history and check it for linearizability.")
+    var check = false
+    @Option(name: .customLong("plant-bug"), help: ArgumentHelp("Passed to the replicas (stale-read).", valueName: "bug"))
+    var plantBug: String?
+    @Option(name: .customLong("kill-after"), help: ArgumentHelp("SIGKILL the last replica after this many seconds.", valueName: "seconds"))
+    var killAfter: Double?
+    @Option(name: .customLong("suspect-ms"), help: "Passed to the replicas: a member silent this long is suspected.")
+    var suspectMillis = 200
+    @Option(name: .customLong("timeout"), help: ArgumentHelp("Client request timeout.", valueName: "ms"))
+    var timeoutMillis = 5_000
+    @Option(help: ArgumentHelp("kv: puts and gets over --keys; incr: every request increments one counter, and the report checks it against the acknowledged and in-doubt increments (exactly once).", valueName: "kv|incr"))
+    var workload = "kv"
+    @Option(name: .customLong("lan"), help: ArgumentHelp("Run on the emulated LAN (tools/lan); not implemented yet.", valueName: "rate"))
+    var lan: String?
+
+    func validate() throws {
+        guard (1...16).contains(replicas) else { throw ValidationError("--replicas is 1...16") }
+        guard (1...1024).contains(clients) else { throw ValidationError("--clients is 1...1024") }
+        guard (1...128).contains(depth) else { throw ValidationError("--depth is 1...128 (the session window)") }
+        guard (0...100).contains(writes) else { throw ValidationError("--writes is a percentage") }
+        guard (0...(60 << 10)).contains(valueSize) else { throw ValidationError("--value-size is 0...61440") }
+        guard keys >= 1, duration > 0 else { throw ValidationError("--keys ≥ 1 and --duration > 0") }
+        if let plantBug, plantBug != "stale-read" { throw ValidationError("--plant-bug knows only stale-read") }
+        guard ["kv", "incr"].contains(workload) else { throw ValidationError("--workload is kv or incr") }
+        if lan != nil { throw ValidationError("--lan is not implemented in ringcast-kv bench yet (loopback only)") }
+    }
+
+    func run() async throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("ringcast-kv-bench-\(getpid())").path
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        let cluster = try SpawnedCluster.start(replicas: replicas, directory: directory, plantBug: plantBug,
+                                                suspectMillis: suspectMillis)
+        defer { cluster.stop() }
+        let clientAddresses = cluster.clientAddresses
+
+        let statsClient = try await KVClient.connect(.init(replicas: [clientAddresses[0]]))
+        defer { statsClient.close() }
+        let ringBefore = try await statsClient.replicaStatistics()
+
+        let progress = ProgressCounter()
+        let startNanos = monotonicNow()
+        let endNanos = startNanos + UInt64(duration * 1e9)
+        let recording = check
+        let settings = WorkerSettings(writesPercent: writes, valueSize: valueSize, keys: keys, endNanos: endNanos,
+                                      record: recording, incrementOnly: workload == "incr")
+        let progressTask = Task {
+            var last = 0
+            var second = 0
+            while !Task.isCancelled {
+                try? await Task.sleep(for: .seconds(1))
+                second += 1
+                let total = progress.count
+                FileHandle.standardError.write(Data("[\(second) s] \(total - last) ops/s (\(total) total, \(progress.failures) failed)\n".utf8))
+                last = total
+            }
+        }
+        let killTask = killAfter.map { seconds in
+            Task {
+                try? await Task.sleep(for: .milliseconds(Int(seconds * 1000)))
+                if !Task.isCancelled { cluster.kill(replicas - 1) }
+            }
+        }
+        let depth = depth
+        let clients = clients
+        let timeoutMillis = timeoutMillis
+        let results: [WorkerResult] = try await withThrowingTaskGroup(of: [WorkerResult].self) { group in
+            for client in 0..<clients {
+                group.addTask {
+                    var options = KVClient.Options(replicas: clientAddresses)
+                    options.preferred = client % clientAddresses.count
+                    options.windowMax = depth
+                    options.timeoutMillis = timeoutMillis
+                    let session = try await KVClient.connect(options)
+                    defer { session.close() }
+                    return await withTaskGroup(of: WorkerResult.self) { workers in
+                        for lane in 0..<depth {
+                            workers.addTask {
+                                await runWorker(id: client * depth + lane, session: session, settings: settings,
+                                                progress: progress)
+                            }
+                        }
+                        var all: [WorkerResult] = []
+                        for await result in workers { all.append(result) }
+                        return all
+                    }
+                }
+            }
+            var all: [WorkerResult] = []
+            for try await some in group { all += some }
+            return all
+        }
+        let elapsed = Double(monotonicNow() - startNanos) / 1e9
+        progressTask.cancel()
+        killTask?.cancel()
+        let ringAfter = (try? await statsClient.replicaStatistics()) ?? ringBefore
+
+        var report = BenchReport(replicas: replicas, clients: clients, depth: depth, writesPercent: writes,
+                                 valueSize: valueSize, keys: keys, seconds: elapsed)
+        for result in results { report.add(result) }
+        if ringAfter.count >= 10 && ringBefore.count >= 10 {
+            report.ringMessagesPerSecond = Double(ringAfter[8] - ringBefore[8]) / elapsed
+            report.ringBytesPerSecond = Double(ringAfter[9] - ringBefore[9]) / elapsed
+            report.duplicatesAtReplica0 = ringAfter[2] - ringBefore[2]
+        }
+        if ringAfter.count >= 20 && ringBefore.count >= 20 && report.operations > 0 {
+            let names = ["ingest", "broadcast", "decode", "apply", "reply", "delivery_thread", "writer", "process"]
+            for (offset, name) in names.enumerated() {
+                let nanos = ringAfter[12 + offset] &- ringBefore[12 + offset]
+                report.cpuMicrosPerOperation.append((name, Double(nanos) / 1000 / Double(report.operations)))
+            }
+        }
+        if workload == "incr" {
+            var options = KVClient.Options(replicas: clientAddresses)
+            options.timeoutMillis = 10_000
+            if let reader = try? await KVClient.connect(options) {
+                if case let .value(bytes?)? = try? await reader.read(KVQuery(key: WorkerSettings.counterKey)), bytes.count == 8 {
+                    report.counter = bytes.enumerated().reduce(Int64(0)) { $0 | Int64($1.element) << (8 * $1.offset) }
+                } else {
+                    report.counter = 0
+                }
+                reader.close()
+            }
+        }
+        report.digests = await compareDigests(clientAddresses.enumerated().filter { index, _ in
+            killAfter == nil || index != replicas - 1
+        }.map(\.element))
+        if check {
+            let events = results.flatMap(\.events)
+            report.check = checkHistory(events)
+        }
+        print(json ? report.json() : report.text())
+        if report.exactlyOnce == false { throw ExitCode(3) }
+        if report.digests?.equal == false { throw ExitCode(4) }
+        if let check = report.check, !check.linearizable { throw ExitCode(2) }
+    }
+}
+
+struct WorkerSettings: Sendable {
+    static let counterKey = Array("counter".utf8)
+    let incrementOnly: Bool
+    let writesPercent: Int
+    let valueSize: Int
+    let keys: Int
+    let endNanos: UInt64
+    let record: Bool
+
+    init(writesPercent: Int, valueSize: Int, keys: Int, endNanos: UInt64, record: Bool, incrementOnly: Bool) {
+        self.writesPercent = writesPercent
+        self.valueSize = valueSize
+        self.keys = keys
+        self.endNanos = endNanos
+        self.record = record
+        self.incrementOnly = incrementOnly
+    }
+}
+
+final class ProgressCounter: Sendable {
+    private let done = Atomic<Int>(0)
+    private let failed = Atomic<Int>(0)
+    func add(ok: Bool) {
+        if ok { done.add(1, ordering: .relaxed) } else { failed.add(1, ordering: .relaxed) }
+    }
+    var count: Int { done.load(ordering: .relaxed) }
+    private let noted = Atomic<Int>(0)
+    /// Prints the first few failures (why ops fail matters more than how many).
+    func note(_ error: any Error) {
+        guard noted.add(1, ordering: .relaxed).newValue <= 5 else { return }
+        FileHandle.standardError.write(Data("request failed: \(error)\n".utf8))
+    }
+    var failures: Int { failed.load(ordering: .relaxed) }
+}
+
+/// One operation of the history, as the bench saw it (converted to `KVEvent` for the checker).
+struct RecordedOperation: Sendable {
+    enum Input: Sendable { case put([UInt8], [UInt8]), get([UInt8]), incr([UInt8], Int64) }
+    let client: Int
+    let input: Input
+    let output: KVResult?
+    let invokeNanos: UInt64
+    let returnNanos: UInt64?
+}
+
+struct WorkerResult: Sendable {
+    var puts = Histogram<UInt64>(lowestDiscernibleValue: 1, highestTrackableValue: 60_000_000, numberOfSignificantValueDigits: .three)
+    var gets = Histogram<UInt64>(lowestDiscernibleValue: 1, highestTrackableValue: 60_000_000, numberOfSignificantValueDigits: .three)
+    var incrs = Histogram<UInt64>(lowestDiscernibleValue: 1, highestTrackableValue: 60_000_000, numberOfSignificantValueDigits: .three)
+    var failures = 0
+    var incrementsAcknowledged = 0
+    var incrementsInDoubt = 0
+    var events: [RecordedOperation] = []
+}
+
+func monotonicNow() -> UInt64 {
+    var now = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &now)
+    return UInt64(now.tv_sec) * 1_000_000_000 + UInt64(now.tv_nsec)
+}
+
+/// SplitMix64: the workers' deterministic choice of operations and values.
+struct SplitMix64 {
+    var state: UInt64
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}
+
+/// A closed loop: one request at a time until the end of the run.
+func runWorker(id: Int, session: KVClient, settings: WorkerSettings, progress: ProgressCounter) async -> WorkerResult {
+    var random = SplitMix64(state: UInt64(id) &* 0x1234_5678_9ABC_DEF1 &+ 1)
+    var result = WorkerResult()
+    var value = [UInt8](repeating: 0, count: settings.valueSize)
+    var sequence: UInt64 = 0
+    while monotonicNow() < settings.endNanos {
+        if settings.incrementOnly {
+            let invoke = monotonicNow()
+            do {
+                let output = try await session.submit(.incr(key: WorkerSettings.counterKey, delta: 1))
+                let done = monotonicNow()
+                _ = result.incrs.record((done - invoke) / 1000)
+                result.incrementsAcknowledged += 1
+                if settings.record {
+                    result.events.append(RecordedOperation(client: id, input: .incr(WorkerSettings.counterKey, 1),
+                                                           output: output, invokeNanos: invoke, returnNanos: done))
+                }
+                progress.add(ok: true)
+            } catch {
+                result.failures += 1
+                result.incrementsInDoubt += 1
+                progress.add(ok: false)
+                progress.note(error)
+                if settings.record {
+                    result.events.append(RecordedOperation(client: id, input: .incr(WorkerSettings.counterKey, 1),
+                                                           output: nil, invokeNanos: invoke, returnNanos: nil))
+                    return result
+                }
+            }
+            continue
+        }
+        let key = Array("k\(random.next() % UInt64(settings.keys))".utf8)
+        let isWrite = Int(random.next() % 100) < settings.writesPercent
+        let invoke = monotonicNow()
+        if isWrite {
+            // A value unique per write (worker id and sequence up front), so the checker can tell writes apart.
+            sequence += 1
+            withUnsafeBytes(of: (UInt64(id).littleEndian, sequence.littleEndian)) { raw in
+                for index in 0..<min(16, value.count) { value[index] = raw[index] }
+            }
+            do {
+                let output = try await session.submit(.put(key: key, value: value))
+                let done = monotonicNow()
+                _ = result.puts.record((done - invoke) / 1000)
+                if settings.record {
+                    result.events.append(RecordedOperation(client: id, input: .put(key, value), output: output,
+                                                           invokeNanos: invoke, returnNanos: done))
+                }
+                progress.add(ok: true)
+            } catch {
+                result.failures += 1
+                progress.add(ok: false)
+                progress.note(error)
+                if settings.record {
+                    result.events.append(RecordedOperation(client: id, input: .put(key, value), output: nil,
+                                                           invokeNanos: invoke, returnNanos: nil))
+                }
+                // An in-doubt write leaves this worker's history open: a closed loop must not invoke again.
+                if settings.record { return result }
+            }
+        } else {
+            do {
+                let output = try await session.read(KVQuery(key: key))
+                let done = monotonicNow()
+                _ = result.gets.record((done - invoke) / 1000)
+                if settings.record {
+                    result.events.append(RecordedOperation(client: id, input: .get(key), output: output,
+                                                           invokeNanos: invoke, returnNanos: done))
+                }
+                progress.add(ok: true)
+            } catch {
+                result.failures += 1
+                progress.add(ok: false)
+                progress.note(error)
+                // A failed read has no effect: it is left out of the history.
+            }
+        }
+    }
+    return result
+}
+
+/// The outcome of `--check`.
+struct CheckOutcome: Sendable {
+    var linearizable: Bool
+    var decided: Bool
+    var operations: Int
+    var keysChecked: Int
+    var explanation: String?
+}
+
+struct BenchReport {
+    let replicas: Int
+    let clients: Int
+    let depth: Int
+    let writesPercent: Int
+    let valueSize: Int
+    let keys: Int
+    let seconds: Double
+    var puts = Histogram<UInt64>(lowestDiscernibleValue: 1, highestTrackableValue: 60_000_000, numberOfSignificantValueDigits: .three)
+    var gets = Histogram<UInt64>(lowestDiscernibleValue: 1, highestTrackableValue: 60_000_000, numberOfSignificantValueDigits: .three)
+    var incrs = Histogram<UInt64>(lowestDiscernibleValue: 1, highestTrackableValue: 60_000_000, numberOfSignificantValueDigits: .three)
+    var failures = 0
+    var incrementsAcknowledged = 0
+    var incrementsInDoubt = 0
+    /// The counter read (linearizable) after the run, with --workload incr.
+    var counter: Int64?
+    var ringMessagesPerSecond = 0.0
+    var ringBytesPerSecond = 0.0
+    var duplicatesAtReplica0: UInt64 = 0
+    /// Replica 0's CPU per operation of the whole run (µs), by stage, and its whole process.
+    var cpuMicrosPerOperation: [(String, Double)] = []
+    /// The surviving replicas' state digests once they applied the same index.
+    var digests: DigestComparison?
+    var check: CheckOutcome?
+
+    init(replicas: Int, clients: Int, depth: Int, writesPercent: Int, valueSize: Int, keys: Int, seconds: Double) {
+        self.replicas = replicas
+        self.clients = clients
+        self.depth = depth
+        self.writesPercent = writesPercent
+        self.valueSize = valueSize
+        self.keys = keys
+        self.seconds = seconds
+    }
+
+    mutating func add(_ result: WorkerResult) {
+        puts.add(result.puts)
+        gets.add(result.gets)
+        incrs.add(result.incrs)
+        failures += result.failures
+        incrementsAcknowledged += result.incrementsAcknowledged
+        incrementsInDoubt += result.incrementsInDoubt
+    }
+
+    var operations: UInt64 { puts.totalCount + gets.totalCount + incrs.totalCount }
+
+    /// acknowledged ≤ counter ≤ acknowledged + in doubt: nothing acknowledged lost, nothing applied twice.
+    var exactlyOnce: Bool? {
+        counter.map { Int64(incrementsAcknowledged) <= $0 && $0 <= Int64(incrementsAcknowledged + incrementsInDoubt) }
+    }
+
+    func kind(_ histogram: Histogram<UInt64>) -> [String: Any] {
+        ["ops": histogram.totalCount, "ops_per_second": Double(histogram.totalCount) / seconds,
+         "p50_us": histogram.valueAtPercentile(50), "p99_us": histogram.valueAtPercentile(99), "max_us": histogram.max]
+    }
+
+    func json() -> String {
+        var object: [String: Any] = [
+            "replicas": replicas, "clients": clients, "depth": depth, "in_flight": clients * depth,
+            "writes_percent": writesPercent, "value_size": valueSize, "keys": keys, "seconds": seconds,
+            "ops": operations, "ops_per_second": Double(operations) / seconds, "failures": failures,
+            "put": kind(puts), "get": kind(gets), "incr": kind(incrs),
+            "ring_delivered_messages_per_second": ringMessagesPerSecond,
+            "ring_delivered_mbit_per_second": ringBytesPerSecond * 8 / 1e6,
+            "duplicates_at_replica0": duplicatesAtReplica0,
+        ]
+        if let digests {
+            object["replica_digests"] = ["equal": digests.equal, "index": digests.index, "replicas": digests.replicas,
+                                         "digests": digests.digests.map { String(format: "%016llx", $0) }] as [String: Any]
+        }
+        if !cpuMicrosPerOperation.isEmpty {
+            object["cpu_us_per_op_replica0"] = Dictionary(uniqueKeysWithValues: cpuMicrosPerOperation)
+        }
+        if let counter, let exactlyOnce {
+            object["increments"] = ["acknowledged": incrementsAcknowledged, "in_doubt": incrementsInDoubt,
+                                    "counter": counter, "exactly_once": exactlyOnce] as [String: Any]
+        }
+        if let check {
+            var checked: [String: Any] = ["linearizable": check.linearizable, "decided": check.decided,
+                                          "operations": check.operations, "keys": check.keysChecked]
+            if let explanation = check.explanation { checked["explanation"] = explanation }
+            object["check"] = checked
+        }
+        let data = (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])) ?? Data()
+        return String(decoding: data, as: UTF8.self)
+    }
+
+    func text() -> String {
+        func line(_ name: String, _ histogram: Histogram<UInt64>) -> String {
+            String(format: "%@ %9.0f ops/s  p50 %6llu µs  p99 %6llu µs  max %7llu µs  (%llu ops)", name,
+                   Double(histogram.totalCount) / seconds, histogram.valueAtPercentile(50),
+                   histogram.valueAtPercentile(99), histogram.max, histogram.totalCount)
+        }
+        var lines = [
+            "ringcast-kv bench: \(replicas) replicas, \(clients) clients × depth \(depth) = \(clients * depth) in flight, "
+                + "\(writesPercent) % writes, \(valueSize) B values, \(keys) keys, \(String(format: "%.1f", seconds)) s",
+            String(format: "all %9.0f ops/s  (%d failed)", Double(operations) / seconds, failures),
+        ] + [("put", puts), ("get", gets), ("incr", incrs)].filter { $0.1.totalCount > 0 }.map { line($0.0, $0.1) } + [
+            String(format: "ring underneath: %.0f messages/s, %.1f Mbit/s delivered (replica 0); %llu duplicates answered from sessions",
+                   ringMessagesPerSecond, ringBytesPerSecond * 8 / 1e6, duplicatesAtReplica0),
+        ]
+        if let digests {
+            lines.append("state digests of \(digests.replicas) replicas at index \(digests.index): "
+                + (digests.equal ? "equal" : "DIFFERENT \(digests.digests.map { String(format: "%016llx", $0) })"))
+        }
+        if !cpuMicrosPerOperation.isEmpty {
+            lines.append("CPU per operation at replica 0 (µs): " + cpuMicrosPerOperation.map {
+                "\($0.0) \(String(format: "%.2f", $0.1))"
+            }.joined(separator: ", ") + " (delivery_thread includes decode, apply, reply; process is every thread: "
+                + "the ring's engine and control threads are the rest)")
+        }
+        if let counter, let exactlyOnce {
+            lines.append("increments: \(incrementsAcknowledged) acknowledged, \(incrementsInDoubt) in doubt, counter \(counter): "
+                + (exactlyOnce ? "exactly once" : "VIOLATED (lost or applied twice)"))
+        }
+        if let check {
+            lines.append("check: \(check.linearizable ? "linearizable" : check.decided ? "NOT linearizable" : "undecided (budget)") "
+                + "(\(check.operations) operations, \(check.keysChecked) keys)")
+            if let explanation = check.explanation { lines.append(explanation) }
+        }
+        return lines.joined(separator: "\n")
+    }
+}
+
+/// What the surviving replicas' digests say after the run.
+struct DigestComparison: Sendable {
+    var equal: Bool
+    var index: UInt64
+    var replicas: Int
+    var digests: [UInt64]
+}
+
+/// Asks each replica for its state digest until all report the same applied index (the sessions closing at the end
+/// of the run are still being applied for a moment), at most 10 s; nil if a replica does not answer.
+func compareDigests(_ addresses: [Address]) async -> DigestComparison? {
+    var clients: [KVClient] = []
+    defer { for client in clients { client.close() } }
+    for address in addresses {
+        var options = KVClient.Options(replicas: [address])
+        options.timeoutMillis = 10_000
+        guard let client = try? await KVClient.connect(options) else { return nil }
+        clients.append(client)
+    }
+    let deadline = monotonicNow() + 10_000_000_000
+    while true {
+        var answers: [(index: UInt64, digest: UInt64)] = []
+        for client in clients {
+            guard let answer = try? await client.replicaDigest() else { return nil }
+            answers.append(answer)
+        }
+        let sameIndex = Set(answers.map(\.index)).count == 1
+        if sameIndex || monotonicNow() > deadline {
+            return DigestComparison(equal: sameIndex && Set(answers.map(\.digest)).count == 1,
+                                    index: answers.map(\.index).max() ?? 0, replicas: answers.count,
+                                    digests: answers.map(\.digest))
+        }
+        try? await Task.sleep(for: .milliseconds(50))
+    }
+}

@@ -1,0 +1,242 @@
+import ArgumentParser
+import Dispatch
+import Foundation
+import Logging
+import RingCast
+import RingCastSMR
+
+typealias KVClient = SMRClient<KVCommand, KVQuery, KVResult>
+
+/// `ringcast-kv`: a replicated key-value service on RingCastSMR, the example to copy.
+@main
+struct KVCommandLine: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "ringcast-kv",
+        abstract: "A replicated key-value service on a RingCast group: serve a replica, talk to one, benchmark.",
+        discussion: """
+        Every replica takes writes (LCR's delivery is uniform: no leader). Clients connect to any replica over TCP \
+        and fail over to the next one with the same session: a retried write is applied once.
+
+        Three replicas on one host:
+          ringcast-kv serve --id 0 --members 127.0.0.1:7000,127.0.0.1:7010,127.0.0.1:7020 --client-port 7100 &
+          ringcast-kv serve --id 1 --members … --client-port 7101 &
+          ringcast-kv serve --id 2 --members … --client-port 7102 &
+          ringcast-kv put --replicas 127.0.0.1:7100,127.0.0.1:7101 greeting hello
+          ringcast-kv get --replicas 127.0.0.1:7101 greeting
+        """,
+        subcommands: [Serve.self, Put.self, Get.self, Delete.self, CompareAndSwap.self, Increment.self, Bench.self]
+    )
+}
+
+/// Parses `host:port,host:port`.
+func parseAddresses(_ text: String, _ flag: String) throws -> [Address] {
+    let items = text.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+    guard !items.isEmpty else { throw ValidationError("\(flag) lists no address") }
+    return try items.map { item in
+        do { return try Address(item) } catch { throw ValidationError("\(flag): \(error)") }
+    }
+}
+
+struct Serve: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Run one replica (a group member with a client port) until SIGTERM or SIGINT.",
+        discussion: """
+        Prints `ready client_port=PORT` on stdout once the client port listens. The control plane of member i \
+        listens on its data port + 1, so leave that port free too. A member not in --view joins the running group \
+        and receives its state (session table and store) from a member before its first delivery, streamed in \
+        chunks over that member's client port: on several hosts, give --client-host an address the other replicas \
+        reach (0.0.0.0 advertises the --members address of this replica).
+        """)
+
+    @Option(help: "This replica's node id (its index in --members).")
+    var id: UInt32
+    @Option(help: ArgumentHelp("Every member's ring (data) address, in node-id order.", valueName: "host:port,…"))
+    var members: String
+    @Option(help: ArgumentHelp("The founding view's node ids (default: every member).", valueName: "id,…"))
+    var view: String?
+    @Option(name: .customLong("client-host"), help: "Where clients connect (an IPv4 address of this host).")
+    var clientHost = "127.0.0.1"
+    @Option(name: .customLong("client-port"), help: "The client port (0: any free one; see the ready line).")
+    var clientPort: UInt16 = 0
+    @Option(name: .customLong("clients-max"), help: "Connected clients at most.")
+    var clientsMax = 256
+    @Option(name: .customLong("sessions-max"), help: "Open client sessions at most (the same on every replica).")
+    var sessionsMax = 4096
+    @Option(name: .customLong("session-timeout"), help: ArgumentHelp("A session unused this long (ordered time) expires.", valueName: "seconds"))
+    var sessionTimeout = 600
+    @Option(help: ArgumentHelp("View agreement: quorum (default) or perfect.", valueName: "quorum|perfect"))
+    var mode = "quorum"
+    @Option(name: .customLong("suspect-ms"), help: "A member silent this long is suspected.")
+    var suspectMillis = 200
+    @Option(name: .customLong("plant-bug"), help: ArgumentHelp("Fault injection for the checker: stale-read answers linearizable reads locally without the barrier.", valueName: "stale-read"))
+    var plantBug: String?
+    @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error, critical.")
+    var logLevel = "info"
+
+    func validate() throws {
+        if let plantBug, plantBug != "stale-read" { throw ValidationError("--plant-bug knows only stale-read") }
+        guard ["quorum", "perfect"].contains(mode) else { throw ValidationError("--mode is quorum or perfect") }
+        guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("unknown --log-level \(logLevel)") }
+        guard (1...86_400).contains(sessionTimeout) else { throw ValidationError("--session-timeout is 1...86400") }
+    }
+
+    func run() async throws {
+        let addresses = try parseAddresses(members, "--members")
+        var map: [UInt32: Address] = [:]
+        for (index, address) in addresses.enumerated() { map[UInt32(index)] = address }
+        let initialView = try view.map { text in
+            try text.split(separator: ",").map { item in
+                guard let id = UInt32(item.trimmingCharacters(in: .whitespaces)) else { throw ValidationError("--view: \(item)") }
+                return id
+            }
+        } ?? map.keys.sorted()
+        LoggingSystem.bootstrap(StreamLogHandler.standardError)
+        var configuration = Group.Configuration(me: id, addresses: map, initialView: initialView)
+        configuration.mode = mode == "perfect" ? .perfect : .quorum
+        configuration.suspectMillis = suspectMillis
+        configuration.logger.logLevel = Logger.Level(rawValue: logLevel)!
+        var options = Replica<KVStore>.Options(clientHost: clientHost, clientPort: clientPort)
+        options.clientsMax = clientsMax
+        options.sessions = SessionTable.Limits(sessionsMax: sessionsMax, windowMax: 128,
+                                               timeoutMillis: UInt64(sessionTimeout) * 1000)
+        options.plantStaleReadBug = plantBug == "stale-read"
+        options.logger.logLevel = Logger.Level(rawValue: logLevel)!
+        let replica = try Replica(configuration: configuration, machine: KVStore(), options: options)
+        try replica.start()
+        FileHandle.standardOutput.write(Data("ready client_port=\(replica.clientPort) id=\(id)\n".utf8))
+        await waitForTermination()
+        replica.shutdown()
+        let statistics = replica.statistics
+        print("stopped applied_index=\(statistics.appliedIndex) commands=\(statistics.commandsApplied) "
+            + "duplicates=\(statistics.duplicates) malformed_client_frames=\(statistics.clientFramesMalformed)")
+    }
+}
+
+/// Returns on SIGTERM or SIGINT.
+func waitForTermination() async {
+    signal(SIGTERM, SIG_IGN)
+    signal(SIGINT, SIG_IGN)
+    let queue = DispatchQueue(label: "ringcast-kv.signals")
+    await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+        let resumed = ResumeOnce(continuation)
+        for number in [SIGTERM, SIGINT] {
+            let source = DispatchSource.makeSignalSource(signal: number, queue: queue)
+            source.setEventHandler { resumed.resume() }
+            source.resume()
+            resumed.keep(source)
+        }
+    }
+}
+
+final class ResumeOnce: @unchecked Sendable {
+    private let lock = NSLock()
+    private var continuation: CheckedContinuation<Void, Never>?
+    private var sources: [any DispatchSourceSignal] = []
+    init(_ continuation: CheckedContinuation<Void, Never>) { self.continuation = continuation }
+    func keep(_ source: any DispatchSourceSignal) { lock.withLock { sources.append(source) } }
+    func resume() {
+        let continuation = lock.withLock { () -> CheckedContinuation<Void, Never>? in
+            defer { self.continuation = nil }
+            return self.continuation
+        }
+        continuation?.resume()
+    }
+}
+
+/// What the client commands share.
+struct ClientOptions: ParsableArguments {
+    @Option(help: ArgumentHelp("Replicas' client addresses (the client fails over in this order).", valueName: "host:port,…"))
+    var replicas = "127.0.0.1:7100"
+    @Option(help: ArgumentHelp("Give up after this long.", valueName: "ms"))
+    var timeout = 5_000
+
+    func connect() async throws -> KVClient {
+        var options = KVClient.Options(replicas: try parseAddresses(replicas, "--replicas"))
+        options.timeoutMillis = timeout
+        return try await KVClient.connect(options)
+    }
+}
+
+func describe(_ result: KVResult) -> String {
+    switch result {
+    case .ok: "OK"
+    case let .value(value?): String(decoding: value, as: UTF8.self)
+    case .value(nil): "(absent)"
+    case let .deleted(existed): existed ? "deleted" : "(absent)"
+    case let .swapped(swapped): swapped ? "swapped" : "not swapped"
+    case let .counter(value): "\(value)"
+    case .notACounter: "error: the value is not an 8-byte counter"
+    }
+}
+
+struct Put: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Set KEY to VALUE.")
+    @OptionGroup var client: ClientOptions
+    @Argument var key: String
+    @Argument var value: String
+    func run() async throws {
+        let session = try await client.connect()
+        defer { session.close() }
+        print(describe(try await session.submit(.put(key: Array(key.utf8), value: Array(value.utf8)))))
+    }
+}
+
+struct Get: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Print KEY's value.")
+    @OptionGroup var client: ClientOptions
+    @Option(help: ArgumentHelp("linearizable (default), sequential or stale.", valueName: "mode"))
+    var consistency = "linearizable"
+    @Argument var key: String
+    func validate() throws {
+        guard ["linearizable", "sequential", "stale"].contains(consistency) else {
+            throw ValidationError("--consistency is linearizable, sequential or stale")
+        }
+    }
+    func run() async throws {
+        let mode: ReadConsistency = consistency == "stale" ? .stale : consistency == "sequential" ? .sequential : .linearizable
+        let session = try await client.connect()
+        defer { session.close() }
+        print(describe(try await session.read(KVQuery(key: Array(key.utf8)), consistency: mode)))
+    }
+}
+
+struct Delete: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "del", abstract: "Delete KEY.")
+    @OptionGroup var client: ClientOptions
+    @Argument var key: String
+    func run() async throws {
+        let session = try await client.connect()
+        defer { session.close() }
+        print(describe(try await session.submit(.delete(key: Array(key.utf8)))))
+    }
+}
+
+struct CompareAndSwap: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "cas", abstract: "Set KEY to NEW if it holds --expected (or is absent with --absent).")
+    @OptionGroup var client: ClientOptions
+    @Option var expected: String?
+    @Flag var absent = false
+    @Argument var key: String
+    @Argument var new: String
+    func validate() throws {
+        guard (expected == nil) == absent else { throw ValidationError("give exactly one of --expected and --absent") }
+    }
+    func run() async throws {
+        let session = try await client.connect()
+        defer { session.close() }
+        print(describe(try await session.submit(.cas(key: Array(key.utf8), expected: expected.map { Array($0.utf8) },
+                                                      new: Array(new.utf8)))))
+    }
+}
+
+struct Increment: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "incr", abstract: "Add DELTA (default 1) to the counter at KEY.")
+    @OptionGroup var client: ClientOptions
+    @Argument var key: String
+    @Argument var delta: Int64 = 1
+    func run() async throws {
+        let session = try await client.connect()
+        defer { session.close() }
+        print(describe(try await session.submit(.incr(key: Array(key.utf8), delta: delta))))
+    }
+}
