@@ -165,12 +165,14 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
-        // ringcast-kv: a replicated key-value service on RingCastSMR (serve, client commands, bench).
-        // The lead adds "RingCastLinCheck" here at merge (`bench --check` compiles it in with #if canImport).
+        // ringcast-kv: a replicated key-value service on RingCastSMR (serve, client commands, bench; `bench --check`
+        // checks the recorded history with RingCastLinCheck).
         .executableTarget(
             name: "ringcast-kv",
             dependencies: [
                 "RingCastSMR",
+                "RingCastLinCheck",
+                "RingCastJSON",
                 "RingCast",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Histogram", package: "hdrhistogram-swift"),

@@ -1,3 +1,4 @@
+import RingCastJSON
 import ArgumentParser
 import Foundation
 import Histogram
@@ -391,40 +392,52 @@ struct BenchReport {
         counter.map { Int64(incrementsAcknowledged) <= $0 && $0 <= Int64(incrementsAcknowledged + incrementsInDoubt) }
     }
 
-    func kind(_ histogram: Histogram<UInt64>) -> [String: Any] {
-        ["ops": histogram.totalCount, "ops_per_second": Double(histogram.totalCount) / seconds,
-         "p50_us": histogram.valueAtPercentile(50), "p99_us": histogram.valueAtPercentile(99), "max_us": histogram.max]
+    func kind(_ histogram: Histogram<UInt64>) -> JSONValue {
+        .object([("ops", .integer(Int64(histogram.totalCount))),
+                 ("ops_per_second", .number(Double(histogram.totalCount) / seconds)),
+                 ("p50_us", .integer(Int64(histogram.valueAtPercentile(50)))),
+                 ("p99_us", .integer(Int64(histogram.valueAtPercentile(99)))),
+                 ("max_us", .integer(Int64(histogram.max)))])
     }
 
+    /// One JSON object, keys in reading order (the package's one writer, RingCastJSON).
     func json() -> String {
-        var object: [String: Any] = [
-            "replicas": replicas, "clients": clients, "depth": depth, "in_flight": clients * depth,
-            "writes_percent": writesPercent, "value_size": valueSize, "keys": keys, "seconds": seconds,
-            "ops": operations, "ops_per_second": Double(operations) / seconds, "failures": failures,
-            "put": kind(puts), "get": kind(gets), "incr": kind(incrs),
-            "ring_delivered_messages_per_second": ringMessagesPerSecond,
-            "ring_delivered_mbit_per_second": ringBytesPerSecond * 8 / 1e6,
-            "duplicates_at_replica0": duplicatesAtReplica0,
+        var fields: [(String, JSONValue)] = [
+            ("replicas", .integer(Int64(replicas))), ("clients", .integer(Int64(clients))), ("depth", .integer(Int64(depth))),
+            ("in_flight", .integer(Int64(clients * depth))), ("writes_percent", .integer(Int64(writesPercent))),
+            ("value_size", .integer(Int64(valueSize))), ("keys", .integer(Int64(keys))), ("seconds", .number(seconds)),
+            ("ops", .integer(Int64(operations))), ("ops_per_second", .number(Double(operations) / seconds)),
+            ("failures", .integer(Int64(failures))),
+            ("put", kind(puts)), ("get", kind(gets)), ("incr", kind(incrs)),
+            ("ring_delivered_messages_per_second", .number(ringMessagesPerSecond)),
+            ("ring_delivered_mbit_per_second", .number(ringBytesPerSecond * 8 / 1e6)),
+            ("duplicates_at_replica0", .integer(Int64(duplicatesAtReplica0))),
         ]
         if let digests {
-            object["replica_digests"] = ["equal": digests.equal, "index": digests.index, "replicas": digests.replicas,
-                                         "digests": digests.digests.map { String(format: "%016llx", $0) }] as [String: Any]
+            fields.append(("replica_digests", .object([
+                ("equal", .bool(digests.equal)), ("index", .integer(Int64(digests.index))),
+                ("replicas", .integer(Int64(digests.replicas))),
+                ("digests", .array(digests.digests.map { .string(String(format: "%016llx", $0)) })),
+            ])))
         }
         if !cpuMicrosPerOperation.isEmpty {
-            object["cpu_us_per_op_replica0"] = Dictionary(uniqueKeysWithValues: cpuMicrosPerOperation)
+            fields.append(("cpu_us_per_op_replica0", .object(cpuMicrosPerOperation.map { ($0.0, .number($0.1)) })))
         }
         if let counter, let exactlyOnce {
-            object["increments"] = ["acknowledged": incrementsAcknowledged, "in_doubt": incrementsInDoubt,
-                                    "counter": counter, "exactly_once": exactlyOnce] as [String: Any]
+            fields.append(("increments", .object([
+                ("acknowledged", .integer(Int64(incrementsAcknowledged))), ("in_doubt", .integer(Int64(incrementsInDoubt))),
+                ("counter", .integer(counter)), ("exactly_once", .bool(exactlyOnce)),
+            ])))
         }
         if let check {
-            var checked: [String: Any] = ["linearizable": check.linearizable, "decided": check.decided,
-                                          "operations": check.operations, "keys": check.keysChecked]
-            if let explanation = check.explanation { checked["explanation"] = explanation }
-            object["check"] = checked
+            var checked: [(String, JSONValue)] = [
+                ("linearizable", .bool(check.linearizable)), ("decided", .bool(check.decided)),
+                ("operations", .integer(Int64(check.operations))), ("keys", .integer(Int64(check.keysChecked))),
+            ]
+            if let explanation = check.explanation { checked.append(("explanation", .string(explanation))) }
+            fields.append(("check", .object(checked)))
         }
-        let data = (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])) ?? Data()
-        return String(decoding: data, as: UTF8.self)
+        return JSONValue.object(fields).text
     }
 
     func text() -> String {

@@ -1,4 +1,3 @@
-#if canImport(RingCastLinCheck)
 import RingCastLinCheck
 
 /// The bench's history as the checker's events (the API agreed in kv-history-api.md).
@@ -30,10 +29,3 @@ func checkHistory(_ operations: [RecordedOperation]) -> CheckOutcome {
     return CheckOutcome(linearizable: report.isLinearizable, decided: report.decided, operations: report.operations,
                         keysChecked: report.keysChecked, explanation: report.explanation)
 }
-#else
-/// Built without the RingCastLinCheck module (the lead adds the dependency at merge): `--check` cannot decide.
-func checkHistory(_ operations: [RecordedOperation]) -> CheckOutcome {
-    CheckOutcome(linearizable: false, decided: false, operations: operations.count, keysChecked: 0,
-                 explanation: "ringcast-kv was built without RingCastLinCheck: the history was recorded but not checked")
-}
-#endif
