@@ -259,3 +259,32 @@ int rc_chain_next_batch(rc_chain *core, rc_chain_batch *out) {
     core->stats.batches_out++;
     return 1;
 }
+
+/* ---- for tests and the simulator's Byzantine replicas --------------------------------------------- */
+
+int rc_chain_ordering_block(const rc_crypto *crypto, uint32_t f, uint32_t position, const rc_chain_batch *batch,
+                            rc_crypto_mac *out) {
+    if (crypto == NULL || batch == NULL || out == NULL || f == 0 || f > RC_CHAIN_F_MAX) return -EINVAL;
+    if (batch->count == 0 || batch->requests == NULL || position >= rc_chain_nodes(f)) return -EINVAL;
+    if (batch->count > 256) return -E2BIG;
+    rc_crypto_digest digests[256];
+    for (uint32_t k = 0; k < batch->count; k++) {
+        const rc_chain_request *r = &batch->requests[k];
+        int rc = chain_request_digest(crypto, r->client, r->timestamp, r->op, r->op_bytes, &digests[k]);
+        if (rc < 0) return rc;
+    }
+    rc_crypto_digest batch_digest;
+    rc_crypto_part part = {digests, (size_t)batch->count * sizeof(rc_crypto_digest)};
+    int rc = crypto->digest(crypto->context, &part, 1, &batch_digest);
+    if (rc < 0) return rc;
+    uint8_t buffer[64];
+    rc_crypto_part parts[2];
+    uint32_t part_count = chain_parts_order(batch->instance, batch->sn_first, batch->count, &batch_digest, buffer, parts);
+    uint32_t successors[RC_CHAIN_F_MAX + 1];
+    uint32_t count = rc_chain_successors(f, position, successors, NULL);
+    for (uint32_t k = 0; k < count; k++) {
+        rc = crypto->mac(crypto->context, successors[k], parts, part_count, &out[k]);
+        if (rc < 0) return rc;
+    }
+    return (int)count;
+}

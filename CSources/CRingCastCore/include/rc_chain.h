@@ -295,6 +295,15 @@ uint32_t rc_chain_history_count(const rc_chain *core);
 /** The logged request at `sn` while it is kept; 0, or -ERANGE. */
 int rc_chain_history_at(const rc_chain *core, uint64_t sn, rc_chain_history_view *out);
 
+/**
+ * The ordering MACs `position` writes over a batch with this content: its own block of the window, one per replica
+ * successor, in order. For tests and the simulator, whose Byzantine replicas re-authenticate content they altered
+ * with their own keys (the strongest such replica can do). Returns how many were written (≤ f+1), -E2BIG above 256
+ * requests, or the provider's error.
+ */
+int rc_chain_ordering_block(const rc_crypto *crypto, uint32_t f, uint32_t position, const rc_chain_batch *batch,
+                            rc_crypto_mac *out);
+
 /* ---- ABORT encoding (shared by replicas and clients) ---------------------------------------------- */
 
 /** Bytes rc_chain_abort_encode writes for `entry_count` entries. */
