@@ -28,7 +28,8 @@ static chain_vote *vote_claim(rc_chain *core, uint64_t number) {
 
 static void queue_send(rc_chain *core, uint64_t number, uint32_t to) {
     RC_ASSERT(core->send_count < core->sends_max);
-    core->sends[(core->send_head + core->send_count) % core->sends_max] = (chain_send){.number = number, .to = to};
+    core->sends[(core->send_head + core->send_count) % core->sends_max] =
+        (chain_send){.number = number, .to = to, .digest = *vote_digest(core, number, core->settings.self)};
     core->send_count++;
 }
 
@@ -75,11 +76,9 @@ int rc_chain_next_checkpoint(rc_chain *core, rc_chain_checkpoint *out) {
         chain_send send = core->sends[core->send_head];
         core->send_head = (core->send_head + 1) % core->sends_max;
         core->send_count--;
-        chain_vote *vote = vote_for(core, send.number);
-        if (vote->number != send.number || !vote->own || send.number <= core->stable_number) continue;
         *out = (rc_chain_checkpoint){
             .instance = core->settings.instance, .from = core->settings.self, .to = send.to, .number = send.number,
-            .digest = *vote_digest(core, send.number, core->settings.self),
+            .digest = send.digest,
         };
         uint8_t buffer[64];
         rc_crypto_part parts[2];

@@ -50,9 +50,12 @@ typedef struct chain_vote {
     bool own;
 } chain_vote;
 
+/* A queued CHECKPOINT carries its digest: it must still leave after the checkpoint became stable here (the
+ * others need our vote), when its vote slot is already released. */
 typedef struct chain_send {
     uint64_t number;
     uint32_t to;
+    rc_crypto_digest digest;
 } chain_send;
 
 struct rc_chain {
