@@ -70,7 +70,7 @@ extension ChainSimWorld {
         let replyIn = b.replyMACsPerRequest, replyOut = Int(rc_chain_reply_macs_count(fu, UInt32(q)))
         var clientMACs: [ChainMAC] = [], replyMACs: [ChainMAC] = []
         for k in 0..<b.requests.count {
-            clientMACs += b.clientMACs[(k * clientIn + 1)..<(k * clientIn + 1 + clientOut)]
+            if clientOut > 0 { clientMACs += b.clientMACs[(k * clientIn + 1)..<(k * clientIn + 1 + clientOut)] }
             replyMACs += b.replyMACs[(k * replyIn)..<((k + 1) * replyIn)]
             replyMACs += (0..<(replyOut - replyIn)).map { _ in randomMAC() }
         }
