@@ -195,3 +195,29 @@ public struct ChainAbort: Hashable, Sendable {
         }
     }
 }
+
+extension ChainAbort {
+    /// This ABORT signed again with `keyRing`'s signing key (rc_chain_abort_encode, then the provider's sign): what a
+    /// Byzantine replica does to an ABORT whose history it forged, for the abort-history tests (spec §21.7).
+    public func resigned(with keyRing: ChainKeyRing) -> ChainAbort {
+        let cEntries = entries.map {
+            rc_chain_abort_entry(sn: $0.sn, client: $0.client, timestamp: $0.timestamp, request_digest: $0.requestDigest.c)
+        }
+        var crypto = keyRing.crypto
+        var copy = self
+        cEntries.withUnsafeBufferPointer { e in
+            var a = rc_chain_abort()
+            a.replica = replica; a.client = client; a.timestamp = timestamp; a.instance = instance
+            a.next_instance = nextInstance; a.checkpoint_number = checkpointNumber; a.checkpoint_digest = checkpointDigest.c
+            a.entry_count = UInt32(entries.count); a.entries = e.baseAddress
+            var buffer = [UInt8](repeating: 0, count: rc_chain_abort_encoded_size(UInt32(entries.count)))
+            let size = rc_chain_abort_encode(&a, &buffer, buffer.count)
+            precondition(size > 0, "rc_chain_abort_encode failed")
+            var signature = rc_crypto_signature()
+            let rc = crypto.sign(crypto.context, buffer, Int(size), &signature)
+            precondition(rc == 0, "signing failed: \(rc)")
+            copy.signature = withUnsafeBytes(of: signature.bytes) { Array($0) }
+        }
+        return copy
+    }
+}

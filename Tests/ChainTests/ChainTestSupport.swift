@@ -8,6 +8,8 @@ final class ChainFixture {
     let cores: [ChainCore]
     var ops: [UInt64: [UInt8]] = [:]
     var nextRef: UInt64 = 1
+    /// Batches sent to each position and not yet taken (-EAGAIN).
+    var inbox: [[ChainBatch]]
 
     init(f: UInt32, clients: UInt32 = 4, batchCount: UInt32 = 8, checkpointInterval: UInt32 = 128,
          historyMax: UInt32? = nil, outBatches: UInt32 = 8) throws {
@@ -21,6 +23,7 @@ final class ChainFixture {
             cores.append(try ChainCore(settings, keyRing: keys.keyRing(for: .replica(position))))
         }
         self.cores = cores
+        inbox = Array(repeating: [], count: cores.count)
     }
 
     var n: Int { cores.count }
@@ -57,6 +60,46 @@ final class ChainFixture {
             sns.append(e.sn)
         }
         return sns
+    }
+}
+
+extension ChainFixture {
+    /// Submits one request from `client` at the head (C1, C2); returns the head's answer.
+    @discardableResult
+    func submit(client: UInt32, timestamp: UInt64, op: String? = nil) throws -> Int32 {
+        let r = request(client: client, timestamp: timestamp, op: op ?? "c\(client)-t\(timestamp)")
+        return cores[0].request(r, clientMACs: try self.client(client).authenticate(timestamp: timestamp, op: r.op))
+    }
+
+    /// Moves everything along the chain until nothing moves: executions (Σlast replies), batches hop by hop (held
+    /// while the receiver answers -EAGAIN), and CHECKPOINTs when `checkpoints`. Returns the tail's reply batches.
+    func pump(states: inout [UInt64], checkpoints: Bool = true, lieAt: Int? = nil) -> [ChainBatch] {
+        var out: [ChainBatch] = []
+        var moved = true
+        while moved {
+            moved = false
+            for p in 0..<n {
+                if !execute(p, state: &states[p], lie: lieAt == p).isEmpty { moved = true }
+                while let held = inbox[p].first {
+                    let rc = cores[p].receive(held)
+                    if rc == -11 { break } // EAGAIN: hold it
+                    precondition(rc >= 0, "r\(p) refused a correct batch: \(rc)")
+                    inbox[p].removeFirst()
+                    moved = true
+                }
+                while let b = next(p) {
+                    moved = true
+                    if p == n - 1 { out.append(b) } else { inbox[p + 1].append(b) }
+                }
+                if checkpoints {
+                    for c in cores[p].checkpoints() {
+                        moved = true
+                        _ = cores[Int(c.to)].receive(checkpoint: c)
+                    }
+                }
+            }
+        }
+        return out
     }
 }
 
