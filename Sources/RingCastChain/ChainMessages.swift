@@ -154,6 +154,13 @@ public struct ChainAbort: Hashable, Sendable {
         public var client: UInt32
         public var timestamp: UInt64
         public var requestDigest: ChainDigest
+        /// H_sn; at sn = cc·CHK the replica's tentative checkpoint digest for cc.
+        public var historyDigest: ChainDigest
+
+        public init(sn: UInt64, client: UInt32, timestamp: UInt64, requestDigest: ChainDigest, historyDigest: ChainDigest) {
+            self.sn = sn; self.client = client; self.timestamp = timestamp
+            self.requestDigest = requestDigest; self.historyDigest = historyDigest
+        }
     }
 
     public var replica: UInt32
@@ -172,7 +179,8 @@ public struct ChainAbort: Hashable, Sendable {
         checkpointDigest = ChainDigest(a.checkpoint_digest)
         entries = (0..<Int(a.entry_count)).map { k in
             let e = a.entries[k]
-            return Entry(sn: e.sn, client: e.client, timestamp: e.timestamp, requestDigest: ChainDigest(e.request_digest))
+            return Entry(sn: e.sn, client: e.client, timestamp: e.timestamp, requestDigest: ChainDigest(e.request_digest),
+                         historyDigest: ChainDigest(e.history_digest))
         }
         signature = withUnsafeBytes(of: a.signature.bytes) { Array($0) }
     }
@@ -181,7 +189,8 @@ public struct ChainAbort: Hashable, Sendable {
     /// replicas' public keys.
     public func verify(with keyRing: ChainKeyRing) -> Bool {
         let cEntries = entries.map {
-            rc_chain_abort_entry(sn: $0.sn, client: $0.client, timestamp: $0.timestamp, request_digest: $0.requestDigest.c)
+            rc_chain_abort_entry(sn: $0.sn, client: $0.client, timestamp: $0.timestamp, request_digest: $0.requestDigest.c,
+                                 history_digest: $0.historyDigest.c)
         }
         var crypto = keyRing.crypto
         return cEntries.withUnsafeBufferPointer { e in
@@ -201,7 +210,8 @@ extension ChainAbort {
     /// Byzantine replica does to an ABORT whose history it forged, for the abort-history tests (spec §21.7).
     public func resigned(with keyRing: ChainKeyRing) -> ChainAbort {
         let cEntries = entries.map {
-            rc_chain_abort_entry(sn: $0.sn, client: $0.client, timestamp: $0.timestamp, request_digest: $0.requestDigest.c)
+            rc_chain_abort_entry(sn: $0.sn, client: $0.client, timestamp: $0.timestamp, request_digest: $0.requestDigest.c,
+                                 history_digest: $0.historyDigest.c)
         }
         var crypto = keyRing.crypto
         var copy = self

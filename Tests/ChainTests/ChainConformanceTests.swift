@@ -1,7 +1,7 @@
 import CRingCastCore
 import Glibc
 import RingCastChain
-@testable import RingCastSimKit
+import RingCastSimKit
 import Testing
 
 /// Spec §21's conformance tests at the level of single cores (the simulator repeats them over many seeds in

@@ -9,7 +9,7 @@
 #include <errno.h>
 
 #define ABORT_HEADER_BYTES (CHAIN_TAG_BYTES + 4 + 4 + 8 + 8 + 8 + 8 + RC_CRYPTO_DIGEST_BYTES + 4)
-#define ABORT_ENTRY_BYTES (8 + 4 + 8 + RC_CRYPTO_DIGEST_BYTES)
+#define ABORT_ENTRY_BYTES (8 + 4 + 8 + 2 * RC_CRYPTO_DIGEST_BYTES)
 
 size_t rc_chain_abort_encoded_size(uint32_t entry_count) {
     return ABORT_HEADER_BYTES + (size_t)entry_count * ABORT_ENTRY_BYTES;
@@ -35,6 +35,7 @@ long rc_chain_abort_encode(const rc_chain_abort *a, uint8_t *out, size_t capacit
         chain_put32(at, e->client); at += 4;
         chain_put64(at, e->timestamp); at += 8;
         memcpy(at, e->request_digest.bytes, RC_CRYPTO_DIGEST_BYTES); at += RC_CRYPTO_DIGEST_BYTES;
+        memcpy(at, e->history_digest.bytes, RC_CRYPTO_DIGEST_BYTES); at += RC_CRYPTO_DIGEST_BYTES;
     }
     RC_ASSERT((size_t)(at - out) == size);
     return (long)size;
@@ -69,6 +70,7 @@ int rc_chain_on_panic(rc_chain *core, const rc_chain_panic *panic, rc_chain_abor
         const chain_entry *e = chain_history_entry(core, sn);
         core->abort_entries[count++] = (rc_chain_abort_entry){
             .sn = sn, .client = e->client, .timestamp = e->timestamp, .request_digest = e->request_digest,
+            .history_digest = e->history_digest,
         };
     }
     *abort = (rc_chain_abort){

@@ -137,12 +137,18 @@ typedef struct rc_chain_panic {
     rc_crypto_mac mac;
 } rc_chain_panic;
 
-/** One entry of an ABORT's history: a request digest at its absolute position (spec §11.3, state transfer). */
+/**
+ * One entry of an ABORT's history: a request digest at its absolute position (spec §11.3, state transfer), with the
+ * history digest H_sn there. At sn = cc·CHK that H is the replica's tentative checkpoint digest for cc (the partial
+ * checkpoint rule of §11.3, generalised by D11 to every boundary in the suffix), which P3 needs to align ABORTs
+ * truncated at different stable checkpoints.
+ */
 typedef struct rc_chain_abort_entry {
     uint64_t sn;
     uint32_t client;
     uint64_t timestamp;
     rc_crypto_digest request_digest;
+    rc_crypto_digest history_digest;
 } rc_chain_abort_entry;
 
 /** ⟨ABORT, c, t_c, i, LH_j, next(i)⟩ signed by `replica` (spec P2, §11.3). */
