@@ -112,6 +112,13 @@ public final class ChainCore {
         return rc == 0 ? .success(ChainAbort(a)) : .failure(.code(rc))
     }
 
+    /// D13: the signed ABORT a stopped replica answers a CHAIN request with; -EBUSY (16) when not stopped.
+    public func stoppedAbort(client: UInt32, timestamp: UInt64) -> Result<ChainAbort, ChainError> {
+        var a = rc_chain_abort()
+        let rc = rc_chain_stopped_abort(pointer, client, timestamp, &a)
+        return rc == 0 ? .success(ChainAbort(a)) : .failure(.code(rc))
+    }
+
     public func tick() { rc_chain_on_tick(pointer) }
 
     public var mode: rc_chain_mode { rc_chain_mode_get(pointer) }

@@ -103,6 +103,9 @@ final class ChainSimWorld {
             let rc = node.core.request(node.localize(request), clientMACs: macs)
             if rc == -EAGAIN { return false }
             note("r\(q) request c\(request.client) t\(request.timestamp) → \(rc)")
+            if rc == -ESHUTDOWN, case .success(let abort) = node.core.stoppedAbort(client: request.client, timestamp: request.timestamp) {
+                send(.abort(abort), from: to, to: .client(Int(request.client)))
+            }
         case (.replica(let q), .batch(let batch)):
             let node = nodes[q]
             var local = batch
@@ -251,7 +254,13 @@ final class ChainSimWorld {
 
     /// P3's input: 2f+1 ABORTs with valid signatures from distinct replicas, naming the same next(i).
     func clientAbort(_ client: ChainSimClient, _ abort: ChainAbort) {
-        guard client.panicking, !client.aborted, let outstanding = client.outstanding else { return }
+        guard !client.aborted, !client.byzantine, let outstanding = client.outstanding else { return }
+        if !client.panicking {
+            // D13: a stopped head answered the request with its ABORT; the client panics to collect 2f+1.
+            guard abort.verify(with: client.auth.keyRing), abort.timestamp == outstanding.timestamp else { return }
+            note("c\(client.id) learns from r\(abort.replica)'s ABORT that the instance stopped")
+            panic(client)
+        }
         guard abort.verify(with: client.auth.keyRing), abort.client == UInt32(client.id),
               abort.timestamp == outstanding.timestamp, abort.instance == 1, abort.nextInstance == 2 else {
             invalidAborts += 1

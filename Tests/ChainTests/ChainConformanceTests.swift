@@ -203,5 +203,56 @@ import Testing
         #expect(x.cores[1].receive(b) == -ESHUTDOWN)
         let second = try x.cores[1].panic(try x.client(2).panic(timestamp: 1, replica: 1)).get()
         #expect(second.entries == first.entries)
+        // D13: a stopped replica answers a request with the same frozen history, signed for that client.
+        #expect(throws: ChainError.code(-EBUSY)) { try x.cores[0].stoppedAbort(client: 2, timestamp: 2).get() }
+        let late = try x.cores[1].stoppedAbort(client: 3, timestamp: 7).get()
+        #expect(late.entries == first.entries && late.client == 3 && late.verify(with: c1.keyRing))
+    }
+
+    /// §14 step 2 as implemented (deviation 6): r4's CHECKPOINTs are lost, so r4 alone has every vote. The others
+    /// retransmit theirs after `checkpoint_retransmit_ticks`; r4, stable already, answers with its vote, and the
+    /// checkpoint becomes stable everywhere.
+    @Test func section14_checkpointRetransmission() throws {
+        let keys = try ChainKeys.generate(f: 1, clients: 4)
+        let cores = try (0..<UInt32(4)).map { p in
+            try ChainCore(ChainCore.settings(f: 1, self: p, clients: 4, batchCount: 4, checkpointInterval: 4,
+                                             historyMax: 16, checkpointRetransmitTicks: 3, crypto: rc_crypto()),
+                          keyRing: keys.keyRing(for: .replica(p)))
+        }
+        var states = [UInt64](repeating: 0, count: 4)
+        var ops: [UInt64: [UInt8]] = [:]
+        for c in UInt32(0)..<4 {
+            let op = Array("c\(c)".utf8)
+            ops[UInt64(c + 1)] = op
+            let auth = ChainClientAuthenticator(keyRing: try keys.keyRing(for: .client(c)), f: 1, client: c)
+            #expect(cores[0].request(ChainRequest(client: c, timestamp: 1, op: op, ref: UInt64(c + 1)),
+                                     clientMACs: try auth.authenticate(timestamp: 1, op: op)) == 0)
+        }
+        for p in 0..<4 {
+            for e in cores[p].executions() where e.reply_needed {
+                #expect(cores[p].reply(sn: e.sn, ChainFixture.apply(&states[p], ops[e.ref]!)) == 0)
+            }
+            if p < 3 { #expect(cores[p + 1].receive(try #require(cores[p].nextBatch { ops[$0]! })) == 0) }
+        }
+        #expect(cores.allSatisfy { $0.lastSN == 4 })
+        func exchange(losing lost: Int?) -> Int {
+            var delivered = 0
+            for p in 0..<4 {
+                for c in cores[p].checkpoints() where p != lost {
+                    _ = cores[Int(c.to)].receive(checkpoint: c)
+                    delivered += 1
+                }
+            }
+            return delivered
+        }
+        #expect(exchange(losing: 3) == 9)
+        #expect(cores[3].stableCheckpoint == 1 && cores[0..<3].allSatisfy { $0.stableCheckpoint == 0 })
+        for core in cores { core.tick(); core.tick() }
+        #expect(exchange(losing: nil) == 0, "nothing before the period")
+        for core in cores { core.tick() }
+        // r1 … r3 resend to r4 only (the others' votes match), and r4 answers each in the same pass.
+        #expect(exchange(losing: nil) == 6)
+        #expect(cores.allSatisfy { $0.stableCheckpoint == 1 && $0.historyCount == 0 })
+        #expect(exchange(losing: nil) == 0, "answers are not answered")
     }
 }

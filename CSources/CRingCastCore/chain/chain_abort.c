@@ -48,6 +48,34 @@ int rc_chain_abort_verify(const rc_crypto *crypto, const rc_chain_abort *a, uint
     return rc == 1 ? 1 : 0;
 }
 
+/* The ABORT over the frozen history: the last stable checkpoint and every entry after it, signed. */
+static int abort_build(rc_chain *core, uint32_t client, uint64_t timestamp, rc_chain_abort *abort) {
+    RC_ASSERT(core->mode == RC_CHAIN_STOPPED);
+    uint64_t first = core->stable_number * core->settings.checkpoint_interval + 1;
+    RC_ASSERT(core->history_first <= first);
+    uint32_t count = 0;
+    for (uint64_t sn = first; sn <= core->sn_last; sn++) {
+        const chain_entry *e = chain_history_entry(core, sn);
+        core->abort_entries[count++] = (rc_chain_abort_entry){
+            .sn = sn, .client = e->client, .timestamp = e->timestamp, .request_digest = e->request_digest,
+            .history_digest = e->history_digest,
+        };
+    }
+    *abort = (rc_chain_abort){
+        .replica = core->settings.self, .client = client, .timestamp = timestamp,
+        .instance = core->settings.instance, .next_instance = core->settings.instance + 1,
+        .checkpoint_number = core->stable_number, .checkpoint_digest = core->stable_digest,
+        .entry_count = count, .entries = core->abort_entries,
+    };
+    long size = rc_chain_abort_encode(abort, core->abort_buffer, rc_chain_abort_encoded_size(core->settings.history_max));
+    RC_ASSERT(size > 0);
+    core->stats.signatures++;
+    int rc = core->settings.crypto.sign(core->settings.crypto.context, core->abort_buffer, (size_t)size, &abort->signature);
+    if (rc < 0) return -EIO;
+    core->stats.aborts_signed++;
+    return 0;
+}
+
 int rc_chain_on_panic(rc_chain *core, const rc_chain_panic *panic, rc_chain_abort *abort) {
     RC_ASSERT(core != NULL);
     if (panic == NULL || abort == NULL || panic->client >= core->settings.clients_max ||
@@ -63,27 +91,12 @@ int rc_chain_on_panic(rc_chain *core, const rc_chain_panic *panic, rc_chain_abor
     }
     /* P2 step 2: no C2/C3 from now on; the history is frozen (chain_history_collect keeps it). */
     chain_stop(core, RC_CHAIN_STOP_PANIC);
-    uint64_t first = core->stable_number * core->settings.checkpoint_interval + 1;
-    RC_ASSERT(core->history_first <= first);
-    uint32_t count = 0;
-    for (uint64_t sn = first; sn <= core->sn_last; sn++) {
-        const chain_entry *e = chain_history_entry(core, sn);
-        core->abort_entries[count++] = (rc_chain_abort_entry){
-            .sn = sn, .client = e->client, .timestamp = e->timestamp, .request_digest = e->request_digest,
-            .history_digest = e->history_digest,
-        };
-    }
-    *abort = (rc_chain_abort){
-        .replica = core->settings.self, .client = panic->client, .timestamp = panic->timestamp,
-        .instance = core->settings.instance, .next_instance = core->settings.instance + 1,
-        .checkpoint_number = core->stable_number, .checkpoint_digest = core->stable_digest,
-        .entry_count = count, .entries = core->abort_entries,
-    };
-    long size = rc_chain_abort_encode(abort, core->abort_buffer, rc_chain_abort_encoded_size(core->settings.history_max));
-    RC_ASSERT(size > 0);
-    core->stats.signatures++;
-    int rc = core->settings.crypto.sign(core->settings.crypto.context, core->abort_buffer, (size_t)size, &abort->signature);
-    if (rc < 0) return -EIO;
-    core->stats.aborts_signed++;
-    return 0;
+    return abort_build(core, panic->client, panic->timestamp, abort);
+}
+
+int rc_chain_stopped_abort(rc_chain *core, uint32_t client, uint64_t timestamp, rc_chain_abort *abort) {
+    RC_ASSERT(core != NULL);
+    if (abort == NULL || client >= core->settings.clients_max) return -EINVAL;
+    if (core->mode != RC_CHAIN_STOPPED) return -EBUSY;
+    return abort_build(core, client, timestamp, abort);
 }

@@ -78,7 +78,7 @@ int rc_chain_next_checkpoint(rc_chain *core, rc_chain_checkpoint *out) {
         core->send_count--;
         *out = (rc_chain_checkpoint){
             .instance = core->settings.instance, .from = core->settings.self, .to = send.to, .number = send.number,
-            .digest = send.digest,
+            .digest = send.digest, .answer = send.answer,
         };
         uint8_t buffer[64];
         rc_crypto_part parts[2];
@@ -101,7 +101,17 @@ int rc_chain_on_checkpoint(rc_chain *core, const rc_chain_checkpoint *c) {
         core->stats.checkpoints_bad_mac++;
         return -EBADMSG;
     }
-    if (c->number <= core->stable_number) return 1;
+    if (c->number <= core->stable_number) {
+        /* The sender still waits for a checkpoint we already hold stable (our vote was lost): send it our vote for
+         * the last stable one, which is at least as high. */
+        if (!c->answer && core->stable_number > 0 && core->send_count < core->sends_max) {
+            core->sends[(core->send_head + core->send_count) % core->sends_max] = (chain_send){
+                .number = core->stable_number, .to = c->from, .digest = core->stable_digest, .answer = true,
+            };
+            core->send_count++;
+        }
+        return 1;
+    }
     if (c->number - core->stable_number > core->vote_slots) {
         core->stats.checkpoints_out_of_window++;
         return -ERANGE;

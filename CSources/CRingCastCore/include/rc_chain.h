@@ -126,6 +126,12 @@ typedef struct rc_chain_checkpoint {
     uint64_t number;           /**< cc */
     rc_crypto_digest digest;
     rc_crypto_mac mac;
+    /**
+     * Set on the answer a replica gives to a CHECKPOINT for a checkpoint already stable at it (the sender lacks its
+     * vote: lost, or sent before the sender listened). Answers are never answered, so stable replicas do not
+     * ping-pong. Not covered by the MAC: flipping it costs at most one answer more or less.
+     */
+    bool answer;
 } rc_chain_checkpoint;
 
 /** ⟨PANIC, c, t_c⟩ with the client's MAC for one replica (spec P1). */
@@ -272,7 +278,8 @@ int rc_chain_next_batch(rc_chain *core, rc_chain_batch *out);
 int rc_chain_next_checkpoint(rc_chain *core, rc_chain_checkpoint *out);
 
 /**
- * A CHECKPOINT from another replica (spec §14). 0 when counted; 1 when stale (cc ≤ last stable);
+ * A CHECKPOINT from another replica (spec §14). 0 when counted; 1 when stale (cc ≤ last stable: unless it is an
+ * answer, this replica queues its own vote for its last stable checkpoint back to the sender);
  * -EBADMSG for a bad MAC; -ERANGE for a cc beyond the vote window; -EINVAL when not addressed to this
  * replica or from an unknown replica; -EPROTO for another instance.
  */
@@ -284,6 +291,13 @@ int rc_chain_on_checkpoint(rc_chain *core, const rc_chain_checkpoint *checkpoint
  * range or another addressee; -EPROTO for another instance; -EIO when signing failed.
  */
 int rc_chain_on_panic(rc_chain *core, const rc_chain_panic *panic, rc_chain_abort *abort);
+
+/**
+ * D13: the signed ABORT a STOPPED replica answers a CHAIN request with, so a client that has not switched yet
+ * learns the instance is over (it then panics to collect 2f+1). Same frozen history as rc_chain_on_panic.
+ * 0; -EBUSY when the replica is not stopped; -EINVAL for a client out of range; -EIO when signing failed.
+ */
+int rc_chain_stopped_abort(rc_chain *core, uint32_t client, uint64_t timestamp, rc_chain_abort *abort);
 
 /** One timer tick (the caller's period): retransmits unstable own CHECKPOINTs. */
 void rc_chain_on_tick(rc_chain *core);
