@@ -11,12 +11,15 @@ final class ChainSimWorld {
     let nodes: [ChainSimNode]
     let clients: [ChainSimClient]
     var links: [ChainSimLink] = []
-    var linkIndex: [ChainSimEndpoint: [ChainSimEndpoint: Int]] = [:]
+    /// Per sender, receiver and channel (0 data, 1 control): CHECKPOINT, PANIC and ABORT travel apart from
+    /// requests and batches, so a batch the receiver holds back (-EAGAIN) never blocks the votes that would free it.
+    var linkIndex: [ChainSimEndpoint: [ChainSimEndpoint: [Int: Int]]] = [:]
     var now: UInt64 = 0
     var invoked: [Key: [UInt8]] = [:]
     var commits: [ChainSimCommit] = []
     var panics = 0
     var invalidAborts = 0
+    var checkpointsLost = 0
     var trace: [String]?
     static let ticksMax: UInt64 = 400_000
 
@@ -37,7 +40,7 @@ final class ChainSimWorld {
             let settings = ChainCore.settings(
                 f: scenario.f, self: UInt32(position), clients: UInt32(clientCount), batchCount: scenario.batchCount,
                 checkpointInterval: scenario.checkpointInterval, historyMax: scenario.historyMax,
-                outBatches: scenario.outBatches, crypto: rc_crypto())
+                outBatches: scenario.outBatches, checkpointRetransmitTicks: 20, crypto: rc_crypto())
             let core = try ChainCore(settings, keyRing: keys.keyRing(for: .replica(UInt32(position))))
             nodes.append(ChainSimNode(position: position, core: core))
         }
@@ -64,15 +67,24 @@ final class ChainSimWorld {
 
     // ---- links --------------------------------------------------------------------------------------
 
-    func linkID(_ from: ChainSimEndpoint, _ to: ChainSimEndpoint) -> Int {
-        if let id = linkIndex[from]?[to] { return id }
+    func linkID(_ from: ChainSimEndpoint, _ to: ChainSimEndpoint, channel: Int = 0) -> Int {
+        if let id = linkIndex[from]?[to]?[channel] { return id }
         links.append(ChainSimLink(from: from, to: to))
-        linkIndex[from, default: [:]][to] = links.count - 1
+        linkIndex[from, default: [:]][to, default: [:]][channel] = links.count - 1
         return links.count - 1
     }
 
     func send(_ message: ChainSimMessage, from: ChainSimEndpoint, to: ChainSimEndpoint) {
-        let id = linkID(from, to)
+        if case .checkpoint = message, scenario.checkpointLossPercent > 0, prng.chance(scenario.checkpointLossPercent) {
+            checkpointsLost += 1
+            return
+        }
+        let control: Bool
+        switch message {
+        case .checkpoint, .panic, .abort: control = true
+        case .request, .batch, .reply: control = false
+        }
+        let id = linkID(from, to, channel: control ? 1 : 0)
         let at = max(now + prng.ticks(1...scenario.delayMaxTicks), links[id].lastAt)
         links[id].lastAt = at
         links[id].queue.append((at, message))
@@ -115,7 +127,7 @@ final class ChainSimWorld {
             note("r\(q) batch sn \(batch.snFirst)+\(batch.requests.count) from \(from) → \(rc)\(rc == -EPROTO ? " STOP \(node.core.stopReason.rawValue)" : "")")
         case (.replica(let q), .checkpoint(let checkpoint)):
             let rc = nodes[q].core.receive(checkpoint: checkpoint)
-            note("r\(q) CHECKPOINT \(checkpoint.number) from r\(checkpoint.from) → \(rc), stable \(nodes[q].core.stableCheckpoint)")
+            note("r\(q) CHECKPOINT \(checkpoint.number) kind \(checkpoint.kind) from r\(checkpoint.from) → \(rc), stable \(nodes[q].core.stableCheckpoint)")
         case (.replica(let q), .panic(let panic)):
             if case .success(let abort) = nodes[q].core.panic(panic) {
                 send(.abort(abort), from: to, to: .client(Int(panic.client)))

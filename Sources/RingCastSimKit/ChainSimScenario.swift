@@ -55,6 +55,8 @@ public enum ChainSimulation {
         /// A variant of the behaviour (which MAC, which field), drawn per seed.
         public var variant: Int
         public var clientTimeoutTicks: UInt64
+        /// Per cent of CHECKPOINT messages lost (0 in most seeds); the cores retransmit after 20 ticks (§14 step 2).
+        public var checkpointLossPercent: UInt32
 
         var nodes: Int { Int(3 * f + 1) }
 
@@ -80,7 +82,8 @@ public enum ChainSimulation {
                 historyMax: 2 * checkpointInterval + batchCount + UInt32(prng.int(0...8)),
                 outBatches: UInt32(prng.int(2...4)), delayMaxTicks: delayMax, linkCapacity: prng.int(1...3),
                 behaviour: behaviour, byzantine: byzantine, trigger: prng.int(0...6), variant: prng.int(0...7),
-                clientTimeoutTicks: 600 + UInt64(n) * delayMax * 40)
+                clientTimeoutTicks: 600 + UInt64(n) * delayMax * 40,
+                checkpointLossPercent: prng.chance(30) ? UInt32(prng.int(5...40)) : 0)
         }
     }
 }

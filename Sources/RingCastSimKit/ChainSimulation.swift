@@ -19,6 +19,7 @@ extension ChainSimulation {
         /// CHECKPOINT messages sent, and refused (bad MAC, conflicting digest, out of window), over all replicas.
         public var checkpointsSent: UInt64
         public var checkpointsRefused: UInt64
+        public var checkpointsLost: Int
         /// MAC operations per committed request at each position (generations + verifications), from the cores' counters.
         public var macOpsPerRequest: [Double]
         public var meanBatch: Double
@@ -59,6 +60,7 @@ extension ChainSimulation {
             checkpointsStable: stats.map(\.checkpoints_stable).min() ?? 0,
             checkpointsSent: stats.map(\.checkpoints_sent).reduce(0, +),
             checkpointsRefused: stats.map { $0.checkpoints_bad_mac + $0.checkpoints_conflicting + $0.checkpoints_out_of_window }.reduce(0, +),
+            checkpointsLost: world.checkpointsLost,
             macOpsPerRequest: stats.map { Double($0.mac_generations + $0.mac_verifications) / Double(committed) },
             meanBatch: batches == 0 ? 0 : Double(stats[0].requests_logged) / Double(batches),
             violations: violations, trace: world.trace)
@@ -97,7 +99,7 @@ enum ChainSimOutput {
             "  cluster         f=\(s.f), n=\(s.nodes), \(s.clients) client(s) × \(s.requestsPerClient) requests, batch ≤ \(s.batchCount), CHK \(s.checkpointInterval), history ≤ \(s.historyMax)",
             "  byzantine       \(s.behaviour.rawValue)\(s.byzantine >= 0 ? " at r\(s.byzantine) from its batch \(s.trigger + 1), variant \(s.variant)" : "")",
             "  outcome         \(r.commits) commits, \(r.panics) panic(s), \(r.abortedClients) client(s) aborted, \(r.invalidAborts) invalid ABORT(s), \(r.ticks) ticks",
-            "  replicas        stopped: \(r.stopped.isEmpty ? "none" : r.stopped.joined(separator: " ")); stable checkpoints ≥ \(r.checkpointsStable) (\(r.checkpointsSent) CHECKPOINTs sent, \(r.checkpointsRefused) refused)",
+            "  replicas        stopped: \(r.stopped.isEmpty ? "none" : r.stopped.joined(separator: " ")); stable checkpoints ≥ \(r.checkpointsStable) (\(r.checkpointsSent) CHECKPOINTs sent, \(r.checkpointsRefused) refused, \(r.checkpointsLost) lost)",
             "  MAC ops/commit  " + r.macOpsPerRequest.enumerated().map { "r\($0.offset):\(String(format: "%.2f", $0.element))" }.joined(separator: " ")
                 + String(format: " (mean batch %.2f)", r.meanBatch),
             "  checks          \(verdict)",

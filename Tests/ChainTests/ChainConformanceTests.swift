@@ -210,8 +210,8 @@ import Testing
     }
 
     /// §14 step 2 as implemented (deviation 6): r4's CHECKPOINTs are lost, so r4 alone has every vote. The others
-    /// retransmit theirs after `checkpoint_retransmit_ticks`; r4, stable already, answers with its vote, and the
-    /// checkpoint becomes stable everywhere.
+    /// retransmit theirs after `checkpoint_retransmit_ticks` to r4 (the vote they lack); r4, stable already,
+    /// answers each with its vote, and the checkpoint becomes stable everywhere.
     @Test func section14_checkpointRetransmission() throws {
         let keys = try ChainKeys.generate(f: 1, clients: 4)
         let cores = try (0..<UInt32(4)).map { p in

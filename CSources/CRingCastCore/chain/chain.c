@@ -98,7 +98,7 @@ static chain_layout layout_of(const rc_chain_settings *s) {
     l.slot_history = at;      at += align16(slots * b * sizeof(rc_crypto_digest));
     l.votes = at;             at += align16(votes * sizeof(chain_vote));
     l.vote_digests = at;      at += align16(votes * n * sizeof(rc_crypto_digest));
-    l.sends = at;             at += align16(votes * n * sizeof(chain_send));
+    l.sends = at;             at += align16(2 * votes * n * sizeof(chain_send));
     l.scratch_digests = at;   at += align16(b * sizeof(rc_crypto_digest));
     l.scratch_timestamps = at; at += align16(b * sizeof(uint64_t));
     l.abort_entries = at;     at += align16((size_t)s->history_max * sizeof(rc_chain_abort_entry));
@@ -123,7 +123,7 @@ int rc_chain_init(rc_chain **out, void *memory, size_t size, const rc_chain_sett
     core->settings = *settings;
     core->nodes = rc_chain_nodes(settings->f);
     core->vote_slots = vote_slots_of(settings);
-    core->sends_max = core->vote_slots * core->nodes;
+    core->sends_max = 2 * core->vote_slots * core->nodes; /* votes, and as much again for answers and retransmissions */
     core->window_max = (settings->f + 1) * (settings->f + 2) / 2;
     core->last_timestamp = (uint64_t *)(base + l.last_timestamp);
     core->history = (chain_entry *)(base + l.history);

@@ -26,11 +26,16 @@ static chain_vote *vote_claim(rc_chain *core, uint64_t number) {
     return vote;
 }
 
-static void queue_send(rc_chain *core, uint64_t number, uint32_t to) {
+static void queue_send_digest(rc_chain *core, uint64_t number, uint32_t to, const rc_crypto_digest *digest,
+                              uint32_t kind) {
     RC_ASSERT(core->send_count < core->sends_max);
     core->sends[(core->send_head + core->send_count) % core->sends_max] =
-        (chain_send){.number = number, .to = to, .digest = *vote_digest(core, number, core->settings.self)};
+        (chain_send){.number = number, .to = to, .digest = *digest, .kind = kind};
     core->send_count++;
+}
+
+static void queue_send(rc_chain *core, uint64_t number, uint32_t to, uint32_t kind) {
+    queue_send_digest(core, number, to, vote_digest(core, number, core->settings.self), kind);
 }
 
 static void try_stable(rc_chain *core, uint64_t number) {
@@ -50,6 +55,14 @@ static void try_stable(rc_chain *core, uint64_t number) {
     chain_history_collect(core);
 }
 
+/* Answers and retransmissions only use the queue beyond what votes may need: a burst of them (every replica
+ * retransmitting at once) must never make rc_chain_on_batch refuse for want of room for its own votes, or a replica
+ * could be kept from logging the very boundary the others wait for. */
+static bool optional_room(const rc_chain *core) {
+    uint32_t reserve = (core->settings.batch_count_max / core->settings.checkpoint_interval + 1) * (core->nodes - 1);
+    return core->send_count + reserve < core->sends_max / 2;
+}
+
 bool chain_checkpoint_room(const rc_chain *core, uint32_t count) {
     uint64_t closes = count / core->settings.checkpoint_interval + 1;
     return core->sends_max - core->send_count >= closes * (core->nodes - 1);
@@ -65,7 +78,7 @@ void chain_checkpoint_on_logged(rc_chain *core, uint64_t sn) {
     vote->own = true;
     vote->sent_tick = core->ticks;
     for (uint32_t k = 0; k < core->nodes; k++) {
-        if (k != core->settings.self) queue_send(core, number, k);
+        if (k != core->settings.self) queue_send(core, number, k, RC_CHAIN_CHECKPOINT_VOTE);
     }
     try_stable(core, number);
 }
@@ -78,7 +91,7 @@ int rc_chain_next_checkpoint(rc_chain *core, rc_chain_checkpoint *out) {
         core->send_count--;
         *out = (rc_chain_checkpoint){
             .instance = core->settings.instance, .from = core->settings.self, .to = send.to, .number = send.number,
-            .digest = send.digest, .answer = send.answer,
+            .digest = send.digest, .kind = send.kind,
         };
         uint8_t buffer[64];
         rc_crypto_part parts[2];
@@ -88,6 +101,12 @@ int rc_chain_next_checkpoint(rc_chain *core, rc_chain_checkpoint *out) {
         return 1;
     }
     return 0;
+}
+
+/* A RETRANSMISSION means the sender lacks our vote: send it (when the queue has room; the next one asks again). */
+static void answer(rc_chain *core, const rc_chain_checkpoint *c, uint64_t number, const rc_crypto_digest *digest) {
+    if (c->kind != RC_CHAIN_CHECKPOINT_RETRANSMISSION || number == 0 || !optional_room(core)) return;
+    queue_send_digest(core, number, c->from, digest, RC_CHAIN_CHECKPOINT_ANSWER);
 }
 
 int rc_chain_on_checkpoint(rc_chain *core, const rc_chain_checkpoint *c) {
@@ -102,14 +121,7 @@ int rc_chain_on_checkpoint(rc_chain *core, const rc_chain_checkpoint *c) {
         return -EBADMSG;
     }
     if (c->number <= core->stable_number) {
-        /* The sender still waits for a checkpoint we already hold stable (our vote was lost): send it our vote for
-         * the last stable one, which is at least as high. */
-        if (!c->answer && core->stable_number > 0 && core->send_count < core->sends_max) {
-            core->sends[(core->send_head + core->send_count) % core->sends_max] = (chain_send){
-                .number = core->stable_number, .to = c->from, .digest = core->stable_digest, .answer = true,
-            };
-            core->send_count++;
-        }
+        answer(core, c, core->stable_number, &core->stable_digest);
         return 1;
     }
     if (c->number - core->stable_number > core->vote_slots) {
@@ -118,6 +130,7 @@ int rc_chain_on_checkpoint(rc_chain *core, const rc_chain_checkpoint *c) {
     }
     chain_vote *vote = vote_claim(core, c->number);
     uint64_t bit = (uint64_t)1 << c->from;
+    if (vote->own) answer(core, c, c->number, vote_digest(core, c->number, core->settings.self));
     if (vote->have & bit) {
         /* A second, different claim for the same cc from one replica: keep the first. */
         if (memcmp(vote_digest(core, c->number, c->from), &c->digest, sizeof c->digest) != 0) {
@@ -145,8 +158,8 @@ void rc_chain_on_tick(rc_chain *core) {
         const rc_crypto_digest *own = vote_digest(core, vote->number, core->settings.self);
         for (uint32_t k = 0; k < core->nodes; k++) {
             bool agreed = (vote->have >> k & 1) && memcmp(vote_digest(core, vote->number, k), own, sizeof *own) == 0;
-            if (k == core->settings.self || agreed || core->send_count == core->sends_max) continue;
-            queue_send(core, vote->number, k);
+            if (k == core->settings.self || agreed || !optional_room(core)) continue;
+            queue_send(core, vote->number, k, RC_CHAIN_CHECKPOINT_RETRANSMISSION);
         }
         vote->sent_tick = core->ticks;
     }

@@ -56,7 +56,7 @@ typedef struct chain_send {
     uint64_t number;
     uint32_t to;
     rc_crypto_digest digest;
-    bool answer;
+    uint32_t kind;
 } chain_send;
 
 struct rc_chain {

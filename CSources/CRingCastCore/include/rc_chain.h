@@ -31,6 +31,10 @@
  *      f+1 reply MACs (spec C4).
  *   3. rc_chain_next_checkpoint until it returns 0, send each to its replica.
  *   4. release a request's bytes once its batch was sent (rc_chain_next_batch) and it was executed.
+ * A batch refused with -EAGAIN is held and offered again later, but it must not hold up CHECKPOINTs (nor PANICs):
+ * deliver those on their own channel or read past the held batch. The votes it waits for are what frees the
+ * history it lacks room in; behind the held batch they would never arrive (the simulator found this deadlock
+ * when CHECKPOINTs shared the FIFO link with batches and one was lost).
  * Output pointers (batches, aborts) point into core memory and stay valid until the next call on the core.
  *
  * MAC contents (spec §5.2, D1; each a MAC over the concatenation, integers little-endian):
@@ -118,6 +122,19 @@ typedef struct rc_chain_execution {
     bool reply_needed;          /**< Σlast: hand the reply back with rc_chain_on_reply. */
 } rc_chain_execution;
 
+/**
+ * Kinds of CHECKPOINT. A replica sends its VOTE when it logs cc·CHK. It retransmits (RETRANSMISSION) only to replicas
+ * whose vote it lacks, every checkpoint_retransmit_ticks while cc is not stable here, and asks for an ANSWER: the
+ * receiver sends its own vote back (for cc, or its last stable checkpoint if cc is already stable there), since a
+ * lost vote of the receiver is as likely as a lost vote of the sender. Answers are never answered, so stable
+ * replicas do not ping-pong. Flipping the kind (it is not under the MAC) costs at most one message more or less.
+ */
+enum {
+    RC_CHAIN_CHECKPOINT_VOTE = 0,
+    RC_CHAIN_CHECKPOINT_RETRANSMISSION = 1,
+    RC_CHAIN_CHECKPOINT_ANSWER = 2,
+};
+
 /** ⟨CHECKPOINT, cc, D(st_cc)⟩ from `from` to `to` (spec §14). The digest is H at cc·CHK (see the catalogue). */
 typedef struct rc_chain_checkpoint {
     uint64_t instance;
@@ -126,12 +143,8 @@ typedef struct rc_chain_checkpoint {
     uint64_t number;           /**< cc */
     rc_crypto_digest digest;
     rc_crypto_mac mac;
-    /**
-     * Set on the answer a replica gives to a CHECKPOINT for a checkpoint already stable at it (the sender lacks its
-     * vote: lost, or sent before the sender listened). Answers are never answered, so stable replicas do not
-     * ping-pong. Not covered by the MAC: flipping it costs at most one answer more or less.
-     */
-    bool answer;
+    /** RC_CHAIN_CHECKPOINT_VOTE, _RETRANSMISSION or _ANSWER (see below); not covered by the MAC. */
+    uint32_t kind;
 } rc_chain_checkpoint;
 
 /** ⟨PANIC, c, t_c⟩ with the client's MAC for one replica (spec P1). */
@@ -278,8 +291,8 @@ int rc_chain_next_batch(rc_chain *core, rc_chain_batch *out);
 int rc_chain_next_checkpoint(rc_chain *core, rc_chain_checkpoint *out);
 
 /**
- * A CHECKPOINT from another replica (spec §14). 0 when counted; 1 when stale (cc ≤ last stable: unless it is an
- * answer, this replica queues its own vote for its last stable checkpoint back to the sender);
+ * A CHECKPOINT from another replica (spec §14). 0 when counted; 1 when stale (cc ≤ last stable); a RETRANSMISSION
+ * queues this replica's answer;
  * -EBADMSG for a bad MAC; -ERANGE for a cc beyond the vote window; -EINVAL when not addressed to this
  * replica or from an unknown replica; -EPROTO for another instance.
  */
