@@ -122,3 +122,32 @@ import Testing
         #expect(x.cores[1].lastSN == 1)
     }
 }
+
+/// Settings are validated at init (rc_chain.h): bad ones are refused with -EINVAL, never trapped on later.
+@Suite struct ChainSettingsTests {
+    @Test func invalidSettingsAreRefused() throws {
+        let keys = try ChainKeys.generate(f: 1, clients: 2)
+        let ring = try keys.keyRing(for: .replica(0))
+        let good = ChainCore.settings(f: 1, self: 0, clients: 2, crypto: ring.crypto)
+        var cases: [rc_chain_settings] = []
+        var s = good; s.f = 0; cases.append(s)
+        s = good; s.`self` = 4; cases.append(s)
+        s = good; s.instance = 0; cases.append(s)
+        s = good; s.history_max = s.checkpoint_interval + s.batch_count_max - 1; cases.append(s)
+        s = good; s.out_batches_max = 1; cases.append(s)
+        s = good; s.batch_count_max = 0; cases.append(s)
+        s = good; s.crypto.mac = nil; cases.append(s)
+        for bad in cases {
+            var bad = bad
+            #expect(rc_chain_memory_size(&bad) == 0)
+        }
+        var ok = good
+        #expect(rc_chain_memory_size(&ok) > 0)
+        #expect(throws: ChainError.code(-EINVAL)) { try ChainCore(cases[1], keyRing: ring) }
+        let core = try ChainCore(good, keyRing: ring)
+        #expect(core.isHead && !core.inSigmaLast && core.historyCount == 0)
+        #expect(core.receive(ChainBatch(instance: 1, snFirst: 1, requests: [], window: [], clientMACsPerRequest: 0,
+                                        clientMACs: [], replyMACsPerRequest: 0, replyMACs: [])) == -EINVAL,
+                "the head takes no batches")
+    }
+}
