@@ -94,7 +94,8 @@ extension ChainSimWorld {
     func checkAbortOrder() -> [ChainViolation] {
         let chk = UInt64(scenario.checkpointInterval)
         for client in clients where client.aborted && !client.byzantine {
-            let ah = ChainAbortHistory.extract(client.aborts, f: f, checkpointInterval: chk)
+            var ah = ChainAbortHistory.extract(client.aborts, f: f, checkpointInterval: chk)
+            if plantedBug == .abortHistorySkip && !ah.entries.isEmpty { ah.entries.removeFirst() }
             let boundary = ah.base * chk
             for commit in commits {
                 let witness = correctNodes.first { node in

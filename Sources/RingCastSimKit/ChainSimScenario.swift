@@ -34,6 +34,9 @@ public enum ChainSimulation {
         case none
         /// The client commits on the tail's word, without checking the f+1 ρ of Σlast (C4 broken). Forces a lying tail.
         case clientTrustsTail = "client-trusts-tail"
+        /// P3 drops the first position after the checkpoint base (Abort Order broken). Forces a lying member
+        /// of Σlast, so clients panic after some commits.
+        case abortHistorySkip = "abort-history-skip"
     }
 
     /// What one seed draws.

@@ -45,7 +45,12 @@ extension ChainSimulation {
     /// Runs one seed. `behaviour` and `f` override the draw (tests pin them).
     public static func run(seed: UInt64, plantedBug: PlantedBug = .none, behaviour: Behaviour? = nil, f: UInt32? = nil,
                            trace: Bool = false) throws(ChainError) -> SeedReport {
-        let forced: Behaviour? = plantedBug == .clientTrustsTail ? .lyingTail : behaviour
+        let forced: Behaviour?
+        switch plantedBug {
+        case .clientTrustsTail: forced = .lyingTail
+        case .abortHistorySkip: forced = .lyingSigmaLast
+        case .none: forced = behaviour
+        }
         let scenario = Scenario.draw(seed: seed, behaviour: forced, f: f)
         let world = try ChainSimWorld(seed: seed, scenario: scenario, plantedBug: plantedBug, trace: trace)
         world.run()

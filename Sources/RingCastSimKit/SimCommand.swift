@@ -82,7 +82,7 @@ public struct SimCommand: ParsableCommand {
     @Flag(help: "Chain mode: randomized runs of the Chain BFT core with injected Byzantine behaviour.")
     public var chain = false
 
-    @Option(help: "Chain mode: plant a bug to prove the checkers can fail: none or client-trusts-tail.")
+    @Option(help: "Chain mode: plant a bug to prove the checkers can fail: none, client-trusts-tail or abort-history-skip.")
     public var chainBug: ChainSimulation.PlantedBug = .none
 
     @Option(name: .customLong("behaviour"), help: "Chain mode: pin the Byzantine behaviour instead of drawing it per seed.")

@@ -40,6 +40,12 @@ import Testing
         #expect(replay.violations == failing.violations, "the failing seed replays")
     }
 
+    /// The Abort Order checker can fail too: P3 that skips the first position after the base is caught.
+    @Test func plantedAbortHistoryBugIsCaught() throws {
+        let sweep = try ChainSimulation.sweep(firstSeed: 1, count: 30, plantedBug: .abortHistorySkip)
+        #expect(sweep.violationsByProperty["abort_order"] ?? 0 > 0)
+    }
+
     @Test func seedsReplay() throws {
         for seed in [UInt64(3), 77, 501] {
             let a = try ChainSimulation.run(seed: seed), b = try ChainSimulation.run(seed: seed)
