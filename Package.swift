@@ -24,6 +24,7 @@ let package = Package(
         // (for the simulator, the tests and the Benchmarks/ package).
         .library(name: "CRingCastCore", targets: ["CRingCastCore"]),
         .library(name: "RingCastLCR", targets: ["RingCastLCR"]),
+        .library(name: "RingCastChain", targets: ["RingCastChain"]),
         .library(name: "RingCast", targets: ["RingCast"]),
         .library(name: "RingCastMembership", targets: ["RingCastMembership"]),
         .library(name: "RingCastLinCheck", targets: ["RingCastLinCheck"]),
@@ -72,6 +73,9 @@ let package = Package(
         ),
         // The one Swift wrapper of the LCR core, for the simulator and the tests.
         .target(name: "RingCastLCR", dependencies: ["CRingCastCore"], swiftSettings: swiftSettings),
+        // The Swift wrapper of the Chain BFT core (rc_chain.h) with its OpenSSL key rings (rc_crypto_openssl.h),
+        // for the simulator, the tests and (later) the ChainBFT replica and client.
+        .target(name: "RingCastChain", dependencies: ["CRingCastCore", "CRingCast"], swiftSettings: swiftSettings),
         // The hot path over the core: transport (io/), engine, simulator and ringperf. Swift sees only the
         // rc_*.h headers of both include/ folders (rc_engine.h and rc_sim.h include rc_lcr.h, so
         // `import CRingCast` sees the core's too); liburing and OpenSSL stay inside.
@@ -104,6 +108,7 @@ let package = Package(
             dependencies: [
                 "CRingCast",
                 "RingCastLCR",
+                "RingCastChain",
                 "RingCastMembership",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
@@ -197,6 +202,9 @@ let package = Package(
         .testTarget(name: "TransportTests", dependencies: ["CRingCast"], swiftSettings: swiftSettings),
         .testTarget(name: "RingPerfTests", dependencies: ["RingPerfKit"], swiftSettings: swiftSettings),
         .testTarget(name: "LCRTests", dependencies: ["CRingCast", "RingCastLCR"], swiftSettings: swiftSettings),
+        .testTarget(
+            name: "ChainTests", dependencies: ["RingCastChain", "RingCastSimKit", "CRingCast", "CRingCastCore"],
+            swiftSettings: swiftSettings),
         .testTarget(name: "WireTests", dependencies: ["CRingCast"], swiftSettings: swiftSettings),
         .testTarget(name: "SimTests", dependencies: ["RingCastSimKit", "CRingCast", "RingCastLCR"], swiftSettings: swiftSettings),
         .testTarget(name: "ToolsTests", swiftSettings: swiftSettings),

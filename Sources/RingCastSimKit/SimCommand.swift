@@ -24,6 +24,15 @@ public struct SimCommand: ParsableCommand {
           ringcast-sim --membership --seeds 2000 [--first-seed 1] [--json]
           ringcast-sim --membership --seed 42 --trace  (replays one seed and prints its events)
 
+        Chain mode: each seed runs n = 3f+1 real Chain BFT cores (rc_chain.h) and 1...6 clients, with at most one \
+        Byzantine party injected around correct cores (a replica that bypasses its successor, drops or forges \
+        MACs, tampers with content, order or sequence numbers; a lying tail or Σlast member; a client whose MACs \
+        are valid only for the head), and checks Validity, Commit Order, Abort Order, Termination, Progress \
+        without faults, and that no correct client commits a reply no correct replica computed.
+          ringcast-sim --chain --seeds 500 [--first-seed 1] [--behaviour forge-mac] [--f 2] [--json]
+          ringcast-sim --chain --seed 42 --trace       (replays one seed and prints its events)
+          ringcast-sim --chain --seeds 50 --chain-bug client-trusts-tail   (the checkers must catch it)
+
         Exit status: 0 when every check passed; 1 when a property was violated (with --plant-bug: 0 when \
         the planted bug was caught, 1 when it slipped through); 64 for invalid options.
         """
@@ -70,6 +79,18 @@ public struct SimCommand: ParsableCommand {
     @Option(help: "Membership mode: plant a bug to prove the checkers can fail: none, install-without-fill or skip-force-delivery.")
     public var membershipBug: MembershipSimulation.PlantedBug = .none
 
+    @Flag(help: "Chain mode: randomized runs of the Chain BFT core with injected Byzantine behaviour.")
+    public var chain = false
+
+    @Option(help: "Chain mode: plant a bug to prove the checkers can fail: none, client-trusts-tail or abort-history-skip.")
+    public var chainBug: ChainSimulation.PlantedBug = .none
+
+    @Option(name: .customLong("behaviour"), help: "Chain mode: pin the Byzantine behaviour instead of drawing it per seed.")
+    public var chainBehaviour: ChainSimulation.Behaviour?
+
+    @Option(name: .customLong("f"), help: "Chain mode: pin f (1 or 2) instead of drawing it per seed.")
+    public var chainF: Int?
+
     @Option(help: "Randomized mode: how many consecutive seeds to run (default 100).")
     public var seeds: Int?
 
@@ -91,6 +112,10 @@ public struct SimCommand: ParsableCommand {
     public init() {}
 
     public mutating func validate() throws {
+        if chain { return try validateChain() }
+        if chainBug != .none || chainBehaviour != nil || chainF != nil {
+            throw ValidationError("--chain-bug, --behaviour and --f belong to chain mode: add --chain")
+        }
         if membership { return try validateMembership() }
         if membershipBug != .none { throw ValidationError("--membership-bug belongs to membership mode: add --membership") }
         if random {
@@ -156,6 +181,7 @@ public struct SimCommand: ParsableCommand {
     /// Runs what the options ask for and renders it.
     /// - Returns: the text for standard output and whether the run passed (see the exit status).
     public func execute() throws(SimError) -> (output: String, passed: Bool) {
+        if chain { return try executeChain() }
         if membership { return executeMembership() }
         let expectViolations = plantBug != .none
         if random, let seed {
