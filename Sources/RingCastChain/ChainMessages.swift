@@ -213,7 +213,7 @@ extension ChainAbort {
             rc_chain_abort_entry(sn: $0.sn, client: $0.client, timestamp: $0.timestamp, request_digest: $0.requestDigest.c,
                                  history_digest: $0.historyDigest.c)
         }
-        var crypto = keyRing.crypto
+        let crypto = keyRing.crypto
         var copy = self
         cEntries.withUnsafeBufferPointer { e in
             var a = rc_chain_abort()

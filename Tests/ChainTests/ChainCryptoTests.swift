@@ -40,7 +40,7 @@ import Testing
         let r2 = try keys.keyRing(for: .replica(2))
         let data = Array("order".utf8)
         func mac(_ ring: ChainKeyRing, _ peer: UInt32) -> (Int32, rc_crypto_mac) {
-            var crypto = ring.crypto
+            let crypto = ring.crypto
             var tag = rc_crypto_mac()
             let rc = data.withUnsafeBytes { raw in
                 var part = rc_crypto_part(data: raw.baseAddress, bytes: raw.count)
@@ -49,7 +49,7 @@ import Testing
             return (rc, tag)
         }
         func verify(_ ring: ChainKeyRing, _ peer: UInt32, _ tag: rc_crypto_mac) -> Int32 {
-            var crypto = ring.crypto
+            let crypto = ring.crypto
             var tag = tag
             return data.withUnsafeBytes { raw in
                 var part = rc_crypto_part(data: raw.baseAddress, bytes: raw.count)
