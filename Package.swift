@@ -30,6 +30,8 @@ let package = Package(
         .executable(name: "ringcast-node", targets: ["ringcast-node"]),
         .executable(name: "ringcast-bench", targets: ["ringcast-bench"]),
         .executable(name: "ringcast-sim", targets: ["ringcast-sim"]),
+        .executable(name: "ringcast-keys", targets: ["ringcast-keys"]),
+        .library(name: "RingCastKeys", targets: ["RingCastKeys"]),
     ],
     dependencies: [
         // Command-line parsing with --help, validation and clear errors, for every tool.
@@ -108,11 +110,21 @@ let package = Package(
         // simulator and the RingCast shell drive the very same value.
         .target(name: "RingCastMembership", swiftSettings: swiftSettings),
 
+        // Key files (the cluster key; later the Chain BFT key files): mode 0600, checked on load. Small on purpose,
+        // so that the library, ringcast-keys and ChainBFT share one reader.
+        .target(name: "RingCastKeys", dependencies: ["CRingCast"], swiftSettings: swiftSettings),
+        .executableTarget(
+            name: "ringcast-keys",
+            dependencies: ["RingCastKeys", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            swiftSettings: swiftSettings
+        ),
+
         // The embeddable broadcast API over the C engine, and a node as its own process.
         .target(
             name: "RingCast",
             dependencies: [
                 "CRingCast",
+                "RingCastKeys",
                 "RingCastMembership",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "CoreMetrics", package: "swift-metrics"),
@@ -147,6 +159,7 @@ let package = Package(
             name: "RingCastTests",
             dependencies: [
                 "RingCast",
+                "RingCastKeys",
                 "CRingCast",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "CoreMetrics", package: "swift-metrics"),

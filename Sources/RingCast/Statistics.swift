@@ -75,6 +75,16 @@ extension Node {
         public var ownSendWaitNanos: UInt64 = 0
         public var ownRingTripNanos: UInt64 = 0
         public var ownDeliverWaitNanos: UInt64 = 0
+        /// Authenticated links (``Security``): ring connections whose peer proved the cluster key, connections
+        /// closed for a failed or unfinished handshake, frame tags computed and verified (``Security/Authentication/frames``:
+        /// the MAC operations), tags that failed (the link is closed, the frame never reaches the core), and accepted
+        /// connections refused because the predecessor was already connected.
+        public var authHandshakes: UInt64 = 0
+        public var authRejected: UInt64 = 0
+        public var authMacsOut: UInt64 = 0
+        public var authMacsIn: UInt64 = 0
+        public var authMacFailures: UInt64 = 0
+        public var connectionsRefused: UInt64 = 0
         /// Broadcasts that found the engine full and waited for space.
         public var broadcastWaits: UInt64 = 0
         /// Own payloads handed to the engine and not yet delivered back (retained, not copied).
@@ -117,6 +127,12 @@ extension Node {
             ownSendWaitNanos = stats.own_send_wait_ns
             ownRingTripNanos = stats.own_ring_trip_ns
             ownDeliverWaitNanos = stats.own_deliver_wait_ns
+            authHandshakes = stats.auth_handshakes
+            authRejected = stats.auth_rejected
+            authMacsOut = stats.auth_macs_out
+            authMacsIn = stats.auth_macs_in
+            authMacFailures = stats.auth_mac_failures
+            connectionsRefused = stats.connections_refused
         }
     }
 }

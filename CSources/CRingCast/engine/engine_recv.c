@@ -81,7 +81,19 @@ static int frame_handle(rc_engine *engine, const uint8_t *bytes, size_t availabl
     uint32_t frame_bytes = 0;
     int rc = rc_wire_frame_length(bytes, available, &frame_bytes);
     if (rc <= 0) return rc;
-    if (frame_bytes > available) return 0;
+    uint32_t tag_bytes = engine->mac_recv != NULL ? RC_AUTH_TAG_BYTES : 0;
+    if ((uint64_t)frame_bytes + tag_bytes > available) return 0;
+    /* Frame MACs: verified before the frame is decoded, once (a frame the core refuses is seen again). */
+    if (tag_bytes > 0 && engine->stream_parsed >= engine->mac_verified_end) {
+        engine->stats.auth_macs_in++;
+        if (rc_auth_mac_verify(engine->mac_recv, bytes, frame_bytes, bytes + frame_bytes) != 0) {
+            engine->stats.auth_mac_failures++;
+            int expected = RC_ENGINE_LINK_NONE;
+            atomic_compare_exchange_strong(&engine->lost_link, &expected, RC_ENGINE_LINK_PREDECESSOR);
+            return -EBADMSG;
+        }
+        engine->mac_verified_end = engine->stream_parsed + frame_bytes + tag_bytes;
+    }
     rc_lcr_ack acks[RC_LCR_NODES_MAX];
     uint64_t clock[RC_LCR_NODES_MAX];
     rc_wire_frame frame;
@@ -95,7 +107,7 @@ static int frame_handle(rc_engine *engine, const uint8_t *bytes, size_t availabl
     }
     /* HEARTBEAT: the link is alive. CONTROL: belongs to the membership layer, not in this view. */
     engine->stats.frames_in++;
-    return (int)frame_bytes;
+    return (int)(frame_bytes + tag_bytes);
 }
 
 int engine_recv_process(rc_engine *engine) {

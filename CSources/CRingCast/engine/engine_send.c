@@ -149,7 +149,9 @@ void engine_broadcasts_take(rc_engine *engine, uint64_t now_ns) {
     }
 }
 
+/* Every piece of a frame is added to its tag, where it lies (no copy), while the frame MAC is open. */
 static int send_piece(rc_engine *engine, const void *bytes, uint32_t length, uint64_t token) {
+    if (engine->mac_open && rc_auth_mac_update(engine->mac_send, bytes, length) < 0) return -EIO;
     int rc = rc_io_send(engine->io, (uint32_t)engine->successor_conn, bytes, length, token);
     RC_ASSERT(rc != -EAGAIN); /* space was checked before the core was asked */
     if (rc == 0) engine->stats.bytes_out += length;
@@ -159,7 +161,7 @@ static int send_piece(rc_engine *engine, const void *bytes, uint32_t length, uin
 /* Encodes the hop header of `frame` (type, view, ACKs) into a free slot and queues it. */
 static int send_hop(rc_engine *engine, uint8_t type, const rc_lcr_frame *frame, uint32_t body_bytes) {
     uint32_t slot = slot_take(engine->hop_free, &engine->hop_free_count);
-    uint8_t *out = engine->hop_slots + (size_t)slot * RC_WIRE_HOP_MAX;
+    uint8_t *out = engine->hop_slots + (size_t)slot * ENGINE_HOP_SLOT_BYTES;
     rc_wire_hop hop = {
         .type = type, .view_id = engine->settings.view_id, .nodes = engine->settings.nodes,
         .sender = engine->settings.self, .ack_count = frame ? frame->ack_count : 0,
@@ -167,7 +169,25 @@ static int send_hop(rc_engine *engine, uint8_t type, const rc_lcr_frame *frame, 
     };
     int bytes = rc_wire_hop_encode(out, RC_WIRE_HOP_MAX, &hop);
     RC_ASSERT(bytes > 0); /* the core only produces valid ACKs */
-    return send_piece(engine, out, (uint32_t)bytes, ENGINE_TOKEN(ENGINE_TOKEN_HOP, slot));
+    if (engine->mac_send == NULL) return send_piece(engine, out, (uint32_t)bytes, ENGINE_TOKEN(ENGINE_TOKEN_HOP, slot));
+    /* Frame MACs: the hop opens the frame's tag; the slot (which holds the tag too) is released with the tag,
+     * the frame's last piece, since the transport reports SEND_DONE in queue order. */
+    RC_ASSERT(!engine->mac_open);
+    if (rc_auth_mac_begin(engine->mac_send) < 0) return -EIO;
+    engine->mac_open = true;
+    engine->mac_slot = slot;
+    return send_piece(engine, out, (uint32_t)bytes, ENGINE_TOKEN(ENGINE_TOKEN_PAYLOAD, 0));
+}
+
+/* Ends a frame: with frame MACs, its tag goes out right after its last piece (rc_auth.h). */
+static int send_frame_end(rc_engine *engine, int rc) {
+    if (!engine->mac_open) return rc;
+    engine->mac_open = false;
+    if (rc < 0) return rc;
+    uint8_t *tag = engine->hop_slots + (size_t)engine->mac_slot * ENGINE_HOP_SLOT_BYTES + RC_WIRE_HOP_MAX;
+    if (rc_auth_mac_finish(engine->mac_send, tag) < 0) return -EIO;
+    engine->stats.auth_macs_out++;
+    return send_piece(engine, tag, RC_AUTH_TAG_BYTES, ENGINE_TOKEN(ENGINE_TOKEN_HOP, engine->mac_slot));
 }
 
 static int send_forward(rc_engine *engine, const rc_lcr_frame *frame) {
@@ -220,7 +240,7 @@ uint32_t engine_unsent_bytes_max(const rc_engine *engine) {
  * and TCP_NOTSENT_LOWAT keeps the kernel's own queue just as short.
  */
 static bool room_for_a_frame(rc_engine *engine) {
-    uint32_t pieces = 3 + engine->settings.batch_count_max;
+    uint32_t pieces = 4 + engine->settings.batch_count_max; /* hop, message header, payloads, tag */
     uint64_t sent = rc_io_stats_get(engine->io).bytes_out;
     uint64_t unsent = engine->stats.bytes_out - sent;
     return engine->hop_free_count > 0 && engine->own_free_count > 0 && unsent < engine_unsent_bytes_max(engine) &&
@@ -257,13 +277,14 @@ int engine_send_process(rc_engine *engine, uint64_t now_ns) {
         if (!frame.has_message) rc = send_hop(engine, RC_WIRE_TYPE_ACK, &frame, 0);
         else if (frame.message.own) rc = send_own(engine, &frame, now_ns);
         else rc = send_forward(engine, &frame);
+        rc = send_frame_end(engine, rc);
         if (rc < 0) return rc;
         engine->stats.frames_out++;
         engine->last_send_ns = now_ns;
     }
     bool idle = now_ns - engine->last_send_ns >= (uint64_t)engine->settings.heartbeat_ms * 1000000u;
     if (idle && engine->hop_free_count > 0 && rc_io_send_space(engine->io, (uint32_t)engine->successor_conn) > 0) {
-        int rc = send_hop(engine, RC_WIRE_TYPE_HEARTBEAT, NULL, 0);
+        int rc = send_frame_end(engine, send_hop(engine, RC_WIRE_TYPE_HEARTBEAT, NULL, 0));
         if (rc < 0) return rc;
         engine->stats.heartbeats_out++;
         engine->last_send_ns = now_ns;
@@ -284,6 +305,7 @@ void engine_send_done(rc_engine *engine, uint64_t token) {
         engine_record_forward_done(engine, index);
         break;
     case ENGINE_TOKEN_PAYLOAD:
+    case ENGINE_TOKEN_AUTH:
         break; /* the broadcaster's memory: released by its own delivery */
     default:
         RC_ASSERT(!"unknown send token");

@@ -37,6 +37,9 @@ final class ViewEngine: @unchecked Sendable {
                                                        successor: successor, viewId: view.id, limits: configuration.limits)
         context = ViewDeliveryContext(memberIDs: members, seqBases: seqBases, sink: sink)
         var settings = ringConfiguration.engineSettings
+        configuration.security.apply(to: &settings, clusterName: configuration.name, node: me.node,
+                                     incarnation: me.incarnation, predecessor: members[(position + members.count - 1) % members.count],
+                                     successor: members[(position + 1) % members.count])
         settings.deliver = ViewDeliveryContext.callback
         settings.deliver_context = Unmanaged.passUnretained(context).toOpaque()
         var pointer: OpaquePointer?
