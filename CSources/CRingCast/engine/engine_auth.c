@@ -26,6 +26,7 @@ static int link_flush(rc_engine *engine, uint32_t conn) {
     int rc = rc_io_send(engine->io, conn, bytes, length, ENGINE_TOKEN(ENGINE_TOKEN_AUTH, conn));
     if (rc < 0) return rc;
     rc_auth_handshake_output_advance(handshake, length);
+    engine->stats.bytes_out += length; /* what the transport sends: the unsent-bytes check (engine_send.c) counts on it */
     return 0;
 }
 
@@ -35,6 +36,7 @@ static void link_fail(rc_engine *engine, uint32_t conn, int error) {
     link->active = false;
     engine->stats.auth_rejected++;
     rc_io_close(engine->io, conn);
+    engine_stats_publish(engine, engine_now_ns(), true); /* a ring that never runs publishes nothing else */
     if (link->successor) {
         int expected = RC_ENGINE_LINK_NONE;
         atomic_compare_exchange_strong(&engine->lost_link, &expected, RC_ENGINE_LINK_SUCCESSOR);
@@ -86,6 +88,7 @@ static int link_done(rc_engine *engine, uint32_t conn) {
         return 0;
     }
     engine->stats.auth_handshakes++;
+    engine_stats_publish(engine, engine_now_ns(), true);
     int rc = 0;
     if (link->successor) {
         if (frames) rc = rc_auth_mac_create(&engine->mac_send, link->handshake.key_send);

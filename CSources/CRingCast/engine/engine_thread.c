@@ -113,7 +113,9 @@ int rc_engine_create(rc_engine **out, const rc_engine_settings *settings) {
 static int io_setup(rc_engine *e) {
     rc_io_settings io;
     rc_io_settings_default(&io);
-    io.conns_max = ENGINE_CONNS_MAX; /* listener, predecessor, successor, and connections still proving themselves */
+    /* listener, predecessor, successor, one more to refuse intruders; authenticated links keep room for
+     * connections still proving themselves (an intruder must not take the predecessor's place). */
+    io.conns_max = engine_auth_enabled(e) ? ENGINE_CONNS_MAX : 4;
     io.recv_buffer_bytes = e->settings.recv_buffer_bytes;
     if (io.recv_bytes_max > io.recv_buffer_bytes) io.recv_bytes_max = io.recv_buffer_bytes;
     io.send_queue_max = 4096;
