@@ -85,6 +85,8 @@ extension Node {
         public var authMacsIn: UInt64 = 0
         public var authMacFailures: UInt64 = 0
         public var connectionsRefused: UInt64 = 0
+        /// Connections to the ring's port closed at once because the transport had no free connection id (a flood).
+        public var acceptsRejected: UInt64 = 0
         /// Broadcasts that found the engine full and waited for space.
         public var broadcastWaits: UInt64 = 0
         /// Own payloads handed to the engine and not yet delivered back (retained, not copied).
@@ -133,6 +135,7 @@ extension Node {
             authMacsIn = stats.auth_macs_in
             authMacFailures = stats.auth_mac_failures
             connectionsRefused = stats.connections_refused
+            acceptsRejected = stats.accepts_rejected
         }
     }
 }

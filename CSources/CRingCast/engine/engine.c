@@ -127,6 +127,7 @@ void engine_stats_publish(rc_engine *e, uint64_t now_ns, bool force) {
     e->stats.bytes_in = io.bytes_in;
     e->stats.zerocopy_fraction = rc_io_stats_zerocopy_fraction(&io);
     e->stats.congestion_refused = io.congestion_refused;
+    e->stats.accepts_rejected = io.accepts_rejected;
     if (e->core != NULL) {
         rc_lcr_stats core = rc_lcr_stats_get(e->core);
         e->stats.own_held = core.own_held;

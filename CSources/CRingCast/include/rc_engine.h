@@ -153,7 +153,8 @@ typedef struct rc_engine_stats {
     uint64_t auth_macs_out;          /**< frame tags computed (FRAMES). */
     uint64_t auth_macs_in;           /**< frame tags verified, good or bad (FRAMES). */
     uint64_t auth_mac_failures;      /**< frame tags that did not verify: the link is closed, the frame never reaches the core. */
-    uint64_t connections_refused;    /**< accepted connections closed because the predecessor is already there (open links). */
+    uint64_t connections_refused;    /**< accepted connections closed because the predecessor is already there. */
+    uint64_t accepts_rejected;       /**< connections the transport closed at once: no free connection id (rc_io_stats). */
 } rc_engine_stats;
 
 typedef struct rc_engine rc_engine;
