@@ -149,6 +149,7 @@ let package = Package(
         .target(
             name: "RingCastBenchKit",
             dependencies: [
+                "RingCastKeys", // --auth without --cluster-key: a fresh key file for the run
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: swiftSettings

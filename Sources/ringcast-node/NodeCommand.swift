@@ -113,6 +113,10 @@ struct NodeCommand: AsyncParsableCommand {
     var metricsListen: String?
     @Option(name: .customLong("log-level"), help: ArgumentHelp("Log to stderr from this level on (default info).", valueName: "trace|debug|info|notice|warning|error|critical"))
     var logLevel: String?
+    @Option(name: .customLong("cluster-key"), help: ArgumentHelp("The cluster key file (ringcast-keys cluster --out FILE; mode 0600). Every connection then proves it (default --auth handshake).", valueName: "file"))
+    var clusterKey: String?
+    @Option(help: ArgumentHelp("What the links prove: none (open links, a warning), handshake (every connection proves the cluster key) or frames (also a MAC on every ring frame).", valueName: "none|handshake|frames"))
+    var auth: String?
     @Option(help: ArgumentHelp("Read options from a key=value or JSON file (command-line flags win).", valueName: "file"))
     var config: String?
 
