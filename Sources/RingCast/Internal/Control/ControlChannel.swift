@@ -4,16 +4,6 @@ import Synchronization
 import Glibc
 #endif
 
-/// Identity of a peer on the control plane. (The membership module has its own member identity; the shell maps.)
-///
-/// A restarted process is a new incarnation, hence a new peer: frames are never attributed across incarnations.
-struct ControlPeer: Hashable, Sendable, CustomStringConvertible {
-    var node: UInt32
-    var incarnation: UInt32
-
-    var description: String { "\(node).\(incarnation)" }
-}
-
 /// The control-plane transport between group members: view changes, heartbeats, recovery data, state transfer.
 ///
 /// Rare, small-to-medium messages over plain TCP, driven by one thread running poll(2); never on the data hot path

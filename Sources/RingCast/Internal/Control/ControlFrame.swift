@@ -1,3 +1,14 @@
+/// Identity of a peer on the control plane. (The membership module has its own member identity; the shell maps.)
+///
+/// A restarted process is a new incarnation, hence a new peer: frames are never attributed across incarnations.
+/// Defined with the wire format (the hello carries it), so that this file builds alone (tools/fuzz/fuzz_control.swift).
+struct ControlPeer: Hashable, Sendable, CustomStringConvertible {
+    var node: UInt32
+    var incarnation: UInt32
+
+    var description: String { "\(node).\(incarnation)" }
+}
+
 /// The control plane's wire format: length-prefixed frames, and the hello that opens every connection.
 ///
 /// A frame is a 4-byte big-endian length followed by that many bytes. Every TCP connection starts with one hello
