@@ -152,6 +152,29 @@ struct AuthenticatedLinkTests {
         #expect(delivered.load(ordering: .relaxed) == 0)
     }
 
+    @Test("with frame MACs, a member with the key joins and a member that stops is replaced by a view whose ring authenticates again")
+    func joinAndCrashUnderFrames() async throws {
+        let cluster = try GroupCluster(size: 4)
+        defer { cluster.stopAll() }
+        let key = try ClusterKey.generate()
+        let secure: (inout Group.Configuration) -> Void = { $0.security = Security(clusterKey: key, authentication: .frames) }
+        for me: UInt32 in 0..<3 { try cluster.start(me, initialView: [0, 1, 2], configure: secure) }
+        for me: UInt32 in 0..<3 { try await cluster.group(me).waitUntilRunning() }
+        try cluster.start(3, initialView: [0, 1, 2], configure: secure)
+        try await cluster.group(3).waitUntilRunning(timeout: .seconds(20))
+        #expect(cluster.group(0).currentView?.members == [0, 1, 2, 3])
+        cluster.stop(2)
+        try await cluster.wait(20, "a view without the crashed member") {
+            cluster.group(0).currentView?.members == [0, 1, 3] && cluster.group(0).state == .running
+        }
+        let before = cluster.entries(3).count
+        for index in 0..<100 { try await cluster.group(0).broadcast(testPayload(origin: 0, index: index, size: 3000)) }
+        try await cluster.wait(20, "deliveries in the new view") { cluster.entries(3).count >= before + 100 }
+        let engine = cluster.group(0).statistics.engine
+        #expect(engine.authHandshakes == 2 && engine.authMacsIn > 0 && engine.authMacFailures == 0)
+        expectAgreement([cluster.entries(0), cluster.entries(1)])
+    }
+
     @Test("a member with another key cannot join: the group keeps its view and counts the refusals")
     func joinerWithoutKeyRefused() async throws {
         let cluster = try GroupCluster(size: 4)
