@@ -39,6 +39,11 @@ public struct Security: Sendable, Hashable {
     public var clusterKey: ClusterKey?
     /// A connection must finish its handshake within this (1...60000 ms), or it is closed and counted.
     public var handshakeTimeoutMillis = 2000
+    /// Seal every ring frame with AES-256-GCM under the handshake's per-connection keys (`--encrypt`): the frames'
+    /// bytes are then confidential and authenticated (the GCM tag replaces the frame MAC). Needs ``authentication``
+    /// other than ``Authentication/none``. Control-plane frames stay in clear (authenticated by the handshake only).
+    /// Costs one pass of the cipher over each frame at each hop (sealed into a slot of its own, opened in place).
+    public var encrypt = false
 
     /// Open links (no key).
     public init() {
@@ -71,6 +76,9 @@ public struct Security: Sendable, Hashable {
         guard !isAuthenticated || clusterKey != nil else {
             throw .invalidConfiguration("authentication \(authentication.rawValue) needs a cluster key (ringcast-keys cluster --out FILE)")
         }
+        guard !encrypt || isAuthenticated else {
+            throw .invalidConfiguration("encrypt needs authentication handshake or frames (and a cluster key)")
+        }
         guard (1...60_000).contains(handshakeTimeoutMillis) else {
             throw .invalidConfiguration("handshakeTimeoutMillis \(handshakeTimeoutMillis) is not in 1...60000")
         }
@@ -82,7 +90,7 @@ public struct Security: Sendable, Hashable {
     /// The handshake's settings for this member (channel and expected peer are set per connection).
     func authConfig(clusterName: String, node: UInt32, incarnation: UInt32) -> rc_auth_config {
         var config = rc_auth_config()
-        config.mode = authentication.cValue
+        config.mode = encrypt ? RC_AUTH_MODE_ENCRYPT.rawValue : authentication.cValue
         config.self_node = node
         config.self_incarnation = incarnation
         config.expect_node = RC_AUTH_PEER_ANY

@@ -87,6 +87,8 @@ extension Node {
         public var connectionsRefused: UInt64 = 0
         /// Connections to the ring's port closed at once because the transport had no free connection id (a flood).
         public var acceptsRejected: UInt64 = 0
+        /// Frame bytes encrypted and decrypted (``Security/encrypt``; the GCM tags count in ``authMacsOut``/``authMacsIn``).
+        public var authCipherBytes: UInt64 = 0
         /// Broadcasts that found the engine full and waited for space.
         public var broadcastWaits: UInt64 = 0
         /// Own payloads handed to the engine and not yet delivered back (retained, not copied).
@@ -136,6 +138,7 @@ extension Node {
             authMacFailures = stats.auth_mac_failures
             connectionsRefused = stats.connections_refused
             acceptsRejected = stats.accepts_rejected
+            authCipherBytes = stats.auth_cipher_bytes
         }
     }
 }

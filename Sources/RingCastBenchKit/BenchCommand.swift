@@ -98,6 +98,9 @@ public struct BenchCommand: ParsableCommand {
     @Option(name: .customLong("cluster-key"), help: ArgumentHelp("The cluster key file for --auth (default: a fresh one in the run's work directory).", valueName: "file"))
     var clusterKey: String?
 
+    @Flag(name: .long, help: "Passed to every node: seal every ring frame with AES-256-GCM (implies --auth handshake unless given).")
+    var encrypt = false
+
     @Flag(name: .long, help: "Print exactly one JSON object on stdout (ARCHITECTURE §3.2).")
     var json = false
 
@@ -187,7 +190,8 @@ public struct BenchCommand: ParsableCommand {
         config.batchBytes = batchBytes
         config.zerocopy = zerocopy
         config.congestion = congestion
-        config.auth = auth
+        config.auth = auth ?? (encrypt ? "handshake" : nil)
+        config.encrypt = encrypt
         config.clusterKeyPath = clusterKey.map(Locator.absolute)
         config.deliveryLogDirectory = deliveryLog.map(Locator.absolute)
         config.lanRate = lan

@@ -259,6 +259,7 @@ public struct BenchRunner {
         if let zerocopy = config.zerocopy { arguments += ["--zerocopy", zerocopy] }
         if let congestion = config.congestion { arguments += ["--congestion", congestion] }
         if let auth = config.auth { arguments += ["--auth", auth] }
+        if config.encrypt { arguments.append("--encrypt") }
         if config.needsClusterKey, let key = clusterKey ?? config.clusterKeyPath { arguments += ["--cluster-key", key] }
         if let directory = config.deliveryLogDirectory {
             arguments += ["--delivery-log", (Locator.absolute(directory) as NSString).appendingPathComponent("node-\(id).log")]

@@ -117,6 +117,8 @@ struct NodeCommand: AsyncParsableCommand {
     var clusterKey: String?
     @Option(help: ArgumentHelp("What the links prove: none (open links, a warning), handshake (every connection proves the cluster key) or frames (also a MAC on every ring frame).", valueName: "none|handshake|frames"))
     var auth: String?
+    @Flag(inversion: .prefixedNo, help: "Seal every ring frame with AES-256-GCM under the handshake's keys (needs --cluster-key).")
+    var encrypt: Bool?
     @Option(help: ArgumentHelp("Read options from a key=value or JSON file (command-line flags win).", valueName: "file"))
     var config: String?
 

@@ -153,6 +153,7 @@ struct Outcome {
                 ("auth_macs_out", .integer(Int64(stats.authMacsOut))),
                 ("auth_macs_in", .integer(Int64(stats.authMacsIn))),
                 ("auth_mac_failures", .integer(Int64(stats.authMacFailures))),
+                ("auth_cipher_bytes", .integer(Int64(stats.authCipherBytes))),
                 ("connections_refused", .integer(Int64(stats.connectionsRefused + stats.acceptsRejected))),
             ])))
         fields.append(("own_latency_ms_mean", ownLatencyMeans(stats)))

@@ -83,7 +83,7 @@ let configKeys: Set<String> = [
     "id", "nodes", "listen", "successor", "view-id", "send", "size", "start-at", "warmup", "duration", "cooldown",
     "window", "window-bytes", "window-adaptive", "staging-bytes", "rate", "batch-count", "batch-bytes", "fairness", "zerocopy", "congestion", "delivery-log",
     "digest-payloads", "connect-timeout", "quiet-ms", "json", "members", "view", "mode", "heartbeat-ms", "suspect-ms",
-    "metrics-listen", "log-level", "cluster-key", "auth",
+    "metrics-listen", "log-level", "cluster-key", "auth", "encrypt",
 ]
 
 /// Reads a --config file: `key=value` lines (blank lines and `#` comments ignored) or one JSON object.
@@ -258,8 +258,12 @@ extension NodeCommand {
         }
         let digest = try value(digestPayloads, "digest-payloads") { Switch(rawValue: $0.lowercased()) }
 
-        let security = try resolveSecurity(keyPath: try value(clusterKey, "cluster-key") { $0 },
+        var security = try resolveSecurity(keyPath: try value(clusterKey, "cluster-key") { $0 },
                                            mode: try value(auth, "auth") { $0 })
+        if try value(encrypt, "encrypt", boolean) ?? false {
+            guard security.isAuthenticated else { throw ValidationError("--encrypt needs --cluster-key FILE") }
+            security.encrypt = true
+        }
         var settings = RunSettings(
             id: id, nodes: nodes, listen: listenAddress, successor: successorAddress,
             viewId: try value(viewId, "view-id") { UInt64($0) } ?? 1,

@@ -129,6 +129,63 @@ struct AuthenticatedLinkTests {
         }
     }
 
+    @Test("a static ring with sealed frames (AES-256-GCM) delivers the same sequence; a node that does not encrypt cannot link")
+    func ringWithEncryption() async throws {
+        let key = try ClusterKey.generate()
+        let members = loopbackMembers(3)
+        var nodes: [Node] = []
+        let seen = (0..<3).map { _ in HashLog() }
+        for position in 0..<3 {
+            var configuration = try Node.Configuration(position: position, members: members, limits: testLimits { $0.window = 64 })
+            configuration.security = Security(clusterKey: key, authentication: .handshake)
+            configuration.security.encrypt = true
+            let record = seen[position]
+            nodes.append(try Node(configuration: configuration) { batch in
+                record.withLock { list in batch.forEach { list.append(fnv1a($0.payload)) } }
+            })
+        }
+        let ring = nodes
+        defer { for node in ring { node.shutdown() } }
+        try await startRing(ring)
+        let perNode = 200
+        try await withDeadline(30, "sealed ring run") {
+            try await withThrowingTaskGroup(of: Void.self) { tasks in
+                for (position, node) in ring.enumerated() {
+                    tasks.addTask {
+                        for index in 0..<perNode { try await node.broadcast(testPayload(origin: position, index: index, size: 3000 + index)) }
+                    }
+                }
+                try await tasks.waitForAll()
+            }
+            while seen.contains(where: { $0.withLock { $0.count } < 3 * perNode }) { try await Task.sleep(for: .milliseconds(5)) }
+        }
+        let sequences = seen.map { $0.withLock { $0 } }
+        #expect(sequences[0] == sequences[1] && sequences[1] == sequences[2])
+        for node in ring {
+            let stats = node.statistics
+            #expect(stats.authHandshakes == 2 && stats.authMacFailures == 0)
+            #expect(stats.authMacsOut > 0 && stats.authMacsIn > 0)
+            #expect(stats.authCipherBytes > UInt64(perNode * 3000), "every frame went through the cipher")
+            #expect(stats.payloadCopies == 0)
+        }
+
+        // A ring where one node does not encrypt: the handshake binds the mode, so no link forms.
+        let others = loopbackMembers(2)
+        var mixed: [Node] = []
+        for position in 0..<2 {
+            var configuration = try Node.Configuration(position: position, members: others,
+                                                       limits: testLimits { $0.connectTimeoutMillis = 1500 })
+            configuration.security = Security(clusterKey: key, authentication: .handshake)
+            configuration.security.encrypt = position == 0
+            mixed.append(try Node(configuration: configuration))
+        }
+        let pair = mixed
+        defer { for node in pair { node.shutdown() } }
+        for node in pair { try node.start() }
+        for node in pair { await #expect(throws: RingCastError.self) { try await node.waitUntilRunning(timeout: .seconds(5)) } }
+        #expect(pair.map { $0.statistics.authRejected }.reduce(0, +) >= 1)
+    }
+
     @Test("a node with another key cannot form the ring: the handshake fails and is counted, nothing is delivered")
     func ringWithWrongKeyFails() async throws {
         let members = loopbackMembers(2)
@@ -152,12 +209,16 @@ struct AuthenticatedLinkTests {
         #expect(delivered.load(ordering: .relaxed) == 0)
     }
 
-    @Test("with frame MACs, a member with the key joins and a member that stops is replaced by a view whose ring authenticates again")
-    func joinAndCrashUnderFrames() async throws {
+    @Test("with frame MACs or sealed frames, a member with the key joins and a member that stops is replaced by a view whose ring authenticates again",
+          arguments: [false, true])
+    func joinAndCrashUnderFrames(encrypt: Bool) async throws {
         let cluster = try GroupCluster(size: 4)
         defer { cluster.stopAll() }
         let key = try ClusterKey.generate()
-        let secure: (inout Group.Configuration) -> Void = { $0.security = Security(clusterKey: key, authentication: .frames) }
+        let secure: (inout Group.Configuration) -> Void = {
+            $0.security = Security(clusterKey: key, authentication: .frames)
+            $0.security.encrypt = encrypt
+        }
         for me: UInt32 in 0..<3 { try cluster.start(me, initialView: [0, 1, 2], configure: secure) }
         for me: UInt32 in 0..<3 { try await cluster.group(me).waitUntilRunning() }
         try cluster.start(3, initialView: [0, 1, 2], configure: secure)
@@ -172,6 +233,7 @@ struct AuthenticatedLinkTests {
         try await cluster.wait(20, "deliveries in the new view") { cluster.entries(3).count >= before + 100 }
         let engine = cluster.group(0).statistics.engine
         #expect(engine.authHandshakes == 2 && engine.authMacsIn > 0 && engine.authMacFailures == 0)
+        #expect((engine.authCipherBytes > 0) == encrypt)
         expectAgreement([cluster.entries(0), cluster.entries(1)])
     }
 

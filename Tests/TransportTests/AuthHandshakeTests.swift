@@ -179,4 +179,35 @@ struct AuthHandshakeTests {
         #expect(rc_auth_mac_verify(receiver, changed, changed.count, tag2) == RC_AUTH_ERROR_PROOF.rawValue)
         #expect(rc_auth_mac_count(sender) == 2)
     }
+
+    @Test("sealed frames: AES-256-GCM opens in place to the plaintext in order; a changed byte or a replay fails")
+    func sealOpen() {
+        let key = [UInt8](repeating: 9, count: 32)
+        var sealer: OpaquePointer?, opener: OpaquePointer?
+        #expect(rc_auth_seal_create(&sealer, key, true) == 0 && rc_auth_seal_create(&opener, key, false) == 0)
+        defer { rc_auth_seal_destroy(sealer); rc_auth_seal_destroy(opener) }
+        func seal(_ plain: [UInt8]) -> (header: [UInt8], box: [UInt8], tag: [UInt8]) {
+            let header: [UInt8] = [0, 0, UInt8(plain.count >> 8), UInt8(plain.count & 0xff)]
+            var box = [UInt8](repeating: 0, count: plain.count)
+            var tag = [UInt8](repeating: 0, count: Int(RC_AUTH_SEAL_TAG_BYTES))
+            #expect(rc_auth_seal_begin(sealer, header) == 0)
+            #expect(rc_auth_seal_update(sealer, &box, plain, plain.count) == 0)
+            #expect(rc_auth_seal_finish(sealer, &tag) == 0)
+            return (header, box, tag)
+        }
+        let first: [UInt8] = Array(0..<200), second = [UInt8](repeating: 77, count: 300)
+        var (h1, b1, t1) = seal(first)
+        let (h2, b2, t2) = seal(second)
+        #expect(b1 != first, "the bytes on the wire are not the plaintext")
+        let replay = b1
+        #expect(rc_auth_seal_open(opener, h1, &b1, b1.count, t1) == 0)
+        #expect(b1 == first)
+        var again = replay
+        #expect(rc_auth_seal_open(opener, h1, &again, again.count, t1) == RC_AUTH_ERROR_PROOF.rawValue, "a replay")
+        var changed = b2
+        changed[5] ^= 1
+        _ = h2
+        _ = t2
+        #expect(rc_auth_seal_open(opener, h2, &changed, changed.count, t2) == RC_AUTH_ERROR_PROOF.rawValue)
+    }
 }

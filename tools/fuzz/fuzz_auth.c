@@ -10,7 +10,9 @@
  *      when nothing was changed (every byte of HELLO is in the transcript, every byte of PROOF is checked),
  *      and then both sides hold crosswise-equal session keys;
  *   2. a genuine initiator's messages replayed to a fresh responder (new nonce) with attacker bytes appended:
- *      never DONE.
+ *      never DONE;
+ *   3. sealed frames (AES-256-GCM, mode ENCRYPT): the attacker's bytes as a sealed frame never open, a genuine
+ *      seal opens to its plaintext, and with one byte changed it does not.
  * Besides these properties: no crash, no over-read (ASan, UBSan), no RC_ASSERT.
  */
 #include "rc_auth.h"
@@ -142,12 +144,44 @@ static void scenario_replay(const uint8_t *data, size_t size) {
     FUZZ_CHECK(!rc_auth_handshake_done(&fresh));
 }
 
+/* Sealed frames: an attacker's [header][box][tag] never opens (it would need the key); a genuine seal opens to
+ * its plaintext, and with any byte of it changed it does not. */
+static void scenario_seal(const uint8_t *data, size_t size) {
+    uint8_t key[32];
+    memset(key, 0x24, sizeof key);
+    rc_auth_seal *sealer = NULL, *opener = NULL, *forged = NULL;
+    FUZZ_CHECK(rc_auth_seal_create(&sealer, key, true) == 0 && rc_auth_seal_create(&opener, key, false) == 0);
+    FUZZ_CHECK(rc_auth_seal_create(&forged, key, false) == 0);
+    static uint8_t box[8192], plain[8192];
+    size_t length = size > sizeof plain ? sizeof plain : size;
+    memcpy(plain, data, length);
+    if (length >= RC_AUTH_SEAL_HEADER_BYTES + RC_AUTH_SEAL_TAG_BYTES) { /* the input as a forged sealed frame */
+        size_t inner = length - RC_AUTH_SEAL_HEADER_BYTES - RC_AUTH_SEAL_TAG_BYTES;
+        memcpy(box, data + RC_AUTH_SEAL_HEADER_BYTES, inner);
+        FUZZ_CHECK(rc_auth_seal_open(forged, data, box, inner, data + length - RC_AUTH_SEAL_TAG_BYTES) != 0);
+    }
+    uint8_t header[4] = {(uint8_t)(length >> 24), (uint8_t)(length >> 16), (uint8_t)(length >> 8), (uint8_t)length};
+    uint8_t tag[RC_AUTH_SEAL_TAG_BYTES];
+    FUZZ_CHECK(rc_auth_seal_begin(sealer, header) == 0 && rc_auth_seal_update(sealer, box, plain, length) == 0);
+    FUZZ_CHECK(rc_auth_seal_finish(sealer, tag) == 0);
+    if (length > 0 && data[0] % 2 == 1) { /* change one byte the input picks */
+        box[data[length - 1] % length] ^= (uint8_t)(data[0] | 1);
+        FUZZ_CHECK(rc_auth_seal_open(opener, header, box, length, tag) != 0);
+    } else {
+        FUZZ_CHECK(rc_auth_seal_open(opener, header, box, length, tag) == 0 && memcmp(box, plain, length) == 0);
+    }
+    rc_auth_seal_destroy(sealer);
+    rc_auth_seal_destroy(opener);
+    rc_auth_seal_destroy(forged);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (size < 1) return 0;
-    switch (data[0] % 3) {
+    switch (data[0] % 4) {
     case 0: scenario_raw(data + 1, size - 1); break;
     case 1: scenario_tamper(data + 1, size - 1); break;
-    default: scenario_replay(data + 1, size - 1); break;
+    case 2: scenario_replay(data + 1, size - 1); break;
+    default: scenario_seal(data + 1, size - 1); break;
     }
     return 0;
 }

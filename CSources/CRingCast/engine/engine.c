@@ -68,7 +68,7 @@ static bool settings_valid(const rc_engine_settings *s) {
     if (s->stall_ms < s->heartbeat_ms) return false;
     if (s->window_bytes < 1 || s->recv_buffer_bytes > RC_IO_RECV_BUFFER_BYTES_MAX) return false;
     if (memchr(s->congestion, 0, sizeof s->congestion) == NULL) return false;
-    if (s->auth.mode > RC_AUTH_MODE_FRAMES || memchr(s->auth.cluster, 0, sizeof s->auth.cluster) == NULL) return false;
+    if (s->auth.mode > RC_AUTH_MODE_ENCRYPT || memchr(s->auth.cluster, 0, sizeof s->auth.cluster) == NULL) return false;
     if (s->auth.mode != RC_AUTH_MODE_NONE && s->auth_timeout_ms < 1) return false;
     return s->recv_buffer_bytes >= recv_buffer_bytes_min(s);
 }

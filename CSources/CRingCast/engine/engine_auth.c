@@ -90,11 +90,14 @@ static int link_done(rc_engine *engine, uint32_t conn) {
     engine->stats.auth_handshakes++;
     engine_stats_publish(engine, engine_now_ns(), true);
     int rc = 0;
+    bool sealed = engine->settings.auth.mode == RC_AUTH_MODE_ENCRYPT;
     if (link->successor) {
         if (frames) rc = rc_auth_mac_create(&engine->mac_send, link->handshake.key_send);
+        if (sealed) rc = rc_auth_seal_create(&engine->seal_send, link->handshake.key_send, true);
         engine->successor_conn = (int)conn;
     } else {
         if (frames) rc = rc_auth_mac_create(&engine->mac_recv, link->handshake.key_recv);
+        if (sealed) rc = rc_auth_seal_create(&engine->seal_recv, link->handshake.key_recv, false);
         engine->predecessor_conn = (int)conn;
     }
     return rc;
@@ -131,4 +134,7 @@ void engine_auth_release(rc_engine *engine) {
     rc_auth_mac_destroy(engine->mac_send);
     rc_auth_mac_destroy(engine->mac_recv);
     engine->mac_send = engine->mac_recv = NULL;
+    rc_auth_seal_destroy(engine->seal_send);
+    rc_auth_seal_destroy(engine->seal_recv);
+    engine->seal_send = engine->seal_recv = NULL;
 }

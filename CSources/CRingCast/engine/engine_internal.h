@@ -18,6 +18,7 @@ enum {
     ENGINE_TOKEN_OWN = 3,      /* an own message header slot */
     ENGINE_TOKEN_PAYLOAD = 4,  /* an own payload: nothing to release here (own delivery releases it) */
     ENGINE_TOKEN_AUTH = 5,     /* handshake bytes: they live in the link's state until the connection is closed */
+    ENGINE_TOKEN_SEAL = 6,     /* a sealed frame's slot (mode ENCRYPT) */
 };
 
 /* Connection ids of the engine's transport: listener, predecessor, successor, and room for connections that
@@ -100,6 +101,15 @@ struct rc_engine {
     uint32_t mac_slot;            /* the hop slot of the frame being tagged */
     bool mac_open;                /* a frame's pieces are being queued and tagged */
     uint64_t mac_verified_end;    /* stream offset up to which received frames were verified */
+    /* Sealed frames (mode ENCRYPT, engine_send.c / engine_recv.c): each frame is encrypted into a slot of its own
+     * (released at its SEND_DONE); received ones are opened in place. */
+    rc_auth_seal *seal_send, *seal_recv;
+    uint8_t *seal_slots;
+    uint32_t *seal_free;
+    uint32_t seal_free_count, seal_slots_max, seal_slot_bytes;
+    uint32_t seal_slot, seal_filled, seal_length; /* the frame being sealed */
+    bool seal_open;
+    uint64_t opened_end;          /* stream offset up to which received frames were opened */
 
     engine_record *records; /* ring of records_max, positions records_head..records_tail */
     uint32_t records_max;

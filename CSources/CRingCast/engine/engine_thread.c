@@ -59,6 +59,16 @@ static int engine_allocate(rc_engine *e) {
     e->delivery_slots = checked_calloc(s->delivery_ring_max, sizeof(engine_delivery_slot), &ok);
     e->delivery_scratch = checked_calloc(s->batch_count_max, sizeof(engine_delivery_slot), &ok);
     e->export_apps = checked_calloc(s->batch_count_max, sizeof(rc_engine_delivery), &ok);
+    if (s->auth.mode == RC_AUTH_MODE_ENCRYPT && s->nodes > 1) {
+        /* A frame is asked of the core only while less than two frames' worth are unsent (engine_send.c), and
+         * zero-copy sends hold theirs a little longer: 8 slots keep the link busy. */
+        e->seal_slots_max = 8;
+        e->seal_slot_bytes = (uint32_t)engine_frame_bytes_max(s) + RC_AUTH_SEAL_HEADER_BYTES + RC_AUTH_SEAL_TAG_BYTES;
+        e->seal_slots = checked_calloc(e->seal_slots_max, e->seal_slot_bytes, &ok);
+        e->seal_free = checked_calloc(e->seal_slots_max, sizeof(uint32_t), &ok);
+        for (uint32_t i = 0; ok && i < e->seal_slots_max; i++) e->seal_free[i] = i;
+        e->seal_free_count = e->seal_slots_max;
+    }
     if (!ok) return -ENOMEM;
     for (uint32_t i = 0; i < e->hop_slots_max; i++) e->hop_free[i] = i;
     e->hop_free_count = e->hop_slots_max;
@@ -369,6 +379,8 @@ void rc_engine_destroy(rc_engine *engine) {
     free(engine->delivery_slots);
     free(engine->delivery_scratch);
     free(engine->export_apps);
+    free(engine->seal_slots);
+    free(engine->seal_free);
     engine_auth_release(engine);
     pthread_mutex_destroy(&engine->start_lock);
     pthread_cond_destroy(&engine->start_cond);

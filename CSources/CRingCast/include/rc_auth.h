@@ -46,6 +46,7 @@ typedef enum rc_auth_mode {
     RC_AUTH_MODE_NONE = 0,      /**< no handshake: today's open links */
     RC_AUTH_MODE_HANDSHAKE = 1, /**< the handshake opens every connection; frames are not MACed */
     RC_AUTH_MODE_FRAMES = 2,    /**< the handshake, then a MAC per frame keyed per connection and direction */
+    RC_AUTH_MODE_ENCRYPT = 3,   /**< the handshake, then every ring frame sealed with AES-256-GCM (rc_auth_seal) */
 } rc_auth_mode;
 
 /** Which plane a connection belongs to: bound into T, so that a ring handshake cannot open a control link. */
@@ -132,6 +133,32 @@ int rc_auth_mac_finish(rc_auth_mac *mac, uint8_t tag[RC_AUTH_TAG_BYTES]);
 int rc_auth_mac_verify(rc_auth_mac *mac, const uint8_t *frame, size_t length, const uint8_t tag[RC_AUTH_TAG_BYTES]);
 /** Frames tagged or verified so far (the direction's counter). */
 uint64_t rc_auth_mac_count(const rc_auth_mac *mac);
+
+/*
+ * Sealed frames (mode ENCRYPT): on the ring, every frame travels as
+ *   [L: be32] [AES-256-GCM ciphertext of the frame: L bytes] [GCM tag: 16 bytes]
+ * under the session key of the direction, nonce = 0x00000000 || be64 frame counter (unique per key: a key lives
+ * for one connection and direction), the 4-byte length as additional authenticated data. The receiver decrypts
+ * in place in its receive buffer, so the frame is then parsed, forwarded from and delivered from as before.
+ */
+#define RC_AUTH_SEAL_HEADER_BYTES 4u
+#define RC_AUTH_SEAL_TAG_BYTES 16u
+
+/** One direction's AES-256-GCM state (opaque: an EVP_CIPHER_CTX keyed once, a counter). */
+typedef struct rc_auth_seal rc_auth_seal;
+/** Keys a sealing (`encrypt`) or opening context at connection start. -ENOMEM or RC_AUTH_ERROR_CRYPTO. */
+int rc_auth_seal_create(rc_auth_seal **seal, const uint8_t key[32], bool encrypt);
+void rc_auth_seal_destroy(rc_auth_seal *seal);
+/** Starts the next frame: its nonce from the counter, `header` (the 4 length bytes) as AAD. */
+int rc_auth_seal_begin(rc_auth_seal *seal, const uint8_t header[RC_AUTH_SEAL_HEADER_BYTES]);
+/** Encrypts `length` bytes of `in` to `out` (pieces in wire order; `out` may equal `in`). */
+int rc_auth_seal_update(rc_auth_seal *seal, uint8_t *out, const uint8_t *in, size_t length);
+/** Ends a sealed frame: writes its tag, advances the counter. */
+int rc_auth_seal_finish(rc_auth_seal *seal, uint8_t tag[RC_AUTH_SEAL_TAG_BYTES]);
+/** Opens one frame in place: decrypts `bytes` (L = `length`) and checks the tag. 0, or RC_AUTH_ERROR_PROOF (the
+ *  bytes are then garbage and the link must be closed). Advances the counter either way. */
+int rc_auth_seal_open(rc_auth_seal *seal, const uint8_t header[RC_AUTH_SEAL_HEADER_BYTES], uint8_t *bytes,
+                      size_t length, const uint8_t tag[RC_AUTH_SEAL_TAG_BYTES]);
 
 #ifdef __cplusplus
 }

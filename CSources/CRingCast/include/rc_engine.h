@@ -155,6 +155,7 @@ typedef struct rc_engine_stats {
     uint64_t auth_mac_failures;      /**< frame tags that did not verify: the link is closed, the frame never reaches the core. */
     uint64_t connections_refused;    /**< accepted connections closed because the predecessor is already there. */
     uint64_t accepts_rejected;       /**< connections the transport closed at once: no free connection id (rc_io_stats). */
+    uint64_t auth_cipher_bytes;      /**< frame bytes encrypted plus decrypted (ENCRYPT; tags count in auth_macs_*). */
 } rc_engine_stats;
 
 typedef struct rc_engine rc_engine;
