@@ -65,9 +65,10 @@ import Glibc
 
     /// Authenticated channels (issue 14): with the same cluster key frames flow both ways, queued before the
     /// handshake finished included; a channel with another key gets nothing through, and both sides count it.
-    @Test func authenticatedChannels() async throws {
+    @Test(arguments: [Security.Authentication.handshake, .frames])
+    func authenticatedChannels(mode: Security.Authentication) async throws {
         let key = try ClusterKey.generate()
-        let secure = Security(clusterKey: key, authentication: .handshake)
+        let secure = Security(clusterKey: key, authentication: mode)
         let a = try ControlMember(node: 1, security: secure)
         let b = try ControlMember(node: 2, security: secure)
         let stranger = try ControlMember(node: 3, security: Security(clusterKey: try ClusterKey.generate()))
@@ -90,6 +91,10 @@ import Glibc
         #expect(a.channel.statistics.authHandshakes == 2 && b.channel.statistics.authHandshakes == 2)
         #expect(stranger.channel.statistics.authRejected >= 1 && stranger.channel.statistics.authHandshakes == 0)
         #expect(a.log.losses().isEmpty && b.log.losses().isEmpty)
+        // With frame tags: the hello and the 50 frames each way, every one verified.
+        let tagged: UInt64 = mode == .frames ? 51 : 0
+        #expect(a.channel.statistics.authMacsIn == tagged && b.channel.statistics.authMacsIn == tagged)
+        #expect(a.channel.statistics.authMacsOut == tagged && a.channel.statistics.authMacFailures == 0)
     }
 
     /// The callback may send: a member that echoes every frame back (the pattern of a request/response).

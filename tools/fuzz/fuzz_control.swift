@@ -1,6 +1,7 @@
 // fuzz_control.swift — libFuzzer target for the control plane's decoders, the Swift code that reads what any
 // process sends to a member's control port once it is past the handshake (fuzz_auth.c covers the handshake):
-//   ControlFrameReader (length-prefixed frames, cut however the stream was split), ControlFrame.parseHello,
+//   ControlFrameReader (length-prefixed frames, with or without a frame tag after each, cut however the stream was
+//   split), ControlFrame.parseHello,
 //   GroupFrame.decode (Sources/RingCast/Internal/Group/GroupWire.swift) and Membership.Message.decode.
 // Built by tools/fuzz/run with `swiftc -sanitize=fuzzer,address` from those source files (RingCastMembership as
 // its own module), so it runs the very code the library runs. Properties, besides no crash and no trap:
@@ -48,6 +49,7 @@ public func fuzzControl(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     let chunk = Int(data[1]) + 1
     let stream = UnsafeBufferPointer(start: data + 2, count: size - 2)
     var reader = ControlFrameReader(lengthMax: lengthMax)
+    reader.trailerBytes = data[0] & 4 != 0 ? 16 : 0 // an authenticated channel's frame tag
     var consumed: [UInt8] = []
     var reframed: [UInt8] = []
     var offset = 0
@@ -70,6 +72,8 @@ public func fuzzControl(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
                 check(frame.count <= lengthMax, "a frame above the bound")
                 ControlFrame.appendHeader(length: frame.count, to: &reframed)
                 reframed += frame
+                check(reader.lastTrailer.count == reader.trailerBytes, "a whole trailer with each frame")
+                reframed += reader.lastTrailer
                 check(consumed == reframed, "frames are exactly the bytes consumed")
                 checkFrame(frame)
             }

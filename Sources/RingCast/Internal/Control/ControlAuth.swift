@@ -53,6 +53,19 @@ final class ControlAuth {
         return Int(result)
     }
 
+    /// True when the channel tags every frame after the handshake (modes frames and encrypt).
+    var tagsFrames: Bool {
+        state.pointee.config.mode == RC_AUTH_MODE_FRAMES.rawValue || state.pointee.config.mode == RC_AUTH_MODE_ENCRYPT.rawValue
+    }
+
+    /// The frame MAC of one direction, keyed by the handshake (valid once ``isDone``).
+    /// - Throws: ``Failure`` when libcrypto fails.
+    func frameMAC(sending: Bool) throws(Failure) -> ControlFrameMAC {
+        precondition(isDone, "session keys exist once the handshake is done")
+        let key = withUnsafeBytes(of: sending ? state.pointee.key_send : state.pointee.key_recv) { Array($0) }
+        return try ControlFrameMAC(key: key)
+    }
+
     /// What to send now (possibly nothing); taken, so the next call returns only newer bytes.
     func takeOutput() -> [UInt8] {
         var length: UInt32 = 0
@@ -60,5 +73,41 @@ final class ControlAuth {
         let out = Array(UnsafeBufferPointer(start: bytes, count: Int(length)))
         rc_auth_handshake_output_advance(state, length)
         return out
+    }
+}
+
+/// One direction's control-frame MAC (`rc_auth_mac`: HMAC-SHA-256-128 over a frame counter, the length prefix and
+/// the payload), so that an attacker on the path cannot change, insert, replay or drop a control frame after the
+/// handshake either (modes frames and encrypt; control frames are not encrypted).
+final class ControlFrameMAC {
+    private let mac: OpaquePointer
+
+    init(key: [UInt8]) throws(ControlAuth.Failure) {
+        var pointer: OpaquePointer?
+        let result = key.withUnsafeBufferPointer { rc_auth_mac_create(&pointer, $0.baseAddress) }
+        guard result == 0, let pointer else { throw ControlAuth.Failure(code: result) }
+        mac = pointer
+    }
+
+    deinit { rc_auth_mac_destroy(mac) }
+
+    /// The tag of the next frame (`frame` = length prefix and payload, as on the wire).
+    func tag(_ frame: ArraySlice<UInt8>) -> [UInt8] {
+        var tag = [UInt8](repeating: 0, count: Int(RC_AUTH_TAG_BYTES))
+        let ok = rc_auth_mac_begin(mac) == 0
+            && frame.withUnsafeBufferPointer { rc_auth_mac_update(mac, $0.baseAddress, $0.count) } == 0
+            && rc_auth_mac_finish(mac, &tag) == 0
+        precondition(ok, "libcrypto failed to compute an HMAC")
+        return tag
+    }
+
+    /// Checks the next frame's tag (`payload` without its length prefix, which is rebuilt).
+    func verify(payload: [UInt8], tag: [UInt8]) -> Bool {
+        var frame: [UInt8] = []
+        frame.reserveCapacity(ControlFrame.headerBytes + payload.count)
+        ControlFrame.appendHeader(length: payload.count, to: &frame)
+        frame += payload
+        guard tag.count == Int(RC_AUTH_TAG_BYTES) else { return false }
+        return frame.withUnsafeBufferPointer { rc_auth_mac_verify(mac, $0.baseAddress, $0.count, tag) } == 0
     }
 }

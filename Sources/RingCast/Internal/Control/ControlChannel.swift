@@ -113,6 +113,11 @@ final class ControlChannel: Sendable {
         /// Connections (either way) closed because the handshake failed or did not finish in time: no key, another
         /// key, a replay, a stranger where a member was dialled, garbage. Accepted ones count in `rejected` too.
         var authRejected: UInt64 = 0
+        /// Control-frame tags computed and verified (modes frames and encrypt), and tags that failed (the connection
+        /// is closed: a loss, and a rejection if accepted).
+        var authMacsOut: UInt64 = 0
+        var authMacsIn: UInt64 = 0
+        var authMacFailures: UInt64 = 0
     }
 
     /// Who this channel is (sent in every hello).

@@ -102,10 +102,17 @@ struct ControlFrameReader {
     /// tighter bound than the frames after it).
     var lengthMax: Int
 
+    /// Bytes that follow every frame's body (an authenticated channel's frame tag, ``ControlAuth``); 0 = none.
+    /// May be changed between frames.
+    var trailerBytes = 0
+    /// The trailer of the frame ``consume(_:)`` returned last.
+    private(set) var lastTrailer: [UInt8] = []
+
     private var header: UInt32 = 0
     private var headerFilled = 0
     private var body: [UInt8] = []
     private var bodyLength = 0
+    private var trailer: [UInt8] = []
 
     /// The stream announced a frame longer than ``lengthMax``; nothing after it can be trusted.
     struct TooLong: Error, Equatable, CustomStringConvertible {
@@ -145,6 +152,14 @@ struct ControlFrameReader {
             used += take
         }
         guard body.count == bodyLength else { return (used, nil) }
+        if trailer.count < trailerBytes {
+            let more = min(trailerBytes - trailer.count, bytes.count - used)
+            trailer.append(contentsOf: UnsafeRawBufferPointer(rebasing: bytes[used..<(used + more)]))
+            used += more
+            guard trailer.count == trailerBytes else { return (used, nil) }
+        }
+        lastTrailer = trailer
+        trailer = []
         let frame = body
         body = []
         header = 0

@@ -108,6 +108,8 @@ final class ControlLoop {
         var closed = false
         /// The handshake while it runs (authenticated channels); nil once done. No frame is taken before.
         var auth: ControlAuth?
+        /// Tags every frame after the handshake (modes frames and encrypt).
+        var mac: ControlFrameMAC?
 
         init(peer: ControlPeer, address: Address, epoch: UInt64, fd: Int32, connecting: Bool, deadlineNanos: UInt64,
              hello: [UInt8]) {
@@ -137,6 +139,8 @@ final class ControlLoop {
         var proved: ControlPeer?
         /// Handshake bytes not yet written (a few dozen: they fit a fresh socket's buffer, but are kept if not).
         var pendingOut: [UInt8] = []
+        /// Verifies every frame's tag after the handshake (modes frames and encrypt).
+        var mac: ControlFrameMAC?
 
         init(fd: Int32, helloDeadlineNanos: UInt64) {
             self.fd = fd
@@ -245,10 +249,15 @@ final class ControlLoop {
             connection.written = 0
         }
         for frame in frames {
+            let start = connection.buffer.count
             ControlFrame.appendHeader(length: frame.count, to: &connection.buffer)
             connection.buffer += frame
-            connection.streamAppended += ControlFrame.headerBytes + frame.count
+            if let mac = connection.mac { connection.buffer += mac.tag(connection.buffer[start...]) }
+            connection.streamAppended += connection.buffer.count - start
             connection.frameEnds.append((connection.streamAppended, frame.count))
+        }
+        if let _ = connection.mac, !frames.isEmpty {
+            core.counters.withLock { $0.authMacsOut += UInt64(frames.count) }
         }
     }
 
@@ -348,7 +357,14 @@ final class ControlLoop {
                 connection.auth = nil
                 connection.slotHasFrames = true
                 core.counters.withLock { $0.authHandshakes += 1 }
-                appendRaw(ControlFrame.hello(from: core.me), to: connection)
+                var hello = ControlFrame.hello(from: core.me)
+                if auth.tagsFrames {
+                    let mac = try auth.frameMAC(sending: true)
+                    connection.mac = mac
+                    hello += mac.tag(hello[...])
+                    core.counters.withLock { $0.authMacsOut += 1 }
+                }
+                appendRaw(hello, to: connection)
                 return true
             } catch {
                 reason = "\(error)"
@@ -538,6 +554,15 @@ final class ControlLoop {
             connection.auth = nil
             connection.proved = auth.peer
             core.counters.withLock { $0.authHandshakes += 1 }
+            if auth.tagsFrames {
+                do {
+                    connection.mac = try auth.frameMAC(sending: false)
+                } catch {
+                    reject(connection, reason: "authentication: \(error)")
+                    return false
+                }
+                connection.reader.trailerBytes = Int(RC_AUTH_TAG_BYTES)
+            }
         }
         while offset < count {
             let result: (used: Int, frame: [UInt8]?)
@@ -549,6 +574,18 @@ final class ControlLoop {
             }
             offset += result.used
             guard let frame = result.frame else { continue }
+            if let mac = connection.mac {
+                // Checked before the frame is read as a hello or handed to the membership layer.
+                let good = mac.verify(payload: frame, tag: connection.reader.lastTrailer)
+                core.counters.withLock { counters in
+                    counters.authMacsIn += 1
+                    if !good { counters.authMacFailures += 1 }
+                }
+                guard good else {
+                    reject(connection, reason: "a control frame's tag did not verify")
+                    return false
+                }
+            }
             if let peer = connection.peer {
                 core.emit(.received(from: peer, bytes: frame))
                 continue
