@@ -170,6 +170,8 @@ public final class Group: Sendable {
         /// handshake failed or did not finish (``Security``).
         public var controlAuthHandshakes: UInt64 = 0
         public var controlAuthRejected: UInt64 = 0
+        /// Control-frame tags that did not verify (``Security/Authentication/frames``): the connection was closed.
+        public var controlAuthMacFailures: UInt64 = 0
 
         public init() {}
     }

@@ -183,6 +183,7 @@ struct Outcome {
                 ("control_rejected", .integer(Int64(group.controlRejected))),
                 ("control_auth_handshakes", .integer(Int64(group.controlAuthHandshakes))),
                 ("control_auth_rejected", .integer(Int64(group.controlAuthRejected))),
+                ("control_auth_mac_failures", .integer(Int64(group.controlAuthMacFailures))),
             ])))
         }
         if let recorded {

@@ -214,6 +214,7 @@ final class GroupShell: @unchecked Sendable {
         result.controlRejected = channelStats.rejected
         result.controlAuthHandshakes = channelStats.authHandshakes
         result.controlAuthRejected = channelStats.authRejected
+        result.controlAuthMacFailures = channelStats.authMacFailures
         return result
     }
 
