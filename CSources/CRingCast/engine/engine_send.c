@@ -323,7 +323,9 @@ int engine_send_process(rc_engine *engine, uint64_t now_ns) {
     }
     bool idle = now_ns - engine->last_send_ns >= (uint64_t)engine->settings.heartbeat_ms * 1000000u;
     bool box_free = engine->seal_send == NULL || engine->seal_free_count > 0;
-    if (idle && box_free && engine->hop_free_count > 0 && rc_io_send_space(engine->io, (uint32_t)engine->successor_conn) > 0) {
+    uint32_t pieces = engine->mac_send != NULL ? 2 : 1; /* the hop, and its tag */
+    if (idle && box_free && engine->hop_free_count > 0 &&
+        rc_io_send_space(engine->io, (uint32_t)engine->successor_conn) >= pieces) {
         int rc = send_frame_end(engine, send_hop(engine, RC_WIRE_TYPE_HEARTBEAT, NULL, 0));
         if (rc < 0) return rc;
         engine->stats.heartbeats_out++;
@@ -347,9 +349,9 @@ void engine_send_done(rc_engine *engine, uint64_t token) {
     case ENGINE_TOKEN_SEAL:
         slot_give(engine->seal_free, &engine->seal_free_count, engine->seal_slots_max, (uint32_t)index);
         break;
-    case ENGINE_TOKEN_PAYLOAD:
-    case ENGINE_TOKEN_AUTH:
-        break; /* the broadcaster's memory: released by its own delivery */
+    case ENGINE_TOKEN_PAYLOAD: /* the broadcaster's memory: released by its own delivery */
+    case ENGINE_TOKEN_AUTH:    /* handshake bytes: they live in the link's state */
+        break;
     default:
         RC_ASSERT(!"unknown send token");
     }
