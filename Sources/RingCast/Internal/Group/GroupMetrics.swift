@@ -7,6 +7,7 @@ import CoreMetrics
 final class GroupMetrics {
     private let deliveredMessages, deliveredBytes, viewChanges, recoveredMessages, recoveryCopies: Counter
     private let controlFramesIn, controlFramesOut, controlFramesIgnored: Counter
+    private let controlRejected, controlAuthHandshakes, controlAuthRejected: Counter
     private let engine: EngineMetrics
     private let broadcastQueueDepth, broadcastsInFlight, viewID, viewMembers: Gauge
     private let viewChangeDuration: Timer
@@ -32,6 +33,9 @@ final class GroupMetrics {
         controlFramesIn = counter("ringcast_control_frames_total", [("direction", "in")])
         controlFramesOut = counter("ringcast_control_frames_total", [("direction", "out")])
         controlFramesIgnored = counter("ringcast_control_frames_ignored_total")
+        controlRejected = counter("ringcast_control_connections_rejected_total")
+        controlAuthHandshakes = counter("ringcast_auth_handshakes_total", [("plane", "control")])
+        controlAuthRejected = counter("ringcast_auth_rejected_total", [("plane", "control")])
         engine = EngineMetrics(factory: factory, dimensions: dimensions)
         broadcastQueueDepth = gauge("ringcast_broadcast_queue_depth")
         broadcastsInFlight = gauge("ringcast_broadcasts_in_flight")
@@ -53,6 +57,9 @@ final class GroupMetrics {
         advance(controlFramesIn, statistics.controlFramesIn, last.controlFramesIn)
         advance(controlFramesOut, statistics.controlFramesOut, last.controlFramesOut)
         advance(controlFramesIgnored, statistics.membershipIgnored, last.membershipIgnored)
+        advance(controlRejected, statistics.controlRejected, last.controlRejected)
+        advance(controlAuthHandshakes, statistics.controlAuthHandshakes, last.controlAuthHandshakes)
+        advance(controlAuthRejected, statistics.controlAuthRejected, last.controlAuthRejected)
         last = statistics
         broadcastQueueDepth.record(statistics.broadcastsQueued)
         broadcastsInFlight.record(statistics.broadcastsInFlight)
