@@ -126,6 +126,10 @@ struct NodeCommand: AsyncParsableCommand {
     // `ringcast-node status` has none of them. A ValidationError from run() still exits 64 with the usage.
     func run() async throws {
         let settings = try resolve()
+        if settings.members == nil && !settings.security.isAuthenticated {
+            // A group warns by itself (Group's init); a static ring says it here.
+            settings.logger.warning("ring links are not authenticated: any process that reaches the ports can connect; see --cluster-key and --auth")
+        }
         // In group mode the ServiceGroup owns SIGTERM/SIGINT (graceful shutdown); a static ring keeps its own handler.
         if settings.members == nil { Termination.install() }
         let outcome = await NodeRun(settings: settings).run()
