@@ -186,6 +186,51 @@ struct AuthenticatedLinkTests {
         #expect(pair.map { $0.statistics.authRejected }.reduce(0, +) >= 1)
     }
 
+    @Test("intruders that connect to a ring's port before the predecessor (garbage, a stranger's HELLO, a slow loris) do not take its place")
+    func intrudersBeforeThePredecessor() async throws {
+        let key = try ClusterKey.generate()
+        let members = loopbackMembers(2)
+        var nodes: [Node] = []
+        for position in 0..<2 {
+            var configuration = try Node.Configuration(position: position, members: members, limits: testLimits())
+            configuration.security = Security(clusterKey: key, authentication: .frames)
+            configuration.security.handshakeTimeoutMillis = 500
+            nodes.append(try Node(configuration: configuration))
+        }
+        let ring = nodes
+        defer { for node in ring { node.shutdown() } }
+        try ring[1].start() // listens; its predecessor (node 0) is not there yet
+        let port = try Address(members[1]).port
+        var intruders: [Intruder] = []
+        for attempt in 0..<20 { // the listener comes up on the engine thread
+            if let intruder = Intruder(port: port) {
+                intruders.append(intruder)
+                break
+            }
+            try await Task.sleep(for: .milliseconds(10 + attempt))
+        }
+        try #require(intruders.count == 1)
+        intruders[0].write(Array("GET / HTTP/1.1\r\n\r\n".utf8))
+        let stranger = try #require(Intruder(port: port))
+        stranger.write(strangerHello(channel: 1, mode: 2))           // well-formed, holds no key: its proof will fail
+        let loris = try #require(Intruder(port: port))
+        loris.write(Array(strangerHello(channel: 1, mode: 2).prefix(5))) // then nothing: the deadline closes it
+        try await Task.sleep(for: .milliseconds(50))
+        stranger.write(Array("RCA1".utf8) + [2, 0, 0, 0] + [UInt8](repeating: 0xee, count: 32))
+        try ring[0].start()
+        try await ring[0].waitUntilRunning(timeout: .seconds(10))
+        try await ring[1].waitUntilRunning(timeout: .seconds(10))
+        let token = try await ring[0].broadcast(Array("after the intruders".utf8))
+        #expect(token > 0)
+        try await withDeadline(10, "intruders counted") {
+            while ring[1].statistics.authRejected < 3 { try await Task.sleep(for: .milliseconds(10)) }
+        }
+        let stats = ring[1].statistics
+        #expect(stats.authHandshakes == 2, "the real predecessor and successor proved the key")
+        #expect(stats.authRejected >= 3, "garbage, the stranger and the slow loris were closed and counted")
+        for intruder in intruders + [stranger, loris] { intruder.end() }
+    }
+
     @Test("a node with another key cannot form the ring: the handshake fails and is counted, nothing is delivered")
     func ringWithWrongKeyFails() async throws {
         let members = loopbackMembers(2)
