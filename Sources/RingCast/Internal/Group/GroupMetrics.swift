@@ -86,6 +86,7 @@ final class GroupMetrics {
 final class EngineMetrics {
     private let broadcasts, lcrMessagesSent, lcrMessagesForwarded, ringFramesIn, ringFramesOut, ringBytesIn, ringBytesOut: Counter
     private let payloadCopies, windowFull, linkStarvedNanos, receiveStalls, deliveryStalls, congestionRefused: Counter
+    private let authHandshakes, authRejected, authMacsOut, authMacsIn, authMacFailures, connectionsRefused: Counter
     private let deliveredMessages, deliveredBytes: Counter?
     private let broadcastsInFlight: Gauge?
     /// The engine's counters at the last update; zero for a ring that just started.
@@ -108,6 +109,12 @@ final class EngineMetrics {
         receiveStalls = counter("ringcast_receive_stalls_total")
         deliveryStalls = counter("ringcast_delivery_stalls_total")
         congestionRefused = counter("ringcast_congestion_refused_total")
+        authHandshakes = counter("ringcast_auth_handshakes_total", [("plane", "ring")])
+        authRejected = counter("ringcast_auth_rejected_total", [("plane", "ring")])
+        authMacsOut = counter("ringcast_auth_frame_tags_total", [("direction", "out")])
+        authMacsIn = counter("ringcast_auth_frame_tags_total", [("direction", "in")])
+        authMacFailures = counter("ringcast_auth_frame_tag_failures_total")
+        connectionsRefused = counter("ringcast_ring_connections_refused_total")
         deliveredMessages = delivered ? counter("ringcast_delivered_messages_total") : nil
         deliveredBytes = delivered ? counter("ringcast_delivered_bytes_total") : nil
         broadcastsInFlight = delivered ? Gauge(label: "ringcast_broadcasts_in_flight", dimensions: dimensions, factory: factory) : nil
@@ -130,6 +137,12 @@ final class EngineMetrics {
         advance(receiveStalls, now.receiveStalls, last.receiveStalls)
         advance(deliveryStalls, now.deliveryStalls, last.deliveryStalls)
         advance(congestionRefused, now.congestionRefused, last.congestionRefused)
+        advance(authHandshakes, now.authHandshakes, last.authHandshakes)
+        advance(authRejected, now.authRejected, last.authRejected)
+        advance(authMacsOut, now.authMacsOut, last.authMacsOut)
+        advance(authMacsIn, now.authMacsIn, last.authMacsIn)
+        advance(authMacFailures, now.authMacFailures, last.authMacFailures)
+        advance(connectionsRefused, now.connectionsRefused + now.acceptsRejected, last.connectionsRefused + last.acceptsRejected)
         if let deliveredMessages, let deliveredBytes {
             advance(deliveredMessages, now.deliveredMessages, last.deliveredMessages)
             advance(deliveredBytes, now.deliveredBytes, last.deliveredBytes)
