@@ -34,6 +34,8 @@ let package = Package(
         .executable(name: "ringcast-sim", targets: ["ringcast-sim"]),
         .library(name: "RingCastSMR", targets: ["RingCastSMR"]),
         .executable(name: "ringcast-kv", targets: ["ringcast-kv"]),
+        .executable(name: "ringcast-keys", targets: ["ringcast-keys"]),
+        .library(name: "RingCastKeys", targets: ["RingCastKeys"]),
     ],
     dependencies: [
         // Command-line parsing with --help, validation and clear errors, for every tool.
@@ -123,12 +125,21 @@ let package = Package(
         // Linearizability checker (Wing & Gong; Lowe 2017) for recorded client histories, and its key-value
         // instance. Pure Swift, no dependencies, so a test or a tool can link it alone.
         .target(name: "RingCastLinCheck", swiftSettings: swiftSettings),
+        // Key files (the cluster key; later the Chain BFT key files): mode 0600, checked on load. Small on purpose,
+        // so that the library, ringcast-keys and ChainBFT share one reader.
+        .target(name: "RingCastKeys", dependencies: ["CRingCast"], swiftSettings: swiftSettings),
+        .executableTarget(
+            name: "ringcast-keys",
+            dependencies: ["RingCastKeys", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            swiftSettings: swiftSettings
+        ),
 
         // The embeddable broadcast API over the C engine, and a node as its own process.
         .target(
             name: "RingCast",
             dependencies: [
                 "CRingCast",
+                "RingCastKeys",
                 "RingCastMembership",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "CoreMetrics", package: "swift-metrics"),
@@ -155,6 +166,7 @@ let package = Package(
             name: "RingCastBenchKit",
             dependencies: [
                 "RingCastJSON",
+                "RingCastKeys", // --auth without --cluster-key: a fresh key file for the run
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: swiftSettings
@@ -191,6 +203,7 @@ let package = Package(
             name: "RingCastTests",
             dependencies: [
                 "RingCast",
+                "RingCastKeys",
                 "CRingCast",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "CoreMetrics", package: "swift-metrics"),

@@ -169,8 +169,12 @@ extension Node {
         /// `member` = ``position``), updated every half second by a helper thread, never per message; `nil` uses
         /// `MetricsSystem.factory`. Not part of equality.
         public var metricsFactory: (any MetricsFactory)?
-        /// The `group` dimension of the metrics. Not part of equality.
+        /// The `group` dimension of the metrics. Not part of equality. With ``security``, also the cluster name the
+        /// handshake binds (every node of the ring must use the same).
         public var name = "ringcast"
+        /// The cluster key and authentication mode of the ring's links (``Security``); open links by default. A
+        /// static ring names its nodes by ring position: position p proves itself as node p.
+        public var security = Security()
 
         /// The largest ring this build supports (full vector clocks: n × 8 bytes per LCR message).
         public static let nodeCountMax = Int(RC_LCR_NODES_MAX)
@@ -225,6 +229,7 @@ extension Node {
         public static func == (lhs: Self, rhs: Self) -> Bool {
             lhs.position == rhs.position && lhs.nodeCount == rhs.nodeCount && lhs.listen == rhs.listen
                 && lhs.successor == rhs.successor && lhs.viewId == rhs.viewId && lhs.limits == rhs.limits
+                && lhs.security == rhs.security
         }
 
         public func hash(into hasher: inout Hasher) {
@@ -234,6 +239,7 @@ extension Node {
             hasher.combine(successor)
             hasher.combine(viewId)
             hasher.combine(limits)
+            hasher.combine(security)
         }
 
         /// The engine's settings (without the delivery handler).
@@ -262,6 +268,9 @@ extension Node {
                 raw.initializeMemory(as: UInt8.self, repeating: 0)
                 for (index, byte) in limits.congestionControl.utf8.enumerated() { raw[index] = byte }
             }
+            security.apply(to: &settings, clusterName: name, node: UInt32(position), incarnation: 0,
+                           predecessor: UInt32((position + nodeCount - 1) % nodeCount),
+                           successor: UInt32((position + 1) % nodeCount))
             return settings
         }
     }

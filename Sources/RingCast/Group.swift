@@ -65,6 +65,9 @@ public final class Group: Sendable {
         public var metricsFactory: (any MetricsFactory)?
         /// How often the statistics are turned into metrics, on the control thread (never per message).
         public var metricsIntervalMillis = 100
+        /// The cluster key and the authentication mode of every link (``Security``); open links by default, with a
+        /// warning at start. The handshake binds ``name`` as the cluster name: every member must use the same.
+        public var security = Security()
 
         public init(me: UInt32, addresses: [UInt32: Address], initialView: [UInt32]) {
             self.me = me
@@ -106,6 +109,7 @@ public final class Group: Sendable {
                     throw .invalidConfiguration("\(name) = \(value) is outside 1...3600000")
                 }
             }
+            try security.validate(clusterName: name)
             guard suspectMillis > heartbeatMillis else {
                 throw .invalidConfiguration("suspectMillis (\(suspectMillis)) must exceed heartbeatMillis (\(heartbeatMillis))")
             }
@@ -159,6 +163,15 @@ public final class Group: Sendable {
         public var controlFramesIn: UInt64 = 0
         public var controlFramesOut: UInt64 = 0
         public var membershipIgnored: UInt64 = 0
+        /// Control-plane connections accepted and closed for breaking the protocol (bad hello, oversize frame, a
+        /// failed handshake, none in time, too many), over the member's life.
+        public var controlRejected: UInt64 = 0
+        /// Control-plane connections (either way) whose peer proved the cluster key, and those closed because the
+        /// handshake failed or did not finish (``Security``).
+        public var controlAuthHandshakes: UInt64 = 0
+        public var controlAuthRejected: UInt64 = 0
+        /// Control-frame tags that did not verify (``Security/Authentication/frames``): the connection was closed.
+        public var controlAuthMacFailures: UInt64 = 0
 
         public init() {}
     }
@@ -175,6 +188,7 @@ public final class Group: Sendable {
                 deliveryHandler: @escaping @Sendable (borrowing Deliveries) -> Void) throws(RingCastError) {
         try configuration.validate()
         self.configuration = configuration
+        configuration.security.warnIfOpen(configuration.logger, group: configuration.name, member: configuration.me)
         let (stream, continuation) = AsyncStream<View>.makeStream(bufferingPolicy: .bufferingNewest(64))
         views = stream
         shell = try GroupShell(configuration: configuration, stateTransfer: stateTransfer,

@@ -75,6 +75,20 @@ extension Node {
         public var ownSendWaitNanos: UInt64 = 0
         public var ownRingTripNanos: UInt64 = 0
         public var ownDeliverWaitNanos: UInt64 = 0
+        /// Authenticated links (``Security``): ring connections whose peer proved the cluster key, connections
+        /// closed for a failed or unfinished handshake, frame tags computed and verified (``Security/Authentication/frames``:
+        /// the MAC operations), tags that failed (the link is closed, the frame never reaches the core), and accepted
+        /// connections refused because the predecessor was already connected.
+        public var authHandshakes: UInt64 = 0
+        public var authRejected: UInt64 = 0
+        public var authMacsOut: UInt64 = 0
+        public var authMacsIn: UInt64 = 0
+        public var authMacFailures: UInt64 = 0
+        public var connectionsRefused: UInt64 = 0
+        /// Connections to the ring's port closed at once because the transport had no free connection id (a flood).
+        public var acceptsRejected: UInt64 = 0
+        /// Frame bytes encrypted and decrypted (``Security/encrypt``; the GCM tags count in ``authMacsOut``/``authMacsIn``).
+        public var authCipherBytes: UInt64 = 0
         /// Broadcasts that found the outbox full (the engine's byte window and its staging taken) and waited for room.
         public var broadcastWaits: UInt64 = 0
         /// Own payloads handed to the engine and not yet delivered back (retained, not copied).
@@ -117,6 +131,14 @@ extension Node {
             ownSendWaitNanos = stats.own_send_wait_ns
             ownRingTripNanos = stats.own_ring_trip_ns
             ownDeliverWaitNanos = stats.own_deliver_wait_ns
+            authHandshakes = stats.auth_handshakes
+            authRejected = stats.auth_rejected
+            authMacsOut = stats.auth_macs_out
+            authMacsIn = stats.auth_macs_in
+            authMacFailures = stats.auth_mac_failures
+            connectionsRefused = stats.connections_refused
+            acceptsRejected = stats.accepts_rejected
+            authCipherBytes = stats.auth_cipher_bytes
         }
     }
 }

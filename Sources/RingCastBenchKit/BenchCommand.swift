@@ -93,6 +93,15 @@ public struct BenchCommand: ParsableCommand {
     @Option(name: .long, help: ArgumentHelp("TCP congestion control of every node's ring sockets and of the raw-link test, e.g. cubic, bbr, reno; 'default' = the system's (default: cubic for both).", valueName: "name"))
     var congestion: String?
 
+    @Option(name: .long, help: ArgumentHelp("Passed to every node: what the links prove (none, handshake: every connection proves the cluster key, frames: also a MAC per ring frame).", valueName: "none|handshake|frames"))
+    var auth: String?
+
+    @Option(name: .customLong("cluster-key"), help: ArgumentHelp("The cluster key file for --auth (default: a fresh one in the run's work directory).", valueName: "file"))
+    var clusterKey: String?
+
+    @Flag(name: .long, help: "Passed to every node: seal every ring frame with AES-256-GCM (implies --auth handshake unless given).")
+    var encrypt = false
+
     @Flag(name: .long, help: "Print exactly one JSON object on stdout (ARCHITECTURE §3.2).")
     var json = false
 
@@ -182,6 +191,9 @@ public struct BenchCommand: ParsableCommand {
         config.batchBytes = batchBytes
         config.zerocopy = zerocopy
         config.congestion = congestion
+        config.auth = auth ?? (encrypt ? "handshake" : nil)
+        config.encrypt = encrypt
+        config.clusterKeyPath = clusterKey.map(Locator.absolute)
         config.deliveryLogDirectory = deliveryLog.map(Locator.absolute)
         config.lanRate = lan
         config.lanPrefix = lanPrefix

@@ -30,6 +30,15 @@ public struct BenchConfiguration: Sendable, Equatable {
     public var zerocopy: String?
     /// TCP congestion control for the nodes and the raw-link test ("default" = the system's); nil leaves both defaults (cubic).
     public var congestion: String?
+    /// Passed to every node: none, handshake or frames (``authModes``); nil leaves the nodes' default (none).
+    public var auth: String?
+    /// The cluster key file every node reads; nil with an auth mode makes one in the run's work directory.
+    public var clusterKeyPath: String?
+    /// Passed to every node: seal ring frames with AES-256-GCM (needs an auth mode other than none).
+    public var encrypt = false
+    public static let authModes = ["none", "handshake", "frames"]
+    /// True when the nodes need a cluster key.
+    var needsClusterKey: Bool { encrypt || (auth.map { $0 != "none" } ?? false) }
     public var deliveryLogDirectory: String?
     /// tc rate for `tools/lan up --rate` (e.g. 100mbit); nil runs on loopback.
     public var lanRate: String?
@@ -108,6 +117,10 @@ public struct BenchConfiguration: Sendable, Equatable {
         if let zerocopy, !["auto", "on", "off"].contains(zerocopy) {
             try fail("--zerocopy must be auto, on or off, got '\(zerocopy)'")
         }
+        if let auth, !Self.authModes.contains(auth) {
+            try fail("--auth must be none, handshake or frames, got '\(auth)'")
+        }
+        if encrypt && auth == "none" { try fail("--encrypt needs --auth handshake or frames") }
         if let congestion, congestion.isEmpty || congestion.utf8.count > 15
             || !congestion.utf8.allSatisfy({ (0x61...0x7a).contains($0) || (0x30...0x39).contains($0) || $0 == 0x5f || $0 == 0x2d }) {
             try fail("--congestion: '\(congestion)' is not a congestion control name such as cubic, bbr, reno or default")

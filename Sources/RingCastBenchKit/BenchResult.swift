@@ -278,6 +278,8 @@ public struct BenchResult: Sendable {
             ("batch_bytes", optionalInt(config.batchBytes)),
             ("zerocopy", config.zerocopy.map(JSONValue.string) ?? .null),
             ("congestion", .string(config.congestion ?? "cubic")),
+            ("auth", .string(config.auth ?? "none")),
+            ("encrypt", .bool(config.encrypt)),
             ("network", .string(config.isLAN ? "lan" : "loopback")),
             ("lan_rate", config.lanRate.map(JSONValue.string) ?? .null),
             ("lan_rate_mbit_s", config.lanRate.flatMap(LinkRate.megabitsPerSecond).map(JSONValue.number) ?? .null),

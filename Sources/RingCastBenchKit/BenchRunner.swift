@@ -7,6 +7,7 @@ import Musl
 import Darwin
 #endif
 import Foundation
+import RingCastKeys
 
 /// Runs one k-to-n experiment (§2.6.2): measures the raw link with ringperf, starts n `ringcast-node`
 /// processes in a ring (k of them sending) on loopback or on the emulated LAN, waits for them within a
@@ -237,7 +238,7 @@ public struct BenchRunner {
 
     /// The arguments of node `id` (the `ringcast-node` contract): every node gets the whole `--members` list
     /// (joiners included) and the initial `--view`; a node outside the view starts as a joiner.
-    func nodeArguments(id: Int, placement: Placement, startAtNanos: UInt64) -> [String] {
+    func nodeArguments(id: Int, placement: Placement, startAtNanos: UInt64, clusterKey: String? = nil) -> [String] {
         let members = (0..<config.totalNodeCount).map(placement.endpoint).joined(separator: ",")
         let view = (0..<config.nodeCount).map(String.init).joined(separator: ",")
         var arguments = [
@@ -258,10 +259,27 @@ public struct BenchRunner {
         if let bytes = config.batchBytes { arguments += ["--batch-bytes", String(bytes)] }
         if let zerocopy = config.zerocopy { arguments += ["--zerocopy", zerocopy] }
         if let congestion = config.congestion { arguments += ["--congestion", congestion] }
+        if let auth = config.auth { arguments += ["--auth", auth] }
+        if config.encrypt { arguments.append("--encrypt") }
+        if config.needsClusterKey, let key = clusterKey ?? config.clusterKeyPath { arguments += ["--cluster-key", key] }
         if let directory = config.deliveryLogDirectory {
             arguments += ["--delivery-log", (Locator.absolute(directory) as NSString).appendingPathComponent("node-\(id).log")]
         }
         return arguments
+    }
+
+    /// The key file the nodes read with --auth: the one given, or a fresh one (mode 0600) in the work directory,
+    /// which every node reaches (loopback, or the emulated LAN's namespaces on the same file system).
+    func clusterKeyFile(work: String) throws(BenchError) -> String? {
+        guard config.needsClusterKey else { return nil }
+        if let path = config.clusterKeyPath { return path }
+        let path = (work as NSString).appendingPathComponent("cluster.key")
+        do {
+            try ClusterKey.generate().write(to: path)
+        } catch {
+            throw .invalidConfiguration("cannot make a cluster key for --auth: \(error)")
+        }
+        return path
     }
 
     /// Seconds after the nodes' own end at which a partitioned node is released (healed or continued, and asked to
@@ -281,9 +299,11 @@ public struct BenchRunner {
         let measurementStartUnix = Int64(startAtNanos) + Int64((config.warmupSeconds * 1e9).rounded())
         var record = FaultRecord(measurementStartUnixNanos: measurementStartUnix,
                                  measurementEndUnixNanos: measurementStartUnix + Int64((config.durationSeconds * 1e9).rounded()))
+        let clusterKey = try clusterKeyFile(work: work)
         func spawn(_ id: Int) throws(BenchError) {
             let (executable, arguments) = placement.command(node: id, nodeBinary,
-                                                            nodeArguments(id: id, placement: placement, startAtNanos: startAtNanos))
+                                                            nodeArguments(id: id, placement: placement, startAtNanos: startAtNanos,
+                                                                          clusterKey: clusterKey))
             let node = try ChildProcess.spawn(name: "node \(id)", executable: executable, arguments: arguments,
                                               stdoutPath: work + "/node-\(id).out", stderrPath: work + "/node-\(id).err")
             children.add(node)

@@ -113,6 +113,12 @@ struct NodeCommand: AsyncParsableCommand {
     var metricsListen: String?
     @Option(name: .customLong("log-level"), help: ArgumentHelp("Log to stderr from this level on (default info).", valueName: "trace|debug|info|notice|warning|error|critical"))
     var logLevel: String?
+    @Option(name: .customLong("cluster-key"), help: ArgumentHelp("The cluster key file (ringcast-keys cluster --out FILE; mode 0600). Every connection then proves it (default --auth handshake).", valueName: "file"))
+    var clusterKey: String?
+    @Option(help: ArgumentHelp("What the links prove: none (open links, a warning), handshake (every connection proves the cluster key) or frames (also a MAC on every ring frame).", valueName: "none|handshake|frames"))
+    var auth: String?
+    @Flag(inversion: .prefixedNo, help: "Seal every ring frame with AES-256-GCM under the handshake's keys (needs --cluster-key).")
+    var encrypt: Bool?
     @Option(help: ArgumentHelp("Read options from a key=value or JSON file (command-line flags win).", valueName: "file"))
     var config: String?
 
@@ -120,6 +126,10 @@ struct NodeCommand: AsyncParsableCommand {
     // `ringcast-node status` has none of them. A ValidationError from run() still exits 64 with the usage.
     func run() async throws {
         let settings = try resolve()
+        if settings.members == nil && !settings.security.isAuthenticated {
+            // A group warns by itself (Group's init); a static ring says it here.
+            settings.logger.warning("ring links are not authenticated: any process that reaches the ports can connect; see --cluster-key and --auth")
+        }
         // In group mode the ServiceGroup owns SIGTERM/SIGINT (graceful shutdown); a static ring keeps its own handler.
         if settings.members == nil { Termination.install() }
         let outcome = await NodeRun(settings: settings).run()

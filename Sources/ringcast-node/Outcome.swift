@@ -149,6 +149,13 @@ struct Outcome {
                 ("congestion_refused", .integer(Int64(stats.congestionRefused))),
                 ("window_bytes_now", .integer(Int64(stats.windowBytesNow))),
                 ("ring_rtt_min_ms", .number(Double(stats.ringRoundTripMinNanos) / 1e6)),
+                ("auth_handshakes", .integer(Int64(stats.authHandshakes))),
+                ("auth_rejected", .integer(Int64(stats.authRejected))),
+                ("auth_macs_out", .integer(Int64(stats.authMacsOut))),
+                ("auth_macs_in", .integer(Int64(stats.authMacsIn))),
+                ("auth_mac_failures", .integer(Int64(stats.authMacFailures))),
+                ("auth_cipher_bytes", .integer(Int64(stats.authCipherBytes))),
+                ("connections_refused", .integer(Int64(stats.connectionsRefused + stats.acceptsRejected))),
             ])))
         fields.append(("own_latency_ms_mean", ownLatencyMeans(stats)))
         if settings.members != nil, let recorded {
@@ -174,6 +181,10 @@ struct Outcome {
                 ("recovery_copies", .integer(Int64(group.recoveryCopies))),
                 ("control_frames_in", .integer(Int64(group.controlFramesIn))),
                 ("control_frames_out", .integer(Int64(group.controlFramesOut))),
+                ("control_rejected", .integer(Int64(group.controlRejected))),
+                ("control_auth_handshakes", .integer(Int64(group.controlAuthHandshakes))),
+                ("control_auth_rejected", .integer(Int64(group.controlAuthRejected))),
+                ("control_auth_mac_failures", .integer(Int64(group.controlAuthMacFailures))),
             ])))
         }
         if let recorded {

@@ -35,6 +35,8 @@ struct RunSettings: Sendable {
     /// Where GET /metrics and GET /status are served, if anywhere.
     var metricsListen: Address?
     var logLevel: Logger.Level = .info
+    /// --cluster-key / --auth: the links' authentication (open by default, with the library's warning).
+    var security = Security()
 
     /// stderr from `logLevel` on; the label is the library's, so that its lines read "ringcast" (the library adds the
     /// member's id as metadata).
@@ -59,6 +61,7 @@ struct RunSettings: Sendable {
             configuration.roundTimeoutMillis = suspectMillis
             configuration.limits = limits
             configuration.logger = logger
+            configuration.security = security
             try configuration.validate()
             return configuration
         }
@@ -69,6 +72,7 @@ struct RunSettings: Sendable {
             var configuration = try Node.Configuration(position: id, nodeCount: nodes, listen: listen, successor: successor,
                                                        viewId: viewId, limits: limits)
             configuration.logger = logger
+            configuration.security = security
             return configuration
         }
     }
@@ -79,7 +83,7 @@ let configKeys: Set<String> = [
     "id", "nodes", "listen", "successor", "view-id", "send", "size", "start-at", "warmup", "duration", "cooldown",
     "window", "window-bytes", "window-adaptive", "staging-bytes", "rate", "batch-count", "batch-bytes", "fairness", "zerocopy", "congestion", "delivery-log",
     "digest-payloads", "connect-timeout", "quiet-ms", "json", "members", "view", "mode", "heartbeat-ms", "suspect-ms",
-    "metrics-listen", "log-level",
+    "metrics-listen", "log-level", "cluster-key", "auth", "encrypt",
 ]
 
 /// Reads a --config file: `key=value` lines (blank lines and `#` comments ignored) or one JSON object.
@@ -254,7 +258,13 @@ extension NodeCommand {
         }
         let digest = try value(digestPayloads, "digest-payloads") { Switch(rawValue: $0.lowercased()) }
 
-        let settings = RunSettings(
+        var security = try resolveSecurity(keyPath: try value(clusterKey, "cluster-key") { $0 },
+                                           mode: try value(auth, "auth") { $0 })
+        if try value(encrypt, "encrypt", boolean) ?? false {
+            guard security.isAuthenticated else { throw ValidationError("--encrypt needs --cluster-key FILE") }
+            security.encrypt = true
+        }
+        var settings = RunSettings(
             id: id, nodes: nodes, listen: listenAddress, successor: successorAddress,
             viewId: try value(viewId, "view-id") { UInt64($0) } ?? 1,
             send: try value(send, "send", boolean) ?? false,
@@ -268,12 +278,36 @@ extension NodeCommand {
             quietNanos: UInt64(quietMillis) * 1_000_000,
             members: memberAddresses, initialView: initialView, mode: groupMode,
             heartbeatMillis: heartbeat, suspectMillis: suspect, metricsListen: metricsAddress, logLevel: level)
+        settings.security = security
         do {
             if memberAddresses != nil { _ = try settings.groupConfiguration } else { _ = try settings.configuration }
         } catch {
             throw ValidationError("\(error)")
         }
         return settings
+    }
+}
+
+/// --auth none|handshake|frames and --cluster-key FILE: a key without --auth means handshake; a mode other than none
+/// needs a key (loaded and checked here: mode 0600, format, length).
+func resolveSecurity(keyPath: String?, mode text: String?) throws(ValidationError) -> Security {
+    let mode: Security.Authentication
+    if let text {
+        guard let parsed = Security.Authentication(rawValue: text.lowercased()) else {
+            throw ValidationError("--auth must be none, handshake or frames, not '\(text)'")
+        }
+        mode = parsed
+    } else {
+        mode = keyPath == nil ? .none : .handshake
+    }
+    guard mode != .none else { return Security() }
+    guard let keyPath else {
+        throw ValidationError("--auth \(mode.rawValue) needs --cluster-key FILE (make one with `ringcast-keys cluster --out FILE`)")
+    }
+    do {
+        return try Security(clusterKeyFile: keyPath, authentication: mode)
+    } catch {
+        throw ValidationError("--cluster-key: \(error)")
     }
 }
 

@@ -1,3 +1,4 @@
+import Foundation
 import Testing
 @testable import RingCastBenchKit
 
@@ -110,6 +111,25 @@ import Testing
         let text = BenchRunner(config: config).nodeArguments(id: 0, placement: placement, startAtNanos: 1).joined(separator: " ")
         #expect(text.contains("--mode perfect --heartbeat-ms 10 --suspect-ms 150"))
         #expect(text.contains("--view 0,1,2,3,4"))
+    }
+
+    @Test func authPassesThroughWithAKeyFile() throws {
+        let placement = BenchRunner.Placement(addresses: Array(repeating: "127.0.0.1", count: 3), ports: [1, 3, 5],
+                                              rawLinkPort: 7, lan: nil, description: "test")
+        let open = try BenchCommand.parse(["--nodes", "3"]).makeConfiguration()
+        #expect(!BenchRunner(config: open).nodeArguments(id: 0, placement: placement, startAtNanos: 1).contains("--auth"))
+        let frames = try BenchCommand.parse(["--nodes", "3", "--auth", "frames"]).makeConfiguration()
+        let text = BenchRunner(config: frames).nodeArguments(id: 1, placement: placement, startAtNanos: 1,
+                                                             clusterKey: "/w/cluster.key").joined(separator: " ")
+        #expect(text.contains("--auth frames --cluster-key /w/cluster.key"))
+        // Without --cluster-key the run makes one (mode 0600) in its work directory.
+        let directory = "/tmp/ringcast-bench-keytest-\(getpid())"
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let made = try #require(try BenchRunner(config: frames).clusterKeyFile(work: directory))
+        let attributes = try FileManager.default.attributesOfItem(atPath: made)
+        #expect((attributes[.posixPermissions] as? Int) == 0o600)
+        #expect(throws: (any Error).self) { try BenchCommand.parse(["--auth", "maybe"]).makeConfiguration().validate() }
     }
 
     @Test func faultOptionsBecomeASortedSchedule() throws {

@@ -1,4 +1,5 @@
 @testable import RingCast
+import RingCastKeys
 import Synchronization
 import Testing
 #if canImport(Glibc)
@@ -60,6 +61,40 @@ import Glibc
         }
         // framesOut counts frames fully handed to the kernel: equal once the receivers have them all.
         #expect(members.allSatisfy { $0.channel.statistics.framesOut == UInt64(framesPerStream * (count - 1)) })
+    }
+
+    /// Authenticated channels (issue 14): with the same cluster key frames flow both ways, queued before the
+    /// handshake finished included; a channel with another key gets nothing through, and both sides count it.
+    @Test(arguments: [Security.Authentication.handshake, .frames])
+    func authenticatedChannels(mode: Security.Authentication) async throws {
+        let key = try ClusterKey.generate()
+        let secure = Security(clusterKey: key, authentication: mode)
+        let a = try ControlMember(node: 1, security: secure)
+        let b = try ControlMember(node: 2, security: secure)
+        let stranger = try ControlMember(node: 3, security: Security(clusterKey: try ClusterKey.generate()))
+        defer { for member in [a, b, stranger] { member.channel.shutdown() } }
+        a.channel.setPeer(b.peer, address: b.address)
+        b.channel.setPeer(a.peer, address: a.address)
+        stranger.channel.setPeer(a.peer, address: a.address)
+        for member in [a, b, stranger] { try member.channel.start() }
+        for index in 0..<50 {
+            #expect(a.channel.send(controlTestFrame(source: 1, index: index), to: b.peer))
+            #expect(b.channel.send(controlTestFrame(source: 2, index: index), to: a.peer))
+        }
+        #expect(stranger.channel.send([1, 2, 3], to: a.peer))
+        #expect(await controlEventually(within: 20) {
+            b.log.received(from: a.peer).count == 50 && a.log.received(from: b.peer).count == 50
+                && !stranger.log.losses().isEmpty && a.channel.statistics.authRejected >= 1
+        })
+        for index in 0..<50 { #expect(b.log.received(from: a.peer)[index] == controlTestFrame(source: 1, index: index)) }
+        #expect(a.log.received(from: stranger.peer).isEmpty, "nothing from a process without the key")
+        #expect(a.channel.statistics.authHandshakes == 2 && b.channel.statistics.authHandshakes == 2)
+        #expect(stranger.channel.statistics.authRejected >= 1 && stranger.channel.statistics.authHandshakes == 0)
+        #expect(a.log.losses().isEmpty && b.log.losses().isEmpty)
+        // With frame tags: the hello and the 50 frames each way, every one verified.
+        let tagged: UInt64 = mode == .frames ? 51 : 0
+        #expect(a.channel.statistics.authMacsIn == tagged && b.channel.statistics.authMacsIn == tagged)
+        #expect(a.channel.statistics.authMacsOut == tagged && a.channel.statistics.authMacFailures == 0)
     }
 
     /// The callback may send: a member that echoes every frame back (the pattern of a request/response).
@@ -412,6 +447,7 @@ private struct ControlMember {
 
     /// A channel on `port`, or on a port the kernel just handed out (retried if someone took it meanwhile).
     init(node: UInt32, incarnation: UInt32 = 1, port: UInt16? = nil, limits: ControlChannel.Limits = .init(),
+         security: Security = Security(),
          also: @escaping @Sendable (ControlChannel.Event) -> Void = { _ in }) throws {
         peer = ControlPeer(node: node, incarnation: incarnation)
         let log = ControlEventLog()
@@ -421,7 +457,9 @@ private struct ControlMember {
             attempt += 1
             let address = try Address(host: "127.0.0.1", port: port ?? freeControlPort())
             do {
-                channel = try ControlChannel(me: peer, listen: address, limits: limits) { event in
+                let auth = security.isAuthenticated
+                    ? security.authConfig(clusterName: "test", node: node, incarnation: incarnation) : nil
+                channel = try ControlChannel(me: peer, listen: address, limits: limits, auth: auth) { event in
                     log.record(event)
                     also(event)
                 }

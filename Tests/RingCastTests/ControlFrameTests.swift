@@ -59,3 +59,37 @@ import Testing
         }
     }
 }
+
+@Suite struct ControlFrameTrailerTests {
+    /// An authenticated channel's reader takes a fixed trailer (the frame tag) after each body, however the stream
+    /// is cut, and hands it out with the frame.
+    @Test(arguments: [1, 3, 7, 64])
+    func trailerFollowsEachFrame(chunk: Int) throws {
+        var stream: [UInt8] = []
+        for index in 0..<5 {
+            let frame = [UInt8](repeating: UInt8(index), count: index * 3)
+            ControlFrame.appendHeader(length: frame.count, to: &stream)
+            stream += frame + [UInt8](repeating: 0xa0 + UInt8(index), count: 16)
+        }
+        var reader = ControlFrameReader(lengthMax: 100)
+        reader.trailerBytes = 16
+        var frames: [([UInt8], [UInt8])] = []
+        var offset = 0
+        while offset < stream.count {
+            let end = min(stream.count, offset + chunk)
+            var at = offset
+            while at < end {
+                let result = try stream[at..<end].withUnsafeBytes { try reader.consume($0) }
+                at += result.used
+                if let frame = result.frame { frames.append((frame, reader.lastTrailer)) }
+            }
+            offset = end
+        }
+        #expect(frames.count == 5)
+        for (index, (frame, trailer)) in frames.enumerated() {
+            #expect(frame == [UInt8](repeating: UInt8(index), count: index * 3))
+            #expect(trailer == [UInt8](repeating: 0xa0 + UInt8(index), count: 16))
+        }
+        #expect(reader.isBetweenFrames)
+    }
+}

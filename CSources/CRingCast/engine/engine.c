@@ -39,6 +39,11 @@ void rc_engine_settings_default(rc_engine_settings *s) {
     /* cubic, as ringperf measures the raw link: under BBR, this VM's default, the links of the ring idled
      * more often although a single BBR stream fills the same link (docs/tuning.md). */
     memcpy(s->congestion, "cubic", sizeof "cubic");
+    s->auth.mode = RC_AUTH_MODE_NONE;
+    memcpy(s->auth.cluster, "ringcast", sizeof "ringcast");
+    s->predecessor_node = s->predecessor_incarnation = RC_AUTH_PEER_ANY;
+    s->successor_node = s->successor_incarnation = RC_AUTH_PEER_ANY;
+    s->auth_timeout_ms = 2000;
 }
 
 /* The largest frame these settings allow: a full hop header, a full message header, a full batch. */
@@ -63,6 +68,8 @@ static bool settings_valid(const rc_engine_settings *s) {
     if (s->stall_ms < s->heartbeat_ms) return false;
     if (s->window_bytes < 1 || s->recv_buffer_bytes > RC_IO_RECV_BUFFER_BYTES_MAX) return false;
     if (memchr(s->congestion, 0, sizeof s->congestion) == NULL) return false;
+    if (s->auth.mode > RC_AUTH_MODE_ENCRYPT || memchr(s->auth.cluster, 0, sizeof s->auth.cluster) == NULL) return false;
+    if (s->auth.mode != RC_AUTH_MODE_NONE && s->auth_timeout_ms < 1) return false;
     return s->recv_buffer_bytes >= recv_buffer_bytes_min(s);
 }
 
@@ -120,6 +127,7 @@ void engine_stats_publish(rc_engine *e, uint64_t now_ns, bool force) {
     e->stats.bytes_in = io.bytes_in;
     e->stats.zerocopy_fraction = rc_io_stats_zerocopy_fraction(&io);
     e->stats.congestion_refused = io.congestion_refused;
+    e->stats.accepts_rejected = io.accepts_rejected;
     if (e->core != NULL) {
         rc_lcr_stats core = rc_lcr_stats_get(e->core);
         e->stats.own_held = core.own_held;

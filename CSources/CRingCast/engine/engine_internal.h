@@ -17,7 +17,23 @@ enum {
     ENGINE_TOKEN_FORWARD = 2,  /* the body of received record `index` */
     ENGINE_TOKEN_OWN = 3,      /* an own message header slot */
     ENGINE_TOKEN_PAYLOAD = 4,  /* an own payload: nothing to release here (own delivery releases it) */
+    ENGINE_TOKEN_AUTH = 5,     /* handshake bytes: they live in the link's state until the connection is closed */
+    ENGINE_TOKEN_SEAL = 6,     /* a sealed frame's slot (mode ENCRYPT) */
 };
+
+/* Connection ids of the engine's transport: listener, predecessor, successor, and room for connections that
+ * are still proving themselves (authenticated links) or are refused (open links). */
+#define ENGINE_CONNS_MAX 8u
+/* A hop slot holds the hop header and, with frame MACs, the frame's tag (sent after the frame's last piece). */
+#define ENGINE_HOP_SLOT_BYTES (RC_WIRE_HOP_MAX + RC_AUTH_TAG_BYTES)
+
+/* One connection's handshake (engine_auth.c). */
+typedef struct engine_auth_link {
+    bool active;            /* the handshake runs */
+    bool successor;         /* the connection we dialled (initiator), else one accepted (responder) */
+    uint64_t deadline_ns;   /* by then done, or closed and counted */
+    rc_auth_handshake handshake; /* its `out` is the memory of the handshake's sends: kept until the id is reused */
+} engine_auth_link;
 #define ENGINE_TOKEN(kind, index) (((uint64_t)(kind) << 56) | (uint64_t)(index))
 #define ENGINE_TOKEN_KIND(token) ((uint32_t)((token) >> 56))
 #define ENGINE_TOKEN_INDEX(token) ((token) & ((1ull << 56) - 1))
@@ -77,6 +93,23 @@ struct rc_engine {
     int successor_conn;   /* -1 until connected */
     int predecessor_conn; /* -1 until accepted */
     bool predecessor_verified;
+
+    /* Authenticated links (engine_auth.c): handshakes per connection id, then the successor's and the
+     * predecessor's frame MACs (FRAMES). */
+    engine_auth_link auth_links[ENGINE_CONNS_MAX];
+    rc_auth_mac *mac_send, *mac_recv;
+    uint32_t mac_slot;            /* the hop slot of the frame being tagged */
+    bool mac_open;                /* a frame's pieces are being queued and tagged */
+    uint64_t mac_verified_end;    /* stream offset up to which received frames were verified */
+    /* Sealed frames (mode ENCRYPT, engine_send.c / engine_recv.c): each frame is encrypted into a slot of its own
+     * (released at its SEND_DONE); received ones are opened in place. */
+    rc_auth_seal *seal_send, *seal_recv;
+    uint8_t *seal_slots;
+    uint32_t *seal_free;
+    uint32_t seal_free_count, seal_slots_max, seal_slot_bytes;
+    uint32_t seal_slot, seal_filled, seal_length; /* the frame being sealed */
+    bool seal_open;
+    uint64_t opened_end;          /* stream offset up to which received frames were opened */
 
     engine_record *records; /* ring of records_max, positions records_head..records_tail */
     uint32_t records_max;
@@ -201,6 +234,15 @@ void engine_deliveries_reclaim(rc_engine *engine);
 bool engine_freeze_step(rc_engine *engine, uint64_t now_ns);
 void engine_freeze_release_port(rc_engine *engine);
 void engine_freeze_done(rc_engine *engine);
+
+/* engine_auth.c */
+bool engine_auth_enabled(const rc_engine *engine);
+void engine_auth_on_accepted(rc_engine *engine, uint32_t conn);
+void engine_auth_on_connected(rc_engine *engine, uint32_t conn);
+bool engine_auth_on_data(rc_engine *engine, uint32_t conn);
+bool engine_auth_on_closed(rc_engine *engine, uint32_t conn, int error);
+void engine_auth_expire(rc_engine *engine, uint64_t now_ns);
+void engine_auth_release(rc_engine *engine);
 
 /* engine.c: the leaves every other engine file uses (engine_thread.c holds create/destroy). */
 bool engine_settings_complete(rc_engine_settings *settings);

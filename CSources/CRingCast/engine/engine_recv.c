@@ -77,11 +77,23 @@ static int frame_to_core(rc_engine *engine, rc_wire_frame *frame, uint64_t offse
 }
 
 /* Parses and handles one complete frame at `bytes`. Returns its length, 0 if incomplete, or -errno. */
-static int frame_handle(rc_engine *engine, const uint8_t *bytes, size_t available) {
+static int frame_handle_at(rc_engine *engine, const uint8_t *bytes, size_t available, uint64_t offset) {
     uint32_t frame_bytes = 0;
     int rc = rc_wire_frame_length(bytes, available, &frame_bytes);
     if (rc <= 0) return rc;
-    if (frame_bytes > available) return 0;
+    uint32_t tag_bytes = engine->mac_recv != NULL ? RC_AUTH_TAG_BYTES : 0;
+    if ((uint64_t)frame_bytes + tag_bytes > available) return 0;
+    /* Frame MACs: verified before the frame is decoded, once (a frame the core refuses is seen again). */
+    if (tag_bytes > 0 && engine->stream_parsed >= engine->mac_verified_end) {
+        engine->stats.auth_macs_in++;
+        if (rc_auth_mac_verify(engine->mac_recv, bytes, frame_bytes, bytes + frame_bytes) != 0) {
+            engine->stats.auth_mac_failures++;
+            int expected = RC_ENGINE_LINK_NONE;
+            atomic_compare_exchange_strong(&engine->lost_link, &expected, RC_ENGINE_LINK_PREDECESSOR);
+            return -EBADMSG;
+        }
+        engine->mac_verified_end = engine->stream_parsed + frame_bytes + tag_bytes;
+    }
     rc_lcr_ack acks[RC_LCR_NODES_MAX];
     uint64_t clock[RC_LCR_NODES_MAX];
     rc_wire_frame frame;
@@ -90,12 +102,49 @@ static int frame_handle(rc_engine *engine, const uint8_t *bytes, size_t availabl
     rc = frame_check_origin(engine, &frame);
     if (rc < 0) return rc;
     if (frame.type == RC_WIRE_TYPE_DATA || frame.type == RC_WIRE_TYPE_ACK) {
-        rc = frame_to_core(engine, &frame, engine->stream_parsed);
+        rc = frame_to_core(engine, &frame, offset);
         if (rc < 0) return rc;
     }
     /* HEARTBEAT: the link is alive. CONTROL: belongs to the membership layer, not in this view. */
     engine->stats.frames_in++;
-    return (int)frame_bytes;
+    return (int)(frame_bytes + tag_bytes);
+}
+
+static int link_broken(rc_engine *engine, int error) {
+    int expected = RC_ENGINE_LINK_NONE;
+    atomic_compare_exchange_strong(&engine->lost_link, &expected, RC_ENGINE_LINK_PREDECESSOR);
+    return error;
+}
+
+/* A sealed frame (rc_auth.h, mode ENCRYPT): opened in place in the receive buffer, once (a frame the core
+ * refuses is seen again), then handled as a plain frame that must fill the seal exactly. The receive buffer is
+ * the engine's memory: the transport lends it read-only only to keep callers from corrupting what they parse. */
+static int frame_handle_sealed(rc_engine *engine, const uint8_t *bytes, size_t available) {
+    if (available < RC_AUTH_SEAL_HEADER_BYTES) return 0;
+    uint32_t length = (uint32_t)bytes[0] << 24 | (uint32_t)bytes[1] << 16 | (uint32_t)bytes[2] << 8 | bytes[3];
+    if (length == 0 || length > engine_frame_bytes_max(&engine->settings)) return link_broken(engine, -EMSGSIZE);
+    size_t total = RC_AUTH_SEAL_HEADER_BYTES + (size_t)length + RC_AUTH_SEAL_TAG_BYTES;
+    if (total > available) return 0;
+    uint8_t *box = (uint8_t *)bytes + RC_AUTH_SEAL_HEADER_BYTES;
+    if (engine->stream_parsed >= engine->opened_end) {
+        engine->stats.auth_macs_in++;
+        engine->stats.auth_cipher_bytes += length;
+        if (rc_auth_seal_open(engine->seal_recv, bytes, box, length, box + length) != 0) {
+            engine->stats.auth_mac_failures++;
+            return link_broken(engine, -EBADMSG);
+        }
+        engine->opened_end = engine->stream_parsed + total;
+    }
+    int rc = frame_handle_at(engine, box, length, engine->stream_parsed + RC_AUTH_SEAL_HEADER_BYTES);
+    if (rc < 0) return rc;
+    if ((uint32_t)rc != length) return link_broken(engine, -EPROTO); /* one whole frame per seal */
+    return (int)total;
+}
+
+/* Parses and handles one complete frame at the parse position. Returns its wire length, 0 if incomplete, or -errno. */
+static int frame_handle(rc_engine *engine, const uint8_t *bytes, size_t available) {
+    if (engine->seal_recv != NULL) return frame_handle_sealed(engine, bytes, available);
+    return frame_handle_at(engine, bytes, available, engine->stream_parsed);
 }
 
 int engine_recv_process(rc_engine *engine) {

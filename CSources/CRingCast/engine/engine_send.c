@@ -155,7 +155,19 @@ void engine_broadcasts_take(rc_engine *engine, uint64_t now_ns) {
     }
 }
 
+/* Every piece of a frame is added to its tag, where it lies (no copy), while the frame MAC is open. */
 static int send_piece(rc_engine *engine, const void *bytes, uint32_t length, uint64_t token) {
+    if (engine->seal_open) {
+        /* Sealed: the piece is encrypted into the frame's slot, so its own memory is free at once. */
+        uint8_t *box = engine->seal_slots + (size_t)engine->seal_slot * engine->seal_slot_bytes;
+        RC_ASSERT(engine->seal_filled + length <= engine->seal_length);
+        uint8_t *out = box + RC_AUTH_SEAL_HEADER_BYTES + engine->seal_filled;
+        if (rc_auth_seal_update(engine->seal_send, out, bytes, length) < 0) return -EIO;
+        engine->seal_filled += length;
+        engine_send_done(engine, token);
+        return 0;
+    }
+    if (engine->mac_open && rc_auth_mac_update(engine->mac_send, bytes, length) < 0) return -EIO;
     int rc = rc_io_send(engine->io, (uint32_t)engine->successor_conn, bytes, length, token);
     RC_ASSERT(rc != -EAGAIN); /* space was checked before the core was asked */
     if (rc == 0) engine->stats.bytes_out += length;
@@ -165,7 +177,7 @@ static int send_piece(rc_engine *engine, const void *bytes, uint32_t length, uin
 /* Encodes the hop header of `frame` (type, view, ACKs) into a free slot and queues it. */
 static int send_hop(rc_engine *engine, uint8_t type, const rc_lcr_frame *frame, uint32_t body_bytes) {
     uint32_t slot = slot_take(engine->hop_free, &engine->hop_free_count);
-    uint8_t *out = engine->hop_slots + (size_t)slot * RC_WIRE_HOP_MAX;
+    uint8_t *out = engine->hop_slots + (size_t)slot * ENGINE_HOP_SLOT_BYTES;
     rc_wire_hop hop = {
         .type = type, .view_id = engine->settings.view_id, .nodes = engine->settings.nodes,
         .sender = engine->settings.self, .ack_count = frame ? frame->ack_count : 0,
@@ -173,7 +185,53 @@ static int send_hop(rc_engine *engine, uint8_t type, const rc_lcr_frame *frame, 
     };
     int bytes = rc_wire_hop_encode(out, RC_WIRE_HOP_MAX, &hop);
     RC_ASSERT(bytes > 0); /* the core only produces valid ACKs */
-    return send_piece(engine, out, (uint32_t)bytes, ENGINE_TOKEN(ENGINE_TOKEN_HOP, slot));
+    if (engine->seal_send != NULL) { /* sealed: the frame's length is known now, the AAD of its seal */
+        RC_ASSERT(!engine->seal_open);
+        uint32_t box_slot = slot_take(engine->seal_free, &engine->seal_free_count);
+        uint8_t *box = engine->seal_slots + (size_t)box_slot * engine->seal_slot_bytes;
+        uint32_t length = (uint32_t)bytes + body_bytes;
+        RC_ASSERT(RC_AUTH_SEAL_HEADER_BYTES + length + RC_AUTH_SEAL_TAG_BYTES <= engine->seal_slot_bytes);
+        box[0] = (uint8_t)(length >> 24);
+        box[1] = (uint8_t)(length >> 16);
+        box[2] = (uint8_t)(length >> 8);
+        box[3] = (uint8_t)length;
+        if (rc_auth_seal_begin(engine->seal_send, box) < 0) return -EIO;
+        engine->seal_open = true;
+        engine->seal_slot = box_slot;
+        engine->seal_filled = 0;
+        engine->seal_length = length;
+        return send_piece(engine, out, (uint32_t)bytes, ENGINE_TOKEN(ENGINE_TOKEN_HOP, slot));
+    }
+    if (engine->mac_send == NULL) return send_piece(engine, out, (uint32_t)bytes, ENGINE_TOKEN(ENGINE_TOKEN_HOP, slot));
+    /* Frame MACs: the hop opens the frame's tag; the slot (which holds the tag too) is released with the tag,
+     * the frame's last piece, since the transport reports SEND_DONE in queue order. */
+    RC_ASSERT(!engine->mac_open);
+    if (rc_auth_mac_begin(engine->mac_send) < 0) return -EIO;
+    engine->mac_open = true;
+    engine->mac_slot = slot;
+    return send_piece(engine, out, (uint32_t)bytes, ENGINE_TOKEN(ENGINE_TOKEN_PAYLOAD, 0));
+}
+
+/* Ends a frame: with frame MACs, its tag goes out right after its last piece (rc_auth.h). */
+static int send_frame_end(rc_engine *engine, int rc) {
+    if (engine->seal_open) {
+        engine->seal_open = false;
+        if (rc < 0) return rc;
+        RC_ASSERT(engine->seal_filled == engine->seal_length);
+        uint8_t *box = engine->seal_slots + (size_t)engine->seal_slot * engine->seal_slot_bytes;
+        if (rc_auth_seal_finish(engine->seal_send, box + RC_AUTH_SEAL_HEADER_BYTES + engine->seal_length) < 0) return -EIO;
+        engine->stats.auth_macs_out++;
+        engine->stats.auth_cipher_bytes += engine->seal_length;
+        uint32_t total = RC_AUTH_SEAL_HEADER_BYTES + engine->seal_length + RC_AUTH_SEAL_TAG_BYTES;
+        return send_piece(engine, box, total, ENGINE_TOKEN(ENGINE_TOKEN_SEAL, engine->seal_slot));
+    }
+    if (!engine->mac_open) return rc;
+    engine->mac_open = false;
+    if (rc < 0) return rc;
+    uint8_t *tag = engine->hop_slots + (size_t)engine->mac_slot * ENGINE_HOP_SLOT_BYTES + RC_WIRE_HOP_MAX;
+    if (rc_auth_mac_finish(engine->mac_send, tag) < 0) return -EIO;
+    engine->stats.auth_macs_out++;
+    return send_piece(engine, tag, RC_AUTH_TAG_BYTES, ENGINE_TOKEN(ENGINE_TOKEN_HOP, engine->mac_slot));
 }
 
 static int send_forward(rc_engine *engine, const rc_lcr_frame *frame) {
@@ -226,9 +284,10 @@ uint32_t engine_unsent_bytes_max(const rc_engine *engine) {
  * and TCP_NOTSENT_LOWAT keeps the kernel's own queue just as short.
  */
 static bool room_for_a_frame(rc_engine *engine) {
-    uint32_t pieces = 3 + engine->settings.batch_count_max;
+    uint32_t pieces = 4 + engine->settings.batch_count_max; /* hop, message header, payloads, tag */
     uint64_t sent = rc_io_stats_get(engine->io).bytes_out;
     uint64_t unsent = engine->stats.bytes_out - sent;
+    if (engine->seal_send != NULL && engine->seal_free_count == 0) return false;
     return engine->hop_free_count > 0 && engine->own_free_count > 0 && unsent < engine_unsent_bytes_max(engine) &&
            rc_io_send_space(engine->io, (uint32_t)engine->successor_conn) >= pieces;
 }
@@ -263,13 +322,17 @@ int engine_send_process(rc_engine *engine, uint64_t now_ns) {
         if (!frame.has_message) rc = send_hop(engine, RC_WIRE_TYPE_ACK, &frame, 0);
         else if (frame.message.own) rc = send_own(engine, &frame, now_ns);
         else rc = send_forward(engine, &frame);
+        rc = send_frame_end(engine, rc);
         if (rc < 0) return rc;
         engine->stats.frames_out++;
         engine->last_send_ns = now_ns;
     }
     bool idle = now_ns - engine->last_send_ns >= (uint64_t)engine->settings.heartbeat_ms * 1000000u;
-    if (idle && engine->hop_free_count > 0 && rc_io_send_space(engine->io, (uint32_t)engine->successor_conn) > 0) {
-        int rc = send_hop(engine, RC_WIRE_TYPE_HEARTBEAT, NULL, 0);
+    bool box_free = engine->seal_send == NULL || engine->seal_free_count > 0;
+    uint32_t pieces = engine->mac_send != NULL ? 2 : 1; /* the hop, and its tag */
+    if (idle && box_free && engine->hop_free_count > 0 &&
+        rc_io_send_space(engine->io, (uint32_t)engine->successor_conn) >= pieces) {
+        int rc = send_frame_end(engine, send_hop(engine, RC_WIRE_TYPE_HEARTBEAT, NULL, 0));
         if (rc < 0) return rc;
         engine->stats.heartbeats_out++;
         engine->last_send_ns = now_ns;
@@ -289,8 +352,12 @@ void engine_send_done(rc_engine *engine, uint64_t token) {
     case ENGINE_TOKEN_FORWARD:
         engine_record_forward_done(engine, index);
         break;
-    case ENGINE_TOKEN_PAYLOAD:
-        break; /* the broadcaster's memory: released by its own delivery */
+    case ENGINE_TOKEN_SEAL:
+        slot_give(engine->seal_free, &engine->seal_free_count, engine->seal_slots_max, (uint32_t)index);
+        break;
+    case ENGINE_TOKEN_PAYLOAD: /* the broadcaster's memory: released by its own delivery */
+    case ENGINE_TOKEN_AUTH:    /* handshake bytes: they live in the link's state */
+        break;
     default:
         RC_ASSERT(!"unknown send token");
     }

@@ -53,7 +53,7 @@ static int engine_allocate(rc_engine *e) {
         memcpy(e->window_origin_mark, s->origin_seq_bases, s->nodes * sizeof(uint64_t));
     }
     e->hop_slots_max = 512;
-    e->hop_slots = checked_calloc(e->hop_slots_max, RC_WIRE_HOP_MAX, &ok);
+    e->hop_slots = checked_calloc(e->hop_slots_max, ENGINE_HOP_SLOT_BYTES, &ok);
     e->hop_free = checked_calloc(e->hop_slots_max, sizeof(uint32_t), &ok);
     e->own_slots_max = s->window < 256 ? s->window : 256;
     e->own_slot_bytes = rc_wire_message_header_bytes(s->nodes, s->batch_count_max);
@@ -64,6 +64,16 @@ static int engine_allocate(rc_engine *e) {
     e->delivery_slots = checked_calloc(s->delivery_ring_max, sizeof(engine_delivery_slot), &ok);
     e->delivery_scratch = checked_calloc(s->batch_count_max, sizeof(engine_delivery_slot), &ok);
     e->export_apps = checked_calloc(s->batch_count_max, sizeof(rc_engine_delivery), &ok);
+    if (s->auth.mode == RC_AUTH_MODE_ENCRYPT && s->nodes > 1) {
+        /* A frame is asked of the core only while less than two frames' worth are unsent (engine_send.c), and
+         * zero-copy sends hold theirs a little longer: 8 slots keep the link busy. */
+        e->seal_slots_max = 8;
+        e->seal_slot_bytes = (uint32_t)engine_frame_bytes_max(s) + RC_AUTH_SEAL_HEADER_BYTES + RC_AUTH_SEAL_TAG_BYTES;
+        e->seal_slots = checked_calloc(e->seal_slots_max, e->seal_slot_bytes, &ok);
+        e->seal_free = checked_calloc(e->seal_slots_max, sizeof(uint32_t), &ok);
+        for (uint32_t i = 0; ok && i < e->seal_slots_max; i++) e->seal_free[i] = i;
+        e->seal_free_count = e->seal_slots_max;
+    }
     if (!ok) return -ENOMEM;
     for (uint32_t i = 0; i < e->hop_slots_max; i++) e->hop_free[i] = i;
     e->hop_free_count = e->hop_slots_max;
@@ -119,7 +129,9 @@ int rc_engine_create(rc_engine **out, const rc_engine_settings *settings) {
 static int io_setup(rc_engine *e) {
     rc_io_settings io;
     rc_io_settings_default(&io);
-    io.conns_max = 4; /* listener, predecessor, successor, one more to refuse intruders */
+    /* listener, predecessor, successor, one more to refuse intruders; authenticated links keep room for
+     * connections still proving themselves (an intruder must not take the predecessor's place). */
+    io.conns_max = engine_auth_enabled(e) ? ENGINE_CONNS_MAX : 4;
     io.recv_buffer_bytes = e->settings.recv_buffer_bytes;
     if (io.recv_bytes_max > io.recv_buffer_bytes) io.recv_bytes_max = io.recv_buffer_bytes;
     io.send_queue_max = 4096;
@@ -156,11 +168,19 @@ static void start_report(rc_engine *e, int rc) {
 static void event_handle(rc_engine *e, const rc_io_event *event) {
     switch (event->type) {
     case RC_IO_EVENT_ACCEPTED:
-        if (e->predecessor_conn < 0) e->predecessor_conn = (int)event->conn;
-        else rc_io_close(e->io, event->conn); /* only the predecessor may connect to us */
+        if (engine_auth_enabled(e)) engine_auth_on_accepted(e, event->conn); /* a link only once proved */
+        else if (e->predecessor_conn < 0) e->predecessor_conn = (int)event->conn;
+        else { /* only the predecessor may connect to us */
+            e->stats.connections_refused++;
+            rc_io_close(e->io, event->conn);
+        }
         break;
     case RC_IO_EVENT_CONNECTED:
-        e->successor_conn = (int)event->conn;
+        if (engine_auth_enabled(e)) engine_auth_on_connected(e, event->conn);
+        else e->successor_conn = (int)event->conn;
+        break;
+    case RC_IO_EVENT_DATA:
+        engine_auth_on_data(e, event->conn); /* a handshake's bytes; frames are read in the next pass */
         break;
     case RC_IO_EVENT_CONNECT_FAILED:
         atomic_store(&e->lost_link, RC_ENGINE_LINK_SUCCESSOR);
@@ -170,6 +190,7 @@ static void event_handle(rc_engine *e, const rc_io_event *event) {
         if (event->error == 0 || event->error == -ECANCELED) engine_send_done(e, event->token);
         break;
     case RC_IO_EVENT_CLOSED:
+        if (engine_auth_on_closed(e, event->conn, event->error)) break; /* gone before proving itself */
         if ((int)event->conn == e->predecessor_conn || (int)event->conn == e->successor_conn) {
             /* A lost neighbour stops the ring, not the thread: the membership layer above suspects the
              * neighbour, freezes this engine and takes pending out for the view change (Fig. 2.7). The
@@ -184,7 +205,7 @@ static void event_handle(rc_engine *e, const rc_io_event *event) {
         }
         break;
     default:
-        break; /* DATA: read in the next pass */
+        break;
     }
 }
 
@@ -204,7 +225,7 @@ static int stall_check(rc_engine *e, uint64_t now, uint64_t mark) {
     size_t bytes = 0;
     bool full = e->predecessor_conn >= 0 &&
                 rc_io_recv_peek(e->io, (uint32_t)e->predecessor_conn, &data, &bytes) == 0 &&
-                bytes + engine_frame_bytes_max(&e->settings) > e->settings.recv_buffer_bytes;
+                bytes + engine_frame_bytes_max(&e->settings) + RC_AUTH_TAG_BYTES > e->settings.recv_buffer_bytes;
     bool stalled = now - e->stall_since_ns > (uint64_t)e->settings.stall_ms * 1000000u;
     return full && stalled ? -ENOBUFS : 0;
 }
@@ -288,6 +309,7 @@ static void *engine_main(void *argument) {
     /* A failed engine keeps its thread (and transport) until stopped or frozen: see rc_engine_freeze. */
     while (!atomic_load_explicit(&e->stop_requested, memory_order_acquire)) {
         uint64_t now = engine_now_ns();
+        if (engine_auth_enabled(e)) engine_auth_expire(e, now);
         if (atomic_load_explicit(&e->freeze_requested, memory_order_acquire)) {
             if (engine_freeze_step(e, now)) break;
         } else if (atomic_load(&e->state) == RC_ENGINE_CONNECTING) {
@@ -363,6 +385,9 @@ void rc_engine_destroy(rc_engine *engine) {
     free(engine->delivery_slots);
     free(engine->delivery_scratch);
     free(engine->export_apps);
+    free(engine->seal_slots);
+    free(engine->seal_free);
+    engine_auth_release(engine);
     pthread_mutex_destroy(&engine->start_lock);
     pthread_cond_destroy(&engine->start_cond);
     pthread_mutex_destroy(&engine->stats_lock);

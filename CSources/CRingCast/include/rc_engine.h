@@ -28,6 +28,7 @@
 #ifndef RINGCAST_RC_ENGINE_H
 #define RINGCAST_RC_ENGINE_H
 
+#include "rc_auth.h"
 #include "rc_common.h"
 #include "rc_io.h"
 #include "rc_lcr.h"
@@ -90,6 +91,14 @@ typedef struct rc_engine_settings {
                                        or not built), the socket keeps the system default and
                                        rc_engine_stats.congestion_refused counts it. */
 
+    /* Authenticated links (rc_auth.h). auth.mode NONE (the default) keeps open links. Otherwise every connection
+     * of the ring starts with the handshake, and nothing it sends reaches the core before its peer proved the
+     * cluster key; FRAMES adds a MAC per frame. */
+    rc_auth_config auth;          /**< key, cluster name, mode and this node's id; channel and expect_* are set per link. */
+    uint32_t predecessor_node, predecessor_incarnation; /**< who must connect to us (RC_AUTH_PEER_ANY: anyone with the key). */
+    uint32_t successor_node, successor_incarnation;     /**< who we must reach. */
+    uint32_t auth_timeout_ms;     /**< a connection that has not finished its handshake by then is closed and counted. */
+
     rc_engine_deliver_fn deliver; /**< optional synchronous handler (see above); NULL = delivery ring. */
     void *deliver_context;
     const uint64_t *origin_seq_bases; /**< `nodes` entries or NULL (all 0): per ring position, the application
@@ -142,6 +151,15 @@ typedef struct rc_engine_stats {
     uint64_t own_send_wait_ns;
     uint64_t own_ring_trip_ns;
     uint64_t own_deliver_wait_ns;
+    /* Authenticated links (rc_auth.h); all 0 with auth mode NONE. */
+    uint64_t auth_handshakes;        /**< connections whose peer proved the cluster key. */
+    uint64_t auth_rejected;          /**< connections closed for a failed or unfinished handshake (intruders included). */
+    uint64_t auth_macs_out;          /**< frame tags computed (FRAMES). */
+    uint64_t auth_macs_in;           /**< frame tags verified, good or bad (FRAMES). */
+    uint64_t auth_mac_failures;      /**< frame tags that did not verify: the link is closed, the frame never reaches the core. */
+    uint64_t connections_refused;    /**< accepted connections closed because the predecessor is already there. */
+    uint64_t accepts_rejected;       /**< connections the transport closed at once: no free connection id (rc_io_stats). */
+    uint64_t auth_cipher_bytes;      /**< frame bytes encrypted plus decrypted (ENCRYPT; tags count in auth_macs_*). */
 } rc_engine_stats;
 
 typedef struct rc_engine rc_engine;

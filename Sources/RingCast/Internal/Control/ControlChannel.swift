@@ -4,16 +4,6 @@ import Synchronization
 import Glibc
 #endif
 
-/// Identity of a peer on the control plane. (The membership module has its own member identity; the shell maps.)
-///
-/// A restarted process is a new incarnation, hence a new peer: frames are never attributed across incarnations.
-struct ControlPeer: Hashable, Sendable, CustomStringConvertible {
-    var node: UInt32
-    var incarnation: UInt32
-
-    var description: String { "\(node).\(incarnation)" }
-}
-
 /// The control-plane transport between group members: view changes, heartbeats, recovery data, state transfer.
 ///
 /// Rare, small-to-medium messages over plain TCP, driven by one thread running poll(2); never on the data hot path
@@ -118,6 +108,16 @@ final class ControlChannel: Sendable {
         /// Accepted connections closed for a bad hello (length, magic, version, none in time), an oversize
         /// frame, a close before the hello, or because the accepted-connection bound was reached.
         var rejected: UInt64 = 0
+        /// Connections (either way) whose peer proved the cluster key (authenticated channels only).
+        var authHandshakes: UInt64 = 0
+        /// Connections (either way) closed because the handshake failed or did not finish in time: no key, another
+        /// key, a replay, a stranger where a member was dialled, garbage. Accepted ones count in `rejected` too.
+        var authRejected: UInt64 = 0
+        /// Control-frame tags computed and verified (modes frames and encrypt), and tags that failed (the connection
+        /// is closed: a loss, and a rejection if accepted).
+        var authMacsOut: UInt64 = 0
+        var authMacsIn: UInt64 = 0
+        var authMacFailures: UInt64 = 0
     }
 
     /// Who this channel is (sent in every hello).
@@ -133,13 +133,15 @@ final class ControlChannel: Sendable {
     ///   - onEvent: called on the channel's thread, in order; must not block.
     /// - Throws: ``RingCastError/invalidConfiguration(_:)`` for limits out of range,
     ///   ``RingCastError/addressInUse(_:)``, ``RingCastError/system(call:errno:)``.
-    init(me: ControlPeer, listen: Address, limits: Limits = .init(),
+    ///   - auth: with a cluster key (`Security.authConfig`), every connection opens with the handshake of
+    ///     `rc_auth.h` before its hello; nil keeps open connections.
+    init(me: ControlPeer, listen: Address, limits: Limits = .init(), auth: rc_auth_config? = nil,
          onEvent: @escaping @Sendable (Event) -> Void) throws(RingCastError) {
         try limits.validate()
         self.me = me
         self.listen = listen
         self.limits = limits
-        core = try ControlChannelCore(me: me, listen: listen, limits: limits, onEvent: onEvent)
+        core = try ControlChannelCore(me: me, listen: listen, limits: limits, auth: auth, onEvent: onEvent)
     }
 
     deinit { core.shutdown() }
@@ -251,6 +253,8 @@ final class ControlChannelCore: Sendable {
     let listen: Address
     let limits: ControlChannel.Limits
     let onEvent: @Sendable (ControlChannel.Event) -> Void
+    /// The handshake's settings, or nil for open connections.
+    let auth: rc_auth_config?
     let listenerFD: Int32
     /// Closed only in `deinit`, so a late `send` never writes to a reused descriptor.
     let wake: WakePipe
@@ -264,8 +268,9 @@ final class ControlChannelCore: Sendable {
     /// Losses waiting to be emitted, at most (they are coalesced per peer; this bounds unknown peers).
     var lossesMax: Int { 4 * limits.peersMax + 16 }
 
-    init(me: ControlPeer, listen: Address, limits: ControlChannel.Limits,
+    init(me: ControlPeer, listen: Address, limits: ControlChannel.Limits, auth: rc_auth_config?,
          onEvent: @escaping @Sendable (ControlChannel.Event) -> Void) throws(RingCastError) {
+        self.auth = auth
         self.me = me
         self.listen = listen
         self.limits = limits

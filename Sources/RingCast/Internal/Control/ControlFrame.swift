@@ -1,5 +1,16 @@
 import RingCastMembership
 
+/// Identity of a peer on the control plane. (The membership module has its own member identity; the shell maps.)
+///
+/// A restarted process is a new incarnation, hence a new peer: frames are never attributed across incarnations.
+/// Defined with the wire format (the hello carries it), so that this file builds alone (tools/fuzz/fuzz_control.swift).
+struct ControlPeer: Hashable, Sendable, CustomStringConvertible {
+    var node: UInt32
+    var incarnation: UInt32
+
+    var description: String { "\(node).\(incarnation)" }
+}
+
 /// The control plane's wire format: length-prefixed frames, and the hello that opens every connection.
 ///
 /// A frame is a 4-byte little-endian length followed by that many bytes. Every TCP connection starts with one hello
@@ -89,10 +100,17 @@ struct ControlFrameReader {
     /// tighter bound than the frames after it).
     var lengthMax: Int
 
+    /// Bytes that follow every frame's body (an authenticated channel's frame tag, ``ControlAuth``); 0 = none.
+    /// May be changed between frames.
+    var trailerBytes = 0
+    /// The trailer of the frame ``consume(_:)`` returned last.
+    private(set) var lastTrailer: [UInt8] = []
+
     private var header: UInt32 = 0
     private var headerFilled = 0
     private var body: [UInt8] = []
     private var bodyLength = 0
+    private var trailer: [UInt8] = []
 
     /// The stream announced a frame longer than ``lengthMax``; nothing after it can be trusted.
     struct TooLong: Error, Equatable, CustomStringConvertible {
@@ -132,6 +150,14 @@ struct ControlFrameReader {
             used += take
         }
         guard body.count == bodyLength else { return (used, nil) }
+        if trailer.count < trailerBytes {
+            let more = min(trailerBytes - trailer.count, bytes.count - used)
+            trailer.append(contentsOf: UnsafeRawBufferPointer(rebasing: bytes[used..<(used + more)]))
+            used += more
+            guard trailer.count == trailerBytes else { return (used, nil) }
+        }
+        lastTrailer = trailer
+        trailer = []
         let frame = body
         body = []
         header = 0

@@ -106,6 +106,10 @@ final class ControlLoop {
         /// The slot had frames left after the last take (ask poll for POLLOUT to take more soon).
         var slotHasFrames = true
         var closed = false
+        /// The handshake while it runs (authenticated channels); nil once done. No frame is taken before.
+        var auth: ControlAuth?
+        /// Tags every frame after the handshake (modes frames and encrypt).
+        var mac: ControlFrameMAC?
 
         init(peer: ControlPeer, address: Address, epoch: UInt64, fd: Int32, connecting: Bool, deadlineNanos: UInt64,
              hello: [UInt8]) {
@@ -129,6 +133,14 @@ final class ControlLoop {
         var reader = ControlFrameReader(lengthMax: ControlFrame.helloBytes)
         let helloDeadlineNanos: UInt64
         var closed = false
+        /// The handshake while it runs (authenticated channels); nil once done.
+        var auth: ControlAuth?
+        /// Who the handshake proved: the hello must name the same member.
+        var proved: ControlPeer?
+        /// Handshake bytes not yet written (a few dozen: they fit a fresh socket's buffer, but are kept if not).
+        var pendingOut: [UInt8] = []
+        /// Verifies every frame's tag after the handshake (modes frames and encrypt).
+        var mac: ControlFrameMAC?
 
         init(fd: Int32, helloDeadlineNanos: UInt64) {
             self.fd = fd
@@ -187,6 +199,10 @@ final class ControlLoop {
                     stale.append(connection)
                     continue
                 }
+                if connection.auth != nil { // no frame before the peer proved the key
+                    connection.slotHasFrames = false
+                    continue
+                }
                 var budget = Self.writeBatchBytes - connection.pendingBytes
                 var frames: [[UInt8]] = []
                 while budget > 0, let frame = slot.frames.popFirst() {
@@ -217,16 +233,31 @@ final class ControlLoop {
         return true
     }
 
+    /// Appends unframed bytes (the handshake's, then the hello) to the write buffer.
+    private func appendRaw(_ bytes: [UInt8], to connection: Outbound) {
+        if connection.written > 0 {
+            connection.buffer.removeFirst(connection.written)
+            connection.written = 0
+        }
+        connection.buffer += bytes
+        connection.streamAppended += bytes.count
+    }
+
     private func append(_ frames: [[UInt8]], to connection: Outbound) {
         if connection.written > 0 {
             connection.buffer.removeFirst(connection.written)
             connection.written = 0
         }
         for frame in frames {
+            let start = connection.buffer.count
             ControlFrame.appendHeader(length: frame.count, to: &connection.buffer)
             connection.buffer += frame
-            connection.streamAppended += ControlFrame.headerBytes + frame.count
+            if let mac = connection.mac { connection.buffer += mac.tag(connection.buffer[start...]) }
+            connection.streamAppended += connection.buffer.count - start
             connection.frameEnds.append((connection.streamAppended, frame.count))
+        }
+        if let _ = connection.mac, !frames.isEmpty {
+            core.counters.withLock { $0.authMacsOut += UInt64(frames.count) }
         }
     }
 
@@ -247,8 +278,21 @@ final class ControlLoop {
             lose(peer, epoch: epoch, reason: "connect to \(address): \(ControlTCP.describe(connectErrno))")
             return
         }
+        // Authenticated: the handshake's HELLO goes first, the channel's hello once the peer proved the key.
+        var auth: ControlAuth?
+        if let config = core.auth {
+            do {
+                auth = try ControlAuth(config: config, initiator: true, expectNode: peer.node)
+            } catch {
+                _ = Glibc.close(fd)
+                lose(peer, epoch: epoch, reason: "authentication: \(error)")
+                return
+            }
+        }
         let connection = Outbound(peer: peer, address: address, epoch: epoch, fd: fd, connecting: result != 0,
-                                  deadlineNanos: monotonicNanos() + timeoutNanos, hello: ControlFrame.hello(from: core.me))
+                                  deadlineNanos: monotonicNanos() + timeoutNanos,
+                                  hello: auth?.takeOutput() ?? ControlFrame.hello(from: core.me))
+        connection.auth = auth
         precondition(outbound[peer] == nil, "one outgoing connection per peer")
         outbound[peer] = connection
         if result == 0 { core.counters.withLock { $0.connectsOut += 1 } }
@@ -268,7 +312,9 @@ final class ControlLoop {
             connection.connecting = false
             core.counters.withLock { $0.connectsOut += 1 }
         }
-        if revents & Int16(POLLIN | POLLERR | POLLHUP) != 0 {
+        if connection.auth != nil, revents & Int16(POLLIN | POLLERR | POLLHUP) != 0 {
+            guard authenticate(connection) else { return }
+        } else if revents & Int16(POLLIN | POLLERR | POLLHUP) != 0 {
             // The peer never writes on this connection: readable means closed, reset, or a broken peer.
             let count = Glibc.recv(connection.fd, scratch.baseAddress, scratch.count, 0)
             if count == 0 {
@@ -285,6 +331,52 @@ final class ControlLoop {
             }
         }
         if revents & Int16(POLLOUT) != 0 { flush(connection) }
+    }
+
+    /// Reads the responder's handshake bytes; once it proved the key, the channel's hello follows ours.
+    /// - Returns: false when the connection failed (closed, counted, and a loss).
+    private func authenticate(_ connection: Outbound) -> Bool {
+        guard let auth = connection.auth else { return true }
+        let count = Glibc.recv(connection.fd, scratch.baseAddress, scratch.count, 0)
+        if count < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) { return true }
+        let reason: String
+        if count == 0 {
+            reason = "closed by the peer during the handshake (it refused our proof, or runs another mode)"
+        } else if count < 0 {
+            reason = ControlTCP.describe(errno)
+        } else {
+            do {
+                let used = try auth.input(UnsafeRawBufferPointer(rebasing: scratch[0..<count]))
+                appendRaw(auth.takeOutput(), to: connection)
+                guard auth.isDone else { return true }
+                // The responder says nothing after its proof: more bytes are a broken or hostile peer.
+                guard used == count else {
+                    authFailed(connection, reason: "the peer wrote after its proof")
+                    return false
+                }
+                connection.auth = nil
+                connection.slotHasFrames = true
+                core.counters.withLock { $0.authHandshakes += 1 }
+                var hello = ControlFrame.hello(from: core.me)
+                if auth.tagsFrames {
+                    let mac = try auth.frameMAC(sending: true)
+                    connection.mac = mac
+                    hello += mac.tag(hello[...])
+                    core.counters.withLock { $0.authMacsOut += 1 }
+                }
+                appendRaw(hello, to: connection)
+                return true
+            } catch {
+                reason = "\(error)"
+            }
+        }
+        authFailed(connection, reason: reason)
+        return false
+    }
+
+    private func authFailed(_ connection: Outbound, reason: String) {
+        core.counters.withLock { $0.authRejected += 1 }
+        fail(connection, reason: "authentication with \(connection.address) failed: \(reason)")
     }
 
     /// Writes as much of the buffer as the socket takes.
@@ -386,11 +478,41 @@ final class ControlLoop {
             _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
             _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
             ControlTCP.setNoDelay(fd)
-            inbound.append(Inbound(fd: fd, helloDeadlineNanos: monotonicNanos() + timeoutNanos))
+            let connection = Inbound(fd: fd, helloDeadlineNanos: monotonicNanos() + timeoutNanos)
+            inbound.append(connection)
+            if let config = core.auth {
+                do {
+                    let auth = try ControlAuth(config: config, initiator: false, expectNode: RC_AUTH_PEER_ANY)
+                    connection.auth = auth
+                    connection.pendingOut = auth.takeOutput()
+                    flushHandshake(connection)
+                } catch {
+                    reject(connection, reason: "authentication: \(error)")
+                }
+            }
+        }
+    }
+
+    /// Writes what the handshake has to say on an accepted connection (the only bytes ever written on one).
+    private func flushHandshake(_ connection: Inbound) {
+        while !connection.pendingOut.isEmpty, !connection.closed {
+            let count = connection.pendingOut.withUnsafeBytes { bytes in
+                Glibc.send(connection.fd, bytes.baseAddress!, bytes.count, Int32(MSG_NOSIGNAL))
+            }
+            if count > 0 {
+                connection.pendingOut.removeFirst(count)
+                continue
+            }
+            if count < 0 && errno == EINTR { continue }
+            if count < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) { return }
+            end(connection, reason: "sending the handshake: \(ControlTCP.describe(count < 0 ? errno : EPIPE))")
+            return
         }
     }
 
     private func handle(_ connection: Inbound) {
+        flushHandshake(connection)
+        guard !connection.closed else { return }
         for _ in 0..<Self.readsPerTurnMax {
             let count = Glibc.recv(connection.fd, scratch.baseAddress, scratch.count, 0)
             if count > 0 {
@@ -417,6 +539,31 @@ final class ControlLoop {
     /// - Returns: false when the connection was closed (malformed).
     private func consume(_ count: Int, from connection: Inbound) -> Bool {
         var offset = 0
+        if let auth = connection.auth {
+            // The handshake first: nothing the connection sends is read as a frame before the peer proved the key.
+            do {
+                offset = try auth.input(UnsafeRawBufferPointer(rebasing: scratch[0..<count]))
+            } catch {
+                reject(connection, reason: "authentication failed: \(error)")
+                return false
+            }
+            connection.pendingOut += auth.takeOutput()
+            flushHandshake(connection)
+            guard !connection.closed else { return false }
+            guard auth.isDone else { return true }
+            connection.auth = nil
+            connection.proved = auth.peer
+            core.counters.withLock { $0.authHandshakes += 1 }
+            if auth.tagsFrames {
+                do {
+                    connection.mac = try auth.frameMAC(sending: false)
+                } catch {
+                    reject(connection, reason: "authentication: \(error)")
+                    return false
+                }
+                connection.reader.trailerBytes = Int(RC_AUTH_TAG_BYTES)
+            }
+        }
         while offset < count {
             let result: (used: Int, frame: [UInt8]?)
             do {
@@ -427,6 +574,18 @@ final class ControlLoop {
             }
             offset += result.used
             guard let frame = result.frame else { continue }
+            if let mac = connection.mac {
+                // Checked before the frame is read as a hello or handed to the membership layer.
+                let good = mac.verify(payload: frame, tag: connection.reader.lastTrailer)
+                core.counters.withLock { counters in
+                    counters.authMacsIn += 1
+                    if !good { counters.authMacFailures += 1 }
+                }
+                guard good else {
+                    reject(connection, reason: "a control frame's tag did not verify")
+                    return false
+                }
+            }
             if let peer = connection.peer {
                 core.emit(.received(from: peer, bytes: frame))
                 continue
@@ -437,6 +596,7 @@ final class ControlLoop {
                 reject(connection, reason: "bad hello: \(error)")
                 return false
             }
+            guard !connection.closed else { return false }
         }
         return true
     }
@@ -444,6 +604,10 @@ final class ControlLoop {
     /// The hello names the connection's peer; an older connection from the same peer is over (the peer dials
     /// again only after giving up on it), so it is closed now rather than when its end shows.
     private func identify(_ connection: Inbound, as peer: ControlPeer) {
+        if let proved = connection.proved, proved != peer {
+            reject(connection, reason: "the hello names \(peer) but the handshake proved \(proved)")
+            return
+        }
         connection.peer = peer
         connection.reader.lengthMax = limits.frameBytesMax
         for other in inbound where other !== connection && !other.closed && other.peer == peer {
@@ -466,7 +630,11 @@ final class ControlLoop {
     /// sees the count), and a loss if it was identified.
     private func reject(_ connection: Inbound, reason: String) {
         guard !connection.closed else { return }
-        core.counters.withLock { $0.rejected += 1 }
+        let authenticating = connection.auth != nil || (core.auth != nil && connection.proved == nil)
+        core.counters.withLock { counters in
+            counters.rejected += 1
+            if authenticating { counters.authRejected += 1 }
+        }
         close(connection)
         if let peer = connection.peer { core.emitLoss(of: peer, reason: reason) }
     }
@@ -492,7 +660,10 @@ final class ControlLoop {
             let wantsOut = connection.connecting || connection.pendingBytes > 0 || connection.slotHasFrames
             fds.append(pollfd(fd: connection.fd, events: Int16(POLLIN) | (wantsOut ? Int16(POLLOUT) : 0), revents: 0))
         }
-        for connection in ins { fds.append(pollfd(fd: connection.fd, events: Int16(POLLIN), revents: 0)) }
+        for connection in ins {
+            let wantsOut = !connection.pendingOut.isEmpty
+            fds.append(pollfd(fd: connection.fd, events: Int16(POLLIN) | (wantsOut ? Int16(POLLOUT) : 0), revents: 0))
+        }
         let ready = fds.withUnsafeMutableBufferPointer { poll($0.baseAddress, nfds_t($0.count), timeoutMillis(now)) }
         guard ready > 0 else { return } // timeout (deadlines are checked next), or EINTR
         if fds[0].revents != 0 { core.wake.drain() }
@@ -508,7 +679,9 @@ final class ControlLoop {
     /// Until the nearest deadline (connect, hello, listener rest), rounded up; -1 (none) waits for the wake pipe.
     private func timeoutMillis(_ now: UInt64) -> Int32 {
         var nearest = UInt64.max
-        for connection in outbound.values where connection.connecting { nearest = min(nearest, connection.deadlineNanos) }
+        for connection in outbound.values where connection.connecting || connection.auth != nil {
+            nearest = min(nearest, connection.deadlineNanos)
+        }
         for connection in inbound where !connection.closed && connection.peer == nil {
             nearest = min(nearest, connection.helloDeadlineNanos)
         }
@@ -522,6 +695,9 @@ final class ControlLoop {
         let now = monotonicNanos()
         for connection in Array(outbound.values) where connection.connecting && now >= connection.deadlineNanos {
             fail(connection, reason: "connect to \(connection.address) timed out after \(limits.connectTimeoutMillis) ms")
+        }
+        for connection in Array(outbound.values) where connection.auth != nil && now >= connection.deadlineNanos {
+            authFailed(connection, reason: "no handshake within \(limits.connectTimeoutMillis) ms")
         }
         for connection in inbound where !connection.closed && connection.peer == nil
             && now >= connection.helloDeadlineNanos {

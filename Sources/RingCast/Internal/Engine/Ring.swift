@@ -38,6 +38,15 @@ final class Ring: @unchecked Sendable {
         context = RingDeliveryContext(memberIDs: view?.members.map(\.node), sink: sink)
         stopPipe = try WakePipe()
         var settings = configuration.engineSettings
+        if let view {
+            // A group's ring authenticates members by node id (and binds their incarnations into the handshake), not
+            // by ring position as a node's does.
+            let members = view.members, count = members.count, position = configuration.position
+            configuration.security.apply(to: &settings, clusterName: configuration.name, node: members[position].node,
+                                         incarnation: members[position].incarnation,
+                                         predecessor: members[(position + count - 1) % count].node,
+                                         successor: members[(position + 1) % count].node)
+        }
         if case .handler = sink.target {
             settings.deliver = RingDeliveryContext.callback
             settings.deliver_context = Unmanaged.passUnretained(context).toOpaque()

@@ -7,6 +7,7 @@ import CoreMetrics
 final class GroupMetrics {
     private let deliveredMessages, deliveredBytes, viewChanges, recoveredMessages, recoveryCopies: Counter
     private let controlFramesIn, controlFramesOut, controlFramesIgnored: Counter
+    private let controlRejected, controlAuthHandshakes, controlAuthRejected: Counter
     private let engine: EngineMetrics
     private let broadcastQueueDepth, broadcastsInFlight, viewID, viewMembers: Gauge
     private let viewChangeDuration: Timer
@@ -32,6 +33,9 @@ final class GroupMetrics {
         controlFramesIn = counter("ringcast_control_frames_total", [("direction", "in")])
         controlFramesOut = counter("ringcast_control_frames_total", [("direction", "out")])
         controlFramesIgnored = counter("ringcast_control_frames_ignored_total")
+        controlRejected = counter("ringcast_control_connections_rejected_total")
+        controlAuthHandshakes = counter("ringcast_auth_handshakes_total", [("plane", "control")])
+        controlAuthRejected = counter("ringcast_auth_rejected_total", [("plane", "control")])
         engine = EngineMetrics(factory: factory, dimensions: dimensions)
         broadcastQueueDepth = gauge("ringcast_broadcast_queue_depth")
         broadcastsInFlight = gauge("ringcast_broadcasts_in_flight")
@@ -53,6 +57,9 @@ final class GroupMetrics {
         advance(controlFramesIn, statistics.controlFramesIn, last.controlFramesIn)
         advance(controlFramesOut, statistics.controlFramesOut, last.controlFramesOut)
         advance(controlFramesIgnored, statistics.membershipIgnored, last.membershipIgnored)
+        advance(controlRejected, statistics.controlRejected, last.controlRejected)
+        advance(controlAuthHandshakes, statistics.controlAuthHandshakes, last.controlAuthHandshakes)
+        advance(controlAuthRejected, statistics.controlAuthRejected, last.controlAuthRejected)
         last = statistics
         broadcastQueueDepth.record(statistics.broadcastsQueued)
         broadcastsInFlight.record(statistics.broadcastsInFlight)
@@ -79,6 +86,7 @@ final class GroupMetrics {
 final class EngineMetrics {
     private let broadcasts, lcrMessagesSent, lcrMessagesForwarded, ringFramesIn, ringFramesOut, ringBytesIn, ringBytesOut: Counter
     private let payloadCopies, windowFull, linkStarvedNanos, receiveStalls, deliveryStalls, congestionRefused: Counter
+    private let authHandshakes, authRejected, authMacsOut, authMacsIn, authMacFailures, connectionsRefused: Counter
     private let deliveredMessages, deliveredBytes: Counter?
     private let broadcastsInFlight: Gauge?
     /// The engine's counters at the last update; zero for a ring that just started.
@@ -101,6 +109,12 @@ final class EngineMetrics {
         receiveStalls = counter("ringcast_receive_stalls_total")
         deliveryStalls = counter("ringcast_delivery_stalls_total")
         congestionRefused = counter("ringcast_congestion_refused_total")
+        authHandshakes = counter("ringcast_auth_handshakes_total", [("plane", "ring")])
+        authRejected = counter("ringcast_auth_rejected_total", [("plane", "ring")])
+        authMacsOut = counter("ringcast_auth_frame_tags_total", [("direction", "out")])
+        authMacsIn = counter("ringcast_auth_frame_tags_total", [("direction", "in")])
+        authMacFailures = counter("ringcast_auth_frame_tag_failures_total")
+        connectionsRefused = counter("ringcast_ring_connections_refused_total")
         deliveredMessages = delivered ? counter("ringcast_delivered_messages_total") : nil
         deliveredBytes = delivered ? counter("ringcast_delivered_bytes_total") : nil
         broadcastsInFlight = delivered ? Gauge(label: "ringcast_broadcasts_in_flight", dimensions: dimensions, factory: factory) : nil
@@ -123,6 +137,12 @@ final class EngineMetrics {
         advance(receiveStalls, now.receiveStalls, last.receiveStalls)
         advance(deliveryStalls, now.deliveryStalls, last.deliveryStalls)
         advance(congestionRefused, now.congestionRefused, last.congestionRefused)
+        advance(authHandshakes, now.authHandshakes, last.authHandshakes)
+        advance(authRejected, now.authRejected, last.authRejected)
+        advance(authMacsOut, now.authMacsOut, last.authMacsOut)
+        advance(authMacsIn, now.authMacsIn, last.authMacsIn)
+        advance(authMacFailures, now.authMacFailures, last.authMacFailures)
+        advance(connectionsRefused, now.connectionsRefused + now.acceptsRejected, last.connectionsRefused + last.acceptsRejected)
         if let deliveredMessages, let deliveredBytes {
             advance(deliveredMessages, now.deliveredMessages, last.deliveredMessages)
             advance(deliveredBytes, now.deliveredBytes, last.deliveredBytes)

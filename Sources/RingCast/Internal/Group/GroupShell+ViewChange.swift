@@ -191,8 +191,10 @@ extension GroupShell {
               let successor = configuration.addresses[members[(position + 1) % members.count]] else {
             throw .invalidConfiguration("a member of view \(view.id) has no address")
         }
-        let ringConfiguration = try Node.Configuration(position: position, nodeCount: members.count, listen: listen,
+        var ringConfiguration = try Node.Configuration(position: position, nodeCount: members.count, listen: listen,
                                                        successor: successor, viewId: view.id, limits: configuration.limits)
+        ringConfiguration.security = configuration.security
+        ringConfiguration.name = configuration.name
         let next = try Ring(configuration: ringConfiguration, view: view, originSeqBases: bases, sink: sink)
         if let stale = engine {
             // Installed without a freeze of the previous ring (it cannot happen by the membership core's directives:

@@ -133,7 +133,10 @@ final class GroupShell: @unchecked Sendable {
         let channelLogger = logger
         channel = try ControlChannel(
             me: ControlPeer(node: me.node, incarnation: me.incarnation),
-            listen: try configuration.controlAddress(of: configuration.me)
+            listen: try configuration.controlAddress(of: configuration.me),
+            auth: configuration.security.isAuthenticated
+                ? configuration.security.authConfig(clusterName: configuration.name, node: me.node, incarnation: me.incarnation)
+                : nil
         ) { event in
             queue.pending.withLock { pending in
                 switch event {
@@ -211,6 +214,10 @@ final class GroupShell: @unchecked Sendable {
         result.controlFramesIn = channelStats.framesIn
         result.controlFramesOut = channelStats.framesOut
         result.membershipIgnored = snapshot.malformedFrames
+        result.controlRejected = channelStats.rejected
+        result.controlAuthHandshakes = channelStats.authHandshakes
+        result.controlAuthRejected = channelStats.authRejected
+        result.controlAuthMacFailures = channelStats.authMacFailures
         return result
     }
 

@@ -1,4 +1,4 @@
-internal import CRingCast
+internal import CRingCastCore
 import RingCastMembership
 
 /// What a group member sends another on the control plane (ControlChannel frames). The first byte says
