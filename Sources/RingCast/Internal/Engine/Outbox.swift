@@ -169,14 +169,19 @@ final class Outbox: Sendable {
             if state.closed != nil { return .closed }
             guard let engine = state.engine else { return .noEngine }
             var result: Int32 = 0
-            while !state.queue.isEmpty {
-                guard Self.handOver(engine, &state, result: &result) else {
-                    resumed += admitWaiters(&state)
-                    return result == -EAGAIN ? .engineFull(spaceFD: rc_engine_space_fd(engine.pointer)) : .refused(result)
+            while true {
+                while !state.queue.isEmpty {
+                    guard Self.handOver(engine, &state, result: &result) else {
+                        resumed += admitWaiters(&state)
+                        return result == -EAGAIN ? .engineFull(spaceFD: rc_engine_space_fd(engine.pointer)) : .refused(result)
+                    }
                 }
+                // The queue emptied: let waiting broadcasts in, and hand them over too. Returning idle with what was
+                // just admitted still queued left it there until the next wake-up (up to the idle timeout, 500 ms).
+                let admitted = admitWaiters(&state)
+                if admitted.isEmpty { return .idle }
+                resumed += admitted
             }
-            resumed += admitWaiters(&state)
-            return .idle
         }
         for (continuation, token) in resumed { continuation.resume(returning: .success(token)) }
         return progress
