@@ -72,8 +72,10 @@ struct Serve: AsyncParsableCommand {
     var plantBug: String?
     @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error, critical.")
     var logLevel = "info"
+    @OptionGroup var links: ServeSecurityFlags
 
     func validate() throws {
+        _ = try links.security()
         if let plantBug, plantBug != "stale-read" { throw ValidationError("--plant-bug knows only stale-read") }
         guard ["quorum", "perfect"].contains(mode) else { throw ValidationError("--mode is quorum or perfect") }
         guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("unknown --log-level \(logLevel)") }
@@ -94,6 +96,8 @@ struct Serve: AsyncParsableCommand {
         var configuration = Group.Configuration(me: id, addresses: map, initialView: initialView)
         configuration.mode = mode == "perfect" ? .perfect : .quorum
         configuration.suspectMillis = suspectMillis
+        configuration.name = links.clusterName
+        configuration.security = try links.security()
         configuration.logger.logLevel = Logger.Level(rawValue: logLevel)!
         var options = Replica<KVStore>.Options(clientHost: clientHost, clientPort: clientPort)
         options.clientsMax = clientsMax
@@ -149,10 +153,15 @@ struct ClientOptions: ParsableArguments {
     var replicas = "127.0.0.1:7100"
     @Option(help: ArgumentHelp("Give up after this long.", valueName: "ms"))
     var timeout = 5_000
+    @OptionGroup var links: ClientSecurityFlags
+
+    func validate() throws { _ = try links.security() }
 
     func connect() async throws -> KVClient {
         var options = KVClient.Options(replicas: try parseAddresses(replicas, "--replicas"))
         options.timeoutMillis = timeout
+        options.security = try links.security()
+        options.clusterName = links.clusterName
         return try await KVClient.connect(options)
     }
 }
