@@ -1,5 +1,5 @@
 /*
- * engine.c — what every engine file leans on: the settings (defaults, validation), the clock, failure,
+ * engine.c — what every engine file leans on: the settings (defaults, validation), the clock, wake-ups, failure,
  * status and the published counters. It calls no other engine file, so the lifecycle (engine_thread.c)
  * and the steps of the loop can all use it without a circle.
  */
@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 uint64_t engine_now_ns(void) {
     struct timespec now;
@@ -96,6 +97,13 @@ bool engine_settings_complete(rc_engine_settings *s) {
         s->recv_buffer_bytes = (uint32_t)bytes;
     }
     return settings_valid(s);
+}
+
+void engine_eventfd_signal(int fd) {
+    uint64_t one = 1;
+    /* An eventfd counter only overflows after 2^64-2 unread signals; EAGAIN then still means "readable". */
+    ssize_t written = write(fd, &one, sizeof(one));
+    (void)written;
 }
 
 void engine_fail(rc_engine *engine, int error) {
