@@ -24,7 +24,7 @@ struct KVCommandLine: AsyncParsableCommand {
           ringcast-kv put --replicas 127.0.0.1:7100,127.0.0.1:7101 greeting hello
           ringcast-kv get --replicas 127.0.0.1:7101 greeting
         """,
-        subcommands: [Serve.self, Put.self, Get.self, Delete.self, CompareAndSwap.self, Increment.self, Bench.self]
+        subcommands: [Serve.self, Put.self, Get.self, Delete.self, CompareAndSwap.self, Increment.self, Bench.self, JoinBench.self]
     )
 }
 
@@ -72,8 +72,15 @@ struct Serve: AsyncParsableCommand {
     var plantBug: String?
     @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error, critical.")
     var logLevel = "info"
+    @Option(name: .customLong("suffix-mib"), help: "Deliveries queued while a state transfer holds the state, MiB at most (then the ring waits).")
+    var suffixMiB = 32
+    @Option(name: .customLong("snapshot-chunk-kib"), help: "Snapshot chunk size when this replica provides the state, KiB (≤ 1024).")
+    var snapshotChunkKiB = 1024
 
     func validate() throws {
+        guard suffixMiB >= 1, (1...1024).contains(snapshotChunkKiB) else {
+            throw ValidationError("--suffix-mib ≥ 1, --snapshot-chunk-kib 1...1024")
+        }
         if let plantBug, plantBug != "stale-read" { throw ValidationError("--plant-bug knows only stale-read") }
         guard ["quorum", "perfect"].contains(mode) else { throw ValidationError("--mode is quorum or perfect") }
         guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("unknown --log-level \(logLevel)") }
@@ -100,6 +107,9 @@ struct Serve: AsyncParsableCommand {
         options.sessions = SessionTable.Limits(sessionsMax: sessionsMax, windowMax: 128,
                                                timeoutMillis: UInt64(sessionTimeout) * 1000)
         options.plantStaleReadBug = plantBug == "stale-read"
+        options.suffixBytesMax = suffixMiB << 20
+        // A chunk frame (chunk + 16 bytes of framing) must fit the client frame limit.
+        options.snapshotChunkBytes = min(snapshotChunkKiB << 10, options.frameBytesMax - 16)
         options.logger.logLevel = Logger.Level(rawValue: logLevel)!
         let replica = try Replica(configuration: configuration, machine: KVStore(), options: options)
         try replica.start()
