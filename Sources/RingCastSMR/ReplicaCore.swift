@@ -233,6 +233,7 @@ final class ReplicaCore<Machine: StateMachine>: @unchecked Sendable {
             // order instead of applied: the ring keeps delivering (SnapshotTransfer.swift, SuffixStore.swift).
             if stateHeld || !suffix.isEmpty {
                 deliveries.forEach { delivery in enqueueSuffix(Array(delivery.payload)) }
+                applyQueuedIfReleased()
                 return
             }
             let started = threadCPUNanos()
@@ -256,14 +257,20 @@ final class ReplicaCore<Machine: StateMachine>: @unchecked Sendable {
             return
         }
         orderedMillis = max(orderedMillis, ringBatch.stampMillis)
+        // Session expiry at ring-batch positions of the log, never where this replica's delivery batches end (they
+        // differ between replicas, and a suffix is applied in other groupings): otherwise the session tables —
+        // their next scan time, which sessions expire before which command — would differ between replicas.
+        if sessions.scanDue(nowMillis: orderedMillis) {
+            flush()
+            sessions.expire(nowMillis: orderedMillis)
+        }
         let mine = ringBatch.replica == me
         for entry in ringBatch.entries { applyEntry(entry, mine: mine) }
     }
 
-    /// After a group of deliveries: applies the batch collected, expires sessions, serves the sequential reads.
+    /// After a group of deliveries: applies the batch collected, serves the sequential reads.
     func endOfDeliveries() {
         flush()
-        sessions.expire(nowMillis: orderedMillis)
         statistics.sessionsExpired = sessions.expired
         statistics.sessionsEvicted = sessions.evicted
         statistics.sessionsOpen = sessions.count

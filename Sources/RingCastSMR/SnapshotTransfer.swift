@@ -37,6 +37,11 @@ extension ReplicaCore {
     func enqueueSuffix(_ payload: [UInt8]) {
         var waited = false
         while !suffix.admits(payload.count) && !failed && !shuttingDown {
+            // The hold ended and the drainer left while this thread was queueing: nobody else makes room.
+            if !stateHeld && !draining {
+                applySuffixHere()
+                continue
+            }
             if !waited {
                 statistics.suffixFullWaits += 1
                 waited = true
@@ -48,6 +53,26 @@ extension ReplicaCore {
         suffix.append(payload)
         statistics.suffixDeliveries += 1
         statistics.suffixBytesPeak = UInt64(suffix.peakBytes)
+    }
+
+    /// The delivery thread, after queueing (under `lock`): if the hold ended and no drainer is at work (it may
+    /// have found the store empty and left between two deliveries of this thread), nobody else would apply what
+    /// this thread just queued, so it applies the whole suffix itself, in order.
+    func applyQueuedIfReleased() {
+        if !stateHeld && !draining && !failed && !shuttingDown && !suffix.isEmpty { applySuffixHere() }
+    }
+
+    /// Applies everything queued, in order, on the calling thread (under `lock`; the state not held).
+    private func applySuffixHere() {
+        let started = threadCPUNanos()
+        var taken: UInt64 = 0
+        while let payload = suffix.popFirst() {
+            applyRingBatch(payload, decodeStarted: threadCPUNanos())
+            taken += 1
+        }
+        endOfDeliveries()
+        CPUCounters.charge(cpu.deliveryNanos, since: started)
+        statistics.suffixApplied += taken
     }
 
     /// Applies the queued suffix in order once nothing holds the state, a few deliveries per `lock` hold, so that

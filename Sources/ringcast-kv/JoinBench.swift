@@ -288,7 +288,8 @@ final class JoinGroup: @unchecked Sendable {
     init(directory: String, members count: Int, extraArguments: [String]) throws {
         self.directory = directory
         self.extraArguments = extraArguments
-        ports = JoinGroup.freePorts(count * 3)
+        let ports = JoinGroup.freePorts(count * 3)
+        self.ports = ports
         members = (0..<count).map { "127.0.0.1:\(ports[3 * $0])" }.joined(separator: ",")
     }
 

@@ -47,10 +47,37 @@ final class GatedCluster: Sendable {
 
     init(size: Int) throws {
         var addresses: [UInt32: Address] = [:]
-        for (index, port) in freePortPairs(size).enumerated() {
+        for (index, port) in Self.portPairs(size).enumerated() {
             addresses[UInt32(index)] = try Address(host: "127.0.0.1", port: port)
         }
         self.addresses = addresses
+    }
+
+    /// Loopback ports p with p + 1 free, from a range of their own: Swift Testing runs suites in parallel in one
+    /// process, and ReplicaTests' `freePortPairs` starts from the same pid-derived port.
+    static func portPairs(_ count: Int) -> [UInt16] {
+        var result: [UInt16] = []
+        var candidate = UInt16(40_000 + Int(getpid() % 10_000) / 2 * 2)
+        while result.count < count {
+            candidate = candidate >= 60_000 ? 40_000 : candidate + 2
+            let fds = [candidate, candidate + 1].map { port -> Int32 in
+                let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+                var address = sockaddr_in()
+                address.sin_family = sa_family_t(AF_INET)
+                address.sin_addr.s_addr = inet_addr("127.0.0.1")
+                address.sin_port = port.bigEndian
+                let bound = withUnsafePointer(to: &address) { pointer in
+                    pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                        bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0
+                    }
+                }
+                if !bound { close(fd); return -1 }
+                return fd
+            }
+            for fd in fds where fd >= 0 { close(fd) }
+            if fds.allSatisfy({ $0 >= 0 }) { result.append(candidate) }
+        }
+        return result
     }
 
     @discardableResult
@@ -157,9 +184,12 @@ func eventually(_ seconds: Double, _ condition: () -> Bool) async throws -> Bool
         // The joiner serves like the others.
         let joinerClient = try await cluster.client([2])
         defer { joinerClient.close() }
+        let total = acknowledged
         try await withDeadline(20) {
-            #expect(try await joinerClient.submit(Counter.Add(delta: 1)).value == acknowledged + 1)
-            #expect(try await joinerClient.read(Counter.Get()).value == acknowledged + 1)
+            let written = try await joinerClient.submit(Counter.Add(delta: 1)).value
+            #expect(written == total + 1)
+            let read = try await joinerClient.read(Counter.Get()).value
+            #expect(read == total + 1)
         }
     }
 
@@ -216,6 +246,20 @@ func eventually(_ seconds: Double, _ condition: () -> Bool) async throws -> Bool
         let after = provider.statistics
         #expect(after.suffixApplied == after.suffixDeliveries)
         #expect(joiner.statistics.snapshotsRestored == 1)
+    }
+
+    /// A long run of deliveries applied at once (a suffix) can hold a request and, in the same batch, a later one
+    /// whose `firstUnacknowledged` is above it (its client got the reply from a replica that applied sooner).
+    @Test func sessionTable_laterRequestAcknowledgingAnUnrecordedOne_waitsForTheBatch() {
+        var table = SessionTable(limits: SessionTable.Limits(sessionsMax: 4, windowMax: 8, timeoutMillis: 60_000))
+        table.open(id: 1, nowMillis: 0)
+        #expect(table.admit(session: 1, sequence: 1, firstUnacknowledged: 1, nowMillis: 0) == .apply)
+        #expect(table.admit(session: 1, sequence: 2, firstUnacknowledged: 2, nowMillis: 0) == .duplicateInFlight)
+        table.record(session: 1, sequence: 1, reply: [7])
+        #expect(table.admit(session: 1, sequence: 2, firstUnacknowledged: 2, nowMillis: 0) == .apply)
+        table.record(session: 1, sequence: 2, reply: [8])
+        #expect(table.admit(session: 1, sequence: 1, firstUnacknowledged: 2, nowMillis: 0) == .alreadyAcknowledged)
+        #expect(table.admit(session: 1, sequence: 2, firstUnacknowledged: 2, nowMillis: 0) == .duplicate(reply: [8]))
     }
 
     @Test func suffixStore_boundsAndOrder() {
