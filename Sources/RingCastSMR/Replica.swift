@@ -39,6 +39,10 @@ public final class Replica<Machine: StateMachine>: Sendable {
         public var sessions = SessionTable.Limits()
         /// Snapshot chunk size (also bounded by `frameBytesMax`).
         public var snapshotChunkBytes = 1 << 20
+        /// A provider streams its snapshot at most this fast (bytes per second; 0: as fast as the joiner reads). On
+        /// a machine whose CPU the ring needs, a slower transfer takes less of it from the ring — at the price of a
+        /// longer hold, so size ``suffixBytesMax`` for the load × (state size ÷ this rate).
+        public var snapshotBytesPerSecondMax = 0
         /// A provider keeps its state at the cut for at most this long until the joiner starts pulling.
         public var snapshotPullTimeoutMillis = 5_000
         /// A snapshot stream that makes no progress this long (the joiner stops reading, the provider stops
@@ -106,7 +110,7 @@ public final class Replica<Machine: StateMachine>: Sendable {
     /// - Throws: ``SMRError/group(_:)`` for an invalid group configuration, ``SMRError/addressInUse(_:)``.
     public init(configuration: Group.Configuration, machine: consuming sending Machine, options: Options) throws(SMRError) {
         guard options.clientsMax >= 1, options.frameBytesMax >= 64, options.ingressBytesMax >= options.frameBytesMax,
-              options.readsWaitingMax >= 1, options.snapshotChunkBytes >= 64, options.suffixBytesMax >= 4096,
+              options.readsWaitingMax >= 1, options.snapshotChunkBytes >= 64, options.suffixBytesMax >= 4096, options.snapshotBytesPerSecondMax >= 0,
               options.snapshotPullTimeoutMillis >= 1, options.snapshotStallTimeoutMillis >= 1 else {
             throw .invalidConfiguration("clientsMax, readsWaitingMax ≥ 1; frameBytesMax, snapshotChunkBytes ≥ 64; "
                 + "ingressBytesMax ≥ frameBytesMax; suffixBytesMax ≥ 4096; snapshot timeouts ≥ 1 ms")

@@ -199,11 +199,19 @@ extension ReplicaCore {
         // A joiner that stops reading fails the stream instead of holding the state forever.
         setSocketTimeout(connection.fd, SO_SNDTIMEO, millis: options.snapshotStallTimeoutMillis)
         nonisolated(unsafe) var sentBytes: UInt64 = 0
+        let rate = UInt64(options.snapshotBytesPerSecondMax)
+        let started = monotonicNanos()
         var writer = SnapshotWriter(chunkBytesMax: chunkBytes) { chunk throws(SnapshotError) in
             guard Socket.sendAll(connection.fd, ClientFrame.snapshotChunk(Array(chunk)).encoded()) else {
                 throw SnapshotError("the joiner's connection broke or stalled")
             }
             sentBytes += UInt64(chunk.count)
+            if rate > 0 {
+                // Paced: never ahead of `rate` since the stream started (one chunk of burst at most).
+                let due = started + sentBytes * 1_000_000_000 / rate
+                let now = monotonicNanos()
+                if due > now { usleep(UInt32(min(due - now, 1_000_000_000) / 1000)) }
+            }
         }
         var outcome: String?
         do {

@@ -50,6 +50,8 @@ struct JoinBench: AsyncParsableCommand {
     var suffixMiB = 32
     @Option(name: .customLong("chunk-kib"), help: "Passed to the replicas: snapshot chunk size (KiB).")
     var chunkKiB = 1024
+    @Option(name: .customLong("snapshot-rate-mib"), help: "Passed to the replicas: the provider streams at most this many MiB/s (0: unpaced).")
+    var snapshotRateMiB = 0
     @Option(name: .customLong("suspect-ms"), help: "Passed to the replicas.")
     var suspectMillis = 1_000
     @Flag(help: "Print the report as JSON.")
@@ -84,7 +86,8 @@ struct JoinBench: AsyncParsableCommand {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("ringcast-kv-join-\(getpid())").path
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         let group = try JoinGroup(directory: directory, members: 4, extraArguments: [
-            "--suspect-ms", "\(suspectMillis)", "--suffix-mib", "\(suffixMiB)", "--snapshot-chunk-kib", "\(chunkKiB)"])
+            "--suspect-ms", "\(suspectMillis)", "--suffix-mib", "\(suffixMiB)", "--snapshot-chunk-kib", "\(chunkKiB)",
+            "--snapshot-rate-mib", "\(snapshotRateMiB)"])
         defer { group.stop() }
         for id in 0..<3 { try group.spawn(id, view: "0,1,2") }
         try group.waitReady([0, 1, 2])
@@ -170,6 +173,9 @@ struct JoinBench: AsyncParsableCommand {
             try await Task.sleep(for: .milliseconds(20))
         }
         let caughtUpSecond = await sampler.second
+        // Peaks over the transfer (join → caught up): VmHWM was reset at the join.
+        let providerTransferPeak = ProcStatus.read(group.pid(0))
+        let joinerTransferPeak = ProcStatus.read(group.pid(3))
         log(String(format: "replica 3: state restored after %.2f s, suffix applied after %.2f s",
                    Double(restoredNanos ?? 0) / 1e9, Double(caughtUpNanos ?? 0) / 1e9))
         try await Task.sleep(for: .seconds(after))
@@ -196,10 +202,11 @@ struct JoinBench: AsyncParsableCommand {
             joinSecond: joinSecond, caughtUpSecond: caughtUpSecond, restoredSeconds: restoredNanos.map { Double($0) / 1e9 },
             caughtUpSeconds: caughtUpNanos.map { Double($0) / 1e9 }, snapshotBytes: providerCounters?.bytesSent ?? 0,
             providerSuffixPeak: providerCounters?.suffixPeak ?? 0, providerSuffixWaits: providerCounters?.suffixWaits ?? 0,
-            providerRSSBefore: rssBefore.rss, providerHWM: providerPeak.hwm, joinerBaselineRSS: joinerBaseline.rss,
-            joinerHWM: joinerPeak.hwm, series: series, digests: digests, failures: box.failures.load(ordering: .relaxed),
+            providerRSSBefore: rssBefore.rss, providerHWM: providerTransferPeak.hwm, providerEndHWM: providerPeak.hwm,
+            joinerBaselineRSS: joinerBaseline.rss, joinerHWM: joinerTransferPeak.hwm, joinerEndHWM: joinerPeak.hwm, series: series, digests: digests, failures: box.failures.load(ordering: .relaxed),
             configuration: "load-clients \(loadClients) × depth \(depth), value-size \(valueSize), writes \(writes) %, "
-                + "load-on \(loadOn), suffix \(suffixMiB) MiB, chunk \(chunkKiB) KiB")
+                + "load-on \(loadOn), suffix \(suffixMiB) MiB, chunk \(chunkKiB) KiB, "
+                + "snapshot rate \(snapshotRateMiB == 0 ? "unpaced" : "\(snapshotRateMiB) MiB/s")")
         if json { print(report.json()) } else { print(report.text()) }
         if !report.digestsEqual { throw ExitCode(1) }
     }
@@ -492,9 +499,12 @@ struct JoinReport {
     var providerSuffixPeak: UInt64
     var providerSuffixWaits: UInt64
     var providerRSSBefore: Int
+    /// VmHWM at the catch-up (the peak over the transfer) and at the end of the run (after --after s of load).
     var providerHWM: Int
+    var providerEndHWM: Int
     var joinerBaselineRSS: Int
     var joinerHWM: Int
+    var joinerEndHWM: Int
     var series: [Sample]
     var digests: [(index: UInt64, digest: UInt64)]
     var failures: Int
@@ -514,8 +524,9 @@ struct JoinReport {
     var phases: (before: ClosedRange<Int>, during: ClosedRange<Int>, after: ClosedRange<Int>) {
         let last = series.map(\.second).max() ?? 0
         // The first second after the fill is warm-up; the join second and the catch-up second count as "during".
+        // Sample s covers (s − 1, s]: the join started in sample joinSecond + 1; the last sample is partial.
         return (2...max(2, joinSecond), (joinSecond + 1)...max(joinSecond + 1, caughtUpSecond + 1),
-                (caughtUpSecond + 2)...max(caughtUpSecond + 2, last))
+                (caughtUpSecond + 2)...max(caughtUpSecond + 2, last - 1))
     }
 
     func text() -> String {
@@ -535,11 +546,13 @@ struct JoinReport {
                                 before, during, before > 0 ? 100 * during / before : 0, after))
         }
         lines.append(String(format: "replica 3 commands applied/s after catch-up: %.0f", mean(3, phases.after)))
-        lines.append("provider (replica 0): RSS before the join \(mib(providerRSSBefore)), peak from the join on \(mib(providerHWM)); "
+        lines.append("provider (replica 0): RSS before the join \(mib(providerRSSBefore)), peak over the transfer \(mib(providerHWM)); "
             + "peak − state \(mib(providerHWM - stateBytes)), peak − RSS before \(mib(providerHWM - providerRSSBefore)); "
-            + "suffix peak \(mib(Int(providerSuffixPeak))), waits for room \(providerSuffixWaits)")
-        lines.append("joiner (replica 3): RSS when ready \(mib(joinerBaselineRSS)), peak \(mib(joinerHWM)); "
-            + "peak − state \(mib(joinerHWM - stateBytes))")
+            + "suffix peak \(mib(Int(providerSuffixPeak))), waits for room \(providerSuffixWaits); "
+            + "peak until the end of the run \(mib(providerEndHWM))")
+        lines.append("joiner (replica 3): RSS when ready (empty) \(mib(joinerBaselineRSS)), peak over the transfer \(mib(joinerHWM)); "
+            + "peak − state \(mib(joinerHWM - stateBytes)), peak − state − RSS when ready \(mib(joinerHWM - stateBytes - joinerBaselineRSS)); "
+            + "peak until the end of the run \(mib(joinerEndHWM))")
         lines.append("per second (commands applied at r0 r1 r2 r3 | ring MB/s at r0):")
         for second in Set(series.map(\.second)).sorted() {
             let row = (0..<4).map { id in series.first { $0.second == second && $0.replica == id }.map { "\($0.commandsApplied)" } ?? "-" }
@@ -568,6 +581,8 @@ struct JoinReport {
             ("joiner_ready_rss_bytes", .integer(Int64(joinerBaselineRSS))),
             ("joiner_peak_rss_bytes", .integer(Int64(joinerHWM))),
             ("joiner_peak_minus_state_bytes", .integer(Int64(joinerHWM - stateBytes))),
+            ("provider_end_peak_rss_bytes", .integer(Int64(providerEndHWM))),
+            ("joiner_end_peak_rss_bytes", .integer(Int64(joinerEndHWM))),
             ("digests_equal", .bool(digestsEqual)), ("client_failures", .integer(Int64(failures))),
             ("configuration", .string(configuration)),
         ]

@@ -76,6 +76,8 @@ struct Serve: AsyncParsableCommand {
     var suffixMiB = 32
     @Option(name: .customLong("snapshot-chunk-kib"), help: "Snapshot chunk size when this replica provides the state, KiB (≤ 1024).")
     var snapshotChunkKiB = 1024
+    @Option(name: .customLong("snapshot-rate-mib"), help: "When this replica provides the state: stream it at most this many MiB/s (0: unpaced).")
+    var snapshotRateMiB = 0
 
     func validate() throws {
         guard suffixMiB >= 1, (1...1024).contains(snapshotChunkKiB) else {
@@ -108,6 +110,7 @@ struct Serve: AsyncParsableCommand {
                                                timeoutMillis: UInt64(sessionTimeout) * 1000)
         options.plantStaleReadBug = plantBug == "stale-read"
         options.suffixBytesMax = suffixMiB << 20
+        options.snapshotBytesPerSecondMax = max(0, snapshotRateMiB) << 20
         // A chunk frame (chunk + 16 bytes of framing) must fit the client frame limit.
         options.snapshotChunkBytes = min(snapshotChunkKiB << 10, options.frameBytesMax - 16)
         options.logger.logLevel = Logger.Level(rawValue: logLevel)!
