@@ -164,6 +164,10 @@ public final class Replica<Machine: StateMachine>: Sendable {
 
     public var statistics: Statistics { core.statisticsSnapshot() }
 
+    /// True while a state transfer holds this replica's state (a provider streaming it at the cut, a joiner
+    /// restoring it) or deliveries queued meanwhile are not applied yet; false once it applies deliveries directly.
+    public var isTransferring: Bool { core.lock.withLock { core.stateHeld || !core.suffix.isEmpty } }
+
     /// The applied index (log entries applied so far).
     public var appliedIndex: UInt64 { core.lock.withLock { core.appliedIndex } }
 

@@ -156,22 +156,31 @@ struct JoinBench: AsyncParsableCommand {
         ProcStatus.resetPeak(group.pid(0))
         let joinSecond = await sampler.second
         let joinStarted = monotonicNow()
+        let joinStartedUnixMillis = unixMillisNow()
         try group.spawn(3, view: "0,1,2")
         try group.waitReady([3])
         let joinerBaseline = ProcStatus.read(group.pid(3))
         ProcStatus.resetPeak(group.pid(3))
-        try await sampler.attach(3, address: group.clientAddress(3), pid: group.pid(3))
         log("replica 3 started (joining)")
+        // The joiner prints `state_restored unix_ms=…` and `caught_up unix_ms=…` (a client of it would wait: its
+        // session opening is an ordered command, applied after the suffix).
         var restoredNanos: UInt64?
         var caughtUpNanos: UInt64?
         let deadline = monotonicNow() + 600_000_000_000
         while caughtUpNanos == nil && monotonicNow() < deadline {
-            if let counters = await sampler.transferCounters(3) {
-                if restoredNanos == nil && counters.restored >= 1 { restoredNanos = monotonicNow() - joinStarted }
-                if restoredNanos != nil && !counters.held { caughtUpNanos = monotonicNow() - joinStarted }
+            let lines = group.output(3).split(separator: "\n")
+            func stamp(_ prefix: String) -> UInt64? {
+                guard let line = lines.first(where: { $0.hasPrefix(prefix) }),
+                      let field = line.split(separator: " ").first(where: { $0.hasPrefix("unix_ms=") }),
+                      let millis = UInt64(field.dropFirst("unix_ms=".count)) else { return nil }
+                return millis > joinStartedUnixMillis ? (millis - joinStartedUnixMillis) * 1_000_000 : 0
             }
-            try await Task.sleep(for: .milliseconds(20))
+            restoredNanos = stamp("state_restored")
+            caughtUpNanos = stamp("caught_up")
+            if caughtUpNanos == nil { try await Task.sleep(for: .milliseconds(20)) }
         }
+        _ = joinStarted
+        try await sampler.attach(3, address: group.clientAddress(3), pid: group.pid(3))
         let caughtUpSecond = await sampler.second
         // Peaks over the transfer (join → caught up): VmHWM was reset at the join.
         let providerTransferPeak = ProcStatus.read(group.pid(0))
@@ -298,6 +307,11 @@ final class JoinGroup: @unchecked Sendable {
         let ports = JoinGroup.freePorts(count * 3)
         self.ports = ports
         members = (0..<count).map { "127.0.0.1:\(ports[3 * $0])" }.joined(separator: ",")
+    }
+
+    /// What replica `id` printed on stdout so far.
+    func output(_ id: Int) -> String {
+        (try? String(contentsOfFile: "\(directory)/replica\(id).out", encoding: .utf8)) ?? ""
     }
 
     func clientAddress(_ id: Int) -> Address { try! Address(host: "127.0.0.1", port: ports[3 * id + 2]) }

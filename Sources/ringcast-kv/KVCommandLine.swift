@@ -117,12 +117,36 @@ struct Serve: AsyncParsableCommand {
         let replica = try Replica(configuration: configuration, machine: KVStore(), options: options)
         try replica.start()
         FileHandle.standardOutput.write(Data("ready client_port=\(replica.clientPort) id=\(id)\n".utf8))
+        // A joiner reports when its state arrived and when it caught up (join-bench reads these lines).
+        let watcher = initialView.contains(id) ? nil : Task {
+            var restored = false
+            while !Task.isCancelled {
+                let statistics = replica.statistics
+                if !restored && statistics.snapshotsRestored >= 1 {
+                    restored = true
+                    FileHandle.standardOutput.write(Data("state_restored unix_ms=\(unixMillisNow()) bytes_applied_index=\(statistics.appliedIndex)\n".utf8))
+                }
+                if restored && !replica.isTransferring {
+                    FileHandle.standardOutput.write(Data("caught_up unix_ms=\(unixMillisNow()) applied_index=\(replica.appliedIndex)\n".utf8))
+                    return
+                }
+                try? await Task.sleep(for: .milliseconds(5))
+            }
+        }
         await waitForTermination()
+        watcher?.cancel()
         replica.shutdown()
         let statistics = replica.statistics
         print("stopped applied_index=\(statistics.appliedIndex) commands=\(statistics.commandsApplied) "
             + "duplicates=\(statistics.duplicates) malformed_client_frames=\(statistics.clientFramesMalformed)")
     }
+}
+
+/// CLOCK_REALTIME, milliseconds (the joiner's progress lines, compared by join-bench on the same host).
+func unixMillisNow() -> UInt64 {
+    var now = timespec()
+    clock_gettime(CLOCK_REALTIME, &now)
+    return UInt64(now.tv_sec) * 1000 + UInt64(now.tv_nsec) / 1_000_000
 }
 
 /// Returns on SIGTERM or SIGINT.
