@@ -140,6 +140,7 @@ func eventually(_ seconds: Double, _ condition: () -> Bool) async throws -> Bool
         let cluster = try GatedCluster(size: 3)
         defer { cluster.shutdownAll() }
         let gate = SnapshotGate()
+        defer { gate.open() } // runs before shutdownAll: a provider stuck at the gate would keep it waiting
         let provider = try cluster.start(0, initialView: [0, 1], gate: gate)
         let other = try cluster.start(1, initialView: [0, 1])
         for replica in [provider, other] { try await replica.group.waitUntilRunning() }
@@ -200,6 +201,7 @@ func eventually(_ seconds: Double, _ condition: () -> Bool) async throws -> Bool
         defer { cluster.shutdownAll() }
         let gate = SnapshotGate()
         let limit = 4096
+        defer { gate.open() }
         let provider = try cluster.start(0, initialView: [0, 1], gate: gate) { $0.suffixBytesMax = limit }
         let other = try cluster.start(1, initialView: [0, 1])
         for replica in [provider, other] { try await replica.group.waitUntilRunning() }
