@@ -49,7 +49,7 @@ public final class Replica<Machine: StateMachine>: Sendable {
         /// sending) fails, so that neither side holds its state forever.
         public var snapshotStallTimeoutMillis = 10_000
         /// Bytes of ring deliveries queued while a state transfer holds the state (the provider streaming it at the
-        /// cut, a joiner restoring it), applied in order when the transfer ends (``SuffixStore``). When it is full
+        /// cut, a joiner restoring it), applied in order when the transfer ends (the suffix store). When it is full
         /// the delivery thread waits: the ring slows down to what this replica can take (backpressure, no loss).
         /// Size it for the load × the transfer's duration; it is the memory a transfer costs beyond one chunk.
         public var suffixBytesMax = 32 << 20
