@@ -151,6 +151,9 @@ func eventually(_ seconds: Double, _ condition: () -> Bool) async throws -> Bool
             for _ in 0..<200 { _ = try await client.submit(Counter.Add(delta: 1)) }
         }
         acknowledged += 200
+        // A client of the provider, connected (its session opened) before the transfer.
+        let providerClient = try await cluster.client([0])
+        defer { providerClient.close() }
 
         let joiner = try cluster.start(2, initialView: [0, 1])
         // The transfer is open: the provider's stream waits at the gate.
@@ -169,8 +172,21 @@ func eventually(_ seconds: Double, _ condition: () -> Bool) async throws -> Bool
         #expect(held.suffixDeliveries >= 1, "the provider queued its deliveries")
         #expect(held.suffixBytesPeak > 0 && held.suffixBytesPeak <= UInt64(Replica<GatedCounter>.Options(clientPort: 0).suffixBytesMax))
         #expect(provider.withMachine { $0.counter.value } == 200, "the provider's state is the cut's")
+        // At the provider, a stale read answers from the state at the cut; a linearizable read waits for its
+        // barrier, which is in the suffix, so until the transfer ends.
+        #expect(try await providerClient.read(Counter.Get(), consistency: .stale).value == 200)
+        let answered = StartedBox()
+        let linearizable = Task {
+            let value = try await providerClient.read(Counter.Get()).value
+            answered.count.store(1, ordering: .relaxed)
+            return value
+        }
+        try await Task.sleep(for: .milliseconds(300))
+        #expect(answered.count.load(ordering: .relaxed) == 0, "a linearizable read was answered from a held state")
 
         gate.open()
+        let readAfter = try await withDeadline(20) { try await linearizable.value }
+        #expect(readAfter == acknowledged, "the read saw every write acknowledged before it")
         try await withDeadline(20) { try await joiner.group.waitUntilRunning(timeout: .seconds(15)) }
         let digests = try await cluster.settledDigests([0, 1, 2])
         #expect(Set(digests.map(\.index)).count == 1, "\(digests)")
