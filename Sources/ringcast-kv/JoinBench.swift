@@ -155,7 +155,6 @@ struct JoinBench: AsyncParsableCommand {
         let rssBefore = ProcStatus.read(group.pid(0))
         ProcStatus.resetPeak(group.pid(0))
         let joinSecond = await sampler.second
-        let joinStarted = monotonicNow()
         let joinStartedUnixMillis = unixMillisNow()
         try group.spawn(3, view: "0,1,2")
         try group.waitReady([3])
@@ -179,7 +178,6 @@ struct JoinBench: AsyncParsableCommand {
             caughtUpNanos = stamp("caught_up")
             if caughtUpNanos == nil { try await Task.sleep(for: .milliseconds(20)) }
         }
-        _ = joinStarted
         try await sampler.attach(3, address: group.clientAddress(3), pid: group.pid(3))
         let caughtUpSecond = await sampler.second
         // Peaks over the transfer (join → caught up): VmHWM was reset at the join.
