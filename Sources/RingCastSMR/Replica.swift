@@ -15,7 +15,9 @@ import RingCast
 ///   which packs what waits into one ring message (a batch); a full queue blocks the readers, hence the clients;
 /// - the ring (`Group`'s own bounded window and outbox);
 /// - the apply thread is the group's delivery thread: it decodes, checks sessions, applies in batches and queues
-///   the replies. A slow `apply` slows the ring (LCR's backpressure), never grows a queue.
+///   the replies. A slow `apply` slows the ring (LCR's backpressure), never grows a queue;
+/// - during a state transfer, the suffix store (at most ``Options/suffixBytesMax``): deliveries wait there while
+///   the state is held at the cut (provider) or not restored yet (joiner), and are applied in order afterwards.
 public final class Replica<Machine: StateMachine>: Sendable {
     /// Limits and ports.
     public struct Options: Sendable {
@@ -37,8 +39,20 @@ public final class Replica<Machine: StateMachine>: Sendable {
         public var sessions = SessionTable.Limits()
         /// Snapshot chunk size (also bounded by `frameBytesMax`).
         public var snapshotChunkBytes = 1 << 20
-        /// A provider keeps its state at the cut (apply waits) for at most this long until the joiner starts pulling.
+        /// A provider streams its snapshot at most this fast (bytes per second; 0: as fast as the joiner reads). On
+        /// a machine whose CPU the ring needs, a slower transfer takes less of it from the ring — at the price of a
+        /// longer hold, so size ``suffixBytesMax`` for the load × (state size ÷ this rate).
+        public var snapshotBytesPerSecondMax = 0
+        /// A provider keeps its state at the cut for at most this long until the joiner starts pulling.
         public var snapshotPullTimeoutMillis = 5_000
+        /// A snapshot stream that makes no progress this long (the joiner stops reading, the provider stops
+        /// sending) fails, so that neither side holds its state forever.
+        public var snapshotStallTimeoutMillis = 10_000
+        /// Bytes of ring deliveries queued while a state transfer holds the state (the provider streaming it at the
+        /// cut, a joiner restoring it), applied in order when the transfer ends (the suffix store). When it is full
+        /// the delivery thread waits: the ring slows down to what this replica can take (backpressure, no loss).
+        /// Size it for the load × the transfer's duration; it is the memory a transfer costs beyond one chunk.
+        public var suffixBytesMax = 32 << 20
         /// A fault injection for the linearizability checker's own test: linearizable reads are answered from the
         /// local state without a barrier. Never set it outside that test.
         public var plantStaleReadBug = false
@@ -78,6 +92,15 @@ public final class Replica<Machine: StateMachine>: Sendable {
         public var snapshotsSent: UInt64 = 0
         public var snapshotBytesSent: UInt64 = 0
         public var snapshotsRestored: UInt64 = 0
+        /// Announced transfers no joiner started to pull in time.
+        public var transfersExpired: UInt64 = 0
+        /// Deliveries queued in the suffix store while a transfer held the state, and applied from it since.
+        public var suffixDeliveries: UInt64 = 0
+        public var suffixApplied: UInt64 = 0
+        /// The most bytes the suffix store held (at most ``Options/suffixBytesMax``, or one delivery).
+        public var suffixBytesPeak: UInt64 = 0
+        /// Times the delivery thread waited for room in a full suffix store (backpressure on the ring).
+        public var suffixFullWaits: UInt64 = 0
         public init() {}
     }
 
@@ -91,9 +114,10 @@ public final class Replica<Machine: StateMachine>: Sendable {
     /// - Throws: ``SMRError/group(_:)`` for an invalid group configuration, ``SMRError/addressInUse(_:)``.
     public init(configuration: Group.Configuration, machine: consuming sending Machine, options: Options) throws(SMRError) {
         guard options.clientsMax >= 1, options.frameBytesMax >= 64, options.ingressBytesMax >= options.frameBytesMax,
-              options.readsWaitingMax >= 1, options.snapshotChunkBytes >= 64 else {
+              options.readsWaitingMax >= 1, options.snapshotChunkBytes >= 64, options.suffixBytesMax >= 4096, options.snapshotBytesPerSecondMax >= 0,
+              options.snapshotPullTimeoutMillis >= 1, options.snapshotStallTimeoutMillis >= 1 else {
             throw .invalidConfiguration("clientsMax, readsWaitingMax ≥ 1; frameBytesMax, snapshotChunkBytes ≥ 64; "
-                + "ingressBytesMax ≥ frameBytesMax")
+                + "ingressBytesMax ≥ frameBytesMax; suffixBytesMax ≥ 4096; snapshot timeouts ≥ 1 ms")
         }
         let core = ReplicaCore(machine: machine, me: configuration.me, options: options,
                                ringBatchBytesMax: configuration.limits.batchBytesMax,
@@ -148,11 +172,16 @@ public final class Replica<Machine: StateMachine>: Sendable {
     public func shutdown() {
         server.shutdown()
         core.stop()
+        core.stopApplying()
         group.shutdown()
         core.joinBroadcaster()
     }
 
     public var statistics: Statistics { core.statisticsSnapshot() }
+
+    /// True while a state transfer holds this replica's state (a provider streaming it at the cut, a joiner
+    /// restoring it) or deliveries queued meanwhile are not applied yet; false once it applies deliveries directly.
+    public var isTransferring: Bool { core.lock.withLock { core.stateHeld || !core.suffix.isEmpty } }
 
     /// The applied index (log entries applied so far).
     public var appliedIndex: UInt64 { core.lock.withLock { core.appliedIndex } }
@@ -163,7 +192,8 @@ public final class Replica<Machine: StateMachine>: Sendable {
         try core.digest()
     }
 
-    /// Runs `body` with the state machine, under the apply lock (for tests and tools; keep it short).
+    /// Runs `body` with the state machine, under the apply lock (for tests and tools; keep it short). On a joiner
+    /// whose state is not restored yet, `body` sees the empty state; during a transfer, the state at the cut.
     public func withMachine<T>(_ body: (Machine) -> T) -> T {
         core.lock.withLock { body(core.machine) }
     }

@@ -46,11 +46,19 @@ final class ReplicaCore<Machine: StateMachine>: @unchecked Sendable {
     var statistics = Replica<Machine>.Statistics()
     // Streamed state transfer (SnapshotTransfer.swift), under `lock`.
     /// Provider: transfers announced at a view boundary and not yet pulled (id → deadline, CLOCK_MONOTONIC ns).
-    /// While one is pending, apply waits: the state stays at the cut until the joiner has pulled it.
+    /// While one is pending or streaming, the state stays at the cut: deliveries go to `suffix` instead of apply.
     var transfersPending: [UInt64: PendingTransfer] = [:]
     var nextTransfer: UInt64 = 1
-    /// Joiner: the snapshot is being pulled; apply waits.
+    /// Provider: snapshot streams in progress (they read the state without `lock`, so nothing may modify it).
+    var streamsActive = 0
+    /// Joiner: the snapshot is being pulled and restored (into a separate value); deliveries go to `suffix`.
     var restoring = false
+    /// Deliveries waiting while the state is held (SuffixStore.swift); applied in order when the hold ends.
+    var suffix: SuffixStore
+    /// A thread is applying `suffix` (only one at a time, so the order holds).
+    var draining = false
+    /// Set by ``Replica/shutdown()``: a delivery thread waiting for room in `suffix` gives up.
+    var shuttingDown = false
     /// Joiner: the transfer failed; this replica must not apply (its state is not the group's) nor serve.
     var failed = false
     let advertisedHost: String
@@ -90,6 +98,7 @@ final class ReplicaCore<Machine: StateMachine>: @unchecked Sendable {
         self.ringBatchBytesMax = ringBatchBytesMax
         self.hasState = hasState
         sessions = SessionTable(limits: options.sessions)
+        suffix = SuffixStore(bytesMax: options.suffixBytesMax)
     }
 
     // MARK: Client requests (connection reader threads)
@@ -136,6 +145,7 @@ final class ReplicaCore<Machine: StateMachine>: @unchecked Sendable {
                           cpu.writerNanos.load(ordering: .relaxed), processCPUNanos()] {
                 writer.uint64(value)
             }
+            for value in transferCounters() { writer.uint64(value) }
             connection.send(.reply(request: request, status: .ok, index: statistics.appliedIndex, payload: writer.bytes))
         case let .closeSession(request, session):
             if submit(.closeSession(session: session), connection: connection, request: request) {
@@ -221,31 +231,53 @@ final class ReplicaCore<Machine: StateMachine>: @unchecked Sendable {
 
     func apply(_ deliveries: borrowing Deliveries) {
         lock.withLock {
-            waitForTransfers()
             guard !failed else { return }
+            // While a state transfer holds the state (or its suffix is not applied yet), deliveries are queued in
+            // order instead of applied: the ring keeps delivering (SnapshotTransfer.swift, SuffixStore.swift).
+            if stateHeld || !suffix.isEmpty {
+                deliveries.forEach { delivery in enqueueSuffix(Array(delivery.payload)) }
+                applyQueuedIfReleased()
+                return
+            }
             let started = threadCPUNanos()
             deliveries.forEach { delivery in
                 let decodeStarted = threadCPUNanos()
                 let bytes = Array(delivery.payload)
-                let decoded = try? RingBatch.decode(bytes)
-                CPUCounters.charge(cpu.decodeNanos, since: decodeStarted)
-                guard let ringBatch = decoded else {
-                    // Only replicas broadcast; a batch that does not decode is skipped by every replica alike.
-                    statistics.ringBatchesMalformed += 1
-                    return
-                }
-                orderedMillis = max(orderedMillis, ringBatch.stampMillis)
-                let mine = ringBatch.replica == me
-                for entry in ringBatch.entries { applyEntry(entry, mine: mine) }
+                applyRingBatch(bytes, decodeStarted: decodeStarted)
             }
-            flush()
-            sessions.expire(nowMillis: orderedMillis)
-            statistics.sessionsExpired = sessions.expired
-            statistics.sessionsEvicted = sessions.evicted
-            statistics.sessionsOpen = sessions.count
-            serveSequentialReads()
+            endOfDeliveries()
             CPUCounters.charge(cpu.deliveryNanos, since: started)
         }
+    }
+
+    /// Applies one delivered ring batch (under `lock`, the state not held).
+    func applyRingBatch(_ bytes: [UInt8], decodeStarted: UInt64) {
+        let decoded = try? RingBatch.decode(bytes)
+        CPUCounters.charge(cpu.decodeNanos, since: decodeStarted)
+        guard let ringBatch = decoded else {
+            // Only replicas broadcast; a batch that does not decode is skipped by every replica alike.
+            statistics.ringBatchesMalformed += 1
+            return
+        }
+        orderedMillis = max(orderedMillis, ringBatch.stampMillis)
+        // Session expiry at ring-batch positions of the log, never where this replica's delivery batches end (they
+        // differ between replicas, and a suffix is applied in other groupings): otherwise the session tables —
+        // their next scan time, which sessions expire before which command — would differ between replicas.
+        if sessions.scanDue(nowMillis: orderedMillis) {
+            flush()
+            sessions.expire(nowMillis: orderedMillis)
+        }
+        let mine = ringBatch.replica == me
+        for entry in ringBatch.entries { applyEntry(entry, mine: mine) }
+    }
+
+    /// After a group of deliveries: applies the batch collected, serves the sequential reads.
+    func endOfDeliveries() {
+        flush()
+        statistics.sessionsExpired = sessions.expired
+        statistics.sessionsEvicted = sessions.evicted
+        statistics.sessionsOpen = sessions.count
+        serveSequentialReads()
     }
 
     private func applyEntry(_ entry: RingEntry, mine: Bool) {
@@ -504,12 +536,16 @@ final class ReplicaCore<Machine: StateMachine>: @unchecked Sendable {
         try writer.flush()
     }
 
-    func readSnapshot(from reader: inout SnapshotReader) throws(SnapshotError) {
-        appliedIndex = try reader.uint64()
-        orderedMillis = try reader.uint64()
+    /// Reads a snapshot into `machine` and `sessions` (values the caller installs once the whole stream was read,
+    /// so that the replica's own state is never half-restored); returns its applied index and ordered clock.
+    static func readSnapshot(from reader: inout SnapshotReader, machine: inout Machine,
+                             sessions: inout SessionTable) throws(SnapshotError) -> (index: UInt64, orderedMillis: UInt64) {
+        let index = try reader.uint64()
+        let ordered = try reader.uint64()
         try sessions.restore(from: &reader)
         try machine.restore(from: &reader)
         guard try reader.isAtEnd() else { throw SnapshotError("trailing bytes after the state machine's state") }
+        return (index, ordered)
     }
 
     func digest() throws(SMRError) -> (index: UInt64, digest: UInt64) {

@@ -39,7 +39,8 @@ public struct SessionTable: Sendable, Hashable {
         case apply
         /// Applied before: here is the reply it got.
         case duplicate(reply: [UInt8])
-        /// Admitted earlier in the batch being applied and not recorded yet: apply the batch, then ask again.
+        /// Admitted earlier in the batch being applied and not recorded yet — this request, or one below the
+        /// `firstUnacknowledged` it carries (whose cached reply it would drop): apply the batch, then ask again.
         case duplicateInFlight
         /// Below the session's `firstUnacknowledged`: not applied (the client has the reply or gave up on it).
         case alreadyAcknowledged
@@ -91,6 +92,14 @@ public struct SessionTable: Sendable, Hashable {
     public mutating func admit(session id: UInt64, sequence: UInt64, firstUnacknowledged: UInt64,
                                nowMillis: UInt64) -> Admission {
         guard var session = sessions[id] else { return .unknownSession }
+        // The client saw the replies below `firstUnacknowledged`, so it can carry a higher one than requests of
+        // the same batch that are not recorded yet (a replica applying a long run of deliveries at once: one that
+        // lags, or a state transfer's suffix). Dropping their slots now would make `record` fail, and make the
+        // table depend on where batches end: apply the batch first, then the outcome is the one-by-one outcome.
+        if firstUnacknowledged > session.firstUnacknowledged,
+           session.replies.contains(where: { $0.key < firstUnacknowledged && $0.value == nil }) {
+            return .duplicateInFlight
+        }
         session.lastActiveMillis = max(session.lastActiveMillis, nowMillis)
         if firstUnacknowledged > session.firstUnacknowledged {
             session.firstUnacknowledged = firstUnacknowledged
@@ -113,6 +122,10 @@ public struct SessionTable: Sendable, Hashable {
         precondition(sessions[id]?.replies[sequence] == .some(nil), "recording a reply that was not admitted")
         sessions[id]!.replies[sequence] = .some(reply)
     }
+
+    /// Whether ``expire(nowMillis:)`` would scan now. The replica asks at every ring batch (each carries the ordered
+    /// clock), so that scans fall at the same log positions on every replica, whatever its delivery batches.
+    public func scanDue(nowMillis: UInt64) -> Bool { nowMillis >= nextScanMillis }
 
     /// Expires sessions idle for `timeoutMillis` of ordered time. Scans at most every `timeoutMillis / 8` of
     /// ordered time (all replicas scan at the same points, since `nowMillis` comes from the log).

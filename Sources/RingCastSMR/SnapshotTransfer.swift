@@ -5,22 +5,120 @@ import Musl
 #endif
 import RingCast
 
-/// The state transfer to a joining replica, streamed over the client port in bounded chunks.
+/// The state transfer to a joining replica, streamed over the client port in bounded chunks, while the ring keeps
+/// delivering.
 ///
 /// `Group.StateTransfer` carries only the *cut*: a small header (transfer id, the provider's client address, the
-/// applied index). At the view boundary the provider registers the transfer and returns at once (the view change
-/// does not wait for the state); its apply thread then waits before the next view's first delivery, so its state
-/// stays exactly at the cut. The joiner's restore also returns at once: a thread connects to the provider, sends
-/// ``ClientFrame/snapshotRequest(transfer:)``, and restores from the ``ClientFrame/snapshotChunk(_:)`` frames as
-/// they arrive, while the joiner's apply waits for it. Memory on either side: one chunk (and the socket buffers),
-/// never a serialized copy of the state. What it does not do yet: keep the ring delivering during the transfer
-/// (the provider's and the joiner's deliveries wait, so the ring stalls for the transfer's duration); see the DocC
-/// article *Replicating a service*.
+/// applied index). At the view boundary the provider registers the transfer and returns (the view change does not
+/// wait for the state). From then on its state is *held* at the cut: deliveries are queued in the bounded
+/// ``SuffixStore`` instead of applied, so the ring goes on while the joiner pulls. The joiner's restore also
+/// returns at once: a thread connects to the provider, sends ``ClientFrame/snapshotRequest(transfer:)`` and
+/// restores from the ``ClientFrame/snapshotChunk(_:)`` frames as they arrive, into a separate value (its own state
+/// is empty), while the joiner queues its deliveries the same way. When the hold ends (every joiner pulled, or
+/// none came within ``Replica/Options/snapshotPullTimeoutMillis``; the joiner's restore ended) a thread applies the
+/// suffix in order, and deliveries are applied directly again once it is empty.
+///
+/// Memory on either side beyond the state: one chunk, the socket buffers, and the suffix (at most
+/// ``Replica/Options/suffixBytesMax``; when it is full the delivery thread waits, so the ring slows to what apply
+/// can take — backpressure, never loss). Never a serialized copy of the state.
+///
+/// Why the state may be read without `lock` while it is held: nothing modifies it then — apply only queues, session
+/// expiry runs with apply, the joiner restores into a value of its own — and reads (queries, digests, other
+/// streams) only read. Clients are affected as follows: writes still enter the ring and are answered once applied;
+/// linearizable and sequential reads wait for the applied state (their barrier or index is in the suffix); stale
+/// reads are answered from the state at the cut; a joiner refuses reads (``ReplyStatus/notRunning``, retryable at
+/// another replica) until its state is restored.
 extension ReplicaCore {
+    /// Whether the state must not move (under `lock`): a provider's transfer is announced or streaming, or this
+    /// joiner restores.
+    var stateHeld: Bool { restoring || streamsActive > 0 || !transfersPending.isEmpty }
+
+    /// Queues one delivery while the state is held (delivery thread, under `lock`); waits while the store is full.
+    func enqueueSuffix(_ payload: [UInt8]) {
+        var waited = false
+        while !suffix.admits(payload.count) && !failed && !shuttingDown {
+            // The hold ended and the drainer left while this thread was queueing: nobody else makes room.
+            if !stateHeld && !draining {
+                applySuffixHere()
+                continue
+            }
+            if !waited {
+                statistics.suffixFullWaits += 1
+                waited = true
+            }
+            lock.wait()
+        }
+        // A failed joiner's state is not the group's, and a stopping replica applies nothing more: nothing to keep.
+        guard !failed && !shuttingDown else { return }
+        suffix.append(payload)
+        statistics.suffixDeliveries += 1
+        statistics.suffixBytesPeak = UInt64(suffix.peakBytes)
+    }
+
+    /// The delivery thread, after queueing (under `lock`): if the hold ended and no drainer is at work (it may
+    /// have found the store empty and left between two deliveries of this thread), nobody else would apply what
+    /// this thread just queued, so it applies the whole suffix itself, in order.
+    func applyQueuedIfReleased() {
+        if !stateHeld && !draining && !failed && !shuttingDown && !suffix.isEmpty { applySuffixHere() }
+    }
+
+    /// Applies everything queued, in order, on the calling thread (under `lock`; the state not held).
+    private func applySuffixHere() {
+        let started = threadCPUNanos()
+        var taken: UInt64 = 0
+        while let payload = suffix.popFirst() {
+            applyRingBatch(payload, decodeStarted: threadCPUNanos())
+            taken += 1
+        }
+        endOfDeliveries()
+        CPUCounters.charge(cpu.deliveryNanos, since: started)
+        statistics.suffixApplied += taken
+    }
+
+    /// Applies the queued suffix in order once nothing holds the state, a few deliveries per `lock` hold, so that
+    /// clients and the delivery thread (which queues behind it) get the lock in between. One drainer at a time.
+    func drainSuffix() {
+        let claimed: Bool = lock.withLock {
+            guard !draining else { return false }
+            draining = true
+            return true
+        }
+        guard claimed else { return }
+        var more = true
+        while more {
+            more = lock.withLock {
+                guard !stateHeld, !failed, !shuttingDown, !suffix.isEmpty else {
+                    draining = false
+                    lock.broadcast()
+                    return false
+                }
+                let started = threadCPUNanos()
+                var taken = 0
+                while taken < 64, let payload = suffix.popFirst() {
+                    applyRingBatch(payload, decodeStarted: threadCPUNanos())
+                    taken += 1
+                }
+                endOfDeliveries()
+                CPUCounters.charge(cpu.deliveryNanos, since: started)
+                statistics.suffixApplied += UInt64(taken)
+                lock.broadcast() // room in the suffix for a waiting delivery; a waiting next transfer
+                return true
+            }
+        }
+    }
+
     /// `Group.StateTransfer.snapshot` (provider, control thread, at the view boundary: every delivery of the old
-    /// view was applied): registers a transfer and returns its header.
+    /// view was handed to ``apply(_:)``): registers a transfer and returns its header.
     func snapshotForTransfer(clientPort: UInt16) -> [UInt8] {
-        lock.withLock {
+        let (header, transfer): ([UInt8], UInt64) = lock.withLock {
+            // The cut is the state after every delivery so far. An earlier transfer (two view changes in a row) or
+            // this replica's own restore may still hold the state or its suffix: wait until all of it is applied.
+            // This blocks the control thread, but only for back-to-back joins (bounded by the pull deadline, the
+            // stall timeout and the suffix bound).
+            while (stateHeld || !suffix.isEmpty || draining) && !failed && !shuttingDown {
+                expireTransfers()
+                lock.wait(untilNanos: monotonicNanos() + 10_000_000)
+            }
             let transfer = nextTransfer
             nextTransfer += 1
             // `currentView` is still the old view here (the next one starts after this returns): the joiners are the
@@ -30,29 +128,48 @@ extension ReplicaCore {
                 deadlineNanos: monotonicNanos() + UInt64(options.snapshotPullTimeoutMillis) * 1_000_000,
                 oldViewID: old?.id, oldMembers: Set(old?.members ?? []))
             statistics.snapshotsSent += 1
-            return TransferHeader(transfer: transfer, host: advertisedHost, port: clientPort, index: appliedIndex).encoded()
+            return (TransferHeader(transfer: transfer, host: advertisedHost, port: clientPort, index: appliedIndex).encoded(),
+                    transfer)
         }
+        do {
+            _ = try Thread { [self] in releaseWhenPulled() }
+        } catch {
+            // Without the thread nobody would end the hold: do not hold (the joiner's pull is refused; it fails).
+            lock.withLock {
+                transfersPending[transfer] = nil
+                lock.broadcast()
+            }
+            logger.error("cannot start the transfer thread; the joiner will not get the state", metadata: ["error": "\(error)"])
+        }
+        return header
     }
 
-    /// Apply waits here (under `lock`) while a transfer keeps the state at the cut, or while this joiner restores.
-    func waitForTransfers() {
-        while restoring || !transfersPending.isEmpty {
-            let now = monotonicNanos()
-            for (transfer, pending) in transfersPending {
-                if let expected = expectedPulls(pending), pending.served >= expected {
-                    transfersPending[transfer] = nil
-                } else if pending.deadlineNanos <= now {
-                    transfersPending[transfer] = nil
-                    logger.warning("a joiner did not pull the snapshot in time; applying again",
-                                   metadata: ["transfer": "\(transfer)", "pulled": "\(pending.served)"])
-                }
+    /// Provider: waits (on its own thread) until every announced transfer was pulled or expired and no stream is
+    /// open, then applies the suffix.
+    private func releaseWhenPulled() {
+        lock.withLock {
+            while !shuttingDown {
+                expireTransfers()
+                if transfersPending.isEmpty && streamsActive == 0 { break }
+                // Wakes when a stream ends (broadcast), and every 10 ms to see whether the next view was published.
+                lock.wait(untilNanos: monotonicNanos() + 10_000_000)
             }
-            guard restoring || !transfersPending.isEmpty else { break }
-            if restoring {
-                lock.wait()
-            } else {
-                // Wakes when a pull ends (broadcast), and every 10 ms to see whether the next view was published.
-                lock.wait(untilNanos: min(transfersPending.values.map(\.deadlineNanos).min()!, now + 10_000_000))
+        }
+        drainSuffix()
+    }
+
+    /// Drops the transfers every joiner has pulled, and those nobody started pulling before their deadline
+    /// (under `lock`).
+    func expireTransfers() {
+        let now = monotonicNanos()
+        for (transfer, pending) in transfersPending where pending.streaming == 0 {
+            if let expected = expectedPulls(pending), pending.served >= expected {
+                transfersPending[transfer] = nil
+            } else if pending.deadlineNanos <= now {
+                transfersPending[transfer] = nil
+                statistics.transfersExpired += 1
+                logger.warning("a joiner did not pull the snapshot in time; applying again",
+                               metadata: ["transfer": "\(transfer)", "pulled": "\(pending.served)"])
             }
         }
     }
@@ -64,43 +181,65 @@ extension ReplicaCore {
         return view.members.filter { !pending.oldMembers.contains($0) }.count
     }
 
-    /// Provider, on the joiner's connection thread: streams the state at the cut, chunk by chunk, under `lock` (so
-    /// apply cannot move it), then lets apply go on.
+    /// Provider, on the joiner's connection thread: streams the state at the cut, chunk by chunk. The state is
+    /// held (`streamsActive`), so it is read without `lock` while apply queues the suffix.
     func serveSnapshot(_ transfer: UInt64, to connection: Connection) {
         let chunkBytes = min(options.snapshotChunkBytes, options.frameBytesMax - 16)
-        let outcome: String? = lock.withLock {
+        let refusal: String? = lock.withLock {
+            guard !failed else { return "this replica's own state transfer failed" }
             guard transfersPending[transfer] != nil else { return "transfer \(transfer) is unknown or expired" }
-            defer {
-                // Each joiner of the view change pulls once; apply goes on after the last (waitForTransfers).
-                transfersPending[transfer]?.served += 1
-                lock.broadcast()
-            }
-            nonisolated(unsafe) var sentBytes: UInt64 = 0
-            var writer = SnapshotWriter(chunkBytesMax: chunkBytes) { chunk throws(SnapshotError) in
-                guard Socket.sendAll(connection.fd, ClientFrame.snapshotChunk(Array(chunk)).encoded()) else {
-                    throw SnapshotError("the joiner's connection broke")
-                }
-                sentBytes += UInt64(chunk.count)
-            }
-            do {
-                try writeSnapshot(into: &writer)
-            } catch {
-                return "\(error)"
-            }
-            _ = Socket.sendAll(connection.fd, ClientFrame.snapshotEnd(bytes: sentBytes).encoded())
-            statistics.snapshotBytesSent += sentBytes
-            logger.info("snapshot streamed to a joiner", metadata: ["transfer": "\(transfer)", "bytes": "\(sentBytes)",
-                                                                    "applied_index": "\(appliedIndex)"])
+            transfersPending[transfer]!.streaming += 1
+            streamsActive += 1
             return nil
+        }
+        if let refusal {
+            logger.error("snapshot transfer refused", metadata: ["transfer": "\(transfer)", "error": "\(refusal)"])
+            return connection.fail(code: 6, message: refusal)
+        }
+        // A joiner that stops reading fails the stream instead of holding the state forever.
+        setSocketTimeout(connection.fd, SO_SNDTIMEO, millis: options.snapshotStallTimeoutMillis)
+        nonisolated(unsafe) var sentBytes: UInt64 = 0
+        let rate = UInt64(options.snapshotBytesPerSecondMax)
+        let started = monotonicNanos()
+        var writer = SnapshotWriter(chunkBytesMax: chunkBytes) { chunk throws(SnapshotError) in
+            guard Socket.sendAll(connection.fd, ClientFrame.snapshotChunk(Array(chunk)).encoded()) else {
+                throw SnapshotError("the joiner's connection broke or stalled")
+            }
+            sentBytes += UInt64(chunk.count)
+            if rate > 0 {
+                // Paced: never ahead of `rate` since the stream started (one chunk of burst at most).
+                let due = started + sentBytes * 1_000_000_000 / rate
+                let now = monotonicNanos()
+                if due > now { usleep(UInt32(min(due - now, 1_000_000_000) / 1000)) }
+            }
+        }
+        var outcome: String?
+        do {
+            try writeSnapshot(into: &writer)
+            _ = Socket.sendAll(connection.fd, ClientFrame.snapshotEnd(bytes: sentBytes).encoded())
+        } catch {
+            outcome = "\(error)"
+        }
+        let index: UInt64 = lock.withLock {
+            // Each joiner of the view change pulls once; apply goes on after the last (releaseWhenPulled).
+            transfersPending[transfer]?.streaming -= 1
+            transfersPending[transfer]?.served += 1
+            streamsActive -= 1
+            statistics.snapshotBytesSent += sentBytes
+            lock.broadcast()
+            return appliedIndex
         }
         if let outcome {
             logger.error("snapshot transfer failed", metadata: ["transfer": "\(transfer)", "error": "\(outcome)"])
             connection.fail(code: 6, message: outcome)
+        } else {
+            logger.info("snapshot streamed to a joiner", metadata: ["transfer": "\(transfer)", "bytes": "\(sentBytes)",
+                                                                    "applied_index": "\(index)"])
         }
     }
 
     /// `Group.StateTransfer.restore` (joiner, control thread, before its first delivery): starts pulling the
-    /// snapshot and returns; apply waits until the state is restored.
+    /// snapshot and returns; deliveries are queued until the state is restored.
     func restoreFromTransfer(_ bytes: [UInt8]) {
         let header: TransferHeader
         do {
@@ -118,6 +257,7 @@ extension ReplicaCore {
             lock.withLock {
                 restoring = false
                 failed = true
+                suffix.removeAll()
                 lock.broadcast()
             }
             logger.error("cannot start the snapshot thread; this replica does not serve", metadata: ["error": "\(error)"])
@@ -125,60 +265,108 @@ extension ReplicaCore {
     }
 
     private func pullSnapshot(_ header: TransferHeader) {
-        let result: Result<UInt64, SnapshotError> = lock.withLock {
-            defer {
+        // Restored into values of their own (the replica's are empty: a joiner applied nothing yet), installed under
+        // `lock` at the end, so that nobody sees a half-restored state and the lock is free meanwhile.
+        var restored: Machine = lock.withLock { machine }
+        var restoredSessions = SessionTable(limits: options.sessions)
+        let result: Result<UInt64, SnapshotError>
+        do throws(SnapshotError) {
+            let address: Address
+            do { address = try Address(host: header.host, port: header.port) } catch {
+                throw SnapshotError("provider address: \(error)")
+            }
+            let fd: Int32
+            do { fd = try Socket.connect(address, timeoutMillis: 5_000) } catch {
+                throw SnapshotError("connecting to the provider: \(error)")
+            }
+            defer { close(fd) }
+            if let dialProvider {
+                do { try dialProvider(fd) } catch {
+                    throw SnapshotError("the provider's client port refused the handshake: \(error)")
+                }
+            }
+            // A provider that stops sending fails the transfer instead of keeping this replica waiting forever.
+            setSocketTimeout(fd, SO_RCVTIMEO, millis: options.snapshotStallTimeoutMillis)
+            guard Socket.sendAll(fd, ClientFrame.snapshotRequest(transfer: header.transfer).encoded()) else {
+                throw SnapshotError("sending the request to the provider failed")
+            }
+            let stream = SnapshotStream(fd: fd, frameBytesMax: options.frameBytesMax)
+            var reader = SnapshotReader { () throws(SnapshotError) -> [UInt8]? in try stream.next() }
+            let cut = try Self.readSnapshot(from: &reader, machine: &restored, sessions: &restoredSessions)
+            guard stream.ended else { throw SnapshotError("the provider sent more than the state") }
+            guard cut.index == header.index else {
+                throw SnapshotError("the snapshot is at index \(cut.index), the cut at \(header.index)")
+            }
+            lock.withLock {
+                machine = restored
+                sessions = restoredSessions
+                appliedIndex = cut.index
+                orderedMillis = cut.orderedMillis
+                hasState = true
                 restoring = false
+                statistics.snapshotsRestored += 1
                 lock.broadcast()
             }
-            do throws(SnapshotError) {
-                let address: Address
-                do { address = try Address(host: header.host, port: header.port) } catch {
-                    throw SnapshotError("provider address: \(error)")
-                }
-                let fd: Int32
-                do { fd = try Socket.connect(address, timeoutMillis: 5_000) } catch {
-                    throw SnapshotError("connecting to the provider: \(error)")
-                }
-                defer { close(fd) }
-                if let dialProvider {
-                    do { try dialProvider(fd) } catch {
-                        throw SnapshotError("the provider's client port refused the handshake: \(error)")
-                    }
-                }
-                guard Socket.sendAll(fd, ClientFrame.snapshotRequest(transfer: header.transfer).encoded()) else {
-                    throw SnapshotError("sending the request to the provider failed")
-                }
-                let stream = SnapshotStream(fd: fd, frameBytesMax: options.frameBytesMax)
-                var reader = SnapshotReader { () throws(SnapshotError) -> [UInt8]? in try stream.next() }
-                try readSnapshot(from: &reader)
-                guard stream.ended else { throw SnapshotError("the provider sent more than the state") }
-                guard appliedIndex == header.index else {
-                    throw SnapshotError("the snapshot is at index \(appliedIndex), the cut at \(header.index)")
-                }
-                hasState = true
-                statistics.snapshotsRestored += 1
-                return .success(reader.bytesRead)
-            } catch {
+            result = .success(reader.bytesRead)
+        } catch {
+            lock.withLock {
                 failed = true
-                return .failure(error)
+                restoring = false
+                suffix.removeAll()
+                lock.broadcast()
             }
+            result = .failure(error)
         }
         switch result {
         case let .success(bytes):
-            logger.info("state restored from the group", metadata: ["applied_index": "\(header.index)", "bytes": "\(bytes)"])
+            logger.info("state restored from the group; applying the suffix",
+                        metadata: ["applied_index": "\(header.index)", "bytes": "\(bytes)"])
+            drainSuffix()
         case let .failure(error):
             logger.error("the state transfer failed; this replica does not serve (restart it to join again)",
                          metadata: ["error": "\(error)"])
         }
     }
+
+    /// Transfer counters appended to the statistics frame after a marker (so that tools find them whatever other
+    /// counters come before): snapshots sent, bytes sent, restored, suffix deliveries, suffix peak bytes, suffix
+    /// bytes now, waits for room, held now (1/0), has state (1/0), transfers expired.
+    func transferCounters() -> [UInt64] {
+        lock.withLock {
+            [Self.transferCountersMarker, statistics.snapshotsSent, statistics.snapshotBytesSent,
+             statistics.snapshotsRestored, statistics.suffixDeliveries, statistics.suffixBytesPeak, UInt64(suffix.bytes),
+             statistics.suffixFullWaits, stateHeld || !suffix.isEmpty ? 1 : 0, hasState ? 1 : 0,
+             statistics.transfersExpired]
+        }
+    }
+
+    /// Shutdown: a delivery waiting for room in the suffix store, and the transfer threads, give up.
+    func stopApplying() {
+        lock.withLock {
+            shuttingDown = true
+            lock.broadcast()
+        }
+    }
+
+    /// "TRANSFER" in ASCII.
+    static var transferCountersMarker: UInt64 { 0x5452_414E_5346_4552 }
 }
 
-/// A transfer the provider announced: it keeps its state at the cut until every joiner pulled it, or the deadline.
+/// SO_SNDTIMEO / SO_RCVTIMEO on a blocking socket: a send or receive that makes no progress this long fails.
+func setSocketTimeout(_ fd: Int32, _ option: Int32, millis: Int) {
+    var value = timeval(tv_sec: millis / 1000, tv_usec: (millis % 1000) * 1000)
+    setsockopt(fd, SOL_SOCKET, option, &value, socklen_t(MemoryLayout<timeval>.size))
+}
+
+/// A transfer the provider announced: it keeps its state at the cut until every joiner pulled it, or nobody started
+/// before the deadline.
 struct PendingTransfer {
     var deadlineNanos: UInt64
     var oldViewID: UInt64?
     var oldMembers: Set<UInt32>
     var served = 0
+    /// Streams of this transfer in progress (the deadline does not cut a stream that started).
+    var streaming = 0
 }
 
 /// What `Group.StateTransfer` carries: the cut, and where to pull the state from.

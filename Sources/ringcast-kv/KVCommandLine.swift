@@ -24,7 +24,7 @@ struct KVCommandLine: AsyncParsableCommand {
           ringcast-kv put --replicas 127.0.0.1:7100,127.0.0.1:7101 greeting hello
           ringcast-kv get --replicas 127.0.0.1:7101 greeting
         """,
-        subcommands: [Serve.self, Put.self, Get.self, Delete.self, CompareAndSwap.self, Increment.self, Bench.self]
+        subcommands: [Serve.self, Put.self, Get.self, Delete.self, CompareAndSwap.self, Increment.self, Bench.self, JoinBench.self]
     )
 }
 
@@ -72,10 +72,19 @@ struct Serve: AsyncParsableCommand {
     var plantBug: String?
     @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error, critical.")
     var logLevel = "info"
+    @Option(name: .customLong("suffix-mib"), help: "Deliveries queued while a state transfer holds the state, MiB at most (then the ring waits).")
+    var suffixMiB = 32
+    @Option(name: .customLong("snapshot-chunk-kib"), help: "Snapshot chunk size when this replica provides the state, KiB (≤ 1024).")
+    var snapshotChunkKiB = 1024
+    @Option(name: .customLong("snapshot-rate-mib"), help: "When this replica provides the state: stream it at most this many MiB/s (0: unpaced).")
+    var snapshotRateMiB = 0
     @OptionGroup var links: ServeSecurityFlags
 
     func validate() throws {
         _ = try links.security()
+        guard suffixMiB >= 1, (1...1024).contains(snapshotChunkKiB) else {
+            throw ValidationError("--suffix-mib ≥ 1, --snapshot-chunk-kib 1...1024")
+        }
         if let plantBug, plantBug != "stale-read" { throw ValidationError("--plant-bug knows only stale-read") }
         guard ["quorum", "perfect"].contains(mode) else { throw ValidationError("--mode is quorum or perfect") }
         guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("unknown --log-level \(logLevel)") }
@@ -104,16 +113,44 @@ struct Serve: AsyncParsableCommand {
         options.sessions = SessionTable.Limits(sessionsMax: sessionsMax, windowMax: 128,
                                                timeoutMillis: UInt64(sessionTimeout) * 1000)
         options.plantStaleReadBug = plantBug == "stale-read"
+        options.suffixBytesMax = suffixMiB << 20
+        options.snapshotBytesPerSecondMax = max(0, snapshotRateMiB) << 20
+        // A chunk frame (chunk + 16 bytes of framing) must fit the client frame limit.
+        options.snapshotChunkBytes = min(snapshotChunkKiB << 10, options.frameBytesMax - 16)
         options.logger.logLevel = Logger.Level(rawValue: logLevel)!
         let replica = try Replica(configuration: configuration, machine: KVStore(), options: options)
         try replica.start()
         FileHandle.standardOutput.write(Data("ready client_port=\(replica.clientPort) id=\(id)\n".utf8))
+        // A joiner reports when its state arrived and when it caught up (join-bench reads these lines).
+        let watcher = initialView.contains(id) ? nil : Task {
+            var restored = false
+            while !Task.isCancelled {
+                let statistics = replica.statistics
+                if !restored && statistics.snapshotsRestored >= 1 {
+                    restored = true
+                    FileHandle.standardOutput.write(Data("state_restored unix_ms=\(unixMillisNow()) bytes_applied_index=\(statistics.appliedIndex)\n".utf8))
+                }
+                if restored && !replica.isTransferring {
+                    FileHandle.standardOutput.write(Data("caught_up unix_ms=\(unixMillisNow()) applied_index=\(replica.appliedIndex)\n".utf8))
+                    return
+                }
+                try? await Task.sleep(for: .milliseconds(5))
+            }
+        }
         await waitForTermination()
+        watcher?.cancel()
         replica.shutdown()
         let statistics = replica.statistics
         print("stopped applied_index=\(statistics.appliedIndex) commands=\(statistics.commandsApplied) "
             + "duplicates=\(statistics.duplicates) malformed_client_frames=\(statistics.clientFramesMalformed)")
     }
+}
+
+/// CLOCK_REALTIME, milliseconds (the joiner's progress lines, compared by join-bench on the same host).
+func unixMillisNow() -> UInt64 {
+    var now = timespec()
+    clock_gettime(CLOCK_REALTIME, &now)
+    return UInt64(now.tv_sec) * 1000 + UInt64(now.tv_nsec) / 1_000_000
 }
 
 /// Returns on SIGTERM or SIGINT.
