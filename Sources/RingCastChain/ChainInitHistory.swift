@@ -247,3 +247,16 @@ extension ChainCore {
         timestamps.withUnsafeBufferPointer { rc_chain_init_base_timestamps(pointer, $0.baseAddress, UInt32($0.count)) }
     }
 }
+
+extension ChainCore {
+    /// Σlast: ρ for a reply this replica's own state holds for a request the checkpoint base covers (D7,
+    /// rc_chain_cached_reply), to send straight to its client. nil outside Σlast.
+    public func cachedReply(client: UInt32, sn: UInt64, request: ChainDigest, reply: [UInt8], history: ChainDigest) -> ChainMAC? {
+        var rho = rc_crypto_mac()
+        var requestDigest = request.c, historyDigest = history.c
+        let rc = reply.withUnsafeBufferPointer {
+            rc_chain_cached_reply(pointer, client, sn, &requestDigest, $0.baseAddress, UInt32(reply.count), &historyDigest, &rho)
+        }
+        return rc == 0 ? ChainMAC(rho) : nil
+    }
+}

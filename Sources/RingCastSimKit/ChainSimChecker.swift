@@ -6,7 +6,7 @@ public enum ChainProperty: String, Sendable, Codable, CaseIterable {
     case validity
     /// Any two commit histories are prefix-related (Commit Order).
     case commitOrder = "commit_order"
-    /// A correct client committed a reply (or history) that no correct replica of Σlast computed.
+    /// A correct client committed a reply (or history) that no correct replica computed.
     case replyNotComputed = "reply_not_computed"
     /// Every commit history is a prefix of every abort history of its instance and later ones (Abort Order).
     case abortOrder = "abort_order"
@@ -95,7 +95,7 @@ extension ChainSimWorld {
             guard computed.contains(ReplyKey(sn: commit.sn, history: commit.history, reply: commit.reply)),
                   let entry = ledger[commit.history] else {
                 return [ChainViolation(property: .replyNotComputed,
-                                       detail: "c\(commit.client) committed t\(commit.timestamp) at sn \(commit.sn) with a reply/history no correct Σlast replica computed")]
+                                       detail: "c\(commit.client) committed t\(commit.timestamp) at sn \(commit.sn) with a reply/history no correct replica computed")]
             }
             if entry.client != UInt32(commit.client) || entry.timestamp != commit.timestamp {
                 return [ChainViolation(property: .replyNotComputed,

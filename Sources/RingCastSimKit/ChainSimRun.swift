@@ -26,10 +26,12 @@ final class ChainSimWorld {
     var forgedInits = 0
     var lyingFetches = 0
     var stateTransfers = 0
+    var wipedReplicas = 0
     /// What correct replicas executed, by H: the checkers follow any history back through it (Commit, Abort and
     /// Init Order), whatever rollbacks the replicas did since.
     var ledger: [ChainDigest: LedgerEntry] = [:]
-    /// (sn, H, reply) computed by correct members of Σlast.
+    /// (sn, H, reply) computed by correct replicas (after a state transfer a member of Σlast answers with a reply
+    /// another correct replica computed over the same history).
     var computed: Set<ReplyKey> = []
     /// Disagreements between the simulator's H and a core's (there must be none).
     var digestMismatches: [String] = []
@@ -223,11 +225,28 @@ final class ChainSimWorld {
         for e in node.log { timestamps[Int(e.client)] = max(timestamps[Int(e.client)], e.timestamp) }
         let rc = node.core.installBaseTimestamps(timestamps)
         precondition(rc == 0, "rc_chain_init_base_timestamps: \(rc)")
-        if scenario.bodyLossPercent > 0 && prng.chance(scenario.bodyLossPercent) {
-            node.bodies = [:] // a restarted replica: every IH body must be fetched
+        // A restarted replica forgets its request bodies and must FETCH them. At most f replicas, once each: of the
+        // f+1 that vouched for a digest one then still holds the body (spec §12), as the FETCH argument assumes.
+        if scenario.bodyLossPercent > 0 && !node.wiped && wipedReplicas < f && prng.chance(scenario.bodyLossPercent) {
+            node.bodies = [:]
+            node.wiped = true
+            wipedReplicas += 1
         }
         for entry in initHistory.entries {
             if let body = node.bodies[entry.requestDigest] { _ = node.core.supply(sn: entry.sn, node.localize(body)) }
+        }
+        // D7 for requests the base covers: Σlast sends each client its last reply up to the base, from its own state.
+        if node.position >= 2 * f {
+            var last: [UInt32: ChainSimLogEntry] = [:]
+            for e in node.log { last[e.client] = e }
+            for (client, e) in last.sorted(by: { $0.key < $1.key }) {
+                guard let reply = node.replies[e.sn],
+                      let mac = node.core.cachedReply(client: client, sn: e.sn, request: e.requestDigest, reply: reply,
+                                                      history: e.historyDigest) else { continue }
+                send(.initReply(ChainSimInitReply(instance: node.instance, replica: node.position, client: client,
+                                                  timestamp: e.timestamp, sn: e.sn, reply: reply, history: e.historyDigest, mac: mac)),
+                     from: .replica(node.position), to: .client(Int(client)))
+            }
         }
         if node.position < n - 1 {
             send(.initHistory(byzantineInit(node, initHistory)), from: .replica(node.position), to: .replica(node.position + 1))
@@ -243,25 +262,94 @@ final class ChainSimWorld {
             boundary == 0 || (log.count >= boundary && log[boundary - 1].historyDigest == initHistory.baseDigest)
         }
         if !passes(node.log) {
-            guard let source = nodes.first(where: { passes($0.log) }) else {
-                preconditionFailure("no replica executed up to a checkpoint f+1 replicas vouched for")
+            if let source = nodes.first(where: { passes($0.log) && !isByzantine($0.position) }) ?? nodes.first(where: { passes($0.log) }) {
+                // The history is checked against the base digest; the replica replays it, so its state and replies
+                // are its own computation, not the source's word.
+                node.log = replay(Array(source.log.prefix(boundary)), node: node)
+                note("r\(node.position) takes the state at sn \(boundary) from r\(source.position)")
+            } else {
+                // Nobody executed that far yet (the vouchers are still fetching): rebuild the prefix from the hash
+                // chain of what was executed and what signed ABORTs list, each link recomputed, and the invoked bodies.
+                node.log = rebuild(to: UInt64(boundary), end: initHistory.baseDigest, proof: initHistory.proof, node: node)
+                note("r\(node.position) rebuilds the state at sn \(boundary) from the hash chain")
             }
-            node.log = Array(source.log.prefix(boundary))
-            for (sn, reply) in source.replies where sn <= UInt64(boundary) { node.replies[sn] = reply }
             stateTransfers += 1
-            note("r\(node.position) takes the state at sn \(boundary) from r\(source.position)")
         }
         node.log.removeLast(node.log.count - boundary)
         node.state = node.log.last?.stateAfter ?? 0
         node.history = boundary == 0 ? .zero : initHistory.baseDigest
     }
 
+    /// Executes `log`'s requests from the initial state at `node`: its states, H and replies.
+    func replay(_ log: [ChainSimLogEntry], node: ChainSimNode) -> [ChainSimLogEntry] {
+        var state: UInt64 = 0, h = ChainDigest.zero
+        return log.map { e in
+            let reply = ChainSimApplication.apply(&state, e.op)
+            let parent = h
+            h = h.extended(sn: e.sn, request: e.requestDigest, keyRing: digestRing)
+            precondition(h == e.historyDigest, "a transferred history does not chain")
+            node.replies[e.sn] = reply
+            if !isByzantine(node.position) {
+                computed.insert(ReplyKey(sn: e.sn, history: h, reply: reply))
+                ledger[h] = LedgerEntry(sn: e.sn, parent: parent, request: e.requestDigest, client: e.client, timestamp: e.timestamp)
+            }
+            var mine = e
+            mine.stateAfter = state
+            return mine
+        }
+    }
+
+    /// The executed log up to `sn` whose H there is `end`: walked back through the ledger and the ABORTs' entries
+    /// (a link is taken only when H recomputes from its parent), then replayed from the invoked bodies.
+    func rebuild(to sn: UInt64, end: ChainDigest, proof: [ChainAbort], node: ChainSimNode) -> [ChainSimLogEntry] {
+        var links = ledger
+        for abort in proof {
+            var parent = abort.checkpointDigest
+            for e in abort.entries {
+                if parent.extended(sn: e.sn, request: e.requestDigest, keyRing: digestRing) == e.historyDigest {
+                    links[e.historyDigest] = LedgerEntry(sn: e.sn, parent: parent, request: e.requestDigest, client: e.client,
+                                                         timestamp: e.timestamp)
+                }
+                parent = e.historyDigest
+            }
+        }
+        var chain: [LedgerEntry] = []
+        var current = end, position = sn
+        while position > 0 {
+            guard let link = links[current], link.sn == position else {
+                preconditionFailure("the state at sn \(sn) is known to nobody")
+            }
+            chain.append(link)
+            current = link.parent
+            position -= 1
+        }
+        var state: UInt64 = 0, h = ChainDigest.zero
+        var log: [ChainSimLogEntry] = []
+        for link in chain.reversed() {
+            let op = invoked[Key(client: link.client, timestamp: link.timestamp)] ?? []
+            let reply = ChainSimApplication.apply(&state, op)
+            let parent = h
+            h = h.extended(sn: link.sn, request: link.request, keyRing: digestRing)
+            node.replies[link.sn] = reply
+            // The replaying replica computes these replies itself (it executes the history).
+            if !isByzantine(node.position) {
+                computed.insert(ReplyKey(sn: link.sn, history: h, reply: reply))
+                ledger[h] = LedgerEntry(sn: link.sn, parent: parent, request: link.request, client: link.client, timestamp: link.timestamp)
+            }
+            log.append(ChainSimLogEntry(sn: link.sn, client: link.client, timestamp: link.timestamp, op: op,
+                                        requestDigest: link.request, historyDigest: h, stateAfter: state))
+        }
+        precondition(h == end || sn == 0, "the rebuilt history does not end at the base digest")
+        return log
+    }
+
     /// FETCH: the body with that digest from the replica's store, or nothing.
     func answerFetch(_ node: ChainSimNode, _ fetch: rc_chain_fetch) {
         var body = node.bodies[ChainDigest(fetch.request_digest)]
-        if isByzantine(node.position) && scenario.behaviour == .lyingFetch, let other = node.bodies.values.first(where: {
-            ChainDigest.request(client: $0.client, timestamp: $0.timestamp, op: $0.op, keyRing: node.keyRing) != ChainDigest(fetch.request_digest)
-        }) {
+        // Deterministic (dictionary order is not): the first other body by client and timestamp.
+        let others = node.bodies.values.filter { !($0.client == fetch.client && $0.timestamp == fetch.timestamp) }
+        if isByzantine(node.position) && scenario.behaviour == .lyingFetch,
+           let other = others.min(by: { ($0.client, $0.timestamp) < ($1.client, $1.timestamp) }) {
             body = other
             lyingFetches += 1
             note("r\(node.position) BYZANTINE answers FETCH sn \(fetch.sn) with another body")
@@ -293,7 +381,7 @@ final class ChainSimWorld {
             node.replies[e.sn] = reply
             if !isByzantine(node.position) {
                 ledger[node.history] = LedgerEntry(sn: e.sn, parent: parent, request: digest, client: e.client, timestamp: e.timestamp)
-                if node.position >= 2 * f { computed.insert(ReplyKey(sn: e.sn, history: node.history, reply: reply)) }
+                computed.insert(ReplyKey(sn: e.sn, history: node.history, reply: reply))
             }
             if e.reply_needed {
                 let rc = core.reply(sn: e.sn, reply)
@@ -396,13 +484,14 @@ final class ChainSimWorld {
             panic(client)
             return
         }
-        commit(client, sn: reply.sn, reply: reply.reply, history: reply.history)
+        commit(client, instance: reply.instance, sn: reply.sn, reply: reply.reply, history: reply.history)
     }
 
-    func commit(_ client: ChainSimClient, sn: UInt64, reply: [UInt8], history: ChainDigest) {
+    /// A commit in `instance` (the one whose Σlast vouched; a client may still be in an earlier one).
+    func commit(_ client: ChainSimClient, instance: UInt64, sn: UInt64, reply: [UInt8], history: ChainDigest) {
         guard let outstanding = client.outstanding else { return }
-        note("c\(client.id) commits t\(outstanding.timestamp) at sn \(sn) in i\(client.instance)")
-        commits.append(ChainSimCommit(client: client.id, instance: client.instance, timestamp: outstanding.timestamp, sn: sn,
+        note("c\(client.id) commits t\(outstanding.timestamp) at sn \(sn) in i\(instance)")
+        commits.append(ChainSimCommit(client: client.id, instance: instance, timestamp: outstanding.timestamp, sn: sn,
                                       reply: reply, history: history))
         client.commits += 1
         client.outstanding = nil
@@ -411,23 +500,27 @@ final class ChainSimWorld {
         client.remaining -= 1
     }
 
-    /// A request of the init history: it commits when every member of Σlast sent the same reply and H, each with a
-    /// valid ρ (the evidence of C4).
+    /// A request of an init history, or one a checkpoint base covers (cached reply, D7): it commits when every member
+    /// of Σlast of one instance sent the same reply and H at one sn, each with a valid ρ for that instance (the
+    /// evidence of C4). Such evidence is a commit whatever the client is doing (panicking, or already in a later
+    /// instance): the request is then done, and its ABORTs are ignored.
     func clientInitReply(_ client: ChainSimClient, _ reply: ChainSimInitReply) {
-        guard let outstanding = client.outstanding, !client.byzantine, !client.panicking, reply.instance == client.instance,
-              reply.timestamp == outstanding.timestamp, reply.sn == client.awaitingInit, reply.replica >= 2 * f else { return }
-        client.initReplies[reply.replica] = reply
-        guard client.initReplies.count == f + 1 else { return }
-        let members = (2 * f..<n).compactMap { client.initReplies[$0] }
+        guard let outstanding = client.outstanding, !client.byzantine, reply.timestamp == outstanding.timestamp,
+              reply.replica >= 2 * f else { return }
+        let slot = ChainSimReplySlot(instance: reply.instance, sn: reply.sn)
+        client.initReplies[slot, default: [:]][reply.replica] = reply
+        guard let received = client.initReplies[slot], received.count == f + 1 else { return }
+        let members = (2 * f..<n).compactMap { received[$0] }
         guard members.count == f + 1, members.allSatisfy({ $0.reply == members[0].reply && $0.history == members[0].history }),
-              client.auth.commits(timestamp: reply.timestamp, op: outstanding.op, sn: reply.sn, reply: members[0].reply,
-                                  historyDigest: members[0].history, replyMACs: members.map(\.mac)) else {
-            note("c\(client.id) init replies for t\(reply.timestamp) disagree or fail")
-            client.initReplies = [:]
-            panic(client)
+              client.auth.switched(to: reply.instance).commits(
+                timestamp: reply.timestamp, op: outstanding.op, sn: reply.sn, reply: members[0].reply,
+                historyDigest: members[0].history, replyMACs: members.map(\.mac)) else {
+            note("c\(client.id) direct replies for t\(reply.timestamp) at sn \(reply.sn) in i\(reply.instance) disagree or fail")
             return
         }
-        commit(client, sn: reply.sn, reply: members[0].reply, history: members[0].history)
+        client.panicking = false
+        client.collector.reset()
+        commit(client, instance: reply.instance, sn: reply.sn, reply: members[0].reply, history: members[0].history)
     }
 
     /// P1 (P1+: with the instance's init history): PANIC to every replica.

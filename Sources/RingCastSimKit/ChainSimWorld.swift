@@ -110,6 +110,8 @@ final class ChainSimNode {
     var installed: [UInt64: ChainInitHistory] = [:]
     /// Paused (crashed) until this tick.
     var pausedUntil: UInt64 = 0
+    /// Forgot its request bodies once (restarted).
+    var wiped = false
 
     init(position: Int, composer: AbstractReplica, keyRing: ChainKeyRing) {
         self.position = position
@@ -156,7 +158,8 @@ final class ChainSimClient {
     var initPending = false
     /// The outstanding request is in the current instance's IH at this sn: it commits on Σlast's init replies.
     var awaitingInit: UInt64?
-    var initReplies: [Int: ChainSimInitReply] = [:]
+    /// Σlast's direct replies (init-history and cached ones) for the outstanding request, by (instance, sn), then replica.
+    var initReplies: [ChainSimReplySlot: [Int: ChainSimInitReply]] = [:]
     /// The abort histories this client extracted, with their instance (the last one ends the client).
     var abortHistories: [ChainInitHistory] = []
     var aborted = false
@@ -173,6 +176,11 @@ final class ChainSimClient {
 
     var instance: UInt64 { auth.instance }
     var finished: Bool { aborted || (remaining == 0 && outstanding == nil) }
+}
+
+struct ChainSimReplySlot: Hashable {
+    var instance: UInt64
+    var sn: UInt64
 }
 
 /// A FIFO link: messages leave in the order sent, each no earlier than its drawn delivery tick.

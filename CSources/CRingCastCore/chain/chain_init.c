@@ -344,6 +344,21 @@ int rc_chain_init_reply(rc_chain *core, uint64_t sn, const uint8_t *reply, uint3
     return 0;
 }
 
+int rc_chain_cached_reply(rc_chain *core, uint32_t client, uint64_t sn, const rc_crypto_digest *request_digest,
+                          const uint8_t *reply, uint32_t reply_bytes, const rc_crypto_digest *history, rc_crypto_mac *rho) {
+    RC_ASSERT(core != NULL);
+    if (request_digest == NULL || history == NULL || rho == NULL || (reply == NULL && reply_bytes > 0)) return -EINVAL;
+    if (!chain_in_sigma_last(core) || client >= core->settings.clients_max || sn == 0) return -EINVAL;
+    rc_crypto_digest reply_digest;
+    rc_crypto_part part = {reply, reply_bytes};
+    int rc = chain_digest(core, &part, 1, &reply_digest);
+    if (rc < 0) return rc;
+    uint8_t buffer[64];
+    rc_crypto_part parts[4];
+    uint32_t part_count = chain_parts_reply(core->settings.instance, sn, request_digest, &reply_digest, history, buffer, parts);
+    return chain_mac(core, RC_CRYPTO_CLIENT(client), parts, part_count, rho);
+}
+
 int rc_chain_init_range(const rc_chain *core, uint64_t *first, uint64_t *last) {
     if (core->init_state == RC_CHAIN_INIT_WAITING || core->settings.instance == 1) {
         *first = 1;

@@ -451,6 +451,15 @@ int rc_chain_next_fetch(rc_chain *core, rc_chain_fetch *out);
 int rc_chain_init_reply(rc_chain *core, uint64_t sn, const uint8_t *reply, uint32_t reply_bytes, rc_crypto_mac *rho,
                         rc_crypto_digest *history);
 
+/**
+ * Σlast, D7 for a request the checkpoint base covers: ρ over (this instance, sn, D(req), D(reply), H_sn) for a reply
+ * the replica's own application state holds (its last reply to that client, restored on entering, D10), to send
+ * straight to the client like rc_chain_init_reply. The core cannot check these values: they are the replica's own.
+ * 0; -EINVAL outside Σlast, for a client out of range or sn = 0.
+ */
+int rc_chain_cached_reply(rc_chain *core, uint32_t client, uint64_t sn, const rc_crypto_digest *request_digest,
+                          const uint8_t *reply, uint32_t reply_bytes, const rc_crypto_digest *history, rc_crypto_mac *rho);
+
 /** The sns of the installed init history: first … last (last = first - 1 when empty); 0 while WAITING, else 1. */
 int rc_chain_init_range(const rc_chain *core, uint64_t *first, uint64_t *last);
 
