@@ -42,7 +42,13 @@ struct KeysCommand: ParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Write the Chain BFT key files of a cluster: one per replica and one per client, mode 0600.",
             discussion: """
-            The cluster is n = 3f+1 replicas (chain positions 0 = head … 3f = tail) and --clients clients (ids 0 …             clients-1). Into DIR go replica-<position>.chainkey and client-<id>.chainkey. Each file holds only that             party's secrets: its pairwise HMAC-SHA-256 keys (a replica: with every other replica and every client; a             client: with every replica), its own Ed25519 signing key, and every party's Ed25519 public key. Every key             comes from OpenSSL's RAND_bytes, none is derived from an id. Copy each file to its party alone over a             channel you trust, keep mode 0600, and check it there with `ringcast-keys check FILE`.
+            The cluster is n = 3f+1 replicas (chain positions 0 = head … 3f = tail) and --clients clients (ids 0 … \
+            clients-1). Into DIR go replica-<position>.chainkey and client-<id>.chainkey. Each file holds only that \
+            party's secrets: its pairwise HMAC-SHA-256 keys (a replica: with every other replica and every client; a \
+            client: with every replica), its own Ed25519 signing key, and every party's Ed25519 public key. Every key \
+            comes from OpenSSL's RAND_bytes, none is derived from an id. Copy each file to its party alone over a \
+            channel you trust, keep mode 0600, and check it there with `ringcast-keys check FILE`. The file format is \
+            documented with ChainKeyFile (RingCastKeys); ChainIdentity.load(path:) (RingCastChain) reads it.
             """
         )
 
