@@ -77,7 +77,7 @@ let package = Package(
         .target(name: "RingCastLCR", dependencies: ["CRingCastCore"], swiftSettings: swiftSettings),
         // The Swift wrapper of the Chain BFT core (rc_chain.h) with its OpenSSL key rings (rc_crypto_openssl.h),
         // for the simulator, the tests and (later) the ChainBFT replica and client.
-        .target(name: "RingCastChain", dependencies: ["CRingCastCore", "CRingCast"], swiftSettings: swiftSettings),
+        .target(name: "RingCastChain", dependencies: ["CRingCastCore", "CRingCast", "RingCastKeys"], swiftSettings: swiftSettings),
         // The hot path over the core: transport (io/), engine, simulator and ringperf. Swift sees only the
         // rc_*.h headers of both include/ folders (rc_engine.h and rc_sim.h include rc_lcr.h, so
         // `import CRingCast` sees the core's too); liburing and OpenSSL stay inside.
@@ -216,7 +216,7 @@ let package = Package(
         .testTarget(name: "RingPerfTests", dependencies: ["RingPerfKit"], swiftSettings: swiftSettings),
         .testTarget(name: "LCRTests", dependencies: ["CRingCast", "RingCastLCR"], swiftSettings: swiftSettings),
         .testTarget(
-            name: "ChainTests", dependencies: ["RingCastChain", "RingCastSimKit", "CRingCast", "CRingCastCore"],
+            name: "ChainTests", dependencies: ["RingCastChain", "RingCastSimKit", "RingCastKeys", "CRingCast", "CRingCastCore"],
             swiftSettings: swiftSettings),
         .testTarget(name: "WireTests", dependencies: ["CRingCast"], swiftSettings: swiftSettings),
         .testTarget(name: "SimTests", dependencies: ["RingCastSimKit", "CRingCast", "RingCastLCR"], swiftSettings: swiftSettings),

@@ -38,7 +38,8 @@ public enum KeyFile {
     /// Reads a secret file after checking that it is a regular file that only its owner may access.
     /// - Throws: ``KeyFileError/permissions(path:mode:)``, ``KeyFileError/format(path:reason:)`` (not a regular
     ///   file, too large), ``KeyFileError/system(call:path:errno:)``.
-    public static func readSecret(at path: String) throws(KeyFileError) -> [UInt8] {
+    /// `limit` defaults to ``bytesMax``; a Chain BFT key file (one line per party) may pass a larger bound.
+    public static func readSecret(at path: String, limit: Int = bytesMax) throws(KeyFileError) -> [UInt8] {
         let fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)
         guard fd >= 0 else { throw .system(call: "open", path: path, errno: errno) }
         defer { _ = close(fd) }
@@ -47,8 +48,8 @@ public enum KeyFile {
         guard info.st_mode & S_IFMT == S_IFREG else { throw .format(path: path, reason: "not a regular file") }
         let mode = UInt32(info.st_mode) & 0o7777
         guard mode & 0o077 == 0 else { throw .permissions(path: path, mode: mode) }
-        guard Int(info.st_size) <= bytesMax else {
-            throw .format(path: path, reason: "\(info.st_size) bytes (a key file has at most \(bytesMax))")
+        guard Int(info.st_size) <= limit else {
+            throw .format(path: path, reason: "\(info.st_size) bytes (a key file has at most \(limit))")
         }
         var bytes = [UInt8](repeating: 0, count: Int(info.st_size) + 1)
         var filled = 0
@@ -59,7 +60,7 @@ public enum KeyFile {
             if count == 0 { break }
             filled += count
         }
-        guard filled <= bytesMax else { throw .format(path: path, reason: "larger than \(bytesMax) bytes") }
+        guard filled <= limit else { throw .format(path: path, reason: "larger than \(limit) bytes") }
         return Array(bytes[0..<filled])
     }
 

@@ -38,7 +38,11 @@ extension ChainSimWorld {
                 let index = k * b.replyMACsPerRequest + own
                 b.replyMACs[index] = b.replyMACs[index].flipped()
             }
-        case .none, .lyingTail, .headOnlyClient:
+        case .forgedInit, .lyingFetch:
+            // Instance 1 only: a dropped MAC forces the switch whose INIT (or FETCHes) this replica then lies about.
+            guard b.instance == 1 else { return [(p + 1, b)] }
+            b.window.removeLast()
+        case .none, .lyingTail, .headOnlyClient, .crash:
             return [(p + 1, b)]
         }
         note("r\(p) BYZANTINE \(scenario.behaviour.rawValue) on sn \(batch.snFirst)")
@@ -89,5 +93,36 @@ extension ChainSimWorld {
             reply.history.bytes[0] ^= 1
         }
         note("r\(node.position) BYZANTINE lies to c\(reply.client) about sn \(reply.sn)")
+    }
+
+    /// The INIT the replica forwards (spec §21.8): under `.forgedInit`, in instance 2, a forged one — a history that
+    /// is not P3 of its proof, a proof one ABORT short, or an ABORT (its own, re-signed) naming another next(i).
+    func byzantineInit(_ node: ChainSimNode, _ ih: ChainInitHistory) -> ChainInitHistory {
+        guard isByzantine(node.position), scenario.behaviour == .forgedInit, ih.instance == 2 else { return ih }
+        var forged = ih
+        switch scenario.variant % 5 {
+        case 0:
+            if forged.entries.isEmpty {
+                forged.entries.append(ChainAbort.Entry(sn: ih.base * chk + 1, client: 0, timestamp: 999_999,
+                                                       requestDigest: .zero, historyDigest: .zero))
+            } else {
+                forged.entries.removeLast()
+            }
+        case 1:
+            if forged.entries.isEmpty { forged.baseDigest.bytes[0] ^= 1 } else { forged.entries[0].requestDigest.bytes[0] ^= 1 }
+        case 2:
+            forged.proof.removeLast()
+        case 3:
+            var own = forged.proof[0]
+            own.replica = UInt32(node.position)
+            own.nextInstance = 3
+            forged.proof[0] = own.resigned(with: node.keyRing)
+            if forged.proof.dropFirst().contains(where: { $0.replica == own.replica }) { forged.proof.removeLast() }
+        default:
+            forged.base += 1
+        }
+        forgedInits += 1
+        note("r\(node.position) BYZANTINE forwards a forged INIT (variant \(scenario.variant % 5))")
+        return forged
     }
 }

@@ -24,9 +24,18 @@ public enum ChainSimulation {
         case lyingSigmaLast = "lying-sigma-last"
         /// A Byzantine client whose MACs are valid only for the head (§21.6).
         case headOnlyClient = "head-only-client"
+        /// A correct replica crashes (pauses) for longer than a switch, then recovers (§21.10 with a new Chain
+        /// instance standing in for Backup): every request stays live across the switches.
+        case crash
+        /// A Byzantine replica drops a MAC in instance 1 (forcing a switch), then forwards a forged init history in
+        /// instance 2 (§21.8): its successor refuses it and enters through a client's PANIC instead.
+        case forgedInit = "forged-init"
+        /// A Byzantine replica drops a MAC in instance 1, then answers every FETCH with another request's body
+        /// (§21.9): the fetching replica refuses it and gets the body elsewhere.
+        case lyingFetch = "lying-fetch"
 
         /// Whether a replica is Byzantine (at most f = one here) under this behaviour.
-        var byzantineReplica: Bool { self != .none && self != .headOnlyClient }
+        var byzantineReplica: Bool { self != .none && self != .headOnlyClient && self != .crash }
     }
 
     /// A bug planted into the simulated client, to prove the checkers can fail.
@@ -60,6 +69,13 @@ public enum ChainSimulation {
         public var clientTimeoutTicks: UInt64
         /// Per cent of CHECKPOINT messages lost (0 in most seeds); the cores retransmit after 20 ticks (§14 step 2).
         public var checkpointLossPercent: UInt32
+        /// How many instances a run may enter (1: a panic ends the client, as before switching existed).
+        public var instancesMax: UInt64
+        /// Per cent chance that a replica forgets its request bodies when it enters an instance, so it must FETCH.
+        public var bodyLossPercent: UInt32
+        /// `.crash`: the replica `byzantine` pauses at crashAt for crashTicks (longer than a client timeout).
+        public var crashAt: UInt64
+        public var crashTicks: UInt64
 
         var nodes: Int { Int(3 * f + 1) }
 
@@ -76,17 +92,31 @@ public enum ChainSimulation {
             case .dropMAC, .forgeMAC, .tamperContent, .tamperOrder, .tamperSequence: byzantine = prng.int(0...(n - 2))
             case .lyingTail: byzantine = n - 1
             case .lyingSigmaLast: byzantine = prng.int(Int(2 * f)...(n - 2))
+            case .forgedInit, .lyingFetch: byzantine = prng.int(0...(n - 2))
+            case .crash: byzantine = prng.int(0...(n - 1))
             case .none, .headOnlyClient: byzantine = -1
             }
             let delayMax = UInt64(prng.int(1...5))
+            let timeout = 600 + UInt64(n) * delayMax * 40
+            // Byzantine replicas misbehave again in every instance, so switching is bounded; a crash needs one switch
+            // per client timeout it lasts, and a few more while the recovered replica catches up.
+            let crashTicks = timeout * UInt64(prng.int(12...30)) / 10
+            let instancesMax: UInt64
+            switch behaviour {
+            case .crash: instancesMax = 4 + crashTicks / timeout * 2
+            case .forgedInit, .lyingFetch: instancesMax = 4
+            default: instancesMax = UInt64(prng.int(1...3))
+            }
             return Scenario(
                 f: f, clients: prng.int(1...6), requestsPerClient: prng.int(2...20), batchCount: batchCount,
                 checkpointInterval: checkpointInterval,
                 historyMax: 2 * checkpointInterval + batchCount + UInt32(prng.int(0...8)),
                 outBatches: UInt32(prng.int(2...4)), delayMaxTicks: delayMax, linkCapacity: prng.int(1...3),
                 behaviour: behaviour, byzantine: byzantine, trigger: prng.int(0...6), variant: prng.int(0...7),
-                clientTimeoutTicks: 600 + UInt64(n) * delayMax * 40,
-                checkpointLossPercent: prng.chance(30) ? UInt32(prng.int(5...40)) : 0)
+                clientTimeoutTicks: timeout,
+                checkpointLossPercent: prng.chance(30) ? UInt32(prng.int(5...40)) : 0,
+                instancesMax: instancesMax, bodyLossPercent: prng.chance(50) ? UInt32(prng.int(10...60)) : 0,
+                crashAt: UInt64(prng.int(50...400)), crashTicks: crashTicks)
         }
     }
 }

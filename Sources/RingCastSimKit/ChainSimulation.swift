@@ -23,6 +23,15 @@ extension ChainSimulation {
         /// MAC operations per committed request at each position (generations + verifications), from the cores' counters.
         public var macOpsPerRequest: [Double]
         public var meanBatch: Double
+        /// Switches to a next instance (client side), the highest instance a replica reached, init histories refused
+        /// (forged ones included), FETCHes sent and fetched bodies refused for their digest, state transfers.
+        public var switches: Int
+        public var instanceReached: UInt64
+        public var forgedInits: Int
+        public var initsRefused: UInt64
+        public var fetchesSent: UInt64
+        public var fetchedRejected: UInt64
+        public var stateTransfers: Int
         public var violations: [ChainViolation]
         public var trace: [String]?
 
@@ -35,6 +44,9 @@ extension ChainSimulation {
         public var plantedBug: PlantedBug
         public var commits: Int
         public var panics: Int
+        public var switches: Int
+        public var forgedInitsRefused: UInt64
+        public var fetchesSent: UInt64
         public var seedsByBehaviour: [String: Int]
         public var violations: Int
         public var violationsByProperty: [String: Int]
@@ -55,26 +67,31 @@ extension ChainSimulation {
         let world = try ChainSimWorld(seed: seed, scenario: scenario, plantedBug: plantedBug, trace: trace)
         world.run()
         let violations = world.check()
-        let stats = world.nodes.map { $0.core.stats }
+        let stats = world.nodes.map(\.counters)
         let committed = max(1, world.commits.count)
-        let batches = stats[0].batches_out
+        let batches = stats[0].batchesOut
         return SeedReport(
             seed: seed, scenario: scenario, plantedBug: plantedBug, ticks: world.now, commits: world.commits.count,
             panics: world.panics, abortedClients: world.clients.filter(\.aborted).count, invalidAborts: world.invalidAborts,
             stopped: world.nodes.filter { $0.core.stopped }.map { "r\($0.position):\($0.core.stopReason.rawValue)" },
-            checkpointsStable: stats.map(\.checkpoints_stable).min() ?? 0,
-            checkpointsSent: stats.map(\.checkpoints_sent).reduce(0, +),
-            checkpointsRefused: stats.map { $0.checkpoints_bad_mac + $0.checkpoints_conflicting + $0.checkpoints_out_of_window }.reduce(0, +),
+            checkpointsStable: stats.map(\.checkpointsStable).min() ?? 0,
+            checkpointsSent: stats.map(\.checkpointsSent).reduce(0, +),
+            checkpointsRefused: stats.map(\.checkpointsRefused).reduce(0, +),
             checkpointsLost: world.checkpointsLost,
-            macOpsPerRequest: stats.map { Double($0.mac_generations + $0.mac_verifications) / Double(committed) },
-            meanBatch: batches == 0 ? 0 : Double(stats[0].requests_logged) / Double(batches),
+            macOpsPerRequest: stats.map { Double($0.macGenerations + $0.macVerifications) / Double(committed) },
+            meanBatch: batches == 0 ? 0 : Double(stats[0].requestsLogged) / Double(batches),
+            switches: world.switches, instanceReached: world.nodes.map(\.instance).max() ?? 1,
+            forgedInits: world.forgedInits, initsRefused: stats.map(\.initsRefused).reduce(0, +),
+            fetchesSent: stats.map(\.fetchesSent).reduce(0, +), fetchedRejected: stats.map(\.fetchedRejected).reduce(0, +),
+            stateTransfers: world.stateTransfers,
             violations: violations, trace: world.trace)
     }
 
     /// Runs `count` consecutive seeds from `firstSeed`.
     public static func sweep(firstSeed: UInt64, count: Int, plantedBug: PlantedBug = .none, behaviour: Behaviour? = nil,
                              f: UInt32? = nil) throws(ChainError) -> SweepReport {
-        var sweep = SweepReport(firstSeed: firstSeed, seedsRun: 0, plantedBug: plantedBug, commits: 0, panics: 0,
+        var sweep = SweepReport(firstSeed: firstSeed, seedsRun: 0, plantedBug: plantedBug, commits: 0, panics: 0, switches: 0,
+                                forgedInitsRefused: 0, fetchesSent: 0,
                                 seedsByBehaviour: [:], violations: 0, violationsByProperty: [:], failingSeeds: [],
                                 firstFailure: nil)
         for offset in 0..<count {
@@ -82,6 +99,9 @@ extension ChainSimulation {
             sweep.seedsRun += 1
             sweep.commits += report.commits
             sweep.panics += report.panics
+            sweep.switches += report.switches
+            sweep.forgedInitsRefused += report.initsRefused
+            sweep.fetchesSent += report.fetchesSent
             sweep.seedsByBehaviour[report.scenario.behaviour.rawValue, default: 0] += 1
             if let first = report.violations.first {
                 sweep.violations += 1
@@ -105,6 +125,7 @@ enum ChainSimOutput {
             "  byzantine       \(s.behaviour.rawValue)\(s.byzantine >= 0 ? " at r\(s.byzantine) from its batch \(s.trigger + 1), variant \(s.variant)" : "")",
             "  outcome         \(r.commits) commits, \(r.panics) panic(s), \(r.abortedClients) client(s) aborted, \(r.invalidAborts) invalid ABORT(s), \(r.ticks) ticks",
             "  replicas        stopped: \(r.stopped.isEmpty ? "none" : r.stopped.joined(separator: " ")); stable checkpoints ≥ \(r.checkpointsStable) (\(r.checkpointsSent) CHECKPOINTs sent, \(r.checkpointsRefused) refused, \(r.checkpointsLost) lost)",
+            "  switching       \(r.switches) switch(es), instance \(r.instanceReached) reached; \(r.forgedInits) forged INIT(s) sent, \(r.initsRefused) init histories refused; \(r.fetchesSent) FETCH(es), \(r.fetchedRejected) fetched bodies refused; \(r.stateTransfers) state transfer(s)",
             "  MAC ops/commit  " + r.macOpsPerRequest.enumerated().map { "r\($0.offset):\(String(format: "%.2f", $0.element))" }.joined(separator: " ")
                 + String(format: " (mean batch %.2f)", r.meanBatch),
             "  checks          \(verdict)",
@@ -120,7 +141,7 @@ enum ChainSimOutput {
         var lines = [
             "ringcast-sim chain seeds \(sweep.firstSeed)...\(last)\(bugNote(sweep.plantedBug))",
             "  seeds run       \(sweep.seedsRun) (\(behaviours))",
-            "  traffic         \(sweep.commits) commits, \(sweep.panics) panics",
+            "  traffic         \(sweep.commits) commits, \(sweep.panics) panics, \(sweep.switches) switches, \(sweep.forgedInitsRefused) init histories refused, \(sweep.fetchesSent) FETCHes",
             "  violations      \(sweep.violations)",
         ]
         for (property, count) in sweep.violationsByProperty.sorted(by: { $0.key < $1.key }) {

@@ -27,9 +27,13 @@ public struct SimCommand: ParsableCommand {
         Chain mode: each seed runs n = 3f+1 real Chain BFT cores (rc_chain.h) and 1...6 clients, with at most one \
         Byzantine party injected around correct cores (a replica that bypasses its successor, drops or forges \
         MACs, tampers with content, order or sequence numbers; a lying tail or Σlast member; a client whose MACs \
-        are valid only for the head), and checks Validity, Commit Order, Abort Order, Termination, Progress \
-        without faults, and that no correct client commits a reply no correct replica computed.
-          ringcast-sim --chain --seeds 500 [--first-seed 1] [--behaviour forge-mac] [--f 2] [--json]
+        are valid only for the head; a replica crashing for longer than a switch; a replica forwarding forged init \
+        histories or answering FETCH with wrong bodies). A panic leads to a switch: clients build the next instance's \
+        init history from 2f+1 ABORTs, replicas check and install it, fetch missing bodies and continue (next(i) = \
+        i+1, a new Chain instance, up to a per-seed number of instances). Checks Validity, Commit Order, Abort Order, \
+        Init Order (and that every installed init history is P3 of a valid proof), Termination, Progress without \
+        faults and across a crash, and that no correct client commits a reply no correct replica computed.
+          ringcast-sim --chain --seeds 500 [--first-seed 1] [--behaviour forge-mac|crash|forged-init|lying-fetch|…] [--f 2] [--json]
           ringcast-sim --chain --seed 42 --trace       (replays one seed and prints its events)
           ringcast-sim --chain --seeds 50 --chain-bug client-trusts-tail   (the checkers must catch it)
 

@@ -53,3 +53,47 @@ import Testing
         }
     }
 }
+
+/// Switching in the simulator (spec §2.3, §12, §21 tests 8–10): a crash longer than a switch, forged init histories
+/// and lying FETCH answers, over many seeds and both f.
+@Suite struct ChainSwitchingSimulationTests {
+    /// §21.10 with a new Chain instance standing in for Backup: every request of every correct client commits
+    /// across the switches a crash causes (the checker's progress property), and nothing else is violated.
+    @Test(arguments: [UInt32(1), 2])
+    func crashLongerThanASwitchKeepsEveryRequestLive(f: UInt32) throws {
+        var switches = 0
+        for seed in UInt64(1)...12 {
+            let report = try ChainSimulation.run(seed: seed, behaviour: .crash, f: f)
+            #expect(report.violations.isEmpty, "seed \(seed): \(report.violations)")
+            #expect(report.abortedClients == 0, "seed \(seed): a client ran out of instances")
+            switches += report.switches
+        }
+        #expect(switches > 0, "the crashes caused switches")
+    }
+
+    /// §21.8 in the simulator: the Byzantine replica's forged INITs are refused by its correct successor, which enters
+    /// through a client's PANIC instead; Init Order and init validity hold.
+    @Test func forgedInitHistoriesAreRefused() throws {
+        var forged = 0, refused: UInt64 = 0
+        for seed in UInt64(1)...20 {
+            let report = try ChainSimulation.run(seed: seed, behaviour: .forgedInit)
+            #expect(report.violations.isEmpty, "seed \(seed): \(report.violations)")
+            forged += report.forgedInits
+            refused += report.initsRefused
+        }
+        #expect(forged > 0 && refused >= UInt64(forged), "every forged INIT sent was refused")
+    }
+
+    /// §21.9 in the simulator: replicas that lost their bodies FETCH them; the Byzantine replica's wrong answers are
+    /// refused by digest, and initialisation still finishes.
+    @Test func lyingFetchAnswersAreRefused() throws {
+        var fetches: UInt64 = 0, rejected: UInt64 = 0
+        for seed in UInt64(1)...20 {
+            let report = try ChainSimulation.run(seed: seed, behaviour: .lyingFetch)
+            #expect(report.violations.isEmpty, "seed \(seed): \(report.violations)")
+            fetches += report.fetchesSent
+            rejected += report.fetchedRejected
+        }
+        #expect(fetches > 0 && rejected > 0)
+    }
+}

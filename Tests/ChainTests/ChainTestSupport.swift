@@ -10,17 +10,24 @@ final class ChainFixture {
     var nextRef: UInt64 = 1
     /// Batches sent to each position and not yet taken (-EAGAIN).
     var inbox: [[ChainBatch]]
+    /// Σlast's replies to init-history requests, by sn: (position, ρ, H_sn, reply).
+    var initReplies: [UInt64: [(position: Int, mac: ChainMAC, history: ChainDigest, reply: [UInt8])]] = [:]
+
+    let instance: UInt64
 
     init(f: UInt32, clients: UInt32 = 4, batchCount: UInt32 = 8, checkpointInterval: UInt32 = 128,
-         historyMax: UInt32? = nil, outBatches: UInt32 = 8) throws {
+         historyMax: UInt32? = nil, outBatches: UInt32 = 8, keys: ChainKeys? = nil, instance: UInt64 = 1,
+         retransmitTicks: UInt32 = 0) throws {
         self.f = f
-        keys = try ChainKeys.generate(f: f, clients: clients)
+        self.instance = instance
+        self.keys = try keys ?? ChainKeys.generate(f: f, clients: clients)
         var cores: [ChainCore] = []
         for position in 0..<(3 * f + 1) {
             let settings = ChainCore.settings(
-                f: f, self: position, clients: clients, batchCount: batchCount, checkpointInterval: checkpointInterval,
-                historyMax: historyMax, outBatches: outBatches, crypto: rc_crypto())
-            cores.append(try ChainCore(settings, keyRing: keys.keyRing(for: .replica(position))))
+                f: f, self: position, instance: instance, clients: clients, batchCount: batchCount,
+                checkpointInterval: checkpointInterval, historyMax: historyMax, outBatches: outBatches,
+                checkpointRetransmitTicks: retransmitTicks, crypto: rc_crypto())
+            cores.append(try ChainCore(settings, keyRing: self.keys.keyRing(for: .replica(position))))
         }
         self.cores = cores
         inbox = Array(repeating: [], count: cores.count)
@@ -29,7 +36,7 @@ final class ChainFixture {
     var n: Int { cores.count }
 
     func client(_ id: UInt32) throws -> ChainClientAuthenticator {
-        ChainClientAuthenticator(keyRing: try keys.keyRing(for: .client(id)), f: f, client: id)
+        ChainClientAuthenticator(keyRing: try keys.keyRing(for: .client(id)), f: f, client: id, instance: instance)
     }
 
     func request(client: UInt32, timestamp: UInt64, op: String) -> ChainRequest {
@@ -53,10 +60,17 @@ final class ChainFixture {
     func execute(_ position: Int, state: inout UInt64, lie: Bool = false) -> [UInt64] {
         let core = cores[position]
         var sns: [UInt64] = []
+        let initRange = core.initRange
         for e in core.executions() {
             var reply = Self.apply(&state, ops[e.ref] ?? [])
             if lie { reply[0] ^= 0xff }
-            if e.reply_needed { precondition(core.reply(sn: e.sn, reply) == 0) }
+            if e.reply_needed {
+                precondition(core.reply(sn: e.sn, reply) == 0)
+            } else if core.inSigmaLast, let initRange, initRange.contains(e.sn) {
+                // An init-history request: Σlast's ρ goes straight to the client (rc_chain_init_reply).
+                let (mac, history) = core.initReply(sn: e.sn, reply)!
+                initReplies[e.sn, default: []].append((Int(position), mac, history, reply))
+            }
             sns.append(e.sn)
         }
         return sns

@@ -226,6 +226,12 @@ int rc_crypto_openssl_random(uint8_t *out, size_t bytes) {
 int rc_crypto_openssl_ed25519_keypair(uint8_t private_key[RC_CRYPTO_SIGN_KEY_BYTES],
                                       uint8_t public_key[RC_CRYPTO_SIGN_KEY_BYTES]) {
     if (rc_crypto_openssl_random(private_key, RC_CRYPTO_SIGN_KEY_BYTES) != 0) return -EIO;
+    return rc_crypto_openssl_ed25519_public(private_key, public_key);
+}
+
+int rc_crypto_openssl_ed25519_public(const uint8_t private_key[RC_CRYPTO_SIGN_KEY_BYTES],
+                                     uint8_t public_key[RC_CRYPTO_SIGN_KEY_BYTES]) {
+    if (private_key == NULL || public_key == NULL) return -EINVAL;
     EVP_PKEY *pkey = EVP_PKEY_new_raw_private_key(EVP_PKEY_ED25519, NULL, private_key, RC_CRYPTO_SIGN_KEY_BYTES);
     if (pkey == NULL) return -EIO;
     size_t length = RC_CRYPTO_SIGN_KEY_BYTES;

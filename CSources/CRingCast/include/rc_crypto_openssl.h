@@ -65,6 +65,9 @@ int rc_crypto_openssl_random(uint8_t *out, size_t bytes);
 /** A fresh Ed25519 key pair (private seed and public key). 0 or -EIO. */
 int rc_crypto_openssl_ed25519_keypair(uint8_t private_key[RC_CRYPTO_SIGN_KEY_BYTES],
                                       uint8_t public_key[RC_CRYPTO_SIGN_KEY_BYTES]);
+/** The Ed25519 public key of a private seed (key files check that the pair they hold belongs together). 0 or -EIO. */
+int rc_crypto_openssl_ed25519_public(const uint8_t private_key[RC_CRYPTO_SIGN_KEY_BYTES],
+                                     uint8_t public_key[RC_CRYPTO_SIGN_KEY_BYTES]);
 
 #ifdef __cplusplus
 }

@@ -61,7 +61,8 @@ uint32_t rc_chain_reply_macs_count(uint32_t f, uint32_t position) {
 
 typedef struct chain_layout {
     size_t last_timestamp, history, slots, slot_requests, slot_window, slot_client_macs, slot_reply_macs;
-    size_t slot_history, votes, vote_digests, sends, scratch_digests, scratch_timestamps, abort_entries, abort_buffer, total;
+    size_t slot_history, votes, vote_digests, sends, scratch_digests, scratch_timestamps, abort_entries, abort_buffer;
+    size_t init_table, total;
 } chain_layout;
 
 static size_t align16(size_t size) { return (size + 15u) & ~(size_t)15u; }
@@ -103,6 +104,8 @@ static chain_layout layout_of(const rc_chain_settings *s) {
     l.scratch_timestamps = at; at += align16(b * sizeof(uint64_t));
     l.abort_entries = at;     at += align16((size_t)s->history_max * sizeof(rc_chain_abort_entry));
     l.abort_buffer = at;      at += align16(rc_chain_abort_encoded_size(s->history_max));
+    /* Only a later instance receives an init history, and only it needs P3's table. */
+    l.init_table = at;        at += s->instance > 1 ? align16(rc_chain_abort_history_scratch_size(s->history_max)) : 0;
     l.total = at;
     return l;
 }
@@ -144,6 +147,12 @@ int rc_chain_init(rc_chain **out, void *memory, size_t size, const rc_chain_sett
     core->exec_next = 1;
     core->reply_next = 1;
     core->mode = RC_CHAIN_NORMAL;
+    /* Instance 1 has no init history (spec §2.1); later instances wait for one (§12). */
+    core->init_state = settings->instance == 1 ? RC_CHAIN_INIT_DONE : RC_CHAIN_INIT_WAITING;
+    if (settings->instance > 1) {
+        core->init_table = (uint32_t *)(base + l.init_table);
+        core->init_table_size = (uint32_t)(rc_chain_abort_history_scratch_size(settings->history_max) / sizeof(uint32_t));
+    }
     RC_ASSERT(chain_history_count(core) == 0);
     *out = core;
     return 0;

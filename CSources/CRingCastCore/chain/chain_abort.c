@@ -2,7 +2,7 @@
  * chain_abort.c — P2 (spec §11.2–11.3): on a valid PANIC the replica stops and answers with a signed ABORT
  * holding its frozen history: the last stable checkpoint (number and digest) and the uncheckpointed suffix as
  * request digests (the state-transfer optimisation, [T§4.4]). The abort-history construction from 2f+1 ABORTs
- * (P3) belongs to the client and is not in this core yet.
+ * (P3) is in chain_init.c: clients extract it, and replicas of the next instance recompute it to check an IH.
  */
 #include "chain_internal.h"
 
@@ -82,6 +82,7 @@ int rc_chain_on_panic(rc_chain *core, const rc_chain_panic *panic, rc_chain_abor
         panic->replica != core->settings.self)
         return -EINVAL;
     if (panic->instance != core->settings.instance) return -EPROTO;
+    if (core->init_state == RC_CHAIN_INIT_WAITING) return -ENOTCONN; /* P2+: the IH goes in before the ABORT */
     uint8_t buffer[64];
     rc_crypto_part parts[1];
     uint32_t part_count = chain_parts_panic(panic->instance, panic->client, panic->timestamp, buffer, parts);
@@ -98,5 +99,14 @@ int rc_chain_stopped_abort(rc_chain *core, uint32_t client, uint64_t timestamp, 
     RC_ASSERT(core != NULL);
     if (abort == NULL || client >= core->settings.clients_max) return -EINVAL;
     if (core->mode != RC_CHAIN_STOPPED) return -EBUSY;
+    RC_ASSERT(core->init_state != RC_CHAIN_INIT_WAITING); /* only a PANIC or a batch stops, and both need IH */
     return abort_build(core, client, timestamp, abort);
+}
+
+void rc_chain_leave(rc_chain *core) {
+    RC_ASSERT(core != NULL);
+    /* A replica still WAITING never ordered here: stopping it would freeze no history (and its ABORT would claim an
+     * empty one without an IH), so it just stays out of the instance. */
+    if (core->init_state == RC_CHAIN_INIT_WAITING) return;
+    chain_stop(core, RC_CHAIN_STOP_LEFT);
 }

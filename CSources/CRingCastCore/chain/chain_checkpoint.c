@@ -150,6 +150,7 @@ int rc_chain_on_checkpoint(rc_chain *core, const rc_chain_checkpoint *c) {
 void rc_chain_on_tick(rc_chain *core) {
     RC_ASSERT(core != NULL);
     core->ticks++;
+    chain_init_on_tick(core);
     uint32_t period = core->settings.checkpoint_retransmit_ticks;
     if (period == 0) return;
     for (uint32_t v = 0; v < core->vote_slots; v++) {

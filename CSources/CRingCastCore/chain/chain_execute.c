@@ -12,8 +12,11 @@ uint32_t rc_chain_next_executions(rc_chain *core, rc_chain_execution *out, uint3
     bool sigma_last = chain_in_sigma_last(core);
     while (written < max && core->exec_next <= core->sn_last) {
         const chain_entry *e = chain_history_entry(core, core->exec_next);
+        if (e->missing) break; /* an init-history body not fetched yet: nothing after it runs before it (§12) */
+        /* Init-history entries were ordered in an earlier instance: no batch of this one carries their ρ. */
         out[written++] = (rc_chain_execution){
-            .sn = e->sn, .client = e->client, .timestamp = e->timestamp, .ref = e->ref, .reply_needed = sigma_last,
+            .sn = e->sn, .client = e->client, .timestamp = e->timestamp, .ref = e->ref,
+            .reply_needed = sigma_last && e->sn > core->init_last,
         };
         core->exec_next++;
     }

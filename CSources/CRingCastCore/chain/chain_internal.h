@@ -28,6 +28,7 @@ typedef struct chain_entry {
     rc_ref ref;
     uint32_t client;
     uint32_t op_bytes;
+    bool missing;                    /* an init-history entry whose body the caller has not supplied yet (§12) */
     rc_crypto_digest request_digest; /* D(req) */
     rc_crypto_digest history_digest; /* H_sn */
 } chain_entry;
@@ -99,6 +100,17 @@ struct rc_chain {
     uint64_t *scratch_timestamps;      /* batch_count_max: t_j[c] before the batch, to undo */
     rc_chain_abort_entry *abort_entries; /* history_max */
     uint8_t *abort_buffer;             /* rc_chain_abort_encoded_size(history_max): the bytes an ABORT signs */
+
+    /* init history (chain_init.c, spec §12) */
+    rc_chain_init_state init_state;
+    uint64_t init_first;               /* sn of IH's first entry (base·CHK + 1) */
+    uint64_t init_last;                /* sn of IH's last entry (init_first - 1 for an empty IH) */
+    uint32_t init_missing;             /* IH bodies still missing */
+    uint64_t fetch_cursor;             /* next sn the current FETCH round looks at */
+    uint32_t fetch_round;              /* which other replica this round asks */
+    uint64_t fetch_round_tick;         /* when the round started */
+    uint32_t *init_table;              /* init_table_size slots: P3's duplicate check (instances > 1 only) */
+    uint32_t init_table_size;
 
     rc_chain_stats stats;
 };
@@ -181,5 +193,9 @@ void chain_checkpoint_on_logged(rc_chain *core, uint64_t sn);
 bool chain_checkpoint_room(const rc_chain *core, uint32_t count);
 
 void chain_stop(rc_chain *core, rc_chain_stop_reason reason);
+
+/* ---- init history (chain_init.c) ---------------------------------------------------------------------- */
+/* A new FETCH round when one is due. */
+void chain_init_on_tick(rc_chain *core);
 
 #endif /* RINGCAST_RC_CHAIN_INTERNAL_H */

@@ -25,7 +25,8 @@ int rc_chain_on_request(rc_chain *core, const rc_chain_request *request, const r
     if (!chain_is_head(core) || request == NULL || client_macs == NULL) return -EINVAL;
     if (request->client >= core->settings.clients_max || (request->op == NULL && request->op_bytes > 0)) return -EINVAL;
     if (core->mode == RC_CHAIN_STOPPED) return -ESHUTDOWN;
-    /* C2 step 2: not new. */
+    if (core->init_state == RC_CHAIN_INIT_WAITING) return -ENOTCONN; /* spec §12: no IH, no ordering */
+    /* C2 step 2: not new (also a request already in the init history: it is not logged again, [T Z3+]). */
     if (request->timestamp <= core->last_timestamp[request->client]) {
         core->stats.requests_not_new++;
         return 1;
@@ -179,6 +180,11 @@ int rc_chain_on_batch(rc_chain *core, const rc_chain_batch *b) {
     RC_ASSERT(core != NULL);
     if (chain_is_head(core) || b == NULL) return -EINVAL;
     if (core->mode == RC_CHAIN_STOPPED) return -ESHUTDOWN;
+    if (core->init_state == RC_CHAIN_INIT_WAITING) {
+        /* The INIT message precedes the first batch on the link (D8): hold the batch until it is installed. */
+        core->stats.refused_full++;
+        return -EAGAIN;
+    }
     if (!batch_well_formed(core, b)) return stop_with(core, RC_CHAIN_STOP_MALFORMED);
     /* D6: a batch wholly seen is a retransmission; anything else off sn_j + 1 cannot come over a FIFO link
      * from a correct predecessor. */

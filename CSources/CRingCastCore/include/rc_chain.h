@@ -199,6 +199,7 @@ typedef enum rc_chain_stop_reason {
     RC_CHAIN_STOP_CLIENT_MAC = 4,   /**< a client MAC failed at r_2 … r_{f+1} (C3 (i), D5). */
     RC_CHAIN_STOP_TIMESTAMP = 5,    /**< t_c ≤ t_j[c] inside an ordered batch (C3 (iii), D5). */
     RC_CHAIN_STOP_PANIC = 6,        /**< a valid PANIC (P2). */
+    RC_CHAIN_STOP_LEFT = 7,         /**< the replica entered a later instance (rc_chain_leave). */
 } rc_chain_stop_reason;
 
 typedef struct rc_chain_stats {
@@ -221,6 +222,11 @@ typedef struct rc_chain_stats {
     uint64_t history_truncated;      /**< entries removed by garbage collection. */
     uint64_t panics_bad_mac;
     uint64_t aborts_signed;
+    uint64_t inits_refused;          /**< init histories refused (rc_chain_on_init -EPROTO). */
+    uint64_t signature_verifications;/**< ABORT signatures checked for init histories. */
+    uint64_t fetches_sent;           /**< FETCH actions returned. */
+    uint64_t fetched_accepted;       /**< IH request bodies accepted. */
+    uint64_t fetched_rejected;       /**< bodies whose digest did not match (a lying answer). */
 } rc_chain_stats;
 
 /** A read-only look at one logged request. */
@@ -263,7 +269,7 @@ int rc_chain_init(rc_chain **core, void *memory, size_t size, const rc_chain_set
  * -EBADMSG when the head's client MAC fails (discarded, the head keeps running, C2 step 3); -EAGAIN when the
  * history or the batch queue is full (nothing changed; retry after checkpoints or sends); -ESHUTDOWN when
  * stopped; -EINVAL when this is not the head or the client id is out of range; -EPROTO for a request of
- * another instance.
+ * another instance; -ENOTCONN while no init history is installed (instances after the first, see rc_chain_on_init).
  */
 int rc_chain_on_request(rc_chain *core, const rc_chain_request *request, const rc_crypto_mac *client_macs);
 
@@ -271,7 +277,8 @@ int rc_chain_on_request(rc_chain *core, const rc_chain_request *request, const r
  * C3 at r_2 … r_n: a batch from the predecessor. Returns 0 when accepted; 1 for a duplicate (every sn ≤ sn_j:
  * ignored); -EAGAIN when the history, the batch queue or the checkpoint queue lacks room (nothing changed:
  * hold it, retry); -EPROTO when it fails a check (C3 (i)–(iii)) — the replica is then STOPPED (see
- * rc_chain_stop_reason_get); -ESHUTDOWN when already stopped; -EINVAL at the head.
+ * rc_chain_stop_reason_get); -ESHUTDOWN when already stopped; -EINVAL at the head; -EAGAIN as well while no init history is installed
+ * (the INIT message travels ahead of the first batch on the same link; hold the batch).
  */
 int rc_chain_on_batch(rc_chain *core, const rc_chain_batch *batch);
 
@@ -302,7 +309,8 @@ int rc_chain_on_checkpoint(rc_chain *core, const rc_chain_checkpoint *checkpoint
 /**
  * P2: a client's PANIC. On a valid MAC the replica stops (if it had not) and returns its signed ABORT in
  * `*abort` (entries point into core memory). 0; -EBADMSG for a bad MAC (ignored); -EINVAL for a client out of
- * range or another addressee; -EPROTO for another instance; -EIO when signing failed.
+ * range or another addressee; -EPROTO for another instance; -EIO when signing failed; -ENOTCONN while no init
+ * history is installed (P2+: install the PANIC's IH with rc_chain_on_init first, so the ABORT holds it).
  */
 int rc_chain_on_panic(rc_chain *core, const rc_chain_panic *panic, rc_chain_abort *abort);
 
@@ -312,6 +320,13 @@ int rc_chain_on_panic(rc_chain *core, const rc_chain_panic *panic, rc_chain_abor
  * 0; -EBUSY when the replica is not stopped; -EINVAL for a client out of range; -EIO when signing failed.
  */
 int rc_chain_stopped_abort(rc_chain *core, uint32_t client, uint64_t timestamp, rc_chain_abort *abort);
+
+/**
+ * The replica entered a later instance (spec §2.3: an instance aborted once is abandoned for good): it stops here, so
+ * it orders nothing more in this instance and answers late clients with its signed ABORT (D13, rc_chain_stopped_abort),
+ * from which they learn to switch. Idempotent.
+ */
+void rc_chain_leave(rc_chain *core);
 
 /** One timer tick (the caller's period): retransmits unstable own CHECKPOINTs. */
 void rc_chain_on_tick(rc_chain *core);
@@ -337,6 +352,142 @@ int rc_chain_history_at(const rc_chain *core, uint64_t sn, rc_chain_history_view
  */
 int rc_chain_ordering_block(const rc_crypto *crypto, uint32_t f, uint32_t position, const rc_chain_batch *batch,
                             rc_crypto_mac *out);
+
+/* ---- init history (spec §12, D8–D10): entering instance i' = next(i) ------------------------------------ */
+
+/**
+ * A replica of instance 1 starts initialised. A replica of a later instance starts WAITING: it orders, logs and
+ * answers PANICs only once it installed a valid init history IH (rc_chain_on_init). Installing logs IH's entries by
+ * digest (LH := IH, sn_j := base·CHK + |IH|, t_j[c] from IH, D9) and leaves it FETCHING until the caller supplied
+ * every request body behind those digests (rc_chain_on_fetched: from its own store, or fetched from other replicas
+ * with the FETCH actions of rc_chain_next_fetch). Ordering and logging already run while FETCHING (they need only
+ * digests); executions stop at the first body still missing, so the state machine never skips one.
+ */
+typedef enum rc_chain_init_state {
+    RC_CHAIN_INIT_WAITING = 0,   /**< no init history installed yet. */
+    RC_CHAIN_INIT_FETCHING = 1,  /**< IH installed; some request bodies still missing. */
+    RC_CHAIN_INIT_DONE = 2,      /**< initialised: every IH request is present. */
+} rc_chain_init_state;
+
+/** Why rc_chain_on_init refused an init history (it then returns -EPROTO). */
+typedef enum rc_chain_init_error {
+    RC_CHAIN_INIT_ERROR_NONE = 0,
+    RC_CHAIN_INIT_ERROR_INSTANCE = 1,    /**< IH is for another instance, or its ABORTs come from different instances or
+                                              from one not older than this instance. */
+    RC_CHAIN_INIT_ERROR_PROOF_SIZE = 2,  /**< the proof does not hold exactly 2f+1 ABORTs. */
+    RC_CHAIN_INIT_ERROR_ABORT_SHAPE = 3, /**< an ABORT is not well formed (rc_chain_abort_well_formed) or too long. */
+    RC_CHAIN_INIT_ERROR_SIGNER = 4,      /**< two ABORTs of one replica. */
+    RC_CHAIN_INIT_ERROR_NEXT = 5,        /**< an ABORT names next(i) ≠ this instance. */
+    RC_CHAIN_INIT_ERROR_SIGNATURE = 6,   /**< an ABORT's signature is not its replica's. */
+    RC_CHAIN_INIT_ERROR_MISMATCH = 7,    /**< IH is not exactly the P3 result of its proof. */
+    RC_CHAIN_INIT_ERROR_TOO_LONG = 8,    /**< IH holds more requests than this core's history_max. */
+} rc_chain_init_error;
+
+/** ⟨IH, Proof_IH⟩: an init history (positions base·CHK + 1, …) with the 2f+1 signed ABORTs it was extracted from. */
+typedef struct rc_chain_init_history {
+    uint64_t instance;                     /**< i': the instance it initialises. */
+    uint64_t base;                         /**< the checkpoint number IH starts from. */
+    rc_crypto_digest base_digest;          /**< H at base·CHK. */
+    uint32_t entry_count;
+    const rc_chain_abort_entry *entries;   /**< sn, client, t_c, D(req); history_digest is not compared (recomputed). */
+    uint32_t proof_count;
+    const rc_chain_abort *proof;
+} rc_chain_init_history;
+
+/** A FETCH: ask replica `to` for the request with this digest at `sn` of the init history (spec §12, [T§4.4]). */
+typedef struct rc_chain_fetch {
+    uint64_t instance;
+    uint32_t from;
+    uint32_t to;
+    uint64_t sn;
+    uint32_t client;
+    uint64_t timestamp;
+    rc_crypto_digest request_digest;
+} rc_chain_fetch;
+
+/**
+ * C2+/C3+/P2+: validates and installs an init history. Checks, in this order: IH names this instance; the proof
+ * holds exactly 2f+1 well-formed ABORTs of distinct replicas, all of one instance i < this one, all naming
+ * next(i) = this instance, each signed by its replica; IH is exactly P3 of the proof (base, base digest, and per
+ * position sn, c, t_c, D(req)); IH fits history_max. Returns 0 when installed (then FETCHING, or DONE for an IH with
+ * no entries); 1 when the replica is already initialised or has an IH (a later IH is ignored, spec §12);
+ * -EPROTO when refused, with the reason in `*why` (nothing changed); -EINVAL for NULL arguments.
+ */
+int rc_chain_on_init(rc_chain *core, const rc_chain_init_history *ih, rc_chain_init_error *why);
+
+/**
+ * The last timestamp of each client in the application state at the checkpoint base (`count` ≤ clients_max entries,
+ * by client id), which the caller restored on entering (D10). IH lists requests only after the base, so without
+ * this a request inside the base would be new again here and execute twice ([T] keeps t_j[c] in st_cc). Raises
+ * t_j[c] to the given values. Call it right after rc_chain_on_init installed IH, before any other event.
+ * 0; -EINVAL when no IH was just installed or count > clients_max.
+ */
+int rc_chain_init_base_timestamps(rc_chain *core, const uint64_t *timestamps, uint32_t count);
+
+/**
+ * A request body for IH entry `sn` (from the caller's own store, or a FETCH answer): accepted only when its D(req)
+ * is the digest IH holds there. 0 accepted (its `ref` is kept); 1 already present; -EBADMSG wrong digest (refused,
+ * counted); -ERANGE when `sn` is not an IH entry of this replica; -EINVAL for NULL or WAITING.
+ */
+int rc_chain_on_fetched(rc_chain *core, uint64_t sn, const rc_chain_request *request);
+
+/**
+ * The next FETCH to send while FETCHING, 1 with `*out` filled, 0 when none is due. Each round asks, for every missing
+ * body, one other replica; rc_chain_on_tick starts a new round (every checkpoint_retransmit_ticks ticks, or every tick
+ * when that is 0) asking the next replica, so the f+1 replicas that vouched for a digest, one of them correct, are
+ * all reached within n-1 rounds.
+ */
+int rc_chain_next_fetch(rc_chain *core, rc_chain_fetch *out);
+
+/**
+ * Σlast, for a request of the init history: ρ over (this instance, sn, D(req), D(reply), H_sn), as rc_chain_on_reply
+ * computes it. IH requests were ordered in an earlier instance, so no batch of this one carries their ρ to the tail:
+ * each member of Σlast sends its ρ with its reply and H_sn straight to the client, which commits when all f+1 agree
+ * and verify (rc_chain_client_check_reply over the values they agree on) — the evidence of C4, gathered without the
+ * tail (see the catalogue).
+ * A duty at Σlast: call it for every IH execution (sn in rc_chain_init_range; reply_needed is false for them), in sn
+ * order, after applying it; the entry is kept until then, and replies to later requests (rc_chain_on_reply) wait for
+ * it. 0; -EINVAL outside Σlast, or for an sn that is not the next executed IH entry to reply to.
+ */
+int rc_chain_init_reply(rc_chain *core, uint64_t sn, const uint8_t *reply, uint32_t reply_bytes, rc_crypto_mac *rho,
+                        rc_crypto_digest *history);
+
+/**
+ * Σlast, D7 for a request the checkpoint base covers: ρ over (this instance, sn, D(req), D(reply), H_sn) for a reply
+ * the replica's own application state holds (its last reply to that client, restored on entering, D10), to send
+ * straight to the client like rc_chain_init_reply. The core cannot check these values: they are the replica's own.
+ * 0; -EINVAL outside Σlast, for a client out of range or sn = 0.
+ */
+int rc_chain_cached_reply(rc_chain *core, uint32_t client, uint64_t sn, const rc_crypto_digest *request_digest,
+                          const uint8_t *reply, uint32_t reply_bytes, const rc_crypto_digest *history, rc_crypto_mac *rho);
+
+/** The sns of the installed init history: first … last (last = first - 1 when empty); 0 while WAITING, else 1. */
+int rc_chain_init_range(const rc_chain *core, uint64_t *first, uint64_t *last);
+
+rc_chain_init_state rc_chain_init_state_get(const rc_chain *core);
+/** Bodies still missing while FETCHING (0 otherwise). */
+uint32_t rc_chain_init_missing(const rc_chain *core);
+
+/**
+ * An ABORT a client may use in P3 and put in a proof: its replica is one of the 3f+1, its entries are consecutive
+ * from checkpoint_number·CHK + 1, there are at most RC_CHAIN_HISTORY_MAX of them, and checkpoint 0 has digest 0^32.
+ * A correct replica only signs such ABORTs; a client drops others (a Byzantine replica signed them) and waits for more.
+ */
+bool rc_chain_abort_well_formed(uint32_t f, uint32_t checkpoint_interval, const rc_chain_abort *abort);
+
+/** Scratch bytes rc_chain_abort_history_extract needs for up to `capacity` entries. */
+size_t rc_chain_abort_history_scratch_size(uint32_t capacity);
+
+/**
+ * P3 (spec §11.4, D11): the abort history of `count` = 2f+1 well-formed ABORTs of distinct replicas with valid
+ * signatures (the caller checked). Base: the highest checkpoint whose digest ≥ f+1 ABORTs vouch for (their stable
+ * checkpoint, or their H at that boundary); then per absolute position the value (c, t_c, D(req)) ≥ f+1 ABORTs hold,
+ * until a position has none, truncated before the first request that appears twice. Each entry's history_digest is
+ * the first voter's. Returns the number of entries written to `out`, -ENOSPC above `capacity`, -EINVAL.
+ */
+long rc_chain_abort_history_extract(uint32_t f, uint32_t checkpoint_interval, const rc_chain_abort *aborts,
+                                    uint32_t count, uint64_t *base, rc_crypto_digest *base_digest,
+                                    rc_chain_abort_entry *out, uint32_t capacity, void *scratch, size_t scratch_bytes);
 
 /* ---- ABORT encoding (shared by replicas and clients) ---------------------------------------------- */
 
