@@ -103,9 +103,9 @@ static chain_layout layout_of(const rc_chain_settings *s) {
     l.scratch_digests = at;   at += align16(b * sizeof(rc_crypto_digest));
     l.scratch_timestamps = at; at += align16(b * sizeof(uint64_t));
     l.abort_entries = at;     at += align16((size_t)s->history_max * sizeof(rc_chain_abort_entry));
-    l.abort_buffer = at;      at += align16(rc_chain_abort_encoded_size(s->history_max));
+    l.abort_buffer = at;      at += align16(chain_abort_encoded_size(s->history_max));
     /* Only a later instance receives an init history, and only it needs P3's table. */
-    l.init_table = at;        at += s->instance > 1 ? align16(rc_chain_abort_history_scratch_size(s->history_max)) : 0;
+    l.init_table = at;        at += s->instance > 1 ? align16((size_t)chain_abort_history_table_size(s->history_max) * sizeof(uint32_t)) : 0;
     l.total = at;
     return l;
 }
@@ -151,7 +151,7 @@ int rc_chain_init(rc_chain **out, void *memory, size_t size, const rc_chain_sett
     core->init_state = settings->instance == 1 ? RC_CHAIN_INIT_DONE : RC_CHAIN_INIT_WAITING;
     if (settings->instance > 1) {
         core->init_table = (uint32_t *)(base + l.init_table);
-        core->init_table_size = (uint32_t)(rc_chain_abort_history_scratch_size(settings->history_max) / sizeof(uint32_t));
+        core->init_table_size = chain_abort_history_table_size(settings->history_max);
     }
     RC_ASSERT(chain_history_count(core) == 0);
     *out = core;

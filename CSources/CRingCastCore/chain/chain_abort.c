@@ -8,12 +8,7 @@
 
 #include <errno.h>
 
-#define ABORT_HEADER_BYTES (CHAIN_TAG_BYTES + 4 + 4 + 8 + 8 + 8 + 8 + RC_CRYPTO_DIGEST_BYTES + 4)
-#define ABORT_ENTRY_BYTES (8 + 4 + 8 + 2 * RC_CRYPTO_DIGEST_BYTES)
-
-size_t rc_chain_abort_encoded_size(uint32_t entry_count) {
-    return ABORT_HEADER_BYTES + (size_t)entry_count * ABORT_ENTRY_BYTES;
-}
+size_t rc_chain_abort_encoded_size(uint32_t entry_count) { return chain_abort_encoded_size(entry_count); }
 
 long rc_chain_abort_encode(const rc_chain_abort *a, uint8_t *out, size_t capacity) {
     if (a == NULL || out == NULL || (a->entry_count > 0 && a->entries == NULL)) return -EINVAL;

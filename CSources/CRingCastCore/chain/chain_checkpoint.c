@@ -68,7 +68,8 @@ bool chain_checkpoint_room(const rc_chain *core, uint32_t count) {
     return core->sends_max - core->send_count >= closes * (core->nodes - 1);
 }
 
-void chain_checkpoint_on_logged(rc_chain *core, uint64_t sn) {
+/* Called after H was extended to sn: records our checkpoint when sn closes one. */
+static void on_logged(rc_chain *core, uint64_t sn) {
     if (sn % core->settings.checkpoint_interval != 0) return;
     uint64_t number = sn / core->settings.checkpoint_interval;
     RC_ASSERT(number > core->stable_number && number - core->stable_number <= core->vote_slots);
@@ -81,6 +82,13 @@ void chain_checkpoint_on_logged(rc_chain *core, uint64_t sn) {
         if (k != core->settings.self) queue_send(core, number, k, RC_CHAIN_CHECKPOINT_VOTE);
     }
     try_stable(core, number);
+}
+
+int chain_log(rc_chain *core, const rc_chain_request *request, const rc_crypto_digest *digest) {
+    int rc = chain_history_append(core, request, digest);
+    if (rc < 0) return rc;
+    on_logged(core, core->sn_last);
+    return 0;
 }
 
 int rc_chain_next_checkpoint(rc_chain *core, rc_chain_checkpoint *out) {
@@ -147,10 +155,7 @@ int rc_chain_on_checkpoint(rc_chain *core, const rc_chain_checkpoint *c) {
     return 0;
 }
 
-void rc_chain_on_tick(rc_chain *core) {
-    RC_ASSERT(core != NULL);
-    core->ticks++;
-    chain_init_on_tick(core);
+void chain_checkpoint_on_tick(rc_chain *core) {
     uint32_t period = core->settings.checkpoint_retransmit_ticks;
     if (period == 0) return;
     for (uint32_t v = 0; v < core->vote_slots; v++) {

@@ -6,11 +6,6 @@
 
 #include <errno.h>
 
-chain_entry *chain_history_entry(const rc_chain *core, uint64_t sn) {
-    RC_ASSERT(sn >= core->history_first && sn <= core->sn_last);
-    return &core->history[sn % core->settings.history_max];
-}
-
 /* H_sn = D(H_{sn-1} ‖ sn ‖ D(req_sn)): a chained hash, so equal digests mean equal sequences, not equal
  * multisets (spec §4: [I]'s AdHASH sum ignores order, and Commit Order rests on this). */
 int chain_history_append(rc_chain *core, const rc_chain_request *request, const rc_crypto_digest *digest) {
@@ -33,7 +28,6 @@ int chain_history_append(rc_chain *core, const rc_chain_request *request, const 
     core->history_digest = next;
     core->last_timestamp[request->client] = request->timestamp;
     core->stats.requests_logged++;
-    chain_checkpoint_on_logged(core, sn);
     return 0;
 }
 

@@ -60,14 +60,8 @@ static bool same_value(const rc_chain_abort_entry *x, const rc_chain_abort_entry
            memcmp(&x->request_digest, &y->request_digest, sizeof x->request_digest) == 0;
 }
 
-static uint32_t table_size_for(uint32_t capacity) {
-    uint32_t size = 16;
-    while (size < 2u * capacity + 2u) size <<= 1;
-    return size;
-}
-
 size_t rc_chain_abort_history_scratch_size(uint32_t capacity) {
-    return (size_t)table_size_for(capacity) * sizeof(uint32_t);
+    return (size_t)chain_abort_history_table_size(capacity) * sizeof(uint32_t);
 }
 
 static uint32_t request_hash(uint32_t client, uint64_t timestamp) {
@@ -80,7 +74,7 @@ long rc_chain_abort_history_extract(uint32_t f, uint32_t chk, const rc_chain_abo
                                     uint32_t capacity, void *scratch, size_t scratch_bytes) {
     if (aborts == NULL || base_out == NULL || base_digest_out == NULL || (capacity > 0 && out == NULL)) return -EINVAL;
     if (f == 0 || f > RC_CHAIN_F_MAX || chk == 0 || count == 0 || capacity > RC_CHAIN_HISTORY_MAX) return -EINVAL;
-    uint32_t table_size = table_size_for(capacity);
+    uint32_t table_size = chain_abort_history_table_size(capacity);
     if (scratch == NULL || scratch_bytes < (size_t)table_size * sizeof(uint32_t)) return -EINVAL;
     for (uint32_t a = 0; a < count; a++) {
         if (!rc_chain_abort_well_formed(f, chk, &aborts[a])) return -EINVAL;
@@ -218,7 +212,7 @@ static void install(rc_chain *core, const rc_chain_init_history *ih) {
         const rc_chain_abort_entry *e = &ih->entries[k];
         rc_chain_request request = {.client = e->client, .timestamp = e->timestamp, .ref = 0};
         uint64_t before = core->last_timestamp[e->client];
-        int rc = chain_history_append(core, &request, &e->request_digest);
+        int rc = chain_log(core, &request, &e->request_digest);
         RC_ASSERT(rc == 0); /* IH fits history_max and the send queue (check_history, sizing) */
         if (before > e->timestamp) core->last_timestamp[e->client] = before; /* t_j[c] := max in IH (§12) */
         chain_history_entry(core, core->sn_last)->missing = true;

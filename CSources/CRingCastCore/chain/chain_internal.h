@@ -165,8 +165,12 @@ static inline bool chain_in_sigma_last(const rc_chain *core) { return core->sett
 static inline uint32_t chain_history_count(const rc_chain *core) {
     return (uint32_t)(core->sn_last + 1 - core->history_first);
 }
-chain_entry *chain_history_entry(const rc_chain *core, uint64_t sn);
-/* Appends the next request (sn_last + 1) and extends H (D2). */
+static inline chain_entry *chain_history_entry(const rc_chain *core, uint64_t sn) {
+    RC_ASSERT(sn >= core->history_first && sn <= core->sn_last);
+    return &core->history[sn % core->settings.history_max];
+}
+/* Appends the next request (sn_last + 1) and extends H (D2). Only through chain_log (chain_checkpoint.c), which
+ * also counts it towards the next checkpoint. */
 int chain_history_append(rc_chain *core, const rc_chain_request *request, const rc_crypto_digest *digest);
 /* Garbage collection (§14): drops entries at or below the stable checkpoint that were executed and replied. */
 void chain_history_collect(rc_chain *core);
@@ -187,12 +191,29 @@ int chain_slot_append_own_block(rc_chain *core, uint32_t index, const rc_crypto_
 int chain_batch_digest(rc_chain *core, const rc_crypto_digest *requests, uint32_t count, rc_crypto_digest *out);
 
 /* ---- checkpoints (chain_checkpoint.c) --------------------------------------------------------------- */
-/* Called after H was extended to sn: records our checkpoint when sn closes one. */
-void chain_checkpoint_on_logged(rc_chain *core, uint64_t sn);
+/* Logs the next request (C2 step 4, C3 step 3, an init history's entries): appends it to LH and H
+ * (chain_history_append) and records our checkpoint when its sn closes one. */
+int chain_log(rc_chain *core, const rc_chain_request *request, const rc_crypto_digest *digest);
+/* Checkpoint retransmissions that are due (rc_chain_on_tick). */
+void chain_checkpoint_on_tick(rc_chain *core);
 /* Room in the send queue for the checkpoints `count` more logged requests can produce. */
 bool chain_checkpoint_room(const rc_chain *core, uint32_t count);
 
 void chain_stop(rc_chain *core, rc_chain_stop_reason reason);
+
+/* ---- sizes of the core's memory (chain.c lays it out; the files that own the data use them too) ---------- */
+#define CHAIN_ABORT_HEADER_BYTES (CHAIN_TAG_BYTES + 4 + 4 + 8 + 8 + 8 + 8 + RC_CRYPTO_DIGEST_BYTES + 4)
+#define CHAIN_ABORT_ENTRY_BYTES (8 + 4 + 8 + 2 * RC_CRYPTO_DIGEST_BYTES)
+/* The bytes an ABORT with `entry_count` entries signs (chain_abort.c encodes them). */
+static inline size_t chain_abort_encoded_size(uint32_t entry_count) {
+    return CHAIN_ABORT_HEADER_BYTES + (size_t)entry_count * CHAIN_ABORT_ENTRY_BYTES;
+}
+/* The open-addressing table P3 uses for `capacity` entries (chain_init.c), a power of two ≥ 2·capacity + 2. */
+static inline uint32_t chain_abort_history_table_size(uint32_t capacity) {
+    uint32_t size = 16;
+    while (size < 2u * capacity + 2u) size <<= 1;
+    return size;
+}
 
 /* ---- init history (chain_init.c) ---------------------------------------------------------------------- */
 /* A new FETCH round when one is due. */

@@ -50,7 +50,7 @@ int rc_chain_on_request(rc_chain *core, const rc_chain_request *request, const r
         return -EBADMSG;
     }
     /* C2 step 4: t_1[c], sn_1 + 1, LH. */
-    rc = chain_history_append(core, request, &digest);
+    rc = chain_log(core, request, &digest);
     if (rc < 0) return rc;
     if (slot == NULL) {
         slot = chain_slot_push(core);
@@ -211,7 +211,7 @@ int rc_chain_on_batch(rc_chain *core, const rc_chain_batch *b) {
     /* All checks passed: log (and, via the caller, execute) every request; a provider failure from here on
      * would leave the history half-written, so it is an invariant, not an input error. */
     for (uint32_t k = 0; k < b->count; k++) {
-        rc = chain_history_append(core, &b->requests[k], &core->scratch_digests[k]);
+        rc = chain_log(core, &b->requests[k], &core->scratch_digests[k]);
         RC_ASSERT(rc == 0);
     }
     rc = build_forward(core, b, &batch_digest);
