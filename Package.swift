@@ -25,6 +25,7 @@ let package = Package(
         .library(name: "CRingCastCore", targets: ["CRingCastCore"]),
         .library(name: "RingCastLCR", targets: ["RingCastLCR"]),
         .library(name: "RingCastChain", targets: ["RingCastChain"]),
+        .library(name: "ChainBFT", targets: ["ChainBFT"]),
         .library(name: "RingCast", targets: ["RingCast"]),
         .library(name: "RingCastMembership", targets: ["RingCastMembership"]),
         .library(name: "RingCastLinCheck", targets: ["RingCastLinCheck"]),
@@ -182,6 +183,15 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // Chain BFT over real processes: a replica (the core, an io_uring transport and a StateMachine on one engine
+        // thread) and a client (C1, C4, PANIC and ABORT collection).
+        .target(
+            name: "ChainBFT",
+            dependencies: ["RingCastChain", "RingCastSMR", "CRingCast", "CRingCastCore"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(name: "ChainBFTTests", dependencies: ["ChainBFT", "RingCastChain", "RingCastSMR"], swiftSettings: swiftSettings),
+
         // ringcast-kv: a replicated key-value service on RingCastSMR (serve, client commands, bench; `bench --check`
         // checks the recorded history with RingCastLinCheck).
         .executableTarget(
