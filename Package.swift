@@ -187,7 +187,7 @@ let package = Package(
         // thread) and a client (C1, C4, PANIC and ABORT collection).
         .target(
             name: "ChainBFT",
-            dependencies: ["RingCastChain", "RingCastSMR", "CRingCast", "CRingCastCore"],
+            dependencies: ["RingCastChain", "RingCastSMR", "RingCastKeys", "CRingCast", "CRingCastCore"],
             swiftSettings: swiftSettings
         ),
         .testTarget(name: "ChainBFTTests", dependencies: ["ChainBFT", "RingCastChain", "RingCastSMR"], swiftSettings: swiftSettings),

@@ -147,9 +147,12 @@ public final class ChainClient: @unchecked Sendable {
                 try engine.round()
                 let (statistics, connected) = (engine.statistics, engine.connected)
                 shared.withLock { $0.statistics = statistics; $0.connected = connected }
+                // Outcomes are handed over after the statistics, so a caller that saw its reply sees it counted.
+                for (completion, result) in engine.takeOutcomes() { completion.resume(returning: result) }
             }
             wakeBox.withLock { $0 = nil }
             engine.failAll(.stopped)
+            for (completion, result) in engine.takeOutcomes() { completion.resume(returning: result) }
         } catch {
             shared.withLock { $0.error = error }
         }
@@ -178,6 +181,13 @@ final class ChainClientEngine {
     private var panicking: (timestamp: UInt64, deadline: UInt64, aborts: [UInt32: ChainAbort])?
     private var dead: ChainBFTError?
     private(set) var statistics = ChainClient.Statistics()
+    /// Outcomes decided in this round, resumed by the caller once it published the statistics.
+    private var outcomes: [(ChainClient.Completion, Result<[UInt8], ChainBFTError>)] = []
+
+    func takeOutcomes() -> [(ChainClient.Completion, Result<[UInt8], ChainBFTError>)] {
+        defer { outcomes.removeAll() }
+        return outcomes
+    }
 
     init(settings: ChainClient.Settings, keyRing: ChainKeyRing) throws(ChainBFTError) {
         self.settings = settings
@@ -213,13 +223,13 @@ final class ChainClientEngine {
     func admit(_ requests: [(op: [UInt8], completion: ChainClient.Completion)]) {
         for (op, completion) in requests {
             if let dead {
-                completion.resume(returning: .failure(dead))
+                outcomes.append((completion, .failure(dead)))
                 continue
             }
             let timestamp = nextTimestamp()
             let macs: [ChainMAC]
             do { macs = try auth.authenticate(timestamp: timestamp, op: op) } catch {
-                completion.resume(returning: .failure(.core("client MACs", -5)))
+                outcomes.append((completion, .failure(.core("client MACs", -5))))
                 continue
             }
             statistics.submitted += 1
@@ -253,7 +263,7 @@ final class ChainClientEngine {
     }
 
     func failAll(_ error: ChainBFTError) {
-        for (_, p) in pending { p.completion.resume(returning: .failure(error)) }
+        for (_, p) in pending { outcomes.append((p.completion, .failure(error))) }
         pending.removeAll()
     }
 
@@ -290,7 +300,7 @@ final class ChainClientEngine {
         }
         pending[reply.timestamp] = nil
         statistics.commits += 1
-        p.completion.resume(returning: .success(reply.reply))
+        outcomes.append((p.completion, .success(reply.reply)))
     }
 
     /// P1: PANIC to every replica for the request `timestamp`.
@@ -340,7 +350,7 @@ final class ChainClientEngine {
         }
         let ordered = Set(history.entries.filter { $0.client == settings.client }.map(\.timestamp))
         for (timestamp, request) in pending {
-            request.completion.resume(returning: .failure(.aborted(instance: aborted, inAbortHistory: ordered.contains(timestamp))))
+            outcomes.append((request.completion, .failure(.aborted(instance: aborted, inAbortHistory: ordered.contains(timestamp)))))
         }
         pending.removeAll()
         dead = .aborted(instance: aborted, inAbortHistory: false)
