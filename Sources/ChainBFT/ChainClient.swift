@@ -155,6 +155,12 @@ public final class ChainClient: @unchecked Sendable {
             for (completion, result) in engine.takeOutcomes() { completion.resume(returning: result) }
         } catch {
             shared.withLock { $0.error = error }
+            let left = inbox.withLock { inbox -> [Completion] in
+                inbox.closed = true
+                defer { inbox.waiting.removeAll() }
+                return inbox.waiting.map(\.completion)
+            }
+            for completion in left { completion.resume(returning: .failure(error)) }
         }
     }
 }

@@ -85,6 +85,8 @@ public final class ChainReplica<Machine: StateMachine>: @unchecked Sendable {
     /// Counters, refreshed by the engine thread after every round of events.
     public struct Statistics: Sendable, Hashable {
         public var position: UInt32 = 0
+        /// Every link this replica opens (control to each replica, data to the successor) is connected.
+        public var linksUp = false
         public var lastSN: UInt64 = 0
         public var executed: UInt64 = 0
         public var stableCheckpoint: UInt64 = 0
@@ -155,6 +157,16 @@ public final class ChainReplica<Machine: StateMachine>: @unchecked Sendable {
     }
 
     public var statistics: Statistics { shared.withLock { $0.statistics } }
+
+    /// Waits until this replica's own links are connected (true), or `timeoutNanos` passed (false).
+    public func waitForLinks(timeoutNanos: UInt64 = 10_000_000_000) -> Bool {
+        let deadline = monotonicNanos() + timeoutNanos
+        while !statistics.linksUp {
+            if monotonicNanos() > deadline { return false }
+            usleep(2000)
+        }
+        return true
+    }
 
     private func runEngine() {
         do throws(ChainBFTError) {

@@ -40,7 +40,7 @@ final class ChainReplicaEngine<Machine: StateMachine> {
     private(set) var statistics = ChainReplica<Machine>.Statistics()
     /// Well-formed frames no correct peer sends on the link they came on (the connection was closed).
     private var rejected: UInt64 = 0
-    private static var reconnectNanos: UInt64 { 200_000_000 }
+    private static var reconnectNanos: UInt64 { 50_000_000 }
 
     init(settings: Settings, keyRing: ChainKeyRing, machine: Machine) throws(ChainBFTError) {
         self.settings = settings
@@ -371,6 +371,8 @@ final class ChainReplicaEngine<Machine: StateMachine> {
     }
 
     private func refreshStatistics() {
+        func isUp(_ link: Link?) -> Bool { if case .up? = link { return true } else { return false } }
+        statistics.linksUp = control.values.allSatisfy(isUp) && (data == nil || isUp(data))
         let s = core.stats
         statistics.lastSN = core.lastSN
         statistics.stableCheckpoint = core.stableCheckpoint

@@ -56,8 +56,10 @@ final class ChainTransport {
         s.recv_buffer_bytes = settings.receiveBufferBytes
         s.recv_bytes_max = min(s.recv_bytes_max, settings.receiveBufferBytes)
         s.send_queue_max = settings.sendQueueMax
-        s.connect_retries = 200
-        s.connect_backoff_ns = 10_000_000
+        // Few quick retries: the owner retries on its own timer (a peer that starts late or restarts is reached within
+        // a reconnect period, not after rc_io's doubling backoff grew to seconds).
+        s.connect_retries = 3
+        s.connect_backoff_ns = 5_000_000
         var io: OpaquePointer?
         let rc = rc_io_create(&io, &s)
         guard rc == 0, let io else { throw .transport("rc_io_create", rc) }

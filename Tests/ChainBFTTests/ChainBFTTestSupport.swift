@@ -116,9 +116,10 @@ final class TestCluster {
     let endpoints: [ChainEndpoint]
     var replicas: [ChainReplica<TestStore>] = []
 
-    init(f: UInt32 = 1, clients: UInt32 = 4, adjust: (inout ChainReplica<TestStore>.Settings) -> Void = { _ in }) throws {
+    init(f: UInt32 = 1, clients: UInt32 = 4, keys: ChainKeys? = nil,
+         adjust: (inout ChainReplica<TestStore>.Settings) -> Void = { _ in }) throws {
         self.f = f
-        keys = try ChainKeys.generate(f: f, clients: clients)
+        self.keys = try keys ?? ChainKeys.generate(f: f, clients: clients)
         let n = Int(3 * f + 1)
         endpoints = freePorts(n).map { ChainEndpoint(host: "127.0.0.1", port: $0) }
         for position in 0..<n {
@@ -126,11 +127,12 @@ final class TestCluster {
             settings.clientsMax = clients
             settings.checkpointInterval = 16
             adjust(&settings)
-            let replica = try ChainReplica(settings: settings, keyRing: try keys.keyRing(for: .replica(UInt32(position))),
+            let replica = try ChainReplica(settings: settings, keyRing: try self.keys.keyRing(for: .replica(UInt32(position))),
                                            machine: TestStore())
             try replica.start()
             replicas.append(replica)
         }
+        for replica in replicas { try #require(replica.waitForLinks(), "replica \(replica.settings.position) not linked") }
     }
 
     func client(_ id: UInt32, timeoutMillis: UInt64 = 2000, window: Int = 16) throws -> ChainClient {
