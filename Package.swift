@@ -198,6 +198,8 @@ let package = Package(
             name: "ringcast-kv",
             dependencies: [
                 "RingCastSMR",
+                "ChainBFT",
+                "RingCastChain",
                 "RingCastLinCheck",
                 "RingCastJSON",
                 "RingCast",
