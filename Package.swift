@@ -167,6 +167,10 @@ let package = Package(
             name: "RingCastBenchKit",
             dependencies: [
                 "RingCastJSON",
+                "ChainBFT", // `ringcast-bench chain`
+                "RingCastChain",
+                "RingCastSMR",
+                .product(name: "Histogram", package: "hdrhistogram-swift"),
                 "RingCastKeys", // --auth without --cluster-key: a fresh key file for the run
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
