@@ -3,6 +3,8 @@ public enum ChainBFTError: Error, Sendable, Hashable, CustomStringConvertible {
     /// A transport call failed with -errno.
     case transport(String, Int32)
     case badAddress(String)
+    /// A key file is missing, readable by others, or malformed (the text says which and what to do).
+    case keyFile(String)
     /// Settings outside their documented ranges.
     case invalidSettings(String)
     /// The core or the key ring refused (its -errno).
@@ -25,6 +27,7 @@ public enum ChainBFTError: Error, Sendable, Hashable, CustomStringConvertible {
         switch self {
         case let .transport(what, rc): return "chain transport: \(what) failed: errno \(-rc)"
         case let .badAddress(text): return "chain: not an address: \(text)"
+        case let .keyFile(text): return "chain key file: \(text)"
         case let .invalidSettings(text): return "chain: invalid settings: \(text)"
         case let .core(what, rc): return "chain core: \(what) failed: errno \(-rc)"
         case .stopped: return "chain: stopped"

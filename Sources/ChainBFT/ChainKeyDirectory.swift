@@ -52,7 +52,7 @@ public enum ChainKeyDirectory {
             for (p, key) in publics.enumerated() { lines.append("public \(p) \(hex(key))") }
             let path = directory + "/" + fileName(principal)
             do { try KeyFile.writeSecret(Array((lines.joined(separator: "\n") + "\n").utf8), to: path, overwrite: overwrite) } catch {
-                throw .invalidSettings("\(error)")
+                throw .keyFile("\(error)")
             }
         }
     }
@@ -62,8 +62,8 @@ public enum ChainKeyDirectory {
     public static func load(directory: String, principal: ChainPrincipal) throws(ChainBFTError) -> (ring: ChainKeyRing, f: UInt32, clients: UInt32) {
         let path = directory + "/" + fileName(principal)
         let bytes: [UInt8]
-        do { bytes = try KeyFile.readSecret(at: path) } catch { throw .invalidSettings("\(error)") }
-        func bad(_ reason: String) -> ChainBFTError { .invalidSettings("\(path): not a Chain key file: \(reason)") }
+        do { bytes = try KeyFile.readSecret(at: path) } catch { throw .keyFile("\(error)") }
+        func bad(_ reason: String) -> ChainBFTError { .keyFile("\(path): not a Chain key file: \(reason)") }
         let lines = String(decoding: bytes, as: UTF8.self).split(separator: "\n").map { $0.split(separator: " ").map(String.init) }
         guard lines.count >= 4, lines[0] == ["ringcast-chain-keys", "1"] else { throw bad("no `ringcast-chain-keys 1` header") }
         guard lines[1].count == 2, lines[1][0] == "f", let f = UInt32(lines[1][1]), (1...RC_CHAIN_F_MAX).contains(f) else { throw bad("line 2 is not `f F`") }
