@@ -213,7 +213,7 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
-        .testTarget(name: "SMRTests", dependencies: ["RingCastSMR", "RingCast"], swiftSettings: swiftSettings),
+        .testTarget(name: "SMRTests", dependencies: ["RingCastSMR", "RingCast", "RingCastKeys"], swiftSettings: swiftSettings),
 
         .testTarget(
             name: "RingCastTests",

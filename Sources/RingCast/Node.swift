@@ -31,6 +31,8 @@ public final class Node: Sendable {
     private let outbox: Outbox
     private let deliveryBuffer: DeliveryBuffer?
     private let lifecycle = Mutex(Lifecycle.created)
+    /// `lifecycle` is `.started`: read by every broadcast without taking the lock (set under it).
+    private let started = Atomic<Bool>(false)
     /// Level-triggered stop signal for the pump thread (written once, never drained).
     private let stopPipe: WakePipe
     private let health: NodeHealth
@@ -91,6 +93,7 @@ public final class Node: Sendable {
                     outbox.runPump(stopFD: stopFD, onWake: { health.check() }, onRefused: { health.refused($0) })
                 }
                 state = .started(threads: [pump])
+                started.store(true, ordering: .releasing)
             } catch {
                 ring.stop()
                 state = .failedToStart
@@ -165,6 +168,7 @@ public final class Node: Sendable {
             case .shutDown: return nil
             case let .started(threads):
                 state = .shutDown
+                started.store(false, ordering: .releasing)
                 return threads
             case .created, .failedToStart:
                 state = .shutDown
@@ -186,12 +190,7 @@ public final class Node: Sendable {
                                                       "delivered_bytes": "\(stats.deliveredBytes)"])
     }
 
-    private var isStarted: Bool {
-        lifecycle.withLock { state in
-            if case .started = state { return true }
-            return false
-        }
-    }
+    private var isStarted: Bool { started.load(ordering: .acquiring) }
 }
 
 enum Lifecycle {

@@ -32,6 +32,9 @@ public enum RingCastError: Error, Sendable, Equatable, CustomStringConvertible {
     case cancelled
     /// The group installed a view without this member while it was alive (quorum mode): it stopped delivering.
     case excluded
+    /// A link's handshake failed (``Security/authenticateClientLink(socket:role:clusterName:selfID:)``): the peer
+    /// does not hold the cluster key, runs another mode, or went silent. The connection must be closed.
+    case authenticationFailed(String)
 
     public var description: String {
         switch self {
@@ -47,6 +50,7 @@ public enum RingCastError: Error, Sendable, Equatable, CustomStringConvertible {
         case .shutdown: "the node is shut down"
         case .cancelled: "cancelled"
         case .excluded: "this member was excluded from the group (it may rejoin as a new incarnation)"
+        case let .authenticationFailed(reason): "the link's handshake failed: \(reason)"
         }
     }
 

@@ -122,6 +122,11 @@ final class ClientServer: @unchecked Sendable {
     private var stopPipe: (read: Int32, write: Int32) = (-1, -1)
     /// Requests a client may have outstanding on one connection (the session window).
     var windowMax = 128
+    /// The client plane's handshake (set when the group's links are authenticated): run on the connection's
+    /// reader thread before its first frame is read, so a silent or slow peer holds only its own thread, for at
+    /// most the handshake timeout. Throws when the peer does not prove the cluster key.
+    var authenticate: (@Sendable (Int32) throws(RingCastError) -> Void)?
+    var onHandshake: @Sendable (_ accepted: Bool) -> Void = { _ in }
     var cpu = CPUCounters()
 
     init(host: String, port: UInt16, clientsMax: Int, frameBytesMax: Int, logger: Logger,
@@ -196,9 +201,21 @@ final class ClientServer: @unchecked Sendable {
     }
 
     private func runReader(_ connection: Connection) {
+        defer { connection.close() }
+        if let authenticate {
+            do {
+                try authenticate(connection.fd)
+                onHandshake(true)
+            } catch {
+                // Nothing was read past the handshake: the peer's frames never reach the replica.
+                onHandshake(false)
+                logger.warning("client link refused: handshake failed",
+                               metadata: ["connection": "\(connection.id)", "error": "\(error)"])
+                return
+            }
+        }
         var assembler = FrameAssembler(frameBytesMax: frameBytesMax)
         var buffer = [UInt8](repeating: 0, count: 64 << 10)
-        defer { connection.close() }
         while true {
             let received = buffer.withUnsafeMutableBytes { recv(connection.fd, $0.baseAddress, $0.count, 0) }
             if received < 0 && errno == EINTR { continue }

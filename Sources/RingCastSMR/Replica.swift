@@ -67,6 +67,10 @@ public final class Replica<Machine: StateMachine>: Sendable {
         public var clientsConnected = 0
         public var clientsRefused: UInt64 = 0
         public var clientFramesMalformed: UInt64 = 0
+        /// Client-port connections that proved the cluster key, and those refused for failing the handshake
+        /// (authenticated groups only; snapshot pulls included).
+        public var clientHandshakes: UInt64 = 0
+        public var clientHandshakesFailed: UInt64 = 0
         public var busyReplies: UInt64 = 0
         public var sessionsOpen = 0
         public var sessionsExpired: UInt64 = 0
@@ -103,6 +107,17 @@ public final class Replica<Machine: StateMachine>: Sendable {
                                       onMalformed: { core.countMalformedFrame() },
                                       onRefused: { core.countRefused() })
         server.cpu = core.cpu
+        if configuration.security.isAuthenticated {
+            let security = configuration.security, name = configuration.name, me = configuration.me
+            server.authenticate = { fd throws(RingCastError) in
+                try security.authenticateClientLink(socket: fd, role: .acceptor, clusterName: name, selfID: me)
+            }
+            server.onHandshake = { accepted in core.countHandshake(accepted: accepted) }
+            // The joiner's pull of a snapshot dials a provider's client port: the same handshake.
+            core.dialProvider = { fd throws(RingCastError) in
+                try security.authenticateClientLink(socket: fd, role: .dialer, clusterName: name, selfID: me)
+            }
+        }
         self.server = server
         let clientPort = server.port
         // The group's transfer carries only the cut; the state streams over the client port (SnapshotTransfer.swift).

@@ -54,6 +54,9 @@ final class ReplicaCore<Machine: StateMachine>: @unchecked Sendable {
     /// Joiner: the transfer failed; this replica must not apply (its state is not the group's) nor serve.
     var failed = false
     let advertisedHost: String
+    /// The client plane's handshake on a connection this replica dials (a snapshot pull); nil on open links. Set
+    /// once by ``Replica`` before the group starts.
+    var dialProvider: ((Int32) throws(RingCastError) -> Void)?
     let cpu = CPUCounters()
     private var batch = CommandBatch<Machine.Command>()
     private var batchKeys: [(key: SessionSequence, mine: Bool)] = []
@@ -476,6 +479,11 @@ final class ReplicaCore<Machine: StateMachine>: @unchecked Sendable {
 
     func countMalformedFrame() { lock.withLock { statistics.clientFramesMalformed += 1 } }
     func countRefused() { lock.withLock { statistics.clientsRefused += 1 } }
+    func countHandshake(accepted: Bool) {
+        lock.withLock {
+            if accepted { statistics.clientHandshakes += 1 } else { statistics.clientHandshakesFailed += 1 }
+        }
+    }
 
     func statisticsSnapshot() -> Replica<Machine>.Statistics {
         lock.withLock {

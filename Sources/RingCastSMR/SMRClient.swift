@@ -21,6 +21,10 @@ public enum SMRClientError: Error, Sendable, Hashable, CustomStringConvertible {
     case protocolError(String)
     /// ``SMRClient/close()`` was called.
     case closed
+    /// Every replica refused this client's link handshake (no cluster key, another key, another cluster name or
+    /// mode: ``SMRClient/Options/security``). A command sent on an earlier connection is in doubt, as after
+    /// ``timeout``; otherwise it was not sent.
+    case unauthenticated(String)
 
     public var description: String {
         switch self {
@@ -30,6 +34,7 @@ public enum SMRClientError: Error, Sendable, Hashable, CustomStringConvertible {
         case let .unavailable(reason): "no replica reachable: \(reason)"
         case let .protocolError(reason): "protocol error: \(reason)"
         case .closed: "the client is closed"
+        case let .unauthenticated(reason): "the replicas refused this client's handshake: \(reason)"
         }
     }
 }
@@ -62,6 +67,12 @@ public final class SMRClient<Command: SMRCodable, Query: SMRCodable, Output: SMR
         public var timeoutMillis = 5_000
         public var connectTimeoutMillis = 1_000
         public var frameBytesMax = 1 << 20
+        /// The replicas' link security (the group's ``Security``: its cluster key and mode). With a key, every
+        /// connection opens with the client plane's handshake
+        /// (``Security/authenticateClientLink(socket:role:clusterName:selfID:)``) before any request.
+        public var security = Security()
+        /// The group's ``Group/Configuration/name``, bound into the handshake.
+        public var clusterName = "ringcast"
 
         public init(replicas: [Address]) { self.replicas = replicas }
     }
@@ -72,6 +83,8 @@ public final class SMRClient<Command: SMRCodable, Query: SMRCodable, Output: SMR
         public var resent: UInt64 = 0
         public var timeouts: UInt64 = 0
         public var sessionsOpened: UInt64 = 0
+        /// Connections whose handshake the replica refused (or that failed during it).
+        public var handshakesFailed: UInt64 = 0
     }
 
     private enum SessionStep { case have(UInt64), wait, open }
@@ -110,6 +123,10 @@ public final class SMRClient<Command: SMRCodable, Query: SMRCodable, Output: SMR
     private var closed = false
     private var stats = Statistics()
     private var reader: Thread?
+    /// Why the last connection's handshake failed (nil after a connection that got through it, or that failed
+    /// before it), and how many in a row did.
+    private var handshakeFailure: String?
+    private var handshakeFailuresInARow = 0
 
     private init(options: Options) {
         self.options = options
@@ -404,6 +421,10 @@ public final class SMRClient<Command: SMRCodable, Query: SMRCodable, Output: SMR
                     sendPending()
                 } else {
                     failedInARow += 1
+                    if let reason = monitor.withLock({ handshakeFailuresInARow >= options.replicas.count ? handshakeFailure : nil }) {
+                        // A key mismatch does not heal by waiting: fail what is waiting instead of timing out.
+                        failAll(.unauthenticated(reason))
+                    }
                     expireRequests(reason: failedInARow >= options.replicas.count ? "no replica answered" : nil)
                     if failedInARow % options.replicas.count == 0 { usleep(50_000) }
                 }
@@ -435,6 +456,20 @@ public final class SMRClient<Command: SMRCodable, Query: SMRCodable, Output: SMR
         let (address, attempt) = monitor.withLock { (options.replicas[replica], replica) }
         defer { monitor.withLock { if fd < 0 { replica = (attempt + 1) % options.replicas.count } } }
         guard let socket = try? Socket.connect(address, timeoutMillis: Int32(options.connectTimeoutMillis)) else {
+            monitor.withLock { handshakeFailuresInARow = 0 }
+            return false
+        }
+        do {
+            try options.security.authenticateClientLink(socket: socket, role: .dialer, clusterName: options.clusterName,
+                                                        selfID: 0)
+            monitor.withLock { handshakeFailuresInARow = 0 }
+        } catch {
+            Glibc.close(socket)
+            monitor.withLock {
+                stats.handshakesFailed += 1
+                handshakeFailuresInARow += 1
+                handshakeFailure = "\(address): \(error)"
+            }
             return false
         }
         var timeout = timeval(tv_sec: options.connectTimeoutMillis / 1000, tv_usec: (options.connectTimeoutMillis % 1000) * 1000)
@@ -499,6 +534,15 @@ public final class SMRClient<Command: SMRCodable, Query: SMRCodable, Output: SMR
         default:
             dropConnection()
         }
+    }
+
+    /// Fails every request in flight with `error` (every replica refused the handshake: waiting will not help).
+    private func failAll(_ error: SMRClientError) {
+        let failed: [Inflight] = monitor.withLock {
+            defer { inflight = [:] }
+            return Array(inflight.values)
+        }
+        for request in failed { request.continuation.resume(returning: .failure(error)) }
     }
 
     /// Fails requests past their deadline (or all, with `reason`). True when one timed out: the connection is then

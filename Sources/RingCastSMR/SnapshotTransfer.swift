@@ -140,6 +140,11 @@ extension ReplicaCore {
                     throw SnapshotError("connecting to the provider: \(error)")
                 }
                 defer { close(fd) }
+                if let dialProvider {
+                    do { try dialProvider(fd) } catch {
+                        throw SnapshotError("the provider's client port refused the handshake: \(error)")
+                    }
+                }
                 guard Socket.sendAll(fd, ClientFrame.snapshotRequest(transfer: header.transfer).encoded()) else {
                     throw SnapshotError("sending the request to the provider failed")
                 }

@@ -72,6 +72,7 @@ struct Serve: AsyncParsableCommand {
     var plantBug: String?
     @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error, critical.")
     var logLevel = "info"
+    @OptionGroup var links: ServeSecurityFlags
     @Option(name: .customLong("protocol"), help: ArgumentHelp("lcr (crash-tolerant, default) or chain (Chain BFT: 3f+1 members in chain order, clients connect to the member ports).", valueName: "lcr|chain"))
     var protocolName = "lcr"
     @Option(help: ArgumentHelp("--protocol chain: the directory of key files (ringcast-kv chain-keys).", valueName: "dir"))
@@ -81,6 +82,10 @@ struct Serve: AsyncParsableCommand {
 
     func validate() throws {
         guard ["lcr", "chain"].contains(protocolName) else { throw ValidationError("--protocol is lcr or chain") }
+        if protocolName == "chain" && links.clusterKey != nil {
+            throw ValidationError("--cluster-key is for --protocol lcr: Chain authenticates every message with the keys of --keys")
+        }
+        _ = try links.security()
         if let plantBug, plantBug != "stale-read" { throw ValidationError("--plant-bug knows only stale-read") }
         guard ["quorum", "perfect"].contains(mode) else { throw ValidationError("--mode is quorum or perfect") }
         guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("unknown --log-level \(logLevel)") }
@@ -105,6 +110,8 @@ struct Serve: AsyncParsableCommand {
         var configuration = Group.Configuration(me: id, addresses: map, initialView: initialView)
         configuration.mode = mode == "perfect" ? .perfect : .quorum
         configuration.suspectMillis = suspectMillis
+        configuration.name = links.clusterName
+        configuration.security = try links.security()
         configuration.logger.logLevel = Logger.Level(rawValue: logLevel)!
         var options = Replica<KVStore>.Options(clientHost: clientHost, clientPort: clientPort)
         options.clientsMax = clientsMax
@@ -166,10 +173,15 @@ struct ClientOptions: ParsableArguments {
     var keys: String?
     @Option(name: .customLong("client-id"), help: "--protocol chain: this client's id (its key file).")
     var clientID: UInt32 = 0
+    @OptionGroup var links: ClientSecurityFlags
+
+    func validate() throws { _ = try links.security() }
 
     func connect() async throws -> KVClient {
         var options = KVClient.Options(replicas: try parseAddresses(replicas, "--replicas"))
         options.timeoutMillis = timeout
+        options.security = try links.security()
+        options.clusterName = links.clusterName
         return try await KVClient.connect(options)
     }
 }

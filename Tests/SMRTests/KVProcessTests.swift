@@ -47,3 +47,71 @@ import Testing
         #expect(digests["replicas"] as? Int == 2)
     }
 }
+
+/// `ringcast-kv serve --cluster-key` and the client commands' `--cluster-key`: the client plane's handshake between
+/// processes (#14).
+@Suite("ringcast-kv with a cluster key", .serialized) struct KVKeyedProcessTests {
+    @Test(.enabled(if: KVProcessTests.binary != nil, "ringcast-kv is not built next to the test bundle"))
+    func keyedReplica_servesKeyedClients_refusesOthers() throws {
+        let binary = KVProcessTests.binary!
+        let keys = URL(fileURLWithPath: binary).deletingLastPathComponent().appendingPathComponent("ringcast-keys").path
+        try #require(FileManager.default.isExecutableFile(atPath: keys), "ringcast-keys is not built")
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("kv-keyed-\(getpid())")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let key = directory.appendingPathComponent("cluster.key").path
+        let other = directory.appendingPathComponent("other.key").path
+        #expect(run(keys, ["cluster", "--out", key]).status == 0)
+        #expect(run(keys, ["cluster", "--out", other]).status == 0)
+
+        let port = freePortPairs(1)[0]
+        let serve = Process()
+        serve.executableURL = URL(fileURLWithPath: binary)
+        serve.arguments = ["serve", "--id", "0", "--members", "127.0.0.1:\(port)", "--client-port", "0",
+                           "--cluster-key", key, "--auth", "frames", "--cluster-name", "keyed-test", "--log-level", "error"]
+        let output = Pipe()
+        serve.standardOutput = output
+        serve.standardError = FileHandle.nullDevice
+        try serve.run()
+        defer {
+            serve.terminate()
+            serve.waitUntilExit()
+        }
+        // "ready client_port=PORT id=0"
+        var line = ""
+        let deadline = Date().addingTimeInterval(20)
+        while !line.contains("\n") && Date() < deadline && serve.isRunning {
+            let chunk = output.fileHandleForReading.availableData
+            if chunk.isEmpty { usleep(20_000) }
+            line += String(decoding: chunk, as: UTF8.self)
+        }
+        let clientPort = try #require(line.split(separator: " ").first { $0.hasPrefix("client_port=") }?
+            .dropFirst("client_port=".count), "no ready line: \(line)")
+        let replicas = ["--replicas", "127.0.0.1:\(clientPort)", "--cluster-name", "keyed-test"]
+
+        let put = run(binary, ["put"] + replicas + ["--cluster-key", key, "greeting", "hello"])
+        #expect(put.status == 0 && put.output == "OK\n", "\(put)")
+        let get = run(binary, ["get"] + replicas + ["--cluster-key", key, "greeting"])
+        #expect(get.status == 0 && get.output == "hello\n", "\(get)")
+        let wrongKey = run(binary, ["get"] + replicas + ["--cluster-key", other, "greeting"])
+        #expect(wrongKey.status != 0 && wrongKey.error.contains("refused this client's handshake"), "\(wrongKey)")
+        let noKey = run(binary, ["put", "--timeout", "800"] + replicas + ["greeting", "stranger"])
+        #expect(noKey.status != 0, "\(noKey)")
+        let after = run(binary, ["get"] + replicas + ["--cluster-key", key, "greeting"])
+        #expect(after.output == "hello\n", "a client without the key changed the store: \(after)")
+    }
+
+    private func run(_ path: String, _ arguments: [String]) -> (status: Int32, output: String, error: String) {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: path)
+        process.arguments = arguments
+        let output = Pipe(), error = Pipe()
+        process.standardOutput = output
+        process.standardError = error
+        do { try process.run() } catch { return (-1, "", "\(error)") }
+        let out = output.fileHandleForReading.readDataToEndOfFile()
+        let err = error.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        return (process.terminationStatus, String(decoding: out, as: UTF8.self), String(decoding: err, as: UTF8.self))
+    }
+}

@@ -86,8 +86,10 @@ final class CounterCluster: Sendable {
     }
 
     @discardableResult
-    func start(_ me: UInt32, initialView: [UInt32], options adjust: (inout Replica<Counter>.Options) -> Void = { _ in }) throws -> Replica<Counter> {
+    func start(_ me: UInt32, initialView: [UInt32], options adjust: (inout Replica<Counter>.Options) -> Void = { _ in },
+               security: Security = Security()) throws -> Replica<Counter> {
         var configuration = Group.Configuration(me: me, addresses: addresses, initialView: initialView)
+        configuration.security = security
         // Silence is suspected only after 1.5 s: a loaded test machine must not exclude a live replica (the tests
         // that stop one rely on its sockets closing, which is detected at once).
         configuration.heartbeatMillis = 20

@@ -111,7 +111,9 @@ int rc_auth_handshake_init(rc_auth_handshake *h, const rc_auth_config *config, b
                            const uint8_t nonce[RC_AUTH_NONCE_BYTES]) {
     if (h == NULL || config == NULL || nonce == NULL) return -EINVAL;
     if (config->mode < RC_AUTH_MODE_HANDSHAKE || config->mode > RC_AUTH_MODE_ENCRYPT) return -EINVAL;
-    if (config->channel != RC_AUTH_CHANNEL_RING && config->channel != RC_AUTH_CHANNEL_CONTROL) return -EINVAL;
+    if (config->channel != RC_AUTH_CHANNEL_RING && config->channel != RC_AUTH_CHANNEL_CONTROL &&
+        config->channel != RC_AUTH_CHANNEL_CLIENT)
+        return -EINVAL;
     if (memchr(config->cluster, 0, sizeof config->cluster) == NULL) return -EINVAL;
     memset(h, 0, sizeof *h);
     h->config = *config;

@@ -1,5 +1,5 @@
 /*
- * engine.c — what every engine file leans on: the settings (defaults, validation), the clock, failure,
+ * engine.c — what every engine file leans on: the settings (defaults, validation), the clock, wake-ups, failure,
  * status and the published counters. It calls no other engine file, so the lifecycle (engine_thread.c)
  * and the steps of the loop can all use it without a circle.
  */
@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 uint64_t engine_now_ns(void) {
     struct timespec now;
@@ -60,8 +61,8 @@ static uint64_t recv_buffer_bytes_min(const rc_engine_settings *s) {
 static bool settings_valid(const rc_engine_settings *s) {
     if (s->nodes < 1 || s->nodes > RC_LCR_NODES_MAX || s->self >= s->nodes) return false;
     if (s->window < 1 || s->window > RC_LCR_QUEUE_MAX / 4) return false;
-    if (s->batch_count_max < 1 || s->batch_count_max > RC_LCR_BATCH_COUNT_MAX) return false;
-    if (s->batch_bytes_max < 1 || s->batch_bytes_max > RC_LCR_BATCH_BYTES_MAX) return false;
+    rc_batch_limits batch = {.count_max = s->batch_count_max, .bytes_max = s->batch_bytes_max};
+    if (!rc_batch_limits_valid(batch)) return false;
     if (s->broadcast_ring_max < 1 || s->broadcast_ring_max > RC_ENGINE_BROADCAST_RING_MAX) return false;
     if (s->delivery_ring_max < s->batch_count_max || s->delivery_ring_max > RC_ENGINE_DELIVERY_RING_MAX) return false;
     if (s->heartbeat_ms < 1 || s->heartbeat_ms > RC_ENGINE_HEARTBEAT_MS_MAX || s->connect_timeout_ms < 1) return false;
@@ -96,6 +97,13 @@ bool engine_settings_complete(rc_engine_settings *s) {
         s->recv_buffer_bytes = (uint32_t)bytes;
     }
     return settings_valid(s);
+}
+
+void engine_eventfd_signal(int fd) {
+    uint64_t one = 1;
+    /* An eventfd counter only overflows after 2^64-2 unread signals; EAGAIN then still means "readable". */
+    ssize_t written = write(fd, &one, sizeof(one));
+    (void)written;
 }
 
 void engine_fail(rc_engine *engine, int error) {

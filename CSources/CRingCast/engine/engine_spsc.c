@@ -28,13 +28,6 @@ uint32_t engine_spsc_used(const engine_spsc *ring) {
 
 uint32_t engine_spsc_free(const engine_spsc *ring) { return ring->capacity - engine_spsc_used(ring); }
 
-void engine_eventfd_signal(int fd) {
-    uint64_t one = 1;
-    /* An eventfd counter only overflows after 2^64-2 unread signals; EAGAIN then still means "readable". */
-    ssize_t written = write(fd, &one, sizeof(one));
-    (void)written;
-}
-
 /* Wakes the engine thread if it sleeps in rc_io_wait. Only then is the lock taken: under load the
  * engine never sleeps, so the hot path stays lock-free. `sleeping` and the ring positions are
  * sequentially consistent, so either the engine sees the new entry before it sleeps, or we see it

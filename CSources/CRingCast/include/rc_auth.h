@@ -1,6 +1,6 @@
 /*
  * rc_auth.h — authenticated links: the mutual challenge–response handshake that opens every TCP connection
- * (ring data and control plane), the per-connection session keys it derives, and the per-frame MAC.
+ * (ring data, control plane, a service's client port), the per-connection session keys it derives, and the per-frame MAC.
  *
  * The handshake is sans-IO (bytes in, bytes out, no socket, no clock, no randomness inside: the caller passes
  * the nonce), so that the C engine (io_uring), the Swift control plane (poll) and the fuzzer drive the very
@@ -53,6 +53,7 @@ typedef enum rc_auth_mode {
 typedef enum rc_auth_channel {
     RC_AUTH_CHANNEL_RING = 1,
     RC_AUTH_CHANNEL_CONTROL = 2,
+    RC_AUTH_CHANNEL_CLIENT = 3, /**< a service's client port (RingCastSMR): clients and snapshot pulls */
 } rc_auth_channel;
 
 /** Why a handshake failed (negative returns; the state machine stays failed). */

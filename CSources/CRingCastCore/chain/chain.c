@@ -70,7 +70,7 @@ static bool settings_valid(const rc_chain_settings *s) {
     const rc_crypto *c = &s->crypto;
     return s->f >= 1 && s->f <= RC_CHAIN_F_MAX && s->self < rc_chain_nodes(s->f) && s->instance >= 1 &&
            s->clients_max >= 1 && s->clients_max <= RC_CHAIN_CLIENTS_MAX &&
-           s->batch_count_max >= 1 && s->batch_count_max <= RC_CHAIN_BATCH_COUNT_MAX && s->batch_bytes_max >= 1 &&
+           rc_batch_limits_valid(chain_batch_limits(s)) &&
            s->checkpoint_interval >= 1 && s->history_max <= RC_CHAIN_HISTORY_MAX &&
            (uint64_t)s->history_max >= (uint64_t)s->checkpoint_interval + s->batch_count_max &&
            s->out_batches_max >= 2 && s->out_batches_max <= RC_CHAIN_OUT_BATCHES_MAX &&

@@ -140,6 +140,11 @@ int chain_request_digest(const rc_crypto *crypto, uint32_t client, uint64_t time
                          uint32_t op_bytes, rc_crypto_digest *out);
 
 /* ---- shape ------------------------------------------------------------------------------------- */
+/* The batching stage's limits of this core (rc_batch.h): the head's batches. */
+static inline rc_batch_limits chain_batch_limits(const rc_chain_settings *s) {
+    return (rc_batch_limits){.count_max = s->batch_count_max, .bytes_max = s->batch_bytes_max};
+}
+
 static inline bool chain_is_head(const rc_chain *core) { return core->settings.self == 0; }
 static inline bool chain_is_tail(const rc_chain *core) { return core->settings.self == core->nodes - 1; }
 static inline bool chain_in_sigma_last(const rc_chain *core) { return core->settings.self >= 2 * core->settings.f; }

@@ -14,9 +14,10 @@ static chain_slot *open_slot_for(const rc_chain *core, uint32_t op_bytes) {
     if (core->slot_count == 0) return NULL;
     uint32_t back = (core->slot_head + core->slot_count - 1) % core->settings.out_batches_max;
     chain_slot *slot = chain_slot_at(core, back);
-    if (slot->ready || slot->count >= core->settings.batch_count_max) return NULL;
-    if (slot->count > 0 && (uint64_t)slot->op_bytes + op_bytes > core->settings.batch_bytes_max) return NULL;
-    return slot;
+    if (slot->ready) return NULL;
+    /* The batching stage's packing rule (rc_batch.h), the same as LCR's. */
+    rc_batch_fill fill = {.count = slot->count, .bytes = slot->op_bytes};
+    return rc_batch_admits(chain_batch_limits(&core->settings), fill, op_bytes) ? slot : NULL;
 }
 
 int rc_chain_on_request(rc_chain *core, const rc_chain_request *request, const rc_crypto_mac *client_macs) {

@@ -58,6 +58,7 @@
 #ifndef RINGCAST_RC_CHAIN_H
 #define RINGCAST_RC_CHAIN_H
 
+#include "rc_batch.h"
 #include "rc_common.h"
 #include "rc_crypto.h"
 
@@ -68,7 +69,7 @@ extern "C" {
 /** Largest f this build supports: n = 3f+1 ≤ 64 replicas. */
 #define RC_CHAIN_F_MAX 21u
 #define RC_CHAIN_NODES_MAX (3u * RC_CHAIN_F_MAX + 1u)
-#define RC_CHAIN_BATCH_COUNT_MAX 4096u
+#define RC_CHAIN_BATCH_COUNT_MAX RC_BATCH_COUNT_MAX /* the batching stage's limits (rc_batch.h) */
 #define RC_CHAIN_HISTORY_MAX (1u << 20)
 #define RC_CHAIN_CLIENTS_MAX (1u << 20)
 #define RC_CHAIN_OUT_BATCHES_MAX 1024u

@@ -93,6 +93,7 @@
 #ifndef RINGCAST_RC_LCR_H
 #define RINGCAST_RC_LCR_H
 
+#include "rc_batch.h"
 #include "rc_common.h"
 
 #ifdef __cplusplus
@@ -103,8 +104,8 @@ extern "C" {
 #define RC_LCR_NODES_MAX 64u
 /** Upper bounds for the queue settings, so that memory sizes cannot overflow. */
 #define RC_LCR_QUEUE_MAX (1u << 20)
-#define RC_LCR_BATCH_COUNT_MAX 4096u
-#define RC_LCR_BATCH_BYTES_MAX (64u << 20)
+#define RC_LCR_BATCH_COUNT_MAX RC_BATCH_COUNT_MAX /* the batching stage's limits (rc_batch.h) */
+#define RC_LCR_BATCH_BYTES_MAX RC_BATCH_BYTES_MAX
 
 typedef struct rc_lcr rc_lcr;
 

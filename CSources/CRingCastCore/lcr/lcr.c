@@ -21,8 +21,7 @@ static bool settings_valid(const rc_lcr_settings *s) {
            s->send_queue_max >= 1 && s->send_queue_max <= RC_LCR_QUEUE_MAX &&
            s->forward_queue_max >= 1 && s->forward_queue_max <= RC_LCR_QUEUE_MAX &&
            s->pending_max >= 1 && s->pending_max <= RC_LCR_QUEUE_MAX &&
-           s->batch_count_max >= 1 && s->batch_count_max <= RC_LCR_BATCH_COUNT_MAX &&
-           s->batch_bytes_max >= 1 && s->batch_bytes_max <= RC_LCR_BATCH_BYTES_MAX &&
+           rc_batch_limits_valid(lcr_batch_limits(s)) &&
            s->test_fault <= RC_LCR_FAULT_DELIVER_UNSTABLE &&
            s->forward_queue_max > s->send_queue_max &&
            (uint64_t)s->pending_max >= (uint64_t)s->nodes * (s->send_queue_max + s->forward_queue_max);
@@ -256,16 +255,19 @@ static bool own_ready(const rc_lcr *core) {
 static void own_take(rc_lcr *core, rc_lcr_message *m) {
     uint32_t self = core->settings.self;
     uint32_t burst = lcr_fairness_own_burst_size(core); /* counts the queue before this batch leaves */
-    uint64_t first = core->app_next, bytes = 0;
-    uint32_t count = 0;
-    while (core->app_next < core->app_tail && count < core->settings.batch_count_max) {
+    uint64_t first = core->app_next;
+    /* The batching stage's packing rule (rc_batch.h), over the origin's send queue in order. */
+    rc_batch_limits limits = lcr_batch_limits(&core->settings);
+    rc_batch_fill fill = {0};
+    while (core->app_next < core->app_tail) {
         uint32_t next = core->send_queue[core->app_next % core->settings.send_queue_max].bytes;
-        if (count > 0 && bytes + next > core->settings.batch_bytes_max) break;
-        bytes += next;
-        count++;
+        if (!rc_batch_admits(limits, fill, next)) break;
+        rc_batch_add(&fill, next);
         core->app_next++;
     }
-    RC_ASSERT(count >= 1);
+    RC_ASSERT(fill.count >= 1);
+    uint32_t count = fill.count;
+    uint64_t bytes = fill.bytes;
     core->clock[self]++; /* line 6 */
     uint32_t slot = lcr_clock_acquire(core);
     /* An own message that fairness lets go ahead of queued forwards is, for everyone downstream, sent

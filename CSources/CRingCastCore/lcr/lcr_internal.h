@@ -81,6 +81,11 @@ struct rc_lcr {
     rc_lcr_stats stats;
 };
 
+/* The batching stage's limits of this core (rc_batch.h). */
+static inline rc_batch_limits lcr_batch_limits(const rc_lcr_settings *s) {
+    return (rc_batch_limits){.count_max = s->batch_count_max, .bytes_max = s->batch_bytes_max};
+}
+
 static inline uint32_t lcr_successor(const rc_lcr *core, uint32_t position) {
     return (position + 1) % core->settings.nodes;
 }

@@ -16,10 +16,12 @@ final class ControlAuth {
     ///   - config: the member's settings (`Security.authConfig`); the channel is set here.
     ///   - initiator: true on the connection this side dialled.
     ///   - expectNode: the peer dialled, or `RC_AUTH_PEER_ANY` on an accepted connection.
-    init(config: rc_auth_config, initiator: Bool, expectNode: UInt32) throws(Failure) {
+    ///   - channel: the plane (bound into the transcript): control, or a service's client port.
+    init(config: rc_auth_config, initiator: Bool, expectNode: UInt32,
+         channel: rc_auth_channel = RC_AUTH_CHANNEL_CONTROL) throws(Failure) {
         state = .allocate(capacity: 1)
         var config = config
-        config.channel = RC_AUTH_CHANNEL_CONTROL.rawValue
+        config.channel = channel.rawValue
         config.expect_node = expectNode
         var nonce = [UInt8](repeating: 0, count: Int(RC_AUTH_NONCE_BYTES))
         var result = nonce.withUnsafeMutableBufferPointer { rc_auth_random($0.baseAddress, $0.count) }
@@ -44,6 +46,16 @@ final class ControlAuth {
 
     /// The peer the handshake proved (valid once ``isDone``).
     var peer: ControlPeer { ControlPeer(node: state.pointee.peer_node, incarnation: state.pointee.peer_incarnation) }
+
+    /// Bytes of the peer's handshake still to come (a HELLO and a PROOF in all): reading no more than this never
+    /// takes bytes of the next layer.
+    var peerBytesRemaining: Int {
+        switch state.pointee.state {
+        case RC_AUTH_STATE_HELLO.rawValue: Int(RC_AUTH_HELLO_BYTES + RC_AUTH_PROOF_BYTES) - Int(state.pointee.in_filled)
+        case RC_AUTH_STATE_PROOF.rawValue: Int(RC_AUTH_PROOF_BYTES) - Int(state.pointee.in_filled)
+        default: 0
+        }
+    }
 
     /// Feeds received bytes; returns how many belong to the handshake (the rest are the next layer's).
     /// - Throws: ``Failure``: close the connection, trust nothing it sent.
