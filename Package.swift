@@ -25,6 +25,7 @@ let package = Package(
         .library(name: "CRingCastCore", targets: ["CRingCastCore"]),
         .library(name: "RingCastLCR", targets: ["RingCastLCR"]),
         .library(name: "RingCastChain", targets: ["RingCastChain"]),
+        .library(name: "ChainBFT", targets: ["ChainBFT"]),
         .library(name: "RingCast", targets: ["RingCast"]),
         .library(name: "RingCastMembership", targets: ["RingCastMembership"]),
         .library(name: "RingCastLinCheck", targets: ["RingCastLinCheck"]),
@@ -166,6 +167,10 @@ let package = Package(
             name: "RingCastBenchKit",
             dependencies: [
                 "RingCastJSON",
+                "ChainBFT", // `ringcast-bench chain`
+                "RingCastChain",
+                "RingCastSMR",
+                .product(name: "Histogram", package: "hdrhistogram-swift"),
                 "RingCastKeys", // --auth without --cluster-key: a fresh key file for the run
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
@@ -182,12 +187,23 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // Chain BFT over real processes: a replica (the core, an io_uring transport and a StateMachine on one engine
+        // thread) and a client (C1, C4, PANIC and ABORT collection).
+        .target(
+            name: "ChainBFT",
+            dependencies: ["RingCastChain", "RingCastSMR", "RingCastKeys", "CRingCast", "CRingCastCore"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(name: "ChainBFTTests", dependencies: ["ChainBFT", "RingCastChain", "RingCastSMR"], swiftSettings: swiftSettings),
+
         // ringcast-kv: a replicated key-value service on RingCastSMR (serve, client commands, bench; `bench --check`
         // checks the recorded history with RingCastLinCheck).
         .executableTarget(
             name: "ringcast-kv",
             dependencies: [
                 "RingCastSMR",
+                "ChainBFT",
+                "RingCastChain",
                 "RingCastLinCheck",
                 "RingCastJSON",
                 "RingCast",

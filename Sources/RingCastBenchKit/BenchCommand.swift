@@ -39,7 +39,7 @@ public struct BenchCommand: ParsableCommand {
         Exit status: 0 success, 1 the run failed (the error says why), 3 the run completed but the nodes \
         did not agree on the order or on the views (or a delivery log check failed), 130 interrupted.
         """,
-        subcommands: [PlotCommand.self]
+        subcommands: [PlotCommand.self, ChainBenchCommand.self]
     )
 
     @Option(name: .long, help: "Processes in the ring (2…16).")

@@ -36,6 +36,11 @@ public struct ApplyContext: Sendable, Hashable {
     public let session: UInt64
     /// The command's number within its session.
     public let sequence: UInt64
+
+    /// For other shells that order commands (ChainBFT's replica); RingCastSMR's replica makes its own.
+    public init(index: UInt64, orderedTimeMillis: UInt64, session: UInt64, sequence: UInt64) {
+        self.index = index; self.orderedTimeMillis = orderedTimeMillis; self.session = session; self.sequence = sequence
+    }
 }
 
 /// A batch of ordered commands handed to ``StateMachine/apply(_:into:)``.
@@ -51,7 +56,8 @@ public struct CommandBatch<Command>: RandomAccessCollection {
         (commands[position], contexts[position])
     }
 
-    mutating func append(_ command: Command, _ context: ApplyContext) {
+    /// Appends one ordered command (public for other shells that order commands, such as ChainBFT's replica).
+    public mutating func append(_ command: Command, _ context: ApplyContext) {
         commands.append(command)
         contexts.append(context)
     }

@@ -52,6 +52,8 @@ struct Bench: AsyncParsableCommand {
     var timeoutMillis = 5_000
     @Option(help: ArgumentHelp("kv: puts and gets over --keys; incr: every request increments one counter, and the report checks it against the acknowledged and in-doubt increments (exactly once).", valueName: "kv|incr"))
     var workload = "kv"
+    @Option(name: .customLong("protocol"), help: ArgumentHelp("lcr (default) or chain (Chain BFT; --replicas is 3f+1; ChainBench.swift).", valueName: "lcr|chain"))
+    var protocolName = "lcr"
     @Option(name: .customLong("lan"), help: ArgumentHelp("Run on the emulated LAN (tools/lan); not implemented yet.", valueName: "rate"))
     var lan: String?
 
@@ -68,6 +70,7 @@ struct Bench: AsyncParsableCommand {
     }
 
     func run() async throws {
+        if protocolName == "chain" { return try await runChain() }
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("ringcast-kv-bench-\(getpid())").path
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         let cluster = try SpawnedCluster.start(replicas: replicas, directory: directory, plantBug: plantBug,

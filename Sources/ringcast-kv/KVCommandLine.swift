@@ -24,7 +24,7 @@ struct KVCommandLine: AsyncParsableCommand {
           ringcast-kv put --replicas 127.0.0.1:7100,127.0.0.1:7101 greeting hello
           ringcast-kv get --replicas 127.0.0.1:7101 greeting
         """,
-        subcommands: [Serve.self, Put.self, Get.self, Delete.self, CompareAndSwap.self, Increment.self, Bench.self, JoinBench.self]
+        subcommands: [Serve.self, Put.self, Get.self, Delete.self, CompareAndSwap.self, Increment.self, Bench.self, JoinBench.self, ChainKeysCommand.self]
     )
 }
 
@@ -79,8 +79,18 @@ struct Serve: AsyncParsableCommand {
     @Option(name: .customLong("snapshot-rate-mib"), help: "When this replica provides the state: stream it at most this many MiB/s (0: unpaced).")
     var snapshotRateMiB = 0
     @OptionGroup var links: ServeSecurityFlags
+    @Option(name: .customLong("protocol"), help: ArgumentHelp("lcr (crash-tolerant, default) or chain (Chain BFT: 3f+1 members in chain order, clients connect to the member ports).", valueName: "lcr|chain"))
+    var protocolName = "lcr"
+    @Option(help: ArgumentHelp("--protocol chain: the directory of key files (ringcast-kv chain-keys).", valueName: "dir"))
+    var keys: String?
+    @Option(name: .customLong("batch-count"), help: "--protocol chain: requests per batch at the head at most.")
+    var batchCount: UInt32 = 64
 
     func validate() throws {
+        guard ["lcr", "chain"].contains(protocolName) else { throw ValidationError("--protocol is lcr or chain") }
+        if protocolName == "chain" && links.clusterKey != nil {
+            throw ValidationError("--cluster-key is for --protocol lcr: Chain authenticates every message with the keys of --keys")
+        }
         _ = try links.security()
         guard suffixMiB >= 1, (1...1024).contains(snapshotChunkKiB) else {
             throw ValidationError("--suffix-mib ≥ 1, --snapshot-chunk-kib 1...1024")
@@ -92,6 +102,10 @@ struct Serve: AsyncParsableCommand {
     }
 
     func run() async throws {
+        if protocolName == "chain" {
+            return try await ChainServe.run(id: id, members: members, keys: keys, batchCount: batchCount,
+                                            clientsMax: UInt32(clientsMax))
+        }
         let addresses = try parseAddresses(members, "--members")
         var map: [UInt32: Address] = [:]
         for (index, address) in addresses.enumerated() { map[UInt32(index)] = address }
@@ -190,6 +204,12 @@ struct ClientOptions: ParsableArguments {
     var replicas = "127.0.0.1:7100"
     @Option(help: ArgumentHelp("Give up after this long.", valueName: "ms"))
     var timeout = 5_000
+    @Option(name: .customLong("protocol"), help: ArgumentHelp("lcr (default) or chain.", valueName: "lcr|chain"))
+    var protocolName = "lcr"
+    @Option(help: ArgumentHelp("--protocol chain: the key directory (this client's client-<id>.key).", valueName: "dir"))
+    var keys: String?
+    @Option(name: .customLong("client-id"), help: "--protocol chain: this client's id (its key file).")
+    var clientID: UInt32 = 0
     @OptionGroup var links: ClientSecurityFlags
 
     func validate() throws { _ = try links.security() }
@@ -221,6 +241,11 @@ struct Put: AsyncParsableCommand {
     @Argument var key: String
     @Argument var value: String
     func run() async throws {
+        if let chain = try client.chain() {
+            defer { chain.close() }
+            print(describe(try await chain.submit(.put(key: Array(key.utf8), value: Array(value.utf8)))))
+            return
+        }
         let session = try await client.connect()
         defer { session.close() }
         print(describe(try await session.submit(.put(key: Array(key.utf8), value: Array(value.utf8)))))
@@ -239,6 +264,11 @@ struct Get: AsyncParsableCommand {
         }
     }
     func run() async throws {
+        if let chain = try client.chain() {
+            defer { chain.close() }
+            print(describe(try await chain.read(KVQuery(key: Array(key.utf8)))))
+            return
+        }
         let mode: ReadConsistency = consistency == "stale" ? .stale : consistency == "sequential" ? .sequential : .linearizable
         let session = try await client.connect()
         defer { session.close() }
@@ -251,6 +281,11 @@ struct Delete: AsyncParsableCommand {
     @OptionGroup var client: ClientOptions
     @Argument var key: String
     func run() async throws {
+        if let chain = try client.chain() {
+            defer { chain.close() }
+            print(describe(try await chain.submit(.delete(key: Array(key.utf8)))))
+            return
+        }
         let session = try await client.connect()
         defer { session.close() }
         print(describe(try await session.submit(.delete(key: Array(key.utf8)))))
@@ -268,6 +303,11 @@ struct CompareAndSwap: AsyncParsableCommand {
         guard (expected == nil) == absent else { throw ValidationError("give exactly one of --expected and --absent") }
     }
     func run() async throws {
+        if let chain = try client.chain() {
+            defer { chain.close() }
+            print(describe(try await chain.submit(.cas(key: Array(key.utf8), expected: expected.map { Array($0.utf8) }, new: Array(new.utf8)))))
+            return
+        }
         let session = try await client.connect()
         defer { session.close() }
         print(describe(try await session.submit(.cas(key: Array(key.utf8), expected: expected.map { Array($0.utf8) },
@@ -281,6 +321,11 @@ struct Increment: AsyncParsableCommand {
     @Argument var key: String
     @Argument var delta: Int64 = 1
     func run() async throws {
+        if let chain = try client.chain() {
+            defer { chain.close() }
+            print(describe(try await chain.submit(.incr(key: Array(key.utf8), delta: delta))))
+            return
+        }
         let session = try await client.connect()
         defer { session.close() }
         print(describe(try await session.submit(.incr(key: Array(key.utf8), delta: delta))))

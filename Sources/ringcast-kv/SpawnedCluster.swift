@@ -88,7 +88,7 @@ final class SpawnedCluster: @unchecked Sendable {
         }
     }
 
-    private static func spawn(executable: String, arguments: [String], stdoutPath: String, stderrPath: String) throws -> Child {
+    static func spawn(executable: String, arguments: [String], stdoutPath: String, stderrPath: String) throws -> Child {
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
         defer { posix_spawn_file_actions_destroy(&actions) }

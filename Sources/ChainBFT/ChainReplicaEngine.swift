@@ -1,0 +1,390 @@
+import RingCastChain
+import RingCastSMR
+internal import CRingCastCore
+import Glibc
+
+/// The engine thread's state of one replica: transport, core, state machine, and the bytes of the requests the core
+/// names by `ref` (rc_chain.h: the caller keeps them until the request was sent on and executed).
+final class ChainReplicaEngine<Machine: StateMachine> {
+    typealias Settings = ChainReplica<Machine>.Settings
+
+    let settings: Settings
+    let transport: ChainTransport
+    let core: ChainCore
+    let port: UInt16
+    var machine: Machine
+    private var outputs: [Machine.Output] = []
+
+    /// A request's bytes and what still needs them.
+    struct Stored {
+        var op: [UInt8]
+        var sent = false
+        var executed = false
+    }
+    private var ops: [UInt64: Stored] = [:]
+    private var nextRef: UInt64 = 1
+    /// The tail's replies, until its reply batch is sent.
+    private var replies: [UInt64: [UInt8]] = [:]
+
+    private enum Link { case connecting(UInt32), up(UInt32), down(retryAt: UInt64) }
+    /// Control links to every other replica, and the data link to the successor.
+    private var control: [UInt32: Link] = [:]
+    private var data: Link?
+    private var peers: [UInt32: ChainPeer] = [:]
+    private var clientConns: [UInt32: UInt32] = [:]
+    /// A batch from the predecessor the core refused for now (-EAGAIN); its connection is paused.
+    private var heldBatch: (conn: UInt32, batch: ChainBatch)?
+    /// Requests the head refused for now (-EAGAIN), oldest first; their connections are paused.
+    private var heldRequests: [(conn: UInt32, request: ChainRequest, macs: [ChainMAC])] = []
+    private var nextTickNanos: UInt64
+    private(set) var statistics = ChainReplica<Machine>.Statistics()
+    /// Well-formed frames no correct peer sends on the link they came on (the connection was closed).
+    private var rejected: UInt64 = 0
+    private static var reconnectNanos: UInt64 { 50_000_000 }
+
+    init(settings: Settings, keyRing: ChainKeyRing, machine: Machine) throws(ChainBFTError) {
+        self.settings = settings
+        self.machine = machine
+        var coreSettings = ChainCore.settings(
+            f: settings.f, self: settings.position, instance: settings.instance, clients: settings.clientsMax,
+            batchCount: settings.batchCountMax, batchBytes: settings.batchBytesMax,
+            checkpointInterval: settings.checkpointInterval, historyMax: settings.historyMax,
+            outBatches: settings.outBatchesMax, checkpointRetransmitTicks: settings.checkpointRetransmitTicks,
+            crypto: rc_crypto())
+        coreSettings.crypto = keyRing.crypto
+        do { core = try ChainCore(coreSettings, keyRing: keyRing) } catch { throw .core("rc_chain_init", -22) }
+        var transportSettings = ChainTransport.Settings()
+        transportSettings.connectionsMax = settings.connectionsMax
+        transportSettings.receiveBufferBytes = settings.receiveBufferBytes
+        transportSettings.limits = settings.limits
+        transport = try ChainTransport(transportSettings)
+        let me = settings.listen ?? settings.replicas[Int(settings.position)]
+        port = try transport.listen(host: me.host, port: me.port)
+        nextTickNanos = monotonicNanos() + settings.tickNanos
+        statistics.position = settings.position
+        let n = 3 * settings.f + 1
+        for q in 0..<n where q != settings.position { control[q] = .down(retryAt: 0) }
+        if settings.position + 1 < n { data = .down(retryAt: 0) }
+    }
+
+    private var n: UInt32 { 3 * settings.f + 1 }
+    private var isHead: Bool { settings.position == 0 }
+    private var isTail: Bool { settings.position == n - 1 }
+
+    // ---- the loop ---------------------------------------------------------------------------------------
+
+    /// One round: wait for events (at most until the next tick), handle them, then the caller's duties.
+    func round() throws(ChainBFTError) {
+        let now = monotonicNanos()
+        let wait = nextTickNanos > now ? Int64(nextTickNanos - now) : 0
+        try transport.poll(timeoutNanos: wait) { event in handle(event) }
+        let after = monotonicNanos()
+        if after >= nextTickNanos {
+            core.tick()
+            nextTickNanos = after + settings.tickNanos
+            reconnect(now: after)
+        }
+        retryHeld()
+        duties()
+        refreshStatistics()
+    }
+
+    func finish() {
+        var digest = FNV1a64()
+        var writer = SnapshotWriter(chunkBytesMax: 1 << 16) { chunk in digest.combine(chunk) }
+        do throws(SnapshotError) {
+            try machine.snapshot(into: &writer)
+            try writer.flush()
+            statistics.stateDigest = digest.value
+        } catch {
+            statistics.stateDigest = nil
+        }
+    }
+
+    private func send(_ conn: UInt32, _ frame: ChainFrame) -> Bool {
+        var frame = frame
+        if let outbound = settings.outbound {
+            guard let altered = outbound(frame) else { return true }
+            frame = altered
+        }
+        let sent = transport.send(conn, frame)
+        if !sent { statistics.framesDropped += 1 }
+        return sent
+    }
+
+    // ---- links ----------------------------------------------------------------------------------------
+
+    private func reconnect(now: UInt64) {
+        for (q, link) in control {
+            if case .down(let at) = link, now >= at { control[q] = open(to: q, .replicaControl(settings.position), now: now) }
+        }
+        if let link = data, case .down(let at) = link, now >= at {
+            data = open(to: settings.position + 1, .replicaData(settings.position), now: now)
+        }
+    }
+
+    private func open(to q: UInt32, _ hello: ChainPeer, now: UInt64) -> Link {
+        let endpoint = settings.replicas[Int(q)]
+        do throws(ChainBFTError) {
+            let conn = try transport.connect(host: endpoint.host, port: endpoint.port)
+            peers[conn] = nil
+            return .connecting(conn)
+        } catch {
+            return .down(retryAt: now + Self.reconnectNanos)
+        }
+    }
+
+    private func linkEvent(_ conn: UInt32, up: Bool) {
+        let now = monotonicNanos()
+        for (q, link) in control {
+            switch link {
+            case .connecting(let c) where c == conn, .up(let c) where c == conn:
+                if up {
+                    control[q] = .up(conn)
+                    _ = transport.send(conn, .hello(.replicaControl(settings.position), instance: settings.instance))
+                } else {
+                    control[q] = .down(retryAt: now + Self.reconnectNanos)
+                }
+                return
+            default: continue
+            }
+        }
+        if let link = data {
+            switch link {
+            case .connecting(let c) where c == conn, .up(let c) where c == conn:
+                if up {
+                    data = .up(conn)
+                    _ = transport.send(conn, .hello(.replicaData(settings.position), instance: settings.instance))
+                } else {
+                    data = .down(retryAt: now + Self.reconnectNanos)
+                }
+            default: break
+            }
+        }
+    }
+
+    private func dropInbound(_ conn: UInt32) {
+        if case .client(let c)? = peers[conn], clientConns[c] == conn { clientConns[c] = nil }
+        peers[conn] = nil
+        if heldBatch?.conn == conn { heldBatch = nil }
+        heldRequests.removeAll { $0.conn == conn }
+    }
+
+    /// A frame no correct peer sends on this link: counted, the connection closed, the node keeps working.
+    private func reject(_ conn: UInt32) {
+        rejected += 1
+        transport.close(conn)
+        linkEvent(conn, up: false)
+        dropInbound(conn)
+    }
+
+    // ---- events ---------------------------------------------------------------------------------------
+
+    private func handle(_ event: ChainTransport.Event) -> ChainTransport.Disposition {
+        switch event {
+        case .accepted(let conn): peers[conn] = nil
+        case .connected(let conn): linkEvent(conn, up: true)
+        case .connectFailed(let conn, _), .closed(let conn, _):
+            linkEvent(conn, up: false)
+            dropInbound(conn)
+        case .malformed(let conn, _):
+            linkEvent(conn, up: false)
+            dropInbound(conn)
+        case .wake: break
+        case .frame(let conn, let frame): return handle(frame, on: conn)
+        }
+        return .next
+    }
+
+    private func handle(_ frame: ChainFrame, on conn: UInt32) -> ChainTransport.Disposition {
+        guard let peer = peers[conn] else {
+            guard case .hello(let peer, let instance) = frame, instance == settings.instance, admits(peer) else {
+                reject(conn)
+                return .next
+            }
+            peers[conn] = peer
+            if case .client(let c) = peer { clientConns[c] = conn }
+            return .next
+        }
+        switch (peer, frame) {
+        case (.replicaData, .batch(let batch)):
+            return receive(batch, on: conn) ? .next : .pause
+        case (.replicaControl, .checkpoint(let checkpoint)):
+            _ = core.receive(checkpoint: checkpoint.c)
+        case (.client(let c), .request(let request, let macs)) where isHead && request.client == c:
+            return order(request, macs, on: conn) ? .next : .pause
+        case (.client(let c), .panic(let panic)) where panic.c.client == c:
+            if case .success(let abort) = core.panic(panic.c) {
+                statistics.aborts += 1
+                _ = send(conn, .abort(abort))
+            }
+        default:
+            reject(conn)
+        }
+        return .next
+    }
+
+    private func admits(_ peer: ChainPeer) -> Bool {
+        switch peer {
+        case .replicaData(let p): return p + 1 == settings.position
+        case .replicaControl(let p): return p < n && p != settings.position
+        case .client(let c): return c < settings.clientsMax
+        }
+    }
+
+    /// C2 at the head. false: the core is full, the request is held and its connection paused.
+    private func order(_ request: ChainRequest, _ macs: [ChainMAC], on conn: UInt32) -> Bool {
+        guard macs.count == Int(settings.f) + 1 else {
+            reject(conn)
+            return true
+        }
+        var local = request
+        local.ref = nextRef
+        let rc = core.request(local, clientMACs: macs)
+        switch rc {
+        case 0:
+            ops[nextRef] = Stored(op: request.op)
+            nextRef += 1
+        case -EAGAIN:
+            guard heldRequests.count < settings.heldRequestsMax else {
+                statistics.framesDropped += 1
+                return true
+            }
+            heldRequests.append((conn, request, macs))
+            return false
+        case -ESHUTDOWN:
+            // D13: a stopped head answers with its signed ABORT, so the client learns the instance is over.
+            if case .success(let abort) = core.stoppedAbort(client: request.client, timestamp: request.timestamp) {
+                statistics.aborts += 1
+                _ = send(conn, .abort(abort))
+            }
+        default:
+            break // not new (1), a bad head MAC (-EBADMSG): discarded (C2 steps 2–3); counted by the core
+        }
+        return true
+    }
+
+    /// C3. false: the core is full, the batch is held and its connection paused.
+    private func receive(_ batch: ChainBatch, on conn: UInt32) -> Bool {
+        var local = batch
+        let firstRef = nextRef
+        for k in local.requests.indices {
+            local.requests[k].ref = firstRef + UInt64(k)
+        }
+        let rc = core.receive(local)
+        if rc == -EAGAIN {
+            heldBatch = (conn, batch)
+            return false
+        }
+        if rc == 0 {
+            for (k, request) in batch.requests.enumerated() { ops[firstRef + UInt64(k)] = Stored(op: request.op) }
+            nextRef += UInt64(batch.requests.count)
+        }
+        return true
+    }
+
+    private func retryHeld() {
+        if let held = heldBatch {
+            heldBatch = nil
+            if receive(held.batch, on: held.conn) { transport.resume(held.conn) { handle($0) } }
+        }
+        while let first = heldRequests.first {
+            heldRequests.removeFirst()
+            guard order(first.request, first.macs, on: first.conn) else {
+                // order() appended it again at the end: put it back in front, keep FIFO per client.
+                let again = heldRequests.removeLast()
+                heldRequests.insert(again, at: 0)
+                return
+            }
+            if !heldRequests.contains(where: { $0.conn == first.conn }) {
+                transport.resume(first.conn) { handle($0) }
+            }
+        }
+    }
+
+    // ---- duties (rc_chain.h, in order) ----------------------------------------------------------------
+
+    private func duties() {
+        execute()
+        forward()
+        for checkpoint in core.checkpoints() {
+            guard case .up(let conn)? = control[checkpoint.to] else {
+                statistics.framesDropped += 1 // retransmitted by the core while cc is not stable
+                continue
+            }
+            _ = send(conn, .checkpoint(ChainCheckpointFrame(checkpoint)))
+        }
+    }
+
+    /// 1. Executions in sn order; at Σlast each reply back to the core.
+    private func execute() {
+        for e in core.executions() {
+            let op = ops[e.ref]?.op ?? []
+            var reply = ChainOperation.execute(&machine, op: op, sn: e.sn, client: e.client, timestamp: e.timestamp,
+                                               outputs: &outputs)
+            statistics.executed += 1
+            if let tamper = settings.replyTamper { reply = tamper(e.sn, reply) }
+            if e.reply_needed {
+                let rc = core.reply(sn: e.sn, reply)
+                precondition(rc == 0, "rc_chain_on_reply refused sn \(e.sn): \(rc)")
+                if isTail { replies[e.sn] = reply }
+            }
+            ops[e.ref]?.executed = true
+            if ops[e.ref]?.sent == true { ops[e.ref] = nil }
+        }
+    }
+
+    /// 2. Batches to the successor while its link takes them; at the tail, each client its reply (C4).
+    private func forward() {
+        if isTail {
+            while let batch = core.nextBatch(op: { _ in [] }) { sendReplies(batch) }
+            return
+        }
+        guard case .up(let conn)? = data else { return }
+        while transport.sendSpace(conn) > 0, let batch = core.nextBatch(op: { ops[$0]?.op ?? [] }) {
+            _ = send(conn, .batch(batch))
+            release(batch)
+        }
+    }
+
+    private func release(_ batch: ChainBatch) {
+        for request in batch.requests {
+            ops[request.ref]?.sent = true
+            if ops[request.ref]?.executed == true { ops[request.ref] = nil }
+        }
+    }
+
+    private func sendReplies(_ batch: ChainBatch) {
+        let per = batch.replyMACsPerRequest
+        for (k, request) in batch.requests.enumerated() {
+            let sn = batch.sn(k)
+            let reply = ChainReply(client: request.client, timestamp: request.timestamp, sn: sn,
+                                   reply: replies.removeValue(forKey: sn) ?? [], historyDigest: batch.historyDigests[k],
+                                   replyMACs: Array(batch.replyMACs[(k * per)..<((k + 1) * per)]))
+            guard let conn = clientConns[request.client] else {
+                statistics.repliesUnroutable += 1
+                continue
+            }
+            _ = send(conn, .reply(reply))
+        }
+        release(batch)
+    }
+
+    private func refreshStatistics() {
+        func isUp(_ link: Link?) -> Bool { if case .up? = link { return true } else { return false } }
+        statistics.linksUp = control.values.allSatisfy(isUp) && (data == nil || isUp(data))
+        let s = core.stats
+        statistics.lastSN = core.lastSN
+        statistics.stableCheckpoint = core.stableCheckpoint
+        statistics.stopped = core.stopped
+        statistics.stopReason = core.stopReason.rawValue
+        statistics.batchesIn = s.batches_in
+        statistics.batchesOut = s.batches_out
+        statistics.requestsLogged = s.requests_logged
+        statistics.macGenerations = s.mac_generations
+        statistics.macVerifications = s.mac_verifications
+        statistics.framesIn = transport.framesIn
+        statistics.framesOut = transport.framesOut
+        statistics.malformedFrames = rejected + transport.malformedFrames
+    }
+}

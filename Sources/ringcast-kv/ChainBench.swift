@@ -1,0 +1,241 @@
+import ArgumentParser
+import ChainBFT
+import Foundation
+import Histogram
+import RingCastChain
+import RingCastSMR
+
+/// `ringcast-kv bench --protocol chain`: the same closed-loop workload and `--check` as the LCR bench, through
+/// ChainClient against `ringcast-kv serve --protocol chain` processes. Keys: a fresh key directory per run
+/// (ChainKeyDirectory, mode 0600 files), since the per-party key files of `ringcast-keys chain` are not merged yet.
+extension Bench {
+    func runChain() async throws {
+        guard replicas >= 4, (replicas - 1) % 3 == 0 else {
+            throw ValidationError("--protocol chain needs --replicas 3f+1 (4, 7, …), not \(replicas)")
+        }
+        guard workload == "kv" else { throw ValidationError("--protocol chain runs --workload kv only") }
+        guard plantBug == nil else { throw ValidationError("--plant-bug is an LCR replica fault") }
+        let f = UInt32((replicas - 1) / 3)
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("ringcast-kv-chain-bench-\(getpid())").path
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true,
+                                                attributes: [.posixPermissions: 0o700])
+        let keyDirectory = directory + "/keys"
+        try FileManager.default.createDirectory(atPath: keyDirectory, withIntermediateDirectories: true,
+                                                attributes: [.posixPermissions: 0o700])
+        try ChainKeyDirectory.generate(directory: keyDirectory, f: f, clients: UInt32(clients), overwrite: true)
+        let cluster = try ChainSpawnedCluster.start(replicas: replicas, directory: directory, keys: keyDirectory)
+        defer { cluster.stop() }
+
+        let progress = ProgressCounter()
+        let startNanos = monotonicNow()
+        let endNanos = startNanos + UInt64(duration * 1e9)
+        let settings = WorkerSettings(writesPercent: writes, valueSize: valueSize, keys: keys, endNanos: endNanos,
+                                      record: check, incrementOnly: false)
+        let killTask = killAfter.map { seconds in
+            Task {
+                try? await Task.sleep(for: .milliseconds(Int(seconds * 1000)))
+                if !Task.isCancelled { cluster.kill(replicas - 1) }
+            }
+        }
+        let (depth, endpoints, timeoutMillis) = (depth, cluster.endpoints, timeoutMillis)
+        let results: [WorkerResult] = try await withThrowingTaskGroup(of: [WorkerResult].self) { group in
+            for client in 0..<clients {
+                group.addTask {
+                    let session = try ChainKV(replicas: endpoints, keys: keyDirectory, clientID: UInt32(client),
+                                              windowMax: depth, timeoutMillis: timeoutMillis)
+                    defer { session.close() }
+                    return await withTaskGroup(of: WorkerResult.self) { workers in
+                        for lane in 0..<depth {
+                            workers.addTask {
+                                await runChainWorker(id: client * depth + lane, session: session, settings: settings,
+                                                     progress: progress)
+                            }
+                        }
+                        var all: [WorkerResult] = []
+                        for await result in workers { all.append(result) }
+                        return all
+                    }
+                }
+            }
+            var all: [WorkerResult] = []
+            for try await some in group { all += some }
+            return all
+        }
+        let elapsed = Double(monotonicNow() - startNanos) / 1e9
+        killTask?.cancel()
+        var report = BenchReport(replicas: replicas, clients: clients, depth: depth, writesPercent: writes,
+                                 valueSize: valueSize, keys: keys, seconds: elapsed)
+        for result in results { report.add(result) }
+        let finals = cluster.stopAndCollect()
+        let live = finals.filter { $0.executed != nil }
+        if let top = live.map({ $0.executed! }).max() {
+            let same = live.filter { $0.executed == top }
+            report.digests = DigestComparison(equal: Set(same.map(\.digest)).count == 1, index: top, replicas: same.count,
+                                              digests: same.map(\.digest))
+        }
+        if check { report.check = checkHistory(results.flatMap(\.events)) }
+        print(json ? report.json() : report.text())
+        if report.digests?.equal == false { throw ExitCode(4) }
+        if let check = report.check, !check.linearizable { throw ExitCode(2) }
+    }
+}
+
+/// A closed loop over a ChainKV session. A failed operation (timeout or abort) is in doubt when it is a write (its
+/// history stays open: the worker stops); a read that failed had no effect and is left out.
+func runChainWorker(id: Int, session: ChainKV, settings: WorkerSettings, progress: ProgressCounter) async -> WorkerResult {
+    var random = SplitMix64(state: UInt64(id) &* 0x1234_5678_9ABC_DEF1 &+ 1)
+    var result = WorkerResult()
+    var value = [UInt8](repeating: 0, count: settings.valueSize)
+    var sequence: UInt64 = 0
+    while monotonicNow() < settings.endNanos {
+        let key = Array("k\(random.next() % UInt64(settings.keys))".utf8)
+        let isWrite = Int(random.next() % 100) < settings.writesPercent
+        let invoke = monotonicNow()
+        if isWrite {
+            sequence += 1
+            withUnsafeBytes(of: (UInt64(id).littleEndian, sequence.littleEndian)) { raw in
+                for index in 0..<min(16, value.count) { value[index] = raw[index] }
+            }
+        }
+        do {
+            let output = isWrite ? try await session.submit(.put(key: key, value: value)) : try await session.read(KVQuery(key: key))
+            let done = monotonicNow()
+            _ = isWrite ? result.puts.record((done - invoke) / 1000) : result.gets.record((done - invoke) / 1000)
+            if settings.record {
+                result.events.append(RecordedOperation(client: id, input: isWrite ? .put(key, value) : .get(key),
+                                                       output: output, invokeNanos: invoke, returnNanos: done))
+            }
+            progress.add(ok: true)
+        } catch {
+            result.failures += 1
+            progress.add(ok: false)
+            progress.note(error)
+            // A write the chain aborted without ordering it (not in the abort history) had no effect either.
+            let noEffect: Bool
+            if case ChainBFTError.aborted(_, inAbortHistory: false)? = error as? ChainBFTError { noEffect = true } else { noEffect = false }
+            if settings.record && isWrite && !noEffect {
+                result.events.append(RecordedOperation(client: id, input: .put(key, value), output: nil,
+                                                       invokeNanos: invoke, returnNanos: nil))
+            }
+            // This instance is over (abort) or unreachable (timeout): with no next instance yet, the worker stops.
+            return result
+        }
+    }
+    return result
+}
+
+/// The `ringcast-kv serve --protocol chain` children of the chain bench.
+final class ChainSpawnedCluster: @unchecked Sendable {
+    private let lock = NSLock()
+    private var children: [SpawnedCluster.Child] = []
+    private(set) var endpoints: [ChainEndpoint] = []
+
+    static func start(replicas: Int, directory: String, keys: String) throws -> ChainSpawnedCluster {
+        let cluster = ChainSpawnedCluster()
+        let ports = chainFreePorts(replicas)
+        cluster.endpoints = ports.map { ChainEndpoint(host: "127.0.0.1", port: $0) }
+        let members = cluster.endpoints.map(\.description).joined(separator: ",")
+        let executable = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
+        do {
+            for id in 0..<replicas {
+                let child = try SpawnedCluster.spawn(
+                    executable: executable,
+                    arguments: ["serve", "--protocol", "chain", "--id", "\(id)", "--members", members, "--keys", keys],
+                    stdoutPath: "\(directory)/replica\(id).out", stderrPath: "\(directory)/replica\(id).err")
+                cluster.lock.withLock { cluster.children.append(child) }
+            }
+            try cluster.waitReady(timeoutSeconds: 20)
+        } catch {
+            cluster.stop()
+            throw error
+        }
+        return cluster
+    }
+
+    private func waitReady(timeoutSeconds: Double) throws {
+        let deadline = Date().addingTimeInterval(timeoutSeconds)
+        for child in lock.withLock({ children }) {
+            while true {
+                let text = (try? String(contentsOfFile: child.stdoutPath, encoding: .utf8)) ?? ""
+                if text.contains("ready client_port=") { break }
+                var status: Int32 = 0
+                if waitpid(child.pid, &status, WNOHANG) == child.pid {
+                    let stderr = (try? String(contentsOfFile: child.stderrPath, encoding: .utf8)) ?? ""
+                    throw ValidationError("a chain replica exited before it was ready:\n\(stderr.suffix(2000))")
+                }
+                guard Date() < deadline else { throw ValidationError("a chain replica was not ready within \(timeoutSeconds) s") }
+                usleep(20_000)
+            }
+        }
+    }
+
+    func kill(_ index: Int) {
+        let child: SpawnedCluster.Child? = lock.withLock { index < children.count ? children[index] : nil }
+        if let child {
+            Foundation.kill(-child.pid, SIGKILL)
+            FileHandle.standardError.write(Data("killed chain replica \(index) (pid \(child.pid))\n".utf8))
+        }
+    }
+
+    /// SIGTERM to every replica, then each one's final line: executed requests and state digest (nil: none printed,
+    /// e.g. killed).
+    func stopAndCollect() -> [(executed: UInt64?, digest: UInt64)] {
+        let all = lock.withLock { children }
+        stop()
+        return all.map { child in
+            let text = (try? String(contentsOfFile: child.stdoutPath, encoding: .utf8)) ?? ""
+            guard let line = text.split(separator: "\n").last(where: { $0.hasPrefix("stopped ") }) else { return (nil, 0) }
+            var fields: [String: String] = [:]
+            for pair in line.split(separator: " ") {
+                let parts = pair.split(separator: "=", maxSplits: 1)
+                if parts.count == 2 { fields[String(parts[0])] = String(parts[1]) }
+            }
+            return (fields["executed"].flatMap { UInt64($0) }, fields["state_digest"].flatMap { UInt64($0, radix: 16) } ?? 0)
+        }
+    }
+
+    func stop() {
+        let all: [SpawnedCluster.Child] = lock.withLock {
+            defer { children = [] }
+            return children
+        }
+        for child in all { Foundation.kill(-child.pid, SIGTERM) }
+        let deadline = Date().addingTimeInterval(3)
+        var live = all
+        while !live.isEmpty && Date() < deadline {
+            live = live.filter { child in
+                var status: Int32 = 0
+                return waitpid(child.pid, &status, WNOHANG) == 0
+            }
+            if !live.isEmpty { usleep(20_000) }
+        }
+        for child in live {
+            Foundation.kill(-child.pid, SIGKILL)
+            var status: Int32 = 0
+            waitpid(child.pid, &status, 0)
+        }
+    }
+}
+
+/// Loopback ports free right now (bound to port 0, then released for the replicas).
+func chainFreePorts(_ count: Int) -> [UInt16] {
+    var sockets: [Int32] = []
+    var ports: [UInt16] = []
+    for _ in 0..<count {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        withUnsafeMutablePointer(to: &address) { pointer in
+            pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { sa in
+                _ = bind(fd, sa, length)
+                _ = getsockname(fd, sa, &length)
+            }
+        }
+        ports.append(UInt16(bigEndian: address.sin_port))
+        sockets.append(fd)
+    }
+    for fd in sockets { close(fd) }
+    return ports
+}

@@ -1,0 +1,97 @@
+import ArgumentParser
+import ChainBFT
+import Foundation
+import RingCastChain
+import RingCastSMR
+
+/// `ringcast-kv serve --protocol chain`: the same KVStore, replicated Byzantine-tolerantly by a Chain BFT replica
+/// (ChainBFT). The member list is the chain order (the first is the head, the last the tail); n = 3f+1.
+/// Replicas and clients connect to the member's one port.
+enum ChainServe {
+    static func run(id: UInt32, members: String, keys: String?, batchCount: UInt32, clientsMax: UInt32?) async throws {
+        guard let keys else { throw ValidationError("--protocol chain needs --keys DIR (one key file per party: `ringcast-kv chain-keys`)") }
+        let endpoints = try parseChainEndpoints(members, "--members")
+        guard endpoints.count >= 4, (endpoints.count - 1) % 3 == 0 else {
+            throw ValidationError("--protocol chain needs 3f+1 members (4, 7, …), not \(endpoints.count)")
+        }
+        let f = UInt32((endpoints.count - 1) / 3)
+        guard id < UInt32(endpoints.count) else { throw ValidationError("--id \(id) is not a member position") }
+        let (ring, fileF, clients) = try ChainKeyDirectory.load(directory: keys, principal: .replica(id))
+        guard fileF == f else { throw ValidationError("the key files are for f = \(fileF), the members for f = \(f)") }
+        var settings = ChainReplica<KVStore>.Settings(f: f, position: id, replicas: endpoints)
+        settings.clientsMax = min(clientsMax ?? clients, clients)
+        settings.batchCountMax = batchCount
+        let replica = try ChainReplica(settings: settings, keyRing: ring, machine: KVStore())
+        let port = try replica.start()
+        FileHandle.standardOutput.write(Data("ready client_port=\(port) id=\(id) protocol=chain\n".utf8))
+        await waitForTermination()
+        replica.stop()
+        let s = replica.statistics
+        print("stopped executed=\(s.executed) last_sn=\(s.lastSN) stable_checkpoint=\(s.stableCheckpoint) "
+            + "stopped_instance=\(s.stopped) stop_reason=\(s.stopReason) malformed_frames=\(s.malformedFrames) "
+            + "mac_generations=\(s.macGenerations) mac_verifications=\(s.macVerifications) "
+            + "state_digest=\(s.stateDigest.map { String(format: "%016llx", $0) } ?? "none")")
+    }
+}
+
+func parseChainEndpoints(_ text: String, _ flag: String) throws -> [ChainEndpoint] {
+    let items = text.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+    return try items.map { item in
+        guard let endpoint = ChainEndpoint(item) else { throw ValidationError("\(flag): \(item) is not host:port") }
+        return endpoint
+    }
+}
+
+/// A KV client over ChainClient: commands and reads are both ordered by the chain (a read is linearizable).
+final class ChainKV: Sendable {
+    let client: ChainClient
+
+    init(replicas: [ChainEndpoint], keys: String, clientID: UInt32, windowMax: Int = 16, timeoutMillis: Int = 5000) throws {
+        let (ring, f, _) = try ChainKeyDirectory.load(directory: keys, principal: .client(clientID))
+        guard replicas.count == Int(3 * f + 1) else {
+            throw ValidationError("the key files are for \(3 * f + 1) replicas, --replicas lists \(replicas.count)")
+        }
+        var settings = ChainClient.Settings(f: f, client: clientID, replicas: replicas)
+        settings.windowMax = windowMax
+        settings.timeoutNanos = UInt64(timeoutMillis) * 1_000_000
+        client = try ChainClient(settings: settings, keyRing: ring)
+        try client.start()
+    }
+
+    func submit(_ command: KVCommand) async throws -> KVResult {
+        try ChainOperation.decodeReply(try await client.submit(ChainOperation.command(command)), as: KVResult.self)
+    }
+
+    func read(_ query: KVQuery) async throws -> KVResult {
+        try ChainOperation.decodeReply(try await client.submit(ChainOperation.query(query)), as: KVResult.self)
+    }
+
+    func close() { client.close() }
+}
+
+extension ClientOptions {
+    /// The Chain client when `--protocol chain` was given, else nil (the LCR client is used).
+    func chain() throws -> ChainKV? {
+        guard protocolName == "chain" else { return nil }
+        guard let keys else { throw ValidationError("--protocol chain needs --keys DIR") }
+        return try ChainKV(replicas: try parseChainEndpoints(replicas, "--replicas"), keys: keys, clientID: clientID,
+                           timeoutMillis: timeout)
+    }
+}
+
+/// `ringcast-kv chain-keys`: one key file per party of a Chain cluster (interim, until `ringcast-keys chain`).
+struct ChainKeysCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "chain-keys",
+        abstract: "Write fresh Chain BFT key files (replica-<i>.key, client-<c>.key, mode 0600) into a directory.")
+    @Option(help: "Faults tolerated (n = 3f+1 replicas).") var f: UInt32 = 1
+    @Option(help: "Client ids 0 … clients-1.") var clients: UInt32 = 16
+    @Option(help: "The directory (created if missing).") var directory: String
+    @Flag(help: "Replace existing files.") var force = false
+    func run() throws {
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true,
+                                                attributes: [.posixPermissions: 0o700])
+        try ChainKeyDirectory.generate(directory: directory, f: f, clients: clients, overwrite: force)
+        print("wrote \(3 * f + 1) replica and \(clients) client key files to \(directory)")
+    }
+}
