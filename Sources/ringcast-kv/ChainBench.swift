@@ -7,7 +7,7 @@ import RingCastSMR
 
 /// `ringcast-kv bench --protocol chain`: the same closed-loop workload and `--check` as the LCR bench, through
 /// ChainClient against `ringcast-kv serve --protocol chain` processes. Keys: a fresh key directory per run
-/// (ChainKeyDirectory, mode 0600 files), since the per-party key files of `ringcast-keys chain` are not merged yet.
+/// (the files of `ringcast-keys chain`, written by ChainKeyDirectory.generate).
 extension Bench {
     func runChain() async throws {
         guard replicas >= 4, (replicas - 1) % 3 == 0 else {

@@ -9,7 +9,7 @@ import RingCastSMR
 /// Replicas and clients connect to the member's one port.
 enum ChainServe {
     static func run(id: UInt32, members: String, keys: String?, batchCount: UInt32, clientsMax: UInt32?) async throws {
-        guard let keys else { throw ValidationError("--protocol chain needs --keys DIR (one key file per party: `ringcast-kv chain-keys`)") }
+        guard let keys else { throw ValidationError("--protocol chain needs --keys DIR (one key file per party: `ringcast-keys chain --f F --clients C --out DIR`)") }
         let endpoints = try parseChainEndpoints(members, "--members")
         guard endpoints.count >= 4, (endpoints.count - 1) % 3 == 0 else {
             throw ValidationError("--protocol chain needs 3f+1 members (4, 7, …), not \(endpoints.count)")
@@ -79,19 +79,3 @@ extension ClientOptions {
     }
 }
 
-/// `ringcast-kv chain-keys`: one key file per party of a Chain cluster (interim, until `ringcast-keys chain`).
-struct ChainKeysCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(
-        commandName: "chain-keys",
-        abstract: "Write fresh Chain BFT key files (replica-<i>.key, client-<c>.key, mode 0600) into a directory.")
-    @Option(help: "Faults tolerated (n = 3f+1 replicas).") var f: UInt32 = 1
-    @Option(help: "Client ids 0 … clients-1.") var clients: UInt32 = 16
-    @Option(help: "The directory (created if missing).") var directory: String
-    @Flag(help: "Replace existing files.") var force = false
-    func run() throws {
-        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true,
-                                                attributes: [.posixPermissions: 0o700])
-        try ChainKeyDirectory.generate(directory: directory, f: f, clients: clients, overwrite: force)
-        print("wrote \(3 * f + 1) replica and \(clients) client key files to \(directory)")
-    }
-}

@@ -24,7 +24,7 @@ struct KVCommandLine: AsyncParsableCommand {
           ringcast-kv put --replicas 127.0.0.1:7100,127.0.0.1:7101 greeting hello
           ringcast-kv get --replicas 127.0.0.1:7101 greeting
         """,
-        subcommands: [Serve.self, Put.self, Get.self, Delete.self, CompareAndSwap.self, Increment.self, Bench.self, JoinBench.self, ChainKeysCommand.self]
+        subcommands: [Serve.self, Put.self, Get.self, Delete.self, CompareAndSwap.self, Increment.self, Bench.self, JoinBench.self]
     )
 }
 
@@ -81,7 +81,7 @@ struct Serve: AsyncParsableCommand {
     @OptionGroup var links: ServeSecurityFlags
     @Option(name: .customLong("protocol"), help: ArgumentHelp("lcr (crash-tolerant, default) or chain (Chain BFT: 3f+1 members in chain order, clients connect to the member ports).", valueName: "lcr|chain"))
     var protocolName = "lcr"
-    @Option(help: ArgumentHelp("--protocol chain: the directory of key files (ringcast-kv chain-keys).", valueName: "dir"))
+    @Option(help: ArgumentHelp("--protocol chain: the directory of key files (ringcast-keys chain --out DIR).", valueName: "dir"))
     var keys: String?
     @Option(name: .customLong("batch-count"), help: "--protocol chain: requests per batch at the head at most.")
     var batchCount: UInt32 = 64
@@ -206,7 +206,7 @@ struct ClientOptions: ParsableArguments {
     var timeout = 5_000
     @Option(name: .customLong("protocol"), help: ArgumentHelp("lcr (default) or chain.", valueName: "lcr|chain"))
     var protocolName = "lcr"
-    @Option(help: ArgumentHelp("--protocol chain: the key directory (this client's client-<id>.key).", valueName: "dir"))
+    @Option(help: ArgumentHelp("--protocol chain: the key directory (this client's client-<id>.chainkey).", valueName: "dir"))
     var keys: String?
     @Option(name: .customLong("client-id"), help: "--protocol chain: this client's id (its key file).")
     var clientID: UInt32 = 0

@@ -95,7 +95,7 @@ struct ChainWireTests {
         let macs = try ChainClientAuthenticator(keyRing: client, f: 1, client: 0).authenticate(timestamp: 1, op: [1])
         #expect(core.request(ChainRequest(client: 0, timestamp: 1, op: [1]), clientMACs: macs) == 0)
         #expect(core.request(ChainRequest(client: 1, timestamp: 1, op: [1]), clientMACs: macs) == -EBADMSG)
-        chmod(directory + "/client-1.key", 0o644)
+        chmod(directory + "/client-1.chainkey", 0o644)
         #expect(throws: ChainBFTError.self) { _ = try ChainKeyDirectory.load(directory: directory, principal: .client(1)) }
         #expect(throws: ChainBFTError.self) { _ = try ChainKeyDirectory.load(directory: directory, principal: .client(7)) }
     }
