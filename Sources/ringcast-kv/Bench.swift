@@ -52,8 +52,26 @@ struct Bench: AsyncParsableCommand {
     var timeoutMillis = 5_000
     @Option(help: ArgumentHelp("kv: puts and gets over --keys; incr: every request increments one counter, and the report checks it against the acknowledged and in-doubt increments (exactly once).", valueName: "kv|incr"))
     var workload = "kv"
-    @Option(name: .customLong("lan"), help: ArgumentHelp("Run on the emulated LAN (tools/lan); not implemented yet.", valueName: "rate"))
+    @Option(name: .customLong("lan"), help: ArgumentHelp("Run on the emulated LAN (tools/lan) at this per-host rate (100mbit, 1gbit): replicas on hosts 1…R, joiners next, the clients on --client-hosts hosts of their own.", valueName: "rate"))
     var lan: String?
+    @Option(name: .customLong("lan-prefix"), help: "The LAN's namespace prefix (tools/lan --prefix).")
+    var lanPrefix = "kvl"
+    @Option(name: .customLong("lan-tool"), help: ArgumentHelp("The tools/lan script (default: found upward from this executable).", valueName: "path"))
+    var lanTool: String?
+    @Flag(name: .customLong("lan-keep"), help: "Leave the LAN up after the run (a caller running many runs owns it).")
+    var lanKeep = false
+    @Option(name: .customLong("client-hosts"), help: "--lan: emulated hosts running the clients (one driver process each).")
+    var clientHosts = 1
+    @Option(name: .customLong("raw-link-seconds"), help: "--lan: seconds of the raw-link test (ringperf stream, host 1 to host 2) before the run; 0 skips it.")
+    var rawLinkSeconds = 3.0
+    @Option(name: .customLong("kill"), help: ArgumentHelp("--lan: SIGKILL replica ID SECONDS into the measurement (repeatable).", valueName: "ID@SECONDS"))
+    var kill: [String] = []
+    @Option(name: .customLong("partition"), help: ArgumentHelp("--lan: cut replica ID off the switch (tools/lan cut) SECONDS into the measurement, healed after DURATION if given (repeatable).", valueName: "ID@SECONDS[+DURATION]"))
+    var partition: [String] = []
+    @Option(name: .customLong("join"), help: ArgumentHelp("--lan: a new replica joins SECONDS into the measurement and receives the state (repeatable; ids R, R+1, …).", valueName: "@SECONDS"))
+    var join: [String] = []
+    @Option(name: .customLong("wait-ms"), help: "--lan: how long the drivers wait for the replicas before the measurement starts.")
+    var waitMillis = 1_500
 
     func validate() throws {
         guard (1...16).contains(replicas) else { throw ValidationError("--replicas is 1...16") }
@@ -64,10 +82,24 @@ struct Bench: AsyncParsableCommand {
         guard keys >= 1, duration > 0 else { throw ValidationError("--keys ≥ 1 and --duration > 0") }
         if let plantBug, plantBug != "stale-read" { throw ValidationError("--plant-bug knows only stale-read") }
         guard ["kv", "incr"].contains(workload) else { throw ValidationError("--workload is kv or incr") }
-        if lan != nil { throw ValidationError("--lan is not implemented in ringcast-kv bench yet (loopback only)") }
+        guard (1...8).contains(clientHosts) else { throw ValidationError("--client-hosts is 1...8") }
+        guard rawLinkSeconds >= 0, rawLinkSeconds <= 60 else { throw ValidationError("--raw-link-seconds is 0...60") }
+        if lan == nil {
+            guard kill.isEmpty, partition.isEmpty, join.isEmpty else {
+                throw ValidationError("--kill, --partition and --join need --lan (on loopback: --kill-after)")
+            }
+        } else {
+            guard killAfter == nil else { throw ValidationError("--kill-after is for loopback; with --lan use --kill ID@SECONDS") }
+            let faults = try LANFaultPlan.parse(kill: kill, partition: partition, join: join, replicas: replicas)
+            try faults.validate(replicas: replicas, duration: duration)
+        }
     }
 
     func run() async throws {
+        if lan != nil {
+            try await runLAN()
+            return
+        }
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("ringcast-kv-bench-\(getpid())").path
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         let cluster = try SpawnedCluster.start(replicas: replicas, directory: directory, plantBug: plantBug,
@@ -102,35 +134,8 @@ struct Bench: AsyncParsableCommand {
                 if !Task.isCancelled { cluster.kill(replicas - 1) }
             }
         }
-        let depth = depth
-        let clients = clients
-        let timeoutMillis = timeoutMillis
-        let results: [WorkerResult] = try await withThrowingTaskGroup(of: [WorkerResult].self) { group in
-            for client in 0..<clients {
-                group.addTask {
-                    var options = KVClient.Options(replicas: clientAddresses)
-                    options.preferred = client % clientAddresses.count
-                    options.windowMax = depth
-                    options.timeoutMillis = timeoutMillis
-                    let session = try await KVClient.connect(options)
-                    defer { session.close() }
-                    return await withTaskGroup(of: WorkerResult.self) { workers in
-                        for lane in 0..<depth {
-                            workers.addTask {
-                                await runWorker(id: client * depth + lane, session: session, settings: settings,
-                                                progress: progress)
-                            }
-                        }
-                        var all: [WorkerResult] = []
-                        for await result in workers { all.append(result) }
-                        return all
-                    }
-                }
-            }
-            var all: [WorkerResult] = []
-            for try await some in group { all += some }
-            return all
-        }
+        let results = try await runSessions(addresses: clientAddresses, clients: clients, clientOffset: 0, depth: depth,
+                                            timeoutMillis: timeoutMillis, settings: settings, progress: progress)
         let elapsed = Double(monotonicNow() - startNanos) / 1e9
         progressTask.cancel()
         killTask?.cancel()
@@ -151,18 +156,7 @@ struct Bench: AsyncParsableCommand {
                 report.cpuMicrosPerOperation.append((name, Double(nanos) / 1000 / Double(report.operations)))
             }
         }
-        if workload == "incr" {
-            var options = KVClient.Options(replicas: clientAddresses)
-            options.timeoutMillis = 10_000
-            if let reader = try? await KVClient.connect(options) {
-                if case let .value(bytes?)? = try? await reader.read(KVQuery(key: WorkerSettings.counterKey)), bytes.count == 8 {
-                    report.counter = bytes.enumerated().reduce(Int64(0)) { $0 | Int64($1.element) << (8 * $1.offset) }
-                } else {
-                    report.counter = 0
-                }
-                reader.close()
-            }
-        }
+        if workload == "incr" { report.counter = await readCounter(clientAddresses) }
         report.digests = await compareDigests(clientAddresses.enumerated().filter { index, _ in
             killAfter == nil || index != replicas - 1
         }.map(\.element))
@@ -247,6 +241,54 @@ struct SplitMix64 {
         z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
         z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
         return z ^ (z >> 31)
+    }
+}
+
+/// `clients` sessions (global numbers `clientOffset…`), each with `depth` closed-loop workers, against `addresses`
+/// (session c prefers replica c mod R and fails over round-robin); returns when every worker is done.
+func runSessions(addresses: [Address], clients: Int, clientOffset: Int, depth: Int, timeoutMillis: Int,
+                 settings: WorkerSettings, progress: ProgressCounter) async throws -> [WorkerResult] {
+    try await withThrowingTaskGroup(of: [WorkerResult].self) { group in
+        for local in 0..<clients {
+            let client = clientOffset + local
+            group.addTask {
+                var options = KVClient.Options(replicas: addresses)
+                options.preferred = client % addresses.count
+                options.windowMax = depth
+                options.timeoutMillis = timeoutMillis
+                let session = try await KVClient.connect(options)
+                defer { session.close() }
+                return await withTaskGroup(of: WorkerResult.self) { workers in
+                    for lane in 0..<depth {
+                        workers.addTask {
+                            await runWorker(id: client * depth + lane, session: session, settings: settings,
+                                            progress: progress)
+                        }
+                    }
+                    var all: [WorkerResult] = []
+                    for await result in workers { all.append(result) }
+                    return all
+                }
+            }
+        }
+        var all: [WorkerResult] = []
+        for try await some in group { all += some }
+        return all
+    }
+}
+
+/// The counter of the incr workload, read linearizably through any of `addresses` (0 if absent); nil if no
+/// replica answers.
+func readCounter(_ addresses: [Address]) async -> Int64? {
+    var options = KVClient.Options(replicas: addresses)
+    options.timeoutMillis = 10_000
+    guard let reader = try? await KVClient.connect(options) else { return nil }
+    defer { reader.close() }
+    switch try? await reader.read(KVQuery(key: WorkerSettings.counterKey)) {
+    case let .value(bytes?)? where bytes.count == 8:
+        return bytes.enumerated().reduce(Int64(0)) { $0 | Int64($1.element) << (8 * $1.offset) }
+    case .value(nil)?: return 0
+    default: return nil
     }
 }
 
@@ -365,6 +407,14 @@ struct BenchReport {
     /// The surviving replicas' state digests once they applied the same index.
     var digests: DigestComparison?
     var check: CheckOutcome?
+    /// --lan: the link, the raw-link test and every replica's figures.
+    var lan: LANFigures?
+    /// --lan: from the start of the measurement until the last client returned.
+    var elapsedSeconds: Double?
+
+    /// Commands delivered per second × their size (the values the puts carried), in Mbit/s: what the issue's
+    /// link-bound target compares with the raw link.
+    var payloadMbit: Double { Double(puts.totalCount) * Double(valueSize) * 8 / seconds / 1e6 }
 
     init(replicas: Int, clients: Int, depth: Int, writesPercent: Int, valueSize: Int, keys: Int, seconds: Double) {
         self.replicas = replicas
@@ -429,6 +479,31 @@ struct BenchReport {
                 ("counter", .integer(counter)), ("exactly_once", .bool(exactlyOnce)),
             ])))
         }
+        if let lan {
+            var figures: [(String, JSONValue)] = [
+                ("rate", .string(lan.rate)), ("prefix", .string(lan.prefix)), ("client_hosts", .integer(Int64(lan.clientHosts))),
+                ("faults", .array(lan.faults.map { .string($0) })),
+                ("payload_mbit_per_second", .number(payloadMbit)),
+            ]
+            if let raw = lan.rawLinkMbit {
+                figures.append(("raw_link_mbit_per_second", .number(raw)))
+                figures.append(("payload_efficiency", .number(payloadMbit / raw)))
+                figures.append(("ring_efficiency", .number(ringBytesPerSecond * 8 / 1e6 / raw)))
+            }
+            if let elapsedSeconds { figures.append(("elapsed_seconds", .number(elapsedSeconds))) }
+            figures.append(("replicas", .array(lan.replicas.map { replica in
+                var fields: [(String, JSONValue)] = [("replica", .integer(Int64(replica.replica)))]
+                if let messages = replica.ringMessagesPerSecond, let bytes = replica.ringBytesPerSecond {
+                    fields.append(("ring_delivered_messages_per_second", .number(messages)))
+                    fields.append(("ring_delivered_mbit_per_second", .number(bytes * 8 / 1e6)))
+                }
+                if !replica.cpuMicrosPerOperation.isEmpty {
+                    fields.append(("cpu_us_per_op", .object(replica.cpuMicrosPerOperation.map { ($0.0, .number($0.1)) })))
+                }
+                return .object(fields)
+            })))
+            fields.append(("lan", .object(figures)))
+        }
         if let check {
             var checked: [(String, JSONValue)] = [
                 ("linearizable", .bool(check.linearizable)), ("decided", .bool(check.decided)),
@@ -467,6 +542,32 @@ struct BenchReport {
         if let counter, let exactlyOnce {
             lines.append("increments: \(incrementsAcknowledged) acknowledged, \(incrementsInDoubt) in doubt, counter \(counter): "
                 + (exactlyOnce ? "exactly once" : "VIOLATED (lost or applied twice)"))
+        }
+        if let lan {
+            var link = "LAN '\(lan.prefix)' at \(lan.rate), clients on \(lan.clientHosts) host(s)"
+                + (lan.faults.isEmpty ? "" : "; faults: " + lan.faults.joined(separator: ", "))
+            if let elapsedSeconds { link += String(format: "; last client returned %.1f s after the start", elapsedSeconds) }
+            lines.append(link)
+            if let raw = lan.rawLinkMbit {
+                lines.append(String(format: "raw link %.1f Mbit/s; commands delivered × size %.1f Mbit/s = %.1f %% of it "
+                    + "(the ring delivered %.1f Mbit/s with headers = %.1f %%)", raw, payloadMbit, 100 * payloadMbit / raw,
+                    ringBytesPerSecond * 8 / 1e6, 100 * ringBytesPerSecond * 8 / 1e6 / raw))
+            } else {
+                lines.append(String(format: "commands delivered × size %.1f Mbit/s (no raw-link test)", payloadMbit))
+            }
+            for replica in lan.replicas {
+                var line = "replica \(replica.replica): "
+                if let messages = replica.ringMessagesPerSecond, let bytes = replica.ringBytesPerSecond {
+                    line += String(format: "ring delivered %.0f messages/s, %.1f Mbit/s", messages, bytes * 8 / 1e6)
+                } else {
+                    line += "no statistics (not answering at the start or the end)"
+                }
+                if !replica.cpuMicrosPerOperation.isEmpty {
+                    line += "; CPU µs per op: " + replica.cpuMicrosPerOperation.map { "\($0.0) \(String(format: "%.2f", $0.1))" }
+                        .joined(separator: ", ")
+                }
+                lines.append(line)
+            }
         }
         if let check {
             lines.append("check: \(check.linearizable ? "linearizable" : check.decided ? "NOT linearizable" : "undecided (budget)") "
