@@ -199,7 +199,8 @@ extension Bench {
                                                        after: lead.statsAfter[replica], seconds: duration,
                                                        operations: report.operations))
             }
-            if let first = figures.replicas.first(where: { $0.ringBytesPerSecond != nil }) {
+            // The headline figure from a replica that was never faulted (a cut one delivers less).
+            if let first = figures.replicas.first(where: { $0.ringBytesPerSecond != nil && !plan.faulted.contains($0.replica) }) {
                 report.ringMessagesPerSecond = first.ringMessagesPerSecond ?? 0
                 report.ringBytesPerSecond = first.ringBytesPerSecond ?? 0
             }
