@@ -52,6 +52,8 @@ struct Bench: AsyncParsableCommand {
     var timeoutMillis = 5_000
     @Option(help: ArgumentHelp("kv: puts and gets over --keys; incr: every request increments one counter, and the report checks it against the acknowledged and in-doubt increments (exactly once).", valueName: "kv|incr"))
     var workload = "kv"
+    @Option(help: ArgumentHelp("incr: counters the increments are spread over (uniformly); the report checks their sum. More than one keeps the checker's search small when many increments are in doubt (each counter is checked on its own).", valueName: "count"))
+    var counters = 1
     @Option(name: .customLong("lan"), help: ArgumentHelp("Run on the emulated LAN (tools/lan) at this per-host rate (100mbit, 1gbit): replicas on hosts 1…R, joiners next, the clients on --client-hosts hosts of their own.", valueName: "rate"))
     var lan: String?
     @Option(name: .customLong("lan-prefix"), help: "The LAN's namespace prefix (tools/lan --prefix).")
@@ -82,6 +84,7 @@ struct Bench: AsyncParsableCommand {
         guard keys >= 1, duration > 0 else { throw ValidationError("--keys ≥ 1 and --duration > 0") }
         if let plantBug, plantBug != "stale-read" { throw ValidationError("--plant-bug knows only stale-read") }
         guard ["kv", "incr"].contains(workload) else { throw ValidationError("--workload is kv or incr") }
+        guard (1...1000).contains(counters) else { throw ValidationError("--counters is 1...1000") }
         guard (1...8).contains(clientHosts) else { throw ValidationError("--client-hosts is 1...8") }
         guard rawLinkSeconds >= 0, rawLinkSeconds <= 60 else { throw ValidationError("--raw-link-seconds is 0...60") }
         if lan == nil {
@@ -116,7 +119,7 @@ struct Bench: AsyncParsableCommand {
         let endNanos = startNanos + UInt64(duration * 1e9)
         let recording = check
         let settings = WorkerSettings(writesPercent: writes, valueSize: valueSize, keys: keys, endNanos: endNanos,
-                                      record: recording, incrementOnly: workload == "incr")
+                                      record: recording, incrementOnly: workload == "incr", counters: counters)
         let progressTask = Task {
             var last = 0
             var second = 0
@@ -156,7 +159,7 @@ struct Bench: AsyncParsableCommand {
                 report.cpuMicrosPerOperation.append((name, Double(nanos) / 1000 / Double(report.operations)))
             }
         }
-        if workload == "incr" { report.counter = await readCounter(clientAddresses) }
+        if workload == "incr" { report.counter = await readCounter(clientAddresses, counters: counters) }
         report.digests = await compareDigests(clientAddresses.enumerated().filter { index, _ in
             killAfter == nil || index != replicas - 1
         }.map(\.element))
@@ -172,15 +175,21 @@ struct Bench: AsyncParsableCommand {
 }
 
 struct WorkerSettings: Sendable {
-    static let counterKey = Array("counter".utf8)
+    /// The incr workload's counter `index` of `count` ("counter" when there is one).
+    static func counterKey(_ index: Int, of count: Int) -> [UInt8] {
+        count == 1 ? Array("counter".utf8) : Array("counter\(index)".utf8)
+    }
     let incrementOnly: Bool
+    let counters: Int
     let writesPercent: Int
     let valueSize: Int
     let keys: Int
     let endNanos: UInt64
     let record: Bool
 
-    init(writesPercent: Int, valueSize: Int, keys: Int, endNanos: UInt64, record: Bool, incrementOnly: Bool) {
+    init(writesPercent: Int, valueSize: Int, keys: Int, endNanos: UInt64, record: Bool, incrementOnly: Bool,
+         counters: Int = 1) {
+        self.counters = counters
         self.writesPercent = writesPercent
         self.valueSize = valueSize
         self.keys = keys
@@ -277,19 +286,23 @@ func runSessions(addresses: [Address], clients: Int, clientOffset: Int, depth: I
     }
 }
 
-/// The counter of the incr workload, read linearizably through any of `addresses` (0 if absent); nil if no
-/// replica answers.
-func readCounter(_ addresses: [Address]) async -> Int64? {
+/// The sum of the incr workload's counters, read linearizably through any of `addresses` (an absent counter is
+/// 0); nil if no replica answers or a counter is not one.
+func readCounter(_ addresses: [Address], counters: Int) async -> Int64? {
     var options = KVClient.Options(replicas: addresses)
     options.timeoutMillis = 10_000
     guard let reader = try? await KVClient.connect(options) else { return nil }
     defer { reader.close() }
-    switch try? await reader.read(KVQuery(key: WorkerSettings.counterKey)) {
-    case let .value(bytes?)? where bytes.count == 8:
-        return bytes.enumerated().reduce(Int64(0)) { $0 | Int64($1.element) << (8 * $1.offset) }
-    case .value(nil)?: return 0
-    default: return nil
+    var sum: Int64 = 0
+    for index in 0..<counters {
+        switch try? await reader.read(KVQuery(key: WorkerSettings.counterKey(index, of: counters))) {
+        case let .value(bytes?)? where bytes.count == 8:
+            sum &+= bytes.enumerated().reduce(Int64(0)) { $0 | Int64($1.element) << (8 * $1.offset) }
+        case .value(nil)?: break
+        default: return nil
+        }
     }
+    return sum
 }
 
 /// A closed loop: one request at a time until the end of the run.
@@ -300,14 +313,15 @@ func runWorker(id: Int, session: KVClient, settings: WorkerSettings, progress: P
     var sequence: UInt64 = 0
     while monotonicNow() < settings.endNanos {
         if settings.incrementOnly {
+            let counterKey = WorkerSettings.counterKey(Int(random.next() % UInt64(settings.counters)), of: settings.counters)
             let invoke = monotonicNow()
             do {
-                let output = try await session.submit(.incr(key: WorkerSettings.counterKey, delta: 1))
+                let output = try await session.submit(.incr(key: counterKey, delta: 1))
                 let done = monotonicNow()
                 _ = result.incrs.record((done - invoke) / 1000)
                 result.incrementsAcknowledged += 1
                 if settings.record {
-                    result.events.append(RecordedOperation(client: id, input: .incr(WorkerSettings.counterKey, 1),
+                    result.events.append(RecordedOperation(client: id, input: .incr(counterKey, 1),
                                                            output: output, invokeNanos: invoke, returnNanos: done))
                 }
                 progress.add(ok: true)
@@ -317,7 +331,7 @@ func runWorker(id: Int, session: KVClient, settings: WorkerSettings, progress: P
                 progress.add(ok: false)
                 progress.note(error)
                 if settings.record {
-                    result.events.append(RecordedOperation(client: id, input: .incr(WorkerSettings.counterKey, 1),
+                    result.events.append(RecordedOperation(client: id, input: .incr(counterKey, 1),
                                                            output: nil, invokeNanos: invoke, returnNanos: nil))
                     return result
                 }

@@ -22,6 +22,7 @@ struct BenchDriver: AsyncParsableCommand {
     @Option(name: .customLong("value-size")) var valueSize: Int
     @Option var keys: Int
     @Option var workload: String
+    @Option var counters: Int
     @Option(name: .customLong("start-at")) var startAt: UInt64
     @Option var duration: Double
     @Option var timeout: Int
@@ -33,7 +34,7 @@ struct BenchDriver: AsyncParsableCommand {
         let addresses = try parseAddresses(replicas, "--replicas")
         let endNanos = startAt + UInt64(duration * 1e9)
         let settings = WorkerSettings(writesPercent: writes, valueSize: valueSize, keys: keys, endNanos: endNanos,
-                                      record: record, incrementOnly: workload == "incr")
+                                      record: record, incrementOnly: workload == "incr", counters: counters)
         // The lead's statistics connections: one per replica, opened before the start.
         var connected: [KVClient?] = []
         if lead {
@@ -197,7 +198,7 @@ struct BenchProbe: AsyncParsableCommand {
         shouldDisplay: false)
 
     @Option var replicas: String
-    @Flag var counter = false
+    @Option var counters: Int?
 
     func run() async throws {
         let addresses = try parseAddresses(replicas, "--replicas")
@@ -206,7 +207,7 @@ struct BenchProbe: AsyncParsableCommand {
             fields.append("\"digests_equal\":\(digests.equal),\"digests_index\":\(digests.index),"
                 + "\"digests\":[\(digests.digests.map { "\"\(String(format: "%016llx", $0))\"" }.joined(separator: ","))]")
         }
-        if counter, let value = await readCounter(addresses) { fields.append("\"counter\":\(value)") }
+        if let counters, let value = await readCounter(addresses, counters: counters) { fields.append("\"counter\":\(value)") }
         print("{" + fields.joined(separator: ",") + "}")
     }
 }

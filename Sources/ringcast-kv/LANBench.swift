@@ -91,7 +91,7 @@ extension Bench {
             guard count > 0 else { continue }
             var arguments = [executable, "bench-driver", "--replicas", clientAddresses, "--clients", "\(count)",
                              "--client-offset", "\(offset)", "--depth", "\(depth)", "--writes", "\(writes)",
-                             "--value-size", "\(valueSize)", "--keys", "\(keys)", "--workload", workload,
+                             "--value-size", "\(valueSize)", "--keys", "\(keys)", "--workload", workload, "--counters", "\(counters)",
                              "--start-at", "\(startAt)", "--duration", "\(duration)", "--timeout", "\(timeoutMillis)",
                              "--out", "\(work)/driver\(index).bin"]
             if check { arguments.append("--record") }
@@ -169,7 +169,7 @@ extension Bench {
         let survivors = (0..<totalReplicas).filter { !plan.faulted.contains($0) }
         let probeArguments = [executable, "bench-probe", "--replicas",
                               survivors.map { "\(addresses[$0]):\(Self.lanClientPort)" }.joined(separator: ",")]
-            + (workload == "incr" ? ["--counter"] : [])
+            + (workload == "incr" ? ["--counters", "\(counters)"] : [])
         let (probeTool, probeToolArguments) = controller.exec(host: clientHost(0), probeArguments)
         let probe = try ChildProcess.spawn(name: "probe", executable: probeTool, arguments: probeToolArguments,
                                            stdoutPath: "\(work)/probe.out", stderrPath: "\(work)/probe.err")
