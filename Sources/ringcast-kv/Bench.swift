@@ -505,6 +505,7 @@ struct BenchReport {
                 figures.append(("ring_efficiency", .number(ringBytesPerSecond * 8 / 1e6 / raw)))
             }
             if let elapsedSeconds { figures.append(("elapsed_seconds", .number(elapsedSeconds))) }
+            if let client = lan.clientCPUMicrosPerOperation { figures.append(("client_cpu_us_per_op", .number(client))) }
             figures.append(("replicas", .array(lan.replicas.map { replica in
                 var fields: [(String, JSONValue)] = [("replica", .integer(Int64(replica.replica)))]
                 if let messages = replica.ringMessagesPerSecond, let bytes = replica.ringBytesPerSecond {
@@ -568,6 +569,9 @@ struct BenchReport {
                     ringBytesPerSecond * 8 / 1e6, 100 * ringBytesPerSecond * 8 / 1e6 / raw))
             } else {
                 lines.append(String(format: "commands delivered × size %.1f Mbit/s (no raw-link test)", payloadMbit))
+            }
+            if let client = lan.clientCPUMicrosPerOperation {
+                lines.append(String(format: "clients: %.2f µs CPU per op (all driver processes)", client))
             }
             for replica in lan.replicas {
                 var line = "replica \(replica.replica): "

@@ -49,6 +49,7 @@ struct BenchDriver: AsyncParsableCommand {
         let now = monotonicNow()
         if startAt > now { try await Task.sleep(for: .nanoseconds(Int(startAt - now))) }
         let statsBefore = await Self.statistics(statsClients)
+        let cpuBefore = processCPUNanos()
         let progress = ProgressCounter()
         let progressTask = Task {
             var second = 0
@@ -60,20 +61,21 @@ struct BenchDriver: AsyncParsableCommand {
         }
         // The end-of-measurement statistics are read when the window closes, not when the last worker returns
         // (a request stuck behind a fault may take up to --timeout longer).
-        let statsAfterTask = Task { () -> [[UInt64]] in
+        let statsAfterTask = Task { () -> (cpu: UInt64, stats: [[UInt64]]) in
             let now = monotonicNow()
             if endNanos > now { try? await Task.sleep(for: .nanoseconds(Int(endNanos - now))) }
-            return await Self.statistics(statsClients)
+            return (processCPUNanos(), await Self.statistics(statsClients))
         }
         FileHandle.standardOutput.write(Data("measuring\n".utf8))
         let results = try await runSessions(addresses: addresses, clients: clients, clientOffset: clientOffset,
                                             depth: depth, timeoutMillis: timeout, settings: settings, progress: progress)
-        let statsAfter = await statsAfterTask.value
+        let (cpuAfter, statsAfter) = await statsAfterTask.value
         progressTask.cancel()
         var output = DriverOutput()
         for result in results { output.add(result) }
         output.statsBefore = statsBefore
         output.statsAfter = statsAfter
+        output.cpuNanos = cpuAfter &- cpuBefore
         output.seconds = Double(max(monotonicNow(), endNanos) - startAt) / 1e9
         try output.write(to: out, events: results.flatMap(\.events))
         print("done ops=\(output.puts.totalCount + output.gets.totalCount + output.incrs.totalCount) failed=\(output.failures)")
@@ -101,6 +103,8 @@ struct DriverOutput: Codable {
     var statsBefore: [[UInt64]] = []
     var statsAfter: [[UInt64]] = []
     var seconds = 0.0
+    /// This driver's process CPU (every thread) over the measurement window.
+    var cpuNanos: UInt64 = 0
 
     mutating func add(_ result: WorkerResult) {
         puts.add(result.puts)
@@ -210,4 +214,11 @@ struct BenchProbe: AsyncParsableCommand {
         if let counters, let value = await readCounter(addresses, counters: counters) { fields.append("\"counter\":\(value)") }
         print("{" + fields.joined(separator: ",") + "}")
     }
+}
+
+/// CPU time of this whole process (every thread), nanoseconds.
+func processCPUNanos() -> UInt64 {
+    var now = timespec()
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &now)
+    return UInt64(now.tv_sec) * 1_000_000_000 + UInt64(now.tv_nsec)
 }

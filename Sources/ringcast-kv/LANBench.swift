@@ -193,6 +193,9 @@ extension Bench {
         var figures = LANFigures(rate: rate, prefix: lanPrefix, clientHosts: drivers.count,
                                  faults: plan.faults.map(\.description))
         figures.rawLinkMbit = rawLink?["throughput_mbit_s"]?.doubleValue
+        if report.operations > 0 {
+            figures.clientCPUMicrosPerOperation = Double(outputs.map(\.cpuNanos).reduce(0, +)) / 1000 / Double(report.operations)
+        }
         if let lead = outputs.first {
             for replica in 0..<min(lead.statsBefore.count, lead.statsAfter.count) {
                 figures.replicas.append(ReplicaFigures(replica: replica, before: lead.statsBefore[replica],
@@ -229,6 +232,8 @@ struct LANFigures {
     var clientHosts: Int
     var faults: [String]
     var rawLinkMbit: Double?
+    /// The client drivers' process CPU per operation (µs), all drivers together: they share the machine too.
+    var clientCPUMicrosPerOperation: Double?
     var replicas: [ReplicaFigures] = []
 }
 
