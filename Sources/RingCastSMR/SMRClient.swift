@@ -110,6 +110,11 @@ public final class SMRClient<Command: SMRCodable, Query: SMRCodable, Output: SMR
     private var closed = false
     private var stats = Statistics()
     private var reader: Thread?
+    /// Requests queued for the thread that is sending (``sendPending(only:)``), and whether one is.
+    private var outgoing: [UInt64] = []
+    private var sending = false
+    /// Every unsent in-flight request is to be sent (after a reconnection).
+    private var resendAll = false
     /// When the reader last looked for requests past their deadline (CLOCK_MONOTONIC ns, reader thread only).
     private var lastExpiryScan: UInt64 = 0
     /// The deadline scan runs at most this often: it walks the whole window, and the reader wakes once per batch
@@ -375,24 +380,50 @@ public final class SMRClient<Command: SMRCodable, Query: SMRCodable, Output: SMR
     }
 
     /// Sends the in-flight requests not yet sent on the current connection (`only`: just that one).
+    ///
+    /// Combining: a caller queues its request and sends only if no one else is sending; the one sending looks
+    /// again before it stops, so requests queued meanwhile leave together in one `send` (profiled: a `send`
+    /// per request was a quarter of a loaded client's CPU). `sendMonitor` still covers every write, so the
+    /// descriptor is never closed or replaced under one.
     private func sendPending(only: UInt64? = nil) {
-        sendMonitor.withLock {
-            let (target, frames): (Int32, [[UInt8]]) = monitor.withLock {
-                guard fd >= 0 else { return (-1, []) }
-                var frames: [[UInt8]] = []
-                let ids = only.map { [$0] } ?? inflight.keys.sorted()
-                for id in ids {
-                    guard var request = inflight[id], request.sentGeneration != generation else { continue }
-                    if only == nil { stats.resent += 1 }
-                    request.sentGeneration = generation
-                    inflight[id] = request
-                    frames.append(frame(id, request).encoded())
+        let proceed: Bool = monitor.withLock {
+            if let only { outgoing.append(only) } else { resendAll = true }
+            guard !sending else { return false }
+            sending = true
+            return true
+        }
+        guard proceed else { return }
+        while true {
+            let finished: Bool = sendMonitor.withLock {
+                let (target, frames, more): (Int32, [[UInt8]], Bool) = monitor.withLock {
+                    guard !outgoing.isEmpty || resendAll else {
+                        sending = false
+                        return (-1, [], false)
+                    }
+                    let all = resendAll
+                    let ids = all ? inflight.keys.sorted() : outgoing
+                    outgoing.removeAll(keepingCapacity: true)
+                    resendAll = false
+                    // Not connected: they stay unsent, and the reconnection resends every unsent request.
+                    guard fd >= 0 else { return (-1, [], true) }
+                    var frames: [[UInt8]] = []
+                    for id in ids {
+                        guard var request = inflight[id], request.sentGeneration != generation else { continue }
+                        if all { stats.resent += 1 }
+                        request.sentGeneration = generation
+                        inflight[id] = request
+                        frames.append(frame(id, request).encoded())
+                    }
+                    return (fd, frames, true)
                 }
-                return (fd, frames)
+                guard more else { return true }
+                // A failed send is seen by the reader (the connection broke) and everything is resent elsewhere.
+                if target >= 0, !frames.isEmpty {
+                    _ = Socket.sendAll(target, frames.count == 1 ? frames[0] : Array(frames.joined()))
+                }
+                return false
             }
-            guard target >= 0, !frames.isEmpty else { return }
-            // A failed send is seen by the reader (the connection broke) and everything is resent elsewhere.
-            _ = Socket.sendAll(target, frames.count == 1 ? frames[0] : Array(frames.joined()))
+            if finished { return }
         }
     }
 
