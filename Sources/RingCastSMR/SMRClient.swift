@@ -110,9 +110,10 @@ public final class SMRClient<Command: SMRCodable, Query: SMRCodable, Output: SMR
     private var closed = false
     private var stats = Statistics()
     private var reader: Thread?
-    /// Requests queued for the thread that is sending (``sendPending(only:)``), and whether one is.
+    /// Requests queued for sending (``sendQueued()``), whether a thread is sending, whether a send is scheduled.
     private var outgoing: [UInt64] = []
     private var sending = false
+    private var sendScheduled = false
     /// Every unsent in-flight request is to be sent (after a reconnection).
     private var resendAll = false
     /// When the reader last looked for requests past their deadline (CLOCK_MONOTONIC ns, reader thread only).
@@ -352,7 +353,10 @@ public final class SMRClient<Command: SMRCodable, Query: SMRCodable, Output: SMR
                 return nextRequest
             }
             guard let id else { return continuation.resume(returning: .failure(.closed)) }
-            sendPending(only: id)
+            // The send is left to a task queued behind the tasks that are runnable now (typically the callers a
+            // batch of replies just resumed), so their requests leave in one `send`: profiled, a `send` per
+            // request was a third of a loaded client's CPU.
+            if queueForSending(id) { Task { self.sendQueued() } }
         }
         return try result.get()
     }
@@ -379,15 +383,29 @@ public final class SMRClient<Command: SMRCodable, Query: SMRCodable, Output: SMR
         }
     }
 
-    /// Sends the in-flight requests not yet sent on the current connection (`only`: just that one).
-    ///
-    /// Combining: a caller queues its request and sends only if no one else is sending; the one sending looks
-    /// again before it stops, so requests queued meanwhile leave together in one `send` (profiled: a `send`
-    /// per request was a quarter of a loaded client's CPU). `sendMonitor` still covers every write, so the
-    /// descriptor is never closed or replaced under one.
-    private func sendPending(only: UInt64? = nil) {
+    /// Queues request `id` for sending; true when the caller is to schedule ``sendQueued()`` (no one is sending
+    /// and no send is scheduled: otherwise that one takes it along).
+    private func queueForSending(_ id: UInt64) -> Bool {
+        monitor.withLock {
+            outgoing.append(id)
+            guard !sending, !sendScheduled else { return false }
+            sendScheduled = true
+            return true
+        }
+    }
+
+    /// Sends every in-flight request not yet sent on the current connection (after a reconnection).
+    private func sendPending() {
+        monitor.withLock { resendAll = true }
+        sendQueued()
+    }
+
+    /// Sends the queued requests. Combining: one thread sends at a time, and it looks again before it stops, so
+    /// requests queued meanwhile leave together in its next `send`. `sendMonitor` still covers every write, so
+    /// the descriptor is never closed or replaced under one.
+    private func sendQueued() {
         let proceed: Bool = monitor.withLock {
-            if let only { outgoing.append(only) } else { resendAll = true }
+            sendScheduled = false
             guard !sending else { return false }
             sending = true
             return true
