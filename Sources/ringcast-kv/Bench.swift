@@ -22,6 +22,8 @@ struct Bench: AsyncParsableCommand {
         history for linearizability (RingCastLinCheck's checkKV, per key). --plant-bug stale-read makes the \
         replicas answer linearizable reads locally without the barrier; --check must catch it.
         --kill-after SECONDS kills (SIGKILL) the last replica then; the clients fail over.
+
+        --lan RATE runs on the emulated LAN of tools/lan (as root; prefix --lan-prefix, default kvl): the replicas         on hosts 1…R, joiners after them, the clients on --client-hosts hosts of their own (one driver process each,         started through `tools/lan exec`); the raw link is measured first (ringperf stream, host 1 → host 2,         --raw-link-seconds). The report adds commands delivered × size against the raw link, each replica's ring         throughput and CPU per operation by stage, and the clients' CPU per operation. Faults on the measurement's         timeline: --kill ID@T (SIGKILL), --partition ID@T[+D] (tools/lan cut, healed after D), --join @T; the         faulted replicas are left out of the digest comparison. Exit codes: 2 not linearizable (or undecided),         3 exactly-once violated, 4 digests differ, 5 no digests. tools/kv-faults runs 20 such runs and summarises.
         """)
 
     @Option(help: "Replicas to spawn.")
