@@ -27,10 +27,14 @@ extension Bench {
         let children = ChildGroup()
         var cut: Set<Int> = []
         func note(_ text: String) { FileHandle.standardError.write(Data((text + "\n").utf8)) }
+        // The work directory (logs, the drivers' histories) is removed after a run that passed every check, and
+        // kept, with its path on stderr, otherwise.
+        var passed = false
         defer {
             children.stopAll()
             for replica in cut { if let problem = controller.heal(host: replica + 1) { note(problem) } }
             if !lanKeep, let problem = controller.down() { note(problem) }
+            if passed { try? FileManager.default.removeItem(atPath: work) } else { note("logs kept in \(work)") }
         }
 
         note("bringing up the LAN '\(lanPrefix)': \(hosts) hosts at \(rate)")
@@ -215,6 +219,7 @@ extension Bench {
         if report.digests?.equal == false { throw ExitCode(4) }
         if report.digests == nil { throw ExitCode(5) }
         if let check = report.check, !check.linearizable { throw ExitCode(2) }
+        passed = true
     }
 
     /// The ops count of a driver's last `progress` line.
