@@ -207,6 +207,7 @@ let package = Package(
                 "RingCastLinCheck",
                 "RingCastJSON",
                 "RingCast",
+                "RingCastBenchKit", // tools/lan, child processes and the raw-link test, shared with ringcast-bench
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
                 .product(name: "Logging", package: "swift-log"),

@@ -189,51 +189,18 @@ public struct BenchRunner {
         let seconds = config.effectiveRawLinkSeconds
         let serverEndpoint = "\(placement.addresses[1]):\(placement.rawLinkPort)"
         progress.update(phase: "measuring the raw link", detail: "(ringperf stream to \(serverEndpoint), \(format(seconds)) s)")
-        let (serverExecutable, serverArguments) = placement.command(node: 1, ringperf, [
-            "server", "--listen", serverEndpoint, "--once", "--timeout", format(seconds + 20),
-        ])
-        let server = try ChildProcess.spawn(name: "ringperf server", executable: serverExecutable,
-                                            arguments: serverArguments,
-                                            stdoutPath: work + "/ringperf-server.out", stderrPath: work + "/ringperf-server.err")
-        children.add(server)
-        defer { ChildGroup.stop([server], graceSeconds: 1) }
-        let readyDeadline = Clock.now + 10
-        while !server.stderrText().contains("listening") {
+        func on(_ node: Int) -> ([String]) -> (executable: String, arguments: [String]) {
+            { command in placement.command(node: node, command[0], Array(command.dropFirst())) }
+        }
+        return try RawLinkTest.measure(
+            ringperf: ringperf, serverEndpoint: serverEndpoint, seconds: seconds, congestion: config.congestion,
+            work: work, children: children, serverCommand: on(1), clientCommand: on(0)
+        ) { (elapsed: Double) throws(BenchError) in
             try checkStop()
-            guard server.poll() else {
-                throw .rawLinkFailed("ringperf server exited (\(server.exitDescription ?? "?")) before listening:\n" +
-                                     ChildProcess.tail(server.stderrText()))
+            if elapsed > 0 {
+                progress.update(phase: "measuring the raw link", detail: "\(Int(elapsed))/\(format(seconds)) s")
             }
-            guard Clock.now < readyDeadline else { throw .rawLinkFailed("ringperf server did not listen within 10 s") }
-            usleep(20_000)
         }
-        let (clientExecutable, clientArguments) = placement.command(node: 0, ringperf, [
-            "client", "--connect", serverEndpoint, "--test", "stream", "--size", "65536", "--duration", format(seconds), "--json",
-        ] + (config.congestion.map { ["--congestion", $0] } ?? []))
-        let client = try ChildProcess.spawn(name: "ringperf client", executable: clientExecutable,
-                                            arguments: clientArguments,
-                                            stdoutPath: work + "/ringperf-client.out", stderrPath: work + "/ringperf-client.err")
-        children.add(client)
-        let started = Clock.now
-        let deadline = started + seconds + 20
-        while client.poll() {
-            try checkStop()
-            progress.update(phase: "measuring the raw link", detail: "\(Int(Clock.now - started))/\(format(seconds)) s")
-            guard Clock.now < deadline else {
-                ChildGroup.stop([client])
-                throw .rawLinkFailed("ringperf client still running after \(Int(seconds + 20)) s; killed")
-            }
-            usleep(50_000)
-        }
-        guard client.exitedCleanly else {
-            throw .rawLinkFailed("ringperf client \(client.exitDescription ?? "?"):\n" + ChildProcess.tail(client.stderrText()))
-        }
-        let text = client.stdoutText().trimmingCharacters(in: .whitespacesAndNewlines)
-        guard let line = text.split(separator: "\n").last, let value = try? JSONValue.parse(String(line)),
-              value["throughput_mbit_s"]?.doubleValue != nil else {
-            throw .rawLinkFailed("no throughput_mbit_s in ringperf client output: \(ChildProcess.tail(text, lines: 3))")
-        }
-        return value
     }
 
     /// The arguments of node `id` (the `ringcast-node` contract): every node gets the whole `--members` list

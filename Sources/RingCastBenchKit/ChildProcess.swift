@@ -12,15 +12,15 @@ import Foundation
 /// Its own group lets the benchmark kill everything a child started (`kill(-pgid)`), and keeps the terminal's
 /// Ctrl-C away from the children: the benchmark alone decides when they stop, and it always stops them
 /// (posix_spawn(3), setpgid(2)). Used from one thread; nothing here is shared.
-final class ChildProcess {
-    let name: String
-    let pid: pid_t
-    let stdoutPath: String
-    let stderrPath: String
-    private(set) var exitDescription: String?
-    private(set) var exitedCleanly = false
+package final class ChildProcess {
+    package let name: String
+    package let pid: pid_t
+    package let stdoutPath: String
+    package let stderrPath: String
+    package private(set) var exitDescription: String?
+    package private(set) var exitedCleanly = false
 
-    var isRunning: Bool { exitDescription == nil }
+    package var isRunning: Bool { exitDescription == nil }
 
     private init(name: String, pid: pid_t, stdoutPath: String, stderrPath: String) {
         self.name = name
@@ -30,7 +30,7 @@ final class ChildProcess {
     }
 
     /// Starts `executable` (a path; no PATH search) with `arguments`.
-    static func spawn(name: String, executable: String, arguments: [String], stdoutPath: String,
+    package static func spawn(name: String, executable: String, arguments: [String], stdoutPath: String,
                       stderrPath: String) throws(BenchError) -> ChildProcess {
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
@@ -87,7 +87,7 @@ final class ChildProcess {
 
     /// Reaps the child if it has exited; returns whether it is still running.
     @discardableResult
-    func poll() -> Bool {
+    package func poll() -> Bool {
         guard isRunning else { return false }
         var status: Int32 = 0
         let result = waitpid(pid, &status, WNOHANG)
@@ -110,21 +110,21 @@ final class ChildProcess {
 
     /// Sends `signal` to the child's whole process group while the child has not been reaped (after reaping,
     /// its group id could in principle name someone else's group).
-    func signalGroup(_ signal: Int32) {
+    package func signalGroup(_ signal: Int32) {
         guard isRunning else { return }
         _ = kill(-pid, signal)
     }
 
-    func stdoutText() -> String { Self.read(stdoutPath) }
-    func stderrText() -> String { Self.read(stderrPath) }
+    package func stdoutText() -> String { Self.read(stdoutPath) }
+    package func stderrText() -> String { Self.read(stderrPath) }
 
-    static func read(_ path: String) -> String {
+    package static func read(_ path: String) -> String {
         guard let data = FileManager.default.contents(atPath: path) else { return "" }
         return String(decoding: data, as: UTF8.self)
     }
 
     /// The last `lines` lines of `text`, for error messages.
-    static func tail(_ text: String, lines: Int = 15) -> String {
+    package static func tail(_ text: String, lines: Int = 15) -> String {
         let all = text.split(separator: "\n", omittingEmptySubsequences: false)
         let trimmed = all.last == "" ? all.dropLast() : all[...]
         return trimmed.suffix(lines).joined(separator: "\n")
@@ -132,17 +132,19 @@ final class ChildProcess {
 }
 
 /// Children that must not outlive the run: stops them all (SIGTERM, then SIGKILL after a bounded wait).
-final class ChildGroup {
-    private(set) var children: [ChildProcess] = []
+package final class ChildGroup {
+    package private(set) var children: [ChildProcess] = []
 
-    func add(_ child: ChildProcess) { children.append(child) }
+    package init() {}
 
-    var running: [ChildProcess] { children.filter { $0.poll() } }
+    package func add(_ child: ChildProcess) { children.append(child) }
+
+    package var running: [ChildProcess] { children.filter { $0.poll() } }
 
     /// SIGTERM to every running child's group, up to `graceSeconds` for them to exit, then SIGKILL and reap.
-    func stopAll(graceSeconds: Double = 2) { Self.stop(children, graceSeconds: graceSeconds) }
+    package func stopAll(graceSeconds: Double = 2) { Self.stop(children, graceSeconds: graceSeconds) }
 
-    static func stop(_ children: [ChildProcess], graceSeconds: Double = 2) {
+    package static func stop(_ children: [ChildProcess], graceSeconds: Double = 2) {
         var live: [ChildProcess] { children.filter { $0.poll() } }
         guard !live.isEmpty else { return }
         live.forEach { $0.signalGroup(SIGTERM) }
@@ -158,14 +160,14 @@ final class ChildGroup {
 }
 
 /// Monotonic seconds and wall-clock nanoseconds.
-enum Clock {
-    static var now: Double {
+package enum Clock {
+    package static var now: Double {
         var spec = timespec()
         clock_gettime(CLOCK_MONOTONIC, &spec)
         return Double(spec.tv_sec) + Double(spec.tv_nsec) / 1e9
     }
 
-    static var unixNanos: UInt64 {
+    package static var unixNanos: UInt64 {
         var spec = timespec()
         clock_gettime(CLOCK_REALTIME, &spec)
         return UInt64(spec.tv_sec) * 1_000_000_000 + UInt64(spec.tv_nsec)

@@ -24,9 +24,9 @@ public enum StopSignals {
 }
 
 /// Finds the executables the benchmark starts.
-enum Locator {
+package enum Locator {
     /// The directory of the running executable (/proc/self/exe, else argv[0]).
-    static var executableDirectory: String {
+    package static var executableDirectory: String {
         if let path = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe") {
             return (path as NSString).deletingLastPathComponent
         }
@@ -37,7 +37,7 @@ enum Locator {
     }
 
     /// `override`, else `name` beside the running executable; checked to exist and be executable.
-    static func binary(_ name: String, override: String?, flag: String) throws(BenchError) -> String {
+    package static func binary(_ name: String, override: String?, flag: String) throws(BenchError) -> String {
         let path = absolute(override ?? (executableDirectory as NSString).appendingPathComponent(name))
         guard FileManager.default.isExecutableFile(atPath: path) else {
             throw .binaryMissing(role: name, path: path,
@@ -47,7 +47,7 @@ enum Locator {
     }
 
     /// `tools/lan`: `override`, else searched upward from the executable's directory and the working directory.
-    static func lanTool(override: String?) throws(BenchError) -> String {
+    package static func lanTool(override: String?) throws(BenchError) -> String {
         if let override {
             let path = absolute(override)
             guard FileManager.default.isExecutableFile(atPath: path) else {

@@ -5,17 +5,19 @@ import Synchronization
 final class CPUCounters: Sendable {
     /// Connection readers: receiving, decoding client frames, registering and queueing requests.
     let ingestNanos = Atomic<UInt64>(0)
-    /// The broadcaster thread: packing entries into ring batches and encoding them.
+    /// The broadcaster (one task): packing entries into ring batches and encoding them.
     let broadcastNanos = Atomic<UInt64>(0)
     /// The delivery thread: decoding ring batches and commands.
     let decodeNanos = Atomic<UInt64>(0)
     /// The delivery thread: the state machine's `apply`.
     let applyNanos = Atomic<UInt64>(0)
-    /// The delivery thread: encoding and queueing replies, answering reads.
+    /// The delivery thread: encoding and queueing replies, answering reads, and writing a delivered batch's
+    /// replies (one non-blocking send per connection, ``Connection/flushDeferred()``).
     let replyNanos = Atomic<UInt64>(0)
     /// The delivery thread, all of it (decode, sessions, apply, replies).
     let deliveryNanos = Atomic<UInt64>(0)
-    /// Connection writers: sending replies.
+    /// Connection writers: sending what the delivery thread's non-blocking write left (a full socket), and the
+    /// replies given outside a delivery (stale reads, statistics).
     let writerNanos = Atomic<UInt64>(0)
 
     init() {}

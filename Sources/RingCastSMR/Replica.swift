@@ -11,11 +11,12 @@ import RingCast
 /// Threads and bounded queues (backpressure end to end):
 /// - per client connection a reader and a writer thread; a client has at most `windowMax` requests outstanding
 ///   (a client exceeding it is disconnected), so its reply queue never holds more than that;
-/// - the ingress queue (at most ``Options/ingressBytesMax``) between the readers and one broadcaster thread,
+/// - the ingress queue (at most ``Options/ingressBytesMax``) between the readers and one broadcaster task,
 ///   which packs what waits into one ring message (a batch); a full queue blocks the readers, hence the clients;
 /// - the ring (`Group`'s own bounded window and outbox);
 /// - the apply thread is the group's delivery thread: it decodes, checks sessions, applies in batches and queues
-///   the replies. A slow `apply` slows the ring (LCR's backpressure), never grows a queue;
+///   the replies (written at the end of each delivered batch, one write per connection). While a state transfer
+///   holds the state, deliveries wait in the bounded suffix store instead. A slow `apply` slows the ring (LCR's backpressure), never grows a queue;
 /// - during a state transfer, the suffix store (at most ``Options/suffixBytesMax``): deliveries wait there while
 ///   the state is held at the cut (provider) or not restored yet (joiner), and are applied in order afterwards.
 public final class Replica<Machine: StateMachine>: Sendable {

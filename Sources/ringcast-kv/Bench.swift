@@ -22,6 +22,8 @@ struct Bench: AsyncParsableCommand {
         history for linearizability (RingCastLinCheck's checkKV, per key). --plant-bug stale-read makes the \
         replicas answer linearizable reads locally without the barrier; --check must catch it.
         --kill-after SECONDS kills (SIGKILL) the last replica then; the clients fail over.
+
+        --lan RATE runs on the emulated LAN of tools/lan (as root; prefix --lan-prefix, default kvl): the replicas         on hosts 1…R, joiners after them, the clients on --client-hosts hosts of their own (one driver process each,         started through `tools/lan exec`); the raw link is measured first (ringperf stream, host 1 → host 2,         --raw-link-seconds). The report adds commands delivered × size against the raw link, each replica's ring         throughput and CPU per operation by stage, and the clients' CPU per operation. Faults on the measurement's         timeline: --kill ID@T (SIGKILL), --partition ID@T[+D] (tools/lan cut, healed after D), --join @T; the         faulted replicas are left out of the digest comparison. Exit codes: 2 not linearizable (or undecided),         3 exactly-once violated, 4 digests differ, 5 no digests. tools/kv-faults runs 20 such runs and summarises.
         """)
 
     @Option(help: "Replicas to spawn.")
@@ -54,8 +56,28 @@ struct Bench: AsyncParsableCommand {
     var workload = "kv"
     @Option(name: .customLong("protocol"), help: ArgumentHelp("lcr (default) or chain (Chain BFT; --replicas is 3f+1; ChainBench.swift).", valueName: "lcr|chain"))
     var protocolName = "lcr"
-    @Option(name: .customLong("lan"), help: ArgumentHelp("Run on the emulated LAN (tools/lan); not implemented yet.", valueName: "rate"))
+    @Option(help: ArgumentHelp("incr: counters the increments are spread over (uniformly); the report checks their sum. More than one keeps the checker's search small when many increments are in doubt (each counter is checked on its own).", valueName: "count"))
+    var counters = 1
+    @Option(name: .customLong("lan"), help: ArgumentHelp("Run on the emulated LAN (tools/lan) at this per-host rate (100mbit, 1gbit): replicas on hosts 1…R, joiners next, the clients on --client-hosts hosts of their own.", valueName: "rate"))
     var lan: String?
+    @Option(name: .customLong("lan-prefix"), help: "The LAN's namespace prefix (tools/lan --prefix).")
+    var lanPrefix = "kvl"
+    @Option(name: .customLong("lan-tool"), help: ArgumentHelp("The tools/lan script (default: found upward from this executable).", valueName: "path"))
+    var lanTool: String?
+    @Flag(name: .customLong("lan-keep"), help: "Leave the LAN up after the run (a caller running many runs owns it).")
+    var lanKeep = false
+    @Option(name: .customLong("client-hosts"), help: "--lan: emulated hosts running the clients (one driver process each).")
+    var clientHosts = 1
+    @Option(name: .customLong("raw-link-seconds"), help: "--lan: seconds of the raw-link test (ringperf stream, host 1 to host 2) before the run; 0 skips it.")
+    var rawLinkSeconds = 3.0
+    @Option(name: .customLong("kill"), help: ArgumentHelp("--lan: SIGKILL replica ID SECONDS into the measurement (repeatable).", valueName: "ID@SECONDS"))
+    var kill: [String] = []
+    @Option(name: .customLong("partition"), help: ArgumentHelp("--lan: cut replica ID off the switch (tools/lan cut) SECONDS into the measurement, healed after DURATION if given (repeatable).", valueName: "ID@SECONDS[+DURATION]"))
+    var partition: [String] = []
+    @Option(name: .customLong("join"), help: ArgumentHelp("--lan: a new replica joins SECONDS into the measurement and receives the state (repeatable; ids R, R+1, …).", valueName: "@SECONDS"))
+    var join: [String] = []
+    @Option(name: .customLong("wait-ms"), help: "--lan: how long the drivers wait for the replicas before the measurement starts.")
+    var waitMillis = 1_500
 
     func validate() throws {
         guard (1...16).contains(replicas) else { throw ValidationError("--replicas is 1...16") }
@@ -66,11 +88,30 @@ struct Bench: AsyncParsableCommand {
         guard keys >= 1, duration > 0 else { throw ValidationError("--keys ≥ 1 and --duration > 0") }
         if let plantBug, plantBug != "stale-read" { throw ValidationError("--plant-bug knows only stale-read") }
         guard ["kv", "incr"].contains(workload) else { throw ValidationError("--workload is kv or incr") }
-        if lan != nil { throw ValidationError("--lan is not implemented in ringcast-kv bench yet (loopback only)") }
+        guard (1...1000).contains(counters) else { throw ValidationError("--counters is 1...1000") }
+        guard ["lcr", "chain"].contains(protocolName) else { throw ValidationError("--protocol is lcr or chain") }
+        if protocolName == "chain" {
+            guard lan == nil else { throw ValidationError("--protocol chain runs on loopback only (no --lan yet)") }
+        }
+        guard (1...8).contains(clientHosts) else { throw ValidationError("--client-hosts is 1...8") }
+        guard rawLinkSeconds >= 0, rawLinkSeconds <= 60 else { throw ValidationError("--raw-link-seconds is 0...60") }
+        if lan == nil {
+            guard kill.isEmpty, partition.isEmpty, join.isEmpty else {
+                throw ValidationError("--kill, --partition and --join need --lan (on loopback: --kill-after)")
+            }
+        } else {
+            guard killAfter == nil else { throw ValidationError("--kill-after is for loopback; with --lan use --kill ID@SECONDS") }
+            let faults = try LANFaultPlan.parse(kill: kill, partition: partition, join: join, replicas: replicas)
+            try faults.validate(replicas: replicas, duration: duration)
+        }
     }
 
     func run() async throws {
         if protocolName == "chain" { return try await runChain() }
+        if lan != nil {
+            try await runLAN()
+            return
+        }
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("ringcast-kv-bench-\(getpid())").path
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         let cluster = try SpawnedCluster.start(replicas: replicas, directory: directory, plantBug: plantBug,
@@ -87,7 +128,7 @@ struct Bench: AsyncParsableCommand {
         let endNanos = startNanos + UInt64(duration * 1e9)
         let recording = check
         let settings = WorkerSettings(writesPercent: writes, valueSize: valueSize, keys: keys, endNanos: endNanos,
-                                      record: recording, incrementOnly: workload == "incr")
+                                      record: recording, incrementOnly: workload == "incr", counters: counters)
         let progressTask = Task {
             var last = 0
             var second = 0
@@ -105,35 +146,8 @@ struct Bench: AsyncParsableCommand {
                 if !Task.isCancelled { cluster.kill(replicas - 1) }
             }
         }
-        let depth = depth
-        let clients = clients
-        let timeoutMillis = timeoutMillis
-        let results: [WorkerResult] = try await withThrowingTaskGroup(of: [WorkerResult].self) { group in
-            for client in 0..<clients {
-                group.addTask {
-                    var options = KVClient.Options(replicas: clientAddresses)
-                    options.preferred = client % clientAddresses.count
-                    options.windowMax = depth
-                    options.timeoutMillis = timeoutMillis
-                    let session = try await KVClient.connect(options)
-                    defer { session.close() }
-                    return await withTaskGroup(of: WorkerResult.self) { workers in
-                        for lane in 0..<depth {
-                            workers.addTask {
-                                await runWorker(id: client * depth + lane, session: session, settings: settings,
-                                                progress: progress)
-                            }
-                        }
-                        var all: [WorkerResult] = []
-                        for await result in workers { all.append(result) }
-                        return all
-                    }
-                }
-            }
-            var all: [WorkerResult] = []
-            for try await some in group { all += some }
-            return all
-        }
+        let results = try await runSessions(addresses: clientAddresses, clients: clients, clientOffset: 0, depth: depth,
+                                            timeoutMillis: timeoutMillis, settings: settings, progress: progress)
         let elapsed = Double(monotonicNow() - startNanos) / 1e9
         progressTask.cancel()
         killTask?.cancel()
@@ -154,18 +168,7 @@ struct Bench: AsyncParsableCommand {
                 report.cpuMicrosPerOperation.append((name, Double(nanos) / 1000 / Double(report.operations)))
             }
         }
-        if workload == "incr" {
-            var options = KVClient.Options(replicas: clientAddresses)
-            options.timeoutMillis = 10_000
-            if let reader = try? await KVClient.connect(options) {
-                if case let .value(bytes?)? = try? await reader.read(KVQuery(key: WorkerSettings.counterKey)), bytes.count == 8 {
-                    report.counter = bytes.enumerated().reduce(Int64(0)) { $0 | Int64($1.element) << (8 * $1.offset) }
-                } else {
-                    report.counter = 0
-                }
-                reader.close()
-            }
-        }
+        if workload == "incr" { report.counter = await readCounter(clientAddresses, counters: counters) }
         report.digests = await compareDigests(clientAddresses.enumerated().filter { index, _ in
             killAfter == nil || index != replicas - 1
         }.map(\.element))
@@ -181,15 +184,21 @@ struct Bench: AsyncParsableCommand {
 }
 
 struct WorkerSettings: Sendable {
-    static let counterKey = Array("counter".utf8)
+    /// The incr workload's counter `index` of `count` ("counter" when there is one).
+    static func counterKey(_ index: Int, of count: Int) -> [UInt8] {
+        count == 1 ? Array("counter".utf8) : Array("counter\(index)".utf8)
+    }
     let incrementOnly: Bool
+    let counters: Int
     let writesPercent: Int
     let valueSize: Int
     let keys: Int
     let endNanos: UInt64
     let record: Bool
 
-    init(writesPercent: Int, valueSize: Int, keys: Int, endNanos: UInt64, record: Bool, incrementOnly: Bool) {
+    init(writesPercent: Int, valueSize: Int, keys: Int, endNanos: UInt64, record: Bool, incrementOnly: Bool,
+         counters: Int = 1) {
+        self.counters = counters
         self.writesPercent = writesPercent
         self.valueSize = valueSize
         self.keys = keys
@@ -253,6 +262,58 @@ struct SplitMix64 {
     }
 }
 
+/// `clients` sessions (global numbers `clientOffset…`), each with `depth` closed-loop workers, against `addresses`
+/// (session c prefers replica c mod R and fails over round-robin); returns when every worker is done.
+func runSessions(addresses: [Address], clients: Int, clientOffset: Int, depth: Int, timeoutMillis: Int,
+                 settings: WorkerSettings, progress: ProgressCounter) async throws -> [WorkerResult] {
+    try await withThrowingTaskGroup(of: [WorkerResult].self) { group in
+        for local in 0..<clients {
+            let client = clientOffset + local
+            group.addTask {
+                var options = KVClient.Options(replicas: addresses)
+                options.preferred = client % addresses.count
+                options.windowMax = depth
+                options.timeoutMillis = timeoutMillis
+                let session = try await KVClient.connect(options)
+                defer { session.close() }
+                return await withTaskGroup(of: WorkerResult.self) { workers in
+                    for lane in 0..<depth {
+                        workers.addTask {
+                            await runWorker(id: client * depth + lane, session: session, settings: settings,
+                                            progress: progress)
+                        }
+                    }
+                    var all: [WorkerResult] = []
+                    for await result in workers { all.append(result) }
+                    return all
+                }
+            }
+        }
+        var all: [WorkerResult] = []
+        for try await some in group { all += some }
+        return all
+    }
+}
+
+/// The sum of the incr workload's counters, read linearizably through any of `addresses` (an absent counter is
+/// 0); nil if no replica answers or a counter is not one.
+func readCounter(_ addresses: [Address], counters: Int) async -> Int64? {
+    var options = KVClient.Options(replicas: addresses)
+    options.timeoutMillis = 10_000
+    guard let reader = try? await KVClient.connect(options) else { return nil }
+    defer { reader.close() }
+    var sum: Int64 = 0
+    for index in 0..<counters {
+        switch try? await reader.read(KVQuery(key: WorkerSettings.counterKey(index, of: counters))) {
+        case let .value(bytes?)? where bytes.count == 8:
+            sum &+= bytes.enumerated().reduce(Int64(0)) { $0 | Int64($1.element) << (8 * $1.offset) }
+        case .value(nil)?: break
+        default: return nil
+        }
+    }
+    return sum
+}
+
 /// A closed loop: one request at a time until the end of the run.
 func runWorker(id: Int, session: KVClient, settings: WorkerSettings, progress: ProgressCounter) async -> WorkerResult {
     var random = SplitMix64(state: UInt64(id) &* 0x1234_5678_9ABC_DEF1 &+ 1)
@@ -261,14 +322,15 @@ func runWorker(id: Int, session: KVClient, settings: WorkerSettings, progress: P
     var sequence: UInt64 = 0
     while monotonicNow() < settings.endNanos {
         if settings.incrementOnly {
+            let counterKey = WorkerSettings.counterKey(Int(random.next() % UInt64(settings.counters)), of: settings.counters)
             let invoke = monotonicNow()
             do {
-                let output = try await session.submit(.incr(key: WorkerSettings.counterKey, delta: 1))
+                let output = try await session.submit(.incr(key: counterKey, delta: 1))
                 let done = monotonicNow()
                 _ = result.incrs.record((done - invoke) / 1000)
                 result.incrementsAcknowledged += 1
                 if settings.record {
-                    result.events.append(RecordedOperation(client: id, input: .incr(WorkerSettings.counterKey, 1),
+                    result.events.append(RecordedOperation(client: id, input: .incr(counterKey, 1),
                                                            output: output, invokeNanos: invoke, returnNanos: done))
                 }
                 progress.add(ok: true)
@@ -278,7 +340,7 @@ func runWorker(id: Int, session: KVClient, settings: WorkerSettings, progress: P
                 progress.add(ok: false)
                 progress.note(error)
                 if settings.record {
-                    result.events.append(RecordedOperation(client: id, input: .incr(WorkerSettings.counterKey, 1),
+                    result.events.append(RecordedOperation(client: id, input: .incr(counterKey, 1),
                                                            output: nil, invokeNanos: invoke, returnNanos: nil))
                     return result
                 }
@@ -368,6 +430,14 @@ struct BenchReport {
     /// The surviving replicas' state digests once they applied the same index.
     var digests: DigestComparison?
     var check: CheckOutcome?
+    /// --lan: the link, the raw-link test and every replica's figures.
+    var lan: LANFigures?
+    /// --lan: from the start of the measurement until the last client returned.
+    var elapsedSeconds: Double?
+
+    /// Commands delivered per second × their size (the values the puts carried), in Mbit/s: what the issue's
+    /// link-bound target compares with the raw link.
+    var payloadMbit: Double { Double(puts.totalCount) * Double(valueSize) * 8 / seconds / 1e6 }
 
     init(replicas: Int, clients: Int, depth: Int, writesPercent: Int, valueSize: Int, keys: Int, seconds: Double) {
         self.replicas = replicas
@@ -432,6 +502,32 @@ struct BenchReport {
                 ("counter", .integer(counter)), ("exactly_once", .bool(exactlyOnce)),
             ])))
         }
+        if let lan {
+            var figures: [(String, JSONValue)] = [
+                ("rate", .string(lan.rate)), ("prefix", .string(lan.prefix)), ("client_hosts", .integer(Int64(lan.clientHosts))),
+                ("faults", .array(lan.faults.map { .string($0) })),
+                ("payload_mbit_per_second", .number(payloadMbit)),
+            ]
+            if let raw = lan.rawLinkMbit {
+                figures.append(("raw_link_mbit_per_second", .number(raw)))
+                figures.append(("payload_efficiency", .number(payloadMbit / raw)))
+                figures.append(("ring_efficiency", .number(ringBytesPerSecond * 8 / 1e6 / raw)))
+            }
+            if let elapsedSeconds { figures.append(("elapsed_seconds", .number(elapsedSeconds))) }
+            if let client = lan.clientCPUMicrosPerOperation { figures.append(("client_cpu_us_per_op", .number(client))) }
+            figures.append(("replicas", .array(lan.replicas.map { replica in
+                var fields: [(String, JSONValue)] = [("replica", .integer(Int64(replica.replica)))]
+                if let messages = replica.ringMessagesPerSecond, let bytes = replica.ringBytesPerSecond {
+                    fields.append(("ring_delivered_messages_per_second", .number(messages)))
+                    fields.append(("ring_delivered_mbit_per_second", .number(bytes * 8 / 1e6)))
+                }
+                if !replica.cpuMicrosPerOperation.isEmpty {
+                    fields.append(("cpu_us_per_op", .object(replica.cpuMicrosPerOperation.map { ($0.0, .number($0.1)) })))
+                }
+                return .object(fields)
+            })))
+            fields.append(("lan", .object(figures)))
+        }
         if let check {
             var checked: [(String, JSONValue)] = [
                 ("linearizable", .bool(check.linearizable)), ("decided", .bool(check.decided)),
@@ -470,6 +566,35 @@ struct BenchReport {
         if let counter, let exactlyOnce {
             lines.append("increments: \(incrementsAcknowledged) acknowledged, \(incrementsInDoubt) in doubt, counter \(counter): "
                 + (exactlyOnce ? "exactly once" : "VIOLATED (lost or applied twice)"))
+        }
+        if let lan {
+            var link = "LAN '\(lan.prefix)' at \(lan.rate), clients on \(lan.clientHosts) host(s)"
+                + (lan.faults.isEmpty ? "" : "; faults: " + lan.faults.joined(separator: ", "))
+            if let elapsedSeconds { link += String(format: "; last client returned %.1f s after the start", elapsedSeconds) }
+            lines.append(link)
+            if let raw = lan.rawLinkMbit {
+                lines.append(String(format: "raw link %.1f Mbit/s; commands delivered × size %.1f Mbit/s = %.1f %% of it "
+                    + "(the ring delivered %.1f Mbit/s with headers = %.1f %%)", raw, payloadMbit, 100 * payloadMbit / raw,
+                    ringBytesPerSecond * 8 / 1e6, 100 * ringBytesPerSecond * 8 / 1e6 / raw))
+            } else {
+                lines.append(String(format: "commands delivered × size %.1f Mbit/s (no raw-link test)", payloadMbit))
+            }
+            if let client = lan.clientCPUMicrosPerOperation {
+                lines.append(String(format: "clients: %.2f µs CPU per op (all driver processes)", client))
+            }
+            for replica in lan.replicas {
+                var line = "replica \(replica.replica): "
+                if let messages = replica.ringMessagesPerSecond, let bytes = replica.ringBytesPerSecond {
+                    line += String(format: "ring delivered %.0f messages/s, %.1f Mbit/s", messages, bytes * 8 / 1e6)
+                } else {
+                    line += "no statistics (not answering at the start or the end)"
+                }
+                if !replica.cpuMicrosPerOperation.isEmpty {
+                    line += "; CPU µs per op: " + replica.cpuMicrosPerOperation.map { "\($0.0) \(String(format: "%.2f", $0.1))" }
+                        .joined(separator: ", ")
+                }
+                lines.append(line)
+            }
         }
         if let check {
             lines.append("check: \(check.linearizable ? "linearizable" : check.decided ? "NOT linearizable" : "undecided (budget)") "

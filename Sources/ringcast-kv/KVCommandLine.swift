@@ -24,7 +24,7 @@ struct KVCommandLine: AsyncParsableCommand {
           ringcast-kv put --replicas 127.0.0.1:7100,127.0.0.1:7101 greeting hello
           ringcast-kv get --replicas 127.0.0.1:7101 greeting
         """,
-        subcommands: [Serve.self, Put.self, Get.self, Delete.self, CompareAndSwap.self, Increment.self, Bench.self, JoinBench.self]
+        subcommands: [Serve.self, Put.self, Get.self, Delete.self, CompareAndSwap.self, Increment.self, Bench.self, JoinBench.self, BenchDriver.self, BenchProbe.self]
     )
 }
 

@@ -189,6 +189,40 @@ struct Tally: Sendable {
         #expect(statistics.barriersDelivered >= 1)
     }
 
+    /// Many tasks pipelining on one client (window 64): requests queued while another task sends leave in that
+    /// task's `send` (combining), and a replica writes a delivered batch's replies from the delivery thread.
+    /// Every request gets its own reply exactly once: the outputs are the counter's values 1…n, each once.
+    @Test func pipelined_manyTasksOnOneClient_everyRequestAppliedOnceWithItsOwnReply() async throws {
+        let cluster = try CounterCluster(size: 3)
+        defer { cluster.shutdownAll() }
+        for id in UInt32(0)..<3 { try cluster.start(id, initialView: [0, 1, 2]) }
+        for id in UInt32(0)..<3 { try await cluster.replica(id).group.waitUntilRunning() }
+        let addresses = try cluster.clientAddresses([0, 1, 2])
+        let tasks = 64
+        let perTask = 40
+        let values: [Int64] = try await withDeadline(45) {
+            var options = CounterClient.Options(replicas: addresses)
+            options.windowMax = 64
+            let client = try await CounterClient.connect(options)
+            defer { client.close() }
+            return try await withThrowingTaskGroup(of: [Int64].self) { group in
+                for _ in 0..<tasks {
+                    group.addTask {
+                        var seen: [Int64] = []
+                        for _ in 0..<perTask { seen.append(try await client.submit(Counter.Add(delta: 1)).value) }
+                        return seen
+                    }
+                }
+                var all: [Int64] = []
+                for try await some in group { all += some }
+                return all
+            }
+        }
+        #expect(values.count == tasks * perTask)
+        #expect(Set(values) == Set((1...Int64(tasks * perTask)).map { $0 }), "every increment applied once, each reply its own")
+        #expect(cluster.replica(0).withMachine { $0.value } == Int64(tasks * perTask))
+    }
+
     @Test func failover_replicaShutDownMidLoad_counterIsAcknowledgedPlusAtMostInDoubt() async throws {
         let cluster = try CounterCluster(size: 3)
         defer { cluster.shutdownAll() }
