@@ -547,10 +547,16 @@ final class ReplicaCore<Machine: StateMachine>: @unchecked Sendable {
         waiting?.resume()
     }
 
+    /// Waits (at most 2 s) for the broadcaster task to end. Bounded because `shutdown()` is synchronous and may be
+    /// called from a task: blocking a cooperative thread without bound while the broadcaster needs one to finish
+    /// deadlocks on a small pool (seen in CI on 2 cores, when other suites' tests held the other thread). The task
+    /// ends on its own anyway: `stop()` resumed it, and the group's shutdown fails a broadcast it waits in.
     func joinBroadcaster() {
         guard broadcasterStarted else { return }
         broadcasterStarted = false
-        broadcasterDone.wait()
+        if broadcasterDone.wait(timeout: .now() + .seconds(2)) == .timedOut {
+            logger.notice("the broadcaster task had not ended 2 s after shutdown (no thread free to run it); not waiting")
+        }
     }
 
     // MARK: Counters
