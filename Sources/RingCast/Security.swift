@@ -67,6 +67,38 @@ public struct Security: Sendable, Hashable {
         }
     }
 
+    /// The tools' command-line rule (`--cluster-key FILE`, `--auth none|handshake|frames`, `--encrypt`), one for
+    /// `ringcast-node` and `ringcast-kv`: a key without a mode means `handshake`; a mode other than `none` needs a key
+    /// (loaded and checked: mode 0600, format, length); `--encrypt` needs a key.
+    /// - Throws: ``RingCastError/invalidConfiguration(_:)`` with the message to show, naming the flags.
+    public static func fromCommandLine(clusterKeyFile keyPath: String?, authentication text: String?,
+                                       encrypt: Bool = false) throws(RingCastError) -> Security {
+        let mode: Authentication
+        if let text {
+            guard let parsed = Authentication(rawValue: text.lowercased()) else {
+                throw .invalidConfiguration("--auth must be none, handshake or frames, not '\(text)'")
+            }
+            mode = parsed
+        } else {
+            mode = keyPath == nil ? .none : .handshake
+        }
+        guard mode != .none else {
+            guard !encrypt else { throw .invalidConfiguration("--encrypt needs --cluster-key FILE") }
+            return Security()
+        }
+        guard let keyPath else {
+            throw .invalidConfiguration("--auth \(mode.rawValue) needs --cluster-key FILE (make one with `ringcast-keys cluster --out FILE`)")
+        }
+        var security: Security
+        do {
+            security = Security(clusterKey: try ClusterKey.load(from: keyPath), authentication: mode)
+        } catch {
+            throw .invalidConfiguration("--cluster-key: \(error)")
+        }
+        security.encrypt = encrypt
+        return security
+    }
+
     /// True when links run the handshake.
     public var isAuthenticated: Bool { authentication != .none }
 

@@ -13,12 +13,11 @@ struct ServeSecurityFlags: ParsableArguments {
     var clusterName = "ringcast"
 
     func security() throws -> Security {
-        var security = try resolveSecurity(keyPath: clusterKey, mode: auth)
-        if encrypt {
-            guard security.isAuthenticated else { throw ValidationError("--encrypt needs --cluster-key FILE") }
-            security.encrypt = true
+        do {
+            return try Security.fromCommandLine(clusterKeyFile: clusterKey, authentication: auth, encrypt: encrypt)
+        } catch {
+            throw ValidationError(error.reason)
         }
-        return security
     }
 }
 
@@ -30,29 +29,18 @@ struct ClientSecurityFlags: ParsableArguments {
     var clusterName = "ringcast"
 
     func security() throws -> Security {
-        try resolveSecurity(keyPath: clusterKey, mode: nil)
+        do {
+            return try Security.fromCommandLine(clusterKeyFile: clusterKey, authentication: nil)
+        } catch {
+            throw ValidationError(error.reason)
+        }
     }
 }
 
-/// A key without a mode means handshake; a mode other than none needs a key (loaded and checked: mode 0600,
-/// format, length).
-func resolveSecurity(keyPath: String?, mode text: String?) throws -> Security {
-    let mode: Security.Authentication
-    if let text {
-        guard let parsed = Security.Authentication(rawValue: text.lowercased()) else {
-            throw ValidationError("--auth must be none, handshake or frames, not '\(text)'")
-        }
-        mode = parsed
-    } else {
-        mode = keyPath == nil ? .none : .handshake
-    }
-    guard mode != .none else { return Security() }
-    guard let keyPath else {
-        throw ValidationError("--auth \(mode.rawValue) needs --cluster-key FILE (make one with `ringcast-keys cluster --out FILE`)")
-    }
-    do {
-        return try Security(clusterKeyFile: keyPath, authentication: mode)
-    } catch {
-        throw ValidationError("--cluster-key: \(error)")
+extension RingCastError {
+    /// The message of an ``invalidConfiguration(_:)`` (what the command line shows), or the description.
+    var reason: String {
+        if case let .invalidConfiguration(reason) = self { return reason }
+        return description
     }
 }

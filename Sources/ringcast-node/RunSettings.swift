@@ -258,11 +258,14 @@ extension NodeCommand {
         }
         let digest = try value(digestPayloads, "digest-payloads") { Switch(rawValue: $0.lowercased()) }
 
-        var security = try resolveSecurity(keyPath: try value(clusterKey, "cluster-key") { $0 },
-                                           mode: try value(auth, "auth") { $0 })
-        if try value(encrypt, "encrypt", boolean) ?? false {
-            guard security.isAuthenticated else { throw ValidationError("--encrypt needs --cluster-key FILE") }
-            security.encrypt = true
+        let keyPath = try value(clusterKey, "cluster-key") { $0 }, authMode = try value(auth, "auth") { $0 }
+        let sealed = try value(encrypt, "encrypt", boolean) ?? false
+        let security: Security
+        do throws(RingCastError) {
+            security = try Security.fromCommandLine(clusterKeyFile: keyPath, authentication: authMode, encrypt: sealed)
+        } catch {
+            if case let .invalidConfiguration(reason) = error { throw ValidationError(reason) }
+            throw ValidationError("\(error)")
         }
         var settings = RunSettings(
             id: id, nodes: nodes, listen: listenAddress, successor: successorAddress,
@@ -285,29 +288,6 @@ extension NodeCommand {
             throw ValidationError("\(error)")
         }
         return settings
-    }
-}
-
-/// --auth none|handshake|frames and --cluster-key FILE: a key without --auth means handshake; a mode other than none
-/// needs a key (loaded and checked here: mode 0600, format, length).
-func resolveSecurity(keyPath: String?, mode text: String?) throws(ValidationError) -> Security {
-    let mode: Security.Authentication
-    if let text {
-        guard let parsed = Security.Authentication(rawValue: text.lowercased()) else {
-            throw ValidationError("--auth must be none, handshake or frames, not '\(text)'")
-        }
-        mode = parsed
-    } else {
-        mode = keyPath == nil ? .none : .handshake
-    }
-    guard mode != .none else { return Security() }
-    guard let keyPath else {
-        throw ValidationError("--auth \(mode.rawValue) needs --cluster-key FILE (make one with `ringcast-keys cluster --out FILE`)")
-    }
-    do {
-        return try Security(clusterKeyFile: keyPath, authentication: mode)
-    } catch {
-        throw ValidationError("--cluster-key: \(error)")
     }
 }
 
