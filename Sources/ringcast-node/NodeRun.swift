@@ -101,6 +101,7 @@ struct NodeRun {
         let cpuEnd = processCPUNanos()
         let wallEnd = realtimeNanos()
         outcome.cpuPercent = wallEnd > wallStart ? Double(cpuEnd - cpuStart) / Double(wallEnd - wallStart) * 100 : 0
+        outcome.recordWindowEnd(node)
 
         if let sender {
             let result = await sender.value

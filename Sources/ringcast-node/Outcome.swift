@@ -17,6 +17,11 @@ struct Outcome {
     var logError: String?
     var excluded = false
     var groupStatistics: Group.Statistics?
+    /// The counters as they were at the end of the measured window, before any member shut down. The counters at the
+    /// end include the cooldown, in which a member that finished first is suspected by the others (its links close)
+    /// and a new view's ring starts its engine counters from zero.
+    var windowEndStatistics: Node.Statistics?
+    var windowEndGroupStatistics: Group.Statistics?
 
     init(settings: RunSettings) { self.settings = settings }
 
@@ -39,6 +44,31 @@ struct Outcome {
         recorded = state
         statistics = node?.statistics
         if let logError, error == nil { error = "writing the delivery log failed: \(logError)" }
+    }
+
+    mutating func recordWindowEnd(_ node: Member) {
+        windowEndStatistics = node.statistics
+        if case let .group(group) = node { windowEndGroupStatistics = group.statistics }
+    }
+
+    /// A few counters at the end of the measured window (see ``windowEndStatistics``): what a check of the window
+    /// (nobody suspected, ring links authenticated) reads.
+    func windowEndJSON() -> JSONValue {
+        guard let stats = windowEndStatistics else { return .null }
+        var fields: [(String, JSONValue)] = [
+            ("auth_handshakes", .integer(Int64(stats.authHandshakes))),
+            ("auth_macs_in", .integer(Int64(stats.authMacsIn))),
+            ("auth_mac_failures", .integer(Int64(stats.authMacFailures))),
+            ("auth_cipher_bytes", .integer(Int64(stats.authCipherBytes))),
+            ("auth_rejected", .integer(Int64(stats.authRejected))),
+            ("connections_refused", .integer(Int64(stats.connectionsRefused + stats.acceptsRejected))),
+        ]
+        if let group = windowEndGroupStatistics {
+            fields.append(("view_changes", .integer(Int64(group.viewChanges))))
+            fields.append(("control_auth_rejected", .integer(Int64(group.controlAuthRejected))))
+            fields.append(("control_rejected", .integer(Int64(group.controlRejected))))
+        }
+        return .object(fields)
     }
 
     var durationSeconds: Double { Double(windowEndNanos - windowStartNanos) / 1e9 }
@@ -158,6 +188,7 @@ struct Outcome {
                 ("connections_refused", .integer(Int64(stats.connectionsRefused + stats.acceptsRejected))),
             ])))
         fields.append(("own_latency_ms_mean", ownLatencyMeans(stats)))
+        fields.append(("at_window_end", windowEndJSON()))
         if settings.members != nil, let recorded {
             var views: [JSONValue] = []
             for view in recorded.views {
