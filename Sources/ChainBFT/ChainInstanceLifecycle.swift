@@ -1,0 +1,193 @@
+import RingCastChain
+import RingCastSMR
+internal import CRingCastCore
+import Glibc
+
+/// Counters of switching at one replica (spec §2.3, §12).
+public struct ChainSwitchStatistics: Sendable, Hashable {
+    /// The instance this replica is in.
+    public var instance: UInt64 = 1
+    public var instancesEntered: UInt64 = 0
+    /// Init histories the new instance's core refused (bad proof, wrong next instance, not P3 of its proof).
+    public var initHistoriesRefused: UInt64 = 0
+    /// Init histories for this instance or an earlier one (switching is monotonic): ignored.
+    public var initHistoriesStale: UInt64 = 0
+    /// Valid init histories this replica could not enter because its state cannot reach the checkpoint base
+    /// (``ChainRollbackLog/Unreachable``: state transfer is not implemented).
+    public var initHistoriesUnreachable: UInt64 = 0
+    /// Batches, CHECKPOINTs and PANICs of an instance this replica left (or never had): ignored.
+    public var oldInstanceFrames: UInt64 = 0
+    public var fetchesSent: UInt64 = 0
+    public var fetchesAnswered: UInt64 = 0
+    /// FETCH answers whose body did not have the digest IH holds (a lying replica): refused by the core.
+    public var fetchedRejected: UInt64 = 0
+    public var fetchedAccepted: UInt64 = 0
+    /// IH bodies this replica supplied from its own log on entering.
+    public var bodiesSupplied: UInt64 = 0
+    /// Σlast's direct replies for IH requests (rc_chain_init_reply) and base-covered ones (D7, rc_chain_cached_reply).
+    public var initRepliesSent: UInt64 = 0
+}
+
+extension ChainReplicaEngine {
+    /// C2+/C3+ and D8–D10: enters `ih.instance` when its proof holds. In order: check that this replica's state can be
+    /// put at the checkpoint base (D10); let the composer make the instance and install IH (the core checks the proof
+    /// and P3; a refusal changes nothing); leave the old instance (rc_chain_leave: late PANICs still get its ABORT);
+    /// restore the state at the base; give the core t_j[c] there and the bodies this replica has; D7 replies at Σlast;
+    /// forward the INIT to the successor ahead of the new instance's batches (D8).
+    func enter(_ ih: ChainInitHistory) {
+        guard ih.instance > core.instanceNumber else {
+            switching.initHistoriesStale += 1
+            return
+        }
+        let boundary = ih.base * UInt64(settings.checkpointInterval)
+        let plan: (anchor: ChainRollbackLog.Anchor, replay: [ChainRollbackLog.Executed])
+        do { plan = try rollback.plan(to: boundary, baseDigest: ih.baseDigest) } catch {
+            switching.initHistoriesUnreachable += 1
+            lastSwitchError = "\(error)"
+            return
+        }
+        // The bodies this replica executed, before the log is cut back to the base.
+        var bodies: [(sn: UInt64, request: ChainRequest)] = []
+        if !settings.forgetBodiesOnEnter {
+            for entry in ih.entries {
+                if let body = rollback.body(client: entry.client, timestamp: entry.timestamp), body.requestDigest == entry.requestDigest {
+                    bodies.append((entry.sn, ChainRequest(client: entry.client, timestamp: entry.timestamp, op: body.op)))
+                }
+            }
+        }
+        // D10 on a copy first: a state the machine cannot restore leaves this replica where it was.
+        guard let (restored, last) = restore(plan.anchor, plan.replay) else {
+            switching.initHistoriesUnreachable += 1
+            lastSwitchError = "the state machine could not restore its snapshot at sn \(plan.anchor.sn)"
+            return
+        }
+        do { try composer.enter(ih) } catch {
+            if case .refused = error { switching.initHistoriesRefused += 1 } else { switching.initHistoriesStale += 1 }
+            lastSwitchError = "\(error)"
+            return
+        }
+        guard let next = composer.current as? ChainCore else {
+            preconditionFailure("the engine drives Chain instances; a Backup instance needs its own engine path")
+        }
+        core = next
+        switching.instance = next.instanceNumber
+        switching.instancesEntered += 1
+        machine = restored
+        rollback.truncate(to: boundary, last: last)
+        // The old instance's request bodies, replies and held frames are of no use in the new one.
+        ops.removeAll()
+        replies.removeAll()
+        heldRequests.removeAll()
+        var timestamps = [UInt64](repeating: 0, count: Int(settings.clientsMax))
+        for (client, reply) in last where Int(client) < timestamps.count { timestamps[Int(client)] = reply.timestamp }
+        let rc = core.installBaseTimestamps(timestamps)
+        precondition(rc == 0, "rc_chain_init_base_timestamps right after rc_chain_on_init: \(rc)")
+        for (sn, request) in bodies { supply(sn: sn, request) }
+        switching.bodiesSupplied += UInt64(bodies.count)
+        cachedReplies(last)
+        if case .up(let conn)? = data { _ = send(conn, .initHistory(ih)) }
+    }
+
+    /// D10: the state machine back at the anchor, then the requests up to the base replayed (the same outputs: the
+    /// machine is deterministic). Returns each client's last request as of the base.
+    private func restore(_ anchor: ChainRollbackLog.Anchor, _ replay: [ChainRollbackLog.Executed])
+        -> (Machine, [UInt32: ChainRollbackLog.LastReply])? {
+        var chunks = [anchor.snapshot]
+        var reader = SnapshotReader { () throws(SnapshotError) -> [UInt8]? in chunks.isEmpty ? nil : chunks.removeFirst() }
+        var state = machine
+        do throws(SnapshotError) { try state.restore(from: &reader) } catch { return nil }
+        var last = anchor.last
+        for e in replay {
+            _ = ChainOperation.execute(&state, op: e.op, sn: e.sn, client: e.client, timestamp: e.timestamp, outputs: &outputs)
+            last[e.client] = ChainRollbackLog.LastReply(sn: e.sn, timestamp: e.timestamp, reply: e.reply,
+                                                        requestDigest: e.requestDigest, historyDigest: e.historyDigest)
+        }
+        return (state, last)
+    }
+
+    /// An IH body (own or fetched) to the core; stored under a fresh ref until executed.
+    @discardableResult
+    func supply(sn: UInt64, _ request: ChainRequest) -> Int32 {
+        var local = request
+        local.ref = nextRef
+        let rc = core.supply(sn: sn, local)
+        if rc == 0 {
+            // IH requests are not sent on in batches: every replica holds IH.
+            ops[nextRef] = Stored(op: request.op, sent: true)
+            nextRef += 1
+        }
+        return rc
+    }
+
+    /// D7 at Σlast: each client's last reply up to the base, MACed for this instance, straight to the client (its
+    /// request is not new here, so no batch will carry it).
+    private func cachedReplies(_ last: [UInt32: ChainRollbackLog.LastReply]) {
+        guard core.inSigmaLast else { return }
+        for (client, r) in last.sorted(by: { $0.key < $1.key }) {
+            guard let conn = clientConns[client],
+                  let mac = core.cachedReply(client: client, sn: r.sn, request: r.requestDigest, reply: r.reply,
+                                             history: r.historyDigest) else { continue }
+            switching.initRepliesSent += 1
+            _ = send(conn, .initReply(ChainInitReply(instance: core.instanceNumber, replica: settings.position, client: client,
+                                                     timestamp: r.timestamp, sn: r.sn, reply: r.reply,
+                                                     historyDigest: r.historyDigest, mac: mac)))
+        }
+    }
+
+    /// Records an execution for D10, and at Σlast answers an IH request straight to its client (rc_chain_init_reply).
+    func executed(_ e: rc_chain_execution, op: [UInt8], reply: [UInt8]) {
+        guard let view = core.history(e.sn) else { preconditionFailure("an executed sn is in the history") }
+        let requestDigest = ChainDigest(view.request_digest), historyDigest = ChainDigest(view.history_digest)
+        rollback.record(ChainRollbackLog.Executed(sn: e.sn, client: e.client, timestamp: e.timestamp, op: op, reply: reply,
+                                                  requestDigest: requestDigest, historyDigest: historyDigest)) { Self.snapshot(machine) }
+        guard !e.reply_needed, core.inSigmaLast, let range = core.initRange, range.contains(e.sn),
+              let (mac, history) = core.initReply(sn: e.sn, reply) else { return }
+        switching.initRepliesSent += 1
+        guard let conn = clientConns[e.client] else {
+            statistics.repliesUnroutable += 1
+            return
+        }
+        _ = send(conn, .initReply(ChainInitReply(instance: core.instanceNumber, replica: settings.position, client: e.client,
+                                                 timestamp: e.timestamp, sn: e.sn, reply: reply, historyDigest: history, mac: mac)))
+    }
+
+    /// FETCH from replica `fetch.from`: the body this replica executed for (client, t_c) when its digest is the one
+    /// asked for, else none; on this replica's own control link to the asker.
+    func answer(_ fetch: ChainFetchFrame) {
+        var request: ChainRequest?
+        if let body = rollback.body(client: fetch.client, timestamp: fetch.timestamp), body.requestDigest == fetch.requestDigest {
+            request = ChainRequest(client: fetch.client, timestamp: fetch.timestamp, op: body.op)
+        }
+        guard case .up(let conn)? = control[fetch.from] else { return } // the asker asks again next round
+        switching.fetchesAnswered += 1
+        _ = send(conn, .fetched(ChainFetchedFrame(instance: fetch.instance, sn: fetch.sn, request: request)))
+    }
+
+    /// A FETCH answer: the core takes the body only when its digest is IH's at that sn.
+    func receive(_ fetched: ChainFetchedFrame) {
+        guard fetched.instance == core.instanceNumber, let request = fetched.request else { return }
+        let rc = supply(sn: fetched.sn, request)
+        if rc == 0 { switching.fetchedAccepted += 1 } else if rc == -EBADMSG { switching.fetchedRejected += 1 }
+    }
+
+    /// Duty: the FETCHes due now, each on the control link to the replica asked.
+    func sendFetches() {
+        for fetch in core.fetches() {
+            guard case .up(let conn)? = control[fetch.to] else { continue }
+            switching.fetchesSent += 1
+            _ = send(conn, .fetch(ChainFetchFrame(fetch)))
+        }
+    }
+
+    /// A PANIC goes to the instance it names: the current one, or the one just left (still answering with its ABORT).
+    func route(_ panic: ChainPanicFrame, on conn: UInt32) {
+        guard let instance = composer.instance(panic.c.instance) as? ChainCore else {
+            switching.oldInstanceFrames += 1
+            return
+        }
+        if case .success(let abort) = instance.panic(panic.c) {
+            statistics.aborts += 1
+            _ = send(conn, .abort(abort))
+        }
+    }
+}
