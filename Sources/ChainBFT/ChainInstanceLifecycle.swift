@@ -82,6 +82,7 @@ extension ChainReplicaEngine {
         for (client, reply) in last where Int(client) < timestamps.count { timestamps[Int(client)] = reply.timestamp }
         let rc = core.installBaseTimestamps(timestamps)
         precondition(rc == 0, "rc_chain_init_base_timestamps right after rc_chain_on_init: \(rc)")
+        initBodies = []
         for (sn, request) in bodies { supply(sn: sn, request) }
         switching.bodiesSupplied += UInt64(bodies.count)
         cachedReplies(last)
@@ -115,6 +116,7 @@ extension ChainReplicaEngine {
             // IH requests are not sent on in batches: every replica holds IH.
             ops[nextRef] = Stored(op: request.op, sent: true)
             nextRef += 1
+            initBodies.append(request)
         }
         return rc
     }
@@ -157,6 +159,9 @@ extension ChainReplicaEngine {
         var request: ChainRequest?
         if let body = rollback.body(client: fetch.client, timestamp: fetch.timestamp), body.requestDigest == fetch.requestDigest {
             request = ChainRequest(client: fetch.client, timestamp: fetch.timestamp, op: body.op)
+        } else if let body = initBodies.last(where: { $0.client == fetch.client && $0.timestamp == fetch.timestamp }) {
+            // Supplied to the core (which checked its digest) but not executed again yet.
+            request = ChainRequest(client: body.client, timestamp: body.timestamp, op: body.op)
         }
         guard case .up(let conn)? = control[fetch.from] else { return } // the asker asks again next round
         switching.fetchesAnswered += 1

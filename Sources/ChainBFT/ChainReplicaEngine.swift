@@ -16,6 +16,8 @@ final class ChainReplicaEngine<Machine: StateMachine> {
     var rollback: ChainRollbackLog
     var switching = ChainSwitchStatistics()
     var lastSwitchError: String?
+    /// The IH bodies this replica holds in the current instance (own or fetched), for FETCHes of other replicas.
+    var initBodies: [ChainRequest] = []
     let port: UInt16
     var machine: Machine
     var outputs: [Machine.Output] = []

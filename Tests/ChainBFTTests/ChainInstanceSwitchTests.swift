@@ -33,12 +33,13 @@ struct ChainInstanceSwitchTests {
         return client
     }
 
-    /// Waits until every replica executed at least `sn` in instance `instance`.
+    /// Waits until every replica is in one instance ≥ `instance` and all executed the same requests, stably.
     static func settle(_ cluster: TestCluster, instance: UInt64, timeoutNanos: UInt64 = 10_000_000_000) -> Bool {
         let deadline = DispatchTime.now().uptimeNanoseconds + timeoutNanos
         while DispatchTime.now().uptimeNanoseconds < deadline {
             let s = cluster.replicas.map(\.statistics)
-            if s.allSatisfy({ $0.switching.instance == instance }), Set(s.map(\.lastSN)).count == 1,
+            if s.allSatisfy({ $0.switching.instance >= instance }), Set(s.map(\.switching.instance)).count == 1,
+               Set(s.map(\.lastSN)).count == 1,
                s.allSatisfy({ $0.executed > 0 }) {
                 usleep(200_000)
                 let again = cluster.replicas.map(\.statistics.lastSN)
@@ -93,7 +94,7 @@ struct ChainInstanceSwitchTests {
         let digests = cluster.replicas.map(\.statistics.stateDigest)
         #expect(digests[0] != nil && Set(digests).count == 1, "state digests differ: \(digests)")
         for replica in cluster.replicas {
-            #expect(replica.statistics.switching.instancesEntered == 1)
+            #expect(replica.statistics.switching.instancesEntered >= 1)
             #expect(replica.statistics.switching.initHistoriesRefused == 0)
         }
     }
