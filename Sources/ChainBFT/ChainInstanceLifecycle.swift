@@ -138,8 +138,14 @@ extension ChainReplicaEngine {
 
     /// Records an execution for D10, and at Σlast answers an IH request straight to its client (rc_chain_init_reply).
     func executed(_ e: rc_chain_execution, op: [UInt8], reply: [UInt8]) {
-        guard let view = core.history(e.sn) else { preconditionFailure("an executed sn is in the history") }
-        let requestDigest = ChainDigest(view.request_digest), historyDigest = ChainDigest(view.history_digest)
+        let requestDigest: ChainDigest, historyDigest: ChainDigest
+        if let view = core.history(e.sn) {
+            requestDigest = ChainDigest(view.request_digest); historyDigest = ChainDigest(view.history_digest)
+        } else {
+            // Already collected by the core (a stable checkpoint): the same D2 digests, recomputed.
+            requestDigest = ChainDigest.request(client: e.client, timestamp: e.timestamp, op: op, keyRing: core.keyRing)
+            historyDigest = rollback.lastHistoryDigest.extended(sn: e.sn, request: requestDigest, keyRing: core.keyRing)
+        }
         rollback.record(ChainRollbackLog.Executed(sn: e.sn, client: e.client, timestamp: e.timestamp, op: op, reply: reply,
                                                   requestDigest: requestDigest, historyDigest: historyDigest)) { Self.snapshot(machine) }
         guard !e.reply_needed, core.inSigmaLast, let range = core.initRange, range.contains(e.sn),

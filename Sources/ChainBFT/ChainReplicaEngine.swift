@@ -357,12 +357,12 @@ final class ChainReplicaEngine<Machine: StateMachine> {
                                                outputs: &outputs)
             statistics.executed += 1
             if let tamper = settings.replyTamper { reply = tamper(e.sn, reply) }
+            executed(e, op: op, reply: reply)
             if e.reply_needed {
                 let rc = core.reply(sn: e.sn, reply)
                 precondition(rc == 0, "rc_chain_on_reply refused sn \(e.sn): \(rc)")
                 if isTail { replies[e.sn] = reply }
             }
-            executed(e, op: op, reply: reply)
             ops[e.ref]?.executed = true
             if ops[e.ref]?.sent == true { ops[e.ref] = nil }
         }

@@ -53,6 +53,8 @@ struct ChainRollbackLog {
     }
 
     var lastSN: UInt64 { log.last?.sn ?? anchors.last!.sn }
+    /// H at ``lastSN``.
+    var lastHistoryDigest: ChainDigest { log.last?.historyDigest ?? anchors.last!.historyDigest }
 
     /// Records an execution; `snapshot` is asked for at each checkpoint boundary.
     mutating func record(_ e: Executed, snapshot: () -> [UInt8]?) {
