@@ -91,7 +91,10 @@ public final class ChainReplica<Machine: StateMachine>: @unchecked Sendable {
         /// Every link this replica opens (control to each replica, data to the successor) is connected.
         public var linksUp = false
         public var lastSN: UInt64 = 0
+        /// Executions, re-executions after a switch's rollback (D10) included.
         public var executed: UInt64 = 0
+        /// The sn the state machine's state is at (every request up to it applied once, in sn order).
+        public var stateSN: UInt64 = 0
         public var stableCheckpoint: UInt64 = 0
         public var stopped = false
         /// rc_chain_stop_reason's raw value (0: running).

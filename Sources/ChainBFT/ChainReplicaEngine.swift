@@ -421,5 +421,6 @@ final class ChainReplicaEngine<Machine: StateMachine> {
         statistics.framesOut = transport.framesOut
         statistics.malformedFrames = rejected + transport.malformedFrames
         statistics.switching = switching
+        statistics.stateSN = rollback.lastSN
     }
 }

@@ -29,7 +29,8 @@ enum ChainServe {
         await waitForTermination()
         replica.stop()
         let s = replica.statistics
-        print("stopped executed=\(s.executed) last_sn=\(s.lastSN) stable_checkpoint=\(s.stableCheckpoint) "
+        // executed= is the sn the state is at (the bench compares digests there); executions= counts re-executions too.
+        print("stopped executed=\(s.stateSN) executions=\(s.executed) last_sn=\(s.lastSN) stable_checkpoint=\(s.stableCheckpoint) "
             + "stopped_instance=\(s.stopped) stop_reason=\(s.stopReason) malformed_frames=\(s.malformedFrames) "
             + "mac_generations=\(s.macGenerations) mac_verifications=\(s.macVerifications) "
             + "state_digest=\(s.stateDigest.map { String(format: "%016llx", $0) } ?? "none") "
