@@ -70,6 +70,7 @@ extension ChainReplicaEngine {
             preconditionFailure("the engine drives Chain instances; a Backup instance needs its own engine path")
         }
         core = next
+        toldOfSwitch.removeAll()
         switching.instance = next.instanceNumber
         switching.instancesEntered += 1
         machine = restored
@@ -187,6 +188,20 @@ extension ChainReplicaEngine {
             guard case .up(let conn)? = control[fetch.to] else { continue }
             switching.fetchesSent += 1
             _ = send(conn, .fetch(ChainFetchFrame(fetch)))
+        }
+    }
+
+    /// A request whose head MAC failed in the current instance, at a head that left an instance: most likely a client
+    /// that has not switched yet (its MACs are for the instance left). D13 of the instance left: its signed ABORT, once
+    /// per client and instance (a Byzantine client cannot make the head sign more), so the client panics there and
+    /// switches without waiting for its timer.
+    func staleClientRequest(_ request: ChainRequest, on conn: UInt32) {
+        guard let left = composer.previous.last as? ChainCore, request.client < settings.clientsMax,
+              toldOfSwitch.insert(request.client).inserted else { return }
+        switching.oldInstanceFrames += 1
+        if case .success(let abort) = left.stoppedAbort(client: request.client, timestamp: request.timestamp) {
+            statistics.aborts += 1
+            _ = send(conn, .abort(abort))
         }
     }
 

@@ -18,6 +18,8 @@ final class ChainReplicaEngine<Machine: StateMachine> {
     var lastSwitchError: String?
     /// The IH bodies this replica holds in the current instance (own or fetched), for FETCHes of other replicas.
     var initBodies: [ChainRequest] = []
+    /// Clients told (once each) that the instance they still use was left (D13 of the instance left).
+    var toldOfSwitch = Set<UInt32>()
     let port: UInt16
     var machine: Machine
     var outputs: [Machine.Output] = []
@@ -286,8 +288,10 @@ final class ChainReplicaEngine<Machine: StateMachine> {
                 statistics.aborts += 1
                 _ = send(conn, .abort(abort))
             }
+        case -EBADMSG:
+            staleClientRequest(request, on: conn) // C2 step 3: discarded; a client still in the instance left learns of it
         default:
-            break // not new (1), a bad head MAC (-EBADMSG): discarded (C2 steps 2–3); counted by the core
+            break // not new (1): discarded (C2 step 2); counted by the core
         }
         return true
     }
