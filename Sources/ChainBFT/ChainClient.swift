@@ -16,10 +16,11 @@ public protocol ChainInstanceSwitch: Sendable {
 /// The composition of spec §13.1 as it stands: next(i) = i+1 is a new Chain instance, up to `instancesMax`.
 /// A Backup instance (a later issue) slots in here: it is what survives a crashed replica, since every Chain
 /// instance needs all 3f+1 replicas to make progress; with Chain only, a crash makes each next instance abort too,
-/// and the client ends with ``ChainBFTError/instancesExhausted(instance:)``.
+/// and the client ends with ``ChainBFTError/instancesExhausted(instance:inAbortHistory:)`` (after
+/// ``ChainClient/Settings/switchesWithoutCommitMax`` switches in a row with no commit, or at `instancesMax`).
 public struct ChainNextInstance: ChainInstanceSwitch {
     public var instancesMax: UInt64
-    public init(instancesMax: UInt64 = 8) { self.instancesMax = instancesMax }
+    public init(instancesMax: UInt64 = .max) { self.instancesMax = instancesMax }
     public func switchInstance(from instance: UInt64, to next: UInt64, abortHistory: ChainAbortHistory) -> Bool {
         next <= instancesMax
     }
@@ -49,6 +50,10 @@ public final class ChainClient: @unchecked Sendable {
         public var limits = ChainWireLimits()
         public var receiveBufferBytes: UInt32 = 4 << 20
         public var switchInstance: (any ChainInstanceSwitch)?
+        /// Bounded retries: after this many switches in a row with no commit in between, the next abort ends the
+        /// pending requests with ``ChainBFTError/instancesExhausted(instance:inAbortHistory:)`` (a crashed replica
+        /// stops every Chain instance; a transient fault is over after one switch).
+        public var switchesWithoutCommitMax = 3
 
         public init(f: UInt32, client: UInt32, replicas: [ChainEndpoint]) {
             self.f = f; self.client = client; self.replicas = replicas
@@ -207,6 +212,8 @@ final class ChainClientEngine {
     struct InitSlot: Hashable { var instance: UInt64; var sn: UInt64 }
     private static var initReplySlotsMax: Int { 4 }
     private var collector: AbstractAbortCollector
+    /// Switches since the last commit (bounded by ``ChainClient/Settings/switchesWithoutCommitMax``).
+    private var switchesWithoutCommit = 0
     private var conns: [UInt32?]
     private var up: [Bool]
     private var lastTimestamp: UInt64 = 0
@@ -346,6 +353,7 @@ final class ChainClientEngine {
 
     private func commit(_ timestamp: UInt64, _ reply: [UInt8]) {
         guard let p = pending.removeValue(forKey: timestamp) else { return }
+        switchesWithoutCommit = 0
         initReplies[timestamp] = nil
         statistics.commits += 1
         outcomes.append((p.completion, .success(reply)))
@@ -422,7 +430,7 @@ final class ChainClientEngine {
         panicking = nil
         let aborted = instance
         let history = ChainAbortHistory(base: initHistory.base, baseDigest: initHistory.baseDigest, entries: initHistory.entries)
-        if let next = settings.switchInstance,
+        if let next = settings.switchInstance, switchesWithoutCommit < settings.switchesWithoutCommitMax,
            next.switchInstance(from: aborted, to: initHistory.instance, abortHistory: history) {
             switchInstance(to: initHistory)
             return
@@ -446,6 +454,7 @@ final class ChainClientEngine {
     /// timestamps (a request is executed at most once per t_c: a replica holding it in IH finds it not new).
     private func switchInstance(to initHistory: ChainInitHistory) {
         statistics.switches += 1
+        switchesWithoutCommit += 1
         previousAuth = auth
         instance = initHistory.instance
         auth = auth.switched(to: instance)

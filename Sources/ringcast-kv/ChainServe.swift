@@ -72,9 +72,9 @@ final class ChainKV: Sendable {
         var settings = ChainClient.Settings(f: f, client: clientID, replicas: replicas)
         settings.windowMax = windowMax
         settings.timeoutNanos = UInt64(timeoutMillis) * 1_000_000
-        // Switching (spec §2.3): next(i) = i+1, a new Chain instance, a few times at most (a crashed replica makes
-        // each of them abort too; Backup, a later issue, is what survives that).
-        settings.switchInstance = ChainNextInstance(instancesMax: 4)
+        // Switching (spec §2.3): next(i) = i+1, a new Chain instance; at most 3 in a row without a commit (a crashed
+        // replica makes each of them abort too; Backup, a later issue, is what survives that).
+        settings.switchInstance = ChainNextInstance()
         client = try ChainClient(settings: settings, keyRing: ring)
         try client.start()
     }

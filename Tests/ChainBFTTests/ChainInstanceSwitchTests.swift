@@ -3,6 +3,7 @@ import Foundation
 import Glibc
 import RingCastChain
 import RingCastSMR
+import Synchronization
 import Testing
 
 /// Switching over loopback TCP (spec §2.3, §11–§12, §21 conformance 8 and 9): after a PANIC and 2f+1 signed ABORTs
@@ -21,9 +22,10 @@ struct ChainInstanceSwitchTests {
         }
     }
 
-    static func switchingClient(_ cluster: TestCluster, _ id: UInt32, window: Int = 4) throws -> ChainClient {
+    static func switchingClient(_ cluster: TestCluster, _ id: UInt32, window: Int = 4,
+                                timeoutMillis: UInt64 = 600) throws -> ChainClient {
         var settings = ChainClient.Settings(f: cluster.f, client: id, replicas: cluster.endpoints)
-        settings.timeoutNanos = 600_000_000
+        settings.timeoutNanos = timeoutMillis * 1_000_000
         settings.abortWaitNanos = 3_000_000_000
         settings.checkpointInterval = 16
         settings.windowMax = window
@@ -99,6 +101,34 @@ struct ChainInstanceSwitchTests {
         }
     }
 
+    /// A pending request the init history holds commits from Σlast's direct replies (rc_chain_init_reply): the tail
+    /// (a test wrapper) drops one reply, the client times out and panics, every ABORT holds the request, and after the
+    /// switch the f+1 members of Σlast send reply, H and ρ of instance 2 straight to the client. Exactly once: the
+    /// store applied as many writes as committed.
+    @Test func section12_requestInInitHistoryCommitsFromSigmaLast() async throws {
+        try #require(ioUringAvailable, "io_uring is unavailable here")
+        let replies = Mutex(0)
+        let cluster = try TestCluster(f: 1) { settings in
+            guard settings.position == 3 else { return }
+            settings.outbound = { frame in
+                guard case .reply = frame else { return frame }
+                let k = replies.withLock { count -> Int in count += 1; return count }
+                return k == 6 ? nil : frame
+            }
+        }
+        defer { cluster.stop() }
+        // A long timer: on a loaded machine a slow rollback must not look like a second fault.
+        let client = try Self.switchingClient(cluster, 0, window: 1, timeoutMillis: 1500)
+        defer { client.close() }
+        for k in 0..<12 { _ = try await put(client, "k\(k % 3)", "v\(k)") }
+        let s = client.statistics
+        // ≥: on a loaded machine a later request may time out too and take the same path again.
+        #expect(s.switches >= 1 && s.inInitHistory >= 1 && s.initCommits >= 1 && s.resubmitted == 0, "\(s)")
+        let applied = try await get(client, TestStore.appliedKey)
+        #expect(applied.value == Array("12".utf8))
+        #expect(try await get(client, "k2").value == Array("v11".utf8))
+    }
+
     /// Conformance 9: r3 lost its request store (test hook) and FETCHes every IH body; the Byzantine head, asked first,
     /// answers with another body, which r3's core refuses; a correct replica's answer is taken; r3 ends with the same
     /// state as the others.
@@ -116,7 +146,8 @@ struct ChainInstanceSwitchTests {
             }
         }
         defer { cluster.stop() }
-        let client = try Self.switchingClient(cluster, 0, window: 1)
+        // A long timer: FETCH rounds are 0.5 s apart, and a loaded machine must not look like a second fault.
+        let client = try Self.switchingClient(cluster, 0, window: 1, timeoutMillis: 2000)
         defer { client.close() }
         for k in 0..<30 { _ = try await put(client, "k\(k % 4)", "v\(k)") }
         #expect(client.statistics.switches == 1)
@@ -227,5 +258,29 @@ struct ChainInstanceSwitchTests {
             #expect(instance == 3)
         }
         #expect(client.statistics.switches == 2)
+    }
+
+    /// Bounded retries without an instance cap: three switches in a row with no commit, then the clear error.
+    @Test func section13_switchesWithoutCommitAreBounded() async throws {
+        try #require(ioUringAvailable, "io_uring is unavailable here")
+        let cluster = try TestCluster(f: 1)
+        defer { cluster.stop() }
+        var settings = ChainClient.Settings(f: 1, client: 0, replicas: cluster.endpoints)
+        settings.timeoutNanos = 400_000_000
+        settings.checkpointInterval = 16
+        settings.switchInstance = ChainNextInstance()
+        let client = try ChainClient(settings: settings, keyRing: try cluster.keys.keyRing(for: .client(0)))
+        try client.start()
+        defer { client.close() }
+        _ = try await put(client, "k", "v")
+        cluster.replicas[3].stop() // the tail
+        do {
+            _ = try await put(client, "k", "late")
+            Issue.record("a write committed with the tail crashed")
+        } catch let error as ChainBFTError {
+            // r0–r2 ordered it, so it is in the abort history; it never commits (Σlast's dead member never vouches).
+            #expect(error == .instancesExhausted(instance: 4, inAbortHistory: true), "\(error)")
+        }
+        #expect(client.statistics.switches == UInt64(settings.switchesWithoutCommitMax))
     }
 }
