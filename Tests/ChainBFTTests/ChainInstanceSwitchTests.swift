@@ -129,6 +129,31 @@ struct ChainInstanceSwitchTests {
         #expect(try await get(client, "k2").value == Array("v11".utf8))
     }
 
+    /// A client that slept through the switch: its next request carries MACs of instance 1, which the head (now in
+    /// instance 2) refuses; the head answers once with the left instance's signed ABORT (D13), so the client panics in
+    /// instance 1 (which still answers), switches and commits — long before its own two-minute timer (the time limit
+    /// fails the test otherwise). The head counts the stale request.
+    @Test(.timeLimit(.minutes(1))) func section12_staleClientLearnsOfTheSwitchFromTheHead() async throws {
+        try #require(ioUringAvailable, "io_uring is unavailable here")
+        let cluster = try TestCluster(f: 1) { settings in
+            if settings.position == 0 { settings.outbound = Self.headForgesBatches(from: 8) }
+        }
+        defer { cluster.stop() }
+        let sleeper = try Self.switchingClient(cluster, 1, window: 1, timeoutMillis: 120_000)
+        defer { sleeper.close() }
+        for k in 0..<3 { _ = try await put(sleeper, "s", "v\(k)") }
+        let active = try Self.switchingClient(cluster, 0, window: 1)
+        defer { active.close() }
+        for k in 0..<12 { _ = try await put(active, "a", "v\(k)") }
+        #expect(active.statistics.switches == 1)
+        #expect(cluster.replicas[0].statistics.switching.instance == 2)
+        _ = try await put(sleeper, "s", "late")
+        let s = sleeper.statistics
+        #expect(s.panics == 1 && s.switches == 1 && s.resubmitted == 1, "\(s)")
+        #expect(cluster.replicas[0].statistics.switching.oldInstanceFrames >= 1)
+        #expect(try await get(sleeper, "s").value == Array("late".utf8))
+    }
+
     /// Conformance 9: r3 lost its request store (test hook) and FETCHes every IH body; the Byzantine head, asked first,
     /// answers with another body, which r3's core refuses; a correct replica's answer is taken; r3 ends with the same
     /// state as the others.
