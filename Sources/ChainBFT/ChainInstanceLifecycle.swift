@@ -26,6 +26,8 @@ public struct ChainSwitchStatistics: Sendable, Hashable {
     public var bodiesSupplied: UInt64 = 0
     /// Σlast's direct replies for IH requests (rc_chain_init_reply) and base-covered ones (D7, rc_chain_cached_reply).
     public var initRepliesSent: UInt64 = 0
+    /// Why the last init history for a later instance was not entered (refused or unreachable), in words.
+    public var lastRefusal: String?
 }
 
 extension ChainReplicaEngine {
@@ -43,7 +45,7 @@ extension ChainReplicaEngine {
         let plan: (anchor: ChainRollbackLog.Anchor, replay: [ChainRollbackLog.Executed])
         do { plan = try rollback.plan(to: boundary, baseDigest: ih.baseDigest) } catch {
             switching.initHistoriesUnreachable += 1
-            lastSwitchError = "\(error)"
+            switching.lastRefusal = "\(error)"
             return
         }
         // The bodies this replica executed, before the log is cut back to the base.
@@ -58,12 +60,12 @@ extension ChainReplicaEngine {
         // D10 on a copy first: a state the machine cannot restore leaves this replica where it was.
         guard let (restored, last) = restore(plan.anchor, plan.replay) else {
             switching.initHistoriesUnreachable += 1
-            lastSwitchError = "the state machine could not restore its snapshot at sn \(plan.anchor.sn)"
+            switching.lastRefusal = "the state machine could not restore its snapshot at sn \(plan.anchor.sn)"
             return
         }
         do { try composer.enter(ih) } catch {
             if case .refused = error { switching.initHistoriesRefused += 1 } else { switching.initHistoriesStale += 1 }
-            lastSwitchError = "\(error)"
+            switching.lastRefusal = "\(error)"
             return
         }
         guard let next = composer.current as? ChainCore else {

@@ -15,7 +15,6 @@ final class ChainReplicaEngine<Machine: StateMachine> {
     let composer: AbstractReplica
     var rollback: ChainRollbackLog
     var switching = ChainSwitchStatistics()
-    var lastSwitchError: String?
     /// The IH bodies this replica holds in the current instance (own or fetched), for FETCHes of other replicas.
     var initBodies: [ChainRequest] = []
     /// Clients told (once each) that the instance they still use was left (D13 of the instance left).

@@ -161,6 +161,7 @@ struct ChainInstanceSwitchTests {
         try #require(ioUringAvailable, "io_uring is unavailable here")
         let cluster = try TestCluster(f: 1) { settings in
             if settings.position == 3 { settings.forgetBodiesOnEnter = true }
+            settings.checkpointRetransmitTicks = 10 // FETCH rounds (and CHECKPOINT retransmissions) every 100 ms
             guard settings.position == 0 else { return }
             let forge = Self.headForgesBatches(from: 20)
             settings.outbound = { frame in
@@ -175,7 +176,8 @@ struct ChainInstanceSwitchTests {
         let client = try Self.switchingClient(cluster, 0, window: 1, timeoutMillis: 2000)
         defer { client.close() }
         for k in 0..<30 { _ = try await put(client, "k\(k % 4)", "v\(k)") }
-        #expect(client.statistics.switches == 1)
+        // ≥: on a loaded machine a slow FETCH may look like a second fault; r3 then fetches again, which is fine.
+        #expect(client.statistics.switches >= 1)
         #expect(Self.settle(cluster, instance: 2), "\(cluster.replicas.map(\.statistics.switching))")
         let r3 = cluster.replicas[3].statistics.switching
         #expect(r3.bodiesSupplied == 0)
@@ -254,6 +256,7 @@ struct ChainInstanceSwitchTests {
             let s = replica.statistics.switching
             #expect(s.initHistoriesRefused == UInt64(forged.count), "r\(replica.settings.position): \(s)")
             #expect(s.instance == 1 && s.instancesEntered == 0)
+            #expect(s.lastRefusal?.contains("init history refused") == true, "\(String(describing: s.lastRefusal))")
         }
         for conn in conns { _ = transport.send(conn, .initHistory(ih)) }
         try pump { cluster.replicas.allSatisfy { $0.statistics.switching.instance == 2 } }
