@@ -78,6 +78,8 @@ public final class ChainClient: @unchecked Sendable {
         public var resubmitted: UInt64 = 0
         public var inInitHistory: UInt64 = 0
         public var initCommits: UInt64 = 0
+        /// Later instances this client joined from an init history a replica sent it (it had slept through switches).
+        public var instancesJoined: UInt64 = 0
     }
 
     typealias Completion = CheckedContinuation<Result<[UInt8], ChainBFTError>, Never>
@@ -212,6 +214,8 @@ final class ChainClientEngine {
     struct InitSlot: Hashable { var instance: UInt64; var sn: UInt64 }
     private static var initReplySlotsMax: Int { 4 }
     private var collector: AbstractAbortCollector
+    /// The init history this client entered its instance with (nil in its first instance).
+    private var enteredWith: ChainInitHistory?
     /// Switches since the last commit (bounded by ``ChainClient/Settings/switchesWithoutCommitMax``).
     private var switchesWithoutCommit = 0
     private var conns: [UInt32?]
@@ -327,6 +331,7 @@ final class ChainClientEngine {
         case .frame(_, .reply(let reply)): receive(reply)
         case .frame(_, .abort(let abort)): receive(abort)
         case .frame(_, .initReply(let reply)): receive(reply)
+        case .frame(_, .initHistory(let ih)): adopt(ih)
         case .frame(let conn, _):
             // Replicas send clients replies and ABORTs only.
             statistics.malformedFrames += 1
@@ -398,6 +403,9 @@ final class ChainClientEngine {
         for r in 0..<settings.replicas.count {
             guard let conn = conns[r], up[r] else { continue }
             guard let frame = try? auth.panic(timestamp: timestamp, replica: UInt32(r)) else { continue }
+            // P2+: a replica that has not entered this instance yet (the INIT did not come down the chain to it) enters
+            // it with this IH first, on the same link just ahead of the PANIC, so it can answer with its ABORT.
+            if let ih = enteredWith { _ = transport.send(conn, .initHistory(ih)) }
             _ = transport.send(conn, .panic(ChainPanicFrame(frame)))
         }
     }
@@ -448,20 +456,61 @@ final class ChainClientEngine {
             : .instancesExhausted(instance: aborted, inAbortHistory: false)
     }
 
+    /// A replica told this client that the replicas entered a later instance (it still used an earlier one): the client
+    /// checks ⟨IH, Proof_IH⟩ as a replica would — 2f+1 ABORTs of distinct replicas with valid signatures, and IH exactly
+    /// P3 of them — and moves there, resubmitting its pending requests IH does not hold. Anything else is ignored.
+    private func adopt(_ ih: ChainInitHistory) {
+        guard ih.instance > instance || (ih.instance == instance && ih != enteredWith), ih.proof.count == 2 * f + 1,
+              Set(ih.proof.map(\.replica)).count == ih.proof.count,
+              ih.proof.allSatisfy({ $0.replica < UInt32(settings.replicas.count) && $0.nextInstance == ih.instance && $0.verify(with: keyRing) }),
+              let again = ChainInitHistory.extract(proof: ih.proof, f: settings.f, checkpointInterval: settings.checkpointInterval,
+                                                    instance: ih.instance,
+                                                    capacity: UInt32(max(1, ih.entries.count))),
+              again == ih else {
+            statistics.abortsInvalid += 1
+            return
+        }
+        if ih.instance == instance {
+            // The replicas installed another valid IH for this instance than the one this client built: plan again.
+            enteredWith = ih
+            replan(ih)
+            return
+        }
+        panicking = nil
+        collector = AbstractAbortCollector(f: settings.f, checkpointInterval: settings.checkpointInterval, instance: ih.instance)
+        statistics.instancesJoined += 1
+        switchInstance(to: ih, announce: false)
+    }
+
     /// ACP (spec §2.3, §12): invoke next(i) with IH. ⟨IH, Proof_IH⟩ goes to every replica first (on each link, ahead
     /// of this client's requests of the new instance, so the head installs it before ordering them); the pending
     /// requests IH holds commit from Σlast's direct replies, the others are sent again in the new instance with their
     /// timestamps (a request is executed at most once per t_c: a replica holding it in IH finds it not new).
-    private func switchInstance(to initHistory: ChainInitHistory) {
+    private func switchInstance(to initHistory: ChainInitHistory, announce: Bool = true) {
         statistics.switches += 1
         switchesWithoutCommit += 1
         previousAuth = auth
         instance = initHistory.instance
         auth = auth.switched(to: instance)
-        for r in 0..<settings.replicas.count {
-            guard let conn = conns[r], up[r] else { continue }
-            _ = transport.send(conn, .initHistory(initHistory))
+        enteredWith = initHistory
+        // D8: to the head, which installs the first INIT it gets and forwards it down the chain ahead of the new
+        // instance's batches, so every replica installs the same IH even when clients built different ones (from
+        // different 2f+1 ABORTs). To every replica only when the head is unreachable.
+        if announce {
+            if let head = conns[0], up[0] {
+                _ = transport.send(head, .initHistory(initHistory))
+            } else {
+                for r in 0..<settings.replicas.count {
+                    guard let conn = conns[r], up[r] else { continue }
+                    _ = transport.send(conn, .initHistory(initHistory))
+                }
+            }
         }
+        replan(initHistory)
+    }
+
+    /// Pending requests IH holds await Σlast's direct replies; the others go to the head again with their timestamps.
+    private func replan(_ initHistory: ChainInitHistory) {
         let requests = pending.sorted { $0.key < $1.key }.map { ChainRequest(client: settings.client, timestamp: $0.key, op: $0.value.op) }
         let plan = AbstractResubmission.plan(pending: requests, initHistory: initHistory, digest: auth.digest)
         let deadline = monotonicNanos() + settings.timeoutNanos

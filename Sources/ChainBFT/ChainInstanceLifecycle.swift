@@ -36,9 +36,15 @@ extension ChainReplicaEngine {
     /// and P3; a refusal changes nothing); leave the old instance (rc_chain_leave: late PANICs still get its ABORT);
     /// restore the state at the base; give the core t_j[c] there and the bodies this replica has; D7 replies at Σlast;
     /// forward the INIT to the successor ahead of the new instance's batches (D8).
-    func enter(_ ih: ChainInitHistory) {
+    func enter(_ ih: ChainInitHistory, client: UInt32? = nil, on conn: UInt32? = nil) {
         guard ih.instance > core.instanceNumber else {
             switching.initHistoriesStale += 1
+            // A client that built another IH for the instance this replica is in (or one for an earlier instance):
+            // it gets the IH installed here, once per instance, and checks it itself.
+            if let client, let conn, let installed = composer.currentInitHistory, installed != ih,
+               client < settings.clientsMax, toldOfSwitch.insert(client).inserted {
+                _ = send(conn, .initHistory(installed))
+            }
             return
         }
         let boundary = ih.base * UInt64(settings.checkpointInterval)
@@ -193,18 +199,16 @@ extension ChainReplicaEngine {
         }
     }
 
-    /// A request whose head MAC failed in the current instance, at a head that left an instance: most likely a client
-    /// that has not switched yet (its MACs are for the instance left). D13 of the instance left: its signed ABORT, once
-    /// per client and instance (a Byzantine client cannot make the head sign more), so the client panics there and
-    /// switches without waiting for its timer.
+    /// A request whose head MAC failed in the current instance, at a head that entered it with an init history: most
+    /// likely a client that has not switched yet (its MACs are for an instance left, perhaps several instances ago,
+    /// beyond the one old instance kept). The head sends it ⟨IH, Proof_IH⟩ of the current instance, once per client
+    /// and instance; the client checks the proof itself (signatures and P3) and moves there without waiting for its
+    /// timer. A Byzantine client gets one frame per instance at most and no signature.
     func staleClientRequest(_ request: ChainRequest, on conn: UInt32) {
-        guard let left = composer.previous.last as? ChainCore, request.client < settings.clientsMax,
+        guard let ih = composer.currentInitHistory, request.client < settings.clientsMax,
               toldOfSwitch.insert(request.client).inserted else { return }
         switching.oldInstanceFrames += 1
-        if case .success(let abort) = left.stoppedAbort(client: request.client, timestamp: request.timestamp) {
-            statistics.aborts += 1
-            _ = send(conn, .abort(abort))
-        }
+        _ = send(conn, .initHistory(ih))
     }
 
     /// A PANIC goes to the instance it names: the current one, or the one just left (still answering with its ABORT).

@@ -17,7 +17,7 @@ final class ChainReplicaEngine<Machine: StateMachine> {
     var switching = ChainSwitchStatistics()
     /// The IH bodies this replica holds in the current instance (own or fetched), for FETCHes of other replicas.
     var initBodies: [ChainRequest] = []
-    /// Clients told (once each) that the instance they still use was left (D13 of the instance left).
+    /// Clients sent the current instance's init history (once each) because they still use an instance left.
     var toldOfSwitch = Set<UInt32>()
     let port: UInt16
     var machine: Machine
@@ -237,6 +237,8 @@ final class ChainReplicaEngine<Machine: StateMachine> {
             return receive(batch, on: conn) ? .next : .pause
         case (.replicaControl, .checkpoint(let checkpoint)):
             if checkpoint.c.instance == core.instanceNumber { _ = core.receive(checkpoint: checkpoint.c) } else { switching.oldInstanceFrames += 1 }
+        case (.client(let c), .initHistory(let ih)):
+            enter(ih, client: c, on: conn)
         case (_, .initHistory(let ih)):
             enter(ih)
         case (.replicaControl(let q), .fetch(let fetch)) where fetch.from == q && fetch.to == settings.position:
@@ -288,7 +290,7 @@ final class ChainReplicaEngine<Machine: StateMachine> {
                 _ = send(conn, .abort(abort))
             }
         case -EBADMSG:
-            staleClientRequest(request, on: conn) // C2 step 3: discarded; a client still in the instance left learns of it
+            staleClientRequest(request, on: conn) // C2 step 3: discarded; a client still in an instance left learns of it
         default:
             break // not new (1): discarded (C2 step 2); counted by the core
         }

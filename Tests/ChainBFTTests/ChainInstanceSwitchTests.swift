@@ -130,8 +130,8 @@ struct ChainInstanceSwitchTests {
     }
 
     /// A client that slept through the switch: its next request carries MACs of instance 1, which the head (now in
-    /// instance 2) refuses; the head answers once with the left instance's signed ABORT (D13), so the client panics in
-    /// instance 1 (which still answers), switches and commits — long before its own two-minute timer (the time limit
+    /// instance 2, or later on a loaded machine) refuses; the head sends it the current instance's init history, which
+    /// the client checks and joins, resubmits and commits — long before its own two-minute timer (the time limit
     /// fails the test otherwise). The head counts the stale request.
     @Test(.timeLimit(.minutes(1))) func section12_staleClientLearnsOfTheSwitchFromTheHead() async throws {
         try #require(ioUringAvailable, "io_uring is unavailable here")
@@ -145,11 +145,11 @@ struct ChainInstanceSwitchTests {
         let active = try Self.switchingClient(cluster, 0, window: 1)
         defer { active.close() }
         for k in 0..<12 { _ = try await put(active, "a", "v\(k)") }
-        #expect(active.statistics.switches == 1)
-        #expect(cluster.replicas[0].statistics.switching.instance == 2)
+        #expect(active.statistics.switches >= 1)
+        #expect(cluster.replicas[0].statistics.switching.instance >= 2)
         _ = try await put(sleeper, "s", "late")
         let s = sleeper.statistics
-        #expect(s.panics == 1 && s.switches == 1 && s.resubmitted == 1, "\(s)")
+        #expect(s.panics == 0 && s.instancesJoined == 1 && s.switches == 1 && s.resubmitted == 1, "\(s)")
         #expect(cluster.replicas[0].statistics.switching.oldInstanceFrames >= 1)
         #expect(try await get(sleeper, "s").value == Array("late".utf8))
     }
