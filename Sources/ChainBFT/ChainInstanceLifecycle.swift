@@ -215,6 +215,12 @@ extension ChainReplicaEngine {
     func route(_ panic: ChainPanicFrame, on conn: UInt32) {
         guard let instance = composer.instance(panic.c.instance) as? ChainCore else {
             switching.oldInstanceFrames += 1
+            // An instance left longer ago than the one kept: no ABORT of it any more, but the IH of the current one,
+            // which the client checks and joins (once per client and instance).
+            if panic.c.instance < core.instanceNumber, let ih = composer.currentInitHistory,
+               panic.c.client < settings.clientsMax, toldOfSwitch.insert(panic.c.client).inserted {
+                _ = send(conn, .initHistory(ih))
+            }
             return
         }
         if case .success(let abort) = instance.panic(panic.c) {
