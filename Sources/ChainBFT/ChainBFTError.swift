@@ -17,6 +17,10 @@ public enum ChainBFTError: Error, Sendable, Hashable, CustomStringConvertible {
     /// so the next instance executes it (Abort Order); false: it was never ordered and never will be in this run.
     /// Raised while no next instance is wired in (see ``ChainClient/Settings/switchInstance``).
     case aborted(instance: UInt64, inAbortHistory: Bool)
+    /// The instance aborted and the switch seam allowed no further instance (``ChainNextInstance/instancesMax``):
+    /// with Chain instances only, a crashed replica makes every next instance abort as well (Backup, a later issue,
+    /// is what survives it). `inAbortHistory` as for ``aborted(instance:inAbortHistory:)``.
+    case instancesExhausted(instance: UInt64, inAbortHistory: Bool)
     /// The reply did not decode as the service's output (a correct replica never sends that: the C4 check passed,
     /// so f+1 replicas computed these bytes).
     case undecodableReply(String)
@@ -34,6 +38,8 @@ public enum ChainBFTError: Error, Sendable, Hashable, CustomStringConvertible {
         case .timedOut: return "chain: no reply and no abort in time (outcome unknown)"
         case let .aborted(instance, inHistory):
             return "chain: instance \(instance) aborted; the request is \(inHistory ? "" : "not ")in the abort history"
+        case let .instancesExhausted(instance, inHistory):
+            return "chain: instance \(instance) aborted and no next instance may start (Chain needs all 3f+1 replicas; Backup would survive a crash); the request is \(inHistory ? "" : "not ")in the abort history"
         case let .undecodableReply(text): return "chain: reply does not decode: \(text)"
         case let .rejectedOperation(text): return "chain: the replicas rejected the operation: \(text)"
         }

@@ -5,11 +5,25 @@ import Synchronization
 
 /// What the client does once an instance aborted (spec §2.3, P3): the one seam where switching to the next
 /// instance plugs in. It receives the abort history extracted from 2f+1 verified ABORTs (``ChainAbortHistory``)
-/// and next(i); it returns true when it took the pending requests over (invoking next(i) with the history as its
-/// init history), false when no next instance is available, in which case every pending request fails with
+/// and next(i); it returns true when the client is to invoke next(i) with that history as its init history (it then
+/// sends ⟨IH, Proof_IH⟩ to every replica and resubmits there the pending requests IH does not hold), false when no
+/// next instance is available, in which case every pending request fails with
 /// ``ChainBFTError/aborted(instance:inAbortHistory:)``.
 public protocol ChainInstanceSwitch: Sendable {
     func switchInstance(from instance: UInt64, to next: UInt64, abortHistory: ChainAbortHistory) -> Bool
+}
+
+/// The composition of spec §13.1 as it stands: next(i) = i+1 is a new Chain instance, up to `instancesMax`.
+/// A Backup instance (a later issue) slots in here: it is what survives a crashed replica, since every Chain
+/// instance needs all 3f+1 replicas to make progress; with Chain only, a crash makes each next instance abort too,
+/// and the client ends with ``ChainBFTError/instancesExhausted(instance:inAbortHistory:)`` (after
+/// ``ChainClient/Settings/switchesWithoutCommitMax`` switches in a row with no commit, or at `instancesMax`).
+public struct ChainNextInstance: ChainInstanceSwitch {
+    public var instancesMax: UInt64
+    public init(instancesMax: UInt64 = .max) { self.instancesMax = instancesMax }
+    public func switchInstance(from instance: UInt64, to next: UInt64, abortHistory: ChainAbortHistory) -> Bool {
+        next <= instancesMax
+    }
 }
 
 /// A Chain BFT client (spec C1, C4, P1, P3): sends requests to the head with its f+1 client MACs, commits a reply
@@ -36,6 +50,10 @@ public final class ChainClient: @unchecked Sendable {
         public var limits = ChainWireLimits()
         public var receiveBufferBytes: UInt32 = 4 << 20
         public var switchInstance: (any ChainInstanceSwitch)?
+        /// Bounded retries: after this many switches in a row with no commit in between, the next abort ends the
+        /// pending requests with ``ChainBFTError/instancesExhausted(instance:inAbortHistory:)`` (a crashed replica
+        /// stops every Chain instance; a transient fault is over after one switch).
+        public var switchesWithoutCommitMax = 3
 
         public init(f: UInt32, client: UInt32, replicas: [ChainEndpoint]) {
             self.f = f; self.client = client; self.replicas = replicas
@@ -54,6 +72,14 @@ public final class ChainClient: @unchecked Sendable {
         public var macGenerations: UInt64 = 0
         public var macVerifications: UInt64 = 0
         public var malformedFrames: UInt64 = 0
+        /// Switches to a next instance (spec §2.3), requests resubmitted there, pending requests IH held, and commits
+        /// from Σlast's direct replies (IH requests, D7).
+        public var switches: UInt64 = 0
+        public var resubmitted: UInt64 = 0
+        public var inInitHistory: UInt64 = 0
+        public var initCommits: UInt64 = 0
+        /// Later instances this client joined from an init history a replica sent it (it had slept through switches).
+        public var instancesJoined: UInt64 = 0
     }
 
     typealias Completion = CheckedContinuation<Result<[UInt8], ChainBFTError>, Never>
@@ -179,12 +205,25 @@ final class ChainClientEngine {
     }
     /// In flight, by timestamp t_c (ascending = the order sent to the head).
     private var pending: [UInt64: Pending] = [:]
+    /// The authenticator of the instance just left: a tail reply of it that arrives after the switch is still C4's
+    /// evidence there (committed in i, so in IH by Abort Order), not a reason to panic in i+1.
+    private var previousAuth: ChainClientAuthenticator?
+    /// Σlast's direct replies (IH requests, D7) by timestamp, then (instance, sn), then replica; only for pending
+    /// requests, at most ``initReplySlotsMax`` slots each.
+    private var initReplies: [UInt64: [InitSlot: [UInt32: ChainInitReply]]] = [:]
+    struct InitSlot: Hashable { var instance: UInt64; var sn: UInt64 }
+    private static var initReplySlotsMax: Int { 4 }
+    private var collector: AbstractAbortCollector
+    /// The init history this client entered its instance with (nil in its first instance).
+    private var enteredWith: ChainInitHistory?
+    /// Switches since the last commit (bounded by ``ChainClient/Settings/switchesWithoutCommitMax``).
+    private var switchesWithoutCommit = 0
     private var conns: [UInt32?]
     private var up: [Bool]
     private var lastTimestamp: UInt64 = 0
     private var instance: UInt64
     /// The PANIC in progress: its timestamp, deadline, and the valid ABORTs by replica.
-    private var panicking: (timestamp: UInt64, deadline: UInt64, aborts: [UInt32: ChainAbort])?
+    private var panicking: (timestamp: UInt64, deadline: UInt64)?
     private var dead: ChainBFTError?
     private(set) var statistics = ChainClient.Statistics()
     /// Outcomes decided in this round, resumed by the caller once it published the statistics.
@@ -200,6 +239,7 @@ final class ChainClientEngine {
         self.keyRing = keyRing
         instance = settings.instance
         auth = ChainClientAuthenticator(keyRing: keyRing, f: settings.f, client: settings.client, instance: settings.instance)
+        collector = AbstractAbortCollector(f: settings.f, checkpointInterval: settings.checkpointInterval, instance: settings.instance)
         var transportSettings = ChainTransport.Settings()
         transportSettings.connectionsMax = UInt32(settings.replicas.count + 2)
         transportSettings.receiveBufferBytes = settings.receiveBufferBytes
@@ -233,17 +273,22 @@ final class ChainClientEngine {
                 continue
             }
             let timestamp = nextTimestamp()
-            let macs: [ChainMAC]
-            do { macs = try auth.authenticate(timestamp: timestamp, op: op) } catch {
-                outcomes.append((completion, .failure(.core("client MACs", -5))))
-                continue
-            }
             statistics.submitted += 1
             pending[timestamp] = Pending(op: op, completion: completion, deadline: monotonicNanos() + settings.timeoutNanos)
-            if let head = conns[0], up[0] {
-                _ = transport.send(head, .request(ChainRequest(client: settings.client, timestamp: timestamp, op: op), clientMACs: macs))
-            }
-            // Not sent (the head is down or its link full): the timer expires and the client panics.
+            send(timestamp, op)
+        }
+    }
+
+    /// C1 for one request of `pending` (a first send, or a resubmission in the next instance with its t_c unchanged:
+    /// exactly-once per timestamp). Not sent (the head is down or its link full): the timer expires and the client panics.
+    private func send(_ timestamp: UInt64, _ op: [UInt8]) {
+        let macs: [ChainMAC]
+        do { macs = try auth.authenticate(timestamp: timestamp, op: op) } catch {
+            if let p = pending.removeValue(forKey: timestamp) { outcomes.append((p.completion, .failure(.core("client MACs", -5)))) }
+            return
+        }
+        if let head = conns[0], up[0] {
+            _ = transport.send(head, .request(ChainRequest(client: settings.client, timestamp: timestamp, op: op), clientMACs: macs))
         }
     }
 
@@ -285,6 +330,8 @@ final class ChainClientEngine {
             conns[r] = nil
         case .frame(_, .reply(let reply)): receive(reply)
         case .frame(_, .abort(let abort)): receive(abort)
+        case .frame(_, .initReply(let reply)): receive(reply)
+        case .frame(_, .initHistory(let ih)): adopt(ih)
         case .frame(let conn, _):
             // Replicas send clients replies and ABORTs only.
             statistics.malformedFrames += 1
@@ -297,68 +344,182 @@ final class ChainClientEngine {
     /// C4: commit only when the f+1 reply MACs of Σlast authenticate this request, reply and history digest.
     private func receive(_ reply: ChainReply) {
         guard panicking == nil, reply.client == settings.client, let p = pending[reply.timestamp] else { return }
-        let commits = auth.commits(timestamp: reply.timestamp, op: p.op, sn: reply.sn, reply: reply.reply,
-                                   historyDigest: reply.historyDigest, replyMACs: reply.replyMACs)
-        guard commits else {
+        let commits = [auth] + (previousAuth.map { [$0] } ?? [])
+        guard commits.contains(where: {
+            $0.commits(timestamp: reply.timestamp, op: p.op, sn: reply.sn, reply: reply.reply,
+                       historyDigest: reply.historyDigest, replyMACs: reply.replyMACs)
+        }) else {
             statistics.replyChecksFailed += 1
             panic(reply.timestamp)
             return
         }
-        pending[reply.timestamp] = nil
+        commit(reply.timestamp, reply.reply)
+    }
+
+    private func commit(_ timestamp: UInt64, _ reply: [UInt8]) {
+        guard let p = pending.removeValue(forKey: timestamp) else { return }
+        switchesWithoutCommit = 0
+        initReplies[timestamp] = nil
         statistics.commits += 1
-        outcomes.append((p.completion, .success(reply.reply)))
+        outcomes.append((p.completion, .success(reply)))
+    }
+
+    /// A member of Σlast's direct reply for a request of IH or of the checkpoint base (spec §12, D7): the request
+    /// commits when all f+1 members of Σlast of one instance sent the same reply and H at one sn, each ρ valid for
+    /// that instance (C4's evidence without the tail). Such evidence commits whatever the client is doing.
+    private func receive(_ reply: ChainInitReply) {
+        let n = UInt32(settings.replicas.count), sigmaLast = 2 * settings.f
+        guard reply.client == settings.client, reply.replica >= sigmaLast, reply.replica < n,
+              let p = pending[reply.timestamp] else { return }
+        let slot = InitSlot(instance: reply.instance, sn: reply.sn)
+        var slots = initReplies[reply.timestamp] ?? [:]
+        guard slots[slot] != nil || slots.count < Self.initReplySlotsMax else { return }
+        slots[slot, default: [:]][reply.replica] = reply
+        initReplies[reply.timestamp] = slots
+        guard let received = slots[slot], received.count == f + 1 else { return }
+        let members = (sigmaLast..<n).compactMap { received[$0] }
+        let agreed = members.allSatisfy { $0.reply == members[0].reply && $0.historyDigest == members[0].historyDigest }
+        guard members.count == f + 1, agreed,
+              auth.switched(to: reply.instance).commits(timestamp: reply.timestamp, op: p.op, sn: reply.sn,
+                                                        reply: members[0].reply, historyDigest: members[0].historyDigest,
+                                                        replyMACs: members.map(\.mac)) else {
+            statistics.replyChecksFailed += 1
+            return
+        }
+        statistics.initCommits += 1
+        if panicking?.timestamp == reply.timestamp {
+            panicking = nil
+            collector.reset()
+        }
+        commit(reply.timestamp, members[0].reply)
     }
 
     /// P1: PANIC to every replica for the request `timestamp`.
     private func panic(_ timestamp: UInt64) {
         guard panicking == nil else { return }
         statistics.panics += 1
-        panicking = (timestamp, monotonicNanos() + settings.abortWaitNanos, [:])
+        panicking = (timestamp, monotonicNanos() + settings.abortWaitNanos)
+        collector.reset()
         for r in 0..<settings.replicas.count {
             guard let conn = conns[r], up[r] else { continue }
             guard let frame = try? auth.panic(timestamp: timestamp, replica: UInt32(r)) else { continue }
+            // P2+: a replica that has not entered this instance yet (the INIT did not come down the chain to it) enters
+            // it with this IH first, on the same link just ahead of the PANIC, so it can answer with its ABORT.
+            if let ih = enteredWith { _ = transport.send(conn, .initHistory(ih)) }
             _ = transport.send(conn, .panic(ChainPanicFrame(frame)))
         }
     }
 
-    /// P3: 2f+1 valid ABORTs of distinct replicas for the PANIC in progress end the instance.
+    /// P3: 2f+1 valid ABORTs of distinct replicas for the PANIC in progress end the instance
+    /// (``AbstractAbortCollector`` checks and counts them and extracts ⟨IH, Proof_IH⟩ through the C core).
     private func receive(_ abort: ChainAbort) {
         guard abort.client == settings.client, abort.instance == instance, abort.nextInstance == instance + 1,
-              abort.replica < UInt32(settings.replicas.count), abort.verify(with: keyRing) else {
-            statistics.abortsInvalid += 1
+              abort.replica < UInt32(settings.replicas.count) else {
+            // Late ABORTs of an instance already left change nothing.
+            if abort.instance >= instance { statistics.abortsInvalid += 1 }
             return
         }
         if panicking == nil {
             // D13: a stopped replica answered a request with its ABORT: the instance is over, collect 2f+1.
-            guard pending[abort.timestamp] != nil else { return }
+            guard pending[abort.timestamp] != nil, abort.verify(with: keyRing) else { return }
             panic(abort.timestamp)
         }
-        guard var p = panicking, abort.timestamp == p.timestamp else { return }
+        guard let p = panicking, abort.timestamp == p.timestamp else { return }
+        let initHistory: ChainInitHistory?
+        do throws(AbstractAbortRejection) {
+            initHistory = try collector.add(abort, client: settings.client, timestamp: p.timestamp, keyRing: keyRing)
+        } catch {
+            if error != .duplicate { statistics.abortsInvalid += 1 }
+            return
+        }
         statistics.abortsValid += 1
-        p.aborts[abort.replica] = abort
-        panicking = p
-        guard p.aborts.count >= 2 * f + 1 else { return }
-        let history = ChainAbortHistory.extract(Array(p.aborts.values), f: f,
-                                                checkpointInterval: UInt64(settings.checkpointInterval))
+        guard let initHistory else { return }
         statistics.instancesAborted += 1
         panicking = nil
         let aborted = instance
-        if let next = settings.switchInstance,
-           next.switchInstance(from: aborted, to: aborted + 1, abortHistory: history) {
-            // The composer invoked next(i) with the history as its init history; this client's requests go there from
-            // now on, the pending ones again (the next instance ignores those its init history already holds).
-            instance = aborted + 1
-            auth = ChainClientAuthenticator(keyRing: keyRing, f: settings.f, client: settings.client, instance: instance)
-            let again = pending.sorted { $0.key < $1.key }.map { (op: $0.value.op, completion: $0.value.completion) }
-            pending.removeAll()
-            admit(again)
+        let history = ChainAbortHistory(base: initHistory.base, baseDigest: initHistory.baseDigest, entries: initHistory.entries)
+        if let next = settings.switchInstance, switchesWithoutCommit < settings.switchesWithoutCommitMax,
+           next.switchInstance(from: aborted, to: initHistory.instance, abortHistory: history) {
+            switchInstance(to: initHistory)
             return
         }
         let ordered = Set(history.entries.filter { $0.client == settings.client }.map(\.timestamp))
         for (timestamp, request) in pending {
-            outcomes.append((request.completion, .failure(.aborted(instance: aborted, inAbortHistory: ordered.contains(timestamp)))))
+            let error: ChainBFTError = settings.switchInstance == nil
+                ? .aborted(instance: aborted, inAbortHistory: ordered.contains(timestamp))
+                : .instancesExhausted(instance: aborted, inAbortHistory: ordered.contains(timestamp))
+            outcomes.append((request.completion, .failure(error)))
         }
         pending.removeAll()
-        dead = .aborted(instance: aborted, inAbortHistory: false)
+        initReplies.removeAll()
+        dead = settings.switchInstance == nil ? .aborted(instance: aborted, inAbortHistory: false)
+            : .instancesExhausted(instance: aborted, inAbortHistory: false)
+    }
+
+    /// A replica told this client that the replicas entered a later instance (it still used an earlier one): the client
+    /// checks ⟨IH, Proof_IH⟩ as a replica would — 2f+1 ABORTs of distinct replicas with valid signatures, and IH exactly
+    /// P3 of them — and moves there, resubmitting its pending requests IH does not hold. Anything else is ignored.
+    private func adopt(_ ih: ChainInitHistory) {
+        guard ih.instance > instance || (ih.instance == instance && ih != enteredWith), ih.proof.count == 2 * f + 1,
+              Set(ih.proof.map(\.replica)).count == ih.proof.count,
+              ih.proof.allSatisfy({ $0.replica < UInt32(settings.replicas.count) && $0.nextInstance == ih.instance && $0.verify(with: keyRing) }),
+              let again = ChainInitHistory.extract(proof: ih.proof, f: settings.f, checkpointInterval: settings.checkpointInterval,
+                                                    instance: ih.instance,
+                                                    capacity: UInt32(max(1, ih.entries.count))),
+              again == ih else {
+            statistics.abortsInvalid += 1
+            return
+        }
+        if ih.instance == instance {
+            // The replicas installed another valid IH for this instance than the one this client built: plan again.
+            enteredWith = ih
+            replan(ih)
+            return
+        }
+        panicking = nil
+        collector = AbstractAbortCollector(f: settings.f, checkpointInterval: settings.checkpointInterval, instance: ih.instance)
+        statistics.instancesJoined += 1
+        switchInstance(to: ih, announce: false)
+    }
+
+    /// ACP (spec §2.3, §12): invoke next(i) with IH. ⟨IH, Proof_IH⟩ goes to every replica first (on each link, ahead
+    /// of this client's requests of the new instance, so the head installs it before ordering them); the pending
+    /// requests IH holds commit from Σlast's direct replies, the others are sent again in the new instance with their
+    /// timestamps (a request is executed at most once per t_c: a replica holding it in IH finds it not new).
+    private func switchInstance(to initHistory: ChainInitHistory, announce: Bool = true) {
+        statistics.switches += 1
+        switchesWithoutCommit += 1
+        previousAuth = auth
+        instance = initHistory.instance
+        auth = auth.switched(to: instance)
+        enteredWith = initHistory
+        // D8: to the head, which installs the first INIT it gets and forwards it down the chain ahead of the new
+        // instance's batches, so every replica installs the same IH even when clients built different ones (from
+        // different 2f+1 ABORTs). To every replica only when the head is unreachable.
+        if announce {
+            if let head = conns[0], up[0] {
+                _ = transport.send(head, .initHistory(initHistory))
+            } else {
+                for r in 0..<settings.replicas.count {
+                    guard let conn = conns[r], up[r] else { continue }
+                    _ = transport.send(conn, .initHistory(initHistory))
+                }
+            }
+        }
+        replan(initHistory)
+    }
+
+    /// Pending requests IH holds await Σlast's direct replies; the others go to the head again with their timestamps.
+    private func replan(_ initHistory: ChainInitHistory) {
+        let requests = pending.sorted { $0.key < $1.key }.map { ChainRequest(client: settings.client, timestamp: $0.key, op: $0.value.op) }
+        let plan = AbstractResubmission.plan(pending: requests, initHistory: initHistory, digest: auth.digest)
+        let deadline = monotonicNanos() + settings.timeoutNanos
+        for (request, _) in plan.inInitHistory { pending[request.timestamp]?.deadline = deadline }
+        statistics.inInitHistory += UInt64(plan.inInitHistory.count)
+        for request in plan.resubmit {
+            pending[request.timestamp]?.deadline = deadline
+            statistics.resubmitted += 1
+            send(request.timestamp, request.op)
+        }
     }
 }

@@ -60,6 +60,9 @@ public final class ChainReplica<Machine: StateMachine>: @unchecked Sendable {
         public var outbound: (@Sendable (ChainFrame) -> ChainFrame?)?
         /// Test hook: rewrites the reply this replica computed before the core MACs it (a lying member of Σlast).
         public var replyTamper: (@Sendable (UInt64, [UInt8]) -> [UInt8])?
+        /// Test hook: on entering a later instance, supply none of the init history's bodies from this replica's own
+        /// log, so that it FETCHes all of them (a replica that lost its request store, spec §12). Never set in production.
+        public var forgetBodiesOnEnter = false
 
         public init(f: UInt32, position: UInt32, replicas: [ChainEndpoint]) {
             self.f = f; self.position = position; self.replicas = replicas
@@ -88,7 +91,10 @@ public final class ChainReplica<Machine: StateMachine>: @unchecked Sendable {
         /// Every link this replica opens (control to each replica, data to the successor) is connected.
         public var linksUp = false
         public var lastSN: UInt64 = 0
+        /// Executions, re-executions after a switch's rollback (D10) included.
         public var executed: UInt64 = 0
+        /// The sn the state machine's state is at (every request up to it applied once, in sn order).
+        public var stateSN: UInt64 = 0
         public var stableCheckpoint: UInt64 = 0
         public var stopped = false
         /// rc_chain_stop_reason's raw value (0: running).
@@ -108,6 +114,8 @@ public final class ChainReplica<Machine: StateMachine>: @unchecked Sendable {
         public var repliesUnroutable: UInt64 = 0
         /// FNV-1a 64 of the state machine's snapshot, computed when the replica stops.
         public var stateDigest: UInt64?
+        /// Switching: the instance, INITs entered, refused and ignored, FETCHes (ChainInstanceLifecycle.swift).
+        public var switching = ChainSwitchStatistics()
     }
 
     public let settings: Settings

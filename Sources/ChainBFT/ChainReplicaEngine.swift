@@ -10,10 +10,18 @@ final class ChainReplicaEngine<Machine: StateMachine> {
 
     let settings: Settings
     let transport: ChainTransport
-    let core: ChainCore
+    /// The current instance's core (the composer's current instance, ChainInstanceLifecycle.swift).
+    var core: ChainCore
+    let composer: AbstractReplica
+    var rollback: ChainRollbackLog
+    var switching = ChainSwitchStatistics()
+    /// The IH bodies this replica holds in the current instance (own or fetched), for FETCHes of other replicas.
+    var initBodies: [ChainRequest] = []
+    /// Clients sent the current instance's init history (once each) because they still use an instance left.
+    var toldOfSwitch = Set<UInt32>()
     let port: UInt16
     var machine: Machine
-    private var outputs: [Machine.Output] = []
+    var outputs: [Machine.Output] = []
 
     /// A request's bytes and what still needs them.
     struct Stored {
@@ -21,23 +29,23 @@ final class ChainReplicaEngine<Machine: StateMachine> {
         var sent = false
         var executed = false
     }
-    private var ops: [UInt64: Stored] = [:]
-    private var nextRef: UInt64 = 1
+    var ops: [UInt64: Stored] = [:]
+    var nextRef: UInt64 = 1
     /// The tail's replies, until its reply batch is sent.
-    private var replies: [UInt64: [UInt8]] = [:]
+    var replies: [UInt64: [UInt8]] = [:]
 
-    private enum Link { case connecting(UInt32), up(UInt32), down(retryAt: UInt64) }
+    enum Link { case connecting(UInt32), up(UInt32), down(retryAt: UInt64) }
     /// Control links to every other replica, and the data link to the successor.
-    private var control: [UInt32: Link] = [:]
-    private var data: Link?
+    var control: [UInt32: Link] = [:]
+    var data: Link?
     private var peers: [UInt32: ChainPeer] = [:]
-    private var clientConns: [UInt32: UInt32] = [:]
+    var clientConns: [UInt32: UInt32] = [:]
     /// A batch from the predecessor the core refused for now (-EAGAIN); its connection is paused.
     private var heldBatch: (conn: UInt32, batch: ChainBatch)?
     /// Requests the head refused for now (-EAGAIN), oldest first; their connections are paused.
-    private var heldRequests: [(conn: UInt32, request: ChainRequest, macs: [ChainMAC])] = []
+    var heldRequests: [(conn: UInt32, request: ChainRequest, macs: [ChainMAC])] = []
     private var nextTickNanos: UInt64
-    private(set) var statistics = ChainReplica<Machine>.Statistics()
+    var statistics = ChainReplica<Machine>.Statistics()
     /// Well-formed frames no correct peer sends on the link they came on (the connection was closed).
     private var rejected: UInt64 = 0
     private static var reconnectNanos: UInt64 { 50_000_000 }
@@ -52,7 +60,14 @@ final class ChainReplicaEngine<Machine: StateMachine> {
             outBatches: settings.outBatchesMax, checkpointRetransmitTicks: settings.checkpointRetransmitTicks,
             crypto: rc_crypto())
         coreSettings.crypto = keyRing.crypto
-        do { core = try ChainCore(coreSettings, keyRing: keyRing) } catch { throw .core("rc_chain_init", -22) }
+        // One old instance kept (late PANICs get its ABORT); every instance a new Chain instance until Backup exists.
+        do {
+            composer = try AbstractReplica(factory: ChainInstanceFactory(settings: coreSettings, keyRing: keyRing),
+                                           first: settings.instance, retained: 1)
+        } catch { throw .core("rc_chain_init", -22) }
+        core = composer.current as! ChainCore
+        rollback = ChainRollbackLog(anchorsMax: 4, checkpointInterval: UInt64(settings.checkpointInterval),
+                                    initialSnapshot: Self.snapshot(machine) ?? [])
         var transportSettings = ChainTransport.Settings()
         transportSettings.connectionsMax = settings.connectionsMax
         transportSettings.receiveBufferBytes = settings.receiveBufferBytes
@@ -89,6 +104,16 @@ final class ChainReplicaEngine<Machine: StateMachine> {
         refreshStatistics()
     }
 
+    static func snapshot(_ machine: Machine) -> [UInt8]? {
+        var bytes: [UInt8] = []
+        var writer = SnapshotWriter(chunkBytesMax: 1 << 16) { chunk in bytes.append(contentsOf: chunk) }
+        do throws(SnapshotError) {
+            try machine.snapshot(into: &writer)
+            try writer.flush()
+            return bytes
+        } catch { return nil }
+    }
+
     func finish() {
         var digest = FNV1a64()
         var writer = SnapshotWriter(chunkBytesMax: 1 << 16) { chunk in digest.combine(chunk) }
@@ -101,7 +126,7 @@ final class ChainReplicaEngine<Machine: StateMachine> {
         }
     }
 
-    private func send(_ conn: UInt32, _ frame: ChainFrame) -> Bool {
+    func send(_ conn: UInt32, _ frame: ChainFrame) -> Bool {
         var frame = frame
         if let outbound = settings.outbound {
             guard let altered = outbound(frame) else { return true }
@@ -198,7 +223,8 @@ final class ChainReplicaEngine<Machine: StateMachine> {
 
     private func handle(_ frame: ChainFrame, on conn: UInt32) -> ChainTransport.Disposition {
         guard let peer = peers[conn] else {
-            guard case .hello(let peer, let instance) = frame, instance == settings.instance, admits(peer) else {
+            // Any instance: links outlive instances, and every later frame names its instance or carries its MACs.
+            guard case .hello(let peer, let instance) = frame, instance >= 1, admits(peer) else {
                 reject(conn)
                 return .next
             }
@@ -210,14 +236,19 @@ final class ChainReplicaEngine<Machine: StateMachine> {
         case (.replicaData, .batch(let batch)):
             return receive(batch, on: conn) ? .next : .pause
         case (.replicaControl, .checkpoint(let checkpoint)):
-            _ = core.receive(checkpoint: checkpoint.c)
+            if checkpoint.c.instance == core.instanceNumber { _ = core.receive(checkpoint: checkpoint.c) } else { switching.oldInstanceFrames += 1 }
+        case (.client(let c), .initHistory(let ih)):
+            enter(ih, client: c, on: conn)
+        case (_, .initHistory(let ih)):
+            enter(ih)
+        case (.replicaControl(let q), .fetch(let fetch)) where fetch.from == q && fetch.to == settings.position:
+            answer(fetch)
+        case (.replicaControl, .fetched(let fetched)):
+            receive(fetched)
         case (.client(let c), .request(let request, let macs)) where isHead && request.client == c:
             return order(request, macs, on: conn) ? .next : .pause
         case (.client(let c), .panic(let panic)) where panic.c.client == c:
-            if case .success(let abort) = core.panic(panic.c) {
-                statistics.aborts += 1
-                _ = send(conn, .abort(abort))
-            }
+            route(panic, on: conn)
         default:
             reject(conn)
         }
@@ -258,14 +289,20 @@ final class ChainReplicaEngine<Machine: StateMachine> {
                 statistics.aborts += 1
                 _ = send(conn, .abort(abort))
             }
+        case -EBADMSG:
+            staleClientRequest(request, on: conn) // C2 step 3: discarded; a client still in an instance left learns of it
         default:
-            break // not new (1), a bad head MAC (-EBADMSG): discarded (C2 steps 2–3); counted by the core
+            break // not new (1): discarded (C2 step 2); counted by the core
         }
         return true
     }
 
     /// C3. false: the core is full, the batch is held and its connection paused.
     private func receive(_ batch: ChainBatch, on conn: UInt32) -> Bool {
+        // The predecessor forwards the INIT ahead of the new instance's batches (D8), so a later instance's batch
+        // waits (held, its link paused) only while this replica has not entered it; an earlier one's is dropped.
+        if batch.instance > core.instanceNumber { heldBatch = (conn, batch); return false }
+        if batch.instance < core.instanceNumber { switching.oldInstanceFrames += 1; return true }
         var local = batch
         let firstRef = nextRef
         for k in local.requests.indices {
@@ -307,6 +344,7 @@ final class ChainReplicaEngine<Machine: StateMachine> {
     private func duties() {
         execute()
         forward()
+        sendFetches()
         for checkpoint in core.checkpoints() {
             guard case .up(let conn)? = control[checkpoint.to] else {
                 statistics.framesDropped += 1 // retransmitted by the core while cc is not stable
@@ -324,6 +362,7 @@ final class ChainReplicaEngine<Machine: StateMachine> {
                                                outputs: &outputs)
             statistics.executed += 1
             if let tamper = settings.replyTamper { reply = tamper(e.sn, reply) }
+            executed(e, op: op, reply: reply)
             if e.reply_needed {
                 let rc = core.reply(sn: e.sn, reply)
                 precondition(rc == 0, "rc_chain_on_reply refused sn \(e.sn): \(rc)")
@@ -386,5 +425,7 @@ final class ChainReplicaEngine<Machine: StateMachine> {
         statistics.framesIn = transport.framesIn
         statistics.framesOut = transport.framesOut
         statistics.malformedFrames = rejected + transport.malformedFrames
+        statistics.switching = switching
+        statistics.stateSN = rollback.lastSN
     }
 }

@@ -42,9 +42,15 @@ public enum ChainFrame: Sendable {
     case checkpoint(ChainCheckpointFrame)
     case panic(ChainPanicFrame)
     case abort(ChainAbort)
+    // Switching (spec §12; ChainSwitchWire.swift): INIT, FETCH, a FETCH answer, Σlast's direct reply for an IH request.
+    case initHistory(ChainInitHistory)
+    case fetch(ChainFetchFrame)
+    case fetched(ChainFetchedFrame)
+    case initReply(ChainInitReply)
 
     enum Kind: UInt8 {
         case hello = 1, request = 2, batch = 3, reply = 4, checkpoint = 5, panic = 6, abort = 7
+        case initHistory = 8, fetch = 9, fetched = 10, initReply = 11
     }
 }
 
@@ -140,6 +146,8 @@ public enum ChainWire {
         case let .abort(abort):
             w.uint8(ChainFrame.Kind.abort.rawValue)
             putAbort(abort, &w)
+        case .initHistory, .fetch, .fetched, .initReply:
+            putSwitch(frame, &w)
         }
         w.patchUInt32(UInt32(w.count - headerBytes), at: 0)
         return w.bytes
@@ -256,6 +264,8 @@ public enum ChainWire {
             frame = .panic(ChainPanicFrame(p))
         case .abort:
             frame = .abort(try abort(&r, limits))
+        case .initHistory, .fetch, .fetched, .initReply:
+            frame = try switchFrame(kind, &r, limits)
         }
         guard r.atEnd else { throw ChainWireError("\(r.remaining) trailing bytes after a \(kind) frame") }
         return frame

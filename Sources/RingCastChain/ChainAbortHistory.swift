@@ -8,6 +8,10 @@ public struct ChainAbortHistory: Hashable, Sendable {
     /// Positions base·CHK + 1, … in order.
     public var entries: [ChainAbort.Entry]
 
+    public init(base: UInt64, baseDigest: ChainDigest, entries: [ChainAbort.Entry]) {
+        self.base = base; self.baseDigest = baseDigest; self.entries = entries
+    }
+
     /// - Parameters:
     ///   - aborts: 2f+1 ABORTs with valid signatures from distinct replicas.
     ///   - checkpointInterval: CHK.

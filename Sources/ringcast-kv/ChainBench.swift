@@ -23,7 +23,8 @@ extension Bench {
         try FileManager.default.createDirectory(atPath: keyDirectory, withIntermediateDirectories: true,
                                                 attributes: [.posixPermissions: 0o700])
         try ChainKeyDirectory.generate(directory: keyDirectory, f: f, clients: UInt32(clients), overwrite: true)
-        let cluster = try ChainSpawnedCluster.start(replicas: replicas, directory: directory, keys: keyDirectory)
+        let cluster = try ChainSpawnedCluster.start(replicas: replicas, directory: directory, keys: keyDirectory,
+                                                    byzantineHeadAfterMillis: byzantineAt.map { UInt64($0 * 1000) })
         defer { cluster.stop() }
 
         let progress = ProgressCounter()
@@ -112,7 +113,10 @@ func runChainWorker(id: Int, session: ChainKV, settings: WorkerSettings, progres
             progress.note(error)
             // A write the chain aborted without ordering it (not in the abort history) had no effect either.
             let noEffect: Bool
-            if case ChainBFTError.aborted(_, inAbortHistory: false)? = error as? ChainBFTError { noEffect = true } else { noEffect = false }
+            switch error as? ChainBFTError {
+            case .aborted(_, inAbortHistory: false)?, .instancesExhausted(_, inAbortHistory: false)?: noEffect = true
+            default: noEffect = false
+            }
             if settings.record && isWrite && !noEffect {
                 result.events.append(RecordedOperation(client: id, input: .put(key, value), output: nil,
                                                        invokeNanos: invoke, returnNanos: nil))
@@ -130,7 +134,8 @@ final class ChainSpawnedCluster: @unchecked Sendable {
     private var children: [SpawnedCluster.Child] = []
     private(set) var endpoints: [ChainEndpoint] = []
 
-    static func start(replicas: Int, directory: String, keys: String) throws -> ChainSpawnedCluster {
+    static func start(replicas: Int, directory: String, keys: String,
+                      byzantineHeadAfterMillis: UInt64? = nil) throws -> ChainSpawnedCluster {
         let cluster = ChainSpawnedCluster()
         let ports = chainFreePorts(replicas)
         cluster.endpoints = ports.map { ChainEndpoint(host: "127.0.0.1", port: $0) }
@@ -140,7 +145,8 @@ final class ChainSpawnedCluster: @unchecked Sendable {
             for id in 0..<replicas {
                 let child = try SpawnedCluster.spawn(
                     executable: executable,
-                    arguments: ["serve", "--protocol", "chain", "--id", "\(id)", "--members", members, "--keys", keys],
+                    arguments: ["serve", "--protocol", "chain", "--id", "\(id)", "--members", members, "--keys", keys]
+                        + (id == 0 ? byzantineHeadAfterMillis.map { ["--byzantine-after-ms", "\($0)"] } ?? [] : []),
                     stdoutPath: "\(directory)/replica\(id).out", stderrPath: "\(directory)/replica\(id).err")
                 cluster.lock.withLock { cluster.children.append(child) }
             }

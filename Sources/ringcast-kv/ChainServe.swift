@@ -8,7 +8,8 @@ import RingCastSMR
 /// (ChainBFT). The member list is the chain order (the first is the head, the last the tail); n = 3f+1.
 /// Replicas and clients connect to the member's one port.
 enum ChainServe {
-    static func run(id: UInt32, members: String, keys: String?, batchCount: UInt32, clientsMax: UInt32?) async throws {
+    static func run(id: UInt32, members: String, keys: String?, batchCount: UInt32, clientsMax: UInt32?,
+                    byzantineAfterMillis: UInt64? = nil) async throws {
         guard let keys else { throw ValidationError("--protocol chain needs --keys DIR (one key file per party: `ringcast-keys chain --f F --clients C --out DIR`)") }
         let endpoints = try parseChainEndpoints(members, "--members")
         guard endpoints.count >= 4, (endpoints.count - 1) % 3 == 0 else {
@@ -21,16 +22,33 @@ enum ChainServe {
         var settings = ChainReplica<KVStore>.Settings(f: f, position: id, replicas: endpoints)
         settings.clientsMax = min(clientsMax ?? clients, clients)
         settings.batchCountMax = batchCount
+        if let byzantineAfterMillis { settings.outbound = forgedBatches(afterMillis: byzantineAfterMillis) }
         let replica = try ChainReplica(settings: settings, keyRing: ring, machine: KVStore())
         let port = try replica.start()
         FileHandle.standardOutput.write(Data("ready client_port=\(port) id=\(id) protocol=chain\n".utf8))
         await waitForTermination()
         replica.stop()
         let s = replica.statistics
-        print("stopped executed=\(s.executed) last_sn=\(s.lastSN) stable_checkpoint=\(s.stableCheckpoint) "
+        // executed= is the sn the state is at (the bench compares digests there); executions= counts re-executions too.
+        print("stopped executed=\(s.stateSN) executions=\(s.executed) last_sn=\(s.lastSN) stable_checkpoint=\(s.stableCheckpoint) "
             + "stopped_instance=\(s.stopped) stop_reason=\(s.stopReason) malformed_frames=\(s.malformedFrames) "
             + "mac_generations=\(s.macGenerations) mac_verifications=\(s.macVerifications) "
-            + "state_digest=\(s.stateDigest.map { String(format: "%016llx", $0) } ?? "none")")
+            + "state_digest=\(s.stateDigest.map { String(format: "%016llx", $0) } ?? "none") "
+            + "instance=\(s.switching.instance) instances_entered=\(s.switching.instancesEntered) "
+            + "init_histories_refused=\(s.switching.initHistoriesRefused) fetches_sent=\(s.switching.fetchesSent)")
+    }
+
+    /// `--byzantine-after-ms`: the harness-level fault of the switching bench (ChainReplica.Settings.outbound wraps a
+    /// correct core; the core has no such flag). From then on, every ordering MAC of this replica's batches of
+    /// instance 1 is flipped; the successor refuses them and stops (C3), the clients time out, PANIC and switch.
+    static func forgedBatches(afterMillis: UInt64) -> @Sendable (ChainFrame) -> ChainFrame? {
+        let start = DispatchTime.now().uptimeNanoseconds
+        return { frame in
+            guard case .batch(var batch) = frame, batch.instance == 1,
+                  DispatchTime.now().uptimeNanoseconds - start >= afterMillis * 1_000_000 else { return frame }
+            batch.window = batch.window.map { $0.flipped() }
+            return .batch(batch)
+        }
     }
 }
 
@@ -54,6 +72,9 @@ final class ChainKV: Sendable {
         var settings = ChainClient.Settings(f: f, client: clientID, replicas: replicas)
         settings.windowMax = windowMax
         settings.timeoutNanos = UInt64(timeoutMillis) * 1_000_000
+        // Switching (spec §2.3): next(i) = i+1, a new Chain instance; at most 3 in a row without a commit (a crashed
+        // replica makes each of them abort too; Backup, a later issue, is what survives that).
+        settings.switchInstance = ChainNextInstance()
         client = try ChainClient(settings: settings, keyRing: ring)
         try client.start()
     }

@@ -85,6 +85,8 @@ struct Serve: AsyncParsableCommand {
     var keys: String?
     @Option(name: .customLong("batch-count"), help: "--protocol chain: requests per batch at the head at most.")
     var batchCount: UInt32 = 64
+    @Option(name: .customLong("byzantine-after-ms"), help: ArgumentHelp("--protocol chain, fault injection for tests and the bench: this many ms after start, this replica's outgoing batches of instance 1 carry forged ordering MACs (a transient Byzantine replica: its successor stops, clients panic and switch to instance 2, where it behaves).", valueName: "ms"))
+    var byzantineAfterMillis: UInt64?
 
     func validate() throws {
         guard ["lcr", "chain"].contains(protocolName) else { throw ValidationError("--protocol is lcr or chain") }
@@ -104,7 +106,7 @@ struct Serve: AsyncParsableCommand {
     func run() async throws {
         if protocolName == "chain" {
             return try await ChainServe.run(id: id, members: members, keys: keys, batchCount: batchCount,
-                                            clientsMax: UInt32(clientsMax))
+                                            clientsMax: UInt32(clientsMax), byzantineAfterMillis: byzantineAfterMillis)
         }
         let addresses = try parseAddresses(members, "--members")
         var map: [UInt32: Address] = [:]

@@ -43,7 +43,8 @@ struct TestStore: StateMachine {
     }
 
     var entries: [[UInt8]: [UInt8]] = [:]
-    var digest = FNV1a64()
+    /// FNV-1a 64 over every command applied (kept as a value so that a snapshot restores it).
+    var digest = TestDigest()
 
     mutating func apply(_ batch: CommandBatch<Command>, into outputs: inout [Output]) {
         for (command, context) in batch {
@@ -52,11 +53,19 @@ struct TestStore: StateMachine {
             digest.combine(value)
             withUnsafeBytes(of: context.index) { digest.combine($0) }
             entries[key] = value
+            applied += 1
             outputs.append(Output(value: value, digest: digest.value))
         }
     }
 
-    func query(_ query: Query) -> Output { Output(value: entries[query.key], digest: digest.value) }
+    /// Puts applied so far (exactly-once checks read it with a query of ``appliedKey``).
+    var applied: UInt64 = 0
+    static let appliedKey = "#applied"
+
+    func query(_ query: Query) -> Output {
+        if query.key == Array(Self.appliedKey.utf8) { return Output(value: Array("\(applied)".utf8), digest: digest.value) }
+        return Output(value: entries[query.key], digest: digest.value)
+    }
 
     func snapshot(into writer: inout SnapshotWriter) throws(SnapshotError) {
         try writer.uint64(digest.value)
@@ -65,10 +74,30 @@ struct TestStore: StateMachine {
             try writer.lengthPrefixed(key)
             try writer.lengthPrefixed(entries[key]!)
         }
+        try writer.uint64(applied)
     }
 
+    /// Used by a replica that enters the next instance (D10: back to the checkpoint base).
     mutating func restore(from reader: inout SnapshotReader) throws(SnapshotError) {
-        throw SnapshotError("not used by the Chain tests")
+        digest = TestDigest(value: try reader.uint64())
+        let count = try reader.uint64()
+        entries = [:]
+        for _ in 0..<count {
+            let key = try reader.lengthPrefixed(limit: 1 << 20)
+            entries[key] = try reader.lengthPrefixed(limit: 1 << 20)
+        }
+        applied = try reader.uint64()
+    }
+}
+
+/// FNV-1a 64 whose value can be restored (RingCastSMR's FNV1a64 cannot be set).
+struct TestDigest: Hashable, Sendable {
+    var value: UInt64 = 0xcbf2_9ce4_8422_2325
+    mutating func combine(_ bytes: some Sequence<UInt8>) {
+        for byte in bytes {
+            value ^= UInt64(byte)
+            value = value &* 0x0000_0100_0000_01b3
+        }
     }
 }
 
