@@ -130,13 +130,17 @@ public struct ChainBenchCommand: ParsableCommand {
         var headRequests: UInt64
         var checkpointsStable: [UInt64]
         var nanos: UInt64
+        /// Per position: user-space payload copies on the forwarding path, and requests logged.
+        var copies: [UInt64] = []
+        var logged: [UInt64] = []
     }
 
     private func sample(_ replicas: [ChainReplica<ChainBenchMachine>]) -> Sample {
         let stats = replicas.map(\.statistics)
         return Sample(executed: stats.map(\.executed), macOps: stats.map { $0.macGenerations + $0.macVerifications },
                       headBatches: stats[0].batchesOut, headRequests: stats[0].requestsLogged,
-                      checkpointsStable: stats.map(\.stableCheckpoint), nanos: chainBenchNow())
+                      checkpointsStable: stats.map(\.stableCheckpoint), nanos: chainBenchNow(),
+                      copies: stats.map(\.payloadCopies), logged: stats.map(\.requestsLogged))
     }
 
     func measure() async throws -> String {
@@ -221,6 +225,13 @@ public struct ChainBenchCommand: ParsableCommand {
             perPosition.append(("\(p)", .number(ops)))
             modelPerPosition.append(("\(p)", .number(Self.model(f: Int(f), position: p, b: b))))
         }
+        var copiesPerPosition: [(String, JSONValue)] = []
+        if last.copies.count == n, first.copies.count == n, last.logged.count == n, first.logged.count == n {
+            for p in 0..<n {
+                let logged = last.logged[p] - first.logged[p]
+                copiesPerPosition.append(("\(p)", .number(logged == 0 ? 0 : Double(last.copies[p] - first.copies[p]) / Double(logged))))
+            }
+        }
         let model = b == 0 ? 0 : 1 + Double(2 * f + 1) / b
         let checkpointTerm = Double(6 * f) / Double(checkpointInterval)
         let fields: [(String, JSONValue)] = [
@@ -242,6 +253,7 @@ public struct ChainBenchCommand: ParsableCommand {
             ("model_mac_ops_per_request_bottleneck", .number(model)),
             ("model_mac_ops_per_request_with_checkpoints", .number(model + checkpointTerm)),
             ("checkpoints_stable_during_run", .integer(Int64(last.checkpointsStable[0] - first.checkpointsStable[0]))),
+            ("payload_copies_per_request", .object(copiesPerPosition)),
         ] + extraFields
         if json { return JSONValue.object(fields).text }
         var lines = [
@@ -257,6 +269,10 @@ public struct ChainBenchCommand: ParsableCommand {
             }
         }
         lines.append(String(format: "bottleneck %.3f, model 1 + (2f+1)/b = %.3f (+ checkpoints 6f/CHK = %.3f)", bottleneck, model, model + checkpointTerm))
+        lines.append("user-space payload copies per request by position: " + copiesPerPosition.map { position, value in
+            if case .number(let copies) = value { return String(format: "r%d %.2f", (Int(position) ?? 0) + 1, copies) }
+            return ""
+        }.joined(separator: ", "))
         lines += extraLines
         return lines.joined(separator: "\n")
     }

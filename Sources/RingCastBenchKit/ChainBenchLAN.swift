@@ -3,6 +3,7 @@ import ChainBFT
 import Foundation
 import Histogram
 import RingCastChain
+internal import CRingCastCore
 import RingCastJSON
 
 /// `ringcast-bench chain --lan RATE`: the replicas as processes on emulated hosts 1…n of tools/lan (chain position p
@@ -136,7 +137,8 @@ extension ChainBenchCommand {
         func sample(_ k: Int) -> Sample {
             Sample(executed: (0..<n).map { value($0, k, "executed") }, macOps: (0..<n).map { value($0, k, "mac_ops") },
                    headBatches: value(0, k, "batches_out"), headRequests: value(0, k, "requests_logged"),
-                   checkpointsStable: (0..<n).map { value($0, k, "stable_checkpoint") }, nanos: value(n - 1, k, "nanos"))
+                   checkpointsStable: (0..<n).map { value($0, k, "stable_checkpoint") }, nanos: value(n - 1, k, "nanos"),
+                   copies: (0..<n).map { value($0, k, "payload_copies") }, logged: (0..<n).map { value($0, k, "requests_logged") })
         }
         let first = sample(0), last = sample(1)
 
@@ -201,7 +203,7 @@ extension ChainBenchCommand {
     /// it, the client id, timestamp and f+1 client MACs (ChainWire).
     static func requestFrameBytes(f: UInt32, requestSize: Int) -> Int {
         let op = ChainOperation.command(ChainBenchMachine.Payload(bytes: [UInt8](repeating: 0, count: requestSize)))
-        let macs = [ChainMAC](repeating: ChainMAC(bytes: [UInt8](repeating: 0, count: 32)), count: Int(f) + 1)
+        let macs = [ChainMAC](repeating: ChainMAC(bytes: [UInt8](repeating: 0, count: Int(RC_CRYPTO_MAC_BYTES))), count: Int(f) + 1)
         return ChainWire.encode(.request(ChainRequest(client: 0, timestamp: 0, op: op), clientMACs: macs)).count
     }
 }

@@ -85,6 +85,7 @@ public struct ChainBenchReplicaCommand: ParsableCommand {
             ("batches_out", .integer(Int64(s.batchesOut))), ("requests_logged", .integer(Int64(s.requestsLogged))),
             ("stable_checkpoint", .integer(Int64(s.stableCheckpoint))),
             ("frames_dropped", .integer(Int64(s.framesDropped))),
+            ("payload_copies", .integer(Int64(s.payloadCopies))),
             ("cpu_ns", .integer(Int64(processCPUNanos()))),
         ])
     }
