@@ -15,16 +15,15 @@ import Testing
         let process = Process()
         process.executableURL = URL(fileURLWithPath: try #require(ChainBenchTests.binary))
         process.arguments = arguments
-        let output = Pipe(), errors = Pipe()
-        process.standardOutput = output
-        process.standardError = errors
+        // Into files, not pipes: nothing has to drain them while the child runs.
+        let base = FileManager.default.temporaryDirectory.appendingPathComponent("chain-bench-lan-test-\(getpid())-\(UInt32.random(in: 0...UInt32.max))")
+        let outPath = base.path + ".out", errPath = base.path + ".err"
+        FileManager.default.createFile(atPath: outPath, contents: nil)
+        FileManager.default.createFile(atPath: errPath, contents: nil)
+        defer { try? FileManager.default.removeItem(atPath: outPath); try? FileManager.default.removeItem(atPath: errPath) }
+        process.standardOutput = FileHandle(forWritingAtPath: outPath)
+        process.standardError = FileHandle(forWritingAtPath: errPath)
         try process.run()
-        // Read both pipes while it runs (a full pipe would block the child).
-        var out = Data(), err = Data()
-        let group = DispatchGroup()
-        group.enter()
-        DispatchQueue.global().async { out = output.fileHandleForReading.readDataToEndOfFile(); group.leave() }
-        err = errors.fileHandleForReading.readDataToEndOfFile()
         let deadline = Date().addingTimeInterval(timeoutSeconds)
         while process.isRunning && Date() < deadline { usleep(20_000) }
         if process.isRunning {
@@ -32,13 +31,13 @@ import Testing
             Issue.record("ringcast-bench \(arguments.joined(separator: " ")) did not finish within \(timeoutSeconds) s")
         }
         process.waitUntilExit()
-        group.wait()
+        let out = FileManager.default.contents(atPath: outPath) ?? Data()
+        let err = FileManager.default.contents(atPath: errPath) ?? Data()
         return Run(status: process.terminationStatus, stdout: String(decoding: out, as: UTF8.self),
                    stderr: String(decoding: err, as: UTF8.self))
     }
 
-    @Test(.enabled(if: ChainBenchTests.binary != nil, "ringcast-bench is not built next to the test bundle"),
-          arguments: [
+    static let badOptions: [([String], String)] = [
               (["chain", "--lan", "fast"], "--lan takes a tc rate"),
               (["chain", "--lan", "0mbit"], "--lan takes a tc rate"),
               (["chain", "--lan", "100mbit", "--lan-prefix", "rcl"], "--lan-prefix is 'chl'"),
@@ -54,7 +53,10 @@ import Testing
                 "--clients", "1", "--sample-at", "soon", "--until", "2"], "--sample-at"),
               (["chain-driver", "--replicas", "a:1,a:2,a:3,a:4", "--keys", "/nonexistent", "--start-at", "5",
                 "--measure-from", "4", "--measure-until", "6"], "--start-at ≤ --measure-from < --measure-until"),
-          ])
+    ]
+
+    @Test(.enabled(if: ChainBenchTests.binary != nil, "ringcast-bench is not built next to the test bundle"),
+          arguments: Self.badOptions)
     func badOptionsAreRefusedClearly(arguments: [String], message: String) throws {
         let run = try Self.run(arguments)
         #expect(run.status != 0)

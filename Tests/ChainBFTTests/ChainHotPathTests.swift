@@ -7,23 +7,31 @@ import Testing
 /// The forwarding path's byte handling: ChainWire sizes a frame before writing it (the transport encodes straight into
 /// the send buffer), and the payload copies each replica makes per request per hop are counted.
 @Suite("Chain hot path") struct ChainHotPathTests {
-    static func mac(_ seed: UInt8) -> ChainMAC { ChainMAC(bytes: [UInt8](repeating: seed, count: Int(RC_CRYPTO_MAC_BYTES))) }
-    static func digest(_ seed: UInt8) -> ChainDigest { ChainDigest(bytes: [UInt8](repeating: seed, count: Int(RC_CRYPTO_DIGEST_BYTES))) }
+    // RC_CRYPTO_MAC_BYTES and RC_CRYPTO_DIGEST_BYTES (ChainMAC and ChainDigest check the sizes).
+    static func mac(_ seed: UInt8) -> ChainMAC { ChainMAC(bytes: [UInt8](repeating: seed, count: 16)) }
+    static func digest(_ seed: UInt8) -> ChainDigest { ChainDigest(bytes: [UInt8](repeating: seed, count: 32)) }
+
+    static func op(_ k: Int) -> [UInt8] {
+        var bytes = [UInt8](repeating: 0, count: 4096 + k)
+        for i in bytes.indices { bytes[i] = UInt8(truncatingIfNeeded: i &* 7 &+ k) }
+        return bytes
+    }
 
     static var frames: [ChainFrame] {
-        let requests = (0..<5).map { k in
-            ChainRequest(client: UInt32(k), timestamp: UInt64(100 + k), op: (0..<(4096 + k)).map { UInt8(truncatingIfNeeded: $0 &* 7 &+ k) })
-        }
+        let requests: [ChainRequest] = (0..<5).map { k in ChainRequest(client: UInt32(k), timestamp: UInt64(100 + k), op: op(k)) }
+        let clientMACs: [ChainMAC] = (0..<5).map { mac(UInt8(10 + $0)) }
+        let replyMACs: [ChainMAC] = (0..<10).map { mac(UInt8(20 + $0)) }
+        let digests: [ChainDigest] = (0..<5).map { digest(UInt8(40 + $0)) }
         let batch = ChainBatch(instance: 3, snFirst: 41, requests: requests, window: [mac(1), mac(2), mac(3)],
-                               clientMACsPerRequest: 1, clientMACs: (0..<5).map { mac(UInt8(10 + $0)) },
-                               replyMACsPerRequest: 2, replyMACs: (0..<10).map { mac(UInt8(20 + $0)) },
-                               historyDigests: (0..<5).map { digest(UInt8(40 + $0)) })
+                               clientMACsPerRequest: 1, clientMACs: clientMACs, replyMACsPerRequest: 2, replyMACs: replyMACs,
+                               historyDigests: digests)
+        let reply = ChainReply(client: 1, timestamp: 2, sn: 3, reply: [1, 2, 3], historyDigest: digest(9), replyMACs: [mac(7), mac(8)])
         return [
             .hello(.replicaData(2), instance: 9),
             .request(requests[1], clientMACs: [mac(5), mac(6)]),
             .request(ChainRequest(client: 1, timestamp: 2, op: []), clientMACs: [mac(5), mac(6)]),
             .batch(batch),
-            .reply(ChainReply(client: 1, timestamp: 2, sn: 3, reply: [1, 2, 3], historyDigest: digest(9), replyMACs: [mac(7), mac(8)])),
+            .reply(reply),
         ]
     }
 
