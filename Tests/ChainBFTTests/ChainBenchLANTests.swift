@@ -95,7 +95,7 @@ import Testing
         #expect((report["requests"] as? Int ?? 0) > 10)
         let efficiency = try #require(report["link_efficiency"] as? Double)
         let payload = try #require(report["payload_mbit_s"] as? Double)
-        #expect(abs(efficiency - payload / raw) < 1e-9)
+        #expect(abs(efficiency - payload / raw) < 1e-4 * max(efficiency, 1e-6)) // the JSON prints ~6 significant digits
         #expect(efficiency > 0 && efficiency < 1)
         #expect(report["client_errors"] as? Int == 0)
         // The LAN is gone afterwards.
