@@ -84,6 +84,24 @@ public struct ChainBenchCommand: ParsableCommand {
         return !digits.isEmpty && digits.first != "0" && ["kbit", "mbit", "gbit", "bit", "kbps", "mbps", "gbps"].contains(unit.lowercased())
     }
 
+    /// The nominal rate in Mbit/s of a tc rate (100mbit → 100, 1gbit → 1000), nil if it is not one ``validRate(_:)`` takes.
+    static func nominalMbit(_ text: String) -> Double? {
+        guard validRate(text) else { return nil }
+        let digits = text.prefix { $0.isNumber }
+        guard let value = Double(digits) else { return nil }
+        switch text.dropFirst(digits.count).lowercased() {
+        case "bit": return value / 1e6
+        case "kbit": return value / 1e3
+        case "mbit": return value
+        case "gbit": return value * 1e3
+        case "bps": return value * 8 / 1e6
+        case "kbps": return value * 8 / 1e3
+        case "mbps": return value * 8
+        case "gbps": return value * 8e3
+        default: return nil
+        }
+    }
+
     /// The chain bench's LANs are `chl…` (other benches own rcl, kvl, …): tools/lan's [a-z][a-z0-9]{0,7}, chl first.
     static func validPrefix(_ text: String) -> Bool {
         text.hasPrefix("chl") && text.count <= 8 && text.allSatisfy { ("a"..."z").contains($0) || ("0"..."9").contains($0) }

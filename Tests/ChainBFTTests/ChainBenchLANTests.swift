@@ -92,6 +92,8 @@ import Testing
                                   "no JSON: \(run.stdout) \(run.stderr)")
         let raw = try #require(report["raw_link_mbit_s"] as? Double)
         #expect(raw > 50 && raw < 100, "raw link \(raw) Mbit/s at 100mbit")
+        #expect(report["lan_rate_mbit_s"] as? Double == 100)
+        #expect(report["raw_link_suspect"] as? Bool == (raw < 80))
         #expect((report["requests"] as? Int ?? 0) > 10)
         let efficiency = try #require(report["link_efficiency"] as? Double)
         let payload = try #require(report["payload_mbit_s"] as? Double)
