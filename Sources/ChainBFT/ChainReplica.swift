@@ -112,6 +112,10 @@ public final class ChainReplica<Machine: StateMachine>: @unchecked Sendable {
         /// Frames dropped because the link was full or down (checkpoints are retransmitted; replies are not: the client panics).
         public var framesDropped: UInt64 = 0
         public var repliesUnroutable: UInt64 = 0
+        /// Copies of request payloads made in user space on the forwarding path (decoding a REQUEST or batch, the
+        /// core's contiguous view of a batch, encoding into the send buffer), one per request per copy: divided by the
+        /// requests this replica logged it is the copies per request per hop. Kernel copies (recv, send) not included.
+        public var payloadCopies: UInt64 = 0
         /// FNV-1a 64 of the state machine's snapshot, computed when the replica stops.
         public var stateDigest: UInt64?
         /// Switching: the instance, INITs entered, refused and ignored, FETCHes (ChainInstanceLifecycle.swift).

@@ -234,6 +234,7 @@ final class ChainReplicaEngine<Machine: StateMachine> {
         }
         switch (peer, frame) {
         case (.replicaData, .batch(let batch)):
+            statistics.payloadCopies += UInt64(batch.requests.count) // ChainWire.decode copied each op out of rc_io's buffer
             return receive(batch, on: conn) ? .next : .pause
         case (.replicaControl, .checkpoint(let checkpoint)):
             if checkpoint.c.instance == core.instanceNumber { _ = core.receive(checkpoint: checkpoint.c) } else { switching.oldInstanceFrames += 1 }
@@ -246,6 +247,7 @@ final class ChainReplicaEngine<Machine: StateMachine> {
         case (.replicaControl, .fetched(let fetched)):
             receive(fetched)
         case (.client(let c), .request(let request, let macs)) where isHead && request.client == c:
+            statistics.payloadCopies += 1 // ChainWire.decode copied the op out of rc_io's buffer
             return order(request, macs, on: conn) ? .next : .pause
         case (.client(let c), .panic(let panic)) where panic.c.client == c:
             route(panic, on: conn)
@@ -309,6 +311,7 @@ final class ChainReplicaEngine<Machine: StateMachine> {
             local.requests[k].ref = firstRef + UInt64(k)
         }
         let rc = core.receive(local)
+        statistics.payloadCopies += UInt64(batch.requests.count) // ChainBatch.withCBatch lays the ops out contiguously
         if rc == -EAGAIN {
             heldBatch = (conn, batch)
             return false
@@ -382,6 +385,7 @@ final class ChainReplicaEngine<Machine: StateMachine> {
         guard case .up(let conn)? = data else { return }
         while transport.sendSpace(conn) > 0, let batch = core.nextBatch(op: { ops[$0]?.op ?? [] }) {
             _ = send(conn, .batch(batch))
+            statistics.payloadCopies += UInt64(batch.requests.count) // encoded into the send buffer
             release(batch)
         }
     }

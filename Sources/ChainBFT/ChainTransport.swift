@@ -101,15 +101,29 @@ final class ChainTransport {
     /// queue is full or it is dead (counted): the caller decides whether to hold or drop.
     @discardableResult
     func send(_ conn: UInt32, _ bytes: [UInt8]) -> Bool {
+        bytes.withUnsafeBytes { source in
+            queue(conn, byteCount: source.count) { $0.copyMemory(from: source) }
+        }
+    }
+
+    /// Encodes `frame` straight into the buffer the kernel sends from: the payload is copied once on the way out.
+    func send(_ conn: UInt32, _ frame: ChainFrame) -> Bool {
+        queue(conn, byteCount: ChainWire.encodedSize(frame)) { buffer in
+            let written = ChainWire.encode(frame, into: buffer)
+            precondition(written == buffer.count, "ChainWire's counting and writing passes disagree")
+        }
+    }
+
+    private func queue(_ conn: UInt32, byteCount: Int, _ fill: (UnsafeMutableRawBufferPointer) -> Void) -> Bool {
         guard rc_io_send_space(io, conn) > 0 else {
             sendsRefused += 1
             return false
         }
-        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: bytes.count, alignment: 16)
-        buffer.copyBytes(from: bytes)
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: byteCount, alignment: 16)
+        fill(buffer)
         let token = nextToken
         nextToken += 1
-        let rc = rc_io_send(io, conn, buffer.baseAddress, UInt32(bytes.count), token)
+        let rc = rc_io_send(io, conn, buffer.baseAddress, UInt32(byteCount), token)
         guard rc == 0 else {
             buffer.deallocate()
             sendsRefused += 1
@@ -119,8 +133,6 @@ final class ChainTransport {
         framesOut += 1
         return true
     }
-
-    func send(_ conn: UInt32, _ frame: ChainFrame) -> Bool { send(conn, ChainWire.encode(frame)) }
 
     func sendSpace(_ conn: UInt32) -> UInt32 { rc_io_send_space(io, conn) }
 

@@ -61,9 +61,7 @@ public struct ChainCheckpointFrame: Sendable, Hashable {
     public static func == (a: Self, b: Self) -> Bool { a.encodedBody == b.encodedBody }
     public func hash(into hasher: inout Hasher) { hasher.combine(encodedBody) }
     var encodedBody: [UInt8] {
-        var w = ByteWriter()
-        ChainWire.putCheckpoint(c, &w)
-        return w.bytes
+        ChainWire.bytes { ChainWire.putCheckpoint(c, &$0) }
     }
 }
 
@@ -74,9 +72,7 @@ public struct ChainPanicFrame: Sendable, Hashable {
     public static func == (a: Self, b: Self) -> Bool { a.encodedBody == b.encodedBody }
     public func hash(into hasher: inout Hasher) { hasher.combine(encodedBody) }
     var encodedBody: [UInt8] {
-        var w = ByteWriter()
-        ChainWire.putPanic(c, &w)
-        return w.bytes
+        ChainWire.bytes { ChainWire.putPanic(c, &$0) }
     }
 }
 
@@ -107,7 +103,29 @@ public enum ChainWire {
 
     /// The frame with its length prefix.
     public static func encode(_ frame: ChainFrame) -> [UInt8] {
-        var w = ByteWriter(capacity: 256)
+        let size = encodedSize(frame)
+        return [UInt8](unsafeUninitializedCapacity: size) { buffer, initialized in
+            initialized = encode(frame, into: UnsafeMutableRawBufferPointer(buffer))
+        }
+    }
+
+    /// Bytes ``encode(_:into:)`` writes for `frame` (a counting pass: no byte is copied).
+    static func encodedSize(_ frame: ChainFrame) -> Int {
+        var w = FrameWriter(nil)
+        put(frame, &w)
+        return w.count
+    }
+
+    /// Writes the frame with its length prefix into `buffer` (at least ``encodedSize(_:)`` bytes); returns the count.
+    /// The transport encodes straight into the buffer it hands the kernel: each request's bytes are copied once on
+    /// the way out (one memcpy), not into an array and then again into a send buffer.
+    static func encode(_ frame: ChainFrame, into buffer: UnsafeMutableRawBufferPointer) -> Int {
+        var w = FrameWriter(buffer)
+        put(frame, &w)
+        return w.count
+    }
+
+    private static func put(_ frame: ChainFrame, _ w: inout FrameWriter) {
         w.uint32(0)
         switch frame {
         case let .hello(peer, instance):
@@ -150,10 +168,9 @@ public enum ChainWire {
             putSwitch(frame, &w)
         }
         w.patchUInt32(UInt32(w.count - headerBytes), at: 0)
-        return w.bytes
     }
 
-    static func putBatch(_ b: ChainBatch, _ w: inout ByteWriter) {
+    static func putBatch(_ b: ChainBatch, _ w: inout FrameWriter) {
         w.uint64(b.instance)
         w.uint64(b.snFirst)
         w.uint32(UInt32(b.requests.count))
@@ -174,7 +191,7 @@ public enum ChainWire {
         for digest in b.historyDigests { w.raw(digest.bytes) }
     }
 
-    static func putCheckpoint(_ c: rc_chain_checkpoint, _ w: inout ByteWriter) {
+    static func putCheckpoint(_ c: rc_chain_checkpoint, _ w: inout FrameWriter) {
         w.uint64(c.instance)
         w.uint32(c.from)
         w.uint32(c.to)
@@ -184,7 +201,7 @@ public enum ChainWire {
         w.uint32(c.kind)
     }
 
-    static func putPanic(_ p: rc_chain_panic, _ w: inout ByteWriter) {
+    static func putPanic(_ p: rc_chain_panic, _ w: inout FrameWriter) {
         w.uint64(p.instance)
         w.uint32(p.client)
         w.uint64(p.timestamp)
@@ -192,7 +209,7 @@ public enum ChainWire {
         w.raw(ChainMAC(p.mac).bytes)
     }
 
-    static func putAbort(_ a: ChainAbort, _ w: inout ByteWriter) {
+    static func putAbort(_ a: ChainAbort, _ w: inout FrameWriter) {
         w.uint32(a.replica)
         w.uint32(a.client)
         w.uint64(a.timestamp)
@@ -359,7 +376,8 @@ struct RawReader {
     mutating func raw(_ count: Int) throws(ChainWireError) -> [UInt8] {
         try need(count)
         defer { offset += count }
-        return Array(bytes[offset..<(offset + count)])
+        // One memcpy (UnsafeRawBufferPointer's contiguous copy), not a byte-by-byte walk over a Slice.
+        return [UInt8](UnsafeRawBufferPointer(rebasing: bytes[offset..<(offset + count)]))
     }
 
     mutating func byteString() throws(ChainWireError) -> [UInt8] { try raw(Int(try u32())) }
@@ -374,5 +392,56 @@ struct RawReader {
         out.reserveCapacity(count)
         for _ in 0..<count { out.append(try mac()) }
         return out
+    }
+}
+
+extension ChainWire {
+    /// The bytes `body` writes (a counting pass, then the writing pass into the array's own storage).
+    static func bytes(_ body: (inout FrameWriter) -> Void) -> [UInt8] {
+        var counter = FrameWriter(nil)
+        body(&counter)
+        return [UInt8](unsafeUninitializedCapacity: counter.count) { buffer, initialized in
+            var w = FrameWriter(UnsafeMutableRawBufferPointer(buffer))
+            body(&w)
+            initialized = w.count
+        }
+    }
+}
+
+/// A little-endian writer into caller-provided memory, or (no memory) a counter of the bytes it would write. Byte
+/// strings go in with one memcpy each (RingCastSMR's ByteWriter takes `some Collection` through a generic, not inlinable
+/// entry point, which does not promise a bulk copy), and the frame is sized first so that nothing regrows.
+struct FrameWriter {
+    private let base: UnsafeMutableRawPointer?
+    private let capacity: Int
+    private(set) var count = 0
+
+    /// `buffer` nil: count only.
+    init(_ buffer: UnsafeMutableRawBufferPointer?) {
+        base = buffer?.baseAddress
+        capacity = buffer?.count ?? Int.max
+    }
+
+    mutating func put(_ bytes: UnsafeRawBufferPointer) {
+        precondition(count + bytes.count <= capacity, "a frame overran its buffer (the counting pass disagrees)")
+        if let base, let source = bytes.baseAddress, !bytes.isEmpty {
+            (base + count).copyMemory(from: source, byteCount: bytes.count)
+        }
+        count += bytes.count
+    }
+
+    mutating func uint8(_ value: UInt8) { withUnsafeBytes(of: value) { put($0) } }
+    mutating func uint32(_ value: UInt32) { withUnsafeBytes(of: value.littleEndian) { put($0) } }
+    mutating func uint64(_ value: UInt64) { withUnsafeBytes(of: value.littleEndian) { put($0) } }
+    mutating func raw(_ value: [UInt8]) { value.withUnsafeBytes { put($0) } }
+    mutating func lengthPrefixed(_ value: [UInt8]) {
+        precondition(value.count <= Int(UInt32.max), "a byte string must fit a u32 length")
+        uint32(UInt32(value.count))
+        raw(value)
+    }
+
+    mutating func patchUInt32(_ value: UInt32, at offset: Int) {
+        precondition(offset + 4 <= count)
+        base?.storeBytes(of: value.littleEndian, toByteOffset: offset, as: UInt32.self)
     }
 }

@@ -134,17 +134,24 @@ public struct ChainBatch: Hashable, Sendable {
 }
 
 /// Lays every request's bytes out in one buffer and lends a pointer per request for the duration of `body`.
+/// One memcpy per request (`Array(ops.joined())` walked the bytes one by one through a FlattenSequence).
 private func withOps<R>(_ ops: [[UInt8]], _ body: ([UnsafePointer<UInt8>?]) -> R) -> R {
-    let flat = Array(ops.joined())
-    return flat.withUnsafeBufferPointer { buffer in
-        var pointers: [UnsafePointer<UInt8>?] = []
-        var offset = 0
-        for op in ops {
-            pointers.append(op.isEmpty ? nil : buffer.baseAddress! + offset)
-            offset += op.count
+    let total = ops.reduce(0) { $0 + $1.count }
+    let flat = UnsafeMutableBufferPointer<UInt8>.allocate(capacity: max(total, 1))
+    defer { flat.deallocate() }
+    var pointers: [UnsafePointer<UInt8>?] = []
+    pointers.reserveCapacity(ops.count)
+    var offset = 0
+    for op in ops {
+        if op.isEmpty {
+            pointers.append(nil)
+            continue
         }
-        return body(pointers)
+        op.withUnsafeBytes { source in UnsafeMutableRawPointer(flat.baseAddress! + offset).copyMemory(from: source.baseAddress!, byteCount: source.count) }
+        pointers.append(UnsafePointer(flat.baseAddress! + offset))
+        offset += op.count
     }
+    return body(pointers)
 }
 
 /// A signed ABORT (rc_chain_abort) with its history copied.

@@ -12,6 +12,11 @@ if let index = arguments.firstIndex(of: "--protocol"), index + 1 < arguments.cou
     ChainBenchCommand.main(arguments)
 } else if arguments.first == "chain" {
     ChainBenchCommand.main(Array(arguments.dropFirst()))
+} else if arguments.first == "chain-replica" {
+    // The processes `ringcast-bench chain --lan` starts on its emulated hosts (not for people).
+    ChainBenchReplicaCommand.main(Array(arguments.dropFirst()))
+} else if arguments.first == "chain-driver" {
+    ChainBenchDriverCommand.main(Array(arguments.dropFirst()))
 } else {
     if let index = arguments.firstIndex(of: "--protocol"), index + 1 < arguments.count, arguments[index + 1] == "lcr" {
         arguments.removeSubrange(index...(index + 1))
