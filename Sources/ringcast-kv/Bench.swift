@@ -78,6 +78,8 @@ struct Bench: AsyncParsableCommand {
     var join: [String] = []
     @Option(name: .customLong("wait-ms"), help: "--lan: how long the drivers wait for the replicas before the measurement starts.")
     var waitMillis = 1_500
+    @Option(name: .customLong("client-api"), help: ArgumentHelp("How the closed-loop workers call the client: completions (SMRClient.submit(_:completion:), no task per request) or async (one task per worker).", valueName: "completions|async"))
+    var clientAPI = "completions"
 
     func validate() throws {
         guard (1...16).contains(replicas) else { throw ValidationError("--replicas is 1...16") }
@@ -88,6 +90,7 @@ struct Bench: AsyncParsableCommand {
         guard keys >= 1, duration > 0 else { throw ValidationError("--keys ≥ 1 and --duration > 0") }
         if let plantBug, plantBug != "stale-read" { throw ValidationError("--plant-bug knows only stale-read") }
         guard ["kv", "incr"].contains(workload) else { throw ValidationError("--workload is kv or incr") }
+        guard ["completions", "async"].contains(clientAPI) else { throw ValidationError("--client-api is completions or async") }
         guard (1...1000).contains(counters) else { throw ValidationError("--counters is 1...1000") }
         guard ["lcr", "chain"].contains(protocolName) else { throw ValidationError("--protocol is lcr or chain") }
         if protocolName == "chain" {
@@ -127,8 +130,9 @@ struct Bench: AsyncParsableCommand {
         let startNanos = monotonicNow()
         let endNanos = startNanos + UInt64(duration * 1e9)
         let recording = check
-        let settings = WorkerSettings(writesPercent: writes, valueSize: valueSize, keys: keys, endNanos: endNanos,
+        var settings = WorkerSettings(writesPercent: writes, valueSize: valueSize, keys: keys, endNanos: endNanos,
                                       record: recording, incrementOnly: workload == "incr", counters: counters)
+        settings.completions = clientAPI == "completions"
         let progressTask = Task {
             var last = 0
             var second = 0
@@ -195,6 +199,8 @@ struct WorkerSettings: Sendable {
     let keys: Int
     let endNanos: UInt64
     let record: Bool
+    /// The workers use the client's completions (default) or its async calls, one task per worker (`--client-api`).
+    var completions = true
 
     init(writesPercent: Int, valueSize: Int, keys: Int, endNanos: UInt64, record: Bool, incrementOnly: Bool,
          counters: Int = 1) {
@@ -282,6 +288,19 @@ func runSessions(addresses: [Address], clients: Int, clientOffset: Int, depth: I
                 options.timeoutMillis = timeoutMillis
                 let session = try await KVClient.connect(options)
                 defer { session.close() }
+                if !settings.completions {
+                    return await withTaskGroup(of: WorkerResult.self) { workers in
+                        for lane in 0..<depth {
+                            workers.addTask {
+                                await runAsyncWorker(id: client * depth + lane, session: session, settings: settings,
+                                                     keys: keyNames, progress: progress)
+                            }
+                        }
+                        var all: [WorkerResult] = []
+                        for await result in workers { all.append(result) }
+                        return all
+                    }
+                }
                 let finished = LoopsFinished(count: depth)
                 let workers = (0..<depth).map { lane in
                     LoopWorker(id: client * depth + lane, session: session, settings: settings, keys: keyNames,
@@ -491,6 +510,91 @@ func readCounter(_ addresses: [Address], counters: Int) async -> Int64? {
         }
     }
     return sum
+}
+
+/// A closed loop on the async calls (`--client-api async`): one request at a time until the end of the run, one
+/// task per worker, resumed per reply.
+func runAsyncWorker(id: Int, session: KVClient, settings: WorkerSettings, keys: KeyNames,
+                    progress: ProgressCounter) async -> WorkerResult {
+    var random = SplitMix64(state: UInt64(id) &* 0x1234_5678_9ABC_DEF1 &+ 1)
+    var result = WorkerResult()
+    var value = [UInt8](repeating: 0, count: settings.valueSize)
+    var sequence: UInt64 = 0
+    while monotonicNow() < settings.endNanos {
+        if settings.incrementOnly {
+            let counterKey = WorkerSettings.counterKey(Int(random.next() % UInt64(settings.counters)), of: settings.counters)
+            let invoke = monotonicNow()
+            do {
+                let output = try await session.submit(.incr(key: counterKey, delta: 1))
+                let done = monotonicNow()
+                _ = result.incrs.record((done - invoke) / 1000)
+                result.incrementsAcknowledged += 1
+                if settings.record {
+                    result.events.append(RecordedOperation(client: id, input: .incr(counterKey, 1),
+                                                           output: output, invokeNanos: invoke, returnNanos: done))
+                }
+                progress.add(ok: true)
+            } catch {
+                result.failures += 1
+                result.incrementsInDoubt += 1
+                progress.add(ok: false)
+                progress.note(error)
+                if settings.record {
+                    result.events.append(RecordedOperation(client: id, input: .incr(counterKey, 1),
+                                                           output: nil, invokeNanos: invoke, returnNanos: nil))
+                    return result
+                }
+            }
+            continue
+        }
+        let key = keys[Int(random.next() % UInt64(settings.keys))]
+        let isWrite = Int(random.next() % 100) < settings.writesPercent
+        let invoke = monotonicNow()
+        if isWrite {
+            // A value unique per write (worker id and sequence up front), so the checker can tell writes apart.
+            sequence += 1
+            withUnsafeBytes(of: (UInt64(id).littleEndian, sequence.littleEndian)) { raw in
+                for index in 0..<min(16, value.count) { value[index] = raw[index] }
+            }
+            do {
+                let output = try await session.submit(.put(key: key, value: value))
+                let done = monotonicNow()
+                _ = result.puts.record((done - invoke) / 1000)
+                if settings.record {
+                    result.events.append(RecordedOperation(client: id, input: .put(key, value), output: output,
+                                                           invokeNanos: invoke, returnNanos: done))
+                }
+                progress.add(ok: true)
+            } catch {
+                result.failures += 1
+                progress.add(ok: false)
+                progress.note(error)
+                if settings.record {
+                    result.events.append(RecordedOperation(client: id, input: .put(key, value), output: nil,
+                                                           invokeNanos: invoke, returnNanos: nil))
+                }
+                // An in-doubt write leaves this worker's history open: a closed loop must not invoke again.
+                if settings.record { return result }
+            }
+        } else {
+            do {
+                let output = try await session.read(KVQuery(key: key))
+                let done = monotonicNow()
+                _ = result.gets.record((done - invoke) / 1000)
+                if settings.record {
+                    result.events.append(RecordedOperation(client: id, input: .get(key), output: output,
+                                                           invokeNanos: invoke, returnNanos: done))
+                }
+                progress.add(ok: true)
+            } catch {
+                result.failures += 1
+                progress.add(ok: false)
+                progress.note(error)
+                // A failed read has no effect: it is left out of the history.
+            }
+        }
+    }
+    return result
 }
 
 /// The outcome of `--check`.
