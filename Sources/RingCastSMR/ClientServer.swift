@@ -10,14 +10,21 @@ import RingCast
 /// reply queued since its last send written in one `send`).
 ///
 /// Bounded: the client may have at most `windowMax` requests outstanding (received, reply not yet taken by the
-/// writer); one more is a protocol violation and closes the connection. So the reply queue holds at most that many,
-/// also when the client stops reading (the writer then blocks in `send`, and the replies stay outstanding).
+/// writer); one more is a protocol violation and closes the connection. So the reply queue holds at most that many
+/// frames, also when the client stops reading (the writer then blocks in `send`, and the replies stay outstanding).
+/// The queue is one byte buffer the frames are encoded into (no array per reply), swapped with the sender's.
 final class Connection: @unchecked Sendable {
     let fd: Int32
     let id: UInt64
     let windowMax: Int
     private let monitor = Monitor()
-    private var outbound: [[UInt8]] = []
+    /// The encoded frames waiting to be sent, and how many frames that is.
+    private var outbound: [UInt8] = []
+    private var outboundFrames = 0
+    /// What the delivery thread is writing (``flushDeferred()``, while `writingInline`) and what the writer thread
+    /// is writing: swapped with `outbound`, so each keeps its capacity.
+    private var inlineBuffer: [UInt8] = []
+    private var writerBuffer: [UInt8] = []
     private var outstanding = 0
     private var closing = false
     private var closed = false
@@ -39,12 +46,13 @@ final class Connection: @unchecked Sendable {
         self.windowMax = windowMax
     }
 
-    /// Counts a request the client is owed a reply for; false when the client broke its window.
-    func admitRequest() -> Bool {
+    /// Counts `count` requests the client is owed replies for (the frames of one receive, one lock); returns how
+    /// many fit its window: fewer than `count` means the client broke it.
+    func admitRequests(_ count: Int) -> Int {
         monitor.withLock {
-            guard outstanding < windowMax else { return false }
-            outstanding += 1
-            return true
+            let admitted = min(count, max(0, windowMax - outstanding))
+            outstanding += admitted
+            return admitted
         }
     }
 
@@ -53,12 +61,23 @@ final class Connection: @unchecked Sendable {
     /// once the batch is applied, and the result says whether this was the first deferred frame since then.
     @discardableResult
     func send(_ frame: ClientFrame, countsAsReply: Bool = true, wake: Bool = true) -> Bool {
-        let bytes = frame.encoded()
-        return monitor.withLock {
+        queue(countsAsReply: countsAsReply, wake: wake) { frame.encode(into: &$0) }
+    }
+
+    /// Queues the reply to `request` from a command's cached reply (``ClientFrame/appendReply(request:cached:to:)``:
+    /// no decoding and re-encoding of the cached bytes); `wake` and the result as in ``send(_:countsAsReply:wake:)``.
+    @discardableResult
+    func sendReply(request: UInt64, cached: [UInt8], wake: Bool) -> Bool {
+        queue(countsAsReply: true, wake: wake) { ClientFrame.appendReply(request: request, cached: cached, to: &$0) }
+    }
+
+    private func queue(countsAsReply: Bool, wake: Bool, _ append: (inout [UInt8]) -> Void) -> Bool {
+        monitor.withLock {
             guard !closed, !closing else { return false }
             // + 3: an error frame, a welcome, and the unsent rest of an inline write.
-            precondition(outbound.count <= windowMax + 3, "a connection's reply queue outgrew its window")
-            outbound.append(bytes)
+            precondition(outboundFrames <= windowMax + 3, "a connection's reply queue outgrew its window")
+            append(&outbound)
+            outboundFrames += 1
             if countsAsReply { outboundReplies += 1 }
             if wake {
                 if writerWaiting { monitor.broadcast() }
@@ -74,29 +93,26 @@ final class Connection: @unchecked Sendable {
     /// context switches) per connection per delivered batch: the obvious cost in a replica's profile after
     /// the syscalls themselves.
     func flushDeferred() {
-        let frames: [[UInt8]]? = monitor.withLock {
+        let taken: Bool = monitor.withLock {
             deferred = false
-            guard !outbound.isEmpty else { return nil }
+            guard !outbound.isEmpty else { return false }
             guard writerWaiting, !closed, !closing, !writingInline else {
                 // The writer is busy (it takes these after its send) or the connection ends: the writer handles it.
                 monitor.broadcast()
-                return nil
+                return false
             }
             outstanding -= outboundReplies
             precondition(outstanding >= 0, "more replies than requests on a connection")
             outboundReplies = 0
+            outboundFrames = 0
             writingInline = true
-            defer { outbound.removeAll(keepingCapacity: true) }
-            return outbound
+            inlineBuffer.removeAll(keepingCapacity: true)
+            swap(&outbound, &inlineBuffer)
+            return true
         }
-        guard let frames else { return }
-        var buffer: [UInt8] = frames.count == 1 ? frames[0] : []
-        if frames.count > 1 {
-            buffer.reserveCapacity(frames.reduce(0) { $0 + $1.count })
-            for frame in frames { buffer.append(contentsOf: frame) }
-        }
+        guard taken else { return }
         var offset = 0
-        buffer.withUnsafeBytes { raw in
+        inlineBuffer.withUnsafeBytes { raw in
             while offset < raw.count {
                 let sent = Glibc.send(fd, raw.baseAddress! + offset, raw.count - offset, Int32(MSG_NOSIGNAL | MSG_DONTWAIT))
                 if sent < 0 && errno == EINTR { continue }
@@ -106,17 +122,20 @@ final class Connection: @unchecked Sendable {
         }
         monitor.withLock {
             writingInline = false
-            if offset < buffer.count { outbound.insert(Array(buffer[offset...]), at: 0) }
+            if offset < inlineBuffer.count {
+                outbound.insert(contentsOf: inlineBuffer[offset...], at: 0)
+                outboundFrames += 1
+            }
             monitor.broadcast()
         }
     }
 
     /// Sends an error frame, then closes (malformed input, a broken window, too many clients).
     func fail(code: UInt8, message: String) {
-        let bytes = ClientFrame.error(code: code, message: message).encoded()
         monitor.withLock {
             guard !closed, !closing else { return }
-            outbound.append(bytes)
+            ClientFrame.error(code: code, message: message).encode(into: &outbound)
+            outboundFrames += 1
             closing = true
             monitor.broadcast()
         }
@@ -132,9 +151,8 @@ final class Connection: @unchecked Sendable {
     }
 
     func runWriter() {
-        var buffer: [UInt8] = []
         while true {
-            let (frames, finish): ([[UInt8]], Bool) = monitor.withLock {
+            let finish: Bool = monitor.withLock {
                 while (outbound.isEmpty && !closed && !closing) || writingInline {
                     writerWaiting = true
                     monitor.wait()
@@ -145,13 +163,13 @@ final class Connection: @unchecked Sendable {
                 outstanding -= outboundReplies
                 precondition(outstanding >= 0, "more replies than requests on a connection")
                 outboundReplies = 0
-                defer { outbound.removeAll(keepingCapacity: true) }
-                return (outbound, closed || closing)
+                outboundFrames = 0
+                writerBuffer.removeAll(keepingCapacity: true)
+                swap(&outbound, &writerBuffer)
+                return closed || closing
             }
-            buffer.removeAll(keepingCapacity: true)
-            for frame in frames { buffer.append(contentsOf: frame) }
             let started = threadCPUNanos()
-            let sent = buffer.isEmpty || Socket.sendAll(fd, buffer)
+            let sent = writerBuffer.isEmpty || Socket.sendAll(fd, writerBuffer)
             CPUCounters.charge(cpu.writerNanos, since: started)
             if !sent { break }
             if finish { break }
@@ -167,7 +185,7 @@ final class ClientServer: @unchecked Sendable {
     let clientsMax: Int
     let frameBytesMax: Int
     let logger: Logger
-    let handler: @Sendable (ClientFrame, Connection) -> Void
+    let handler: @Sendable ([ClientFrame], Connection) -> Void
     let onMalformed: @Sendable () -> Void
     let onRefused: @Sendable () -> Void
     private let monitor = Monitor()
@@ -186,7 +204,7 @@ final class ClientServer: @unchecked Sendable {
     var cpu = CPUCounters()
 
     init(host: String, port: UInt16, clientsMax: Int, frameBytesMax: Int, logger: Logger,
-         handler: @escaping @Sendable (ClientFrame, Connection) -> Void,
+         handler: @escaping @Sendable ([ClientFrame], Connection) -> Void,
          onMalformed: @escaping @Sendable () -> Void, onRefused: @escaping @Sendable () -> Void) throws(SMRError) {
         (listenFD, self.port) = try Socket.listen(host: host, port: port)
         self.clientsMax = clientsMax
@@ -272,6 +290,7 @@ final class ClientServer: @unchecked Sendable {
         }
         var assembler = FrameAssembler(frameBytesMax: frameBytesMax)
         var buffer = [UInt8](repeating: 0, count: 64 << 10)
+        var frames: [ClientFrame] = []
         while true {
             let received = buffer.withUnsafeMutableBytes { recv(connection.fd, $0.baseAddress, $0.count, 0) }
             if received < 0 && errno == EINTR { continue }
@@ -279,22 +298,30 @@ final class ClientServer: @unchecked Sendable {
             let started = threadCPUNanos()
             defer { CPUCounters.charge(cpu.ingestNanos, since: started) }
             buffer.withUnsafeBytes { assembler.append(UnsafeRawBufferPointer(rebasing: $0[0..<received])) }
+            // Every frame of this receive is handed over at once: one window count and, for the commands among
+            // them, one registration and one push to the broadcaster (locks per receive, not per request).
+            frames.removeAll(keepingCapacity: true)
+            var malformed: SMRCodecError?
             do {
-                while let body = try assembler.next() {
-                    let frame = try ClientFrame.decode(body)
-                    // Every request counts against the window, hello too: a client must not make the replica
-                    // queue replies faster than it reads them.
-                    if !connection.admitRequest() {
-                        connection.fail(code: 4, message: "more than \(connection.windowMax) requests outstanding")
-                        onMalformed()
-                        return waitForWriter()
-                    }
-                    handler(frame, connection)
-                }
+                while let body = try assembler.next() { frames.append(try ClientFrame.decode(body)) }
             } catch {
+                malformed = error
+            }
+            // Every request counts against the window, hello too: a client must not make the replica queue
+            // replies faster than it reads them.
+            let decoded = frames.count
+            let admitted = decoded == 0 ? 0 : connection.admitRequests(decoded)
+            if admitted < decoded { frames.removeSubrange(admitted...) }
+            if !frames.isEmpty { handler(frames, connection) }
+            if admitted < decoded {
+                connection.fail(code: 4, message: "more than \(connection.windowMax) requests outstanding")
+                onMalformed()
+                return waitForWriter()
+            }
+            if let malformed {
                 logger.warning("malformed client frame; closing that connection",
-                               metadata: ["connection": "\(connection.id)", "error": "\(error)"])
-                connection.fail(code: 1, message: "\(error)")
+                               metadata: ["connection": "\(connection.id)", "error": "\(malformed)"])
+                connection.fail(code: 1, message: "\(malformed)")
                 onMalformed()
                 return waitForWriter()
             }

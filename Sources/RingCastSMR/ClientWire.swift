@@ -57,6 +57,13 @@ enum ClientFrame: Sendable, Hashable {
     /// The frame with its length prefix.
     func encoded() -> [UInt8] {
         var writer = ByteWriter(capacity: 32)
+        encode(into: &writer)
+        return writer.bytes
+    }
+
+    /// Appends the frame with its length prefix (many frames into one buffer: one `send`, no array per frame).
+    func encode(into writer: inout ByteWriter) {
+        let start = writer.count
         writer.uint32(0)
         writer.uint8(Self.version)
         switch self {
@@ -103,7 +110,7 @@ enum ClientFrame: Sendable, Hashable {
             writer.uint32(windowMax)
             writer.uint64(appliedIndex)
         case let .reply(request, status, index, payload):
-            writer.uint8(0x82)
+            writer.uint8(Self.replyKind)
             writer.uint64(request)
             writer.uint8(status.rawValue)
             writer.uint64(index)
@@ -113,8 +120,29 @@ enum ClientFrame: Sendable, Hashable {
             writer.uint8(code)
             writer.raw(Array(message.utf8.prefix(512)))
         }
-        writer.patchUInt32(UInt32(writer.count - Self.lengthBytes), at: 0)
-        return writer.bytes
+        writer.patchUInt32(UInt32(writer.count - start - Self.lengthBytes), at: start)
+    }
+
+    /// Appends the frame with its length prefix to a byte buffer.
+    func encode(into bytes: inout [UInt8]) {
+        var writer = ByteWriter(capacity: 64)
+        encode(into: &writer)
+        bytes.append(contentsOf: writer.bytes)
+    }
+
+    /// Kind byte of ``reply(request:status:index:payload:)``.
+    static let replyKind: UInt8 = 0x82
+
+    /// Appends `.reply(request, status, index, output)` where `cached` is a command's cached reply as the session
+    /// table holds it (``ReplicaCore/cachedReply(_:index:output:)``: status u8, index u64, output): the frame's body
+    /// after the request number is those bytes verbatim, so a reply costs no decoding and no array of its own.
+    static func appendReply(request: UInt64, cached: [UInt8], to bytes: inout [UInt8]) {
+        precondition(cached.count >= 9, "a cached reply holds a status and an index")
+        withUnsafeBytes(of: UInt32(2 + 8 + cached.count).littleEndian) { bytes.append(contentsOf: $0) }
+        bytes.append(version)
+        bytes.append(replyKind)
+        withUnsafeBytes(of: request.littleEndian) { bytes.append(contentsOf: $0) }
+        bytes.append(contentsOf: cached)
     }
 
     /// Decodes one frame's body (after the length prefix).
@@ -141,7 +169,7 @@ enum ClientFrame: Sendable, Hashable {
         case 0x84: frame = .snapshotChunk(Array(reader.rest()))
         case 0x85: frame = .snapshotEnd(bytes: try reader.uint64())
         case 0x81: frame = .welcome(replica: try reader.uint32(), windowMax: try reader.uint32(), appliedIndex: try reader.uint64())
-        case 0x82:
+        case Self.replyKind:
             let request = try reader.uint64()
             let raw = try reader.uint8()
             guard let status = ReplyStatus(rawValue: raw) else { throw SMRCodecError("reply status \(raw)") }

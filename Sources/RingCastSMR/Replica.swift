@@ -128,7 +128,7 @@ public final class Replica<Machine: StateMachine>: Sendable {
         self.core = core
         let server = try ClientServer(host: options.clientHost, port: options.clientPort, clientsMax: options.clientsMax,
                                       frameBytesMax: options.frameBytesMax, logger: options.logger,
-                                      handler: { frame, connection in core.handle(frame, from: connection) },
+                                      handler: { frames, connection in core.handle(frames, from: connection) },
                                       onMalformed: { core.countMalformedFrame() },
                                       onRefused: { core.countRefused() })
         server.cpu = core.cpu

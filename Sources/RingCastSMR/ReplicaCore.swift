@@ -111,10 +111,71 @@ final class ReplicaCore<Machine: StateMachine>: @unchecked Sendable {
 
     // MARK: Client requests (connection reader threads)
 
+    /// The frames of one receive from `connection` (its reader thread), in order. The commands among them are
+    /// registered under one lock and queued for the broadcaster under one lock (per receive, not per request:
+    /// the reader otherwise waits for the apply lock once per command while the delivery thread holds it).
+    func handle(_ frames: [ClientFrame], from connection: Connection) {
+        if frames.count == 1 || lock.withLock({ failed }) {
+            for frame in frames { handle(frame, from: connection) }
+            return
+        }
+        var requests: [UInt64] = []
+        var entries: [RingEntry] = []
+        for frame in frames {
+            guard case let .command(request, session, sequence, firstUnacknowledged, command) = frame else {
+                submitCommands(requests: &requests, entries: &entries, connection: connection)
+                if case .snapshotRequest = frame { handle(frame, from: connection) } else { dispatch(frame, from: connection) }
+                continue
+            }
+            guard command.count + 64 <= ringBatchBytesMax else {
+                submitCommands(requests: &requests, entries: &entries, connection: connection)
+                connection.fail(code: 2, message: "command of \(command.count) bytes exceeds the ring's batchBytesMax")
+                return countMalformedFrame()
+            }
+            requests.append(request)
+            entries.append(.command(session: session, sequence: sequence, firstUnacknowledged: firstUnacknowledged,
+                                    command: command))
+        }
+        submitCommands(requests: &requests, entries: &entries, connection: connection)
+    }
+
+    /// Registers commands awaiting their replies and queues them for the broadcaster; once the replica stops, those
+    /// not queued are answered `notRunning`.
+    private func submitCommands(requests: inout [UInt64], entries: inout [RingEntry], connection: Connection) {
+        guard !entries.isEmpty else { return }
+        defer {
+            requests.removeAll(keepingCapacity: true)
+            entries.removeAll(keepingCapacity: true)
+        }
+        lock.withLock {
+            for (request, entry) in zip(requests, entries) {
+                guard case let .command(session, sequence, _, _) = entry else { continue }
+                pendingCommands[SessionSequence(session: session, sequence: sequence)] =
+                    PendingReply(connection: connection, request: request)
+            }
+        }
+        let queued = push(entries)
+        guard queued < entries.count else { return }
+        lock.withLock {
+            for entry in entries[queued...] {
+                guard case let .command(session, sequence, _, _) = entry else { continue }
+                pendingCommands[SessionSequence(session: session, sequence: sequence)] = nil
+            }
+        }
+        for request in requests[queued...] {
+            connection.send(.reply(request: request, status: .notRunning, index: 0, payload: []))
+        }
+    }
+
     func handle(_ frame: ClientFrame, from connection: Connection) {
         if case .snapshotRequest = frame {} else if lock.withLock({ failed }) {
             return connection.fail(code: 5, message: "this replica's state transfer failed; it does not serve")
         }
+        dispatch(frame, from: connection)
+    }
+
+    /// One frame, once the caller checked that this replica serves.
+    private func dispatch(_ frame: ClientFrame, from connection: Connection) {
         switch frame {
         case .hello:
             let index = lock.withLock { appliedIndex }
@@ -407,11 +468,14 @@ final class ReplicaCore<Machine: StateMachine>: @unchecked Sendable {
 
     private func replyCommand(_ key: SessionSequence, _ cached: [UInt8]) {
         guard let pending = pendingCommands.removeValue(forKey: key) else { return }
-        var reader = ByteReader(cached)
-        let status = ReplyStatus(rawValue: (try? reader.uint8()) ?? 0) ?? .ok
-        let index = (try? reader.uint64()) ?? 0
-        send(.reply(request: pending.request, status: status, index: index, payload: Array(reader.rest())),
-             to: pending.connection)
+        // The cached reply is the reply frame's tail (status, index, output): appended as it is.
+        if inDelivery {
+            if pending.connection.sendReply(request: pending.request, cached: cached, wake: false) {
+                touchedConnections.append(pending.connection)
+            }
+        } else {
+            pending.connection.sendReply(request: pending.request, cached: cached, wake: true)
+        }
     }
 
     /// Answers a read from the current state (under `lock`).
@@ -454,6 +518,34 @@ final class ReplicaCore<Machine: StateMachine>: @unchecked Sendable {
         }
         waiting?.resume()
         return admitted
+    }
+
+    /// Queues entries in order under one lock (blocks while the ingress is full). Returns how many were queued:
+    /// fewer than all once stopped.
+    func push(_ entries: [RingEntry]) -> Int {
+        let (queued, waiting): (Int, CheckedContinuation<Void, Never>?) = ingressMonitor.withLock {
+            var queued = 0
+            for entry in entries {
+                while !stopped && ingressBytes > 0 && ingressBytes + entry.encodedBytes > options.ingressBytesMax {
+                    // The broadcaster must take what this thread queued before it waits for room.
+                    if let waiting = consumer {
+                        consumer = nil
+                        waiting.resume()
+                    }
+                    producersWaiting += 1
+                    ingressMonitor.wait()
+                    producersWaiting -= 1
+                }
+                guard !stopped else { break }
+                ingress.append(entry)
+                ingressBytes += entry.encodedBytes
+                queued += 1
+            }
+            defer { consumer = nil }
+            return (queued, consumer)
+        }
+        waiting?.resume()
+        return queued
     }
 
     /// Takes what fits one ring message (waits while empty). Nil once stopped.

@@ -21,6 +21,9 @@ public enum SMRClientError: Error, Sendable, Hashable, CustomStringConvertible {
     case protocolError(String)
     /// ``SMRClient/close()`` was called.
     case closed
+    /// A non-waiting call (``SMRClient/submit(_:completion:)``, ``SMRClient/read(_:consistency:completion:)``) found
+    /// ``SMRClient/Options/windowMax`` requests in flight; nothing was sent.
+    case windowFull
     /// Every replica refused this client's link handshake (no cluster key, another key, another cluster name or
     /// mode: ``SMRClient/Options/security``). A command sent on an earlier connection is in doubt, as after
     /// ``timeout``; otherwise it was not sent.
@@ -34,6 +37,7 @@ public enum SMRClientError: Error, Sendable, Hashable, CustomStringConvertible {
         case let .unavailable(reason): "no replica reachable: \(reason)"
         case let .protocolError(reason): "protocol error: \(reason)"
         case .closed: "the client is closed"
+        case .windowFull: "windowMax requests are in flight (nothing sent)"
         case let .unauthenticated(reason): "the replicas refused this client's handshake: \(reason)"
         }
     }
@@ -48,12 +52,30 @@ private enum SMRRequestKind {
     case digest
 }
 
+/// A reply as the reader hands it to a waiting request.
+typealias SMRRawReply = (status: ReplyStatus, index: UInt64, payload: [UInt8])
+
+/// Who waits for a request of ``SMRClient``: an async caller (a continuation), or a completion that the reader
+/// thread calls (the non-waiting API: no task resumption per request).
+private enum SMRWaiter {
+    case continuation(CheckedContinuation<Result<SMRRawReply, SMRClientError>, Never>)
+    case completion(@Sendable (Result<SMRRawReply, SMRClientError>) -> Void)
+
+    /// Hands over the outcome (never under the client's monitor: a completion may call the client again).
+    func finish(_ result: Result<SMRRawReply, SMRClientError>) {
+        switch self {
+        case let .continuation(continuation): continuation.resume(returning: result)
+        case let .completion(completion): completion(result)
+        }
+    }
+}
+
 /// A request of ``SMRClient`` waiting for its reply.
 private struct SMRInflight {
     let kind: SMRRequestKind
     let deadlineNanos: UInt64
     var sentGeneration: UInt64 = 0
-    let continuation: CheckedContinuation<Result<(status: ReplyStatus, index: UInt64, payload: [UInt8]), SMRClientError>, Never>
+    let waiter: SMRWaiter
 }
 
 /// An output with the log index it was applied at (a token for ``ReadConsistency/sequential`` reads anywhere).
@@ -140,6 +162,10 @@ public final class SMRClient<Command: SMRCodable, Query: SMRCodable, Output: SMR
     private var sendScheduled = false
     /// Every unsent in-flight request is to be sent (after a reconnection).
     private var resendAll = false
+    /// The reader thread is handing out the replies of one receive; it sends what they queued once done.
+    private var dispatching = false
+    /// The frames of one `send` (``sendQueued()``, under `sendMonitor`): one buffer reused, no array per frame.
+    private var sendBuffer = ByteWriter(capacity: 4096)
     /// When the reader last looked for requests past their deadline (CLOCK_MONOTONIC ns, reader thread only).
     private var lastExpiryScan: UInt64 = 0
     /// The deadline scan runs at most this often: it walks the whole window, and the reader wakes once per batch
@@ -201,7 +227,7 @@ public final class SMRClient<Command: SMRCodable, Query: SMRCodable, Output: SMR
             }
             return (reader, Array(inflight.values), sessionWaiters, slotWaiters)
         }
-        for request in failed { request.continuation.resume(returning: .failure(.closed)) }
+        for request in failed { request.waiter.finish(.failure(.closed)) }
         for waiter in waiters { waiter.resume(returning: .failure(.closed)) }
         for waiter in slotWaiting { waiter.resume(returning: false) }
         thread?.join()
@@ -233,18 +259,103 @@ public final class SMRClient<Command: SMRCodable, Query: SMRCodable, Output: SMR
         // The number is taken where the request enters `inflight` (one lock): a request numbered and not yet in
         // flight would otherwise fall below the `firstUnacknowledged` another request carries, and not be applied.
         let reply = try await call(.command(sequence: 0, bytes: bytes))
-        switch reply.status {
+        return try commandOutcome(.success(reply)).get()
+    }
+
+    /// A command's reply as the caller sees it: its output, or why not (an expired session is forgotten here).
+    private func commandOutcome(_ reply: Result<SMRRawReply, SMRClientError>) -> Result<Committed<Output>, SMRClientError> {
+        let raw: SMRRawReply
+        switch reply {
+        case let .failure(error): return .failure(error)
+        case let .success(value): raw = value
+        }
+        switch raw.status {
         case .ok: break
         case .unknownSession:
             monitor.withLock { session = nil }
-            throw .sessionExpired
-        default: throw .rejected(reply.status)
+            return .failure(.sessionExpired)
+        default: return .failure(.rejected(raw.status))
         }
         do {
-            return Committed(output: try Output.decode(reply.payload[...]), index: reply.index)
+            return .success(Committed(output: try Output.decode(raw.payload[...]), index: raw.index))
         } catch {
-            throw .protocolError("\(error)")
+            return .failure(.protocolError("\(error)"))
         }
+    }
+
+    /// A read's reply as the caller sees it.
+    private static func readOutcome(_ reply: Result<SMRRawReply, SMRClientError>) -> Result<Output, SMRClientError> {
+        switch reply {
+        case let .failure(error): return .failure(error)
+        case let .success(reply):
+            guard reply.status == .ok else { return .failure(.rejected(reply.status)) }
+            do {
+                return .success(try Output.decode(reply.payload[...]))
+            } catch {
+                return .failure(.protocolError("\(error)"))
+            }
+        }
+    }
+
+    // MARK: Calls without waiting
+
+    /// Submits a command without waiting for it: `completion` is called exactly once, with the output and log index
+    /// or the error (the outcomes of ``submitCommitted(_:)``, exactly once the same way). It runs on the client's
+    /// reader thread with the other replies of the same receive: keep it short and never block in it. It may call
+    /// this method again (a closed loop): the requests the completions of one batch of replies make leave together
+    /// in one `send`, and no task is resumed per request (what a loaded client spent most of its CPU on).
+    /// - Throws: ``SMRClientError/windowFull`` when ``Options/windowMax`` requests are in flight (callers waiting in
+    ///   the async calls get a freed slot first), ``SMRClientError/closed``; `completion` is then never called.
+    public func submit(_ command: Command,
+                       completion: @escaping @Sendable (Result<Committed<Output>, SMRClientError>) -> Void)
+        throws(SMRClientError) {
+        try takeSlotNow()
+        let bytes = command.encoded()
+        guard monitor.withLock({ session != nil }) else {
+            // No session (expired, or being opened): the waiting path opens one. Rare, so a task is fine here.
+            Task { [self] in
+                let reply: Result<SMRRawReply, SMRClientError>
+                do throws(SMRClientError) {
+                    _ = try await ensureSession()
+                    reply = .success(try await call(.command(sequence: 0, bytes: bytes)))
+                } catch {
+                    reply = .failure(error)
+                }
+                let outcome = commandOutcome(reply)
+                releaseSlot()
+                completion(outcome)
+            }
+            return
+        }
+        enqueue(.command(sequence: 0, bytes: bytes), waiter: .completion { [self] reply in
+            let outcome = commandOutcome(reply)
+            // The slot is free before the completion runs, so that it can submit the next request.
+            releaseSlot()
+            completion(outcome)
+        })
+    }
+
+    /// Reads without waiting (``read(_:consistency:)``'s outcomes); `completion` as in ``submit(_:completion:)``.
+    /// - Throws: ``SMRClientError/windowFull``, ``SMRClientError/closed``; `completion` is then never called.
+    public func read(_ query: Query, consistency: ReadConsistency = .linearizable,
+                     completion: @escaping @Sendable (Result<Output, SMRClientError>) -> Void) throws(SMRClientError) {
+        try takeSlotNow()
+        enqueue(.read(consistency: consistency, bytes: query.encoded()), waiter: .completion { [self] reply in
+            let outcome = Self.readOutcome(reply)
+            releaseSlot()
+            completion(outcome)
+        })
+    }
+
+    /// Takes a window slot now, or throws why not.
+    private func takeSlotNow() throws(SMRClientError) {
+        let refusal: SMRClientError? = monitor.withLock {
+            if closed { return .closed }
+            guard slots > 0 else { return .windowFull }
+            slots -= 1
+            return nil
+        }
+        if let refusal { throw refusal }
     }
 
     /// Reads with the given consistency (linearizable by default).
@@ -253,12 +364,7 @@ public final class SMRClient<Command: SMRCodable, Query: SMRCodable, Output: SMR
         guard await acquireSlot() else { throw .closed }
         defer { releaseSlot() }
         let reply = try await call(.read(consistency: consistency, bytes: bytes))
-        guard reply.status == .ok else { throw .rejected(reply.status) }
-        do {
-            return try Output.decode(reply.payload[...])
-        } catch {
-            throw .protocolError("\(error)")
-        }
+        return try Self.readOutcome(.success(reply)).get()
     }
 
     /// The connected replica's counters (applied index, commands applied, duplicates, barriers, reads by kind, ring
@@ -362,27 +468,33 @@ public final class SMRClient<Command: SMRCodable, Query: SMRCodable, Output: SMR
         waiter?.resume(returning: true)
     }
 
-    private func call(_ kind: Kind) async throws(SMRClientError) -> (status: ReplyStatus, index: UInt64, payload: [UInt8]) {
-        let deadline = monotonicNanos() + UInt64(options.timeoutMillis) * 1_000_000
+    private func call(_ kind: Kind) async throws(SMRClientError) -> SMRRawReply {
         let result = await withCheckedContinuation { continuation in
-            let id: UInt64? = monitor.withLock {
-                if closed { return nil }
-                defer { nextRequest += 1 }
-                var kind = kind
-                if case let .command(_, bytes) = kind {
-                    kind = .command(sequence: nextSequence, bytes: bytes)
-                    nextSequence += 1
-                }
-                inflight[nextRequest] = Inflight(kind: kind, deadlineNanos: deadline, continuation: continuation)
-                return nextRequest
-            }
-            guard let id else { return continuation.resume(returning: .failure(.closed)) }
-            // The send is left to a task queued behind the tasks that are runnable now (typically the callers a
-            // batch of replies just resumed), so their requests leave in one `send`: profiled, a `send` per
-            // request was a third of a loaded client's CPU.
-            if queueForSending(id) { Task { self.sendQueued() } }
+            enqueue(kind, waiter: .continuation(continuation))
         }
         return try result.get()
+    }
+
+    /// Puts a request in flight and queues it for sending; on a closed client it finishes at once.
+    private func enqueue(_ kind: Kind, waiter: SMRWaiter) {
+        let deadline = monotonicNanos() + UInt64(options.timeoutMillis) * 1_000_000
+        let id: UInt64? = monitor.withLock {
+            if closed { return nil }
+            defer { nextRequest += 1 }
+            var kind = kind
+            if case let .command(_, bytes) = kind {
+                kind = .command(sequence: nextSequence, bytes: bytes)
+                nextSequence += 1
+            }
+            inflight[nextRequest] = Inflight(kind: kind, deadlineNanos: deadline, waiter: waiter)
+            return nextRequest
+        }
+        guard let id else { return waiter.finish(.failure(.closed)) }
+        // The send is left to a task queued behind the tasks that are runnable now (typically the callers a
+        // batch of replies just resumed), so their requests leave in one `send`: profiled, a `send` per
+        // request was a third of a loaded client's CPU. While the reader thread hands out a batch of replies, it
+        // sends what their completions queued itself, once it is done (``runReader()``).
+        if queueForSending(id) { Task { self.sendQueued() } }
     }
 
     /// The frame of an in-flight request (under `monitor`).
@@ -412,7 +524,7 @@ public final class SMRClient<Command: SMRCodable, Query: SMRCodable, Output: SMR
     private func queueForSending(_ id: UInt64) -> Bool {
         monitor.withLock {
             outgoing.append(id)
-            guard !sending, !sendScheduled else { return false }
+            guard !sending, !sendScheduled, !dispatching else { return false }
             sendScheduled = true
             return true
         }
@@ -437,31 +549,31 @@ public final class SMRClient<Command: SMRCodable, Query: SMRCodable, Output: SMR
         guard proceed else { return }
         while true {
             let finished: Bool = sendMonitor.withLock {
-                let (target, frames, more): (Int32, [[UInt8]], Bool) = monitor.withLock {
+                sendBuffer.removeAll(keepingCapacity: true)
+                let (target, more): (Int32, Bool) = monitor.withLock {
                     guard !outgoing.isEmpty || resendAll else {
                         sending = false
-                        return (-1, [], false)
+                        return (-1, false)
                     }
                     let all = resendAll
                     let ids = all ? inflight.keys.sorted() : outgoing
                     outgoing.removeAll(keepingCapacity: true)
                     resendAll = false
                     // Not connected: they stay unsent, and the reconnection resends every unsent request.
-                    guard fd >= 0 else { return (-1, [], true) }
-                    var frames: [[UInt8]] = []
+                    guard fd >= 0 else { return (-1, true) }
                     for id in ids {
                         guard var request = inflight[id], request.sentGeneration != generation else { continue }
                         if all { stats.resent += 1 }
                         request.sentGeneration = generation
                         inflight[id] = request
-                        frames.append(frame(id, request).encoded())
+                        frame(id, request).encode(into: &sendBuffer)
                     }
-                    return (fd, frames, true)
+                    return (fd, true)
                 }
                 guard more else { return true }
                 // A failed send is seen by the reader (the connection broke) and everything is resent elsewhere.
-                if target >= 0, !frames.isEmpty {
-                    _ = Socket.sendAll(target, frames.count == 1 ? frames[0] : Array(frames.joined()))
+                if target >= 0, sendBuffer.count > 0 {
+                    _ = Socket.sendAll(target, sendBuffer.bytes)
                 }
                 return false
             }
@@ -503,12 +615,20 @@ public final class SMRClient<Command: SMRCodable, Query: SMRCodable, Output: SMR
                     continue
                 }
                 buffer.withUnsafeBytes { assembler.append(UnsafeRawBufferPointer(rebasing: $0[0..<received])) }
+                // The completions of this receive's replies queue their next requests; they leave in one send.
+                monitor.withLock { dispatching = true }
+                var malformed = false
                 do {
                     while let body = try assembler.next() { handle(try ClientFrame.decode(body)) }
                 } catch {
+                    malformed = true
+                }
+                monitor.withLock { dispatching = false }
+                if malformed {
                     dropConnection()
                     continue
                 }
+                sendQueued()
             }
             if expireRequests(reason: nil) { dropConnection() }
         }
@@ -589,7 +709,7 @@ public final class SMRClient<Command: SMRCodable, Query: SMRCodable, Output: SMR
                 seenIndex = max(seenIndex, index)
                 return inflight.removeValue(forKey: request)
             }
-            waiting?.continuation.resume(returning: .success((status, index, payload)))
+            waiting?.waiter.finish(.success((status, index, payload)))
         case let .error(_, message):
             // The replica closes after this; the requests go elsewhere.
             _ = message
@@ -605,7 +725,7 @@ public final class SMRClient<Command: SMRCodable, Query: SMRCodable, Output: SMR
             defer { inflight = [:] }
             return Array(inflight.values)
         }
-        for request in failed { request.continuation.resume(returning: .failure(error)) }
+        for request in failed { request.waiter.finish(.failure(error)) }
     }
 
     /// Fails requests past their deadline (or all, with `reason`). True when one timed out: the connection is then
@@ -622,7 +742,7 @@ public final class SMRClient<Command: SMRCodable, Query: SMRCodable, Output: SMR
             stats.timeouts += UInt64(ids.count)
             return ids.compactMap { inflight.removeValue(forKey: $0) }
         }
-        for request in expired { request.continuation.resume(returning: .failure(.timeout)) }
+        for request in expired { request.waiter.finish(.failure(.timeout)) }
         _ = reason
         return !expired.isEmpty
     }

@@ -80,6 +80,8 @@ struct Bench: AsyncParsableCommand {
     var join: [String] = []
     @Option(name: .customLong("wait-ms"), help: "--lan: how long the drivers wait for the replicas before the measurement starts.")
     var waitMillis = 1_500
+    @Option(name: .customLong("client-api"), help: ArgumentHelp("How the closed-loop workers call the client: completions (SMRClient.submit(_:completion:), no task per request) or async (one task per worker).", valueName: "completions|async"))
+    var clientAPI = "completions"
 
     func validate() throws {
         guard (1...16).contains(replicas) else { throw ValidationError("--replicas is 1...16") }
@@ -90,6 +92,7 @@ struct Bench: AsyncParsableCommand {
         guard keys >= 1, duration > 0 else { throw ValidationError("--keys ≥ 1 and --duration > 0") }
         if let plantBug, plantBug != "stale-read" { throw ValidationError("--plant-bug knows only stale-read") }
         guard ["kv", "incr"].contains(workload) else { throw ValidationError("--workload is kv or incr") }
+        guard ["completions", "async"].contains(clientAPI) else { throw ValidationError("--client-api is completions or async") }
         guard (1...1000).contains(counters) else { throw ValidationError("--counters is 1...1000") }
         guard ["lcr", "chain"].contains(protocolName) else { throw ValidationError("--protocol is lcr or chain") }
         if protocolName == "chain" {
@@ -129,8 +132,9 @@ struct Bench: AsyncParsableCommand {
         let startNanos = monotonicNow()
         let endNanos = startNanos + UInt64(duration * 1e9)
         let recording = check
-        let settings = WorkerSettings(writesPercent: writes, valueSize: valueSize, keys: keys, endNanos: endNanos,
+        var settings = WorkerSettings(writesPercent: writes, valueSize: valueSize, keys: keys, endNanos: endNanos,
                                       record: recording, incrementOnly: workload == "incr", counters: counters)
+        settings.completions = clientAPI == "completions"
         let progressTask = Task {
             var last = 0
             var second = 0
@@ -197,6 +201,8 @@ struct WorkerSettings: Sendable {
     let keys: Int
     let endNanos: UInt64
     let record: Bool
+    /// The workers use the client's completions (default) or its async calls, one task per worker (`--client-api`).
+    var completions = true
 
     init(writesPercent: Int, valueSize: Int, keys: Int, endNanos: UInt64, record: Bool, incrementOnly: Bool,
          counters: Int = 1) {
@@ -266,9 +272,15 @@ struct SplitMix64 {
 
 /// `clients` sessions (global numbers `clientOffset…`), each with `depth` closed-loop workers, against `addresses`
 /// (session c prefers replica c mod R and fails over round-robin); returns when every worker is done.
+///
+/// The workers use the client's non-waiting calls (``SMRClient/submit(_:completion:)``): a reply's completion,
+/// on the session's reader thread, records it and issues the worker's next request, so one batch of replies
+/// leads to one `send` of the next requests and no task resumes per operation (profiled: with one task per
+/// worker, the resumptions and their thread hand-offs were most of the clients' CPU per operation).
 func runSessions(addresses: [Address], clients: Int, clientOffset: Int, depth: Int, timeoutMillis: Int,
                  settings: WorkerSettings, progress: ProgressCounter) async throws -> [WorkerResult] {
-    try await withThrowingTaskGroup(of: [WorkerResult].self) { group in
+    let keyNames = KeyNames(count: settings.keys)
+    return try await withThrowingTaskGroup(of: [WorkerResult].self) { group in
         for local in 0..<clients {
             let client = clientOffset + local
             group.addTask {
@@ -278,22 +290,208 @@ func runSessions(addresses: [Address], clients: Int, clientOffset: Int, depth: I
                 options.timeoutMillis = timeoutMillis
                 let session = try await KVClient.connect(options)
                 defer { session.close() }
-                return await withTaskGroup(of: WorkerResult.self) { workers in
-                    for lane in 0..<depth {
-                        workers.addTask {
-                            await runWorker(id: client * depth + lane, session: session, settings: settings,
-                                            progress: progress)
+                if !settings.completions {
+                    return await withTaskGroup(of: WorkerResult.self) { workers in
+                        for lane in 0..<depth {
+                            workers.addTask {
+                                await runAsyncWorker(id: client * depth + lane, session: session, settings: settings,
+                                                     keys: keyNames, progress: progress)
+                            }
                         }
+                        var all: [WorkerResult] = []
+                        for await result in workers { all.append(result) }
+                        return all
                     }
-                    var all: [WorkerResult] = []
-                    for await result in workers { all.append(result) }
-                    return all
                 }
+                let finished = LoopsFinished(count: depth)
+                let workers = (0..<depth).map { lane in
+                    LoopWorker(id: client * depth + lane, session: session, settings: settings, keys: keyNames,
+                               progress: progress, finished: finished)
+                }
+                for worker in workers { worker.next() }
+                await finished.wait()
+                return workers.map(\.result)
             }
         }
         var all: [WorkerResult] = []
         for try await some in group { all += some }
         return all
+    }
+}
+
+/// The keys' bytes ("k0", "k1", …), made once for all workers (no string per operation) up to 65 536 keys.
+struct KeyNames: Sendable {
+    let count: Int
+    private let names: [[UInt8]]
+
+    init(count: Int) {
+        self.count = count
+        names = count <= 65_536 ? (0..<count).map { Array("k\($0)".utf8) } : []
+    }
+
+    subscript(index: Int) -> [UInt8] { names.isEmpty ? Array("k\(index)".utf8) : names[index] }
+}
+
+/// Counts a session's workers down; ``wait()`` returns once all of them finished.
+final class LoopsFinished: Sendable {
+    private let state: Mutex<(remaining: Int, waiter: CheckedContinuation<Void, Never>?)>
+
+    init(count: Int) { state = Mutex((count, nil)) }
+
+    func finishOne() {
+        let waiter: CheckedContinuation<Void, Never>? = state.withLock { state in
+            state.remaining -= 1
+            precondition(state.remaining >= 0, "a worker finished twice")
+            guard state.remaining == 0 else { return nil }
+            defer { state.waiter = nil }
+            return state.waiter
+        }
+        waiter?.resume()
+    }
+
+    func wait() async {
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            let done: Bool = state.withLock { state in
+                guard state.remaining > 0 else { return true }
+                state.waiter = continuation
+                return false
+            }
+            if done { continuation.resume() }
+        }
+    }
+}
+
+/// A closed loop: one request at a time until the end of the run, each issued by the previous one's completion.
+/// Its state is touched by one request's chain at a time (the kick-off, then each completion in turn, ordered by
+/// the client's lock), so it needs no lock of its own.
+final class LoopWorker: @unchecked Sendable {
+    let id: Int
+    let session: KVClient
+    let settings: WorkerSettings
+    let keys: KeyNames
+    let progress: ProgressCounter
+    let finished: LoopsFinished
+    private(set) var result = WorkerResult()
+    private var random: SplitMix64
+    private var value: [UInt8]
+    private var sequence: UInt64 = 0
+
+    init(id: Int, session: KVClient, settings: WorkerSettings, keys: KeyNames, progress: ProgressCounter,
+         finished: LoopsFinished) {
+        self.id = id
+        self.session = session
+        self.settings = settings
+        self.keys = keys
+        self.progress = progress
+        self.finished = finished
+        random = SplitMix64(state: UInt64(id) &* 0x1234_5678_9ABC_DEF1 &+ 1)
+        value = [UInt8](repeating: 0, count: settings.valueSize)
+    }
+
+    /// Issues the next request, or finishes once the run is over (or the client refuses: it is closed).
+    func next() {
+        guard monotonicNow() < settings.endNanos else { return finished.finishOne() }
+        do {
+            if settings.incrementOnly {
+                let key = WorkerSettings.counterKey(Int(random.next() % UInt64(settings.counters)), of: settings.counters)
+                let invoke = monotonicNow()
+                try session.submit(.incr(key: key, delta: 1)) { [self] outcome in
+                    completeIncrement(key: key, invoke: invoke, outcome.map(\.output))
+                }
+                return
+            }
+            let key = keys[Int(random.next() % UInt64(settings.keys))]
+            let isWrite = Int(random.next() % 100) < settings.writesPercent
+            let invoke = monotonicNow()
+            if isWrite {
+                // A value unique per write (worker id and sequence up front), so the checker can tell writes apart.
+                sequence += 1
+                withUnsafeBytes(of: (UInt64(id).littleEndian, sequence.littleEndian)) { raw in
+                    for index in 0..<min(16, value.count) { value[index] = raw[index] }
+                }
+                let written = value
+                try session.submit(.put(key: key, value: written)) { [self] outcome in
+                    completePut(key: key, value: written, invoke: invoke, outcome.map(\.output))
+                }
+            } else {
+                try session.read(KVQuery(key: key)) { [self] outcome in completeGet(key: key, invoke: invoke, outcome) }
+            }
+        } catch {
+            // The client is closed (or its window full, which a closed loop within the window never is).
+            result.failures += 1
+            progress.add(ok: false)
+            progress.note(error)
+            finished.finishOne()
+        }
+    }
+
+    private func completeIncrement(key: [UInt8], invoke: UInt64, _ outcome: Result<KVResult, SMRClientError>) {
+        switch outcome {
+        case let .success(output):
+            let done = monotonicNow()
+            _ = result.incrs.record((done - invoke) / 1000)
+            result.incrementsAcknowledged += 1
+            if settings.record {
+                result.events.append(RecordedOperation(client: id, input: .incr(key, 1), output: output,
+                                                       invokeNanos: invoke, returnNanos: done))
+            }
+            progress.add(ok: true)
+        case let .failure(error):
+            result.failures += 1
+            result.incrementsInDoubt += 1
+            progress.add(ok: false)
+            progress.note(error)
+            if settings.record {
+                result.events.append(RecordedOperation(client: id, input: .incr(key, 1), output: nil,
+                                                       invokeNanos: invoke, returnNanos: nil))
+                // An in-doubt write leaves this worker's history open: a closed loop must not invoke again.
+                return finished.finishOne()
+            }
+        }
+        next()
+    }
+
+    private func completePut(key: [UInt8], value: [UInt8], invoke: UInt64, _ outcome: Result<KVResult, SMRClientError>) {
+        switch outcome {
+        case let .success(output):
+            let done = monotonicNow()
+            _ = result.puts.record((done - invoke) / 1000)
+            if settings.record {
+                result.events.append(RecordedOperation(client: id, input: .put(key, value), output: output,
+                                                       invokeNanos: invoke, returnNanos: done))
+            }
+            progress.add(ok: true)
+        case let .failure(error):
+            result.failures += 1
+            progress.add(ok: false)
+            progress.note(error)
+            if settings.record {
+                result.events.append(RecordedOperation(client: id, input: .put(key, value), output: nil,
+                                                       invokeNanos: invoke, returnNanos: nil))
+                // An in-doubt write leaves this worker's history open: a closed loop must not invoke again.
+                return finished.finishOne()
+            }
+        }
+        next()
+    }
+
+    private func completeGet(key: [UInt8], invoke: UInt64, _ outcome: Result<KVResult, SMRClientError>) {
+        switch outcome {
+        case let .success(output):
+            let done = monotonicNow()
+            _ = result.gets.record((done - invoke) / 1000)
+            if settings.record {
+                result.events.append(RecordedOperation(client: id, input: .get(key), output: output,
+                                                       invokeNanos: invoke, returnNanos: done))
+            }
+            progress.add(ok: true)
+        case let .failure(error):
+            // A failed read has no effect: it is left out of the history.
+            result.failures += 1
+            progress.add(ok: false)
+            progress.note(error)
+        }
+        next()
     }
 }
 
@@ -316,8 +514,10 @@ func readCounter(_ addresses: [Address], counters: Int) async -> Int64? {
     return sum
 }
 
-/// A closed loop: one request at a time until the end of the run.
-func runWorker(id: Int, session: KVClient, settings: WorkerSettings, progress: ProgressCounter) async -> WorkerResult {
+/// A closed loop on the async calls (`--client-api async`): one request at a time until the end of the run, one
+/// task per worker, resumed per reply.
+func runAsyncWorker(id: Int, session: KVClient, settings: WorkerSettings, keys: KeyNames,
+                    progress: ProgressCounter) async -> WorkerResult {
     var random = SplitMix64(state: UInt64(id) &* 0x1234_5678_9ABC_DEF1 &+ 1)
     var result = WorkerResult()
     var value = [UInt8](repeating: 0, count: settings.valueSize)
@@ -349,7 +549,7 @@ func runWorker(id: Int, session: KVClient, settings: WorkerSettings, progress: P
             }
             continue
         }
-        let key = Array("k\(random.next() % UInt64(settings.keys))".utf8)
+        let key = keys[Int(random.next() % UInt64(settings.keys))]
         let isWrite = Int(random.next() % 100) < settings.writesPercent
         let invoke = monotonicNow()
         if isWrite {

@@ -27,14 +27,16 @@ struct BenchDriver: AsyncParsableCommand {
     @Option var duration: Double
     @Option var timeout: Int
     @Option var out: String
+    @Option(name: .customLong("client-api")) var clientAPI = "completions"
     @Flag var record = false
     @Flag var lead = false
 
     func run() async throws {
         let addresses = try parseAddresses(replicas, "--replicas")
         let endNanos = startAt + UInt64(duration * 1e9)
-        let settings = WorkerSettings(writesPercent: writes, valueSize: valueSize, keys: keys, endNanos: endNanos,
+        var settings = WorkerSettings(writesPercent: writes, valueSize: valueSize, keys: keys, endNanos: endNanos,
                                       record: record, incrementOnly: workload == "incr", counters: counters)
+        settings.completions = clientAPI == "completions"
         // The lead's statistics connections: one per replica, opened before the start.
         var connected: [KVClient?] = []
         if lead {

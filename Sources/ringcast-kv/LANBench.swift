@@ -97,7 +97,7 @@ extension Bench {
                              "--client-offset", "\(offset)", "--depth", "\(depth)", "--writes", "\(writes)",
                              "--value-size", "\(valueSize)", "--keys", "\(keys)", "--workload", workload, "--counters", "\(counters)",
                              "--start-at", "\(startAt)", "--duration", "\(duration)", "--timeout", "\(timeoutMillis)",
-                             "--out", "\(work)/driver\(index).bin"]
+                             "--out", "\(work)/driver\(index).bin", "--client-api", clientAPI]
             if check { arguments.append("--record") }
             if index == 0 { arguments.append("--lead") }
             let (tool, toolArguments) = controller.exec(host: clientHost(index), arguments)

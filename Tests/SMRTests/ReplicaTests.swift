@@ -49,6 +49,9 @@ struct Counter: StateMachine {
 
 typealias CounterClient = SMRClient<Counter.Add, Counter.Get, Counter.Value>
 
+/// Where the next ``freePortPairs(_:)`` starts looking (offset from the process's own start).
+let portSearchCursor = Atomic<Int>(0)
+
 /// Loopback ports p with p + 1 free too (a member's data and control ports).
 func freePortPairs(_ count: Int) -> [UInt16] {
     var result: [UInt16] = []
@@ -65,7 +68,10 @@ func freePortPairs(_ count: Int) -> [UInt16] {
             }
         }
     }
-    var candidate = UInt16(20_000 + Int(getpid() % 20_000))
+    // Each call starts 200 ports past the previous one: suites run in parallel in one process, and two calls from
+    // the same start would both find the same ports free before either binds them ("address already in use").
+    let offset = portSearchCursor.add(200, ordering: .relaxed).oldValue
+    var candidate = UInt16(20_000 + (Int(getpid() % 20_000) + offset) % 39_000)
     while result.count < count {
         candidate = candidate >= 60_000 ? 20_000 : candidate + 2
         if bindable(candidate) && bindable(candidate + 1) { result.append(candidate) }
