@@ -53,7 +53,7 @@ extension ChainWire {
     /// ABORTs in one init history's proof: exactly 2f+1 for any supported f (the core refuses other counts).
     static var proofAbortsMax: Int { Int(2 * RC_CHAIN_F_MAX + 1) }
 
-    static func putSwitch(_ frame: ChainFrame, _ w: inout ByteWriter) {
+    static func putSwitch(_ frame: ChainFrame, _ w: inout FrameWriter) {
         switch frame {
         case .initHistory(let ih):
             w.uint8(ChainFrame.Kind.initHistory.rawValue)
@@ -85,7 +85,7 @@ extension ChainWire {
         }
     }
 
-    static func putEntry(_ e: ChainAbort.Entry, _ w: inout ByteWriter) {
+    static func putEntry(_ e: ChainAbort.Entry, _ w: inout FrameWriter) {
         w.uint64(e.sn); w.uint32(e.client); w.uint64(e.timestamp); w.raw(e.requestDigest.bytes); w.raw(e.historyDigest.bytes)
     }
 
