@@ -202,6 +202,11 @@ final class ClientServer: @unchecked Sendable {
     var authenticate: (@Sendable (Int32) throws(RingCastError) -> Void)?
     var onHandshake: @Sendable (_ accepted: Bool) -> Void = { _ in }
     var cpu = CPUCounters()
+    /// Refusals (too many clients, failed handshakes) and malformed frames come from the network: their warnings are
+    /// rate-limited, each kind on its own (``WarningRateLimit``); the statistics count every one.
+    private let refusedWarnings = WarningRateLimit()
+    private let handshakeWarnings = WarningRateLimit()
+    private let malformedWarnings = WarningRateLimit()
 
     init(host: String, port: UInt16, clientsMax: Int, frameBytesMax: Int, logger: Logger,
          handler: @escaping @Sendable ([ClientFrame], Connection) -> Void,
@@ -251,7 +256,10 @@ final class ClientServer: @unchecked Sendable {
                 _ = Socket.sendAll(fd, ClientFrame.error(code: 3, message: "too many clients (\(clientsMax))").encoded())
                 Glibc.close(fd)
                 onRefused()
-                logger.warning("client refused: too many clients", metadata: ["clients_max": "\(clientsMax)"])
+                if let events = refusedWarnings.admit(nowNanos: monotonicNanos()) {
+                    logger.warning("client refused: too many clients",
+                                   metadata: ["clients_max": "\(clientsMax)", "refused_since_last_warning": "\(events)"])
+                }
                 continue
             }
             do {
@@ -283,8 +291,11 @@ final class ClientServer: @unchecked Sendable {
             } catch {
                 // Nothing was read past the handshake: the peer's frames never reach the replica.
                 onHandshake(false)
-                logger.warning("client link refused: handshake failed",
-                               metadata: ["connection": "\(connection.id)", "error": "\(error)"])
+                if let events = handshakeWarnings.admit(nowNanos: monotonicNanos()) {
+                    logger.warning("client link refused: handshake failed",
+                                   metadata: ["connection": "\(connection.id)", "error": "\(error)",
+                                              "refused_since_last_warning": "\(events)"])
+                }
                 return
             }
         }
@@ -319,8 +330,11 @@ final class ClientServer: @unchecked Sendable {
                 return waitForWriter()
             }
             if let malformed {
-                logger.warning("malformed client frame; closing that connection",
-                               metadata: ["connection": "\(connection.id)", "error": "\(malformed)"])
+                if let events = malformedWarnings.admit(nowNanos: monotonicNanos()) {
+                    logger.warning("malformed client frame; closing that connection",
+                                   metadata: ["connection": "\(connection.id)", "error": "\(malformed)",
+                                              "malformed_since_last_warning": "\(events)"])
+                }
                 connection.fail(code: 1, message: "\(malformed)")
                 onMalformed()
                 return waitForWriter()
