@@ -52,6 +52,8 @@ struct JoinBench: AsyncParsableCommand {
     var chunkKiB = 1024
     @Option(name: .customLong("snapshot-rate-mib"), help: "Passed to the replicas: the provider streams at most this many MiB/s (0: unpaced).")
     var snapshotRateMiB = 0
+    @Option(name: .customLong("snapshot-nice"), help: "Passed to the replicas: nice value of the state-transfer threads (0: normal priority).")
+    var snapshotNice = 10
     @Option(name: .customLong("suspect-ms"), help: "Passed to the replicas.")
     var suspectMillis = 1_000
     @Flag(help: "Print the report as JSON.")
@@ -67,8 +69,8 @@ struct JoinBench: AsyncParsableCommand {
         guard (1...(60 << 10)).contains(valueSize), keys >= 1, before >= 1, after >= 1 else {
             throw ValidationError("--value-size 1...61440, --keys ≥ 1, --before and --after ≥ 1")
         }
-        guard suffixMiB >= 1, (1...1023).contains(chunkKiB) || chunkKiB == 1024 else {
-            throw ValidationError("--suffix-mib ≥ 1, --chunk-kib 1...1024")
+        guard suffixMiB >= 1, (1...1023).contains(chunkKiB) || chunkKiB == 1024, snapshotRateMiB >= 0, (0...19).contains(snapshotNice) else {
+            throw ValidationError("--suffix-mib ≥ 1, --chunk-kib 1...1024, --snapshot-rate-mib ≥ 0, --snapshot-nice 0...19")
         }
         _ = try parseIDs(loadOn)
     }
@@ -87,7 +89,7 @@ struct JoinBench: AsyncParsableCommand {
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         let group = try JoinGroup(directory: directory, members: 4, extraArguments: [
             "--suspect-ms", "\(suspectMillis)", "--suffix-mib", "\(suffixMiB)", "--snapshot-chunk-kib", "\(chunkKiB)",
-            "--snapshot-rate-mib", "\(snapshotRateMiB)"])
+            "--snapshot-rate-mib", "\(snapshotRateMiB)", "--snapshot-nice", "\(snapshotNice)"])
         defer { group.stop() }
         for id in 0..<3 { try group.spawn(id, view: "0,1,2") }
         try group.waitReady([0, 1, 2])
@@ -213,7 +215,7 @@ struct JoinBench: AsyncParsableCommand {
             joinerBaselineRSS: joinerBaseline.rss, joinerHWM: joinerTransferPeak.hwm, joinerEndHWM: joinerPeak.hwm, series: series, digests: digests, failures: box.failures.load(ordering: .relaxed),
             configuration: "load-clients \(loadClients) × depth \(depth), value-size \(valueSize), writes \(writes) %, "
                 + "load-on \(loadOn), suffix \(suffixMiB) MiB, chunk \(chunkKiB) KiB, "
-                + "snapshot rate \(snapshotRateMiB == 0 ? "unpaced" : "\(snapshotRateMiB) MiB/s")")
+                + "snapshot rate \(snapshotRateMiB == 0 ? "unpaced" : "\(snapshotRateMiB) MiB/s"), transfer threads nice \(snapshotNice)")
         if json { print(report.json()) } else { print(report.text()) }
         if !report.digestsEqual { throw ExitCode(1) }
     }
