@@ -192,6 +192,7 @@ struct JoinBench: AsyncParsableCommand {
         await loadTask.value
         sampling.cancel()
         let series = await sampler.series
+        let clientOps = await sampler.clientOps
         let providerPeak = ProcStatus.read(group.pid(0))
         let joinerPeak = ProcStatus.read(group.pid(3))
         let providerCounters = await sampler.transferCounters(0)
@@ -212,7 +213,7 @@ struct JoinBench: AsyncParsableCommand {
             caughtUpSeconds: caughtUpNanos.map { Double($0) / 1e9 }, snapshotBytes: providerCounters?.bytesSent ?? 0,
             providerSuffixPeak: providerCounters?.suffixPeak ?? 0, providerSuffixWaits: providerCounters?.suffixWaits ?? 0,
             providerRSSBefore: rssBefore.rss, providerHWM: providerTransferPeak.hwm, providerEndHWM: providerPeak.hwm,
-            joinerBaselineRSS: joinerBaseline.rss, joinerHWM: joinerTransferPeak.hwm, joinerEndHWM: joinerPeak.hwm, series: series, digests: digests, failures: box.failures.load(ordering: .relaxed),
+            joinerBaselineRSS: joinerBaseline.rss, joinerHWM: joinerTransferPeak.hwm, joinerEndHWM: joinerPeak.hwm, series: series, clientOps: clientOps, digests: digests, failures: box.failures.load(ordering: .relaxed),
             configuration: "load-clients \(loadClients) × depth \(depth), value-size \(valueSize), writes \(writes) %, "
                 + "load-on \(loadOn), suffix \(suffixMiB) MiB, chunk \(chunkKiB) KiB, "
                 + "snapshot rate \(snapshotRateMiB == 0 ? "unpaced" : "\(snapshotRateMiB) MiB/s"), transfer threads nice \(snapshotNice)")
@@ -520,6 +521,8 @@ struct JoinReport {
     var joinerHWM: Int
     var joinerEndHWM: Int
     var series: [Sample]
+    /// The load clients' completed requests per second (element i is second i + 1).
+    var clientOps: [Int]
     var digests: [(index: UInt64, digest: UInt64)]
     var failures: Int
     var configuration: String
@@ -533,6 +536,13 @@ struct JoinReport {
         let picked = series.filter { $0.replica == replica && range.contains($0.second) }
         guard !picked.isEmpty else { return 0 }
         return Double(picked.reduce(0) { $0 + $1.commandsApplied }) / Double(picked.count)
+    }
+
+    /// Mean requests per second the load clients completed in seconds (from, through].
+    func meanClientOps(_ range: ClosedRange<Int>) -> Double {
+        let picked = range.filter { $0 >= 1 && $0 <= clientOps.count }.map { clientOps[$0 - 1] }
+        guard !picked.isEmpty else { return 0 }
+        return Double(picked.reduce(0, +)) / Double(picked.count)
     }
 
     var phases: (before: ClosedRange<Int>, during: ClosedRange<Int>, after: ClosedRange<Int>) {
@@ -560,6 +570,10 @@ struct JoinReport {
                                 before, during, before > 0 ? 100 * during / before : 0, after))
         }
         lines.append(String(format: "replica 3 commands applied/s after catch-up: %.0f", mean(3, phases.after)))
+        let clientsBefore = meanClientOps(phases.before), clientsDuring = meanClientOps(phases.during)
+        lines.append(String(format: "load clients requests/s: before %.0f, during %.0f (%.0f %%), after %.0f", clientsBefore,
+                            clientsDuring, clientsBefore > 0 ? 100 * clientsDuring / clientsBefore : 0,
+                            meanClientOps(phases.after)))
         lines.append("provider (replica 0): RSS before the join \(mib(providerRSSBefore)), peak over the transfer \(mib(providerHWM)); "
             + "peak − state \(mib(providerHWM - stateBytes)), peak − RSS before \(mib(providerHWM - providerRSSBefore)); "
             + "suffix peak \(mib(Int(providerSuffixPeak))), waits for room \(providerSuffixWaits); "
@@ -567,12 +581,13 @@ struct JoinReport {
         lines.append("joiner (replica 3): RSS when ready (empty) \(mib(joinerBaselineRSS)), peak over the transfer \(mib(joinerHWM)); "
             + "peak − state \(mib(joinerHWM - stateBytes)), peak − state − RSS when ready \(mib(joinerHWM - stateBytes - joinerBaselineRSS)); "
             + "peak until the end of the run \(mib(joinerEndHWM))")
-        lines.append("per second (commands applied at r0 r1 r2 r3 | ring MB/s at r0):")
+        lines.append("per second (commands applied at r0 r1 r2 r3 | ring MB/s at r0 | load clients requests/s):")
         for second in Set(series.map(\.second)).sorted() {
             let row = (0..<4).map { id in series.first { $0.second == second && $0.replica == id }.map { "\($0.commandsApplied)" } ?? "-" }
             let ring = series.first { $0.second == second && $0.replica == 0 }.map { String(format: "%.1f", Double($0.ringBytes) / 1e6) } ?? "-"
             let mark = second == joinSecond + 1 ? "  ← join" : second == caughtUpSecond ? "  ← caught up" : ""
-            lines.append("  \(second): \(row.joined(separator: " ")) | \(ring)\(mark)")
+            let clients = second >= 1 && second <= clientOps.count ? "\(clientOps[second - 1])" : "-"
+            lines.append("  \(second): \(row.joined(separator: " ")) | \(ring) | \(clients)\(mark)")
         }
         lines.append("digests: " + digests.map { "\($0.index)@" + String($0.digest, radix: 16) }.joined(separator: " ")
             + (digestsEqual ? "  EQUAL" : "  DIFFER"))
@@ -605,6 +620,9 @@ struct JoinReport {
                 ("before", .number(mean(replica, phases.before))), ("during", .number(mean(replica, phases.during))),
                 ("after", .number(mean(replica, phases.after)))])))
         }
+        fields.append(("clients_requests_per_second", .object([
+            ("before", .number(meanClientOps(phases.before))), ("during", .number(meanClientOps(phases.during))),
+            ("after", .number(meanClientOps(phases.after)))])))
         fields.append(("series", .array(series.map { sample in
             .object([("second", .integer(Int64(sample.second))), ("replica", .integer(Int64(sample.replica))),
                      ("applied", .integer(Int64(sample.commandsApplied))), ("ring_bytes", .integer(Int64(sample.ringBytes))),
