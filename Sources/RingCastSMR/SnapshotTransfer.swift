@@ -307,9 +307,27 @@ extension ReplicaCore {
         }
     }
 
+    /// The joiner's transfer thread: pulls and restores on a thread of lower priority (bulk work: it takes the CPU
+    /// the ring and the clients leave, see `lowerTransferThreadPriority`), then applies the suffix on this one, at
+    /// normal priority — the suffix competes with the ring's deliveries, which queue behind it until it is empty.
     private func pullSnapshot(_ header: TransferHeader) {
-        // Bulk work: it takes the CPU the ring and the clients leave (lowerTransferThreadPriority explains).
-        lowerTransferThreadPriority(nice: options.snapshotThreadNice)
+        nonisolated(unsafe) var restored = false
+        do {
+            let restorer = try Thread { [self] in
+                lowerTransferThreadPriority(nice: options.snapshotThreadNice)
+                restored = restoreFromProvider(header)
+            }
+            restorer.join()
+        } catch {
+            // No thread for it: restore here (the suffix then drains at the lower priority too).
+            restored = restoreFromProvider(header)
+        }
+        if restored { drainSuffix() }
+    }
+
+    /// Pulls the state from the provider and installs it; false if the transfer failed (this replica then does not
+    /// serve).
+    private func restoreFromProvider(_ header: TransferHeader) -> Bool {
         // Restored into values of their own (the replica's are empty: a joiner applied nothing yet), installed under
         // `lock` at the end, so that nobody sees a half-restored state and the lock is free meanwhile.
         var restored: Machine = lock.withLock { machine }
@@ -376,10 +394,11 @@ extension ReplicaCore {
         case let .success(bytes):
             logger.info("state restored from the group; applying the suffix",
                         metadata: ["applied_index": "\(header.index)", "bytes": "\(bytes)"])
-            drainSuffix()
+            return true
         case let .failure(error):
             logger.error("the state transfer failed; this replica does not serve (restart it to join again)",
                          metadata: ["error": "\(error)"])
+            return false
         }
     }
 
