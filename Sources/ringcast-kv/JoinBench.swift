@@ -196,6 +196,7 @@ struct JoinBench: AsyncParsableCommand {
         let providerPeak = ProcStatus.read(group.pid(0))
         let joinerPeak = ProcStatus.read(group.pid(3))
         let providerCounters = await sampler.transferCounters(0)
+        let joinerCounters = await sampler.transferCounters(3)
 
         // 4. Digests, once the load stopped and every replica applied the same index.
         var digests: [(index: UInt64, digest: UInt64)] = []
@@ -212,6 +213,7 @@ struct JoinBench: AsyncParsableCommand {
             joinSecond: joinSecond, caughtUpSecond: caughtUpSecond, restoredSeconds: restoredNanos.map { Double($0) / 1e9 },
             caughtUpSeconds: caughtUpNanos.map { Double($0) / 1e9 }, snapshotBytes: providerCounters?.bytesSent ?? 0,
             providerSuffixPeak: providerCounters?.suffixPeak ?? 0, providerSuffixWaits: providerCounters?.suffixWaits ?? 0,
+            joinerSuffixPeak: joinerCounters?.suffixPeak ?? 0, joinerSuffixWaits: joinerCounters?.suffixWaits ?? 0,
             providerRSSBefore: rssBefore.rss, providerHWM: providerTransferPeak.hwm, providerEndHWM: providerPeak.hwm,
             joinerBaselineRSS: joinerBaseline.rss, joinerHWM: joinerTransferPeak.hwm, joinerEndHWM: joinerPeak.hwm, series: series, clientOps: clientOps, digests: digests, failures: box.failures.load(ordering: .relaxed),
             configuration: "load-clients \(loadClients) × depth \(depth), value-size \(valueSize), writes \(writes) %, "
@@ -513,6 +515,8 @@ struct JoinReport {
     var snapshotBytes: UInt64
     var providerSuffixPeak: UInt64
     var providerSuffixWaits: UInt64
+    var joinerSuffixPeak: UInt64
+    var joinerSuffixWaits: UInt64
     var providerRSSBefore: Int
     /// VmHWM at the catch-up (the peak over the transfer) and at the end of the run (after --after s of load).
     var providerHWM: Int
@@ -547,9 +551,12 @@ struct JoinReport {
 
     var phases: (before: ClosedRange<Int>, during: ClosedRange<Int>, after: ClosedRange<Int>) {
         let last = series.map(\.second).max() ?? 0
-        // The first second after the fill is warm-up; the join second and the catch-up second count as "during".
-        // Sample s covers (s − 1, s]: the join started in sample joinSecond + 1; the last sample is partial.
-        return (2...max(2, joinSecond), (joinSecond + 1)...max(joinSecond + 1, caughtUpSecond + 1),
+        // The first two seconds after the fill are warm-up (the load clients connect and open their sessions; on a
+        // busy machine the second one was still almost empty) unless --before is too short for that; the join second
+        // and the catch-up second count as "during". Sample s covers (s − 1, s]: the join started in sample
+        // joinSecond + 1; the last sample is partial.
+        let first = joinSecond >= 4 ? 3 : 2
+        return (first...max(first, joinSecond), (joinSecond + 1)...max(joinSecond + 1, caughtUpSecond + 1),
                 (caughtUpSecond + 2)...max(caughtUpSecond + 2, last - 1))
     }
 
@@ -580,6 +587,7 @@ struct JoinReport {
             + "peak until the end of the run \(mib(providerEndHWM))")
         lines.append("joiner (replica 3): RSS when ready (empty) \(mib(joinerBaselineRSS)), peak over the transfer \(mib(joinerHWM)); "
             + "peak − state \(mib(joinerHWM - stateBytes)), peak − state − RSS when ready \(mib(joinerHWM - stateBytes - joinerBaselineRSS)); "
+            + "suffix peak \(mib(Int(joinerSuffixPeak))), waits for room \(joinerSuffixWaits); "
             + "peak until the end of the run \(mib(joinerEndHWM))")
         lines.append("per second (commands applied at r0 r1 r2 r3 | ring MB/s at r0 | load clients requests/s):")
         for second in Set(series.map(\.second)).sorted() {
@@ -607,6 +615,8 @@ struct JoinReport {
             ("provider_peak_minus_state_bytes", .integer(Int64(providerHWM - stateBytes))),
             ("provider_suffix_peak_bytes", .integer(Int64(providerSuffixPeak))),
             ("provider_suffix_waits", .integer(Int64(providerSuffixWaits))),
+            ("joiner_suffix_peak_bytes", .integer(Int64(joinerSuffixPeak))),
+            ("joiner_suffix_waits", .integer(Int64(joinerSuffixWaits))),
             ("joiner_ready_rss_bytes", .integer(Int64(joinerBaselineRSS))),
             ("joiner_peak_rss_bytes", .integer(Int64(joinerHWM))),
             ("joiner_peak_minus_state_bytes", .integer(Int64(joinerHWM - stateBytes))),
