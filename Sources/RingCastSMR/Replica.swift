@@ -45,8 +45,9 @@ public final class Replica<Machine: StateMachine>: Sendable {
         /// link (a snapshot and the ring share the provider's uplink and the joiner's downlink) and the CPU: a
         /// slower transfer takes less of both at any moment — at the price of a longer transfer, during which the
         /// joiner queues its deliveries, so size the joiner's ``suffixBytesMax`` for the load × (state size ÷ this
-        /// rate) or its full suffix store slows the ring. Default 0: on this project's loopback measurements the
-        /// lower thread priority alone kept more of the others' throughput than a rate did (the DocC article).
+        /// rate) or its full suffix store slows the ring. Default 0 (unpaced): for CPU the lower thread priority
+        /// already yields under contention and runs at full speed otherwise, while a rate lengthens every transfer;
+        /// set a rate to leave link bandwidth to the ring (e.g. a joiner on a link the ring saturates).
         public var snapshotBytesPerSecondMax = 0
         /// The nice value (0...19) of the state-transfer threads — the provider's stream, the joiner's pull and
         /// restore — which also run `SCHED_BATCH` on Linux: the transfer takes the CPU the ring and the clients
