@@ -40,10 +40,19 @@ public final class Replica<Machine: StateMachine>: Sendable {
         public var sessions = SessionTable.Limits()
         /// Snapshot chunk size (also bounded by `frameBytesMax`).
         public var snapshotChunkBytes = 1 << 20
-        /// A provider streams its snapshot at most this fast (bytes per second; 0: as fast as the joiner reads). On
-        /// a machine whose CPU the ring needs, a slower transfer takes less of it from the ring — at the price of a
-        /// longer hold, so size ``suffixBytesMax`` for the load × (state size ÷ this rate).
+        /// A provider streams its snapshot at most this fast (bytes per second, a token bucket of one chunk; 0: as
+        /// fast as the joiner reads and the scheduler lets it, see ``snapshotThreadNice``). Pacing protects the
+        /// link (a snapshot and the ring share the provider's uplink and the joiner's downlink) and the CPU: a
+        /// slower transfer takes less of both at any moment — at the price of a longer transfer, during which the
+        /// joiner queues its deliveries, so size the joiner's ``suffixBytesMax`` for the load × (state size ÷ this
+        /// rate) or its full suffix store slows the ring. Default 0 (unpaced): for CPU the lower thread priority
+        /// already yields under contention and runs at full speed otherwise, while a rate lengthens every transfer;
+        /// set a rate to leave link bandwidth to the ring (e.g. a joiner on a link the ring saturates).
         public var snapshotBytesPerSecondMax = 0
+        /// The nice value (0...19) of the state-transfer threads — the provider's stream, the joiner's pull and
+        /// restore — which also run `SCHED_BATCH` on Linux: the transfer takes the CPU the ring and the clients
+        /// leave. 0 keeps the normal priority.
+        public var snapshotThreadNice = 10
         /// A provider keeps its state at the cut for at most this long until the joiner starts pulling.
         public var snapshotPullTimeoutMillis = 5_000
         /// A snapshot stream that makes no progress this long (the joiner stops reading, the provider stops
@@ -102,6 +111,10 @@ public final class Replica<Machine: StateMachine>: Sendable {
         public var suffixBytesPeak: UInt64 = 0
         /// Times the delivery thread waited for room in a full suffix store (backpressure on the ring).
         public var suffixFullWaits: UInt64 = 0
+        /// Paced snapshot streams (``Options/snapshotBytesPerSecondMax``): times a chunk waited for the token
+        /// bucket, and the most bytes sent between two refills of it (at most one chunk when the pacing holds).
+        public var snapshotPacingWaits: UInt64 = 0
+        public var snapshotBytesPerRefillMax: UInt64 = 0
         public init() {}
     }
 
@@ -116,9 +129,10 @@ public final class Replica<Machine: StateMachine>: Sendable {
     public init(configuration: Group.Configuration, machine: consuming sending Machine, options: Options) throws(SMRError) {
         guard options.clientsMax >= 1, options.frameBytesMax >= 64, options.ingressBytesMax >= options.frameBytesMax,
               options.readsWaitingMax >= 1, options.snapshotChunkBytes >= 64, options.suffixBytesMax >= 4096, options.snapshotBytesPerSecondMax >= 0,
+              (0...19).contains(options.snapshotThreadNice),
               options.snapshotPullTimeoutMillis >= 1, options.snapshotStallTimeoutMillis >= 1 else {
             throw .invalidConfiguration("clientsMax, readsWaitingMax ≥ 1; frameBytesMax, snapshotChunkBytes ≥ 64; "
-                + "ingressBytesMax ≥ frameBytesMax; suffixBytesMax ≥ 4096; snapshot timeouts ≥ 1 ms")
+                + "ingressBytesMax ≥ frameBytesMax; suffixBytesMax ≥ 4096; snapshot timeouts ≥ 1 ms; snapshotThreadNice 0...19")
         }
         let core = ReplicaCore(machine: machine, me: configuration.me, options: options,
                                ringBatchBytesMax: configuration.limits.batchBytesMax,
@@ -171,12 +185,18 @@ public final class Replica<Machine: StateMachine>: Sendable {
 
     /// Stops serving clients, the broadcaster and the group member (idempotent).
     public func shutdown() {
+        core.stopTransfers() // before the client port: a paced stream holds a connection thread
         server.shutdown()
         core.stop()
         core.stopApplying()
         group.shutdown()
         core.joinBroadcaster()
+        core.joinTransferThreads()
     }
+
+    /// State-transfer threads running now (the provider's release thread, the joiner's pull); 0 after
+    /// ``shutdown()`` unless one was stuck past its bounded wait (logged).
+    public var transferThreadsRunning: Int { core.lock.withLock { core.transferThreadsRunning } }
 
     public var statistics: Statistics { core.statisticsSnapshot() }
 

@@ -61,6 +61,20 @@ final class ReplicaCore<Machine: StateMachine>: @unchecked Sendable {
     var shuttingDown = false
     /// Joiner: the transfer failed; this replica must not apply (its state is not the group's) nor serve.
     var failed = false
+    /// Provider, for machines whose copy is a snapshot (``StateMachine/copyIsSnapshot``): the state at each announced
+    /// transfer's cut, streamed while apply goes on; dropped when the transfer ends.
+    var frozenCuts: [UInt64: FrozenCut] = [:]
+    /// Joiner: the socket of the snapshot pull in progress (-1: none; under `pacing`), shut down by ``stopTransfers()``.
+    var pullSocket: Int32 = -1
+    /// The transfer threads (a provider's release thread, a joiner's pull thread): handles by id, the ids that
+    /// ended (joined at the next start or at shutdown), and how many run.
+    var transferThreads: [Int: Thread] = [:]
+    var transferThreadsEnded: [Int] = []
+    var transferThreadsRunning = 0
+    var nextTransferThread = 0
+    /// Wakes a paced snapshot stream early at shutdown (``stopTransfers()``); `transfersStopping` under it.
+    let pacing = Monitor()
+    nonisolated(unsafe) var transfersStopping = false
     let advertisedHost: String
     /// The client plane's handshake on a connection this replica dials (a snapshot pull); nil on open links. Set
     /// once by ``Replica`` before the group starts.
@@ -671,12 +685,18 @@ final class ReplicaCore<Machine: StateMachine>: @unchecked Sendable {
 
     // MARK: Snapshots
 
-    /// The header, the session table, then the machine: one canonical stream.
+    /// The header, the session table, then the machine: one canonical stream (of the replica's own state).
     func writeSnapshot(into writer: inout SnapshotWriter) throws(SnapshotError) {
-        try writer.uint64(appliedIndex)
-        try writer.uint64(orderedMillis)
-        try sessions.snapshot(into: &writer)
-        try machine.snapshot(into: &writer)
+        try Self.writeSnapshot(FrozenCut(machine: machine, sessions: sessions, index: appliedIndex,
+                                         orderedMillis: orderedMillis), into: &writer)
+    }
+
+    /// The same stream of a state captured at a cut (a provider streaming a copy while apply goes on).
+    static func writeSnapshot(_ cut: borrowing FrozenCut, into writer: inout SnapshotWriter) throws(SnapshotError) {
+        try writer.uint64(cut.index)
+        try writer.uint64(cut.orderedMillis)
+        try cut.sessions.snapshot(into: &writer)
+        try cut.machine.snapshot(into: &writer)
         try writer.flush()
     }
 

@@ -29,9 +29,9 @@ import RingCast
 /// reads are answered from the state at the cut; a joiner refuses reads (``ReplyStatus/notRunning``, retryable at
 /// another replica) until its state is restored.
 extension ReplicaCore {
-    /// Whether the state must not move (under `lock`): a provider's transfer is announced or streaming, or this
-    /// joiner restores.
-    var stateHeld: Bool { restoring || streamsActive > 0 || !transfersPending.isEmpty }
+    /// Whether the state must not move (under `lock`): a provider's transfer is announced or streaming (unless it
+    /// streams a copy, ``StateMachine/copyIsSnapshot``), or this joiner restores.
+    var stateHeld: Bool { restoring || streamsActive > 0 || transfersPending.values.contains { !$0.byCopy } }
 
     /// Queues one delivery while the state is held (delivery thread, under `lock`); waits while the store is full.
     func enqueueSuffix(_ payload: [UInt8]) {
@@ -126,17 +126,24 @@ extension ReplicaCore {
             let old = group?.currentView
             transfersPending[transfer] = PendingTransfer(
                 deadlineNanos: monotonicNanos() + UInt64(options.snapshotPullTimeoutMillis) * 1_000_000,
-                oldViewID: old?.id, oldMembers: Set(old?.members ?? []))
+                oldViewID: old?.id, oldMembers: Set(old?.members ?? []), byCopy: Machine.copyIsSnapshot)
+            if Machine.copyIsSnapshot {
+                // A copy of values: O(1) now; apply's next change of each collection copies that collection once
+                // (copy-on-write), so apply never waits for the stream and the cut stays what it was.
+                frozenCuts[transfer] = FrozenCut(machine: machine, sessions: sessions, index: appliedIndex,
+                                                 orderedMillis: orderedMillis)
+            }
             statistics.snapshotsSent += 1
             return (TransferHeader(transfer: transfer, host: advertisedHost, port: clientPort, index: appliedIndex).encoded(),
                     transfer)
         }
         do {
-            _ = try Thread { [self] in releaseWhenPulled() }
+            try startTransferThread { [self] in releaseWhenPulled() }
         } catch {
             // Without the thread nobody would end the hold: do not hold (the joiner's pull is refused; it fails).
             lock.withLock {
                 transfersPending[transfer] = nil
+                frozenCuts[transfer] = nil
                 lock.broadcast()
             }
             logger.error("cannot start the transfer thread; the joiner will not get the state", metadata: ["error": "\(error)"])
@@ -165,8 +172,10 @@ extension ReplicaCore {
         for (transfer, pending) in transfersPending where pending.streaming == 0 {
             if let expected = expectedPulls(pending), pending.served >= expected {
                 transfersPending[transfer] = nil
+                frozenCuts[transfer] = nil
             } else if pending.deadlineNanos <= now {
                 transfersPending[transfer] = nil
+                frozenCuts[transfer] = nil
                 statistics.transfersExpired += 1
                 logger.warning("a joiner did not pull the snapshot in time; applying again",
                                metadata: ["transfer": "\(transfer)", "pulled": "\(pending.served)"])
@@ -181,41 +190,57 @@ extension ReplicaCore {
         return view.members.filter { !pending.oldMembers.contains($0) }.count
     }
 
-    /// Provider, on the joiner's connection thread: streams the state at the cut, chunk by chunk. The state is
-    /// held (`streamsActive`), so it is read without `lock` while apply queues the suffix.
+    /// Provider, on the joiner's connection thread: streams the state at the cut, chunk by chunk, paced by
+    /// ``Replica/Options/snapshotBytesPerSecondMax`` and at a lower scheduling priority
+    /// (``Replica/Options/snapshotThreadNice``). A machine whose copy is a snapshot streams the copy taken at the
+    /// cut while apply goes on; otherwise the state is held (`streamsActive`) and read without `lock` while apply
+    /// queues the suffix.
     func serveSnapshot(_ transfer: UInt64, to connection: Connection) {
         let chunkBytes = min(options.snapshotChunkBytes, options.frameBytesMax - 16)
-        let refusal: String? = lock.withLock {
-            guard !failed else { return "this replica's own state transfer failed" }
-            guard transfersPending[transfer] != nil else { return "transfer \(transfer) is unknown or expired" }
+        let admitted: Result<FrozenCut?, SnapshotError> = lock.withLock {
+            guard !failed else { return .failure(SnapshotError("this replica's own state transfer failed")) }
+            guard let pending = transfersPending[transfer] else {
+                return .failure(SnapshotError("transfer \(transfer) is unknown or expired"))
+            }
             transfersPending[transfer]!.streaming += 1
+            if pending.byCopy {
+                guard let cut = frozenCuts[transfer] else { preconditionFailure("a transfer by copy without its cut") }
+                return .success(cut)
+            }
             streamsActive += 1
-            return nil
+            return .success(nil)
         }
-        if let refusal {
-            logger.error("snapshot transfer refused", metadata: ["transfer": "\(transfer)", "error": "\(refusal)"])
-            return connection.fail(code: 6, message: refusal)
+        let cut: FrozenCut?
+        switch admitted {
+        case let .failure(refusal):
+            logger.error("snapshot transfer refused", metadata: ["transfer": "\(transfer)", "error": "\(refusal.reason)"])
+            return connection.fail(code: 6, message: refusal.reason)
+        case let .success(admittedCut):
+            cut = admittedCut
         }
+        // This connection serves the pull only (the joiner closes it after the end frame), so its thread may stay at
+        // the lower priority for the rest of its life.
+        lowerTransferThreadPriority(nice: options.snapshotThreadNice)
         // A joiner that stops reading fails the stream instead of holding the state forever.
         setSocketTimeout(connection.fd, SO_SNDTIMEO, millis: options.snapshotStallTimeoutMillis)
         nonisolated(unsafe) var sentBytes: UInt64 = 0
-        let rate = UInt64(options.snapshotBytesPerSecondMax)
-        let started = monotonicNanos()
-        var writer = SnapshotWriter(chunkBytesMax: chunkBytes) { chunk throws(SnapshotError) in
+        nonisolated(unsafe) var bucket = options.snapshotBytesPerSecondMax > 0
+            ? TokenBucket(bytesPerSecond: UInt64(options.snapshotBytesPerSecondMax), burstBytes: UInt64(chunkBytes),
+                          nowNanos: monotonicNanos())
+            : nil
+        var writer = SnapshotWriter(chunkBytesMax: chunkBytes) { [self] chunk throws(SnapshotError) in
+            if bucket != nil {
+                // Paced before the send: the stream is never ahead of rate × elapsed + one chunk.
+                guard pace(&bucket!, bytes: UInt64(chunk.count)) else { throw SnapshotError("the replica is stopping") }
+            }
             guard Socket.sendAll(connection.fd, ClientFrame.snapshotChunk(Array(chunk)).encoded()) else {
                 throw SnapshotError("the joiner's connection broke or stalled")
             }
             sentBytes += UInt64(chunk.count)
-            if rate > 0 {
-                // Paced: never ahead of `rate` since the stream started (one chunk of burst at most).
-                let due = started + sentBytes * 1_000_000_000 / rate
-                let now = monotonicNanos()
-                if due > now { usleep(UInt32(min(due - now, 1_000_000_000) / 1000)) }
-            }
         }
         var outcome: String?
         do {
-            try writeSnapshot(into: &writer)
+            if let cut { try Self.writeSnapshot(cut, into: &writer) } else { try writeSnapshot(into: &writer) }
             _ = Socket.sendAll(connection.fd, ClientFrame.snapshotEnd(bytes: sentBytes).encoded())
         } catch {
             outcome = "\(error)"
@@ -224,8 +249,12 @@ extension ReplicaCore {
             // Each joiner of the view change pulls once; apply goes on after the last (releaseWhenPulled).
             transfersPending[transfer]?.streaming -= 1
             transfersPending[transfer]?.served += 1
-            streamsActive -= 1
+            if cut == nil { streamsActive -= 1 }
             statistics.snapshotBytesSent += sentBytes
+            if let bucket {
+                statistics.snapshotPacingWaits += bucket.waits
+                statistics.snapshotBytesPerRefillMax = max(statistics.snapshotBytesPerRefillMax, bucket.takenSinceRefillMax)
+            }
             lock.broadcast()
             return appliedIndex
         }
@@ -234,7 +263,21 @@ extension ReplicaCore {
             connection.fail(code: 6, message: outcome)
         } else {
             logger.info("snapshot streamed to a joiner", metadata: ["transfer": "\(transfer)", "bytes": "\(sentBytes)",
-                                                                    "applied_index": "\(index)"])
+                                                                    "applied_index": "\(index)",
+                                                                    "by_copy": "\(cut != nil)"])
+        }
+    }
+
+    /// Waits until the bucket lets `bytes` go; false if the replica stops meanwhile.
+    private func pace(_ bucket: inout TokenBucket, bytes: UInt64) -> Bool {
+        while true {
+            let wait = bucket.take(bytes, nowNanos: monotonicNanos())
+            if wait == 0 { return true }
+            let stopping: Bool = pacing.withLock {
+                if !transfersStopping { _ = pacing.wait(untilNanos: monotonicNanos() + wait) }
+                return transfersStopping
+            }
+            if stopping { return false }
         }
     }
 
@@ -252,7 +295,7 @@ extension ReplicaCore {
         }
         lock.withLock { restoring = true }
         do {
-            _ = try Thread { [self] in pullSnapshot(header) }
+            try startTransferThread { [self] in pullSnapshot(header) }
         } catch {
             lock.withLock {
                 restoring = false
@@ -264,7 +307,27 @@ extension ReplicaCore {
         }
     }
 
+    /// The joiner's transfer thread: pulls and restores on a thread of lower priority (bulk work: it takes the CPU
+    /// the ring and the clients leave, see `lowerTransferThreadPriority`), then applies the suffix on this one, at
+    /// normal priority — the suffix competes with the ring's deliveries, which queue behind it until it is empty.
     private func pullSnapshot(_ header: TransferHeader) {
+        nonisolated(unsafe) var restored = false
+        do {
+            let restorer = try Thread { [self] in
+                lowerTransferThreadPriority(nice: options.snapshotThreadNice)
+                restored = restoreFromProvider(header)
+            }
+            restorer.join()
+        } catch {
+            // No thread for it: restore here (the suffix then drains at the lower priority too).
+            restored = restoreFromProvider(header)
+        }
+        if restored { drainSuffix() }
+    }
+
+    /// Pulls the state from the provider and installs it; false if the transfer failed (this replica then does not
+    /// serve).
+    private func restoreFromProvider(_ header: TransferHeader) -> Bool {
         // Restored into values of their own (the replica's are empty: a joiner applied nothing yet), installed under
         // `lock` at the end, so that nobody sees a half-restored state and the lock is free meanwhile.
         var restored: Machine = lock.withLock { machine }
@@ -279,7 +342,17 @@ extension ReplicaCore {
             do { fd = try Socket.connect(address, timeoutMillis: 5_000) } catch {
                 throw SnapshotError("connecting to the provider: \(error)")
             }
-            defer { close(fd) }
+            // Registered so that shutdown can cut the pull short (stopTransfers); closed only after it is unregistered.
+            let registered: Bool = pacing.withLock {
+                guard !transfersStopping else { return false }
+                pullSocket = fd
+                return true
+            }
+            defer {
+                pacing.withLock { pullSocket = -1 }
+                close(fd)
+            }
+            guard registered else { throw SnapshotError("the replica is stopping") }
             if let dialProvider {
                 do { try dialProvider(fd) } catch {
                     throw SnapshotError("the provider's client port refused the handshake: \(error)")
@@ -321,10 +394,11 @@ extension ReplicaCore {
         case let .success(bytes):
             logger.info("state restored from the group; applying the suffix",
                         metadata: ["applied_index": "\(header.index)", "bytes": "\(bytes)"])
-            drainSuffix()
+            return true
         case let .failure(error):
             logger.error("the state transfer failed; this replica does not serve (restart it to join again)",
                          metadata: ["error": "\(error)"])
+            return false
         }
     }
 
@@ -348,6 +422,71 @@ extension ReplicaCore {
         }
     }
 
+    /// Shutdown, first step: a paced stream stops waiting, a joiner's pull stops reading (its socket is shut down),
+    /// so that neither keeps the transfer threads or a connection thread alive.
+    func stopTransfers() {
+        pacing.withLock {
+            transfersStopping = true
+            if pullSocket >= 0 { shutdown(pullSocket, Int32(SHUT_RDWR)) }
+            pacing.broadcast()
+        }
+    }
+
+    /// Starts a transfer thread (tracked, joined by ``joinTransferThreads()``); joins those that ended before.
+    func startTransferThread(_ body: @escaping @Sendable () -> Void) throws(SMRError) {
+        let (ended, id): ([Thread], Int) = lock.withLock {
+            var handles: [Thread] = []
+            transferThreadsEnded.removeAll { id in
+                guard let handle = transferThreads.removeValue(forKey: id) else { return false }
+                handles.append(handle)
+                return true
+            }
+            nextTransferThread += 1
+            transferThreadsRunning += 1
+            return (handles, nextTransferThread)
+        }
+        for handle in ended { handle.join() } // they ended: returns at once
+        do {
+            let thread = try Thread { [self] in
+                body()
+                lock.withLock {
+                    transferThreadsEnded.append(id)
+                    transferThreadsRunning -= 1
+                    lock.broadcast()
+                }
+            }
+            lock.withLock { transferThreads[id] = thread }
+        } catch {
+            lock.withLock { transferThreadsRunning -= 1 }
+            throw error
+        }
+    }
+
+    /// Shutdown, last step (after the group stopped): waits at most `timeoutMillis` for the transfer threads, then
+    /// joins those that ended. Why bounded: shutdown may run on a thread of Swift's cooperative pool (two on this
+    /// machine); the transfer threads are threads of their own and need none of it, but a pull stuck in `connect`
+    /// (at most 5 s) must not hold the caller longer than the broadcaster's wait does (``joinBroadcaster()``).
+    /// - Returns: the transfer threads still running (not joined).
+    @discardableResult
+    func joinTransferThreads(timeoutMillis: Int = 2_000) -> Int {
+        let (handles, running): ([Thread], Int) = lock.withLock {
+            let deadline = monotonicNanos() + UInt64(timeoutMillis) * 1_000_000
+            while transferThreadsRunning > 0 && monotonicNanos() < deadline { _ = lock.wait(untilNanos: deadline) }
+            var handles: [Thread] = []
+            for id in transferThreadsEnded {
+                if let handle = transferThreads.removeValue(forKey: id) { handles.append(handle) }
+            }
+            transferThreadsEnded.removeAll { transferThreads[$0] == nil }
+            return (handles, transferThreadsRunning)
+        }
+        for handle in handles { handle.join() }
+        if running > 0 {
+            logger.notice("state-transfer threads had not ended in time after shutdown; not waiting",
+                          metadata: ["running": "\(running)", "waited_ms": "\(timeoutMillis)"])
+        }
+        return running
+    }
+
     /// "TRANSFER" in ASCII.
     static var transferCountersMarker: UInt64 { 0x5452_414E_5346_4552 }
 }
@@ -367,6 +506,18 @@ struct PendingTransfer {
     var served = 0
     /// Streams of this transfer in progress (the deadline does not cut a stream that started).
     var streaming = 0
+    /// The stream reads a copy taken at the cut (``StateMachine/copyIsSnapshot``): the state is not held.
+    var byCopy = false
+}
+
+extension ReplicaCore {
+    /// The replicated state at one point of the log: what a snapshot stream writes.
+    struct FrozenCut {
+        var machine: Machine
+        var sessions: SessionTable
+        var index: UInt64
+        var orderedMillis: UInt64
+    }
 }
 
 /// What `Group.StateTransfer` carries: the cut, and where to pull the state from.

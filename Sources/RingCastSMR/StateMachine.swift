@@ -22,6 +22,23 @@ public protocol StateMachine: SendableMetatype {
     func snapshot(into writer: inout SnapshotWriter) throws(SnapshotError)
     /// Replaces the state with the one a snapshot wrote.
     mutating func restore(from reader: inout SnapshotReader) throws(SnapshotError)
+    /// Whether a copy of this value is a consistent snapshot of it that costs little to take: value semantics all
+    /// the way down (structs, enums and Swift's copy-on-write collections of them; no class instance, file or
+    /// pointer that ``apply(_:into:)`` changes in place), so that a copy does not change when the original does.
+    ///
+    /// When true, a replica providing the state to a joiner streams a copy taken at the cut while it goes on
+    /// applying (its clients are served during the transfer); when false (the default), it holds its state at the
+    /// cut and queues its deliveries until the joiner pulled it. The price of true: while the copy streams, what
+    /// apply changes exists twice — each collection that is modified is copied once (for a `Dictionary`, its table
+    /// of keys and values, which for array values is references, not the values' bytes), and replaced or removed
+    /// values stay alive until the stream ends. With a write rate `w` (bytes/s) and a transfer of `t` seconds, that
+    /// is at most the table plus `w × t`, never more than the state itself. See the article *Replicating a service*.
+    static var copyIsSnapshot: Bool { get }
+}
+
+extension StateMachine {
+    /// By default a replica makes no assumption about copies: it holds the state at the cut while it streams it.
+    public static var copyIsSnapshot: Bool { false }
 }
 
 /// What every replica knows identically about one command when it applies it.

@@ -52,6 +52,8 @@ struct JoinBench: AsyncParsableCommand {
     var chunkKiB = 1024
     @Option(name: .customLong("snapshot-rate-mib"), help: "Passed to the replicas: the provider streams at most this many MiB/s (0: unpaced).")
     var snapshotRateMiB = 0
+    @Option(name: .customLong("snapshot-nice"), help: "Passed to the replicas: nice value of the state-transfer threads (0: normal priority).")
+    var snapshotNice = 10
     @Option(name: .customLong("suspect-ms"), help: "Passed to the replicas.")
     var suspectMillis = 1_000
     @Flag(help: "Print the report as JSON.")
@@ -67,8 +69,8 @@ struct JoinBench: AsyncParsableCommand {
         guard (1...(60 << 10)).contains(valueSize), keys >= 1, before >= 1, after >= 1 else {
             throw ValidationError("--value-size 1...61440, --keys ≥ 1, --before and --after ≥ 1")
         }
-        guard suffixMiB >= 1, (1...1023).contains(chunkKiB) || chunkKiB == 1024 else {
-            throw ValidationError("--suffix-mib ≥ 1, --chunk-kib 1...1024")
+        guard suffixMiB >= 1, (1...1023).contains(chunkKiB) || chunkKiB == 1024, snapshotRateMiB >= 0, (0...19).contains(snapshotNice) else {
+            throw ValidationError("--suffix-mib ≥ 1, --chunk-kib 1...1024, --snapshot-rate-mib ≥ 0, --snapshot-nice 0...19")
         }
         _ = try parseIDs(loadOn)
     }
@@ -87,7 +89,7 @@ struct JoinBench: AsyncParsableCommand {
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         let group = try JoinGroup(directory: directory, members: 4, extraArguments: [
             "--suspect-ms", "\(suspectMillis)", "--suffix-mib", "\(suffixMiB)", "--snapshot-chunk-kib", "\(chunkKiB)",
-            "--snapshot-rate-mib", "\(snapshotRateMiB)"])
+            "--snapshot-rate-mib", "\(snapshotRateMiB)", "--snapshot-nice", "\(snapshotNice)"])
         defer { group.stop() }
         for id in 0..<3 { try group.spawn(id, view: "0,1,2") }
         try group.waitReady([0, 1, 2])
@@ -190,9 +192,11 @@ struct JoinBench: AsyncParsableCommand {
         await loadTask.value
         sampling.cancel()
         let series = await sampler.series
+        let clientOps = await sampler.clientOps
         let providerPeak = ProcStatus.read(group.pid(0))
         let joinerPeak = ProcStatus.read(group.pid(3))
         let providerCounters = await sampler.transferCounters(0)
+        let joinerCounters = await sampler.transferCounters(3)
 
         // 4. Digests, once the load stopped and every replica applied the same index.
         var digests: [(index: UInt64, digest: UInt64)] = []
@@ -209,11 +213,12 @@ struct JoinBench: AsyncParsableCommand {
             joinSecond: joinSecond, caughtUpSecond: caughtUpSecond, restoredSeconds: restoredNanos.map { Double($0) / 1e9 },
             caughtUpSeconds: caughtUpNanos.map { Double($0) / 1e9 }, snapshotBytes: providerCounters?.bytesSent ?? 0,
             providerSuffixPeak: providerCounters?.suffixPeak ?? 0, providerSuffixWaits: providerCounters?.suffixWaits ?? 0,
+            joinerSuffixPeak: joinerCounters?.suffixPeak ?? 0, joinerSuffixWaits: joinerCounters?.suffixWaits ?? 0,
             providerRSSBefore: rssBefore.rss, providerHWM: providerTransferPeak.hwm, providerEndHWM: providerPeak.hwm,
-            joinerBaselineRSS: joinerBaseline.rss, joinerHWM: joinerTransferPeak.hwm, joinerEndHWM: joinerPeak.hwm, series: series, digests: digests, failures: box.failures.load(ordering: .relaxed),
+            joinerBaselineRSS: joinerBaseline.rss, joinerHWM: joinerTransferPeak.hwm, joinerEndHWM: joinerPeak.hwm, series: series, clientOps: clientOps, digests: digests, failures: box.failures.load(ordering: .relaxed),
             configuration: "load-clients \(loadClients) × depth \(depth), value-size \(valueSize), writes \(writes) %, "
                 + "load-on \(loadOn), suffix \(suffixMiB) MiB, chunk \(chunkKiB) KiB, "
-                + "snapshot rate \(snapshotRateMiB == 0 ? "unpaced" : "\(snapshotRateMiB) MiB/s")")
+                + "snapshot rate \(snapshotRateMiB == 0 ? "unpaced" : "\(snapshotRateMiB) MiB/s"), transfer threads nice \(snapshotNice)")
         if json { print(report.json()) } else { print(report.text()) }
         if !report.digestsEqual { throw ExitCode(1) }
     }
@@ -510,6 +515,8 @@ struct JoinReport {
     var snapshotBytes: UInt64
     var providerSuffixPeak: UInt64
     var providerSuffixWaits: UInt64
+    var joinerSuffixPeak: UInt64
+    var joinerSuffixWaits: UInt64
     var providerRSSBefore: Int
     /// VmHWM at the catch-up (the peak over the transfer) and at the end of the run (after --after s of load).
     var providerHWM: Int
@@ -518,6 +525,8 @@ struct JoinReport {
     var joinerHWM: Int
     var joinerEndHWM: Int
     var series: [Sample]
+    /// The load clients' completed requests per second (element i is second i + 1).
+    var clientOps: [Int]
     var digests: [(index: UInt64, digest: UInt64)]
     var failures: Int
     var configuration: String
@@ -533,11 +542,21 @@ struct JoinReport {
         return Double(picked.reduce(0) { $0 + $1.commandsApplied }) / Double(picked.count)
     }
 
+    /// Mean requests per second the load clients completed in seconds (from, through].
+    func meanClientOps(_ range: ClosedRange<Int>) -> Double {
+        let picked = range.filter { $0 >= 1 && $0 <= clientOps.count }.map { clientOps[$0 - 1] }
+        guard !picked.isEmpty else { return 0 }
+        return Double(picked.reduce(0, +)) / Double(picked.count)
+    }
+
     var phases: (before: ClosedRange<Int>, during: ClosedRange<Int>, after: ClosedRange<Int>) {
         let last = series.map(\.second).max() ?? 0
-        // The first second after the fill is warm-up; the join second and the catch-up second count as "during".
-        // Sample s covers (s − 1, s]: the join started in sample joinSecond + 1; the last sample is partial.
-        return (2...max(2, joinSecond), (joinSecond + 1)...max(joinSecond + 1, caughtUpSecond + 1),
+        // The first two seconds after the fill are warm-up (the load clients connect and open their sessions; on a
+        // busy machine the second one was still almost empty) unless --before is too short for that; the join second
+        // and the catch-up second count as "during". Sample s covers (s − 1, s]: the join started in sample
+        // joinSecond + 1; the last sample is partial.
+        let first = joinSecond >= 4 ? 3 : 2
+        return (first...max(first, joinSecond), (joinSecond + 1)...max(joinSecond + 1, caughtUpSecond + 1),
                 (caughtUpSecond + 2)...max(caughtUpSecond + 2, last - 1))
     }
 
@@ -558,19 +577,25 @@ struct JoinReport {
                                 before, during, before > 0 ? 100 * during / before : 0, after))
         }
         lines.append(String(format: "replica 3 commands applied/s after catch-up: %.0f", mean(3, phases.after)))
+        let clientsBefore = meanClientOps(phases.before), clientsDuring = meanClientOps(phases.during)
+        lines.append(String(format: "load clients requests/s: before %.0f, during %.0f (%.0f %%), after %.0f", clientsBefore,
+                            clientsDuring, clientsBefore > 0 ? 100 * clientsDuring / clientsBefore : 0,
+                            meanClientOps(phases.after)))
         lines.append("provider (replica 0): RSS before the join \(mib(providerRSSBefore)), peak over the transfer \(mib(providerHWM)); "
             + "peak − state \(mib(providerHWM - stateBytes)), peak − RSS before \(mib(providerHWM - providerRSSBefore)); "
             + "suffix peak \(mib(Int(providerSuffixPeak))), waits for room \(providerSuffixWaits); "
             + "peak until the end of the run \(mib(providerEndHWM))")
         lines.append("joiner (replica 3): RSS when ready (empty) \(mib(joinerBaselineRSS)), peak over the transfer \(mib(joinerHWM)); "
             + "peak − state \(mib(joinerHWM - stateBytes)), peak − state − RSS when ready \(mib(joinerHWM - stateBytes - joinerBaselineRSS)); "
+            + "suffix peak \(mib(Int(joinerSuffixPeak))), waits for room \(joinerSuffixWaits); "
             + "peak until the end of the run \(mib(joinerEndHWM))")
-        lines.append("per second (commands applied at r0 r1 r2 r3 | ring MB/s at r0):")
+        lines.append("per second (commands applied at r0 r1 r2 r3 | ring MB/s at r0 | load clients requests/s):")
         for second in Set(series.map(\.second)).sorted() {
             let row = (0..<4).map { id in series.first { $0.second == second && $0.replica == id }.map { "\($0.commandsApplied)" } ?? "-" }
             let ring = series.first { $0.second == second && $0.replica == 0 }.map { String(format: "%.1f", Double($0.ringBytes) / 1e6) } ?? "-"
             let mark = second == joinSecond + 1 ? "  ← join" : second == caughtUpSecond ? "  ← caught up" : ""
-            lines.append("  \(second): \(row.joined(separator: " ")) | \(ring)\(mark)")
+            let clients = second >= 1 && second <= clientOps.count ? "\(clientOps[second - 1])" : "-"
+            lines.append("  \(second): \(row.joined(separator: " ")) | \(ring) | \(clients)\(mark)")
         }
         lines.append("digests: " + digests.map { "\($0.index)@" + String($0.digest, radix: 16) }.joined(separator: " ")
             + (digestsEqual ? "  EQUAL" : "  DIFFER"))
@@ -590,6 +615,8 @@ struct JoinReport {
             ("provider_peak_minus_state_bytes", .integer(Int64(providerHWM - stateBytes))),
             ("provider_suffix_peak_bytes", .integer(Int64(providerSuffixPeak))),
             ("provider_suffix_waits", .integer(Int64(providerSuffixWaits))),
+            ("joiner_suffix_peak_bytes", .integer(Int64(joinerSuffixPeak))),
+            ("joiner_suffix_waits", .integer(Int64(joinerSuffixWaits))),
             ("joiner_ready_rss_bytes", .integer(Int64(joinerBaselineRSS))),
             ("joiner_peak_rss_bytes", .integer(Int64(joinerHWM))),
             ("joiner_peak_minus_state_bytes", .integer(Int64(joinerHWM - stateBytes))),
@@ -603,6 +630,9 @@ struct JoinReport {
                 ("before", .number(mean(replica, phases.before))), ("during", .number(mean(replica, phases.during))),
                 ("after", .number(mean(replica, phases.after)))])))
         }
+        fields.append(("clients_requests_per_second", .object([
+            ("before", .number(meanClientOps(phases.before))), ("during", .number(meanClientOps(phases.during))),
+            ("after", .number(meanClientOps(phases.after)))])))
         fields.append(("series", .array(series.map { sample in
             .object([("second", .integer(Int64(sample.second))), ("replica", .integer(Int64(sample.replica))),
                      ("applied", .integer(Int64(sample.commandsApplied))), ("ring_bytes", .integer(Int64(sample.ringBytes))),

@@ -78,6 +78,8 @@ struct Serve: AsyncParsableCommand {
     var snapshotChunkKiB = 1024
     @Option(name: .customLong("snapshot-rate-mib"), help: "When this replica provides the state: stream it at most this many MiB/s (0: unpaced).")
     var snapshotRateMiB = 0
+    @Option(name: .customLong("snapshot-nice"), help: "Nice value (0...19, SCHED_BATCH on Linux) of the state-transfer threads: the provider's stream, the joiner's restore.")
+    var snapshotNice = 10
     @OptionGroup var links: ServeSecurityFlags
     @Option(name: .customLong("protocol"), help: ArgumentHelp("lcr (crash-tolerant, default) or chain (Chain BFT: 3f+1 members in chain order, clients connect to the member ports).", valueName: "lcr|chain"))
     var protocolName = "lcr"
@@ -94,8 +96,8 @@ struct Serve: AsyncParsableCommand {
             throw ValidationError("--cluster-key is for --protocol lcr: Chain authenticates every message with the keys of --keys")
         }
         _ = try links.security()
-        guard suffixMiB >= 1, (1...1024).contains(snapshotChunkKiB) else {
-            throw ValidationError("--suffix-mib ≥ 1, --snapshot-chunk-kib 1...1024")
+        guard suffixMiB >= 1, (1...1024).contains(snapshotChunkKiB), snapshotRateMiB >= 0, (0...19).contains(snapshotNice) else {
+            throw ValidationError("--suffix-mib ≥ 1, --snapshot-chunk-kib 1...1024, --snapshot-rate-mib ≥ 0, --snapshot-nice 0...19")
         }
         if let plantBug, plantBug != "stale-read" { throw ValidationError("--plant-bug knows only stale-read") }
         guard ["quorum", "perfect"].contains(mode) else { throw ValidationError("--mode is quorum or perfect") }
@@ -131,6 +133,7 @@ struct Serve: AsyncParsableCommand {
         options.plantStaleReadBug = plantBug == "stale-read"
         options.suffixBytesMax = suffixMiB << 20
         options.snapshotBytesPerSecondMax = max(0, snapshotRateMiB) << 20
+        options.snapshotThreadNice = snapshotNice
         // A chunk frame (chunk + 16 bytes of framing) must fit the client frame limit.
         options.snapshotChunkBytes = min(snapshotChunkKiB << 10, options.frameBytesMax - 16)
         options.logger.logLevel = Logger.Level(rawValue: logLevel)!

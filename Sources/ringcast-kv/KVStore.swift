@@ -93,6 +93,9 @@ enum KVResult: SMRCodable, Sendable, Hashable {
 /// The replicated key-value store: a hash map of byte strings.
 struct KVStore: StateMachine {
     var entries: [[UInt8]: [UInt8]] = [:]
+    /// A dictionary of byte arrays is a value: a copy taken at a transfer's cut stays the cut's state while apply
+    /// changes the original (copy-on-write copies the table of references once; the values' bytes are shared).
+    static var copyIsSnapshot: Bool { true }
     /// Keys and values at most (bytes), checked by the snapshot reader.
     static let fieldBytesMax = 16 << 20
 
