@@ -1,0 +1,144 @@
+import ArgumentParser
+import Foundation
+import RingCast
+import RingCastJSON
+import RingCastSMR
+import Synchronization
+
+// join-bench: the replica processes it runs, and their memory as /proc reports it.
+
+/// VmRSS and VmHWM of a process, bytes (/proc/PID/status).
+struct ProcStatus {
+    var rss = 0
+    var hwm = 0
+
+    static func read(_ pid: pid_t) -> ProcStatus {
+        var result = ProcStatus()
+        guard let text = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8) else { return result }
+        for line in text.split(separator: "\n") {
+            let fields = line.split(whereSeparator: { $0 == " " || $0 == "\t" })
+            guard fields.count >= 2, let kib = Int(fields[1]) else { continue }
+            if fields[0] == "VmRSS:" { result.rss = kib * 1024 }
+            if fields[0] == "VmHWM:" { result.hwm = kib * 1024 }
+        }
+        return result
+    }
+
+    /// Resets VmHWM to the current RSS (Linux ≥ 4.0: "5" to clear_refs; the process is our child).
+    static func resetPeak(_ pid: pid_t) {
+        try? "5".write(toFile: "/proc/\(pid)/clear_refs", atomically: false, encoding: .utf8)
+    }
+}
+
+/// The four `ringcast-kv serve` children (own process groups, output to files), stopped with SIGTERM then SIGKILL.
+final class JoinGroup: @unchecked Sendable {
+    private let directory: String
+    private let ports: [UInt16]
+    private let members: String
+    private let extraArguments: [String]
+    private var pids: [Int: pid_t] = [:]
+    private let lock = NSLock()
+
+    init(directory: String, members count: Int, extraArguments: [String]) throws {
+        self.directory = directory
+        self.extraArguments = extraArguments
+        let ports = JoinGroup.freePorts(count * 3)
+        self.ports = ports
+        members = (0..<count).map { "127.0.0.1:\(ports[3 * $0])" }.joined(separator: ",")
+    }
+
+    /// What replica `id` printed on stdout so far.
+    func output(_ id: Int) -> String {
+        (try? String(contentsOfFile: "\(directory)/replica\(id).out", encoding: .utf8)) ?? ""
+    }
+
+    func clientAddress(_ id: Int) -> Address { try! Address(host: "127.0.0.1", port: ports[3 * id + 2]) }
+    func pid(_ id: Int) -> pid_t { lock.withLock { pids[id] ?? 0 } }
+
+    func spawn(_ id: Int, view: String) throws {
+        let executable = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
+        let arguments = [executable, "serve", "--id", "\(id)", "--members", members, "--view", view,
+                         "--client-port", "\(ports[3 * id + 2])", "--log-level", "info"] + extraArguments
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        posix_spawn_file_actions_addopen(&actions, 1, "\(directory)/replica\(id).out", O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+        posix_spawn_file_actions_addopen(&actions, 2, "\(directory)/replica\(id).err", O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+        var attributes = posix_spawnattr_t()
+        posix_spawnattr_init(&attributes)
+        defer { posix_spawnattr_destroy(&attributes) }
+        posix_spawnattr_setpgroup(&attributes, 0)
+        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETPGROUP))
+        let argv: [UnsafeMutablePointer<CChar>?] = arguments.map { strdup($0) } + [nil]
+        defer { for pointer in argv { free(pointer) } }
+        var pid = pid_t()
+        let result = posix_spawn(&pid, executable, &actions, &attributes, argv, environ)
+        guard result == 0 else { throw ValidationError("posix_spawn \(executable): errno \(result)") }
+        lock.withLock { pids[id] = pid }
+    }
+
+    func waitReady(_ ids: [Int], timeoutSeconds: Double = 30) throws {
+        let deadline = Date().addingTimeInterval(timeoutSeconds)
+        for id in ids {
+            while true {
+                let text = (try? String(contentsOfFile: "\(directory)/replica\(id).out", encoding: .utf8)) ?? ""
+                if text.contains("ready client_port=") { break }
+                var status: Int32 = 0
+                if waitpid(pid(id), &status, WNOHANG) == pid(id) {
+                    throw ValidationError("replica \(id) exited before it was ready; see \(directory)/replica\(id).err")
+                }
+                guard Date() < deadline else { throw ValidationError("replica \(id) was not ready in time") }
+                usleep(20_000)
+            }
+        }
+    }
+
+    func stop() {
+        let all: [pid_t] = lock.withLock {
+            defer { pids = [:] }
+            return Array(pids.values)
+        }
+        for pid in all { kill(-pid, SIGTERM) }
+        let deadline = Date().addingTimeInterval(3)
+        var live = all
+        while !live.isEmpty && Date() < deadline {
+            live = live.filter { pid in
+                var status: Int32 = 0
+                return waitpid(pid, &status, WNOHANG) == 0
+            }
+            if !live.isEmpty { usleep(20_000) }
+        }
+        for pid in live {
+            kill(-pid, SIGKILL)
+            var status: Int32 = 0
+            waitpid(pid, &status, 0)
+        }
+    }
+
+    /// Ports p, p + 1, p + 2 free on loopback (data, control, client), per member.
+    private static func freePorts(_ count: Int) -> [UInt16] {
+        func bindable(_ port: UInt16) -> Bool {
+            let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+            defer { close(fd) }
+            var address = sockaddr_in()
+            address.sin_family = sa_family_t(AF_INET)
+            address.sin_addr.s_addr = inet_addr("127.0.0.1")
+            address.sin_port = port.bigEndian
+            return withUnsafePointer(to: &address) { pointer in
+                pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                    bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0
+                }
+            }
+        }
+        var result: [UInt16] = []
+        var candidate = UInt16(31_000 + Int(getpid() % 9_000) / 3 * 3)
+        while result.count < count {
+            candidate = candidate >= 59_990 ? 31_000 : candidate + 3
+            if bindable(candidate) && bindable(candidate + 1) && bindable(candidate + 2) {
+                result += [candidate, candidate + 1, candidate + 2]
+            }
+        }
+        return Array(result.prefix(count))
+    }
+}

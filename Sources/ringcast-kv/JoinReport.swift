@@ -1,0 +1,147 @@
+import ArgumentParser
+import Foundation
+import RingCast
+import RingCastJSON
+import RingCastSMR
+import Synchronization
+
+// join-bench: what a run measured, as text or JSON.
+
+struct JoinReport {
+    var fillMiB: Int
+    var fillKeys: Int
+    var stateBytes: Int
+    var fillSeconds: Double
+    var joinSecond: Int
+    var caughtUpSecond: Int
+    var restoredSeconds: Double?
+    var caughtUpSeconds: Double?
+    var snapshotBytes: UInt64
+    var providerSuffixPeak: UInt64
+    var providerSuffixWaits: UInt64
+    var joinerSuffixPeak: UInt64
+    var joinerSuffixWaits: UInt64
+    var providerRSSBefore: Int
+    /// VmHWM at the catch-up (the peak over the transfer) and at the end of the run (after --after s of load).
+    var providerHWM: Int
+    var providerEndHWM: Int
+    var joinerBaselineRSS: Int
+    var joinerHWM: Int
+    var joinerEndHWM: Int
+    var series: [Sample]
+    /// The load clients' completed requests per second (element i is second i + 1).
+    var clientOps: [Int]
+    var digests: [(index: UInt64, digest: UInt64)]
+    var failures: Int
+    var configuration: String
+
+    var digestsEqual: Bool {
+        digests.count == 4 && Set(digests.map(\.index)).count == 1 && Set(digests.map(\.digest)).count == 1
+    }
+
+    /// Mean commands applied per second at `replica` in seconds (from, through].
+    func mean(_ replica: Int, _ range: ClosedRange<Int>) -> Double {
+        let picked = series.filter { $0.replica == replica && range.contains($0.second) }
+        guard !picked.isEmpty else { return 0 }
+        return Double(picked.reduce(0) { $0 + $1.commandsApplied }) / Double(picked.count)
+    }
+
+    /// Mean requests per second the load clients completed in seconds (from, through].
+    func meanClientOps(_ range: ClosedRange<Int>) -> Double {
+        let picked = range.filter { $0 >= 1 && $0 <= clientOps.count }.map { clientOps[$0 - 1] }
+        guard !picked.isEmpty else { return 0 }
+        return Double(picked.reduce(0, +)) / Double(picked.count)
+    }
+
+    var phases: (before: ClosedRange<Int>, during: ClosedRange<Int>, after: ClosedRange<Int>) {
+        let last = series.map(\.second).max() ?? 0
+        // The first two seconds after the fill are warm-up (the load clients connect and open their sessions; on a
+        // busy machine the second one was still almost empty) unless --before is too short for that; the join second
+        // and the catch-up second count as "during". Sample s covers (s − 1, s]: the join started in sample
+        // joinSecond + 1; the last sample is partial.
+        let first = joinSecond >= 4 ? 3 : 2
+        return (first...max(first, joinSecond), (joinSecond + 1)...max(joinSecond + 1, caughtUpSecond + 1),
+                (caughtUpSecond + 2)...max(caughtUpSecond + 2, last - 1))
+    }
+
+    func text() -> String {
+        let mib = { (bytes: Int) in String(format: "%.1f MiB", Double(bytes) / 1_048_576) }
+        var lines: [String] = []
+        lines.append("join-bench (loopback, one shared machine): \(configuration)")
+        lines.append("state: \(fillKeys) keys, \(mib(stateBytes)) of keys + values (filled in "
+            + String(format: "%.1f s", fillSeconds) + "); snapshot streamed: \(mib(Int(snapshotBytes)))")
+        lines.append(String(format: "transfer: state restored %.2f s after the joiner started; suffix applied (caught up) after %.2f s",
+                            restoredSeconds ?? -1, caughtUpSeconds ?? -1))
+        let phases = phases
+        for replica in 0..<3 {
+            let before = mean(replica, phases.before)
+            let during = mean(replica, phases.during)
+            let after = mean(replica, phases.after)
+            lines.append(String(format: "replica %d commands applied/s: before %.0f, during %.0f (%.0f %%), after %.0f", replica,
+                                before, during, before > 0 ? 100 * during / before : 0, after))
+        }
+        lines.append(String(format: "replica 3 commands applied/s after catch-up: %.0f", mean(3, phases.after)))
+        let clientsBefore = meanClientOps(phases.before), clientsDuring = meanClientOps(phases.during)
+        lines.append(String(format: "load clients requests/s: before %.0f, during %.0f (%.0f %%), after %.0f", clientsBefore,
+                            clientsDuring, clientsBefore > 0 ? 100 * clientsDuring / clientsBefore : 0,
+                            meanClientOps(phases.after)))
+        lines.append("provider (replica 0): RSS before the join \(mib(providerRSSBefore)), peak over the transfer \(mib(providerHWM)); "
+            + "peak − state \(mib(providerHWM - stateBytes)), peak − RSS before \(mib(providerHWM - providerRSSBefore)); "
+            + "suffix peak \(mib(Int(providerSuffixPeak))), waits for room \(providerSuffixWaits); "
+            + "peak until the end of the run \(mib(providerEndHWM))")
+        lines.append("joiner (replica 3): RSS when ready (empty) \(mib(joinerBaselineRSS)), peak over the transfer \(mib(joinerHWM)); "
+            + "peak − state \(mib(joinerHWM - stateBytes)), peak − state − RSS when ready \(mib(joinerHWM - stateBytes - joinerBaselineRSS)); "
+            + "suffix peak \(mib(Int(joinerSuffixPeak))), waits for room \(joinerSuffixWaits); "
+            + "peak until the end of the run \(mib(joinerEndHWM))")
+        lines.append("per second (commands applied at r0 r1 r2 r3 | ring MB/s at r0 | load clients requests/s):")
+        for second in Set(series.map(\.second)).sorted() {
+            let row = (0..<4).map { id in series.first { $0.second == second && $0.replica == id }.map { "\($0.commandsApplied)" } ?? "-" }
+            let ring = series.first { $0.second == second && $0.replica == 0 }.map { String(format: "%.1f", Double($0.ringBytes) / 1e6) } ?? "-"
+            let mark = second == joinSecond + 1 ? "  ← join" : second == caughtUpSecond ? "  ← caught up" : ""
+            let clients = second >= 1 && second <= clientOps.count ? "\(clientOps[second - 1])" : "-"
+            lines.append("  \(second): \(row.joined(separator: " ")) | \(ring) | \(clients)\(mark)")
+        }
+        lines.append("digests: " + digests.map { "\($0.index)@" + String($0.digest, radix: 16) }.joined(separator: " ")
+            + (digestsEqual ? "  EQUAL" : "  DIFFER"))
+        if failures > 0 { lines.append("client request failures: \(failures)") }
+        return lines.joined(separator: "\n")
+    }
+
+    func json() -> String {
+        let phases = phases
+        var fields: [(String, JSONValue)] = [
+            ("state_bytes", .integer(Int64(stateBytes))), ("fill_keys", .integer(Int64(fillKeys))),
+            ("fill_seconds", .number(fillSeconds)), ("snapshot_bytes", .integer(Int64(snapshotBytes))),
+            ("restored_seconds", restoredSeconds.map { .number($0) } ?? .null),
+            ("caught_up_seconds", caughtUpSeconds.map { .number($0) } ?? .null),
+            ("provider_rss_before_join_bytes", .integer(Int64(providerRSSBefore))),
+            ("provider_peak_rss_bytes", .integer(Int64(providerHWM))),
+            ("provider_peak_minus_state_bytes", .integer(Int64(providerHWM - stateBytes))),
+            ("provider_suffix_peak_bytes", .integer(Int64(providerSuffixPeak))),
+            ("provider_suffix_waits", .integer(Int64(providerSuffixWaits))),
+            ("joiner_suffix_peak_bytes", .integer(Int64(joinerSuffixPeak))),
+            ("joiner_suffix_waits", .integer(Int64(joinerSuffixWaits))),
+            ("joiner_ready_rss_bytes", .integer(Int64(joinerBaselineRSS))),
+            ("joiner_peak_rss_bytes", .integer(Int64(joinerHWM))),
+            ("joiner_peak_minus_state_bytes", .integer(Int64(joinerHWM - stateBytes))),
+            ("provider_end_peak_rss_bytes", .integer(Int64(providerEndHWM))),
+            ("joiner_end_peak_rss_bytes", .integer(Int64(joinerEndHWM))),
+            ("digests_equal", .bool(digestsEqual)), ("client_failures", .integer(Int64(failures))),
+            ("configuration", .string(configuration)),
+        ]
+        for replica in 0..<3 {
+            fields.append(("replica\(replica)_applied_per_second", .object([
+                ("before", .number(mean(replica, phases.before))), ("during", .number(mean(replica, phases.during))),
+                ("after", .number(mean(replica, phases.after)))])))
+        }
+        fields.append(("clients_requests_per_second", .object([
+            ("before", .number(meanClientOps(phases.before))), ("during", .number(meanClientOps(phases.during))),
+            ("after", .number(meanClientOps(phases.after)))])))
+        fields.append(("series", .array(series.map { sample in
+            .object([("second", .integer(Int64(sample.second))), ("replica", .integer(Int64(sample.replica))),
+                     ("applied", .integer(Int64(sample.commandsApplied))), ("ring_bytes", .integer(Int64(sample.ringBytes))),
+                     ("rss_bytes", .integer(Int64(sample.rss)))])
+        })))
+        return JSONValue.object(fields).text
+    }
+}
