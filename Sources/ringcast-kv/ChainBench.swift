@@ -16,9 +16,10 @@ extension Bench {
         guard workload == "kv" else { throw ValidationError("--protocol chain runs --workload kv only") }
         guard plantBug == nil else { throw ValidationError("--plant-bug is an LCR replica fault") }
         let f = UInt32((replicas - 1) / 3)
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("ringcast-kv-chain-bench-\(getpid())").path
-        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true,
-                                                attributes: [.posixPermissions: 0o700])
+        let work = try WorkDirectory(prefix: "ringcast-kv-chain-bench")
+        var passed = false
+        defer { work.finish(passed: passed) }
+        let directory = work.path
         let keyDirectory = directory + "/keys"
         try FileManager.default.createDirectory(atPath: keyDirectory, withIntermediateDirectories: true,
                                                 attributes: [.posixPermissions: 0o700])
@@ -78,6 +79,7 @@ extension Bench {
         print(json ? report.json() : report.text())
         if report.digests?.equal == false { throw ExitCode(4) }
         if let check = report.check, !check.linearizable { throw ExitCode(2) }
+        passed = true
     }
 }
 

@@ -85,8 +85,10 @@ struct JoinBench: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("ringcast-kv-join-\(getpid())").path
-        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        let work = try WorkDirectory(prefix: "ringcast-kv-join")
+        var passed = false
+        defer { work.finish(passed: passed) }
+        let directory = work.path
         let group = try JoinGroup(directory: directory, members: 4, extraArguments: [
             "--suspect-ms", "\(suspectMillis)", "--suffix-mib", "\(suffixMiB)", "--snapshot-chunk-kib", "\(chunkKiB)",
             "--snapshot-rate-mib", "\(snapshotRateMiB)", "--snapshot-nice", "\(snapshotNice)"])
@@ -221,6 +223,7 @@ struct JoinBench: AsyncParsableCommand {
                 + "snapshot rate \(snapshotRateMiB == 0 ? "unpaced" : "\(snapshotRateMiB) MiB/s"), transfer threads nice \(snapshotNice)")
         if json { print(report.json()) } else { print(report.text()) }
         if !report.digestsEqual { throw ExitCode(1) }
+        passed = true
     }
 
     /// Puts `keys` distinct fill values (pipelined, over the three replicas); returns the logical state size.

@@ -20,8 +20,8 @@ extension Bench {
         let plan = try LANFaultPlan.parse(kill: kill, partition: partition, join: join, replicas: replicas)
         let totalReplicas = replicas + plan.joiners
         let hosts = max(2, totalReplicas + clientHosts)
-        let work = FileManager.default.temporaryDirectory.appendingPathComponent("ringcast-kv-lan-\(getpid())").path
-        try FileManager.default.createDirectory(atPath: work, withIntermediateDirectories: true)
+        let workDirectory = try WorkDirectory(prefix: "ringcast-kv-lan")
+        let work = workDirectory.path
         let executable = try Locator.binary("ringcast-kv", override: nil, flag: "")
         let controller = LANController(tool: try Locator.lanTool(override: lanTool), prefix: lanPrefix, workDirectory: work)
         let children = ChildGroup()
@@ -34,7 +34,7 @@ extension Bench {
             children.stopAll()
             for replica in cut { if let problem = controller.heal(host: replica + 1) { note(problem) } }
             if !lanKeep, let problem = controller.down() { note(problem) }
-            if passed { try? FileManager.default.removeItem(atPath: work) } else { note("logs kept in \(work)") }
+            workDirectory.finish(passed: passed)
         }
 
         note("bringing up the LAN '\(lanPrefix)': \(hosts) hosts at \(rate)")

@@ -1,5 +1,6 @@
 import CRingCast
 import CRingCastCore
+import Foundation
 import Glibc
 import RingCastChain
 import RingCastKeys
@@ -36,6 +37,7 @@ import Testing
     /// Written files load back with mode 0600; the rings they make interoperate pairwise, and hold no other pair.
     @Test func generatedFilesLoadAndInteroperate() throws {
         let dir = Self.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
         let files = try ChainKeyFile.generateCluster(f: 1, clients: 2)
         #expect(files.count == 6)
         for file in files { try file.write(to: dir + "/" + file.fileName) }
@@ -71,6 +73,7 @@ import Testing
     /// Group- or other-readable files are refused before they are parsed.
     @Test func permissionsAreChecked() throws {
         let dir = Self.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
         let file = try ChainKeyFile.generateCluster(f: 1, clients: 1)[2]
         let path = dir + "/k"
         try file.write(to: path)
