@@ -23,7 +23,7 @@ struct ChainInstanceSwitchTests {
     }
 
     static func switchingClient(_ cluster: TestCluster, _ id: UInt32, window: Int = 4,
-                                timeoutMillis: UInt64 = 600) throws -> ChainClient {
+                                timeoutMillis: UInt64 = 2_000) throws -> ChainClient {
         var settings = ChainClient.Settings(f: cluster.f, client: id, replicas: cluster.endpoints)
         settings.timeoutNanos = timeoutMillis * 1_000_000
         settings.abortWaitNanos = 3_000_000_000
