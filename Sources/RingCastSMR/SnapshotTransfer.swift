@@ -196,7 +196,6 @@ extension ReplicaCore {
     /// cut while apply goes on; otherwise the state is held (`streamsActive`) and read without `lock` while apply
     /// queues the suffix.
     func serveSnapshot(_ transfer: UInt64, to connection: Connection) {
-        let chunkBytes = min(options.snapshotChunkBytes, options.frameBytesMax - 16)
         let admitted: Result<FrozenCut?, SnapshotError> = lock.withLock {
             guard !failed else { return .failure(SnapshotError("this replica's own state transfer failed")) }
             guard let pending = transfersPending[transfer] else {
@@ -218,7 +217,34 @@ extension ReplicaCore {
         case let .success(admittedCut):
             cut = admittedCut
         }
-        // This connection serves the pull only (the joiner closes it after the end frame), so its thread may stay at
+        var outcome: String?
+        let sentBytes = streamCut(cut, to: connection, outcome: &outcome)
+        let index: UInt64 = lock.withLock {
+            // Each joiner of the view change pulls once; apply goes on after the last (releaseWhenPulled).
+            transfersPending[transfer]?.streaming -= 1
+            transfersPending[transfer]?.served += 1
+            if cut == nil { streamsActive -= 1 }
+            lock.broadcast()
+            return appliedIndex
+        }
+        if let outcome {
+            logger.error("snapshot transfer failed", metadata: ["transfer": "\(transfer)", "error": "\(outcome)"])
+            connection.fail(code: 6, message: outcome)
+        } else {
+            logger.info("snapshot streamed to a joiner", metadata: ["transfer": "\(transfer)", "bytes": "\(sentBytes)",
+                                                                    "applied_index": "\(index)",
+                                                                    "by_copy": "\(cut != nil)"])
+        }
+    }
+
+    /// Streams the state at a cut to `connection` (a joiner's pull, a learner): `cut` is the copy taken at the cut, or
+    /// nil for the replica's own state held at the cut. Chunk by chunk, paced by
+    /// ``Replica/Options/snapshotBytesPerSecondMax``, at a lower scheduling priority
+    /// (``Replica/Options/snapshotThreadNice``), then the end frame. Returns the bytes sent; `outcome` is set when
+    /// the stream failed.
+    func streamCut(_ cut: FrozenCut?, to connection: Connection, outcome: inout String?) -> UInt64 {
+        let chunkBytes = min(options.snapshotChunkBytes, options.frameBytesMax - 16)
+        // This connection serves the transfer only (the other side closes it when done), so its thread may stay at
         // the lower priority for the rest of its life.
         lowerTransferThreadPriority(nice: options.snapshotThreadNice)
         // A joiner that stops reading fails the stream instead of holding the state forever.
@@ -238,38 +264,27 @@ extension ReplicaCore {
             }
             sentBytes += UInt64(chunk.count)
         }
-        var outcome: String?
         do {
-            if let cut { try Self.writeSnapshot(cut, into: &writer) } else { try writeSnapshot(into: &writer) }
+            switch cut {
+            case let cut?: try Self.writeSnapshot(cut, into: &writer)
+            case nil: try writeSnapshot(into: &writer)
+            }
             _ = Socket.sendAll(connection.fd, ClientFrame.snapshotEnd(bytes: sentBytes).encoded())
         } catch {
             outcome = "\(error)"
         }
-        let index: UInt64 = lock.withLock {
-            // Each joiner of the view change pulls once; apply goes on after the last (releaseWhenPulled).
-            transfersPending[transfer]?.streaming -= 1
-            transfersPending[transfer]?.served += 1
-            if cut == nil { streamsActive -= 1 }
+        lock.withLock {
             statistics.snapshotBytesSent += sentBytes
             if let bucket {
                 statistics.snapshotPacingWaits += bucket.waits
                 statistics.snapshotBytesPerRefillMax = max(statistics.snapshotBytesPerRefillMax, bucket.takenSinceRefillMax)
             }
-            lock.broadcast()
-            return appliedIndex
         }
-        if let outcome {
-            logger.error("snapshot transfer failed", metadata: ["transfer": "\(transfer)", "error": "\(outcome)"])
-            connection.fail(code: 6, message: outcome)
-        } else {
-            logger.info("snapshot streamed to a joiner", metadata: ["transfer": "\(transfer)", "bytes": "\(sentBytes)",
-                                                                    "applied_index": "\(index)",
-                                                                    "by_copy": "\(cut != nil)"])
-        }
+        return sentBytes
     }
 
     /// Waits until the bucket lets `bytes` go; false if the replica stops meanwhile.
-    private func pace(_ bucket: inout TokenBucket, bytes: UInt64) -> Bool {
+    func pace(_ bucket: inout TokenBucket, bytes: UInt64) -> Bool {
         while true {
             let wait = bucket.take(bytes, nowNanos: monotonicNanos())
             if wait == 0 { return true }
@@ -293,7 +308,15 @@ extension ReplicaCore {
                          metadata: ["error": "\(error)"])
             return
         }
-        lock.withLock { restoring = true }
+        let learnerTakesIt: Bool = lock.withLock {
+            restoring = true
+            // A learner in its second phase applies its feed up to this cut (Learner.swift).
+            guard learning else { return false }
+            learnerCut = header
+            lock.broadcast()
+            return true
+        }
+        if learnerTakesIt { return }
         do {
             try startTransferThread { [self] in pullSnapshot(header) }
         } catch {
@@ -327,7 +350,7 @@ extension ReplicaCore {
 
     /// Pulls the state from the provider and installs it; false if the transfer failed (this replica then does not
     /// serve).
-    private func restoreFromProvider(_ header: TransferHeader) -> Bool {
+    func restoreFromProvider(_ header: TransferHeader) -> Bool {
         // Restored into values of their own (the replica's are empty: a joiner applied nothing yet), installed under
         // `lock` at the end, so that nobody sees a half-restored state and the lock is free meanwhile.
         var restored: Machine = lock.withLock { machine }
