@@ -222,6 +222,8 @@ extension ReplicaCore {
             }
         }
         stream.close(core: self)
+        // A shutdown cuts the feed's socket: the read fails, but the reason is the shutdown.
+        if failure != nil && stopping { failure = "the replica is stopping" }
         if let failure, failure != "the replica is stopping" {
             // The cut may come later: the ordinary path takes it from here.
             let pull: TransferHeader? = lock.withLock {
