@@ -12,8 +12,9 @@ import RingCast
 ///
 /// Phase 1, outside the view (``Replica/Options/learnFrom``): the learner connects to a provider's client port
 /// (the client plane's handshake), sends ``ClientFrame/learnRequest``, restores the copy the provider streams (at
-/// its applied index c0) into values of its own, installs it, and applies the provider's feed — every ring batch
-/// the provider applied after c0, in order, checked index by index — until its lag is at most
+/// its applied index c0) into values of its own — keeping the feed's batches that come between the chunks in a
+/// bounded stash — installs it, and applies the provider's feed (the stash first) — every ring batch the provider
+/// applied after c0, in order, checked index by index — until its lag is at most
 /// ``Replica/Options/learnerLagEntriesMax`` entries (or the feed is idle for ``feedIdleMillis``). A failed attempt
 /// (the provider died, refused, dropped this learner for falling behind) tries the next provider, at most
 /// ``Replica/Options/learnerAttemptsMax`` attempts in all; then the replica joins the ordinary way.
@@ -101,13 +102,26 @@ extension ReplicaCore {
                 (lock.withLock { machine }, SessionTable(limits: options.sessions))
             nonisolated(unsafe) var outcome: Result<(index: UInt64, orderedMillis: UInt64), SnapshotError> =
                 .failure(SnapshotError("the restore did not run"))
+            // Feed batches the provider sends between the copy's chunks wait here until the copy is installed
+            // (bounded: ``Replica/Options/suffixBytesMax``).
+            nonisolated(unsafe) var stash = SuffixStore(bytesMax: options.suffixBytesMax)
+            nonisolated(unsafe) var stashIndexes: [UInt64] = []
             let body: @Sendable () -> Void = { [self] in
                 lowerTransferThreadPriority(nice: options.snapshotThreadNice)
                 var reader = SnapshotReader { () throws(SnapshotError) -> [UInt8]? in
-                    switch try stream.next(timeoutMillis: nil) {
-                    case let .snapshotChunk(bytes)?: return bytes
-                    case .snapshotEnd?: return nil
-                    default: throw SnapshotError("unexpected frame in the learner's snapshot stream")
+                    while true {
+                        switch try stream.next(timeoutMillis: nil) {
+                        case let .snapshotChunk(bytes)?: return bytes
+                        case .snapshotEnd?: return nil
+                        case let .learnerEntry(index, _, payload)?:
+                            guard stash.admits(payload.count) else {
+                                throw SnapshotError("the feed during the restore exceeded the learner's bound "
+                                    + "(suffixBytesMax, \(stash.bytesMax) bytes)")
+                            }
+                            stash.append(payload)
+                            stashIndexes.append(index)
+                        default: throw SnapshotError("unexpected frame in the learner's snapshot stream")
+                        }
                     }
                 }
                 var state = target!
@@ -130,6 +144,12 @@ extension ReplicaCore {
                 statistics.learnerRestores += 1
             }
             target = nil // the installed state is the only reference: apply changes it in place
+            lock.withLock { statistics.learnerStashBytesPeak = max(statistics.learnerStashBytesPeak, UInt64(stash.peakBytes)) }
+            for index in stashIndexes {
+                guard let payload = stash.popFirst() else { preconditionFailure("the stash lost a batch") }
+                try applyFed(payload, index: index)
+            }
+            stashIndexes = []
             logger.info("learner restored the provider's copy; applying its feed",
                         metadata: ["provider": "\(provider)", "index": "\(cut.index)"])
             // Apply the feed until the lag is small, or the provider is idle.

@@ -95,7 +95,9 @@ extension ReplicaCore {
             cut = admittedCut
         }
         var outcome: String?
-        let sent = streamCut(cut, to: connection, outcome: &outcome)
+        // The feed's batches go out between the copy's chunks too: they wait at the learner (its phase-1 memory has
+        // room: it is not a ring member yet), not in this replica's queue, for the whole restore.
+        let sent = streamCut(cut, to: connection, outcome: &outcome) { [self] in sendFeed(id, to: connection) != false }
         let cutIndex = cut?.index ?? 0
         cut = nil // the copy is not needed any more: apply stops copying what it changes
         if outcome == nil {
@@ -123,23 +125,35 @@ extension ReplicaCore {
     /// Sends the feed's batches as apply queues them. Returns why it ended (nil: the learner closed the connection).
     private func feed(_ id: UInt64, to connection: Connection) -> String? {
         while true {
-            let (batches, index, stop): ([(index: UInt64, payload: [UInt8])], UInt64, String?) = lock.withLock {
+            let stop: String? = lock.withLock {
                 while true {
-                    guard let queued = learners[id] else { return ([], 0, "the learner is gone") }
-                    if queued.dropped != nil { return ([], 0, "dropped") }
-                    if shuttingDown { return ([], 0, "the replica is stopping") }
-                    if !queued.entries.isEmpty { return (learners[id]!.takeAll(), appliedIndex, nil) }
+                    guard let queued = learners[id] else { return "the learner is gone" }
+                    if queued.dropped != nil { return "dropped" }
+                    if shuttingDown { return "the replica is stopping" }
+                    if !queued.entries.isEmpty { return nil }
                     // Every 100 ms: whether the learner hung up (it closes the connection once it caught up).
-                    if !lock.wait(untilNanos: monotonicNanos() + 100_000_000) { return ([], appliedIndex, nil) }
+                    if !lock.wait(untilNanos: monotonicNanos() + 100_000_000) { return nil }
                 }
             }
             if let stop { return stop == "dropped" ? nil : stop }
             if Self.peerHungUp(connection.fd) { return nil }
-            for (entryIndex, payload) in batches {
-                let frame = ClientFrame.learnerEntry(index: entryIndex, providerIndex: index, payload: payload)
-                guard Socket.sendAll(connection.fd, frame.encoded()) else { return "the learner's connection broke or stalled" }
-            }
+            guard sendFeed(id, to: connection) != false else { return "the learner's connection broke or stalled" }
         }
+    }
+
+    /// Sends what the learner's queue holds, with this replica's applied index. Nil: the learner is gone or was
+    /// dropped (nothing sent); false: the connection failed.
+    private func sendFeed(_ id: UInt64, to connection: Connection) -> Bool? {
+        let taken: (batches: [(index: UInt64, payload: [UInt8])], index: UInt64)? = lock.withLock {
+            guard let queued = learners[id], queued.dropped == nil else { return nil }
+            return (learners[id]!.takeAll(), appliedIndex)
+        }
+        guard let taken else { return nil }
+        for (entryIndex, payload) in taken.batches {
+            let frame = ClientFrame.learnerEntry(index: entryIndex, providerIndex: taken.index, payload: payload)
+            guard Socket.sendAll(connection.fd, frame.encoded()) else { return false }
+        }
+        return true
     }
 
     /// Whether the learner closed (or reset) the connection: it sends nothing after its request, so the socket being

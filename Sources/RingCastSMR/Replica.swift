@@ -143,6 +143,8 @@ public final class Replica<Machine: StateMachine>: Sendable {
         public var learnerBatchesApplied: UInt64 = 0
         public var learnerAttemptsFailed: UInt64 = 0
         public var learnerFallbacks: UInt64 = 0
+        /// Learner: the most bytes of feed batches kept while it restored the copy (at most ``Options/suffixBytesMax``).
+        public var learnerStashBytesPeak: UInt64 = 0
         /// Learner: times it started its group member after catching up (its second phase began).
         public var learnerJoins: UInt64 = 0
         public init() {}

@@ -164,7 +164,9 @@ extension ReplicaCore {
     /// ``Replica/Options/snapshotBytesPerSecondMax``, at a lower scheduling priority
     /// (``Replica/Options/snapshotThreadNice``), then the end frame. Returns the bytes sent; `outcome` is set when
     /// the stream failed.
-    func streamCut(_ cut: FrozenCut?, to connection: Connection, outcome: inout String?) -> UInt64 {
+    /// `afterChunk` (a learner's stream) runs after each chunk: false fails the stream.
+    func streamCut(_ cut: FrozenCut?, to connection: Connection, outcome: inout String?,
+                   afterChunk: (@Sendable () -> Bool)? = nil) -> UInt64 {
         let chunkBytes = min(options.snapshotChunkBytes, options.frameBytesMax - 16)
         // This connection serves the transfer only (the other side closes it when done), so its thread may stay at
         // the lower priority for the rest of its life.
@@ -185,6 +187,7 @@ extension ReplicaCore {
                 throw SnapshotError("the joiner's connection broke or stalled")
             }
             sentBytes += UInt64(chunk.count)
+            if let afterChunk, !afterChunk() { throw SnapshotError("the learner's connection broke or stalled") }
         }
         do {
             switch cut {
