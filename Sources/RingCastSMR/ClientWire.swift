@@ -42,6 +42,13 @@ enum ClientFrame: Sendable, Hashable {
     case snapshotRequest(transfer: UInt64)
     /// The replica's state digest and applied index (reply payload: index u64, digest u64).
     case digest(request: UInt64)
+    /// A replica that will join asks to *learn* (Learner.swift): the provider streams a copy of its state (the
+    /// ``snapshotChunk(_:)`` frames, then ``snapshotEnd(bytes:)``), then feeds every ring batch it applies
+    /// (``learnerEntry(index:providerIndex:payload:)``) until the learner closes the connection.
+    case learnRequest
+    /// A joiner that caught up through its feed does not need the snapshot of transfer `transfer`: the provider
+    /// counts it as pulled (and stops keeping the copy at the cut).
+    case snapshotDecline(transfer: UInt64)
     // replica → client
     case welcome(replica: UInt32, windowMax: UInt32, appliedIndex: UInt64)
     case reply(request: UInt64, status: ReplyStatus, index: UInt64, payload: [UInt8])
@@ -50,6 +57,9 @@ enum ClientFrame: Sendable, Hashable {
     case snapshotChunk([UInt8])
     /// The end of a snapshot stream, with its length in bytes.
     case snapshotEnd(bytes: UInt64)
+    /// One ring batch the provider applied, as delivered: `index` is the provider's applied index after it,
+    /// `providerIndex` its applied index when it sent the frame (the learner's lag is the difference).
+    case learnerEntry(index: UInt64, providerIndex: UInt64, payload: [UInt8])
 
     static let version: UInt8 = 1
     static let lengthBytes = 4
@@ -98,6 +108,16 @@ enum ClientFrame: Sendable, Hashable {
         case let .digest(request):
             writer.uint8(8)
             writer.uint64(request)
+        case .learnRequest:
+            writer.uint8(9)
+        case let .snapshotDecline(transfer):
+            writer.uint8(10)
+            writer.uint64(transfer)
+        case let .learnerEntry(index, providerIndex, payload):
+            writer.uint8(0x86)
+            writer.uint64(index)
+            writer.uint64(providerIndex)
+            writer.raw(payload)
         case let .snapshotChunk(bytes):
             writer.uint8(0x84)
             writer.raw(bytes)
@@ -166,6 +186,10 @@ enum ClientFrame: Sendable, Hashable {
         case 6: frame = .closeSession(request: try reader.uint64(), session: try reader.uint64())
         case 7: frame = .snapshotRequest(transfer: try reader.uint64())
         case 8: frame = .digest(request: try reader.uint64())
+        case 9: frame = .learnRequest
+        case 10: frame = .snapshotDecline(transfer: try reader.uint64())
+        case 0x86:
+            frame = .learnerEntry(index: try reader.uint64(), providerIndex: try reader.uint64(), payload: Array(reader.rest()))
         case 0x84: frame = .snapshotChunk(Array(reader.rest()))
         case 0x85: frame = .snapshotEnd(bytes: try reader.uint64())
         case 0x81: frame = .welcome(replica: try reader.uint32(), windowMax: try reader.uint32(), appliedIndex: try reader.uint64())

@@ -63,6 +63,23 @@ public final class Replica<Machine: StateMachine>: Sendable {
         /// the delivery thread waits: the ring slows down to what this replica can take (backpressure, no loss).
         /// Size it for the load × the transfer's duration; it is the memory a transfer costs beyond one chunk.
         public var suffixBytesMax = 32 << 20
+        /// Client addresses of replicas to learn from (Learner.swift): a joining replica whose machine's copy is a
+        /// snapshot (``StateMachine/copyIsSnapshot``) first restores a copy of one's state and applies its feed
+        /// outside the view, and joins the ring only once its lag is small. Tried in order, at most
+        /// ``learnerAttemptsMax`` attempts; empty (the default): the joiner receives the state at the view change.
+        public var learnFrom: [Address] = []
+        /// Attempts of a learner (one provider each, in ``learnFrom``'s order, round robin) before it joins the
+        /// ordinary way.
+        public var learnerAttemptsMax = 3
+        /// A learner joins the ring once the provider's applied index is at most this many log entries ahead of
+        /// its own (or the feed is idle for 200 ms). What is left is applied in the second phase, from a backlog
+        /// of at most ``suffixBytesMax``.
+        public var learnerLagEntriesMax = 4_096
+        /// A provider's feed queue per learner, bytes: a learner that falls this far behind is dropped (it tries
+        /// again, or joins the ordinary way); the provider never waits for a learner.
+        public var learnerFeedBytesMax = 16 << 20
+        /// Learners a provider feeds at once; one more is refused.
+        public var learnersMax = 2
         /// A fault injection for the linearizability checker's own test: linearizable reads are answered from the
         /// local state without a barrier. Never set it outside that test.
         public var plantStaleReadBug = false
@@ -115,6 +132,21 @@ public final class Replica<Machine: StateMachine>: Sendable {
         /// bucket, and the most bytes sent between two refills of it (at most one chunk when the pacing holds).
         public var snapshotPacingWaits: UInt64 = 0
         public var snapshotBytesPerRefillMax: UInt64 = 0
+        /// Provider: learners admitted, dropped for falling behind, ring batches fed to them; announced transfers a
+        /// joiner declined (it caught up through its feed).
+        public var learnersServed: UInt64 = 0
+        public var learnersDropped: UInt64 = 0
+        public var learnerBatchesFed: UInt64 = 0
+        public var transfersDeclined: UInt64 = 0
+        /// Learner: copies restored, fed batches applied, failed attempts, and fallbacks to the ordinary join.
+        public var learnerRestores: UInt64 = 0
+        public var learnerBatchesApplied: UInt64 = 0
+        public var learnerAttemptsFailed: UInt64 = 0
+        public var learnerFallbacks: UInt64 = 0
+        /// Learner: the most bytes of feed batches kept while it restored the copy (at most ``Options/suffixBytesMax``).
+        public var learnerStashBytesPeak: UInt64 = 0
+        /// Learner: times it started its group member after catching up (its second phase began).
+        public var learnerJoins: UInt64 = 0
         public init() {}
     }
 
@@ -130,9 +162,12 @@ public final class Replica<Machine: StateMachine>: Sendable {
         guard options.clientsMax >= 1, options.frameBytesMax >= 64, options.ingressBytesMax >= options.frameBytesMax,
               options.readsWaitingMax >= 1, options.snapshotChunkBytes >= 64, options.suffixBytesMax >= 4096, options.snapshotBytesPerSecondMax >= 0,
               (0...19).contains(options.snapshotThreadNice),
-              options.snapshotPullTimeoutMillis >= 1, options.snapshotStallTimeoutMillis >= 1 else {
+              options.snapshotPullTimeoutMillis >= 1, options.snapshotStallTimeoutMillis >= 1,
+              options.learnerAttemptsMax >= 1, options.learnerLagEntriesMax >= 0, options.learnerFeedBytesMax >= 4096,
+              options.learnersMax >= 0 else {
             throw .invalidConfiguration("clientsMax, readsWaitingMax ≥ 1; frameBytesMax, snapshotChunkBytes ≥ 64; "
-                + "ingressBytesMax ≥ frameBytesMax; suffixBytesMax ≥ 4096; snapshot timeouts ≥ 1 ms; snapshotThreadNice 0...19")
+                + "ingressBytesMax ≥ frameBytesMax; suffixBytesMax ≥ 4096; snapshot timeouts ≥ 1 ms; snapshotThreadNice 0...19; "
+                + "learnerAttemptsMax ≥ 1, learnerLagEntriesMax ≥ 0, learnerFeedBytesMax ≥ 4096, learnersMax ≥ 0")
         }
         let core = ReplicaCore(machine: machine, me: configuration.me, options: options,
                                ringBatchBytesMax: configuration.limits.batchBytesMax,
@@ -178,6 +213,16 @@ public final class Replica<Machine: StateMachine>: Sendable {
 
     /// Starts the group member, the broadcaster and the client port.
     public func start() throws(SMRError) {
+        if core.learnsFirst {
+            // A learner first (Learner.swift): the client port now (statistics, digests; reads are refused until
+            // the state is the group's), the group member once the learner caught up, from the learner's thread.
+            try server.start()
+            try core.startLearning { [group, core] () throws(SMRError) in
+                do throws(RingCastError) { try group.start() } catch { throw .group(error) }
+                try core.startBroadcaster()
+            }
+            return
+        }
         do { try group.start() } catch { throw .group(error) }
         try core.startBroadcaster()
         try server.start()

@@ -64,6 +64,13 @@ final class ReplicaCore<Machine: StateMachine>: @unchecked Sendable {
     /// Provider, for machines whose copy is a snapshot (``StateMachine/copyIsSnapshot``): the state at each announced
     /// transfer's cut, streamed while apply goes on; dropped when the transfer ends.
     var frozenCuts: [UInt64: FrozenCut] = [:]
+    /// Provider: the learners it feeds (LearnerFeed.swift), by id.
+    var learners: [UInt64: LearnerFeed] = [:]
+    var nextLearner: UInt64 = 1
+    /// Joiner in a learner's second phase (Learner.swift): the group's transfer header goes to the learner thread,
+    /// which sets `learnerCut` aside for it.
+    var learning = false
+    var learnerCut: TransferHeader?
     /// Joiner: the socket of the snapshot pull in progress (-1: none; under `pacing`), shut down by ``stopTransfers()``.
     var pullSocket: Int32 = -1
     /// The transfer threads (a provider's release thread, a joiner's pull thread): handles by id, the ids that
@@ -236,6 +243,10 @@ final class ReplicaCore<Machine: StateMachine>: @unchecked Sendable {
             }
         case let .snapshotRequest(transfer):
             serveSnapshot(transfer, to: connection)
+        case .learnRequest:
+            serveLearner(to: connection)
+        case let .snapshotDecline(transfer):
+            declineTransfer(transfer)
         case let .digest(request):
             var writer = ByteWriter()
             if let (index, digest) = try? digest() {
@@ -245,7 +256,7 @@ final class ReplicaCore<Machine: StateMachine>: @unchecked Sendable {
             } else {
                 connection.send(.reply(request: request, status: .notRunning, index: 0, payload: []))
             }
-        case .welcome, .reply, .error, .snapshotChunk, .snapshotEnd:
+        case .welcome, .reply, .error, .snapshotChunk, .snapshotEnd, .learnerEntry:
             connection.fail(code: 1, message: "a replica-to-client frame was sent to the replica")
             countMalformedFrame()
         }
@@ -356,6 +367,8 @@ final class ReplicaCore<Machine: StateMachine>: @unchecked Sendable {
 
     /// Applies one delivered ring batch (under `lock`, the state not held).
     func applyRingBatch(_ bytes: [UInt8], decodeStarted: UInt64) {
+        // The learners' feed (LearnerFeed.swift): every batch applied or skipped, with the index after it.
+        defer { if !learners.isEmpty { feedLearners(bytes) } }
         let decoded = try? RingBatch.decode(bytes)
         CPUCounters.charge(cpu.decodeNanos, since: decodeStarted)
         guard let ringBatch = decoded else {

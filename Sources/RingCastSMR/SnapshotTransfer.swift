@@ -29,84 +29,6 @@ import RingCast
 /// reads are answered from the state at the cut; a joiner refuses reads (``ReplyStatus/notRunning``, retryable at
 /// another replica) until its state is restored.
 extension ReplicaCore {
-    /// Whether the state must not move (under `lock`): a provider's transfer is announced or streaming (unless it
-    /// streams a copy, ``StateMachine/copyIsSnapshot``), or this joiner restores.
-    var stateHeld: Bool { restoring || streamsActive > 0 || transfersPending.values.contains { !$0.byCopy } }
-
-    /// Queues one delivery while the state is held (delivery thread, under `lock`); waits while the store is full.
-    func enqueueSuffix(_ payload: [UInt8]) {
-        var waited = false
-        while !suffix.admits(payload.count) && !failed && !shuttingDown {
-            // The hold ended and the drainer left while this thread was queueing: nobody else makes room.
-            if !stateHeld && !draining {
-                applySuffixHere()
-                continue
-            }
-            if !waited {
-                statistics.suffixFullWaits += 1
-                waited = true
-            }
-            lock.wait()
-        }
-        // A failed joiner's state is not the group's, and a stopping replica applies nothing more: nothing to keep.
-        guard !failed && !shuttingDown else { return }
-        suffix.append(payload)
-        statistics.suffixDeliveries += 1
-        statistics.suffixBytesPeak = UInt64(suffix.peakBytes)
-    }
-
-    /// The delivery thread, after queueing (under `lock`): if the hold ended and no drainer is at work (it may
-    /// have found the store empty and left between two deliveries of this thread), nobody else would apply what
-    /// this thread just queued, so it applies the whole suffix itself, in order.
-    func applyQueuedIfReleased() {
-        if !stateHeld && !draining && !failed && !shuttingDown && !suffix.isEmpty { applySuffixHere() }
-    }
-
-    /// Applies everything queued, in order, on the calling thread (under `lock`; the state not held).
-    private func applySuffixHere() {
-        let started = threadCPUNanos()
-        var taken: UInt64 = 0
-        while let payload = suffix.popFirst() {
-            applyRingBatch(payload, decodeStarted: threadCPUNanos())
-            taken += 1
-        }
-        endOfDeliveries()
-        CPUCounters.charge(cpu.deliveryNanos, since: started)
-        statistics.suffixApplied += taken
-    }
-
-    /// Applies the queued suffix in order once nothing holds the state, a few deliveries per `lock` hold, so that
-    /// clients and the delivery thread (which queues behind it) get the lock in between. One drainer at a time.
-    func drainSuffix() {
-        let claimed: Bool = lock.withLock {
-            guard !draining else { return false }
-            draining = true
-            return true
-        }
-        guard claimed else { return }
-        var more = true
-        while more {
-            more = lock.withLock {
-                guard !stateHeld, !failed, !shuttingDown, !suffix.isEmpty else {
-                    draining = false
-                    lock.broadcast()
-                    return false
-                }
-                let started = threadCPUNanos()
-                var taken = 0
-                while taken < 64, let payload = suffix.popFirst() {
-                    applyRingBatch(payload, decodeStarted: threadCPUNanos())
-                    taken += 1
-                }
-                endOfDeliveries()
-                CPUCounters.charge(cpu.deliveryNanos, since: started)
-                statistics.suffixApplied += UInt64(taken)
-                lock.broadcast() // room in the suffix for a waiting delivery; a waiting next transfer
-                return true
-            }
-        }
-    }
-
     /// `Group.StateTransfer.snapshot` (provider, control thread, at the view boundary: every delivery of the old
     /// view was handed to ``apply(_:)``): registers a transfer and returns its header.
     func snapshotForTransfer(clientPort: UInt16) -> [UInt8] {
@@ -196,7 +118,6 @@ extension ReplicaCore {
     /// cut while apply goes on; otherwise the state is held (`streamsActive`) and read without `lock` while apply
     /// queues the suffix.
     func serveSnapshot(_ transfer: UInt64, to connection: Connection) {
-        let chunkBytes = min(options.snapshotChunkBytes, options.frameBytesMax - 16)
         let admitted: Result<FrozenCut?, SnapshotError> = lock.withLock {
             guard !failed else { return .failure(SnapshotError("this replica's own state transfer failed")) }
             guard let pending = transfersPending[transfer] else {
@@ -218,7 +139,36 @@ extension ReplicaCore {
         case let .success(admittedCut):
             cut = admittedCut
         }
-        // This connection serves the pull only (the joiner closes it after the end frame), so its thread may stay at
+        var outcome: String?
+        let sentBytes = streamCut(cut, to: connection, outcome: &outcome)
+        let index: UInt64 = lock.withLock {
+            // Each joiner of the view change pulls once; apply goes on after the last (releaseWhenPulled).
+            transfersPending[transfer]?.streaming -= 1
+            transfersPending[transfer]?.served += 1
+            if cut == nil { streamsActive -= 1 }
+            lock.broadcast()
+            return appliedIndex
+        }
+        if let outcome {
+            logger.error("snapshot transfer failed", metadata: ["transfer": "\(transfer)", "error": "\(outcome)"])
+            connection.fail(code: 6, message: outcome)
+        } else {
+            logger.info("snapshot streamed to a joiner", metadata: ["transfer": "\(transfer)", "bytes": "\(sentBytes)",
+                                                                    "applied_index": "\(index)",
+                                                                    "by_copy": "\(cut != nil)"])
+        }
+    }
+
+    /// Streams the state at a cut to `connection` (a joiner's pull, a learner): `cut` is the copy taken at the cut, or
+    /// nil for the replica's own state held at the cut. Chunk by chunk, paced by
+    /// ``Replica/Options/snapshotBytesPerSecondMax``, at a lower scheduling priority
+    /// (``Replica/Options/snapshotThreadNice``), then the end frame. Returns the bytes sent; `outcome` is set when
+    /// the stream failed.
+    /// `afterChunk` (a learner's stream) runs after each chunk: false fails the stream.
+    func streamCut(_ cut: FrozenCut?, to connection: Connection, outcome: inout String?,
+                   afterChunk: (@Sendable () -> Bool)? = nil) -> UInt64 {
+        let chunkBytes = min(options.snapshotChunkBytes, options.frameBytesMax - 16)
+        // This connection serves the transfer only (the other side closes it when done), so its thread may stay at
         // the lower priority for the rest of its life.
         lowerTransferThreadPriority(nice: options.snapshotThreadNice)
         // A joiner that stops reading fails the stream instead of holding the state forever.
@@ -237,39 +187,29 @@ extension ReplicaCore {
                 throw SnapshotError("the joiner's connection broke or stalled")
             }
             sentBytes += UInt64(chunk.count)
+            if let afterChunk, !afterChunk() { throw SnapshotError("the learner's connection broke or stalled") }
         }
-        var outcome: String?
         do {
-            if let cut { try Self.writeSnapshot(cut, into: &writer) } else { try writeSnapshot(into: &writer) }
+            switch cut {
+            case let cut?: try Self.writeSnapshot(cut, into: &writer)
+            case nil: try writeSnapshot(into: &writer)
+            }
             _ = Socket.sendAll(connection.fd, ClientFrame.snapshotEnd(bytes: sentBytes).encoded())
         } catch {
             outcome = "\(error)"
         }
-        let index: UInt64 = lock.withLock {
-            // Each joiner of the view change pulls once; apply goes on after the last (releaseWhenPulled).
-            transfersPending[transfer]?.streaming -= 1
-            transfersPending[transfer]?.served += 1
-            if cut == nil { streamsActive -= 1 }
+        lock.withLock {
             statistics.snapshotBytesSent += sentBytes
             if let bucket {
                 statistics.snapshotPacingWaits += bucket.waits
                 statistics.snapshotBytesPerRefillMax = max(statistics.snapshotBytesPerRefillMax, bucket.takenSinceRefillMax)
             }
-            lock.broadcast()
-            return appliedIndex
         }
-        if let outcome {
-            logger.error("snapshot transfer failed", metadata: ["transfer": "\(transfer)", "error": "\(outcome)"])
-            connection.fail(code: 6, message: outcome)
-        } else {
-            logger.info("snapshot streamed to a joiner", metadata: ["transfer": "\(transfer)", "bytes": "\(sentBytes)",
-                                                                    "applied_index": "\(index)",
-                                                                    "by_copy": "\(cut != nil)"])
-        }
+        return sentBytes
     }
 
     /// Waits until the bucket lets `bytes` go; false if the replica stops meanwhile.
-    private func pace(_ bucket: inout TokenBucket, bytes: UInt64) -> Bool {
+    func pace(_ bucket: inout TokenBucket, bytes: UInt64) -> Bool {
         while true {
             let wait = bucket.take(bytes, nowNanos: monotonicNanos())
             if wait == 0 { return true }
@@ -280,221 +220,6 @@ extension ReplicaCore {
             if stopping { return false }
         }
     }
-
-    /// `Group.StateTransfer.restore` (joiner, control thread, before its first delivery): starts pulling the
-    /// snapshot and returns; deliveries are queued until the state is restored.
-    func restoreFromTransfer(_ bytes: [UInt8]) {
-        let header: TransferHeader
-        do {
-            header = try TransferHeader.decode(bytes)
-        } catch {
-            lock.withLock { failed = true }
-            logger.error("the provider's transfer header does not decode; this replica does not serve",
-                         metadata: ["error": "\(error)"])
-            return
-        }
-        lock.withLock { restoring = true }
-        do {
-            try startTransferThread { [self] in pullSnapshot(header) }
-        } catch {
-            lock.withLock {
-                restoring = false
-                failed = true
-                suffix.removeAll()
-                lock.broadcast()
-            }
-            logger.error("cannot start the snapshot thread; this replica does not serve", metadata: ["error": "\(error)"])
-        }
-    }
-
-    /// The joiner's transfer thread: pulls and restores on a thread of lower priority (bulk work: it takes the CPU
-    /// the ring and the clients leave, see `lowerTransferThreadPriority`), then applies the suffix on this one, at
-    /// normal priority — the suffix competes with the ring's deliveries, which queue behind it until it is empty.
-    private func pullSnapshot(_ header: TransferHeader) {
-        nonisolated(unsafe) var restored = false
-        do {
-            let restorer = try Thread { [self] in
-                lowerTransferThreadPriority(nice: options.snapshotThreadNice)
-                restored = restoreFromProvider(header)
-            }
-            restorer.join()
-        } catch {
-            // No thread for it: restore here (the suffix then drains at the lower priority too).
-            restored = restoreFromProvider(header)
-        }
-        if restored { drainSuffix() }
-    }
-
-    /// Pulls the state from the provider and installs it; false if the transfer failed (this replica then does not
-    /// serve).
-    private func restoreFromProvider(_ header: TransferHeader) -> Bool {
-        // Restored into values of their own (the replica's are empty: a joiner applied nothing yet), installed under
-        // `lock` at the end, so that nobody sees a half-restored state and the lock is free meanwhile.
-        var restored: Machine = lock.withLock { machine }
-        var restoredSessions = SessionTable(limits: options.sessions)
-        let result: Result<UInt64, SnapshotError>
-        do throws(SnapshotError) {
-            let address: Address
-            do { address = try Address(host: header.host, port: header.port) } catch {
-                throw SnapshotError("provider address: \(error)")
-            }
-            let fd: Int32
-            do { fd = try Socket.connect(address, timeoutMillis: 5_000) } catch {
-                throw SnapshotError("connecting to the provider: \(error)")
-            }
-            // Registered so that shutdown can cut the pull short (stopTransfers); closed only after it is unregistered.
-            let registered: Bool = pacing.withLock {
-                guard !transfersStopping else { return false }
-                pullSocket = fd
-                return true
-            }
-            defer {
-                pacing.withLock { pullSocket = -1 }
-                close(fd)
-            }
-            guard registered else { throw SnapshotError("the replica is stopping") }
-            if let dialProvider {
-                do { try dialProvider(fd) } catch {
-                    throw SnapshotError("the provider's client port refused the handshake: \(error)")
-                }
-            }
-            // A provider that stops sending fails the transfer instead of keeping this replica waiting forever.
-            setSocketTimeout(fd, SO_RCVTIMEO, millis: options.snapshotStallTimeoutMillis)
-            guard Socket.sendAll(fd, ClientFrame.snapshotRequest(transfer: header.transfer).encoded()) else {
-                throw SnapshotError("sending the request to the provider failed")
-            }
-            let stream = SnapshotStream(fd: fd, frameBytesMax: options.frameBytesMax)
-            var reader = SnapshotReader { () throws(SnapshotError) -> [UInt8]? in try stream.next() }
-            let cut = try Self.readSnapshot(from: &reader, machine: &restored, sessions: &restoredSessions)
-            guard stream.ended else { throw SnapshotError("the provider sent more than the state") }
-            guard cut.index == header.index else {
-                throw SnapshotError("the snapshot is at index \(cut.index), the cut at \(header.index)")
-            }
-            lock.withLock {
-                machine = restored
-                sessions = restoredSessions
-                appliedIndex = cut.index
-                orderedMillis = cut.orderedMillis
-                hasState = true
-                restoring = false
-                statistics.snapshotsRestored += 1
-                lock.broadcast()
-            }
-            result = .success(reader.bytesRead)
-        } catch {
-            lock.withLock {
-                failed = true
-                restoring = false
-                suffix.removeAll()
-                lock.broadcast()
-            }
-            result = .failure(error)
-        }
-        switch result {
-        case let .success(bytes):
-            logger.info("state restored from the group; applying the suffix",
-                        metadata: ["applied_index": "\(header.index)", "bytes": "\(bytes)"])
-            return true
-        case let .failure(error):
-            logger.error("the state transfer failed; this replica does not serve (restart it to join again)",
-                         metadata: ["error": "\(error)"])
-            return false
-        }
-    }
-
-    /// Transfer counters appended to the statistics frame after a marker (so that tools find them whatever other
-    /// counters come before): snapshots sent, bytes sent, restored, suffix deliveries, suffix peak bytes, suffix
-    /// bytes now, waits for room, held now (1/0), has state (1/0), transfers expired.
-    func transferCounters() -> [UInt64] {
-        lock.withLock {
-            [Self.transferCountersMarker, statistics.snapshotsSent, statistics.snapshotBytesSent,
-             statistics.snapshotsRestored, statistics.suffixDeliveries, statistics.suffixBytesPeak, UInt64(suffix.bytes),
-             statistics.suffixFullWaits, stateHeld || !suffix.isEmpty ? 1 : 0, hasState ? 1 : 0,
-             statistics.transfersExpired]
-        }
-    }
-
-    /// Shutdown: a delivery waiting for room in the suffix store, and the transfer threads, give up.
-    func stopApplying() {
-        lock.withLock {
-            shuttingDown = true
-            lock.broadcast()
-        }
-    }
-
-    /// Shutdown, first step: a paced stream stops waiting, a joiner's pull stops reading (its socket is shut down),
-    /// so that neither keeps the transfer threads or a connection thread alive.
-    func stopTransfers() {
-        pacing.withLock {
-            transfersStopping = true
-            if pullSocket >= 0 { shutdown(pullSocket, Int32(SHUT_RDWR)) }
-            pacing.broadcast()
-        }
-    }
-
-    /// Starts a transfer thread (tracked, joined by ``joinTransferThreads()``); joins those that ended before.
-    func startTransferThread(_ body: @escaping @Sendable () -> Void) throws(SMRError) {
-        let (ended, id): ([Thread], Int) = lock.withLock {
-            var handles: [Thread] = []
-            transferThreadsEnded.removeAll { id in
-                guard let handle = transferThreads.removeValue(forKey: id) else { return false }
-                handles.append(handle)
-                return true
-            }
-            nextTransferThread += 1
-            transferThreadsRunning += 1
-            return (handles, nextTransferThread)
-        }
-        for handle in ended { handle.join() } // they ended: returns at once
-        do {
-            let thread = try Thread { [self] in
-                body()
-                lock.withLock {
-                    transferThreadsEnded.append(id)
-                    transferThreadsRunning -= 1
-                    lock.broadcast()
-                }
-            }
-            lock.withLock { transferThreads[id] = thread }
-        } catch {
-            lock.withLock { transferThreadsRunning -= 1 }
-            throw error
-        }
-    }
-
-    /// Shutdown, last step (after the group stopped): waits at most `timeoutMillis` for the transfer threads, then
-    /// joins those that ended. Why bounded: shutdown may run on a thread of Swift's cooperative pool (two on this
-    /// machine); the transfer threads are threads of their own and need none of it, but a pull stuck in `connect`
-    /// (at most 5 s) must not hold the caller longer than the broadcaster's wait does (``joinBroadcaster()``).
-    /// - Returns: the transfer threads still running (not joined).
-    @discardableResult
-    func joinTransferThreads(timeoutMillis: Int = 2_000) -> Int {
-        let (handles, running): ([Thread], Int) = lock.withLock {
-            let deadline = monotonicNanos() + UInt64(timeoutMillis) * 1_000_000
-            while transferThreadsRunning > 0 && monotonicNanos() < deadline { _ = lock.wait(untilNanos: deadline) }
-            var handles: [Thread] = []
-            for id in transferThreadsEnded {
-                if let handle = transferThreads.removeValue(forKey: id) { handles.append(handle) }
-            }
-            transferThreadsEnded.removeAll { transferThreads[$0] == nil }
-            return (handles, transferThreadsRunning)
-        }
-        for handle in handles { handle.join() }
-        if running > 0 {
-            logger.notice("state-transfer threads had not ended in time after shutdown; not waiting",
-                          metadata: ["running": "\(running)", "waited_ms": "\(timeoutMillis)"])
-        }
-        return running
-    }
-
-    /// "TRANSFER" in ASCII.
-    static var transferCountersMarker: UInt64 { 0x5452_414E_5346_4552 }
-}
-
-/// SO_SNDTIMEO / SO_RCVTIMEO on a blocking socket: a send or receive that makes no progress this long fails.
-func setSocketTimeout(_ fd: Int32, _ option: Int32, millis: Int) {
-    var value = timeval(tv_sec: millis / 1000, tv_usec: (millis % 1000) * 1000)
-    setsockopt(fd, SOL_SOCKET, option, &value, socklen_t(MemoryLayout<timeval>.size))
 }
 
 /// A transfer the provider announced: it keeps its state at the cut until every joiner pulled it, or nobody started
@@ -547,43 +272,5 @@ struct TransferHeader: Hashable {
         let header = TransferHeader(transfer: transfer, host: host, port: try reader.uint16(), index: try reader.uint64())
         try reader.expectEnd()
         return header
-    }
-}
-
-/// The joiner's side of a snapshot stream: frames from the provider, one chunk at a time.
-final class SnapshotStream {
-    let fd: Int32
-    private var assembler: FrameAssembler
-    private var buffer = [UInt8](repeating: 0, count: 64 << 10)
-    private(set) var ended = false
-
-    init(fd: Int32, frameBytesMax: Int) {
-        self.fd = fd
-        assembler = FrameAssembler(frameBytesMax: frameBytesMax)
-    }
-
-    /// The next chunk; nil at the end of the stream.
-    func next() throws(SnapshotError) -> [UInt8]? {
-        while true {
-            let body: ArraySlice<UInt8>?
-            do { body = try assembler.next() } catch { throw SnapshotError("\(error)") }
-            if let body {
-                let frame: ClientFrame
-                do { frame = try ClientFrame.decode(body) } catch { throw SnapshotError("\(error)") }
-                switch frame {
-                case let .snapshotChunk(bytes): return bytes
-                case .snapshotEnd:
-                    ended = true
-                    return nil
-                case let .error(_, message): throw SnapshotError("the provider refused: \(message)")
-                default: throw SnapshotError("unexpected frame in a snapshot stream")
-                }
-            }
-            guard !ended else { return nil }
-            let received = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
-            if received < 0 && errno == EINTR { continue }
-            guard received > 0 else { throw SnapshotError("the provider closed the stream early") }
-            buffer.withUnsafeBytes { assembler.append(UnsafeRawBufferPointer(rebasing: $0[0..<received])) }
-        }
     }
 }

@@ -54,8 +54,12 @@ struct JoinBench: AsyncParsableCommand {
     var snapshotRateMiB = 0
     @Option(name: .customLong("snapshot-nice"), help: "Passed to the replicas: nice value of the state-transfer threads (0: normal priority).")
     var snapshotNice = 10
+    @Option(name: .customLong("learner-feed-mib"), help: "Passed to the replicas: a provider's feed queue per learner (MiB); the learner's restore must end before the load fills it.")
+    var learnerFeedMiB = 32
     @Option(name: .customLong("suspect-ms"), help: "Passed to the replicas.")
     var suspectMillis = 1_000
+    @Flag(inversion: .prefixedNo, help: "The joiner catches up as a learner from replicas 0, 1, 2 first, then joins the ring (--no-learner: it joins at once and receives the state at the view change).")
+    var learner = true
     @Flag(help: "Print the report as JSON.")
     var json = false
 
@@ -91,7 +95,8 @@ struct JoinBench: AsyncParsableCommand {
         let directory = work.path
         let group = try JoinGroup(directory: directory, members: 4, extraArguments: [
             "--suspect-ms", "\(suspectMillis)", "--suffix-mib", "\(suffixMiB)", "--snapshot-chunk-kib", "\(chunkKiB)",
-            "--snapshot-rate-mib", "\(snapshotRateMiB)", "--snapshot-nice", "\(snapshotNice)"])
+            "--snapshot-rate-mib", "\(snapshotRateMiB)", "--snapshot-nice", "\(snapshotNice)",
+            "--learner-feed-mib", "\(learnerFeedMiB)"])
         defer { group.stop() }
         for id in 0..<3 { try group.spawn(id, view: "0,1,2") }
         try group.waitReady([0, 1, 2])
@@ -160,7 +165,8 @@ struct JoinBench: AsyncParsableCommand {
         ProcStatus.resetPeak(group.pid(0))
         let joinSecond = await sampler.second
         let joinStartedUnixMillis = unixMillisNow()
-        try group.spawn(3, view: "0,1,2")
+        let learnFrom = (0..<3).map { "127.0.0.1:\(group.clientAddress($0).port)" }.joined(separator: ",")
+        try group.spawn(3, view: "0,1,2", arguments: learner ? ["--learn-from", learnFrom] : [])
         try group.waitReady([3])
         let joinerBaseline = ProcStatus.read(group.pid(3))
         ProcStatus.resetPeak(group.pid(3))
@@ -169,6 +175,8 @@ struct JoinBench: AsyncParsableCommand {
         // session opening is an ordered command, applied after the suffix).
         var restoredNanos: UInt64?
         var caughtUpNanos: UInt64?
+        var learnerRestoredNanos: UInt64?
+        var learnerJoiningNanos: UInt64?
         let deadline = monotonicNow() + 600_000_000_000
         while caughtUpNanos == nil && monotonicNow() < deadline {
             let lines = group.output(3).split(separator: "\n")
@@ -179,6 +187,8 @@ struct JoinBench: AsyncParsableCommand {
                 return millis > joinStartedUnixMillis ? (millis - joinStartedUnixMillis) * 1_000_000 : 0
             }
             restoredNanos = stamp("state_restored")
+            learnerRestoredNanos = stamp("learner_restored")
+            learnerJoiningNanos = stamp("learner_joining")
             caughtUpNanos = stamp("caught_up")
             if caughtUpNanos == nil { try await Task.sleep(for: .milliseconds(20)) }
         }
@@ -213,13 +223,16 @@ struct JoinBench: AsyncParsableCommand {
         let report = JoinReport(
             fillMiB: fillMiB, fillKeys: fillKeys, stateBytes: stateBytes, fillSeconds: fillSeconds,
             joinSecond: joinSecond, caughtUpSecond: caughtUpSecond, restoredSeconds: restoredNanos.map { Double($0) / 1e9 },
-            caughtUpSeconds: caughtUpNanos.map { Double($0) / 1e9 }, snapshotBytes: providerCounters?.bytesSent ?? 0,
+            caughtUpSeconds: caughtUpNanos.map { Double($0) / 1e9 },
+            learnerRestoredSeconds: learnerRestoredNanos.map { Double($0) / 1e9 },
+            learnerJoiningSeconds: learnerJoiningNanos.map { Double($0) / 1e9 }, snapshotBytes: providerCounters?.bytesSent ?? 0,
             providerSuffixPeak: providerCounters?.suffixPeak ?? 0, providerSuffixWaits: providerCounters?.suffixWaits ?? 0,
             joinerSuffixPeak: joinerCounters?.suffixPeak ?? 0, joinerSuffixWaits: joinerCounters?.suffixWaits ?? 0,
             providerRSSBefore: rssBefore.rss, providerHWM: providerTransferPeak.hwm, providerEndHWM: providerPeak.hwm,
-            joinerBaselineRSS: joinerBaseline.rss, joinerHWM: joinerTransferPeak.hwm, joinerEndHWM: joinerPeak.hwm, series: series, clientOps: clientOps, digests: digests, failures: box.failures.load(ordering: .relaxed),
-            configuration: "load-clients \(loadClients) × depth \(depth), value-size \(valueSize), writes \(writes) %, "
-                + "load-on \(loadOn), suffix \(suffixMiB) MiB, chunk \(chunkKiB) KiB, "
+            joinerBaselineRSS: joinerBaseline.rss, joinerHWM: joinerTransferPeak.hwm, joinerEndHWM: joinerPeak.hwm,
+            providerAtCatchUp: providerTransferPeak, joinerAtCatchUp: joinerTransferPeak, series: series, clientOps: clientOps, digests: digests, failures: box.failures.load(ordering: .relaxed),
+            configuration: (learner ? "learner first, " : "no learner, ") + "load-clients \(loadClients) × depth \(depth), value-size \(valueSize), writes \(writes) %, "
+                + "load-on \(loadOn), suffix \(suffixMiB) MiB, learner feed \(learnerFeedMiB) MiB, chunk \(chunkKiB) KiB, "
                 + "snapshot rate \(snapshotRateMiB == 0 ? "unpaced" : "\(snapshotRateMiB) MiB/s"), transfer threads nice \(snapshotNice)")
         if json { print(report.json()) } else { print(report.text()) }
         if !report.digestsEqual { throw ExitCode(1) }

@@ -7,10 +7,20 @@ import Synchronization
 
 // join-bench: the replica processes it runs, and their memory as /proc reports it.
 
-/// VmRSS and VmHWM of a process, bytes (/proc/PID/status).
+/// VmRSS and VmHWM of a process, and VmRSS by kind, bytes (/proc/PID/status).
+///
+/// Why by kind: "peak − state" of a replica is not all the transfer's. Measured with /proc/PID/smaps during
+/// join-bench (512 MiB, loopback): every member, provider and joiner alike, holds about 14–16 MiB of code (RssFile)
+/// and the ring's receive buffer (the engine's memfd `rc_io_recv`, RssShmem: 2 × n × (window + frame) bytes, all of
+/// it resident once the traffic wrapped around it, 30–35 MiB for n = 4); the rest is the heap (RssAnon): the state,
+/// a few MiB of allocator overhead for it, and at the joiner the suffix store (deliveries queued while it restores,
+/// up to ``Replica/Options/suffixBytesMax``), whose freed memory the allocator keeps.
 struct ProcStatus {
     var rss = 0
     var hwm = 0
+    var anon = 0
+    var file = 0
+    var shmem = 0
 
     static func read(_ pid: pid_t) -> ProcStatus {
         var result = ProcStatus()
@@ -20,6 +30,9 @@ struct ProcStatus {
             guard fields.count >= 2, let kib = Int(fields[1]) else { continue }
             if fields[0] == "VmRSS:" { result.rss = kib * 1024 }
             if fields[0] == "VmHWM:" { result.hwm = kib * 1024 }
+            if fields[0] == "RssAnon:" { result.anon = kib * 1024 }
+            if fields[0] == "RssFile:" { result.file = kib * 1024 }
+            if fields[0] == "RssShmem:" { result.shmem = kib * 1024 }
         }
         return result
     }
@@ -55,10 +68,10 @@ final class JoinGroup: @unchecked Sendable {
     func clientAddress(_ id: Int) -> Address { try! Address(host: "127.0.0.1", port: ports[3 * id + 2]) }
     func pid(_ id: Int) -> pid_t { lock.withLock { pids[id] ?? 0 } }
 
-    func spawn(_ id: Int, view: String) throws {
+    func spawn(_ id: Int, view: String, arguments more: [String] = []) throws {
         let executable = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
         let arguments = [executable, "serve", "--id", "\(id)", "--members", members, "--view", view,
-                         "--client-port", "\(ports[3 * id + 2])", "--log-level", "info"] + extraArguments
+                         "--client-port", "\(ports[3 * id + 2])", "--log-level", "info"] + extraArguments + more
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
         defer { posix_spawn_file_actions_destroy(&actions) }

@@ -16,6 +16,9 @@ struct JoinReport {
     var caughtUpSecond: Int
     var restoredSeconds: Double?
     var caughtUpSeconds: Double?
+    /// A learner's phases: its copy restored, its group member started (then the join; caught up is the end).
+    var learnerRestoredSeconds: Double?
+    var learnerJoiningSeconds: Double?
     var snapshotBytes: UInt64
     var providerSuffixPeak: UInt64
     var providerSuffixWaits: UInt64
@@ -28,6 +31,9 @@ struct JoinReport {
     var joinerBaselineRSS: Int
     var joinerHWM: Int
     var joinerEndHWM: Int
+    /// RSS by kind at the catch-up (heap, code, the ring's receive buffer): see ``ProcStatus``.
+    var providerAtCatchUp: ProcStatus
+    var joinerAtCatchUp: ProcStatus
     var series: [Sample]
     /// The load clients' completed requests per second (element i is second i + 1).
     var clientOps: [Int]
@@ -72,6 +78,11 @@ struct JoinReport {
             + String(format: "%.1f s", fillSeconds) + "); snapshot streamed: \(mib(Int(snapshotBytes)))")
         lines.append(String(format: "transfer: state restored %.2f s after the joiner started; suffix applied (caught up) after %.2f s",
                             restoredSeconds ?? -1, caughtUpSeconds ?? -1))
+        if let joining = learnerJoiningSeconds {
+            lines.append(String(format: "learner phase (outside the view): copy restored after %.2f s, caught up to its "
+                + "provider and joining after %.2f s; join phase (in the ring, to the cut, then the suffix): %.2f s",
+                learnerRestoredSeconds ?? -1, joining, (caughtUpSeconds ?? joining) - joining))
+        }
         let phases = phases
         for replica in 0..<3 {
             let before = mean(replica, phases.before)
@@ -93,6 +104,11 @@ struct JoinReport {
             + "peak − state \(mib(joinerHWM - stateBytes)), peak − state − RSS when ready \(mib(joinerHWM - stateBytes - joinerBaselineRSS)); "
             + "suffix peak \(mib(Int(joinerSuffixPeak))), waits for room \(joinerSuffixWaits); "
             + "peak until the end of the run \(mib(joinerEndHWM))")
+        for (name, status) in [("provider", providerAtCatchUp), ("joiner", joinerAtCatchUp)] {
+            lines.append("\(name) RSS at the catch-up \(mib(status.rss)): heap \(mib(status.anon)) (heap − state "
+                + "\(mib(status.anon - stateBytes))), code \(mib(status.file)), ring receive buffer and other shared "
+                + "memory \(mib(status.shmem))")
+        }
         lines.append("per second (commands applied at r0 r1 r2 r3 | ring MB/s at r0 | load clients requests/s):")
         for second in Set(series.map(\.second)).sorted() {
             let row = (0..<4).map { id in series.first { $0.second == second && $0.replica == id }.map { "\($0.commandsApplied)" } ?? "-" }
@@ -114,6 +130,8 @@ struct JoinReport {
             ("fill_seconds", .number(fillSeconds)), ("snapshot_bytes", .integer(Int64(snapshotBytes))),
             ("restored_seconds", restoredSeconds.map { .number($0) } ?? .null),
             ("caught_up_seconds", caughtUpSeconds.map { .number($0) } ?? .null),
+            ("learner_restored_seconds", learnerRestoredSeconds.map { .number($0) } ?? .null),
+            ("learner_joining_seconds", learnerJoiningSeconds.map { .number($0) } ?? .null),
             ("provider_rss_before_join_bytes", .integer(Int64(providerRSSBefore))),
             ("provider_peak_rss_bytes", .integer(Int64(providerHWM))),
             ("provider_peak_minus_state_bytes", .integer(Int64(providerHWM - stateBytes))),
@@ -126,6 +144,8 @@ struct JoinReport {
             ("joiner_peak_minus_state_bytes", .integer(Int64(joinerHWM - stateBytes))),
             ("provider_end_peak_rss_bytes", .integer(Int64(providerEndHWM))),
             ("joiner_end_peak_rss_bytes", .integer(Int64(joinerEndHWM))),
+            ("provider_catch_up_rss_bytes", .object(providerAtCatchUp.jsonFields)),
+            ("joiner_catch_up_rss_bytes", .object(joinerAtCatchUp.jsonFields)),
             ("digests_equal", .bool(digestsEqual)), ("client_failures", .integer(Int64(failures))),
             ("configuration", .string(configuration)),
         ]
@@ -143,5 +163,13 @@ struct JoinReport {
                      ("rss_bytes", .integer(Int64(sample.rss)))])
         })))
         return JSONValue.object(fields).text
+    }
+}
+
+extension ProcStatus {
+    /// RSS by kind for the JSON report.
+    var jsonFields: [(String, JSONValue)] {
+        [("rss", .integer(Int64(rss))), ("heap", .integer(Int64(anon))), ("code", .integer(Int64(file))),
+         ("shared", .integer(Int64(shmem)))]
     }
 }

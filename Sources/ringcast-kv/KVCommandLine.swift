@@ -80,6 +80,12 @@ struct Serve: AsyncParsableCommand {
     var snapshotRateMiB = 0
     @Option(name: .customLong("snapshot-nice"), help: "Nice value (0...19, SCHED_BATCH on Linux) of the state-transfer threads: the provider's stream, the joiner's restore.")
     var snapshotNice = 10
+    @Option(name: .customLong("learn-from"), help: ArgumentHelp("A joiner first catches up as a learner from these replicas' client ports (tried in order), then joins the ring.", valueName: "host:port,…"))
+    var learnFrom: String?
+    @Option(name: .customLong("learner-feed-mib"), help: "A provider drops a learner whose feed queue exceeds this many MiB.")
+    var learnerFeedMiB = 16
+    @Option(name: .customLong("learner-lag"), help: "A learner joins the ring once it is at most this many log entries behind its provider.")
+    var learnerLag = 4_096
     @OptionGroup var links: ServeSecurityFlags
     @Option(name: .customLong("protocol"), help: ArgumentHelp("lcr (crash-tolerant, default) or chain (Chain BFT: 3f+1 members in chain order, clients connect to the member ports).", valueName: "lcr|chain"))
     var protocolName = "lcr"
@@ -134,6 +140,9 @@ struct Serve: AsyncParsableCommand {
         options.suffixBytesMax = suffixMiB << 20
         options.snapshotBytesPerSecondMax = max(0, snapshotRateMiB) << 20
         options.snapshotThreadNice = snapshotNice
+        if let learnFrom { options.learnFrom = try parseAddresses(learnFrom, "--learn-from") }
+        options.learnerFeedBytesMax = max(1, learnerFeedMiB) << 20
+        options.learnerLagEntriesMax = max(0, learnerLag)
         // A chunk frame (chunk + 16 bytes of framing) must fit the client frame limit.
         options.snapshotChunkBytes = min(snapshotChunkKiB << 10, options.frameBytesMax - 16)
         options.logger.logLevel = Logger.Level(rawValue: logLevel)!
@@ -143,8 +152,19 @@ struct Serve: AsyncParsableCommand {
         // A joiner reports when its state arrived and when it caught up (join-bench reads these lines).
         let watcher = initialView.contains(id) ? nil : Task {
             var restored = false
+            var learned = false
+            var joined = false
             while !Task.isCancelled {
                 let statistics = replica.statistics
+                // A learner: its copy restored (phase 1), its group member started (phase 2).
+                if !learned && statistics.learnerRestores >= 1 {
+                    learned = true
+                    FileHandle.standardOutput.write(Data("learner_restored unix_ms=\(unixMillisNow()) applied_index=\(statistics.appliedIndex)\n".utf8))
+                }
+                if !joined && statistics.learnerJoins >= 1 {
+                    joined = true
+                    FileHandle.standardOutput.write(Data("learner_joining unix_ms=\(unixMillisNow()) applied_index=\(statistics.appliedIndex)\n".utf8))
+                }
                 if !restored && statistics.snapshotsRestored >= 1 {
                     restored = true
                     FileHandle.standardOutput.write(Data("state_restored unix_ms=\(unixMillisNow()) bytes_applied_index=\(statistics.appliedIndex)\n".utf8))

@@ -1,0 +1,370 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+import RingCast
+
+/// A joining replica that catches up as a *learner* first, then joins the ring (etcd's learners, hashicorp/raft's
+/// non-voters): the bulk of the state moves while the ring runs with its old members only, so their rate is that
+/// of the old ring for the whole bulk transfer (on a CPU-bound ring every member handles every message: a fourth
+/// member alone costs a quarter of the rate), and the joiner's suffix store only holds the short second phase.
+///
+/// Phase 1, outside the view (``Replica/Options/learnFrom``): the learner connects to a provider's client port
+/// (the client plane's handshake), sends ``ClientFrame/learnRequest``, restores the copy the provider streams (at
+/// its applied index c0) into values of its own — keeping the feed's batches that come between the chunks in a
+/// bounded stash — installs it, and applies the provider's feed (the stash first) — every ring batch the provider
+/// applied after c0, in order, checked index by index — until its lag is at most
+/// ``Replica/Options/learnerLagEntriesMax`` entries (or the feed is idle for ``feedIdleMillis``). A failed attempt
+/// (the provider died, refused, dropped this learner for falling behind) tries the next provider, at most
+/// ``Replica/Options/learnerAttemptsMax`` attempts in all; then the replica joins the ordinary way.
+///
+/// Phase 2: the learner starts its `Group`, which joins at the next view change. Meanwhile it reads the feed on
+/// into a bounded backlog (``Replica/Options/suffixBytesMax``) without applying it, since the cut is not known
+/// yet. At the view boundary the group's transfer header gives the cut c1 (``restoreFromTransfer(_:)``): the
+/// learner applies the feed up to c1 exactly (its applied index must equal c1: asserted), closes the feed, tells
+/// the transfer's provider it will not pull (``ClientFrame/snapshotDecline(transfer:)``), and applies its own ring
+/// deliveries after c1 from its suffix store. If the feed breaks before c1, it pulls the transfer's snapshot as a
+/// joiner without a learner phase does.
+extension ReplicaCore {
+    /// How long a feed may be silent before a learner takes its provider to be idle (lag 0) in phase 1.
+    static var feedIdleMillis: Int32 { 200 }
+
+    /// Whether this replica catches up as a learner before it joins.
+    var learnsFirst: Bool { !options.learnFrom.isEmpty && !hasState && Machine.copyIsSnapshot }
+
+    /// Starts the learner's thread (``Replica/start()``, instead of starting the group: the thread starts it).
+    func startLearning(startGroup: @escaping @Sendable () throws(SMRError) -> Void) throws(SMRError) {
+        try startTransferThread { [self] in learnThenJoin(startGroup: startGroup) }
+    }
+
+    private func learnThenJoin(startGroup: @Sendable () throws(SMRError) -> Void) {
+        var link: FeedStream?
+        var attempt = 0
+        while link == nil && attempt < options.learnerAttemptsMax && !stopping {
+            let provider = options.learnFrom[attempt % options.learnFrom.count]
+            attempt += 1
+            do {
+                link = try learn(from: provider)
+            } catch {
+                lock.withLock { statistics.learnerAttemptsFailed += 1 }
+                logger.warning("learning from a provider failed", metadata: ["provider": "\(provider)",
+                                                                             "attempt": "\(attempt)", "error": "\(error.reason)"])
+            }
+        }
+        if stopping {
+            link?.close(core: self)
+            return
+        }
+        if link == nil {
+            lock.withLock { statistics.learnerFallbacks += 1 }
+            logger.error("learning failed; joining without a learner phase (the state comes at the view change)",
+                         metadata: ["attempts": "\(attempt)"])
+        }
+        // Phase 2: from now on the group's transfer header goes to this thread (`learning`), when there is a feed.
+        lock.withLock { learning = link != nil }
+        let started: Bool = pacing.withLock {
+            // Under `pacing`: a shutdown that started does not see a group started after its own `group.shutdown()`.
+            guard !transfersStopping else { return false }
+            do {
+                try startGroup()
+                return true
+            } catch {
+                logger.error("the learner cannot start its group member", metadata: ["error": "\(error)"])
+                return false
+            }
+        }
+        if started && link != nil { lock.withLock { statistics.learnerJoins += 1 } }
+        guard started, let feed = link else {
+            link?.close(core: self)
+            lock.withLock {
+                learning = false
+                lock.broadcast()
+            }
+            return
+        }
+        finishLearning(feed)
+    }
+
+    private var stopping: Bool { pacing.withLock { transfersStopping } }
+
+    /// Phase 1 with one provider: restore its copy, apply its feed until the lag is small. Returns the open feed.
+    private func learn(from provider: Address) throws(SnapshotError) -> FeedStream {
+        let stream = try FeedStream.open(provider, core: self)
+        do throws(SnapshotError) {
+            guard Socket.sendAll(stream.fd, ClientFrame.learnRequest.encoded()) else {
+                throw SnapshotError("sending the learn request failed")
+            }
+            // Restored into values of their own, installed at the end (nobody sees a half-restored state). The
+            // restore runs on a thread of lower priority (bulk work: it takes the CPU the ring and the clients leave,
+            // `lowerTransferThreadPriority`; a thread cannot raise its priority back); this one applies the feed.
+            nonisolated(unsafe) var target: (machine: Machine, sessions: SessionTable)? =
+                (lock.withLock { machine }, SessionTable(limits: options.sessions))
+            nonisolated(unsafe) var outcome: Result<(index: UInt64, orderedMillis: UInt64), SnapshotError> =
+                .failure(SnapshotError("the restore did not run"))
+            // Feed batches the provider sends between the copy's chunks wait here until the copy is installed
+            // (bounded: ``Replica/Options/suffixBytesMax``).
+            nonisolated(unsafe) var stash = SuffixStore(bytesMax: options.suffixBytesMax)
+            nonisolated(unsafe) var stashIndexes: [UInt64] = []
+            let body: @Sendable () -> Void = { [self] in
+                lowerTransferThreadPriority(nice: options.snapshotThreadNice)
+                var reader = SnapshotReader { () throws(SnapshotError) -> [UInt8]? in
+                    while true {
+                        switch try stream.next(timeoutMillis: nil) {
+                        case let .snapshotChunk(bytes)?: return bytes
+                        case .snapshotEnd?: return nil
+                        case let .learnerEntry(index, _, payload)?:
+                            guard stash.admits(payload.count) else {
+                                throw SnapshotError("the feed during the restore exceeded the learner's bound "
+                                    + "(suffixBytesMax, \(stash.bytesMax) bytes)")
+                            }
+                            stash.append(payload)
+                            stashIndexes.append(index)
+                        default: throw SnapshotError("unexpected frame in the learner's snapshot stream")
+                        }
+                    }
+                }
+                var state = target!
+                target = nil // `state` is the only reference while it is restored into
+                do throws(SnapshotError) {
+                    outcome = .success(try Self.readSnapshot(from: &reader, machine: &state.machine,
+                                                             sessions: &state.sessions))
+                } catch {
+                    outcome = .failure(error)
+                }
+                target = state
+            }
+            do { try Thread(body).join() } catch { body() }
+            let cut = try outcome.get()
+            lock.withLock {
+                machine = target!.machine
+                sessions = target!.sessions
+                appliedIndex = cut.index
+                orderedMillis = cut.orderedMillis
+                statistics.learnerRestores += 1
+            }
+            target = nil // the installed state is the only reference: apply changes it in place
+            lock.withLock { statistics.learnerStashBytesPeak = max(statistics.learnerStashBytesPeak, UInt64(stash.peakBytes)) }
+            for index in stashIndexes {
+                guard let payload = stash.popFirst() else { preconditionFailure("the stash lost a batch") }
+                try applyFed(payload, index: index)
+            }
+            stashIndexes = []
+            logger.info("learner restored the provider's copy; applying its feed",
+                        metadata: ["provider": "\(provider)", "index": "\(cut.index)"])
+            // Apply the feed until the lag is small, or the provider is idle.
+            while true {
+                guard let frame = try stream.next(timeoutMillis: Self.feedIdleMillis) else { break }
+                guard case let .learnerEntry(index, providerIndex, payload) = frame else {
+                    throw SnapshotError("unexpected frame in the learner's feed")
+                }
+                try applyFed(payload, index: index)
+                if providerIndex <= index || providerIndex - index <= UInt64(options.learnerLagEntriesMax) { break }
+            }
+            return stream
+        } catch {
+            stream.close(core: self)
+            throw error
+        }
+    }
+
+    /// Applies one fed ring batch as the ring would have delivered it; its index must be the provider's after it.
+    private func applyFed(_ payload: [UInt8], index: UInt64) throws(SnapshotError) {
+        let applied: UInt64 = lock.withLock {
+            applyRingBatch(payload, decodeStarted: threadCPUNanos())
+            endOfDeliveries()
+            statistics.learnerBatchesApplied += 1
+            return appliedIndex
+        }
+        guard applied == index else {
+            throw SnapshotError("the feed is out of step: applied index \(applied), the provider's \(index)")
+        }
+    }
+
+    /// Phase 2: reads the feed into a bounded backlog until the group's transfer header gives the cut, applies it up
+    /// to the cut, then the suffix of ring deliveries. Falls back to pulling the transfer's snapshot when the feed
+    /// breaks before the cut.
+    private func finishLearning(_ stream: FeedStream) {
+        var backlog = SuffixStore(bytesMax: options.suffixBytesMax)
+        var backlogIndexes: [UInt64] = []
+        var header: TransferHeader?
+        var failure: String?
+        while failure == nil {
+            let known: TransferHeader? = lock.withLock {
+                if header == nil, let cut = learnerCut { return cut }
+                return header
+            }
+            if stopping || lock.withLock({ shuttingDown }) { failure = "the replica is stopping"; break }
+            if let cut = known {
+                header = cut
+                do throws(SnapshotError) {
+                    // The backlog first, then the feed as it comes, up to the cut exactly.
+                    while let payload = backlog.popFirst() {
+                        let index = backlogIndexes.removeFirst()
+                        guard index <= cut.index else { break }
+                        try applyFed(payload, index: index)
+                    }
+                    backlog.removeAll()
+                    backlogIndexes.removeAll()
+                    var applied = lock.withLock { appliedIndex }
+                    while applied < cut.index {
+                        if stopping { throw SnapshotError("the replica is stopping") }
+                        guard let frame = try stream.next(timeoutMillis: Self.feedIdleMillis) else { continue }
+                        guard case let .learnerEntry(index, _, payload) = frame else {
+                            throw SnapshotError("unexpected frame in the learner's feed")
+                        }
+                        try applyFed(payload, index: index)
+                        applied = index
+                    }
+                    guard applied == cut.index else {
+                        throw SnapshotError("the learner applied up to \(applied), past the cut \(cut.index)")
+                    }
+                } catch {
+                    failure = error.reason
+                    break
+                }
+                break
+            }
+            // The cut is not known yet: queue what the feed brings (bounded), without applying it.
+            do throws(SnapshotError) {
+                guard let frame = try stream.next(timeoutMillis: 50) else { continue }
+                guard case let .learnerEntry(index, _, payload) = frame else {
+                    throw SnapshotError("unexpected frame in the learner's feed")
+                }
+                guard backlog.admits(payload.count) else {
+                    throw SnapshotError("the view change did not come before the learner's backlog filled "
+                        + "(\(options.suffixBytesMax) bytes)")
+                }
+                backlog.append(payload)
+                backlogIndexes.append(index)
+            } catch {
+                failure = error.reason
+            }
+        }
+        stream.close(core: self)
+        // A shutdown cuts the feed's socket: the read fails, but the reason is the shutdown.
+        if failure != nil && stopping { failure = "the replica is stopping" }
+        if let failure, failure != "the replica is stopping" {
+            // The cut may come later: the ordinary path takes it from here.
+            let pull: TransferHeader? = lock.withLock {
+                learning = false
+                statistics.learnerFallbacks += 1
+                return learnerCut
+            }
+            logger.error("the learner's feed ended before the cut; pulling the state as an ordinary joiner",
+                         metadata: ["error": "\(failure)"])
+            if let pull {
+                if restoreFromProvider(pull) { drainSuffix() }
+            }
+            return
+        }
+        guard failure == nil, let header else {
+            lock.withLock {
+                learning = false
+                restoring = false
+                failed = true
+                suffix.removeAll()
+                lock.broadcast()
+            }
+            return
+        }
+        lock.withLock {
+            precondition(appliedIndex == header.index, "a learner hands over at the cut exactly")
+            learning = false
+            learnerCut = nil
+            restoring = false
+            hasState = true
+            statistics.snapshotsRestored += 1
+            lock.broadcast()
+        }
+        logger.info("learner caught up at the cut; applying the suffix", metadata: ["applied_index": "\(header.index)"])
+        declinePull(header)
+        drainSuffix()
+    }
+
+    /// Tells the transfer's provider that this joiner will not pull its snapshot (best effort: otherwise the
+    /// provider keeps the copy until ``Replica/Options/snapshotPullTimeoutMillis``).
+    private func declinePull(_ header: TransferHeader) {
+        guard let address = try? Address(host: header.host, port: header.port),
+              let fd = try? Socket.connect(address, timeoutMillis: 2_000) else { return }
+        defer { close(fd) }
+        if let dialProvider {
+            do { try dialProvider(fd) } catch { return }
+        }
+        _ = Socket.sendAll(fd, ClientFrame.snapshotDecline(transfer: header.transfer).encoded())
+    }
+}
+
+/// The learner's connection to a provider: frames in, one at a time, with an optional wait limit.
+final class FeedStream: @unchecked Sendable {
+    let fd: Int32
+    private var assembler: FrameAssembler
+    private var buffer = [UInt8](repeating: 0, count: 64 << 10)
+    private var closed = false
+
+    private init(fd: Int32, frameBytesMax: Int) {
+        self.fd = fd
+        assembler = FrameAssembler(frameBytesMax: frameBytesMax)
+    }
+
+    /// Connects, registers the socket for shutdown (``ReplicaCore/stopTransfers()``), and runs the handshake.
+    static func open<Machine>(_ provider: Address, core: ReplicaCore<Machine>) throws(SnapshotError) -> FeedStream {
+        let fd: Int32
+        do { fd = try Socket.connect(provider, timeoutMillis: 5_000) } catch {
+            throw SnapshotError("connecting to the provider: \(error)")
+        }
+        let registered: Bool = core.pacing.withLock {
+            guard !core.transfersStopping else { return false }
+            core.pullSocket = fd
+            return true
+        }
+        let stream = FeedStream(fd: fd, frameBytesMax: core.options.frameBytesMax)
+        guard registered else {
+            Glibc.close(fd)
+            stream.closed = true
+            throw SnapshotError("the replica is stopping")
+        }
+        if let dial = core.dialProvider {
+            do { try dial(fd) } catch {
+                stream.close(core: core)
+                throw SnapshotError("the provider's client port refused the handshake: \(error)")
+            }
+        }
+        // A provider that stops sending mid-frame fails the learner instead of keeping it waiting forever.
+        setSocketTimeout(fd, SO_RCVTIMEO, millis: core.options.snapshotStallTimeoutMillis)
+        return stream
+    }
+
+    /// Unregisters and closes the socket (once).
+    func close<Machine>(core: ReplicaCore<Machine>) {
+        guard !closed else { return }
+        closed = true
+        core.pacing.withLock { if core.pullSocket == fd { core.pullSocket = -1 } }
+        Glibc.close(fd)
+    }
+
+    /// The next frame; nil when none arrived within `timeoutMillis` (nil: wait for one, up to the stall timeout).
+    /// An error frame from the provider, a closed connection or a malformed frame throw.
+    func next(timeoutMillis: Int32?) throws(SnapshotError) -> ClientFrame? {
+        while true {
+            let body: ArraySlice<UInt8>?
+            do { body = try assembler.next() } catch { throw SnapshotError("\(error)") }
+            if let body {
+                let frame: ClientFrame
+                do { frame = try ClientFrame.decode(body) } catch { throw SnapshotError("\(error)") }
+                if case let .error(_, message) = frame { throw SnapshotError("the provider refused: \(message)") }
+                return frame
+            }
+            if let timeoutMillis {
+                var probe = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+                let ready = poll(&probe, 1, timeoutMillis)
+                if ready < 0 && errno == EINTR { continue }
+                if ready == 0 { return nil }
+            }
+            let received = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+            if received < 0 && errno == EINTR { continue }
+            guard received > 0 else { throw SnapshotError("the provider closed the connection or stalled") }
+            buffer.withUnsafeBytes { assembler.append(UnsafeRawBufferPointer(rebasing: $0[0..<received])) }
+        }
+    }
+}

@@ -1,0 +1,176 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+
+/// The provider's side of a *learner* (Learner.swift): a replica that will join catches up outside the view first,
+/// as etcd's learners and hashicorp/raft's non-voters do, so that the ring runs with its old members (and their
+/// rate) for the whole bulk transfer. On ``ClientFrame/learnRequest`` the provider takes a copy of its state at
+/// its applied index c0 (only for machines whose copy is a snapshot, ``StateMachine/copyIsSnapshot``), streams it
+/// paced like a transfer's snapshot, and from c0 on feeds the learner every ring batch it applies, as delivered.
+///
+/// The feed is a bounded queue per learner (at most ``Replica/Options/learnerFeedBytesMax``): apply appends to it
+/// and never waits for it. A learner too slow to keep up fills it and is dropped with a clear error frame (it then
+/// tries again, or joins the ordinary way): the provider never slows its own apply for a learner.
+struct LearnerFeed {
+    /// What one queued batch costs beyond its payload (array header, index, slot), for the bound.
+    static let entryOverheadBytes = 64
+
+    let bytesMax: Int
+    private(set) var entries: [(index: UInt64, payload: [UInt8])] = []
+    private(set) var bytes = 0
+    private(set) var peakBytes = 0
+    /// Why the learner was dropped (the queue overflowed); nil while it keeps up.
+    private(set) var dropped: String?
+
+    init(bytesMax: Int) {
+        precondition(bytesMax >= 1, "a learner's feed needs a positive bound")
+        self.bytesMax = bytesMax
+    }
+
+    /// Queues a batch the provider applied (`index`: its applied index after it). A batch that does not fit drops
+    /// the learner (the queue is emptied: nothing more will be sent but the error).
+    mutating func append(_ payload: [UInt8], index: UInt64) {
+        guard dropped == nil else { return }
+        let cost = payload.count + Self.entryOverheadBytes
+        guard bytes == 0 || bytes + cost <= bytesMax else {
+            dropped = "the learner fell behind: its feed queue at the provider exceeded \(bytesMax) bytes"
+            entries = []
+            bytes = 0
+            return
+        }
+        entries.append((index, payload))
+        bytes += cost
+        peakBytes = max(peakBytes, bytes)
+    }
+
+    /// Everything queued, in order (the queue is empty afterwards).
+    mutating func takeAll() -> [(index: UInt64, payload: [UInt8])] {
+        defer {
+            entries = []
+            bytes = 0
+        }
+        return entries
+    }
+}
+
+extension ReplicaCore {
+    /// The apply loop's hook (under `lock`, after a ring batch was applied or skipped): each learner's feed gets it.
+    func feedLearners(_ payload: [UInt8]) {
+        for id in learners.keys { learners[id]!.append(payload, index: appliedIndex) }
+        statistics.learnerBatchesFed += 1
+        lock.broadcast()
+    }
+
+    /// Provider, on the learner's connection thread: streams a copy of the state, then the feed, until the learner
+    /// closes the connection, falls behind (dropped), or this replica stops.
+    func serveLearner(to connection: Connection) {
+        guard Machine.copyIsSnapshot else {
+            return connection.fail(code: 7, message: "this service's state cannot be copied cheaply: join without learning")
+        }
+        let admitted: Result<(UInt64, FrozenCut), SnapshotError> = lock.withLock {
+            guard hasState, !failed, !restoring, !shuttingDown else {
+                return .failure(SnapshotError("this replica has no state to give (joining, failed or stopping)"))
+            }
+            guard learners.count < options.learnersMax else {
+                return .failure(SnapshotError("already feeding \(learners.count) learners (learnersMax)"))
+            }
+            let id = nextLearner
+            nextLearner += 1
+            learners[id] = LearnerFeed(bytesMax: options.learnerFeedBytesMax)
+            statistics.learnersServed += 1
+            // A copy of values: O(1) now; apply's next change of each collection copies that collection once.
+            return .success((id, FrozenCut(machine: machine, sessions: sessions, index: appliedIndex,
+                                           orderedMillis: orderedMillis)))
+        }
+        let id: UInt64
+        var cut: FrozenCut?
+        switch admitted {
+        case let .failure(refusal):
+            logger.warning("learner refused", metadata: ["error": "\(refusal.reason)"])
+            return connection.fail(code: 7, message: refusal.reason)
+        case let .success((admittedID, admittedCut)):
+            id = admittedID
+            cut = admittedCut
+        }
+        var outcome: String?
+        // The feed's batches go out between the copy's chunks too: they wait at the learner (its phase-1 memory has
+        // room: it is not a ring member yet), not in this replica's queue, for the whole restore.
+        let sent = streamCut(cut, to: connection, outcome: &outcome) { [self] in sendFeed(id, to: connection) != false }
+        let cutIndex = cut?.index ?? 0
+        cut = nil // the copy is not needed any more: apply stops copying what it changes
+        if outcome == nil {
+            logger.info("state streamed to a learner; feeding it", metadata: ["learner": "\(id)", "bytes": "\(sent)",
+                                                                             "index": "\(cutIndex)"])
+            outcome = feed(id, to: connection)
+        }
+        let dropped: String? = lock.withLock {
+            defer {
+                learners[id] = nil
+                lock.broadcast()
+            }
+            if let reason = learners[id]?.dropped {
+                statistics.learnersDropped += 1
+                return reason
+            }
+            return nil
+        }
+        if let reason = dropped ?? outcome {
+            logger.warning("learner feed ended", metadata: ["learner": "\(id)", "reason": "\(reason)"])
+            connection.fail(code: 8, message: reason)
+        }
+    }
+
+    /// Sends the feed's batches as apply queues them. Returns why it ended (nil: the learner closed the connection).
+    private func feed(_ id: UInt64, to connection: Connection) -> String? {
+        while true {
+            let stop: String? = lock.withLock {
+                while true {
+                    guard let queued = learners[id] else { return "the learner is gone" }
+                    if queued.dropped != nil { return "dropped" }
+                    if shuttingDown { return "the replica is stopping" }
+                    if !queued.entries.isEmpty { return nil }
+                    // Every 100 ms: whether the learner hung up (it closes the connection once it caught up).
+                    if !lock.wait(untilNanos: monotonicNanos() + 100_000_000) { return nil }
+                }
+            }
+            if let stop { return stop == "dropped" ? nil : stop }
+            if Self.peerHungUp(connection.fd) { return nil }
+            guard sendFeed(id, to: connection) != false else { return "the learner's connection broke or stalled" }
+        }
+    }
+
+    /// Sends what the learner's queue holds, with this replica's applied index. Nil: the learner is gone or was
+    /// dropped (nothing sent); false: the connection failed.
+    private func sendFeed(_ id: UInt64, to connection: Connection) -> Bool? {
+        let taken: (batches: [(index: UInt64, payload: [UInt8])], index: UInt64)? = lock.withLock {
+            guard let queued = learners[id], queued.dropped == nil else { return nil }
+            return (learners[id]!.takeAll(), appliedIndex)
+        }
+        guard let taken else { return nil }
+        for (entryIndex, payload) in taken.batches {
+            let frame = ClientFrame.learnerEntry(index: entryIndex, providerIndex: taken.index, payload: payload)
+            guard Socket.sendAll(connection.fd, frame.encoded()) else { return false }
+        }
+        return true
+    }
+
+    /// Whether the learner closed (or reset) the connection: it sends nothing after its request, so the socket being
+    /// readable (end of stream), hung up or in error means it is done.
+    static func peerHungUp(_ fd: Int32) -> Bool {
+        var probe = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+        return poll(&probe, 1, 0) > 0
+    }
+
+    /// Provider: the joiner of `transfer` caught up through its feed and will not pull it: counted as pulled.
+    func declineTransfer(_ transfer: UInt64) {
+        lock.withLock {
+            guard transfersPending[transfer] != nil else { return }
+            transfersPending[transfer]!.served += 1
+            statistics.transfersDeclined += 1
+            expireTransfers()
+            lock.broadcast()
+        }
+    }
+}
