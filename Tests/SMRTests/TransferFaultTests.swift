@@ -1,0 +1,216 @@
+import RingCast
+@testable import RingCastSMR
+import Synchronization
+import Testing
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A gate the provider's snapshot stream waits at, which the test either opens (the stream goes on) or breaks (the
+/// stream fails as if the provider died in the middle of it): the failure happens at a point the test chose, not at
+/// a moment a timer happened to pick.
+final class FaultGate: Sendable {
+    private let state = Mutex<(open: Bool, broken: Bool, entered: Int)>((false, false, 0))
+
+    func open() { state.withLock { $0.open = true } }
+    func breakStream() { state.withLock { $0.broken = true } }
+    var entered: Int { state.withLock { $0.entered } }
+
+    /// On the provider's streaming thread; throws once the test broke the gate.
+    func pass() throws(SnapshotError) {
+        state.withLock { $0.entered += 1 }
+        while true {
+            let (open, broken) = state.withLock { ($0.open, $0.broken) }
+            if broken { throw SnapshotError("the test broke the provider's stream") }
+            if open { return }
+            usleep(1_000)
+        }
+    }
+}
+
+/// ``Counter`` whose snapshot waits at a ``FaultGate``; `Copy` decides which provider path the transfer takes: the
+/// state held at the cut (`false`) or a copy streamed while apply goes on (``StateMachine/copyIsSnapshot``).
+struct FaultCounter<Copy: FaultCopyMode>: StateMachine {
+    var counter = Counter()
+    let gate: FaultGate?
+
+    init(gate: FaultGate?) { self.gate = gate }
+
+    static var copyIsSnapshot: Bool { Copy.copyIsSnapshot }
+    mutating func apply(_ batch: CommandBatch<Counter.Add>, into outputs: inout [Counter.Value]) {
+        counter.apply(batch, into: &outputs)
+    }
+    func query(_ query: Counter.Get) -> Counter.Value { counter.query(query) }
+    func snapshot(into writer: inout SnapshotWriter) throws(SnapshotError) {
+        try gate?.pass()
+        try counter.snapshot(into: &writer)
+    }
+    mutating func restore(from reader: inout SnapshotReader) throws(SnapshotError) {
+        try counter.restore(from: &reader)
+    }
+}
+
+protocol FaultCopyMode: Sendable { static var copyIsSnapshot: Bool { get } }
+enum HeldState: FaultCopyMode { static var copyIsSnapshot: Bool { false } }
+enum CopiedState: FaultCopyMode { static var copyIsSnapshot: Bool { true } }
+
+final class FaultCluster<Copy: FaultCopyMode>: Sendable {
+    typealias Machine = FaultCounter<Copy>
+    let addresses: [UInt32: Address]
+    let replicas = Mutex<[UInt32: Replica<Machine>]>([:])
+    static var suspectMillis: Int { 1_500 }
+
+    init(size: Int) throws {
+        var addresses: [UInt32: Address] = [:]
+        for (index, port) in GatedCluster.portPairs(size).enumerated() {
+            addresses[UInt32(index)] = try Address(host: "127.0.0.1", port: port)
+        }
+        self.addresses = addresses
+    }
+
+    @discardableResult
+    func start(_ me: UInt32, initialView: [UInt32], gate: FaultGate? = nil,
+               options adjust: (inout Replica<Machine>.Options) -> Void = { _ in }) throws -> Replica<Machine> {
+        var configuration = Group.Configuration(me: me, addresses: addresses, initialView: initialView)
+        configuration.heartbeatMillis = 20
+        configuration.suspectMillis = Self.suspectMillis
+        configuration.roundTimeoutMillis = 1_000
+        configuration.limits.connectTimeoutMillis = 5_000
+        configuration.logger.logLevel = .critical
+        var options = Replica<Machine>.Options(clientPort: 0)
+        options.logger.logLevel = .critical
+        adjust(&options)
+        let replica = try Replica(configuration: configuration, machine: Machine(gate: gate), options: options)
+        try replica.start()
+        replicas.withLock { $0[me] = replica }
+        return replica
+    }
+
+    func replica(_ id: UInt32) -> Replica<Machine> { replicas.withLock { $0[id]! } }
+
+    func client(_ ids: [UInt32], timeoutMillis: Int = 20_000) async throws -> CounterClient {
+        var options = CounterClient.Options(replicas: try ids.map { try Address(host: "127.0.0.1", port: replica($0).clientPort) })
+        options.windowMax = 8
+        options.timeoutMillis = timeoutMillis
+        return try await CounterClient.connect(options)
+    }
+
+    func shutdown(_ id: UInt32) { replicas.withLock { $0[id] }?.shutdown() }
+
+    func shutdownAll() {
+        for replica in replicas.withLock({ Array($0.values) }) { replica.shutdown() }
+    }
+
+    /// The view every listed member has installed, once they agree on one that holds exactly `members`.
+    func agreedView(_ ids: [UInt32], members: Set<UInt32>, seconds: Double = 20) async throws -> Bool {
+        try await eventually(seconds) {
+            ids.allSatisfy { id in
+                let group = replica(id).group
+                return group.state == .running && Set(group.currentView?.members ?? []) == members
+            }
+        }
+    }
+}
+
+/// Issue #12 faults during a state transfer: the provider or the joiner dies in the middle of the pull. The members
+/// that remain keep applying and answering (bounded by the suspicion timeout and the view change), the joiner fails
+/// with a clear state (it does not serve, it does not apply a state that is not the group's), and no hold outlives
+/// its transfer.
+@Suite(.serialized) struct TransferFaultTests {
+    /// Submits `count` increments through `client` and returns the last value (throws on a timeout).
+    private static func increments(_ client: CounterClient, _ count: Int) async throws -> Int64 {
+        var last: Int64 = 0
+        for _ in 0..<count { last = try await client.submit(Counter.Add(delta: 1)).value }
+        return last
+    }
+
+    /// (a) The provider dies while the joiner pulls: its stream breaks mid-way and it leaves the group. Run for the
+    /// held-state path and the copy path.
+    private func providerDiesMidPull<Copy: FaultCopyMode>(_: Copy.Type) async throws {
+        let cluster = try FaultCluster<Copy>(size: 3)
+        defer { cluster.shutdownAll() }
+        let gate = FaultGate()
+        defer { gate.breakStream() } // before shutdownAll: nothing stays at the gate
+        let provider = try cluster.start(0, initialView: [0, 1], gate: gate)
+        let other = try cluster.start(1, initialView: [0, 1])
+        for replica in [provider, other] { try await replica.group.waitUntilRunning() }
+        let client = try await cluster.client([1])
+        defer { client.close() }
+        #expect(try await withDeadline(30) { try await Self.increments(client, 100) } == 100)
+
+        let joiner = try cluster.start(2, initialView: [0, 1])
+        #expect(try await eventually(20) { gate.entered >= 1 }, "the joiner never started pulling")
+        // The provider dies in the middle of the stream.
+        gate.breakStream()
+        cluster.shutdown(0)
+
+        // The survivors install a view without the provider (after the suspicion timeout) and keep applying.
+        #expect(try await cluster.agreedView([1, 2], members: [1, 2]), "no view without the provider")
+        let value = try await withDeadline(20) { try await Self.increments(client, 100) }
+        #expect(value == 200, "every acknowledged increment applied once at the surviving member")
+        #expect(other.withMachine { $0.counter.value } == 200)
+        #expect(!other.isTransferring, "the surviving member holds nothing")
+        // The joiner failed clearly: it does not claim a state, it does not serve, and it holds nothing.
+        #expect(try await eventually(20) { joiner.core.lock.withLock { joiner.core.failed } },
+                "the joiner did not record that its transfer failed")
+        #expect(!joiner.isTransferring)
+        #expect(joiner.statistics.snapshotsRestored == 0)
+        #expect(joiner.withMachine { $0.counter.value } == 0, "a failed joiner applied deliveries to a state it lacks")
+        let joinerClient = try? await cluster.client([2], timeoutMillis: 3_000)
+        if let joinerClient {
+            defer { joinerClient.close() }
+            await #expect(throws: SMRClientError.self) { try await joinerClient.read(Counter.Get(), consistency: .stale) }
+        }
+    }
+
+    @Test func providerDiesMidPull_heldState_survivorsKeepApplying_joinerFailsClearly() async throws {
+        try await providerDiesMidPull(HeldState.self)
+    }
+
+    @Test func providerDiesMidPull_copyIsSnapshot_survivorsKeepApplying_joinerFailsClearly() async throws {
+        try await providerDiesMidPull(CopiedState.self)
+    }
+
+    /// (b) The joiner dies while it pulls: the provider's stream fails, its hold ends (not at the pull deadline, at
+    /// the broken stream), it applies its suffix and keeps answering; the two survivors end with equal states.
+    private func joinerDiesMidPull<Copy: FaultCopyMode>(_: Copy.Type) async throws {
+        let cluster = try FaultCluster<Copy>(size: 3)
+        defer { cluster.shutdownAll() }
+        let gate = FaultGate()
+        defer { gate.breakStream() }
+        let provider = try cluster.start(0, initialView: [0, 1], gate: gate)
+        let other = try cluster.start(1, initialView: [0, 1])
+        for replica in [provider, other] { try await replica.group.waitUntilRunning() }
+        let client = try await cluster.client([1])
+        defer { client.close() }
+        let providerClient = try await cluster.client([0])
+        defer { providerClient.close() }
+        #expect(try await withDeadline(30) { try await Self.increments(client, 100) } == 100)
+
+        _ = try cluster.start(2, initialView: [0, 1])
+        #expect(try await eventually(20) { gate.entered >= 1 }, "the joiner never started pulling")
+        cluster.shutdown(2)
+        // The stream goes on and finds the joiner's connection closed.
+        gate.open()
+
+        #expect(try await cluster.agreedView([0, 1], members: [0, 1]), "no view without the joiner")
+        let value = try await withDeadline(20) { try await Self.increments(client, 100) }
+        #expect(value == 200)
+        // The provider's hold ended with the stream: its clients are answered, linearizable reads included.
+        #expect(try await eventually(20) { !provider.isTransferring }, "the provider still holds its state")
+        let read = try await withDeadline(20) { try await providerClient.read(Counter.Get()).value }
+        #expect(read == 200)
+        #expect(try await withDeadline(20) { try await Self.increments(providerClient, 10) } == 210)
+        #expect(provider.statistics.snapshotsSent == 1)
+        let digests = try [provider.stateDigest(), other.stateDigest()]
+        #expect(Set(digests.map(\.digest)).count == 1 || Set(digests.map(\.index)).count != 1, "\(digests)")
+    }
+
+    @Test func joinerDiesMidPull_heldState_providerReleasesAndServes() async throws {
+        try await joinerDiesMidPull(HeldState.self)
+    }
+
+    @Test func joinerDiesMidPull_copyIsSnapshot_providerReleasesAndServes() async throws {
+        try await joinerDiesMidPull(CopiedState.self)
+    }
+}
