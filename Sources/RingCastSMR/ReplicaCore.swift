@@ -318,6 +318,7 @@ final class ReplicaCore<Machine: StateMachine>: @unchecked Sendable {
         let started = threadCPUNanos()
         let touched: [Connection] = lock.withLock {
             guard !failed else { return [] }
+            guard hasState || restoring else { return deliveredWithoutState() }
             // While a state transfer holds the state (or its suffix is not applied yet), deliveries are queued in
             // order instead of applied: the ring keeps delivering (SnapshotTransfer.swift, SuffixStore.swift).
             if stateHeld || !suffix.isEmpty {

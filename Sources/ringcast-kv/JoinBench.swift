@@ -61,7 +61,8 @@ struct JoinBench: AsyncParsableCommand {
         valueName: "ms"))
     var stallProviderMillis = 0
     @Option(name: .customLong("stall-after-ms"), help: ArgumentHelp(
-        "With --stall-provider-ms: how long after the joiner is ready the stall starts.", valueName: "ms"))
+        "With --stall-provider-ms: how long after the joiner is ready the stall starts; negative: how long before the joiner is started (the join then meets a silent provider).",
+        valueName: "ms"))
     var stallAfterMillis = 200
     @Flag(help: "Print the report as JSON.")
     var json = false
@@ -79,8 +80,8 @@ struct JoinBench: AsyncParsableCommand {
         guard suffixMiB >= 1, (1...1023).contains(chunkKiB) || chunkKiB == 1024, snapshotRateMiB >= 0, (0...19).contains(snapshotNice) else {
             throw ValidationError("--suffix-mib ≥ 1, --chunk-kib 1...1024, --snapshot-rate-mib ≥ 0, --snapshot-nice 0...19")
         }
-        guard (0...600_000).contains(stallProviderMillis), (0...600_000).contains(stallAfterMillis) else {
-            throw ValidationError("--stall-provider-ms and --stall-after-ms are 0...600000")
+        guard (0...600_000).contains(stallProviderMillis), (-600_000...600_000).contains(stallAfterMillis) else {
+            throw ValidationError("--stall-provider-ms is 0...600000, --stall-after-ms -600000...600000")
         }
         _ = try parseIDs(loadOn)
     }
@@ -170,12 +171,23 @@ struct JoinBench: AsyncParsableCommand {
         ProcStatus.resetPeak(group.pid(0))
         let joinSecond = await sampler.second
         let joinStartedUnixMillis = unixMillisNow()
+        // A negative --stall-after-ms stops the provider before the joiner starts.
+        let stallTask: Task<Void, Never>? = stallProviderMillis > 0 && stallAfterMillis < 0
+            ? Task.detached { [stallProviderMillis] in
+                let pid = group.pid(0)
+                kill(pid, SIGSTOP)
+                joinBenchLog("replica 0 (the provider) stopped for \(stallProviderMillis) ms, before the join")
+                try? await Task.sleep(for: .milliseconds(stallProviderMillis))
+                kill(pid, SIGCONT)
+                joinBenchLog("replica 0 continued")
+            } : nil
+        if stallTask != nil { try await Task.sleep(for: .milliseconds(-stallAfterMillis)) }
         try group.spawn(3, view: "0,1,2")
         try group.waitReady([3])
         let joinerBaseline = ProcStatus.read(group.pid(3))
         ProcStatus.resetPeak(group.pid(3))
         joinBenchLog("replica 3 started (joining)")
-        let stall = stallProviderMillis > 0 ? Task.detached { [stallAfterMillis, stallProviderMillis] in
+        let stall = stallProviderMillis > 0 ? stallTask ?? Task.detached { [stallAfterMillis, stallProviderMillis] in
             // The fault of issue #12: a stall of the provider longer than the suspicion timeout, mid-transfer.
             try? await Task.sleep(for: .milliseconds(stallAfterMillis))
             let pid = group.pid(0)
@@ -202,7 +214,13 @@ struct JoinBench: AsyncParsableCommand {
             caughtUpNanos = stamp("caught_up")
             if caughtUpNanos == nil { try await Task.sleep(for: .milliseconds(20)) }
         }
-        try await sampler.attach(3, address: group.clientAddress(3), pid: group.pid(3))
+        do {
+            try await sampler.attach(3, address: group.clientAddress(3), pid: group.pid(3))
+        } catch {
+            // E.g. the group excluded the joiner (its provider stalled before sending the state): it serves nobody.
+            joinBenchLog("replica 3 does not serve (\(error)); see \(directory)/replica3.err")
+            throw ExitCode(1)
+        }
         let caughtUpSecond = await sampler.second
         // Peaks over the transfer (join → caught up): VmHWM was reset at the join.
         let providerTransferPeak = ProcStatus.read(group.pid(0))

@@ -202,8 +202,9 @@ final class FaultCluster<Copy: FaultCopyMode>: Sendable {
         #expect(read == 200)
         #expect(try await withDeadline(20) { try await Self.increments(providerClient, 10) } == 210)
         #expect(provider.statistics.snapshotsSent == 1)
+        #expect(try await eventually(20) { provider.appliedIndex == other.appliedIndex })
         let digests = try [provider.stateDigest(), other.stateDigest()]
-        #expect(Set(digests.map(\.digest)).count == 1 || Set(digests.map(\.index)).count != 1, "\(digests)")
+        #expect(Set(digests.map(\.index)).count == 1 && Set(digests.map(\.digest)).count == 1, "\(digests)")
     }
 
     @Test func joinerDiesMidPull_heldState_providerReleasesAndServes() async throws {
@@ -212,5 +213,46 @@ final class FaultCluster<Copy: FaultCopyMode>: Sendable {
 
     @Test func joinerDiesMidPull_copyIsSnapshot_providerReleasesAndServes() async throws {
         try await joinerDiesMidPull(CopiedState.self)
+    }
+
+    /// What an excluded replica does (Exclusion.swift), driven directly: the group's exclusion itself needs a member
+    /// silent for the suspicion timeout, which only a stopped process gives (KVStallProcessTests). Its clients are
+    /// told and fail over with their session (a retried command is applied once); it refuses every request that needs
+    /// the group's state — stale reads included — and keeps answering statistics and digests; a read queued after
+    /// the broadcaster stopped is answered `notRunning` instead of waiting for a barrier that never comes.
+    @Test func excludedReplica_refusesClients_theyFailOver_appliedOnce() async throws {
+        let cluster = try FaultCluster<HeldState>(size: 2)
+        defer { cluster.shutdownAll() }
+        let first = try cluster.start(0, initialView: [0, 1])
+        let second = try cluster.start(1, initialView: [0, 1])
+        for replica in [first, second] { try await replica.group.waitUntilRunning() }
+        let failingOver = try await cluster.client([0, 1])
+        defer { failingOver.close() }
+        let onlyFirst = try await cluster.client([0], timeoutMillis: 3_000)
+        defer { onlyFirst.close() }
+        #expect(try await withDeadline(30) { try await Self.increments(failingOver, 50) } == 50)
+        #expect(!first.isExcluded)
+        // A tool's connection (its session opened before the exclusion: an opening is refused after it).
+        let tool = try await cluster.client([0], timeoutMillis: 5_000)
+        defer { tool.close() }
+
+        first.core.leaveServiceAfterExclusion()
+        #expect(first.isExcluded)
+        #expect(first.core.ingressMonitor.withLock { first.core.stopped }, "the broadcaster was stopped")
+        // The client connected to the excluded replica goes on at the other one, in the same session.
+        let value = try await withDeadline(30) { try await Self.increments(failingOver, 50) }
+        #expect(value == 100, "every increment applied once")
+        #expect(second.withMachine { $0.counter.value } == 100)
+        #expect(failingOver.statistics.failovers >= 1)
+        // A client that knows only the excluded replica gets no answer from it, not even a stale one.
+        await #expect(throws: SMRClientError.self) { try await onlyFirst.read(Counter.Get(), consistency: .stale) }
+        await #expect(throws: SMRClientError.self) { try await onlyFirst.submit(Counter.Add(delta: 1)) }
+        #expect(second.withMachine { $0.counter.value } == 100, "nothing was applied through the excluded replica")
+        // Tools still read its counters and digest (at the index it stopped at).
+        #expect(try await tool.replicaDigest().index == first.appliedIndex)
+        #expect(try await tool.replicaStatistics().count > 10)
+        // A linearizable read arriving once the broadcaster stopped: answered (refused) at once, never parked.
+        let reads = first.core.reads.withLock { first.core.readsWaiting }
+        #expect(reads == 0, "no read waits at the excluded replica")
     }
 }
