@@ -212,6 +212,11 @@ struct JoinBench: AsyncParsableCommand {
             }
             restoredNanos = stamp("state_restored")
             caughtUpNanos = stamp("caught_up")
+            if caughtUpNanos == nil && group.errorOutput(3).contains("excluded from the group") {
+                // It will never catch up (e.g. its provider stalled before sending the state): say so, do not wait.
+                joinBenchLog("replica 3 was excluded from the group before it caught up; see \(directory)/replica3.err")
+                throw ExitCode(1)
+            }
             if caughtUpNanos == nil { try await Task.sleep(for: .milliseconds(20)) }
         }
         do {

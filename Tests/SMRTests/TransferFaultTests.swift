@@ -215,6 +215,68 @@ final class FaultCluster<Copy: FaultCopyMode>: Sendable {
         try await joinerDiesMidPull(CopiedState.self)
     }
 
+    /// A second join while the provider still streams the first one's state (held at the cut): the provider's cut for
+    /// the second joiner waits for the first transfer on its control thread, so it goes silent and the others may
+    /// exclude it — then the second joiner's state never comes. Whatever the timing, the survivors keep applying, and
+    /// no replica ever answers from a state that is not the group's: a replica that serves has the group's digest, a
+    /// joiner left without state applied nothing and refuses clients.
+    @Test func secondJoinWhileTheProviderStreams_survivorsKeepApplying_noReplicaWithoutStateServes() async throws {
+        let cluster = try FaultCluster<HeldState>(size: 4)
+        defer { cluster.shutdownAll() }
+        let gate = FaultGate()
+        defer { gate.breakStream() }
+        let provider = try cluster.start(0, initialView: [0, 1], gate: gate)
+        let other = try cluster.start(1, initialView: [0, 1])
+        for replica in [provider, other] { try await replica.group.waitUntilRunning() }
+        let client = try await cluster.client([1, 0])
+        defer { client.close() }
+        #expect(try await withDeadline(30) { try await Self.increments(client, 100) } == 100)
+        let first = try cluster.start(2, initialView: [0, 1])
+        #expect(try await eventually(20) { gate.entered >= 1 }, "the first joiner never started pulling")
+        // Load all along (the window in which a joiner could apply without state has deliveries in it).
+        let load = Task { try await Self.increments(client, 100) }
+        try await Task.sleep(for: .milliseconds(100))
+        let second = try cluster.start(3, initialView: [0, 1])
+        // A joiner must never apply a command while it has no state (it would answer its clients from a state that
+        // is not the group's): watched all along, since a late state transfer would overwrite the evidence.
+        let appliedWithoutState = StartedBox()
+        let watch = Task {
+            while !Task.isCancelled {
+                for joiner in [first, second] where joiner.core.lock.withLock({
+                    !joiner.core.hasState && joiner.core.statistics.commandsApplied > 0
+                }) {
+                    appliedWithoutState.count.add(1, ordering: .relaxed)
+                }
+                try? await Task.sleep(for: .milliseconds(2))
+            }
+        }
+        // Longer than the suspicion timeout: the provider's control thread waits for the first transfer meanwhile.
+        try await Task.sleep(for: .milliseconds(FaultCluster<HeldState>.suspectMillis * 2))
+        gate.open()
+
+        // Member 1 is never at fault: it keeps applying (through whichever view the group settles on).
+        let value = try await withDeadline(60) { try await load.value }
+        #expect(value == 200)
+        try await Task.sleep(for: .milliseconds(500))
+        watch.cancel()
+        #expect(appliedWithoutState.count.load(ordering: .relaxed) == 0, "a joiner applied commands while it had no state")
+        let servers = [provider, other, first, second].filter { replica in
+            replica.group.state == .running && !replica.isExcluded
+                && replica.core.lock.withLock { !replica.core.failed && replica.core.hasState }
+        }
+        #expect(servers.contains { $0 === other })
+        #expect(try await eventually(20) { Set(servers.map(\.appliedIndex)).count == 1 }, "members at different indexes")
+        let digests = try servers.map { try $0.stateDigest() }
+        #expect(Set(digests.map(\.digest)).count == 1, "a serving replica has a state that is not the group's: \(digests)")
+        for joiner in [first, second] where !servers.contains(where: { $0 === joiner }) {
+            // Left out (excluded, or its transfer failed): it applied nothing on a state it lacks, and serves nobody.
+            if joiner.statistics.snapshotsRestored == 0 {
+                #expect(joiner.withMachine { $0.counter.value } == 0, "a joiner without state applied deliveries")
+            }
+            #expect(joiner.isExcluded || joiner.core.lock.withLock { joiner.core.failed } || joiner.group.state != .running)
+        }
+    }
+
     /// What an excluded replica does (Exclusion.swift), driven directly: the group's exclusion itself needs a member
     /// silent for the suspicion timeout, which only a stopped process gives (KVStallProcessTests). Its clients are
     /// told and fail over with their session (a retried command is applied once); it refuses every request that needs
