@@ -124,17 +124,21 @@ extension GroupShell {
             // decision) takes part in the next view change as a member. It has no state, and no provider sends one
             // for this view (its decision admits no joiner): starting this view's ring would hand the application
             // deliveries for a state it does not have, and a late state for the admitting view would start a ring of
-            // that older view beside this one. So it starts no ring: the others lose their ring link to it and
-            // exclude it, and the application sees `Group.State.excluded` (restart it to join again).
+            // that older view beside this one. Nor may it stay a voting member that never runs a ring: with the
+            // others it could form a majority that excludes a healthy member and then never deliver. So it withdraws:
+            // no ring, no more heartbeats or votes (the shell thread stops); the others exclude it as silent, and the
+            // application sees `Group.State.excluded` (restart it to join again).
             logger.error("""
-                the state for the view that admitted this member never arrived before the next view change: it does \
-                not start the new view's ring and will be excluded; restart it to join again
+                the state for the view that admitted this member never arrived before the next view change: it \
+                withdraws from the group (the others exclude it); restart it to join again
                 """,
                 metadata: ["admitting_view_id": "\(admitting.view.id)", "view_id": "\(installation.view.id)"])
             recovery = nil
             frozenView = nil
             receivedState = nil
-            waitingForState = installation
+            waitingForState = nil
+            withdrawn = true
+            end(as: .excluded, error: .excluded)
             return
         }
         logger.debug("installing view", metadata: [
