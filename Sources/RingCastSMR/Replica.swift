@@ -226,6 +226,7 @@ public final class Replica<Machine: StateMachine>: Sendable {
         do { try group.start() } catch { throw .group(error) }
         try core.startBroadcaster()
         try server.start()
+        core.startExclusionWatch()
     }
 
     /// Stops serving clients, the broadcaster and the group member (idempotent).
@@ -248,6 +249,10 @@ public final class Replica<Machine: StateMachine>: Sendable {
     /// True while a state transfer holds this replica's state (a provider streaming it at the cut, a joiner
     /// restoring it) or deliveries queued meanwhile are not applied yet; false once it applies deliveries directly.
     public var isTransferring: Bool { core.lock.withLock { core.stateHeld || !core.suffix.isEmpty } }
+
+    /// True once the group excluded this member: it applies nothing more and refuses clients (Exclusion.swift).
+    /// Stop it and start it again as a joiner, with a new incarnation, to rejoin.
+    public var isExcluded: Bool { core.lock.withLock { core.excluded } }
 
     /// The applied index (log entries applied so far).
     public var appliedIndex: UInt64 { core.lock.withLock { core.appliedIndex } }

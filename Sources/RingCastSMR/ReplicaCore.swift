@@ -61,6 +61,8 @@ final class ReplicaCore<Machine: StateMachine>: @unchecked Sendable {
     var shuttingDown = false
     /// Joiner: the transfer failed; this replica must not apply (its state is not the group's) nor serve.
     var failed = false
+    /// The group excluded this member (Exclusion.swift): it applies nothing more, so it must not answer clients.
+    var excluded = false
     /// Provider, for machines whose copy is a snapshot (``StateMachine/copyIsSnapshot``): the state at each announced
     /// transfer's cut, streamed while apply goes on; dropped when the transfer ends.
     var frozenCuts: [UInt64: FrozenCut] = [:]
@@ -136,7 +138,7 @@ final class ReplicaCore<Machine: StateMachine>: @unchecked Sendable {
     /// registered under one lock and queued for the broadcaster under one lock (per receive, not per request:
     /// the reader otherwise waits for the apply lock once per command while the delivery thread holds it).
     func handle(_ frames: [ClientFrame], from connection: Connection) {
-        if frames.count == 1 || lock.withLock({ failed }) {
+        if frames.count == 1 || lock.withLock({ failed || excluded }) {
             for frame in frames { handle(frame, from: connection) }
             return
         }
@@ -189,8 +191,8 @@ final class ReplicaCore<Machine: StateMachine>: @unchecked Sendable {
     }
 
     func handle(_ frame: ClientFrame, from connection: Connection) {
-        if case .snapshotRequest = frame {} else if lock.withLock({ failed }) {
-            return connection.fail(code: 5, message: "this replica's state transfer failed; it does not serve")
+        if let refusal = lock.withLock({ refusal(of: frame) }) {
+            return connection.fail(code: refusal.code, message: refusal.message)
         }
         dispatch(frame, from: connection)
     }
@@ -299,7 +301,7 @@ final class ReplicaCore<Machine: StateMachine>: @unchecked Sendable {
                 }
             case true?:
                 // The number is assigned when the broadcaster packs it (after every read queued so far).
-                _ = push(.barrier(number: 0))
+                if !push(.barrier(number: 0)) { refuseReadsWithoutBarrier() }
             case false?:
                 break
             }
@@ -327,6 +329,7 @@ final class ReplicaCore<Machine: StateMachine>: @unchecked Sendable {
         let started = threadCPUNanos()
         let touched: [Connection] = lock.withLock {
             guard !failed else { return [] }
+            guard hasState || restoring else { return deliveredWithoutState() }
             // While a state transfer holds the state (or its suffix is not applied yet), deliveries are queued in
             // order instead of applied: the ring keeps delivering (SnapshotTransfer.swift, SuffixStore.swift).
             if stateHeld || !suffix.isEmpty {

@@ -59,6 +59,19 @@ extension ReplicaCore {
         if restored { drainSuffix() }
     }
 
+    /// A delivery reached a joiner that has no state and restores none (under `lock`): the group started a ring
+    /// here without handing it the state first. Applying it would build a state that is not the group's, answered
+    /// to clients as if it were: this replica fails instead (it applies and serves nothing; restart it to join).
+    func deliveredWithoutState() -> [Connection] {
+        if !failed {
+            logger.error("a delivery arrived before this joiner received the group's state; it does not apply nor serve (restart it to join again)")
+        }
+        failed = true
+        suffix.removeAll()
+        lock.broadcast()
+        return []
+    }
+
     /// Pulls the state from the provider and installs it; false if the transfer failed (this replica then does not
     /// serve).
     func restoreFromProvider(_ header: TransferHeader) -> Bool {

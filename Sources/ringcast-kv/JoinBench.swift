@@ -60,6 +60,14 @@ struct JoinBench: AsyncParsableCommand {
     var suspectMillis = 1_000
     @Flag(inversion: .prefixedNo, help: "The joiner catches up as a learner from replicas 0, 1, 2 first, then joins the ring (--no-learner: it joins at once and receives the state at the view change).")
     var learner = true
+    @Option(name: .customLong("stall-provider-ms"), help: ArgumentHelp(
+        "Fault injection: SIGSTOP the provider (replica 0) this long during the transfer, then SIGCONT (0: none).",
+        valueName: "ms"))
+    var stallProviderMillis = 0
+    @Option(name: .customLong("stall-after-ms"), help: ArgumentHelp(
+        "With --stall-provider-ms: how long after the joiner is ready the stall starts; negative: how long before the joiner is started (the join then meets a silent provider).",
+        valueName: "ms"))
+    var stallAfterMillis = 200
     @Flag(help: "Print the report as JSON.")
     var json = false
 
@@ -75,6 +83,9 @@ struct JoinBench: AsyncParsableCommand {
         }
         guard suffixMiB >= 1, (1...1023).contains(chunkKiB) || chunkKiB == 1024, snapshotRateMiB >= 0, (0...19).contains(snapshotNice) else {
             throw ValidationError("--suffix-mib ≥ 1, --chunk-kib 1...1024, --snapshot-rate-mib ≥ 0, --snapshot-nice 0...19")
+        }
+        guard (0...600_000).contains(stallProviderMillis), (-600_000...600_000).contains(stallAfterMillis) else {
+            throw ValidationError("--stall-provider-ms is 0...600000, --stall-after-ms -600000...600000")
         }
         _ = try parseIDs(loadOn)
     }
@@ -148,6 +159,8 @@ struct JoinBench: AsyncParsableCommand {
                                             box.progress.add(1, ordering: .relaxed)
                                         } catch {
                                             box.failures.add(1, ordering: .relaxed)
+                                            // A timeout is a request nobody answered for 30 s: the hang of issue #12.
+                                            if (error as? SMRClientError) == .timeout { box.timeouts.add(1, ordering: .relaxed) }
                                         }
                                     }
                                 }
@@ -165,12 +178,33 @@ struct JoinBench: AsyncParsableCommand {
         ProcStatus.resetPeak(group.pid(0))
         let joinSecond = await sampler.second
         let joinStartedUnixMillis = unixMillisNow()
+        // A negative --stall-after-ms stops the provider before the joiner starts.
+        let stallTask: Task<Void, Never>? = stallProviderMillis > 0 && stallAfterMillis < 0
+            ? Task.detached { [stallProviderMillis] in
+                let pid = group.pid(0)
+                kill(pid, SIGSTOP)
+                joinBenchLog("replica 0 (the provider) stopped for \(stallProviderMillis) ms, before the join")
+                try? await Task.sleep(for: .milliseconds(stallProviderMillis))
+                kill(pid, SIGCONT)
+                joinBenchLog("replica 0 continued")
+            } : nil
+        if stallTask != nil { try await Task.sleep(for: .milliseconds(-stallAfterMillis)) }
         let learnFrom = (0..<3).map { "127.0.0.1:\(group.clientAddress($0).port)" }.joined(separator: ",")
         try group.spawn(3, view: "0,1,2", arguments: learner ? ["--learn-from", learnFrom] : [])
         try group.waitReady([3])
         let joinerBaseline = ProcStatus.read(group.pid(3))
         ProcStatus.resetPeak(group.pid(3))
         joinBenchLog("replica 3 started (joining)")
+        let stall = stallProviderMillis > 0 ? stallTask ?? Task.detached { [stallAfterMillis, stallProviderMillis] in
+            // The fault of issue #12: a stall of the provider longer than the suspicion timeout, mid-transfer.
+            try? await Task.sleep(for: .milliseconds(stallAfterMillis))
+            let pid = group.pid(0)
+            kill(pid, SIGSTOP)
+            joinBenchLog("replica 0 (the provider) stopped for \(stallProviderMillis) ms")
+            try? await Task.sleep(for: .milliseconds(stallProviderMillis))
+            kill(pid, SIGCONT)
+            joinBenchLog("replica 0 continued")
+        } : nil
         // The joiner prints `state_restored unix_ms=…` and `caught_up unix_ms=…` (a client of it would wait: its
         // session opening is an ordered command, applied after the suffix).
         var restoredNanos: UInt64?
@@ -190,9 +224,20 @@ struct JoinBench: AsyncParsableCommand {
             learnerRestoredNanos = stamp("learner_restored")
             learnerJoiningNanos = stamp("learner_joining")
             caughtUpNanos = stamp("caught_up")
+            if caughtUpNanos == nil && group.errorOutput(3).contains("excluded from the group") {
+                // It will never catch up (e.g. its provider stalled before sending the state): say so, do not wait.
+                joinBenchLog("replica 3 was excluded from the group before it caught up; see \(directory)/replica3.err")
+                throw ExitCode(1)
+            }
             if caughtUpNanos == nil { try await Task.sleep(for: .milliseconds(20)) }
         }
-        try await sampler.attach(3, address: group.clientAddress(3), pid: group.pid(3))
+        do {
+            try await sampler.attach(3, address: group.clientAddress(3), pid: group.pid(3))
+        } catch {
+            // E.g. the group excluded the joiner (its provider stalled before sending the state): it serves nobody.
+            joinBenchLog("replica 3 does not serve (\(error)); see \(directory)/replica3.err")
+            throw ExitCode(1)
+        }
         let caughtUpSecond = await sampler.second
         // Peaks over the transfer (join → caught up): VmHWM was reset at the join.
         let providerTransferPeak = ProcStatus.read(group.pid(0))
@@ -200,8 +245,12 @@ struct JoinBench: AsyncParsableCommand {
         joinBenchLog(String(format: "replica 3: state restored after %.2f s, suffix applied after %.2f s",
                    Double(restoredNanos ?? 0) / 1e9, Double(caughtUpNanos ?? 0) / 1e9))
         try await Task.sleep(for: .seconds(after))
+        await stall?.value
         box.stop.store(true, ordering: .relaxed)
+        let stopped = monotonicNow()
         await loadTask.value
+        // Every client ends its current request and stops: long only if a request waits for its timeout.
+        let loadDrainSeconds = Double(monotonicNow() - stopped) / 1e9
         sampling.cancel()
         let series = await sampler.series
         let clientOps = await sampler.clientOps
@@ -210,12 +259,16 @@ struct JoinBench: AsyncParsableCommand {
         let providerCounters = await sampler.transferCounters(0)
         let joinerCounters = await sampler.transferCounters(3)
 
-        // 4. Digests, once the load stopped and every replica applied the same index.
+        // 4. Digests, once the load stopped and every member applied the same index (an excluded replica applies
+        // nothing more: it is left out of the comparison, and reported).
+        var excluded = Set<Int>()
+        for id in 0..<4 where await sampler.transferCounters(id)?.excluded == true { excluded.insert(id) }
         var digests: [(index: UInt64, digest: UInt64)] = []
         for _ in 0..<200 {
             digests = []
             for id in 0..<4 { digests.append(try await sampler.digest(id)) }
-            if Set(digests.map(\.index)).count == 1 { break }
+            let members = digests.enumerated().filter { !excluded.contains($0.offset) }.map(\.element)
+            if Set(members.map(\.index)).count == 1 { break }
             try await Task.sleep(for: .milliseconds(50))
         }
         await sampler.close()
@@ -231,6 +284,7 @@ struct JoinBench: AsyncParsableCommand {
             providerRSSBefore: rssBefore.rss, providerHWM: providerTransferPeak.hwm, providerEndHWM: providerPeak.hwm,
             joinerBaselineRSS: joinerBaseline.rss, joinerHWM: joinerTransferPeak.hwm, joinerEndHWM: joinerPeak.hwm,
             providerAtCatchUp: providerTransferPeak, joinerAtCatchUp: joinerTransferPeak, series: series, clientOps: clientOps, digests: digests, failures: box.failures.load(ordering: .relaxed),
+            timeouts: box.timeouts.load(ordering: .relaxed), excluded: excluded, loadDrainSeconds: loadDrainSeconds,
             configuration: (learner ? "learner first, " : "no learner, ") + "load-clients \(loadClients) × depth \(depth), value-size \(valueSize), writes \(writes) %, "
                 + "load-on \(loadOn), suffix \(suffixMiB) MiB, learner feed \(learnerFeedMiB) MiB, chunk \(chunkKiB) KiB, "
                 + "snapshot rate \(snapshotRateMiB == 0 ? "unpaced" : "\(snapshotRateMiB) MiB/s"), transfer threads nice \(snapshotNice)")
@@ -283,6 +337,7 @@ struct JoinBench: AsyncParsableCommand {
 final class LoadCounters: Sendable {
     let progress = Atomic<Int>(0)
     let failures = Atomic<Int>(0)
+    let timeouts = Atomic<Int>(0)
     let stop = Atomic<Bool>(false)
 }
 

@@ -65,6 +65,11 @@ final class JoinGroup: @unchecked Sendable {
         (try? String(contentsOfFile: "\(directory)/replica\(id).out", encoding: .utf8)) ?? ""
     }
 
+    /// What replica `id` logged on stderr so far.
+    func errorOutput(_ id: Int) -> String {
+        (try? String(contentsOfFile: "\(directory)/replica\(id).err", encoding: .utf8)) ?? ""
+    }
+
     func clientAddress(_ id: Int) -> Address { try! Address(host: "127.0.0.1", port: ports[3 * id + 2]) }
     func pid(_ id: Int) -> pid_t { lock.withLock { pids[id] ?? 0 } }
 

@@ -39,10 +39,18 @@ struct JoinReport {
     var clientOps: [Int]
     var digests: [(index: UInt64, digest: UInt64)]
     var failures: Int
+    /// Load requests that failed with a timeout (nobody answered them within the client's 30 s).
+    var timeouts: Int
+    /// Replicas the group excluded (after --stall-provider-ms): their digests are not compared.
+    var excluded: Set<Int>
+    /// From the load's stop to the end of every load client's last request.
+    var loadDrainSeconds: Double
     var configuration: String
 
     var digestsEqual: Bool {
-        digests.count == 4 && Set(digests.map(\.index)).count == 1 && Set(digests.map(\.digest)).count == 1
+        let members = digests.enumerated().filter { !excluded.contains($0.offset) }.map(\.element)
+        return digests.count == 4 && members.count == 4 - excluded.count && Set(members.map(\.index)).count == 1
+            && Set(members.map(\.digest)).count == 1
     }
 
     /// Mean commands applied per second at `replica` in seconds (from, through].
@@ -119,7 +127,9 @@ struct JoinReport {
         }
         lines.append("digests: " + digests.map { "\($0.index)@" + String($0.digest, radix: 16) }.joined(separator: " ")
             + (digestsEqual ? "  EQUAL" : "  DIFFER"))
-        if failures > 0 { lines.append("client request failures: \(failures)") }
+        if failures > 0 { lines.append("client request failures: \(failures) (timeouts: \(timeouts))") }
+        if !excluded.isEmpty { lines.append("excluded by the group (digest not compared): \(excluded.sorted())") }
+        lines.append(String(format: "load drained in %.2f s after its stop", loadDrainSeconds))
         return lines.joined(separator: "\n")
     }
 
@@ -147,6 +157,9 @@ struct JoinReport {
             ("provider_catch_up_rss_bytes", .object(providerAtCatchUp.jsonFields)),
             ("joiner_catch_up_rss_bytes", .object(joinerAtCatchUp.jsonFields)),
             ("digests_equal", .bool(digestsEqual)), ("client_failures", .integer(Int64(failures))),
+            ("client_timeouts", .integer(Int64(timeouts))),
+            ("excluded_replicas", .array(excluded.sorted().map { .integer(Int64($0)) })),
+            ("load_drain_seconds", .number(loadDrainSeconds)),
             ("configuration", .string(configuration)),
         ]
         for replica in 0..<3 {

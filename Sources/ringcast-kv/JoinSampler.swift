@@ -18,6 +18,8 @@ struct TransferCounters {
     var suffixWaits: UInt64
     var held: Bool
     var hasState: Bool
+    /// The group excluded this replica (a counter after the original ten; false from a replica that lacks it).
+    var excluded: Bool
 
     static let marker: UInt64 = 0x5452_414E_5346_4552
 
@@ -33,6 +35,7 @@ struct TransferCounters {
         suffixWaits = v[6]
         held = v[7] != 0
         hasState = v[8] != 0
+        excluded = v.count > 10 && v[10] != 0
     }
 }
 

@@ -119,6 +119,28 @@ extension GroupShell {
 
     /// Fig. 2.7 lines 6–7: forceDeliver the old view's remaining messages in ≺ order, then the new view.
     func install(_ installation: Membership.Installation) {
+        if let admitting = waitingForState, installation.previousView != nil {
+            // A joiner admitted in `admitting` whose provider never sent the state (it stalled or died right after the
+            // decision) takes part in the next view change as a member. It has no state, and no provider sends one
+            // for this view (its decision admits no joiner): starting this view's ring would hand the application
+            // deliveries for a state it does not have, and a late state for the admitting view would start a ring of
+            // that older view beside this one. Nor may it stay a voting member that never runs a ring: with the
+            // others it could form a majority that excludes a healthy member and then never deliver. So it withdraws:
+            // no ring, no more heartbeats or votes (the shell thread stops); the others exclude it as silent, and the
+            // application sees `Group.State.excluded` (restart it to join again).
+            logger.error("""
+                the state for the view that admitted this member never arrived before the next view change: it \
+                withdraws from the group (the others exclude it); restart it to join again
+                """,
+                metadata: ["admitting_view_id": "\(admitting.view.id)", "view_id": "\(installation.view.id)"])
+            recovery = nil
+            frozenView = nil
+            receivedState = nil
+            waitingForState = nil
+            withdrawn = true
+            end(as: .excluded, error: .excluded)
+            return
+        }
         logger.debug("installing view", metadata: [
             "view_id": "\(installation.view.id)", "members": "\(installation.view.members.map(\.node))",
             "previous_view_id": "\(installation.previousView.map { String($0.id) } ?? "-")",

@@ -60,6 +60,9 @@ final class GroupShell: @unchecked Sendable {
     var frozenDelivered: [UInt64] = []
     var seqBases: [UInt32: UInt64] = [:]
     var waitingForState: Membership.Installation?
+    /// A joiner whose state never came before the next view change withdrew (GroupShell+ViewChange `install`): the
+    /// shell thread stops, so that it neither votes in view changes nor heartbeats, and the others exclude it.
+    var withdrawn = false
     var receivedState: (viewID: UInt64, seqBases: [UInt32: UInt64], snapshot: [UInt8])?
     var changeStartedUnixNanos: UInt64 = 0
     /// Control peers heard from at least once: a refused connection to a peer that never spoke is a peer
@@ -227,7 +230,7 @@ final class GroupShell: @unchecked Sendable {
 
     func runShell() {
         let pollMillis = Int32(max(1, configuration.heartbeatMillis / 2))
-        while !stopping.load(ordering: .acquiring) {
+        while !stopping.load(ordering: .acquiring) && !withdrawn {
             let ready = waitReadable([wake.readFD, stopPipe.readFD], timeoutMillis: pollMillis)
             if ready[1] { break }
             if ready[0] { wake.drain() }
