@@ -305,13 +305,9 @@ final class ChainReplicaEngine<Machine: StateMachine> {
         // waits (held, its link paused) only while this replica has not entered it; an earlier one's is dropped.
         if batch.instance > core.instanceNumber { heldBatch = (conn, batch); return false }
         if batch.instance < core.instanceNumber { switching.oldInstanceFrames += 1; return true }
-        var local = batch
         let firstRef = nextRef
-        for k in local.requests.indices {
-            local.requests[k].ref = firstRef + UInt64(k)
-        }
-        let rc = core.receive(local)
-        statistics.payloadCopies += UInt64(batch.requests.count) // ChainBatch.withCBatch lays the ops out contiguously
+        // No copy: ChainBatch.withCBatch lends each op where its array keeps it, with refs from firstRef.
+        let rc = core.receive(batch, firstRef: firstRef)
         if rc == -EAGAIN {
             heldBatch = (conn, batch)
             return false
@@ -397,18 +393,32 @@ final class ChainReplicaEngine<Machine: StateMachine> {
         }
     }
 
+    /// The replies of one batch, grouped by client connection: one send (one submission, one buffer) per client per
+    /// batch instead of one per reply; each reply stays its own frame, in sn order per client.
     private func sendReplies(_ batch: ChainBatch) {
         let per = batch.replyMACsPerRequest
+        var byConn: [(conn: UInt32, frames: [ChainFrame])] = []
         for (k, request) in batch.requests.enumerated() {
             let sn = batch.sn(k)
-            let reply = ChainReply(client: request.client, timestamp: request.timestamp, sn: sn,
-                                   reply: replies.removeValue(forKey: sn) ?? [], historyDigest: batch.historyDigests[k],
-                                   replyMACs: Array(batch.replyMACs[(k * per)..<((k + 1) * per)]))
+            var frame = ChainFrame.reply(ChainReply(
+                client: request.client, timestamp: request.timestamp, sn: sn, reply: replies.removeValue(forKey: sn) ?? [],
+                historyDigest: batch.historyDigests[k], replyMACs: Array(batch.replyMACs[(k * per)..<((k + 1) * per)])))
             guard let conn = clientConns[request.client] else {
                 statistics.repliesUnroutable += 1
                 continue
             }
-            _ = send(conn, .reply(reply))
+            if let outbound = settings.outbound {
+                guard let altered = outbound(frame) else { continue }
+                frame = altered
+            }
+            if let i = byConn.firstIndex(where: { $0.conn == conn }) {
+                byConn[i].frames.append(frame)
+            } else {
+                byConn.append((conn, [frame]))
+            }
+        }
+        for (conn, frames) in byConn where !transport.send(conn, frames: frames) {
+            statistics.framesDropped += UInt64(frames.count)
         }
         release(batch)
     }

@@ -130,19 +130,7 @@ public struct ChainBenchDriverCommand: ParsableCommand {
     }
 
     public func run() throws {
-        final class Outcome: @unchecked Sendable {
-            var result: Result<String, any Error>?
-            let command: ChainBenchDriverCommand
-            let done = DispatchSemaphore(value: 0)
-            init(_ command: ChainBenchDriverCommand) { self.command = command }
-        }
-        let outcome = Outcome(self)
-        Task {
-            do { outcome.result = .success(try await outcome.command.drive()) } catch { outcome.result = .failure(error) }
-            outcome.done.signal()
-        }
-        outcome.done.wait()
-        print(try outcome.result!.get())
+        print(try drive())
     }
 
     struct Lane: Sendable {
@@ -152,7 +140,55 @@ public struct ChainBenchDriverCommand: ParsableCommand {
         var error: String?
     }
 
-    func drive() async throws -> String {
+    /// One of a client's `--depth` closed loops: each outcome (delivered on the client's engine thread by
+    /// ``ChainClient/submit(_:completion:)``) records the latency and submits the next request from there, so a
+    /// request costs no Task, no continuation and no thread switch in the driver (docs/chain-bft.md, "Where the CPU
+    /// goes"). The loops of one client share its lane (one engine thread: the lock is never contended).
+    /// A client's lane behind its lock (a class: Mutex is noncopyable).
+    final class LaneBox: Sendable {
+        let lane = Mutex(Lane())
+    }
+
+    final class ClosedLoop: Sendable {
+        let session: ChainClient
+        let op: [UInt8]
+        let measureFrom: UInt64
+        let measureUntil: UInt64
+        let lane: LaneBox
+        let done: DispatchSemaphore
+
+        init(session: ChainClient, op: [UInt8], measureFrom: UInt64, measureUntil: UInt64, lane: LaneBox,
+             done: DispatchSemaphore) {
+            self.session = session; self.op = op; self.measureFrom = measureFrom; self.measureUntil = measureUntil
+            self.lane = lane; self.done = done
+        }
+
+        func next() {
+            let start = chainBenchNow()
+            guard start < measureUntil else {
+                done.signal()
+                return
+            }
+            session.submit(op) { [self] result in
+                let end = chainBenchNow()
+                switch result {
+                case .success:
+                    if start >= measureFrom, end <= measureUntil {
+                        lane.lane.withLock { lane in
+                            lane.commits += 1
+                            _ = lane.histogram.record((end - start) / 1000)
+                        }
+                    }
+                    next()
+                case .failure(let error):
+                    lane.lane.withLock { lane in if lane.error == nil { lane.error = "\(error)" } }
+                    done.signal()
+                }
+            }
+        }
+    }
+
+    func drive() throws -> String {
         let endpoints = ChainBenchReplicaCommand.endpoints(replicas)!
         var sessions: [ChainClient] = []
         defer { for session in sessions { session.close() } }
@@ -169,40 +205,28 @@ public struct ChainBenchDriverCommand: ParsableCommand {
         let cpuBefore = processCPUNanos()
         sleepUntil(startAt)
         let op = ChainOperation.command(ChainBenchMachine.Payload(bytes: [UInt8](repeating: 0xa5, count: requestSize)))
-        let (measureFrom, measureUntil) = (measureFrom, measureUntil)
-        let lanes = await withTaskGroup(of: Lane.self) { group -> [Lane] in
-            for session in sessions {
-                for _ in 0..<depth {
-                    group.addTask {
-                        var lane = Lane()
-                        while true {
-                            let start = chainBenchNow()
-                            guard start < measureUntil else { break }
-                            do { _ = try await session.submit(op) } catch {
-                                lane.error = "\(error)"
-                                break
-                            }
-                            let end = chainBenchNow()
-                            if start >= measureFrom, end <= measureUntil {
-                                lane.commits += 1
-                                _ = lane.histogram.record((end - start) / 1000)
-                            }
-                        }
-                        return lane
-                    }
-                }
+        let done = DispatchSemaphore(value: 0)
+        let lanes = sessions.map { _ in LaneBox() }
+        var loops: [ClosedLoop] = []
+        for (session, lane) in zip(sessions, lanes) {
+            for _ in 0..<depth {
+                loops.append(ClosedLoop(session: session, op: op, measureFrom: measureFrom, measureUntil: measureUntil,
+                                        lane: lane, done: done))
             }
-            var all: [Lane] = []
-            for await lane in group { all.append(lane) }
-            return all
         }
+        for loop in loops { loop.next() }
+        // Every loop ends by itself (the measurement ends, or an error); each request is bounded by the client's timer
+        // and abort wait, so this wait is bounded too.
+        for _ in loops { done.wait() }
         var histogram = Histogram<UInt64>(lowestDiscernibleValue: 1, highestTrackableValue: 60_000_000,
                                           numberOfSignificantValueDigits: .three)
-        for lane in lanes { histogram.add(lane.histogram) }
+        let collected: [Lane] = lanes.map { box in box.lane.withLock { $0 } }
+        for lane in collected { histogram.add(lane.histogram) }
         let pairs = histogram.recordedValues().map { JSONValue.array([.integer(Int64($0.value)), .integer(Int64($0.count))]) }
-        let errors = lanes.compactMap(\.error)
+        let errors: [String] = collected.compactMap { $0.error }
+        let commits: UInt64 = collected.reduce(0) { $0 + $1.commits }
         return JSONValue.object([
-            ("commits", .integer(Int64(lanes.map(\.commits).reduce(0, +)))),
+            ("commits", .integer(Int64(commits))),
             ("errors", .integer(Int64(errors.count))), ("first_error", errors.first.map { .string($0) } ?? .null),
             ("cpu_ns", .integer(Int64(processCPUNanos() - cpuBefore))),
             ("latency_us", .array(pairs)),
