@@ -3,6 +3,19 @@ import RingCastSMR
 internal import CRingCastCore
 import Glibc
 
+/// A request's bytes and what still needs them. Outside the generic engine on purpose: a type nested in
+/// ChainReplicaEngine<Machine> is generic too, so `[UInt64: Stored]` could not be specialized in the engine's
+/// (unspecialized, Machine-generic) code and every access went through runtime generic-metadata lookups (the
+/// profile in docs/chain-bft.md).
+struct ChainStoredOp {
+    var op: [UInt8]
+    var sent = false
+    var executed = false
+}
+
+/// A replica's link to another replica (see ``ChainStoredOp`` for why it is not nested in the engine).
+enum ChainLink { case connecting(UInt32), up(UInt32), down(retryAt: UInt64) }
+
 /// The engine thread's state of one replica: transport, core, state machine, and the bytes of the requests the core
 /// names by `ref` (rc_chain.h: the caller keeps them until the request was sent on and executed).
 final class ChainReplicaEngine<Machine: StateMachine> {
@@ -23,18 +36,13 @@ final class ChainReplicaEngine<Machine: StateMachine> {
     var machine: Machine
     var outputs: [Machine.Output] = []
 
-    /// A request's bytes and what still needs them.
-    struct Stored {
-        var op: [UInt8]
-        var sent = false
-        var executed = false
-    }
+    typealias Stored = ChainStoredOp
     var ops: [UInt64: Stored] = [:]
     var nextRef: UInt64 = 1
     /// The tail's replies, until its reply batch is sent.
     var replies: [UInt64: [UInt8]] = [:]
 
-    enum Link { case connecting(UInt32), up(UInt32), down(retryAt: UInt64) }
+    typealias Link = ChainLink
     /// Control links to every other replica, and the data link to the successor.
     var control: [UInt32: Link] = [:]
     var data: Link?
