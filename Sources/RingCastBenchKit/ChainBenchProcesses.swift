@@ -117,6 +117,8 @@ public struct ChainBenchDriverCommand: ParsableCommand {
     @Option(name: .customLong("measure-from")) var measureFrom: UInt64
     @Option(name: .customLong("measure-until")) var measureUntil: UInt64
     @Option(name: .customLong("timeout-ms")) var timeoutMillis = 10_000
+    @Option(help: "callback: ChainClient.submit(_:completion:) closed loops; async: one Task per loop awaiting submit.")
+    var submit = "callback"
 
     public init() {}
 
@@ -130,7 +132,23 @@ public struct ChainBenchDriverCommand: ParsableCommand {
     }
 
     public func run() throws {
-        print(try drive())
+        if submit == "async" {
+            final class Outcome: @unchecked Sendable {
+                var result: Result<String, any Error>?
+                let command: ChainBenchDriverCommand
+                let done = DispatchSemaphore(value: 0)
+                init(_ command: ChainBenchDriverCommand) { self.command = command }
+            }
+            let outcome = Outcome(self)
+            Task {
+                do { outcome.result = .success(try await outcome.command.driveAsync()) } catch { outcome.result = .failure(error) }
+                outcome.done.signal()
+            }
+            outcome.done.wait()
+            print(try outcome.result!.get())
+        } else {
+            print(try drive())
+        }
     }
 
     struct Lane: Sendable {
@@ -188,10 +206,9 @@ public struct ChainBenchDriverCommand: ParsableCommand {
         }
     }
 
-    func drive() throws -> String {
+    func startSessions() throws -> [ChainClient] {
         let endpoints = ChainBenchReplicaCommand.endpoints(replicas)!
         var sessions: [ChainClient] = []
-        defer { for session in sessions { session.close() } }
         for c in clientOffset..<(clientOffset + clients) {
             let loaded = try ChainKeyDirectory.load(directory: keys, principal: .client(UInt32(c)))
             var settings = ChainClient.Settings(f: f, client: UInt32(c), replicas: endpoints)
@@ -199,9 +216,71 @@ public struct ChainBenchDriverCommand: ParsableCommand {
             settings.checkpointInterval = checkpointInterval
             settings.timeoutNanos = UInt64(timeoutMillis) * 1_000_000
             let session = try ChainClient(settings: settings, keyRing: loaded.ring)
-            try session.start(connectTimeoutNanos: 10_000_000_000)
+            do { try session.start(connectTimeoutNanos: 10_000_000_000) } catch {
+                session.close()
+                for s in sessions { s.close() }
+                throw error
+            }
             sessions.append(session)
         }
+        return sessions
+    }
+
+    /// The earlier driver (kept for comparison, `--submit async`): one Task per closed loop, awaiting each submit.
+    func driveAsync() async throws -> String {
+        let sessions = try startSessions()
+        defer { for session in sessions { session.close() } }
+        let cpuBefore = processCPUNanos()
+        sleepUntil(startAt)
+        let op = ChainOperation.command(ChainBenchMachine.Payload(bytes: [UInt8](repeating: 0xa5, count: requestSize)))
+        let (measureFrom, measureUntil) = (measureFrom, measureUntil)
+        let lanes = await withTaskGroup(of: Lane.self) { group -> [Lane] in
+            for session in sessions {
+                for _ in 0..<depth {
+                    group.addTask {
+                        var lane = Lane()
+                        while true {
+                            let start = chainBenchNow()
+                            guard start < measureUntil else { break }
+                            do { _ = try await session.submit(op) } catch {
+                                lane.error = "\(error)"
+                                break
+                            }
+                            let end = chainBenchNow()
+                            if start >= measureFrom, end <= measureUntil {
+                                lane.commits += 1
+                                _ = lane.histogram.record((end - start) / 1000)
+                            }
+                        }
+                        return lane
+                    }
+                }
+            }
+            var all: [Lane] = []
+            for await lane in group { all.append(lane) }
+            return all
+        }
+        return report(lanes, cpuBefore: cpuBefore)
+    }
+
+    func report(_ collected: [Lane], cpuBefore: UInt64) -> String {
+        var histogram = Histogram<UInt64>(lowestDiscernibleValue: 1, highestTrackableValue: 60_000_000,
+                                          numberOfSignificantValueDigits: .three)
+        for lane in collected { histogram.add(lane.histogram) }
+        let pairs = histogram.recordedValues().map { JSONValue.array([.integer(Int64($0.value)), .integer(Int64($0.count))]) }
+        let errors: [String] = collected.compactMap { $0.error }
+        let commits: UInt64 = collected.reduce(0) { $0 + $1.commits }
+        return JSONValue.object([
+            ("commits", .integer(Int64(commits))),
+            ("errors", .integer(Int64(errors.count))), ("first_error", errors.first.map { .string($0) } ?? .null),
+            ("cpu_ns", .integer(Int64(processCPUNanos() - cpuBefore))),
+            ("latency_us", .array(pairs)),
+        ]).text
+    }
+
+    func drive() throws -> String {
+        let sessions = try startSessions()
+        defer { for session in sessions { session.close() } }
         let cpuBefore = processCPUNanos()
         sleepUntil(startAt)
         let op = ChainOperation.command(ChainBenchMachine.Payload(bytes: [UInt8](repeating: 0xa5, count: requestSize)))
@@ -218,19 +297,8 @@ public struct ChainBenchDriverCommand: ParsableCommand {
         // Every loop ends by itself (the measurement ends, or an error); each request is bounded by the client's timer
         // and abort wait, so this wait is bounded too.
         for _ in loops { done.wait() }
-        var histogram = Histogram<UInt64>(lowestDiscernibleValue: 1, highestTrackableValue: 60_000_000,
-                                          numberOfSignificantValueDigits: .three)
         let collected: [Lane] = lanes.map { box in box.lane.withLock { $0 } }
-        for lane in collected { histogram.add(lane.histogram) }
-        let pairs = histogram.recordedValues().map { JSONValue.array([.integer(Int64($0.value)), .integer(Int64($0.count))]) }
-        let errors: [String] = collected.compactMap { $0.error }
-        let commits: UInt64 = collected.reduce(0) { $0 + $1.commits }
-        return JSONValue.object([
-            ("commits", .integer(Int64(commits))),
-            ("errors", .integer(Int64(errors.count))), ("first_error", errors.first.map { .string($0) } ?? .null),
-            ("cpu_ns", .integer(Int64(processCPUNanos() - cpuBefore))),
-            ("latency_us", .array(pairs)),
-        ]).text
+        return report(collected, cpuBefore: cpuBefore)
     }
 }
 
