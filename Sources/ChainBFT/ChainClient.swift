@@ -82,7 +82,18 @@ public final class ChainClient: @unchecked Sendable {
         public var instancesJoined: UInt64 = 0
     }
 
-    typealias Completion = CheckedContinuation<Result<[UInt8], ChainBFTError>, Never>
+    /// Who learns a request's outcome: an awaiting `submit` (its continuation) or a callback run on the engine thread.
+    enum Completion: Sendable {
+        case continuation(CheckedContinuation<Result<[UInt8], ChainBFTError>, Never>)
+        case callback(@Sendable (Result<[UInt8], ChainBFTError>) -> Void)
+
+        func resume(returning result: Result<[UInt8], ChainBFTError>) {
+            switch self {
+            case .continuation(let continuation): continuation.resume(returning: result)
+            case .callback(let body): body(result)
+            }
+        }
+    }
 
     struct Inbox: ~Copyable {
         var waiting: [(op: [UInt8], completion: Completion)] = []
@@ -95,6 +106,12 @@ public final class ChainClient: @unchecked Sendable {
     private let shared = Mutex<(statistics: Statistics, connected: Int, error: ChainBFTError?, running: Bool)>(
         (Statistics(), 0, nil, false))
     private let wakeBox = Mutex<(@Sendable () -> Void)?>(nil)
+    /// Set by the first submit that wakes the engine (and by the engine itself while it hands out outcomes, when it
+    /// is about to take the inbox anyway), cleared by the engine just before it takes the inbox: one wake-up (an
+    /// eventfd write and a return from io_uring_enter) per engine round, not one per request.
+    private let wakePending = Atomic<Bool>(false)
+    /// Wake-ups written (the counter test of ChainClientWakeTests reads it).
+    private let wakesWritten = Atomic<UInt64>(0)
     private var thread: ChainThread?
 
     public init(settings: Settings, keyRing: ChainKeyRing) throws(ChainBFTError) {
@@ -140,20 +157,41 @@ public final class ChainClient: @unchecked Sendable {
 
     public var statistics: Statistics { shared.withLock { $0.statistics } }
 
+    /// Wake-ups of the engine thread written by submits so far.
+    public var wakeUps: UInt64 { wakesWritten.load(ordering: .relaxed) }
+
     /// Submits the operation bytes `o`; returns the reply once it commits (C4).
     /// - Throws: ``ChainBFTError/aborted(instance:inAbortHistory:)`` when the instance aborted and no next instance
     ///   took over; ``ChainBFTError/timedOut`` when neither a reply nor 2f+1 ABORTs came; ``ChainBFTError/stopped``.
     public func submit(_ op: [UInt8]) async throws(ChainBFTError) -> [UInt8] {
-        let result = await withCheckedContinuation { (completion: Completion) in
-            let refused: ChainBFTError? = inbox.withLock { inbox in
-                if inbox.closed { return .stopped }
-                if inbox.waiting.count >= settings.waitingMax { return .invalidSettings("more than waitingMax requests waiting") }
-                inbox.waiting.append((op, completion))
-                return nil
-            }
-            if let refused { completion.resume(returning: .failure(refused)) } else { wakeBox.withLock { $0?() } }
+        let result = await withCheckedContinuation { (continuation: CheckedContinuation<Result<[UInt8], ChainBFTError>, Never>) in
+            enqueue(op, .continuation(continuation))
         }
         return try result.get()
+    }
+
+    /// Submits the operation bytes `o` and calls `completion` with the committed reply or the error (the same outcomes
+    /// as ``submit(_:)``), on the client's engine thread, without a Task or a continuation per request: a closed loop
+    /// that submits again from `completion` costs no thread switch. `completion` must not block (it holds up the
+    /// engine); a request it submits goes out in the engine's next round. A refused request (stopped, or more than
+    /// ``Settings/waitingMax`` waiting) completes at once on the caller's thread.
+    public func submit(_ op: [UInt8], completion: @escaping @Sendable (Result<[UInt8], ChainBFTError>) -> Void) {
+        enqueue(op, .callback(completion))
+    }
+
+    private func enqueue(_ op: [UInt8], _ completion: Completion) {
+        let refused: ChainBFTError? = inbox.withLock { inbox in
+            if inbox.closed { return .stopped }
+            if inbox.waiting.count >= settings.waitingMax { return .invalidSettings("more than waitingMax requests waiting") }
+            inbox.waiting.append((op, completion))
+            return nil
+        }
+        if let refused {
+            completion.resume(returning: .failure(refused))
+        } else if !wakePending.exchange(true, ordering: .acquiringAndReleasing) {
+            wakesWritten.add(1, ordering: .relaxed)
+            wakeBox.withLock { $0?() }
+        }
     }
 
     private func runEngine() {
@@ -162,6 +200,9 @@ public final class ChainClient: @unchecked Sendable {
             let transport = UncheckedBox(engine.transport)
             wakeBox.withLock { $0 = { transport.value.wake() } }
             while true {
+                // Cleared before the inbox is taken: a submit after this point wakes the engine (or finds its
+                // request taken here); one before it is in the inbox already.
+                wakePending.store(false, ordering: .sequentiallyConsistent)
                 let (taken, closed) = inbox.withLock { inbox -> ([(op: [UInt8], completion: Completion)], Bool) in
                     let room = max(0, settings.windowMax - engine.inFlight)
                     let take = Array(inbox.waiting.prefix(room))
@@ -174,7 +215,10 @@ public final class ChainClient: @unchecked Sendable {
                 let (statistics, connected) = (engine.statistics, engine.connected)
                 shared.withLock { $0.statistics = statistics; $0.connected = connected }
                 // Outcomes are handed over after the statistics, so a caller that saw its reply sees it counted.
-                for (completion, result) in engine.takeOutcomes() { completion.resume(returning: result) }
+                // Requests submitted meanwhile need no wake-up: the loop takes the inbox next, before it waits again.
+                let outcomes = engine.takeOutcomes()
+                if !outcomes.isEmpty { wakePending.store(true, ordering: .sequentiallyConsistent) }
+                for (completion, result) in outcomes { completion.resume(returning: result) }
             }
             wakeBox.withLock { $0 = nil }
             engine.failAll(.stopped)
@@ -228,6 +272,8 @@ final class ChainClientEngine {
     private(set) var statistics = ChainClient.Statistics()
     /// Outcomes decided in this round, resumed by the caller once it published the statistics.
     private var outcomes: [(ChainClient.Completion, Result<[UInt8], ChainBFTError>)] = []
+    /// The request frames of the round being admitted (nil outside ``admit(_:)``).
+    private var admitted: [ChainFrame]?
 
     func takeOutcomes() -> [(ChainClient.Completion, Result<[UInt8], ChainBFTError>)] {
         defer { outcomes.removeAll() }
@@ -267,6 +313,14 @@ final class ChainClientEngine {
 
     /// C1: each admitted request goes to the head with its f+1 client MACs.
     func admit(_ requests: [(op: [UInt8], completion: ChainClient.Completion)]) {
+        // The round's requests go to the head in one send (one submission, one buffer), each its own frame.
+        var frames: [ChainFrame] = []
+        frames.reserveCapacity(requests.count)
+        admitted = frames
+        defer {
+            if let head = conns[0], up[0], let frames = admitted, !frames.isEmpty { _ = transport.send(head, frames: frames) }
+            admitted = nil
+        }
         for (op, completion) in requests {
             if let dead {
                 outcomes.append((completion, .failure(dead)))
@@ -288,7 +342,8 @@ final class ChainClientEngine {
             return
         }
         if let head = conns[0], up[0] {
-            _ = transport.send(head, .request(ChainRequest(client: settings.client, timestamp: timestamp, op: op), clientMACs: macs))
+            let frame = ChainFrame.request(ChainRequest(client: settings.client, timestamp: timestamp, op: op), clientMACs: macs)
+            if admitted != nil { admitted!.append(frame) } else { _ = transport.send(head, frame) }
         }
     }
 
@@ -344,11 +399,11 @@ final class ChainClientEngine {
     /// C4: commit only when the f+1 reply MACs of Σlast authenticate this request, reply and history digest.
     private func receive(_ reply: ChainReply) {
         guard panicking == nil, reply.client == settings.client, let p = pending[reply.timestamp] else { return }
-        let commits = [auth] + (previousAuth.map { [$0] } ?? [])
-        guard commits.contains(where: {
-            $0.commits(timestamp: reply.timestamp, op: p.op, sn: reply.sn, reply: reply.reply,
-                       historyDigest: reply.historyDigest, replyMACs: reply.replyMACs)
-        }) else {
+        func commits(_ a: ChainClientAuthenticator) -> Bool {
+            a.commits(timestamp: reply.timestamp, op: p.op, sn: reply.sn, reply: reply.reply,
+                      historyDigest: reply.historyDigest, replyMACs: reply.replyMACs)
+        }
+        guard commits(auth) || previousAuth.map(commits) == true else {
             statistics.replyChecksFailed += 1
             panic(reply.timestamp)
             return

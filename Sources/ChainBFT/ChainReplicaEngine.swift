@@ -3,6 +3,19 @@ import RingCastSMR
 internal import CRingCastCore
 import Glibc
 
+/// A request's bytes and what still needs them. Outside the generic engine on purpose: a type nested in
+/// ChainReplicaEngine<Machine> is generic too, so `[UInt64: Stored]` could not be specialized in the engine's
+/// (unspecialized, Machine-generic) code and every access went through runtime generic-metadata lookups (the
+/// profile in docs/chain-bft.md).
+struct ChainStoredOp {
+    var op: [UInt8]
+    var sent = false
+    var executed = false
+}
+
+/// A replica's link to another replica (see ``ChainStoredOp`` for why it is not nested in the engine).
+enum ChainLink { case connecting(UInt32), up(UInt32), down(retryAt: UInt64) }
+
 /// The engine thread's state of one replica: transport, core, state machine, and the bytes of the requests the core
 /// names by `ref` (rc_chain.h: the caller keeps them until the request was sent on and executed).
 final class ChainReplicaEngine<Machine: StateMachine> {
@@ -23,18 +36,13 @@ final class ChainReplicaEngine<Machine: StateMachine> {
     var machine: Machine
     var outputs: [Machine.Output] = []
 
-    /// A request's bytes and what still needs them.
-    struct Stored {
-        var op: [UInt8]
-        var sent = false
-        var executed = false
-    }
+    typealias Stored = ChainStoredOp
     var ops: [UInt64: Stored] = [:]
     var nextRef: UInt64 = 1
     /// The tail's replies, until its reply batch is sent.
     var replies: [UInt64: [UInt8]] = [:]
 
-    enum Link { case connecting(UInt32), up(UInt32), down(retryAt: UInt64) }
+    typealias Link = ChainLink
     /// Control links to every other replica, and the data link to the successor.
     var control: [UInt32: Link] = [:]
     var data: Link?
@@ -305,13 +313,9 @@ final class ChainReplicaEngine<Machine: StateMachine> {
         // waits (held, its link paused) only while this replica has not entered it; an earlier one's is dropped.
         if batch.instance > core.instanceNumber { heldBatch = (conn, batch); return false }
         if batch.instance < core.instanceNumber { switching.oldInstanceFrames += 1; return true }
-        var local = batch
         let firstRef = nextRef
-        for k in local.requests.indices {
-            local.requests[k].ref = firstRef + UInt64(k)
-        }
-        let rc = core.receive(local)
-        statistics.payloadCopies += UInt64(batch.requests.count) // ChainBatch.withCBatch lays the ops out contiguously
+        // No copy: ChainBatch.withCBatch lends each op where its array keeps it, with refs from firstRef.
+        let rc = core.receive(batch, firstRef: firstRef)
         if rc == -EAGAIN {
             heldBatch = (conn, batch)
             return false
@@ -397,18 +401,32 @@ final class ChainReplicaEngine<Machine: StateMachine> {
         }
     }
 
+    /// The replies of one batch, grouped by client connection: one send (one submission, one buffer) per client per
+    /// batch instead of one per reply; each reply stays its own frame, in sn order per client.
     private func sendReplies(_ batch: ChainBatch) {
         let per = batch.replyMACsPerRequest
+        var byConn: [(conn: UInt32, frames: [ChainFrame])] = []
         for (k, request) in batch.requests.enumerated() {
             let sn = batch.sn(k)
-            let reply = ChainReply(client: request.client, timestamp: request.timestamp, sn: sn,
-                                   reply: replies.removeValue(forKey: sn) ?? [], historyDigest: batch.historyDigests[k],
-                                   replyMACs: Array(batch.replyMACs[(k * per)..<((k + 1) * per)]))
+            var frame = ChainFrame.reply(ChainReply(
+                client: request.client, timestamp: request.timestamp, sn: sn, reply: replies.removeValue(forKey: sn) ?? [],
+                historyDigest: batch.historyDigests[k], replyMACs: Array(batch.replyMACs[(k * per)..<((k + 1) * per)])))
             guard let conn = clientConns[request.client] else {
                 statistics.repliesUnroutable += 1
                 continue
             }
-            _ = send(conn, .reply(reply))
+            if let outbound = settings.outbound {
+                guard let altered = outbound(frame) else { continue }
+                frame = altered
+            }
+            if let i = byConn.firstIndex(where: { $0.conn == conn }) {
+                byConn[i].frames.append(frame)
+            } else {
+                byConn.append((conn, [frame]))
+            }
+        }
+        for (conn, frames) in byConn where !transport.send(conn, frames: frames) {
+            statistics.framesDropped += UInt64(frames.count)
         }
         release(batch)
     }

@@ -59,7 +59,7 @@ extension ChainWire {
             w.uint8(ChainFrame.Kind.initHistory.rawValue)
             w.uint64(ih.instance)
             w.uint64(ih.base)
-            w.raw(ih.baseDigest.bytes)
+            w.tag(ih.baseDigest)
             w.uint32(UInt32(ih.entries.count))
             for e in ih.entries { putEntry(e, &w) }
             w.uint32(UInt32(ih.proof.count))
@@ -67,7 +67,7 @@ extension ChainWire {
         case .fetch(let f):
             w.uint8(ChainFrame.Kind.fetch.rawValue)
             w.uint64(f.instance); w.uint32(f.from); w.uint32(f.to); w.uint64(f.sn); w.uint32(f.client)
-            w.uint64(f.timestamp); w.raw(f.requestDigest.bytes)
+            w.uint64(f.timestamp); w.tag(f.requestDigest)
         case .fetched(let f):
             w.uint8(ChainFrame.Kind.fetched.rawValue)
             w.uint64(f.instance); w.uint64(f.sn)
@@ -79,14 +79,14 @@ extension ChainWire {
         case .initReply(let r):
             w.uint8(ChainFrame.Kind.initReply.rawValue)
             w.uint64(r.instance); w.uint32(r.replica); w.uint32(r.client); w.uint64(r.timestamp); w.uint64(r.sn)
-            w.lengthPrefixed(r.reply); w.raw(r.historyDigest.bytes); w.raw(r.mac.bytes)
+            w.lengthPrefixed(r.reply); w.tag(r.historyDigest); w.tag(r.mac)
         default:
             preconditionFailure("putSwitch takes the switching frames only")
         }
     }
 
     static func putEntry(_ e: ChainAbort.Entry, _ w: inout FrameWriter) {
-        w.uint64(e.sn); w.uint32(e.client); w.uint64(e.timestamp); w.raw(e.requestDigest.bytes); w.raw(e.historyDigest.bytes)
+        w.uint64(e.sn); w.uint32(e.client); w.uint64(e.timestamp); w.tag(e.requestDigest); w.tag(e.historyDigest)
     }
 
     static func switchFrame(_ kind: ChainFrame.Kind, _ r: inout RawReader,

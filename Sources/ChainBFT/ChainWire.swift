@@ -142,7 +142,7 @@ public enum ChainWire {
             w.uint64(request.timestamp)
             w.lengthPrefixed(request.op)
             w.uint32(UInt32(macs.count))
-            for mac in macs { w.raw(mac.bytes) }
+            for mac in macs { w.tag(mac) }
         case let .batch(batch):
             w.uint8(ChainFrame.Kind.batch.rawValue)
             putBatch(batch, &w)
@@ -152,9 +152,9 @@ public enum ChainWire {
             w.uint64(reply.timestamp)
             w.uint64(reply.sn)
             w.lengthPrefixed(reply.reply)
-            w.raw(reply.historyDigest.bytes)
+            w.tag(reply.historyDigest)
             w.uint32(UInt32(reply.replyMACs.count))
-            for mac in reply.replyMACs { w.raw(mac.bytes) }
+            for mac in reply.replyMACs { w.tag(mac) }
         case let .checkpoint(checkpoint):
             w.uint8(ChainFrame.Kind.checkpoint.rawValue)
             putCheckpoint(checkpoint.c, &w)
@@ -180,15 +180,15 @@ public enum ChainWire {
             w.lengthPrefixed(r.op)
         }
         w.uint32(UInt32(b.window.count))
-        for mac in b.window { w.raw(mac.bytes) }
+        for mac in b.window { w.tag(mac) }
         w.uint32(UInt32(b.clientMACsPerRequest))
         w.uint32(UInt32(b.clientMACs.count))
-        for mac in b.clientMACs { w.raw(mac.bytes) }
+        for mac in b.clientMACs { w.tag(mac) }
         w.uint32(UInt32(b.replyMACsPerRequest))
         w.uint32(UInt32(b.replyMACs.count))
-        for mac in b.replyMACs { w.raw(mac.bytes) }
+        for mac in b.replyMACs { w.tag(mac) }
         w.uint32(UInt32(b.historyDigests.count))
-        for digest in b.historyDigests { w.raw(digest.bytes) }
+        for digest in b.historyDigests { w.tag(digest) }
     }
 
     static func putCheckpoint(_ c: rc_chain_checkpoint, _ w: inout FrameWriter) {
@@ -196,8 +196,8 @@ public enum ChainWire {
         w.uint32(c.from)
         w.uint32(c.to)
         w.uint64(c.number)
-        w.raw(ChainDigest(c.digest).bytes)
-        w.raw(ChainMAC(c.mac).bytes)
+        w.tag(ChainDigest(c.digest))
+        w.tag(ChainMAC(c.mac))
         w.uint32(c.kind)
     }
 
@@ -206,7 +206,7 @@ public enum ChainWire {
         w.uint32(p.client)
         w.uint64(p.timestamp)
         w.uint32(p.replica)
-        w.raw(ChainMAC(p.mac).bytes)
+        w.tag(ChainMAC(p.mac))
     }
 
     static func putAbort(_ a: ChainAbort, _ w: inout FrameWriter) {
@@ -216,14 +216,14 @@ public enum ChainWire {
         w.uint64(a.instance)
         w.uint64(a.nextInstance)
         w.uint64(a.checkpointNumber)
-        w.raw(a.checkpointDigest.bytes)
+        w.tag(a.checkpointDigest)
         w.uint32(UInt32(a.entries.count))
         for e in a.entries {
             w.uint64(e.sn)
             w.uint32(e.client)
             w.uint64(e.timestamp)
-            w.raw(e.requestDigest.bytes)
-            w.raw(e.historyDigest.bytes)
+            w.tag(e.requestDigest)
+            w.tag(e.historyDigest)
         }
         w.raw(a.signature)
     }
@@ -381,8 +381,24 @@ struct RawReader {
     }
 
     mutating func byteString() throws(ChainWireError) -> [UInt8] { try raw(Int(try u32())) }
-    mutating func mac() throws(ChainWireError) -> ChainMAC { ChainMAC(bytes: try raw(Int(RC_CRYPTO_MAC_BYTES))) }
-    mutating func digest() throws(ChainWireError) -> ChainDigest { ChainDigest(bytes: try raw(Int(RC_CRYPTO_DIGEST_BYTES))) }
+    /// A MAC read straight into its inline storage (no intermediate array).
+    mutating func mac() throws(ChainWireError) -> ChainMAC {
+        let count = Int(RC_CRYPTO_MAC_BYTES)
+        try need(count)
+        defer { offset += count }
+        var mac = rc_crypto_mac()
+        withUnsafeMutableBytes(of: &mac.bytes) { $0.copyMemory(from: UnsafeRawBufferPointer(rebasing: bytes[offset..<(offset + count)])) }
+        return ChainMAC(mac)
+    }
+
+    mutating func digest() throws(ChainWireError) -> ChainDigest {
+        let count = Int(RC_CRYPTO_DIGEST_BYTES)
+        try need(count)
+        defer { offset += count }
+        var digest = rc_crypto_digest()
+        withUnsafeMutableBytes(of: &digest.bytes) { $0.copyMemory(from: UnsafeRawBufferPointer(rebasing: bytes[offset..<(offset + count)])) }
+        return ChainDigest(digest)
+    }
 
     mutating func macs(_ limits: ChainWireLimits) throws(ChainWireError) -> [ChainMAC] {
         let count = Int(try u32())
@@ -434,6 +450,9 @@ struct FrameWriter {
     mutating func uint32(_ value: UInt32) { withUnsafeBytes(of: value.littleEndian) { put($0) } }
     mutating func uint64(_ value: UInt64) { withUnsafeBytes(of: value.littleEndian) { put($0) } }
     mutating func raw(_ value: [UInt8]) { value.withUnsafeBytes { put($0) } }
+    /// A MAC or digest, straight from its inline storage (no array in between).
+    mutating func tag(_ mac: ChainMAC) { mac.withUnsafeBytes { put($0) } }
+    mutating func tag(_ digest: ChainDigest) { digest.withUnsafeBytes { put($0) } }
     mutating func lengthPrefixed(_ value: [UInt8]) {
         precondition(value.count <= Int(UInt32.max), "a byte string must fit a u32 length")
         uint32(UInt32(value.count))

@@ -52,6 +52,9 @@ public struct ChainBenchCommand: ParsableCommand {
     var lanTool: String?
     @Option(name: .customLong("client-hosts"), help: "With --lan: hosts (one driver process each) the clients are spread over.")
     var clientHosts = 2
+    @Option(name: .customLong("driver-submit"),
+            help: "With --lan: how the drivers' closed loops submit: 'callback' (ChainClient.submit(_:completion:)) or 'async' (one Task per loop, await submit).")
+    var driverSubmit = "callback"
     @Option(name: .customLong("raw-link-seconds"), help: "With --lan: seconds of the raw-link test (ringperf stream).")
     var rawLinkSeconds = 5.0
 
@@ -67,6 +70,7 @@ public struct ChainBenchCommand: ParsableCommand {
         guard checkpointInterval >= 1, warmup >= 0, duration > 0 else { throw ValidationError("--checkpoint-interval ≥ 1, --duration > 0") }
         if let lan {
             guard Self.validRate(lan) else { throw ValidationError("--lan takes a tc rate such as 100mbit or 1gbit, not '\(lan)'") }
+            guard ["callback", "async"].contains(driverSubmit) else { throw ValidationError("--driver-submit is callback or async") }
             guard Self.validPrefix(lanPrefix) else {
                 throw ValidationError("--lan-prefix is 'chl' followed by at most 5 of [a-z0-9] (the chain bench's own LANs), not '\(lanPrefix)'")
             }

@@ -104,7 +104,8 @@ extension ChainBenchCommand {
             let arguments = [executable, "chain-driver", "--f", "\(f)", "--replicas", replicaList, "--keys", keyDirectory,
                              "--clients", "\(count)", "--client-offset", "\(offset)", "--depth", "\(depth)",
                              "--request-size", "\(requestSize)", "--checkpoint-interval", "\(checkpointInterval)",
-                             "--start-at", "\(startAt)", "--measure-from", "\(measureFrom)", "--measure-until", "\(measureUntil)"]
+                             "--start-at", "\(startAt)", "--measure-from", "\(measureFrom)", "--measure-until", "\(measureUntil)",
+                             "--submit", driverSubmit]
             let (tool, toolArguments) = controller.exec(host: clientHost(index), arguments)
             let child = try ChildProcess.spawn(name: "driver \(index)", executable: tool, arguments: toolArguments,
                                                stdoutPath: "\(work)/driver\(index).out", stderrPath: "\(work)/driver\(index).err")

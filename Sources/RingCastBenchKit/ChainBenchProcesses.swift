@@ -117,6 +117,8 @@ public struct ChainBenchDriverCommand: ParsableCommand {
     @Option(name: .customLong("measure-from")) var measureFrom: UInt64
     @Option(name: .customLong("measure-until")) var measureUntil: UInt64
     @Option(name: .customLong("timeout-ms")) var timeoutMillis = 10_000
+    @Option(help: "callback: ChainClient.submit(_:completion:) closed loops; async: one Task per loop awaiting submit.")
+    var submit = "callback"
 
     public init() {}
 
@@ -130,19 +132,23 @@ public struct ChainBenchDriverCommand: ParsableCommand {
     }
 
     public func run() throws {
-        final class Outcome: @unchecked Sendable {
-            var result: Result<String, any Error>?
-            let command: ChainBenchDriverCommand
-            let done = DispatchSemaphore(value: 0)
-            init(_ command: ChainBenchDriverCommand) { self.command = command }
+        if submit == "async" {
+            final class Outcome: @unchecked Sendable {
+                var result: Result<String, any Error>?
+                let command: ChainBenchDriverCommand
+                let done = DispatchSemaphore(value: 0)
+                init(_ command: ChainBenchDriverCommand) { self.command = command }
+            }
+            let outcome = Outcome(self)
+            Task {
+                do { outcome.result = .success(try await outcome.command.driveAsync()) } catch { outcome.result = .failure(error) }
+                outcome.done.signal()
+            }
+            outcome.done.wait()
+            print(try outcome.result!.get())
+        } else {
+            print(try drive())
         }
-        let outcome = Outcome(self)
-        Task {
-            do { outcome.result = .success(try await outcome.command.drive()) } catch { outcome.result = .failure(error) }
-            outcome.done.signal()
-        }
-        outcome.done.wait()
-        print(try outcome.result!.get())
     }
 
     struct Lane: Sendable {
@@ -152,10 +158,57 @@ public struct ChainBenchDriverCommand: ParsableCommand {
         var error: String?
     }
 
-    func drive() async throws -> String {
+    /// One of a client's `--depth` closed loops: each outcome (delivered on the client's engine thread by
+    /// ``ChainClient/submit(_:completion:)``) records the latency and submits the next request from there, so a
+    /// request costs no Task, no continuation and no thread switch in the driver (docs/chain-bft.md, "Where the CPU
+    /// goes"). The loops of one client share its lane (one engine thread: the lock is never contended).
+    /// A client's lane behind its lock (a class: Mutex is noncopyable).
+    final class LaneBox: Sendable {
+        let lane = Mutex(Lane())
+    }
+
+    final class ClosedLoop: Sendable {
+        let session: ChainClient
+        let op: [UInt8]
+        let measureFrom: UInt64
+        let measureUntil: UInt64
+        let lane: LaneBox
+        let done: DispatchSemaphore
+
+        init(session: ChainClient, op: [UInt8], measureFrom: UInt64, measureUntil: UInt64, lane: LaneBox,
+             done: DispatchSemaphore) {
+            self.session = session; self.op = op; self.measureFrom = measureFrom; self.measureUntil = measureUntil
+            self.lane = lane; self.done = done
+        }
+
+        func next() {
+            let start = chainBenchNow()
+            guard start < measureUntil else {
+                done.signal()
+                return
+            }
+            session.submit(op) { [self] result in
+                let end = chainBenchNow()
+                switch result {
+                case .success:
+                    if start >= measureFrom, end <= measureUntil {
+                        lane.lane.withLock { lane in
+                            lane.commits += 1
+                            _ = lane.histogram.record((end - start) / 1000)
+                        }
+                    }
+                    next()
+                case .failure(let error):
+                    lane.lane.withLock { lane in if lane.error == nil { lane.error = "\(error)" } }
+                    done.signal()
+                }
+            }
+        }
+    }
+
+    func startSessions() throws -> [ChainClient] {
         let endpoints = ChainBenchReplicaCommand.endpoints(replicas)!
         var sessions: [ChainClient] = []
-        defer { for session in sessions { session.close() } }
         for c in clientOffset..<(clientOffset + clients) {
             let loaded = try ChainKeyDirectory.load(directory: keys, principal: .client(UInt32(c)))
             var settings = ChainClient.Settings(f: f, client: UInt32(c), replicas: endpoints)
@@ -163,9 +216,20 @@ public struct ChainBenchDriverCommand: ParsableCommand {
             settings.checkpointInterval = checkpointInterval
             settings.timeoutNanos = UInt64(timeoutMillis) * 1_000_000
             let session = try ChainClient(settings: settings, keyRing: loaded.ring)
-            try session.start(connectTimeoutNanos: 10_000_000_000)
+            do { try session.start(connectTimeoutNanos: 10_000_000_000) } catch {
+                session.close()
+                for s in sessions { s.close() }
+                throw error
+            }
             sessions.append(session)
         }
+        return sessions
+    }
+
+    /// The earlier driver (kept for comparison, `--submit async`): one Task per closed loop, awaiting each submit.
+    func driveAsync() async throws -> String {
+        let sessions = try startSessions()
+        defer { for session in sessions { session.close() } }
         let cpuBefore = processCPUNanos()
         sleepUntil(startAt)
         let op = ChainOperation.command(ChainBenchMachine.Payload(bytes: [UInt8](repeating: 0xa5, count: requestSize)))
@@ -196,17 +260,45 @@ public struct ChainBenchDriverCommand: ParsableCommand {
             for await lane in group { all.append(lane) }
             return all
         }
+        return report(lanes, cpuBefore: cpuBefore)
+    }
+
+    func report(_ collected: [Lane], cpuBefore: UInt64) -> String {
         var histogram = Histogram<UInt64>(lowestDiscernibleValue: 1, highestTrackableValue: 60_000_000,
                                           numberOfSignificantValueDigits: .three)
-        for lane in lanes { histogram.add(lane.histogram) }
+        for lane in collected { histogram.add(lane.histogram) }
         let pairs = histogram.recordedValues().map { JSONValue.array([.integer(Int64($0.value)), .integer(Int64($0.count))]) }
-        let errors = lanes.compactMap(\.error)
+        let errors: [String] = collected.compactMap { $0.error }
+        let commits: UInt64 = collected.reduce(0) { $0 + $1.commits }
         return JSONValue.object([
-            ("commits", .integer(Int64(lanes.map(\.commits).reduce(0, +)))),
+            ("commits", .integer(Int64(commits))),
             ("errors", .integer(Int64(errors.count))), ("first_error", errors.first.map { .string($0) } ?? .null),
             ("cpu_ns", .integer(Int64(processCPUNanos() - cpuBefore))),
             ("latency_us", .array(pairs)),
         ]).text
+    }
+
+    func drive() throws -> String {
+        let sessions = try startSessions()
+        defer { for session in sessions { session.close() } }
+        let cpuBefore = processCPUNanos()
+        sleepUntil(startAt)
+        let op = ChainOperation.command(ChainBenchMachine.Payload(bytes: [UInt8](repeating: 0xa5, count: requestSize)))
+        let done = DispatchSemaphore(value: 0)
+        let lanes = sessions.map { _ in LaneBox() }
+        var loops: [ClosedLoop] = []
+        for (session, lane) in zip(sessions, lanes) {
+            for _ in 0..<depth {
+                loops.append(ClosedLoop(session: session, op: op, measureFrom: measureFrom, measureUntil: measureUntil,
+                                        lane: lane, done: done))
+            }
+        }
+        for loop in loops { loop.next() }
+        // Every loop ends by itself (the measurement ends, or an error); each request is bounded by the client's timer
+        // and abort wait, so this wait is bounded too.
+        for _ in loops { done.wait() }
+        let collected: [Lane] = lanes.map { box in box.lane.withLock { $0 } }
+        return report(collected, cpuBefore: cpuBefore)
     }
 }
 

@@ -64,8 +64,9 @@ public final class ChainCore {
     }
 
     /// C3: 0 accepted, 1 duplicate, -EAGAIN full (hold it), -EPROTO stopped now, -ESHUTDOWN stopped before.
-    public func receive(_ batch: ChainBatch) -> Int32 {
-        batch.withCBatch { rc_chain_on_batch(pointer, $0) }
+    /// - Parameter firstRef: when given, the refs the core keeps are firstRef, firstRef + 1, … (the batch's own otherwise).
+    public func receive(_ batch: ChainBatch, firstRef: UInt64? = nil) -> Int32 {
+        batch.withCBatch(firstRef: firstRef) { rc_chain_on_batch(pointer, $0) }
     }
 
     /// The next batch for the successor (the tail: the replies), with request bytes resolved by `op`.

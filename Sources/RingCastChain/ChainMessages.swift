@@ -1,21 +1,39 @@
 public import CRingCastCore
 
-/// A 128-bit MAC tag (rc_crypto_mac) as a Swift value.
+/// A 128-bit MAC tag (rc_crypto_mac) as a Swift value. Stored inline (the C struct), not as an array: a batch
+/// carries several MACs per request and each array was one heap allocation per MAC on every hop (the profile of
+/// docs/chain-bft.md, "Where the CPU goes").
 public struct ChainMAC: Hashable, Sendable {
-    public var bytes: [UInt8]
+    public var c: rc_crypto_mac
 
     public init(bytes: [UInt8]) {
         precondition(bytes.count == Int(RC_CRYPTO_MAC_BYTES), "a MAC is \(RC_CRYPTO_MAC_BYTES) bytes")
-        self.bytes = bytes
-    }
-
-    public init(_ mac: rc_crypto_mac) { bytes = withUnsafeBytes(of: mac.bytes) { Array($0) } }
-
-    public var c: rc_crypto_mac {
         var mac = rc_crypto_mac()
-        withUnsafeMutableBytes(of: &mac.bytes) { $0.copyBytes(from: bytes) }
-        return mac
+        Swift.withUnsafeMutableBytes(of: &mac.bytes) { $0.copyBytes(from: bytes) }
+        c = mac
     }
+
+    public init(_ mac: rc_crypto_mac) { c = mac }
+
+    /// The tag's bytes (a copy; setting writes them back).
+    public var bytes: [UInt8] {
+        get { Swift.withUnsafeBytes(of: c.bytes) { Array($0) } }
+        set {
+            precondition(newValue.count == Int(RC_CRYPTO_MAC_BYTES), "a MAC is \(RC_CRYPTO_MAC_BYTES) bytes")
+            Swift.withUnsafeMutableBytes(of: &c.bytes) { $0.copyBytes(from: newValue) }
+        }
+    }
+
+    /// Lends the tag's bytes without copying them.
+    public func withUnsafeBytes<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
+        try Swift.withUnsafeBytes(of: c.bytes, body)
+    }
+
+    public static func == (a: ChainMAC, b: ChainMAC) -> Bool {
+        Swift.withUnsafeBytes(of: a.c.bytes) { x in Swift.withUnsafeBytes(of: b.c.bytes) { y in x.elementsEqual(y) } }
+    }
+
+    public func hash(into hasher: inout Hasher) { Swift.withUnsafeBytes(of: c.bytes) { hasher.combine(bytes: $0) } }
 
     /// The same tag with one bit flipped: what a forger without the key produces, at best.
     public func flipped() -> ChainMAC {
@@ -25,22 +43,38 @@ public struct ChainMAC: Hashable, Sendable {
     }
 }
 
-/// A SHA-256 digest (rc_crypto_digest) as a Swift value.
+/// A SHA-256 digest (rc_crypto_digest) as a Swift value, stored inline like ``ChainMAC``.
 public struct ChainDigest: Hashable, Sendable, CustomStringConvertible {
-    public var bytes: [UInt8]
+    public var c: rc_crypto_digest
 
     public init(bytes: [UInt8]) {
         precondition(bytes.count == Int(RC_CRYPTO_DIGEST_BYTES), "a digest is \(RC_CRYPTO_DIGEST_BYTES) bytes")
-        self.bytes = bytes
-    }
-
-    public init(_ digest: rc_crypto_digest) { bytes = withUnsafeBytes(of: digest.bytes) { Array($0) } }
-
-    public var c: rc_crypto_digest {
         var digest = rc_crypto_digest()
-        withUnsafeMutableBytes(of: &digest.bytes) { $0.copyBytes(from: bytes) }
-        return digest
+        Swift.withUnsafeMutableBytes(of: &digest.bytes) { $0.copyBytes(from: bytes) }
+        c = digest
     }
+
+    public init(_ digest: rc_crypto_digest) { c = digest }
+
+    /// The digest's bytes (a copy; setting writes them back).
+    public var bytes: [UInt8] {
+        get { Swift.withUnsafeBytes(of: c.bytes) { Array($0) } }
+        set {
+            precondition(newValue.count == Int(RC_CRYPTO_DIGEST_BYTES), "a digest is \(RC_CRYPTO_DIGEST_BYTES) bytes")
+            Swift.withUnsafeMutableBytes(of: &c.bytes) { $0.copyBytes(from: newValue) }
+        }
+    }
+
+    /// Lends the digest's bytes without copying them.
+    public func withUnsafeBytes<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
+        try Swift.withUnsafeBytes(of: c.bytes, body)
+    }
+
+    public static func == (a: ChainDigest, b: ChainDigest) -> Bool {
+        Swift.withUnsafeBytes(of: a.c.bytes) { x in Swift.withUnsafeBytes(of: b.c.bytes) { y in x.elementsEqual(y) } }
+    }
+
+    public func hash(into hasher: inout Hasher) { Swift.withUnsafeBytes(of: c.bytes) { hasher.combine(bytes: $0) } }
 
     public var description: String { bytes.prefix(6).map { String($0, radix: 16).leftPadded(2) }.joined() }
 }
@@ -102,27 +136,26 @@ public struct ChainBatch: Hashable, Sendable {
     public func sn(_ index: Int) -> UInt64 { snFirst + UInt64(index) }
 
     /// The batch as rc_chain_on_batch takes it, valid inside `body`. The arrays' sizes go in as they are, so a
-    /// tampered batch reaches the core unchanged.
-    public func withCBatch<R>(_ body: (UnsafePointer<rc_chain_batch>) -> R) -> R {
-        let ops = requests.map(\.op)
-        return withOps(ops) { opPointers in
-            let cRequests = requests.enumerated().map { k, r in
-                rc_chain_request(client: r.client, timestamp: r.timestamp, op: opPointers[k],
-                                 op_bytes: UInt32(r.op.count), ref: r.ref)
-            }
-            let cWindow = window.map(\.c), cClient = clientMACs.map(\.c), cReply = replyMACs.map(\.c)
-            let cHistory = historyDigests.map(\.c)
-            return cRequests.withUnsafeBufferPointer { rq in
-                cWindow.withUnsafeBufferPointer { w in
-                    cClient.withUnsafeBufferPointer { cm in
-                        cReply.withUnsafeBufferPointer { rm in
-                            cHistory.withUnsafeBufferPointer { h in
+    /// tampered batch reaches the core unchanged. No request's bytes are copied: the core reads each op where its
+    /// array keeps it, and the MAC and digest arrays are lent as the C arrays they are laid out as (``ChainMAC`` and
+    /// ``ChainDigest`` hold exactly their C struct).
+    ///
+    /// - Parameter firstRef: when given, request k goes in with `ref` = firstRef + k instead of its own (the engine
+    ///   names the requests it keeps without copying the batch to set them).
+    public func withCBatch<R>(firstRef: UInt64? = nil, _ body: (UnsafePointer<rc_chain_batch>) -> R) -> R {
+        var cRequests = [rc_chain_request](repeating: rc_chain_request(), count: requests.count)
+        return cRequests.withUnsafeMutableBufferPointer { rq in
+            withOpPointers(requests, from: 0, firstRef: firstRef, into: rq) {
+                withCArray(window, as: rc_crypto_mac.self) { w in
+                    withCArray(clientMACs, as: rc_crypto_mac.self) { cm in
+                        withCArray(replyMACs, as: rc_crypto_mac.self) { rm in
+                            withCArray(historyDigests, as: rc_crypto_digest.self) { h in
                                 var batch = rc_chain_batch(
                                     instance: instance, sn_first: snFirst, count: UInt32(requests.count),
-                                    requests: rq.baseAddress, window_count: UInt32(window.count), window: w.baseAddress,
-                                    client_macs_per_request: UInt32(clientMACsPerRequest), client_macs: cm.baseAddress,
-                                    reply_macs_per_request: UInt32(replyMACsPerRequest), reply_macs: rm.baseAddress,
-                                    history_digests: cHistory.isEmpty ? nil : h.baseAddress)
+                                    requests: UnsafePointer(rq.baseAddress), window_count: UInt32(window.count), window: w,
+                                    client_macs_per_request: UInt32(clientMACsPerRequest), client_macs: cm,
+                                    reply_macs_per_request: UInt32(replyMACsPerRequest), reply_macs: rm,
+                                    history_digests: historyDigests.isEmpty ? nil : h)
                                 return body(&batch)
                             }
                         }
@@ -133,25 +166,28 @@ public struct ChainBatch: Hashable, Sendable {
     }
 }
 
-/// Lays every request's bytes out in one buffer and lends a pointer per request for the duration of `body`.
-/// One memcpy per request (`Array(ops.joined())` walked the bytes one by one through a FlattenSequence).
-private func withOps<R>(_ ops: [[UInt8]], _ body: ([UnsafePointer<UInt8>?]) -> R) -> R {
-    let total = ops.reduce(0) { $0 + $1.count }
-    let flat = UnsafeMutableBufferPointer<UInt8>.allocate(capacity: max(total, 1))
-    defer { flat.deallocate() }
-    var pointers: [UnsafePointer<UInt8>?] = []
-    pointers.reserveCapacity(ops.count)
-    var offset = 0
-    for op in ops {
-        if op.isEmpty {
-            pointers.append(nil)
-            continue
-        }
-        op.withUnsafeBytes { source in UnsafeMutableRawPointer(flat.baseAddress! + offset).copyMemory(from: source.baseAddress!, byteCount: source.count) }
-        pointers.append(UnsafePointer(flat.baseAddress! + offset))
-        offset += op.count
+/// Fills `out[k]` for every request from `index` on with a pointer into that request's own array (borrowed for the
+/// duration of `body`, one nested borrow per request: a batch holds at most RC_CHAIN_BATCH_COUNT_MAX requests).
+private func withOpPointers<R>(_ requests: [ChainRequest], from index: Int, firstRef: UInt64?,
+                               into out: UnsafeMutableBufferPointer<rc_chain_request>, _ body: () -> R) -> R {
+    guard index < requests.count else { return body() }
+    let r = requests[index]
+    return r.op.withUnsafeBufferPointer { op in
+        out[index] = rc_chain_request(client: r.client, timestamp: r.timestamp, op: op.isEmpty ? nil : op.baseAddress,
+                                      op_bytes: UInt32(op.count), ref: firstRef.map { $0 + UInt64(index) } ?? r.ref)
+        return withOpPointers(requests, from: index + 1, firstRef: firstRef, into: out, body)
     }
-    return body(pointers)
+}
+
+/// Lends an array of ``ChainMAC`` or ``ChainDigest`` as the C array of their inline structs (same size and stride:
+/// checked).
+private func withCArray<Element, C, R>(_ array: [Element], as: C.Type, _ body: (UnsafePointer<C>?) -> R) -> R {
+    precondition(MemoryLayout<Element>.size == MemoryLayout<C>.size && MemoryLayout<Element>.stride == MemoryLayout<C>.stride,
+                 "\(Element.self) is laid out as \(C.self)")
+    return array.withUnsafeBufferPointer { buffer in
+        guard let base = buffer.baseAddress else { return body(nil) }
+        return UnsafeRawPointer(base).withMemoryRebound(to: C.self, capacity: buffer.count) { body($0) }
+    }
 }
 
 /// A signed ABORT (rc_chain_abort) with its history copied.
