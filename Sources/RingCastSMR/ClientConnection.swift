@@ -78,8 +78,11 @@ final class Connection: @unchecked Sendable {
     /// What the thread writing now took from `outbound` (swapped with it, so each keeps its capacity).
     private var writing: [UInt8] = []
     private var writeInProgress = false
-    /// Replies in `writing` (they still count in `outstanding` until their last byte is written).
+    /// Replies in `writing` not written in full yet (they count in `outstanding` until their last byte is written).
     private var writingReplies = 0
+    /// How much of `writing` is written, and where the first frame not written in full starts.
+    private var writtenBytes = 0
+    private var writingFrameStart = 0
     private var outstanding = 0
     /// An error frame is queued: once it is written, the connection closes.
     private var closing = false
@@ -138,7 +141,7 @@ final class Connection: @unchecked Sendable {
     private func queue(countsAsReply: Bool, wake: Bool, _ append: (inout [UInt8]) -> Void) -> Bool {
         let first: Bool? = monitor.withLock {
             guard !closed, !closing else { return nil }
-            // + 3: an error frame, a welcome, and the unsent rest of a write.
+            // + 2: an error frame and a welcome (the rest of a partial write is apart, in `writing`).
             precondition(outboundFrames <= windowMax + 3, "a connection's reply queue outgrew its window")
             append(&outbound)
             outboundFrames += 1
@@ -158,14 +161,16 @@ final class Connection: @unchecked Sendable {
         flush()
     }
 
-    /// Writes what is queued without blocking (`MSG_DONTWAIT`), on the calling thread; what the socket does not take
-    /// stays queued and the loop is asked to poll for writability. One writer at a time: a thread that finds a write
-    /// in progress leaves its frames to that writer (it takes them before it ends), so bytes leave in queue order.
+    /// Writes what is queued without blocking (`MSG_DONTWAIT`), on the calling thread. What the socket does not take
+    /// stays where it is (`writing` from `writtenBytes` on: never copied again, however slowly the client reads) and
+    /// the loop is asked to poll for writability. One writer at a time: a thread that finds a write in progress
+    /// leaves its frames to that writer (it looks at the queue again before it ends), so bytes leave in queue order.
     func flush() {
         var more = take()
         var blocked = false
         while more {
-            var offset = 0
+            let start = writtenBytes
+            var offset = start
             var broken = false
             writing.withUnsafeBytes { raw in
                 while offset < raw.count {
@@ -179,17 +184,20 @@ final class Connection: @unchecked Sendable {
             }
             more = monitor.withLock {
                 if offset < writing.count {
-                    // The unsent rest goes back to the front, its replies still counted in the window.
-                    let sent = Self.repliesComplete(in: writing, upTo: offset)
+                    // Part written: the replies whose last byte left leave the window; the rest stay counted.
+                    let (sent, frameStart) = Self.repliesComplete(in: writing, from: writingFrameStart, upTo: offset)
                     outstanding -= sent
-                    outboundReplies += writingReplies - sent
-                    outbound.insert(contentsOf: writing[offset...], at: 0)
-                    outboundFrames += 1
+                    writingReplies -= sent
+                    writingFrameStart = frameStart
+                    writtenBytes = offset
                 } else {
                     outstanding -= writingReplies
+                    writingReplies = 0
+                    writingFrameStart = 0
+                    writtenBytes = 0
+                    writing.removeAll(keepingCapacity: true)
                 }
-                writingReplies = 0
-                precondition(outstanding >= 0, "more replies than requests on a connection")
+                precondition(outstanding >= 0 && writingReplies >= 0, "more replies than requests on a connection")
                 // A broken socket: the loop sees the error or the hang-up when it reads, and retires the connection.
                 if broken { closed = true }
                 if blocked || broken { return finishWrite() }
@@ -204,7 +212,7 @@ final class Connection: @unchecked Sendable {
         }
     }
 
-    /// Takes the queue for writing, or notes that the writer in progress should take it; true when the caller writes.
+    /// Takes the queue for writing; true when the caller writes (false: nothing to write, or a write is in progress).
     private func take() -> Bool {
         monitor.withLock {
             // The writer in progress takes these frames before it ends (it looks at the queue again).
@@ -215,6 +223,11 @@ final class Connection: @unchecked Sendable {
 
     private func takeLocked() -> Bool {
         guard !closed, !detached, !descriptorReleased else { return finishWrite() }
+        // The rest of a partial write goes first.
+        if writtenBytes < writing.count {
+            writeInProgress = true
+            return true
+        }
         guard !outbound.isEmpty else {
             if closing {
                 // The error frame is written: close both directions (the loop reads the end and retires it).
@@ -231,14 +244,17 @@ final class Connection: @unchecked Sendable {
         outboundFrames = 0
         writing.removeAll(keepingCapacity: true)
         swap(&outbound, &writing)
+        writtenBytes = 0
+        writingFrameStart = 0
         writeInProgress = true
         return true
     }
 
-    /// Replies (every frame but an error frame) whose last byte lies before `offset` in `bytes` (frames back to
-    /// back): on a partial write only, so the walk costs nothing on the usual path.
-    private static func repliesComplete(in bytes: [UInt8], upTo offset: Int) -> Int {
-        var position = 0
+    /// Replies (every frame but an error frame) that end at or before `offset` in `bytes` (frames back to back),
+    /// counted from the frame starting at `start`; and where the first frame not complete starts. On a partial write
+    /// only, each frame walked once.
+    private static func repliesComplete(in bytes: [UInt8], from start: Int, upTo offset: Int) -> (Int, Int) {
+        var position = start
         var replies = 0
         while position + ClientFrame.lengthBytes + 2 <= offset {
             let length = Int(bytes[position]) | Int(bytes[position + 1]) << 8 | Int(bytes[position + 2]) << 16
@@ -248,7 +264,7 @@ final class Connection: @unchecked Sendable {
             if bytes[position + ClientFrame.lengthBytes + 1] != ClientFrame.errorKind { replies += 1 }
             position = end
         }
-        return replies
+        return (replies, position)
     }
 
     /// Ends a write (the lock held); closes the descriptor if it was released meanwhile. Returns false.

@@ -7,37 +7,44 @@ import Testing
 import Glibc
 #endif
 
+/// What a stand-in handler of ``ClientLoopTests`` saw (a class: closures cannot capture a `Mutex` or an `Atomic`).
+final class EchoCounts: Sendable {
+    let handlerThreads = Mutex<Set<UInt>>([])
+    let framesHandled = Atomic<Int>(0)
+}
+
+/// A client port whose handler answers each `statistics` request with `payloadBytes` bytes, records the threads it
+/// ran on and counts the frames it saw.
+final class EchoPort: Sendable {
+    let server: ClientServer
+    let counts = EchoCounts()
+
+    init(payloadBytes: Int, windowMax: Int = 128) throws {
+        let counts = counts
+        let payload = [UInt8](repeating: 7, count: payloadBytes)
+        server = try ClientServer(host: "127.0.0.1", port: 0, clientsMax: 256, frameBytesMax: 1 << 16,
+                                  logger: Logger(label: "test.client-loop"),
+                                  handler: { frames, connection in
+                                      counts.handlerThreads.withLock { _ = $0.insert(UInt(pthread_self())) }
+                                      counts.framesHandled.add(frames.count, ordering: .relaxed)
+                                      for case let .statistics(request) in frames {
+                                          connection.send(.reply(request: request, status: .ok, index: 0,
+                                                                 payload: payload))
+                                      }
+                                  },
+                                  onMalformed: {}, onRefused: {})
+        server.windowMax = windowMax
+        try server.start()
+    }
+
+    var framesHandled: Int { counts.framesHandled.load(ordering: .relaxed) }
+    var handlerThreadCount: Int { counts.handlerThreads.withLock { $0.count } }
+    var address: Address { get throws { try Address(host: "127.0.0.1", port: server.port) } }
+}
+
 /// The client port's event loop on its own (``ClientServer`` with a stand-in handler): many connections on one
 /// thread, a stalled reader that holds nobody else, bounded buffers, and connections that end mid-frame.
 @Suite struct ClientLoopTests {
-    /// A port whose handler answers each `statistics` request with `payloadBytes` bytes, records the threads it ran
-    /// on and counts the frames it saw.
-    final class EchoPort: Sendable {
-        let server: ClientServer
-        let handlerThreads = Mutex<Set<UInt>>([])
-        let framesHandled = Atomic<Int>(0)
-
-        init(payloadBytes: Int, windowMax: Int = 128) throws {
-            let threads = handlerThreads, handled = framesHandled
-            let payload = [UInt8](repeating: 7, count: payloadBytes)
-            server = try ClientServer(host: "127.0.0.1", port: 0, clientsMax: 256, frameBytesMax: 1 << 16,
-                                      logger: Logger(label: "test.client-loop"),
-                                      handler: { frames, connection in
-                                          threads.withLock { _ = $0.insert(UInt(pthread_self())) }
-                                          handled.add(frames.count, ordering: .relaxed)
-                                          for case let .statistics(request) in frames {
-                                              connection.send(.reply(request: request, status: .ok, index: 0,
-                                                                     payload: payload))
-                                          }
-                                      },
-                                      onMalformed: {}, onRefused: {})
-            server.windowMax = windowMax
-            try server.start()
-        }
-
-        var address: Address { get throws { try Address(host: "127.0.0.1", port: server.port) } }
-    }
-
     static func requests(_ range: Range<Int>) -> [UInt8] {
         var writer = ByteWriter()
         for request in range { ClientFrame.statistics(request: UInt64(request)).encode(into: &writer) }
@@ -46,8 +53,8 @@ import Glibc
 
     /// Waits (bounded) until `condition` holds.
     static func eventually(_ seconds: Double = 10, _ condition: () -> Bool) -> Bool {
-        let deadline = monotonicNanos() + UInt64(seconds * 1e9)
-        while monotonicNanos() < deadline {
+        let deadline = RingCastSMR.monotonicNanos() + UInt64(seconds * 1e9)
+        while RingCastSMR.monotonicNanos() < deadline {
             if condition() { return true }
             usleep(2000)
         }
@@ -73,8 +80,8 @@ import Glibc
             #expect(requests == Array(index * 100..<index * 100 + 20))
         }
         #expect(port.server.loopConnectionCount == 64)
-        #expect(port.handlerThreads.withLock { $0.count } == 1)  // one loop thread for every connection
-        #expect(port.framesHandled.load(ordering: .relaxed) == 64 * 20)
+        #expect(port.handlerThreadCount == 1)  // one loop thread for every connection
+        #expect(port.framesHandled == 64 * 20)
     }
 
     @Test func stalledReader_holdsOnlyItsOwnReplies_andItsQueueStaysWithinTheWindow() throws {
@@ -89,7 +96,7 @@ import Glibc
         var small: Int32 = 4096
         setsockopt(stalled, SOL_SOCKET, SO_RCVBUF, &small, socklen_t(MemoryLayout<Int32>.size))
         #expect(Socket.sendAll(stalled, Self.requests(0..<window)))
-        #expect(Self.eventually { port.framesHandled.load(ordering: .relaxed) == window })
+        #expect(Self.eventually { port.framesHandled == window })
         // Another client is served while the stalled one's replies wait.
         let other = try Socket.connect(address, timeoutMillis: 2000)
         defer { close(other) }
@@ -127,7 +134,7 @@ import Glibc
             close(fd)
         }
         #expect(Self.eventually { port.server.loopConnectionCount == 1 })
-        #expect(port.framesHandled.load(ordering: .relaxed) == 8)  // no half frame reached the handler
+        #expect(port.framesHandled == 8)  // no half frame reached the handler
         #expect(Socket.sendAll(kept, Self.requests(0..<3)))
         #expect(readFrames(kept) { $0.count >= 3 }.count == 3)
     }
