@@ -3,7 +3,9 @@ import Synchronization
 /// Where a replica's CPU goes, by stage (thread CPU time, measured per batch or per received chunk, never per
 /// operation): what `ringcast-kv bench` divides by the operations to report CPU per operation, broken down.
 final class CPUCounters: Sendable {
-    /// Connection readers: receiving, decoding client frames, registering and queueing requests.
+    /// The client port's event loop (``ClientServer``), all of it but its wait in `poll` and its `POLLOUT` writes:
+    /// accepting, receiving, decoding client frames, registering and queueing requests, answering what is answered
+    /// at once (welcome, stale reads, statistics) and writing those answers.
     let ingestNanos = Atomic<UInt64>(0)
     /// The broadcaster (one task): packing entries into ring batches and encoding them.
     let broadcastNanos = Atomic<UInt64>(0)
@@ -16,8 +18,8 @@ final class CPUCounters: Sendable {
     let replyNanos = Atomic<UInt64>(0)
     /// The delivery thread, all of it (decode, sessions, apply, replies).
     let deliveryNanos = Atomic<UInt64>(0)
-    /// Connection writers: sending what the delivery thread's non-blocking write left (a full socket), and the
-    /// replies given outside a delivery (stale reads, statistics).
+    /// The client port's event loop, writing what the delivery thread's non-blocking write left (a full socket,
+    /// `POLLOUT`).
     let writerNanos = Atomic<UInt64>(0)
 
     init() {}

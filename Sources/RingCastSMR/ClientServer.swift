@@ -6,179 +6,22 @@ import Musl
 import Logging
 import RingCast
 
-/// One client's connection at a replica: a reader thread (frames in) and a writer thread (replies out, every
-/// reply queued since its last send written in one `send`).
+import Synchronization
+
+/// The replica's client port: ONE event-loop thread for every connection (listener included). The loop polls the
+/// sockets (non-blocking), reads every ready one once per round (a flooding client cannot starve the others), hands
+/// the frames of one receive to the replica together, and writes what a receive's answers queued with one `send`.
+/// Replies to commands are written by the delivery thread itself (``Connection/flushDeferred()``); the loop writes
+/// only what a full socket left (`POLLOUT`). No write ever blocks the loop, so a client that stops reading holds
+/// its own replies (bounded by its window), never the others'.
 ///
-/// Bounded: the client may have at most `windowMax` requests outstanding (received, reply not yet taken by the
-/// writer); one more is a protocol violation and closes the connection. So the reply queue holds at most that many
-/// frames, also when the client stops reading (the writer then blocks in `send`, and the replies stay outstanding).
-/// The queue is one byte buffer the frames are encoded into (no array per reply), swapped with the sender's.
-final class Connection: @unchecked Sendable {
-    let fd: Int32
-    let id: UInt64
-    let windowMax: Int
-    private let monitor = Monitor()
-    /// The encoded frames waiting to be sent, and how many frames that is.
-    private var outbound: [UInt8] = []
-    private var outboundFrames = 0
-    /// What the delivery thread is writing (``flushDeferred()``, while `writingInline`) and what the writer thread
-    /// is writing: swapped with `outbound`, so each keeps its capacity.
-    private var inlineBuffer: [UInt8] = []
-    private var writerBuffer: [UInt8] = []
-    private var outstanding = 0
-    private var closing = false
-    private var closed = false
-    private var writerWaiting = false
-    /// Replies in `outbound` (they still count in `outstanding`).
-    private var outboundReplies = 0
-    /// The delivery thread is writing what it took from `outbound` (``flushDeferred()``): the writer waits, so
-    /// that bytes leave in the order they were queued.
-    private var writingInline = false
-    /// Frames were queued with `wake: false` since the last ``flushDeferred()``.
-    private var deferred = false
-
-    let cpu: CPUCounters
-
-    init(fd: Int32, id: UInt64, windowMax: Int, cpu: CPUCounters) {
-        self.cpu = cpu
-        self.fd = fd
-        self.id = id
-        self.windowMax = windowMax
-    }
-
-    /// Counts `count` requests the client is owed replies for (the frames of one receive, one lock); returns how
-    /// many fit its window: fewer than `count` means the client broke it.
-    func admitRequests(_ count: Int) -> Int {
-        monitor.withLock {
-            let admitted = min(count, max(0, windowMax - outstanding))
-            outstanding += admitted
-            return admitted
-        }
-    }
-
-    /// Queues a frame for the writer (never blocks: bounded by the window). With `wake: false` (the delivery
-    /// thread, many replies per delivered batch) the writer is not woken: the caller calls ``flushDeferred()``
-    /// once the batch is applied, and the result says whether this was the first deferred frame since then.
-    @discardableResult
-    func send(_ frame: ClientFrame, countsAsReply: Bool = true, wake: Bool = true) -> Bool {
-        queue(countsAsReply: countsAsReply, wake: wake) { frame.encode(into: &$0) }
-    }
-
-    /// Queues the reply to `request` from a command's cached reply (``ClientFrame/appendReply(request:cached:to:)``:
-    /// no decoding and re-encoding of the cached bytes); `wake` and the result as in ``send(_:countsAsReply:wake:)``.
-    @discardableResult
-    func sendReply(request: UInt64, cached: [UInt8], wake: Bool) -> Bool {
-        queue(countsAsReply: true, wake: wake) { ClientFrame.appendReply(request: request, cached: cached, to: &$0) }
-    }
-
-    private func queue(countsAsReply: Bool, wake: Bool, _ append: (inout [UInt8]) -> Void) -> Bool {
-        monitor.withLock {
-            guard !closed, !closing else { return false }
-            // + 3: an error frame, a welcome, and the unsent rest of an inline write.
-            precondition(outboundFrames <= windowMax + 3, "a connection's reply queue outgrew its window")
-            append(&outbound)
-            outboundFrames += 1
-            if countsAsReply { outboundReplies += 1 }
-            if wake {
-                if writerWaiting { monitor.broadcast() }
-                return false
-            }
-            defer { deferred = true }
-            return !deferred
-        }
-    }
-
-    /// Writes the frames queued with `wake: false` on the calling thread, without blocking (`MSG_DONTWAIT`), when
-    /// the writer is idle; what the socket does not take now goes to the writer. Saves a writer wake-up (two
-    /// context switches) per connection per delivered batch: the obvious cost in a replica's profile after
-    /// the syscalls themselves.
-    func flushDeferred() {
-        let taken: Bool = monitor.withLock {
-            deferred = false
-            guard !outbound.isEmpty else { return false }
-            guard writerWaiting, !closed, !closing, !writingInline else {
-                // The writer is busy (it takes these after its send) or the connection ends: the writer handles it.
-                monitor.broadcast()
-                return false
-            }
-            outstanding -= outboundReplies
-            precondition(outstanding >= 0, "more replies than requests on a connection")
-            outboundReplies = 0
-            outboundFrames = 0
-            writingInline = true
-            inlineBuffer.removeAll(keepingCapacity: true)
-            swap(&outbound, &inlineBuffer)
-            return true
-        }
-        guard taken else { return }
-        var offset = 0
-        inlineBuffer.withUnsafeBytes { raw in
-            while offset < raw.count {
-                let sent = Glibc.send(fd, raw.baseAddress! + offset, raw.count - offset, Int32(MSG_NOSIGNAL | MSG_DONTWAIT))
-                if sent < 0 && errno == EINTR { continue }
-                guard sent > 0 else { break }  // EAGAIN (full) or an error: the writer sends the rest or sees it
-                offset += sent
-            }
-        }
-        monitor.withLock {
-            writingInline = false
-            if offset < inlineBuffer.count {
-                outbound.insert(contentsOf: inlineBuffer[offset...], at: 0)
-                outboundFrames += 1
-            }
-            monitor.broadcast()
-        }
-    }
-
-    /// Sends an error frame, then closes (malformed input, a broken window, too many clients).
-    func fail(code: UInt8, message: String) {
-        monitor.withLock {
-            guard !closed, !closing else { return }
-            ClientFrame.error(code: code, message: message).encode(into: &outbound)
-            outboundFrames += 1
-            closing = true
-            monitor.broadcast()
-        }
-    }
-
-    /// Closes both directions now (the reader and writer threads end).
-    func close() {
-        monitor.withLock {
-            closed = true
-            monitor.broadcast()
-        }
-        shutdown(fd, Int32(SHUT_RDWR))
-    }
-
-    func runWriter() {
-        while true {
-            let finish: Bool = monitor.withLock {
-                while (outbound.isEmpty && !closed && !closing) || writingInline {
-                    writerWaiting = true
-                    monitor.wait()
-                    writerWaiting = false
-                }
-                // Replies leave the window when the writer takes them (before the client can have them): until
-                // then they count, so a client that does not read cannot make this queue grow.
-                outstanding -= outboundReplies
-                precondition(outstanding >= 0, "more replies than requests on a connection")
-                outboundReplies = 0
-                outboundFrames = 0
-                writerBuffer.removeAll(keepingCapacity: true)
-                swap(&outbound, &writerBuffer)
-                return closed || closing
-            }
-            let started = threadCPUNanos()
-            let sent = writerBuffer.isEmpty || Socket.sendAll(fd, writerBuffer)
-            CPUCounters.charge(cpu.writerNanos, since: started)
-            if !sent { break }
-            if finish { break }
-        }
-        close()
-    }
-}
-
-/// The replica's client port: a listener thread and, per connection, a reader and a writer thread.
+/// Two things block and so run on threads of their own, each bounded by `clientsMax`: the handshake of an
+/// authenticated client link (a silent peer holds only its own thread, for at most the handshake timeout), and the
+/// stream of a snapshot pull (paced, blocking writes of up to gigabytes; its wire behaviour is the same as before:
+/// the request frame, then chunk frames and the end frame on that connection).
+///
+/// Why `poll` and not epoll: the Glibc module does not export epoll, and the set is small (≤ `clientsMax`, a few
+/// per replica in the bench); the array is rebuilt per round without allocating.
 final class ClientServer: @unchecked Sendable {
     let listenFD: Int32
     let port: UInt16
@@ -188,16 +31,21 @@ final class ClientServer: @unchecked Sendable {
     let handler: @Sendable ([ClientFrame], Connection) -> Void
     let onMalformed: @Sendable () -> Void
     let onRefused: @Sendable () -> Void
+    private let signal: ClientLoopSignal
     private let monitor = Monitor()
+    /// Every connection not retired yet (on the loop, in its handshake, or streaming a snapshot).
     private var connections: [UInt64: Connection] = [:]
+    /// Connections to hand to the loop (after a handshake or a snapshot stream).
+    private var arrivals: [Connection] = []
     private var nextID: UInt64 = 1
     private var stopping = false
-    private var listener: Thread?
-    private var stopPipe: (read: Int32, write: Int32) = (-1, -1)
+    private var loopThread: Thread?
+    /// Threads of their own (handshakes, snapshot streams) running now: shutdown waits for them.
+    private var threadsRunning = 0
     /// Requests a client may have outstanding on one connection (the session window).
     var windowMax = 128
-    /// The client plane's handshake (set when the group's links are authenticated): run on the connection's
-    /// reader thread before its first frame is read, so a silent or slow peer holds only its own thread, for at
+    /// The client plane's handshake (set when the group's links are authenticated): run on a thread of the
+    /// connection's own before its first frame is read, so a silent or slow peer holds only that thread, for at
     /// most the handshake timeout. Throws when the peer does not prove the cluster key.
     var authenticate: (@Sendable (Int32) throws(RingCastError) -> Void)?
     var onHandshake: @Sendable (_ accepted: Bool) -> Void = { _ in }
@@ -208,9 +56,19 @@ final class ClientServer: @unchecked Sendable {
     private let handshakeWarnings = WarningRateLimit()
     private let malformedWarnings = WarningRateLimit()
 
+    // The loop's own state (the loop thread only).
+    private var live: [Connection] = []
+    private var polls: [pollfd] = []
+    private var received: [UInt8] = []
+    private var frames: [ClientFrame] = []
+
+    /// Connections on the loop now (tests: many connections share one thread).
+    var loopConnectionCount: Int { monitor.withLock { connections.count } }
+
     init(host: String, port: UInt16, clientsMax: Int, frameBytesMax: Int, logger: Logger,
          handler: @escaping @Sendable ([ClientFrame], Connection) -> Void,
          onMalformed: @escaping @Sendable () -> Void, onRefused: @escaping @Sendable () -> Void) throws(SMRError) {
+        signal = try ClientLoopSignal()
         (listenFD, self.port) = try Socket.listen(host: host, port: port)
         self.clientsMax = clientsMax
         self.frameBytesMax = frameBytesMax
@@ -218,42 +76,112 @@ final class ClientServer: @unchecked Sendable {
         self.handler = handler
         self.onMalformed = onMalformed
         self.onRefused = onRefused
-        var fds: [Int32] = [-1, -1]
-        guard pipe(&fds) == 0 else { throw .system(call: "pipe", errno: errno) }
-        stopPipe = (fds[0], fds[1])
+        _ = fcntl(listenFD, F_SETFL, fcntl(listenFD, F_GETFL) | O_NONBLOCK)
     }
 
     deinit {
         Glibc.close(listenFD)
-        Glibc.close(stopPipe.read)
-        Glibc.close(stopPipe.write)
     }
 
     func start() throws(SMRError) {
-        let thread = try Thread { [self] in acceptLoop() }
-        monitor.withLock { listener = thread }
+        let thread = try Thread { [self] in runLoop() }
+        monitor.withLock { loopThread = thread }
     }
 
-    private func acceptLoop() {
+    // MARK: The loop
+
+    private func runLoop() {
+        signal.loopThread.store(UInt(pthread_self()), ordering: .releasing)
+        received = [UInt8](repeating: 0, count: 64 << 10)
         while true {
-            var polls = [pollfd(fd: listenFD, events: Int16(POLLIN), revents: 0),
-                         pollfd(fd: stopPipe.read, events: Int16(POLLIN), revents: 0)]
-            let ready = polls.withUnsafeMutableBufferPointer { poll($0.baseAddress, 2, -1) }
-            if ready < 0 && errno == EINTR { continue }
-            if polls[1].revents != 0 || ready < 0 { return }
+            polls.removeAll(keepingCapacity: true)
+            polls.append(pollfd(fd: signal.readFD, events: Int16(POLLIN), revents: 0))
+            polls.append(pollfd(fd: listenFD, events: Int16(POLLIN), revents: 0))
+            for connection in live {
+                let out = connection.wantsWritable.load(ordering: .acquiring) ? Int16(POLLOUT) : 0
+                polls.append(pollfd(fd: connection.fd, events: Int16(POLLIN) | out, revents: 0))
+            }
+            let ready = polls.withUnsafeMutableBufferPointer { poll($0.baseAddress, nfds_t($0.count), -1) }
+            if ready < 0 {
+                if errno == EINTR { continue }
+                logger.error("the client port's poll failed; closing the port", metadata: ["errno": "\(errno)"])
+                break
+            }
+            // Thread CPU time per round (a syscall each: never per frame), the POLLOUT writes apart.
+            var mark = threadCPUNanos()
+            if polls[0].revents != 0 {
+                signal.drain()
+                let (stop, arrived): (Bool, [Connection]) = monitor.withLock {
+                    defer { arrivals.removeAll(keepingCapacity: true) }
+                    return (stopping, arrivals)
+                }
+                if stop {
+                    for connection in arrived { retireFromThread(connection) }
+                    CPUCounters.charge(cpu.ingestNanos, since: mark)
+                    break
+                }
+                for connection in arrived {
+                    owned.insert(ObjectIdentifier(connection))
+                    live.append(connection)
+                    connection.discarding = connection.isEnding  // a failed stream: only its error frame remains
+                    connection.flush()  // what was queued while it was away (an error frame)
+                }
+            }
+            if polls[1].revents != 0 { acceptReady() }
+            // `live` may have grown (arrivals, accepts) past what was polled: polls[2...] are its first entries.
+            var retired = false
+            for index in 2..<polls.count {
+                let events = polls[index].revents
+                guard events != 0 else { continue }
+                let connection = live[index - 2]
+                if events & Int16(POLLOUT) != 0 {
+                    connection.wantsWritable.store(false, ordering: .releasing)
+                    mark = CPUCounters.charge(cpu.ingestNanos, since: mark)
+                    connection.flush()
+                    mark = CPUCounters.charge(cpu.writerNanos, since: mark)
+                }
+                if events & Int16(POLLIN | POLLHUP | POLLERR | POLLNVAL) != 0 {
+                    switch readReady(connection) {
+                    case .keep: break
+                    case .retire:
+                        retire(connection)
+                        retired = true
+                    case .detached:
+                        retired = true
+                    }
+                }
+            }
+            if retired { live.removeAll { !isLive($0) } }
+            CPUCounters.charge(cpu.ingestNanos, since: mark)
+        }
+        for connection in live { retire(connection) }
+        live.removeAll()
+    }
+
+    /// Connections the loop still owns (not retired, not handed to a thread of their own).
+    private var owned: Set<ObjectIdentifier> = []
+    private func isLive(_ connection: Connection) -> Bool { owned.contains(ObjectIdentifier(connection)) }
+
+    private func acceptReady() {
+        while true {
             let fd = accept(listenFD, nil, nil)
-            guard fd >= 0 else { continue }
+            guard fd >= 0 else {
+                if errno == EINTR || errno == ECONNABORTED { continue }
+                return  // EAGAIN: no more; EMFILE and the like: the next round tries again
+            }
             _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
             Socket.setNoDelay(fd)
             let connection: Connection? = monitor.withLock {
                 guard !stopping, connections.count < clientsMax else { return nil }
                 defer { nextID += 1 }
-                let connection = Connection(fd: fd, id: nextID, windowMax: windowMax, cpu: cpu)
+                let connection = Connection(fd: fd, id: nextID, windowMax: windowMax, frameBytesMax: frameBytesMax,
+                                            cpu: cpu, signal: signal)
                 connections[nextID] = connection
                 return connection
             }
             guard let connection else {
-                _ = Socket.sendAll(fd, ClientFrame.error(code: 3, message: "too many clients (\(clientsMax))").encoded())
+                let refusal = ClientFrame.error(code: 3, message: "too many clients (\(clientsMax))").encoded()
+                _ = refusal.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL | MSG_DONTWAIT)) }
                 Glibc.close(fd)
                 onRefused()
                 if let events = refusedWarnings.admit(nowNanos: monotonicNanos()) {
@@ -262,106 +190,170 @@ final class ClientServer: @unchecked Sendable {
                 }
                 continue
             }
-            do {
-                let writer = try Thread { connection.runWriter() }
-                _ = try Thread { [self] in
-                    runReader(connection)
-                    writer.join()
-                    Glibc.close(connection.fd)
-                    monitor.withLock {
-                        connections[connection.id] = nil
-                        monitor.broadcast()
-                    }
-                }
-            } catch {
-                logger.error("cannot start a connection thread", metadata: ["error": "\(error)"])
-                connection.close()
-                Glibc.close(fd)
-                monitor.withLock { _ = connections.removeValue(forKey: connection.id) }
+            if authenticate != nil {
+                // Blocking handshake on a thread of its own; the loop gets the connection after it.
+                if !runOnOwnThread(connection, { [self] in handshake(connection) }) { retire(connection) }
+                continue
             }
+            _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
+            owned.insert(ObjectIdentifier(connection))
+            live.append(connection)
         }
     }
 
-    private func runReader(_ connection: Connection) {
-        defer { connection.close() }
-        if let authenticate {
-            do {
-                try authenticate(connection.fd)
-                onHandshake(true)
-            } catch {
-                // Nothing was read past the handshake: the peer's frames never reach the replica.
-                onHandshake(false)
-                if let events = handshakeWarnings.admit(nowNanos: monotonicNanos()) {
-                    logger.warning("client link refused: handshake failed",
-                                   metadata: ["connection": "\(connection.id)", "error": "\(error)",
-                                              "refused_since_last_warning": "\(events)"])
-                }
-                return
-            }
+    private enum ReadOutcome { case keep, retire, detached }
+
+    /// One receive from a ready connection (one per round: every ready client gets its turn), its frames handed to
+    /// the replica together (one window count, one registration and one push for the commands among them), then
+    /// what their answers queued written with one `send`.
+    private func readReady(_ connection: Connection) -> ReadOutcome {
+        let count = received.withUnsafeMutableBytes { recv(connection.fd, $0.baseAddress, $0.count, Int32(MSG_DONTWAIT)) }
+        if count < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) { return .keep }
+        guard count > 0 else { return .retire }
+        // After a failure the error frame is on its way and the client's further bytes are dropped until it closes.
+        if connection.discarding { return .keep }
+        received.withUnsafeBytes { connection.assembler.append(UnsafeRawBufferPointer(rebasing: $0[0..<count])) }
+        frames.removeAll(keepingCapacity: true)
+        var malformed: SMRCodecError?
+        do {
+            while let body = try connection.assembler.next() { frames.append(try ClientFrame.decode(body)) }
+        } catch {
+            malformed = error
         }
-        var assembler = FrameAssembler(frameBytesMax: frameBytesMax)
-        var buffer = [UInt8](repeating: 0, count: 64 << 10)
-        var frames: [ClientFrame] = []
-        while true {
-            let received = buffer.withUnsafeMutableBytes { recv(connection.fd, $0.baseAddress, $0.count, 0) }
-            if received < 0 && errno == EINTR { continue }
-            guard received > 0 else { return }
-            let started = threadCPUNanos()
-            defer { CPUCounters.charge(cpu.ingestNanos, since: started) }
-            buffer.withUnsafeBytes { assembler.append(UnsafeRawBufferPointer(rebasing: $0[0..<received])) }
-            // Every frame of this receive is handed over at once: one window count and, for the commands among
-            // them, one registration and one push to the broadcaster (locks per receive, not per request).
-            frames.removeAll(keepingCapacity: true)
-            var malformed: SMRCodecError?
-            do {
-                while let body = try assembler.next() { frames.append(try ClientFrame.decode(body)) }
-            } catch {
-                malformed = error
-            }
-            // Every request counts against the window, hello too: a client must not make the replica queue
-            // replies faster than it reads them.
-            let decoded = frames.count
-            let admitted = decoded == 0 ? 0 : connection.admitRequests(decoded)
-            if admitted < decoded { frames.removeSubrange(admitted...) }
-            if !frames.isEmpty { handler(frames, connection) }
-            if admitted < decoded {
-                connection.fail(code: 4, message: "more than \(connection.windowMax) requests outstanding")
-                onMalformed()
-                return waitForWriter()
-            }
-            if let malformed {
-                if let events = malformedWarnings.admit(nowNanos: monotonicNanos()) {
-                    logger.warning("malformed client frame; closing that connection",
-                                   metadata: ["connection": "\(connection.id)", "error": "\(malformed)",
-                                              "malformed_since_last_warning": "\(events)"])
-                }
-                connection.fail(code: 1, message: "\(malformed)")
-                onMalformed()
-                return waitForWriter()
-            }
+        // Every request counts against the window, hello too: a client must not make the replica queue replies
+        // faster than it reads them.
+        let decoded = frames.count
+        let admitted = decoded == 0 ? 0 : connection.admitRequests(decoded)
+        if admitted < decoded { frames.removeSubrange(admitted...) }
+        // A snapshot pull streams with blocking writes: the request and what follows it go to a thread of their own.
+        var pull: [ClientFrame] = []
+        if let at = frames.firstIndex(where: { if case .snapshotRequest = $0 { true } else { false } }) {
+            pull = Array(frames[at...])
+            frames.removeSubrange(at...)
         }
-        // After `fail`, the writer sends the error frame and closes the socket; the deferred close follows.
-        func waitForWriter() {
-            var scratch = [UInt8](repeating: 0, count: 4096)
-            while scratch.withUnsafeMutableBytes({ recv(connection.fd, $0.baseAddress, $0.count, 0) }) > 0 {}
+        if !frames.isEmpty { handler(frames, connection) }
+        if admitted < decoded {
+            connection.fail(code: 4, message: "more than \(connection.windowMax) requests outstanding")
+            onMalformed()
+            connection.discarding = true
+        } else if let malformed {
+            if let events = malformedWarnings.admit(nowNanos: monotonicNanos()) {
+                logger.warning("malformed client frame; closing that connection",
+                               metadata: ["connection": "\(connection.id)", "error": "\(malformed)",
+                                          "malformed_since_last_warning": "\(events)"])
+            }
+            connection.fail(code: 1, message: "\(malformed)")
+            onMalformed()
+            connection.discarding = true
+        } else if connection.isEnding {
+            connection.discarding = true  // the replica failed it (a command too large, a refused transfer)
+        }
+        // A failed connection serves no pull (a joiner never sends more than its request).
+        if !pull.isEmpty && !connection.discarding {
+            owned.remove(ObjectIdentifier(connection))
+            connection.detach()
+            let frames = pull
+            if runOnOwnThread(connection, { [self] in
+                handler(frames, connection)
+                reattach(connection)
+            }) {
+                return .detached
+            }
+            connection.attach()
+            owned.insert(ObjectIdentifier(connection))
+            connection.fail(code: 6, message: "cannot start the snapshot stream's thread")
+        }
+        connection.flush()
+        return .keep
+    }
+
+    /// The handshake of an authenticated link, on the connection's own thread; then the loop gets it.
+    private func handshake(_ connection: Connection) {
+        guard let authenticate else { return reattach(connection) }
+        do {
+            try authenticate(connection.fd)
+            onHandshake(true)
+        } catch {
+            // Nothing was read past the handshake: the peer's frames never reach the replica.
+            onHandshake(false)
+            if let events = handshakeWarnings.admit(nowNanos: monotonicNanos()) {
+                logger.warning("client link refused: handshake failed",
+                               metadata: ["connection": "\(connection.id)", "error": "\(error)",
+                                          "refused_since_last_warning": "\(events)"])
+            }
+            return retireFromThread(connection)
+        }
+        reattach(connection)
+    }
+
+    /// Runs `body` on a new detached thread, counted for shutdown; false when no thread could start.
+    private func runOnOwnThread(_ connection: Connection, _ body: @escaping @Sendable () -> Void) -> Bool {
+        monitor.withLock { threadsRunning += 1 }
+        do {
+            let thread = try Thread { [self] in
+                body()
+                monitor.withLock {
+                    threadsRunning -= 1
+                    monitor.broadcast()
+                }
+            }
+            thread.detach()
+            return true
+        } catch {
+            logger.error("cannot start a connection thread", metadata: ["error": "\(error)"])
+            monitor.withLock { threadsRunning -= 1 }
+            return false
         }
     }
 
-    /// Closes the port and every connection; waits for their threads.
+    /// A connection's own thread is done with it: back to the loop (non-blocking), or retired when the port stops.
+    private func reattach(_ connection: Connection) {
+        connection.attach()
+        let accepted: Bool = monitor.withLock {
+            guard !stopping else { return false }
+            arrivals.append(connection)
+            return true
+        }
+        guard accepted else { return retireFromThread(connection) }
+        signal.wake()
+    }
+
+    /// Retires a connection the loop owns.
+    private func retire(_ connection: Connection) {
+        owned.remove(ObjectIdentifier(connection))
+        retireFromThread(connection)
+    }
+
+    private func retireFromThread(_ connection: Connection) {
+        connection.releaseDescriptor()
+        monitor.withLock {
+            connections[connection.id] = nil
+            monitor.broadcast()
+        }
+    }
+
+    /// Closes the port and every connection; waits for the loop and the connections' own threads.
     func shutdown() {
-        let (listener, all): (Thread?, [Connection]) = monitor.withLock {
+        let (loop, all): (Thread?, [Connection]) = monitor.withLock {
             guard !stopping else { return (nil, []) }
             stopping = true
-            defer { self.listener = nil }
-            return (self.listener, Array(connections.values))
+            defer { loopThread = nil }
+            return (loopThread, Array(connections.values))
         }
-        var byte: UInt8 = 1
-        _ = write(stopPipe.write, &byte, 1)
-        listener?.join()
+        signal.wake()
+        // Blocked handshakes and snapshot streams fail at once.
         for connection in all { connection.close() }
+        loop?.join()
+        let stranded: [Connection] = monitor.withLock {
+            defer { arrivals.removeAll() }
+            return arrivals
+        }
+        for connection in stranded { retireFromThread(connection) }
         monitor.withLock {
             let deadline = monotonicNanos() + 5_000_000_000
-            while !connections.isEmpty && monotonicNanos() < deadline { monitor.wait(untilNanos: deadline) }
+            while (!connections.isEmpty || threadsRunning > 0) && monotonicNanos() < deadline {
+                monitor.wait(untilNanos: deadline)
+            }
         }
     }
 }

@@ -136,7 +136,7 @@ enum ClientFrame: Sendable, Hashable {
             writer.uint64(index)
             writer.raw(payload)
         case let .error(code, message):
-            writer.uint8(0x83)
+            writer.uint8(Self.errorKind)
             writer.uint8(code)
             writer.raw(Array(message.utf8.prefix(512)))
         }
@@ -152,6 +152,8 @@ enum ClientFrame: Sendable, Hashable {
 
     /// Kind byte of ``reply(request:status:index:payload:)``.
     static let replyKind: UInt8 = 0x82
+    /// Kind byte of ``error(code:message:)``.
+    static let errorKind: UInt8 = 0x83
 
     /// Appends `.reply(request, status, index, output)` where `cached` is a command's cached reply as the session
     /// table holds it (``ReplicaCore/cachedReply(_:index:output:)``: status u8, index u64, output): the frame's body
@@ -198,7 +200,7 @@ enum ClientFrame: Sendable, Hashable {
             let raw = try reader.uint8()
             guard let status = ReplyStatus(rawValue: raw) else { throw SMRCodecError("reply status \(raw)") }
             frame = .reply(request: request, status: status, index: try reader.uint64(), payload: Array(reader.rest()))
-        case 0x83: frame = .error(code: try reader.uint8(), message: String(decoding: reader.rest(), as: UTF8.self))
+        case Self.errorKind: frame = .error(code: try reader.uint8(), message: String(decoding: reader.rest(), as: UTF8.self))
         case let kind: throw SMRCodecError("unknown frame kind \(kind)")
         }
         try reader.expectEnd()

@@ -172,6 +172,11 @@ public final class SMRClient<Command: SMRCodable, Query: SMRCodable, Output: SMR
     /// of replies (profiled: scanning on every wake-up was an eighth of a loaded client's CPU). Timeouts fire at
     /// most this much late.
     private static var expiryScanIntervalNanos: UInt64 { 10_000_000 }
+    /// The longest the reader waits in one `recv` (then it looks for requests past their deadline).
+    private static var receiveTimeout: timeval { timeval(tv_sec: 0, tv_usec: 20_000) }
+    /// The reader thread's frames of one receive and the waiters they finish (reused: no arrays per receive).
+    private var frames: [ClientFrame] = []
+    private var finished: [(SMRWaiter, SMRRawReply)] = []
 
     private init(options: Options) {
         self.options = options
@@ -478,7 +483,8 @@ public final class SMRClient<Command: SMRCodable, Query: SMRCodable, Output: SMR
     /// Puts a request in flight and queues it for sending; on a closed client it finishes at once.
     private func enqueue(_ kind: Kind, waiter: SMRWaiter) {
         let deadline = monotonicNanos() + UInt64(options.timeoutMillis) * 1_000_000
-        let id: UInt64? = monitor.withLock {
+        // One lock per request: in flight and queued for sending together (``queueForSendingLocked(_:)``).
+        let schedule: Bool? = monitor.withLock {
             if closed { return nil }
             defer { nextRequest += 1 }
             var kind = kind
@@ -487,14 +493,14 @@ public final class SMRClient<Command: SMRCodable, Query: SMRCodable, Output: SMR
                 nextSequence += 1
             }
             inflight[nextRequest] = Inflight(kind: kind, deadlineNanos: deadline, waiter: waiter)
-            return nextRequest
+            return queueForSendingLocked(nextRequest)
         }
-        guard let id else { return waiter.finish(.failure(.closed)) }
+        guard let schedule else { return waiter.finish(.failure(.closed)) }
         // The send is left to a task queued behind the tasks that are runnable now (typically the callers a
         // batch of replies just resumed), so their requests leave in one `send`: profiled, a `send` per
         // request was a third of a loaded client's CPU. While the reader thread hands out a batch of replies, it
         // sends what their completions queued itself, once it is done (``runReader()``).
-        if queueForSending(id) { Task { self.sendQueued() } }
+        if schedule { Task { self.sendQueued() } }
     }
 
     /// The frame of an in-flight request (under `monitor`).
@@ -519,15 +525,13 @@ public final class SMRClient<Command: SMRCodable, Query: SMRCodable, Output: SMR
         }
     }
 
-    /// Queues request `id` for sending; true when the caller is to schedule ``sendQueued()`` (no one is sending
+    /// Queues request `id` for sending (under `monitor`); true when the caller is to schedule ``sendQueued()`` (no one is sending
     /// and no send is scheduled: otherwise that one takes it along).
-    private func queueForSending(_ id: UInt64) -> Bool {
-        monitor.withLock {
-            outgoing.append(id)
-            guard !sending, !sendScheduled, !dispatching else { return false }
-            sendScheduled = true
-            return true
-        }
+    private func queueForSendingLocked(_ id: UInt64) -> Bool {
+        outgoing.append(id)
+        guard !sending, !sendScheduled, !dispatching else { return false }
+        sendScheduled = true
+        return true
     }
 
     /// Sends every in-flight request not yet sent on the current connection (after a reconnection).
@@ -605,30 +609,28 @@ public final class SMRClient<Command: SMRCodable, Query: SMRCodable, Output: SMR
                 }
                 continue
             }
-            var polled = pollfd(fd: current, events: Int16(POLLIN), revents: 0)
-            let ready = poll(&polled, 1, 20)
-            if ready == 1 {
-                let received = buffer.withUnsafeMutableBytes { recv(current, $0.baseAddress, $0.count, 0) }
-                guard received > 0 else {
-                    if received < 0 && errno == EINTR { continue }
-                    dropConnection()
-                    continue
-                }
+            // One `recv` per wake-up: the socket's receive timeout (``Self/receiveTimeout``, set by ``connectNext()``)
+            // bounds the wait so deadlines are checked, without a `poll` per receive.
+            let received = buffer.withUnsafeMutableBytes { recv(current, $0.baseAddress, $0.count, 0) }
+            if received > 0 {
                 buffer.withUnsafeBytes { assembler.append(UnsafeRawBufferPointer(rebasing: $0[0..<received])) }
-                // The completions of this receive's replies queue their next requests; they leave in one send.
-                monitor.withLock { dispatching = true }
                 var malformed = false
+                frames.removeAll(keepingCapacity: true)
                 do {
-                    while let body = try assembler.next() { handle(try ClientFrame.decode(body)) }
+                    while let body = try assembler.next() { frames.append(try ClientFrame.decode(body)) }
                 } catch {
                     malformed = true
                 }
-                monitor.withLock { dispatching = false }
+                // The completions of this receive's replies queue their next requests; they leave in one send.
+                handle(frames)
                 if malformed {
                     dropConnection()
                     continue
                 }
                 sendQueued()
+            } else if received == 0 || (errno != EINTR && errno != EAGAIN && errno != EWOULDBLOCK) {
+                dropConnection()
+                continue
             }
             if expireRequests(reason: nil) { dropConnection() }
         }
@@ -677,8 +679,8 @@ public final class SMRClient<Command: SMRCodable, Query: SMRCodable, Output: SMR
             }
             break
         }
-        var none = timeval()
-        setsockopt(socket, SOL_SOCKET, SO_RCVTIMEO, &none, socklen_t(MemoryLayout<timeval>.size))
+        var wait = Self.receiveTimeout
+        setsockopt(socket, SOL_SOCKET, SO_RCVTIMEO, &wait, socklen_t(MemoryLayout<timeval>.size))
         monitor.withLock {
             fd = socket
             generation += 1
@@ -698,25 +700,31 @@ public final class SMRClient<Command: SMRCodable, Query: SMRCodable, Output: SMR
         }
     }
 
-    private func handle(_ frame: ClientFrame) {
-        switch frame {
-        case let .reply(request, status, index, payload):
-            if status == .notRunning || status == .busy {
-                // Not served here: try another replica with the same request (kept in flight).
-                return dropConnection()
-            }
-            let waiting: Inflight? = monitor.withLock {
+    /// The frames of one receive: their requests leave the window under one lock, then their waiters are called
+    /// (outside it; what they queue is sent once, after). A `notRunning` or `busy` reply (not served here: the
+    /// request stays in flight and goes to another replica), an error frame (the replica closes after it) or any
+    /// other frame drops the connection, once the replies of the receive are handed out.
+    private func handle(_ frames: [ClientFrame]) {
+        var drop = false
+        monitor.withLock {
+            dispatching = true
+            finished.removeAll(keepingCapacity: true)
+            for frame in frames {
+                guard case let .reply(request, status, index, payload) = frame,
+                      status != .notRunning, status != .busy else {
+                    drop = true
+                    continue
+                }
                 seenIndex = max(seenIndex, index)
-                return inflight.removeValue(forKey: request)
+                if let waiting = inflight.removeValue(forKey: request) {
+                    finished.append((waiting.waiter, (status, index, payload)))
+                }
             }
-            waiting?.waiter.finish(.success((status, index, payload)))
-        case let .error(_, message):
-            // The replica closes after this; the requests go elsewhere.
-            _ = message
-            dropConnection()
-        default:
-            dropConnection()
         }
+        for (waiter, reply) in finished { waiter.finish(.success(reply)) }
+        finished.removeAll(keepingCapacity: true)
+        monitor.withLock { dispatching = false }
+        if drop { dropConnection() }
     }
 
     /// Fails every request in flight with `error` (every replica refused the handshake: waiting will not help).

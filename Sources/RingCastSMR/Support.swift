@@ -71,6 +71,9 @@ struct Thread: Sendable {
     }
 
     func join() { _ = pthread_join(handle, nil) }
+
+    /// Nobody joins this thread: its resources go when it ends.
+    func detach() { _ = pthread_detach(handle) }
 }
 
 /// CLOCK_MONOTONIC in nanoseconds.
