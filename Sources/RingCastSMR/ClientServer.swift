@@ -180,7 +180,7 @@ final class ClientServer: @unchecked Sendable {
                 return connection
             }
             guard let connection else {
-                let refusal = ClientFrame.error(code: 3, message: "too many clients (\(clientsMax))").encoded()
+                let refusal = ClientFrame.error(code: ClientErrorCode.tooManyClients.rawValue, message: "too many clients (\(clientsMax))").encoded()
                 _ = refusal.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL | MSG_DONTWAIT)) }
                 Glibc.close(fd)
                 onRefused()
@@ -225,15 +225,21 @@ final class ClientServer: @unchecked Sendable {
         let decoded = frames.count
         let admitted = decoded == 0 ? 0 : connection.admitRequests(decoded)
         if admitted < decoded { frames.removeSubrange(admitted...) }
-        // A snapshot pull streams with blocking writes: the request and what follows it go to a thread of their own.
+        // A snapshot pull and a learner's feed (LearnerFeed.swift, which lasts until the learner hangs up) stream
+        // with blocking writes: the request and what follows it go to a thread of their own.
         var pull: [ClientFrame] = []
-        if let at = frames.firstIndex(where: { if case .snapshotRequest = $0 { true } else { false } }) {
+        if let at = frames.firstIndex(where: {
+            switch $0 {
+            case .snapshotRequest, .learnRequest: true
+            default: false
+            }
+        }) {
             pull = Array(frames[at...])
             frames.removeSubrange(at...)
         }
         if !frames.isEmpty { handler(frames, connection) }
         if admitted < decoded {
-            connection.fail(code: 4, message: "more than \(connection.windowMax) requests outstanding")
+            connection.fail(code: ClientErrorCode.windowExceeded.rawValue, message: "more than \(connection.windowMax) requests outstanding")
             onMalformed()
             connection.discarding = true
         } else if let malformed {
@@ -242,7 +248,7 @@ final class ClientServer: @unchecked Sendable {
                                metadata: ["connection": "\(connection.id)", "error": "\(malformed)",
                                           "malformed_since_last_warning": "\(events)"])
             }
-            connection.fail(code: 1, message: "\(malformed)")
+            connection.fail(code: ClientErrorCode.malformedFrame.rawValue, message: "\(malformed)")
             onMalformed()
             connection.discarding = true
         } else if connection.isEnding {
@@ -261,7 +267,7 @@ final class ClientServer: @unchecked Sendable {
             }
             connection.attach()
             owned.insert(ObjectIdentifier(connection))
-            connection.fail(code: 6, message: "cannot start the snapshot stream's thread")
+            connection.fail(code: ClientErrorCode.snapshotRefused.rawValue, message: "cannot start the snapshot stream's thread")
         }
         connection.flush()
         return .keep

@@ -241,3 +241,23 @@ struct FrameAssembler {
         }
     }
 }
+
+/// The codes of ``ClientFrame/error(code:message:)``, the frame a replica sends before it closes a connection (or
+/// refuses a transfer). The message says what happened; the code lets tools tell the cases apart. The client
+/// library treats every one the same way: the connection is over, it fails over to another replica.
+enum ClientErrorCode: UInt8 {
+    case malformedFrame = 1
+    case commandTooLarge = 2
+    case tooManyClients = 3
+    case windowExceeded = 4
+    /// A joiner whose state transfer failed does not serve.
+    case transferFailed = 5
+    /// A snapshot pull refused or broken (unknown transfer, no thread, the stream failed).
+    case snapshotRefused = 6
+    /// The group excluded this replica (Exclusion.swift).
+    case excluded = 7
+    /// A learn request refused (the state cannot be copied cheaply, no state here, too many learners).
+    case learnRefused = 8
+    /// A learner fell behind its feed queue and was dropped (LearnerFeed.swift).
+    case learnerDropped = 9
+}

@@ -20,14 +20,14 @@ import RingCast
 ///   joiner (a member not in its initial view, with a new incarnation) to rejoin with the group's state.
 extension ReplicaCore {
     /// The error code of the frame an excluded replica closes client connections with.
-    static var exclusionErrorCode: UInt8 { 7 }
+    static var exclusionErrorCode: UInt8 { ClientErrorCode.excluded.rawValue }
     /// How often the group's state is checked for an exclusion: bounds how late clients learn of it.
     static var exclusionPollMillis: Int { 20 }
 
     /// Why this replica refuses `frame` (under `lock`); nil when it serves it.
     func refusal(of frame: ClientFrame) -> (code: UInt8, message: String)? {
         if case .snapshotRequest = frame { return nil }
-        if failed { return (5, "this replica's state transfer failed; it does not serve") }
+        if failed { return (ClientErrorCode.transferFailed.rawValue, "this replica's state transfer failed; it does not serve") }
         guard excluded else { return nil }
         switch frame {
         case .hello, .statistics, .digest: return nil
@@ -56,6 +56,8 @@ extension ReplicaCore {
         let waiting: [Connection]? = lock.withLock {
             guard !excluded else { return nil }
             excluded = true
+            // Its learners would wait for a feed that stopped: dropped, they try another provider (Learner.swift).
+            for id in learners.keys { learners[id]!.drop("the provider is no longer a member (the group excluded it)") }
             var connections = pendingCommands.values.map(\.connection) + pendingOpens.values.map(\.connection)
                 + waitingSequential.map(\.connection)
             pendingCommands = [:]

@@ -88,6 +88,10 @@ extension ReplicaCore {
 
     private var stopping: Bool { pacing.withLock { transfersStopping } }
 
+    /// How long phase 2 waits for a silent feed to bring the batches up to the cut before it pulls the cut's
+    /// snapshot instead: well inside the time the cut's provider keeps it (``Replica/Options/snapshotPullTimeoutMillis``).
+    private var feedToCutWaitNanos: UInt64 { UInt64(max(Int(Self.feedIdleMillis), options.snapshotPullTimeoutMillis / 4)) * 1_000_000 }
+
     /// Phase 1 with one provider: restore its copy, apply its feed until the lag is small. Returns the open feed.
     private func learn(from provider: Address) throws(SnapshotError) -> FeedStream {
         let stream = try FeedStream.open(provider, core: self)
@@ -207,9 +211,18 @@ extension ReplicaCore {
                     backlog.removeAll()
                     backlogIndexes.removeAll()
                     var applied = lock.withLock { appliedIndex }
+                    var lastFrameNanos = monotonicNanos()
                     while applied < cut.index {
                         if stopping { throw SnapshotError("the replica is stopping") }
-                        guard let frame = try stream.next(timeoutMillis: Self.feedIdleMillis) else { continue }
+                        guard let frame = try stream.next(timeoutMillis: Self.feedIdleMillis) else {
+                            // The feed's provider stopped short of the cut (excluded, or a member that left): pull
+                            // the cut's snapshot instead, while the cut's provider still keeps it for this joiner.
+                            if monotonicNanos() - lastFrameNanos > feedToCutWaitNanos {
+                                throw SnapshotError("the feed stopped at index \(applied), before the cut \(cut.index)")
+                            }
+                            continue
+                        }
+                        lastFrameNanos = monotonicNanos()
                         guard case let .learnerEntry(index, _, payload) = frame else {
                             throw SnapshotError("unexpected frame in the learner's feed")
                         }

@@ -45,6 +45,14 @@ struct LearnerFeed {
         peakBytes = max(peakBytes, bytes)
     }
 
+    /// Drops the learner for `reason` (the provider can no longer feed it, e.g. the group excluded the provider).
+    mutating func drop(_ reason: String) {
+        guard dropped == nil else { return }
+        dropped = reason
+        entries = []
+        bytes = 0
+    }
+
     /// Everything queued, in order (the queue is empty afterwards).
     mutating func takeAll() -> [(index: UInt64, payload: [UInt8])] {
         defer {
@@ -67,7 +75,7 @@ extension ReplicaCore {
     /// closes the connection, falls behind (dropped), or this replica stops.
     func serveLearner(to connection: Connection) {
         guard Machine.copyIsSnapshot else {
-            return connection.fail(code: 7, message: "this service's state cannot be copied cheaply: join without learning")
+            return connection.fail(code: ClientErrorCode.learnRefused.rawValue, message: "this service's state cannot be copied cheaply: join without learning")
         }
         let admitted: Result<(UInt64, FrozenCut), SnapshotError> = lock.withLock {
             guard hasState, !failed, !restoring, !shuttingDown else {
@@ -89,7 +97,7 @@ extension ReplicaCore {
         switch admitted {
         case let .failure(refusal):
             logger.warning("learner refused", metadata: ["error": "\(refusal.reason)"])
-            return connection.fail(code: 7, message: refusal.reason)
+            return connection.fail(code: ClientErrorCode.learnRefused.rawValue, message: refusal.reason)
         case let .success((admittedID, admittedCut)):
             id = admittedID
             cut = admittedCut
@@ -118,7 +126,7 @@ extension ReplicaCore {
         }
         if let reason = dropped ?? outcome {
             logger.warning("learner feed ended", metadata: ["learner": "\(id)", "reason": "\(reason)"])
-            connection.fail(code: 8, message: reason)
+            connection.fail(code: ClientErrorCode.learnerDropped.rawValue, message: reason)
         }
     }
 

@@ -152,7 +152,7 @@ final class ReplicaCore<Machine: StateMachine>: @unchecked Sendable {
             }
             guard command.count + 64 <= ringBatchBytesMax else {
                 submitCommands(requests: &requests, entries: &entries, connection: connection)
-                connection.fail(code: 2, message: "command of \(command.count) bytes exceeds the ring's batchBytesMax")
+                connection.fail(code: ClientErrorCode.commandTooLarge.rawValue, message: "command of \(command.count) bytes exceeds the ring's batchBytesMax")
                 return countMalformedFrame()
             }
             requests.append(request)
@@ -212,7 +212,7 @@ final class ReplicaCore<Machine: StateMachine>: @unchecked Sendable {
             submit(.openSession(tag: tag), connection: connection, request: request)
         case let .command(request, session, sequence, firstUnacknowledged, command):
             guard command.count + 64 <= ringBatchBytesMax else {
-                connection.fail(code: 2, message: "command of \(command.count) bytes exceeds the ring's batchBytesMax")
+                connection.fail(code: ClientErrorCode.commandTooLarge.rawValue, message: "command of \(command.count) bytes exceeds the ring's batchBytesMax")
                 return countMalformedFrame()
             }
             lock.withLock {
@@ -259,7 +259,7 @@ final class ReplicaCore<Machine: StateMachine>: @unchecked Sendable {
                 connection.send(.reply(request: request, status: .notRunning, index: 0, payload: []))
             }
         case .welcome, .reply, .error, .snapshotChunk, .snapshotEnd, .learnerEntry:
-            connection.fail(code: 1, message: "a replica-to-client frame was sent to the replica")
+            connection.fail(code: ClientErrorCode.malformedFrame.rawValue, message: "a replica-to-client frame was sent to the replica")
             countMalformedFrame()
         }
     }

@@ -135,7 +135,7 @@ extension ReplicaCore {
         switch admitted {
         case let .failure(refusal):
             logger.error("snapshot transfer refused", metadata: ["transfer": "\(transfer)", "error": "\(refusal.reason)"])
-            return connection.fail(code: 6, message: refusal.reason)
+            return connection.fail(code: ClientErrorCode.snapshotRefused.rawValue, message: refusal.reason)
         case let .success(admittedCut):
             cut = admittedCut
         }
@@ -151,7 +151,7 @@ extension ReplicaCore {
         }
         if let outcome {
             logger.error("snapshot transfer failed", metadata: ["transfer": "\(transfer)", "error": "\(outcome)"])
-            connection.fail(code: 6, message: outcome)
+            connection.fail(code: ClientErrorCode.snapshotRefused.rawValue, message: outcome)
         } else {
             logger.info("snapshot streamed to a joiner", metadata: ["transfer": "\(transfer)", "bytes": "\(sentBytes)",
                                                                     "applied_index": "\(index)",

@@ -224,7 +224,7 @@ struct JoinBench: AsyncParsableCommand {
             learnerRestoredNanos = stamp("learner_restored")
             learnerJoiningNanos = stamp("learner_joining")
             caughtUpNanos = stamp("caught_up")
-            if caughtUpNanos == nil && group.errorOutput(3).contains("excluded from the group") {
+            if caughtUpNanos == nil && group.errorOutput(3).contains("excluded from the group: this replica") {
                 // It will never catch up (e.g. its provider stalled before sending the state): say so, do not wait.
                 joinBenchLog("replica 3 was excluded from the group before it caught up; see \(directory)/replica3.err")
                 throw ExitCode(1)
