@@ -54,6 +54,11 @@ struct Serve: AsyncParsableCommand {
     var members: String
     @Option(help: ArgumentHelp("The founding view's node ids (default: every member).", valueName: "id,…"))
     var view: String?
+    @Option(help: ArgumentHelp("""
+        Bump it each time this id comes back after the group excluded it (its log says so): it then rejoins as a new \
+        member and receives the group's state. Give it a --view that does not list this id, so that it joins.
+        """, valueName: "n"))
+    var incarnation: UInt32 = 0
     @Option(name: .customLong("client-host"), help: "Where clients connect (an IPv4 address of this host).")
     var clientHost = "127.0.0.1"
     @Option(name: .customLong("client-port"), help: "The client port (0: any free one; see the ready line).")
@@ -127,6 +132,7 @@ struct Serve: AsyncParsableCommand {
         } ?? map.keys.sorted()
         LoggingSystem.bootstrap(StreamLogHandler.standardError)
         var configuration = Group.Configuration(me: id, addresses: map, initialView: initialView)
+        configuration.incarnation = incarnation
         configuration.mode = mode == "perfect" ? .perfect : .quorum
         configuration.suspectMillis = suspectMillis
         configuration.name = links.clusterName
