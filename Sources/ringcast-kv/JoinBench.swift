@@ -99,6 +99,20 @@ struct JoinBench: AsyncParsableCommand {
         }
     }
 
+    /// The fault of issue #12: the provider (replica 0) stopped with SIGSTOP for longer than the suspicion timeout,
+    /// `afterMillis` from now, then continued.
+    static func stallProvider(_ group: JoinGroup, afterMillis: Int, forMillis: Int, when: String) -> Task<Void, Never> {
+        Task.detached {
+            try? await Task.sleep(for: .milliseconds(afterMillis))
+            let pid = group.pid(0)
+            kill(pid, SIGSTOP)
+            joinBenchLog("replica 0 (the provider) stopped for \(forMillis) ms\(when)")
+            try? await Task.sleep(for: .milliseconds(forMillis))
+            kill(pid, SIGCONT)
+            joinBenchLog("replica 0 continued")
+        }
+    }
+
     func run() async throws {
         let work = try WorkDirectory(prefix: "ringcast-kv-join")
         var passed = false
@@ -179,15 +193,8 @@ struct JoinBench: AsyncParsableCommand {
         let joinSecond = await sampler.second
         let joinStartedUnixMillis = unixMillisNow()
         // A negative --stall-after-ms stops the provider before the joiner starts.
-        let stallTask: Task<Void, Never>? = stallProviderMillis > 0 && stallAfterMillis < 0
-            ? Task.detached { [stallProviderMillis] in
-                let pid = group.pid(0)
-                kill(pid, SIGSTOP)
-                joinBenchLog("replica 0 (the provider) stopped for \(stallProviderMillis) ms, before the join")
-                try? await Task.sleep(for: .milliseconds(stallProviderMillis))
-                kill(pid, SIGCONT)
-                joinBenchLog("replica 0 continued")
-            } : nil
+        let stallTask = stallProviderMillis > 0 && stallAfterMillis < 0
+            ? Self.stallProvider(group, afterMillis: 0, forMillis: stallProviderMillis, when: ", before the join") : nil
         if stallTask != nil { try await Task.sleep(for: .milliseconds(-stallAfterMillis)) }
         let learnFrom = (0..<3).map { "127.0.0.1:\(group.clientAddress($0).port)" }.joined(separator: ",")
         try group.spawn(3, view: "0,1,2", arguments: learner ? ["--learn-from", learnFrom] : [])
@@ -195,16 +202,9 @@ struct JoinBench: AsyncParsableCommand {
         let joinerBaseline = ProcStatus.read(group.pid(3))
         ProcStatus.resetPeak(group.pid(3))
         joinBenchLog("replica 3 started (joining)")
-        let stall = stallProviderMillis > 0 ? stallTask ?? Task.detached { [stallAfterMillis, stallProviderMillis] in
-            // The fault of issue #12: a stall of the provider longer than the suspicion timeout, mid-transfer.
-            try? await Task.sleep(for: .milliseconds(stallAfterMillis))
-            let pid = group.pid(0)
-            kill(pid, SIGSTOP)
-            joinBenchLog("replica 0 (the provider) stopped for \(stallProviderMillis) ms")
-            try? await Task.sleep(for: .milliseconds(stallProviderMillis))
-            kill(pid, SIGCONT)
-            joinBenchLog("replica 0 continued")
-        } : nil
+        let stall = stallProviderMillis > 0
+            ? stallTask ?? Self.stallProvider(group, afterMillis: stallAfterMillis, forMillis: stallProviderMillis, when: "")
+            : nil
         // The joiner prints `state_restored unix_ms=…` and `caught_up unix_ms=…` (a client of it would wait: its
         // session opening is an ordered command, applied after the suffix).
         var restoredNanos: UInt64?

@@ -9,25 +9,6 @@ import Glibc
 /// Issue #12, Done-when 4: a joiner catches up as a learner outside the view first, then joins (Learner.swift,
 /// LearnerFeed.swift). In TransferTests' serialized suite (BulkCluster's ports).
 extension TransferTests {
-    /// Writes `total` increments over `ids` with 4 lanes; `box` counts the acknowledged ones.
-    private func load(_ cluster: BulkCluster, _ ids: [UInt32], total: Int, box: StartedBox) -> Task<Void, Error> {
-        Task {
-            let client = try await cluster.client(ids, window: 4)
-            defer { client.close() }
-            try await withThrowingTaskGroup(of: Void.self) { lanes in
-                for lane in 0..<4 {
-                    lanes.addTask {
-                        for _ in stride(from: lane, to: total, by: 4) {
-                            _ = try await client.submit(Counter.Add(delta: 1))
-                            box.count.add(1, ordering: .relaxed)
-                        }
-                    }
-                }
-                try await lanes.waitForAll()
-            }
-        }
-    }
-
     private func clientAddress(_ replica: Replica<BulkCounter>) throws -> Address {
         try Address(host: "127.0.0.1", port: replica.clientPort)
     }
@@ -43,7 +24,7 @@ extension TransferTests {
         for replica in [provider, other] { try await replica.group.waitUntilRunning() }
         let total = 1_200
         let box = StartedBox()
-        let writes = load(cluster, [0, 1], total: total, box: box)
+        let writes = incrementLoad(total: total, box: box) { try await cluster.client([0, 1], window: 4) }
         #expect(try await eventually(20) { box.count.load(ordering: .relaxed) >= 100 })
 
         let learnFrom = [try clientAddress(provider)]

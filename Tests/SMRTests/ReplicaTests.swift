@@ -152,6 +152,26 @@ func withDeadline<T: Sendable>(_ seconds: Double, _ body: @escaping @Sendable ()
 
 final class StartedBox: Sendable { let count = Atomic<Int>(0) }
 
+/// Writes `total` increments with 4 lanes through one client (made by `connect`); `box` counts the acknowledged ones.
+func incrementLoad(total: Int, box: StartedBox,
+                   connect: @escaping @Sendable () async throws -> CounterClient) -> Task<Void, Error> {
+    Task {
+        let client = try await connect()
+        defer { client.close() }
+        try await withThrowingTaskGroup(of: Void.self) { lanes in
+            for lane in 0..<4 {
+                lanes.addTask {
+                    for _ in stride(from: lane, to: total, by: 4) {
+                        _ = try await client.submit(Counter.Add(delta: 1))
+                        box.count.add(1, ordering: .relaxed)
+                    }
+                }
+            }
+            try await lanes.waitForAll()
+        }
+    }
+}
+
 /// Outcomes of one client's increments.
 struct Tally: Sendable {
     var acknowledged = 0

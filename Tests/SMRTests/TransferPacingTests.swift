@@ -198,21 +198,7 @@ extension TransferTests {
 
         let total = 600
         let box = StartedBox()
-        let load = Task {
-            let client = try await cluster.client([0, 1], window: 4)
-            defer { client.close() }
-            try await withThrowingTaskGroup(of: Void.self) { lanes in
-                for lane in 0..<4 {
-                    lanes.addTask {
-                        for _ in stride(from: lane, to: total, by: 4) {
-                            _ = try await client.submit(Counter.Add(delta: 1))
-                            box.count.add(1, ordering: .relaxed)
-                        }
-                    }
-                }
-                try await lanes.waitForAll()
-            }
-        }
+        let load = incrementLoad(total: total, box: box) { try await cluster.client([0, 1], window: 4) }
         #expect(try await eventually(20) { box.count.load(ordering: .relaxed) >= 50 })
         let joiner = try cluster.start(2, initialView: [0, 1])
         try await withDeadline(30) { try await joiner.group.waitUntilRunning(timeout: .seconds(20)) }

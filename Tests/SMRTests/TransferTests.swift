@@ -226,21 +226,7 @@ func eventually(_ seconds: Double, _ condition: () -> Bool) async throws -> Bool
 
         let total = 400
         let box = StartedBox()
-        let load = Task {
-            let client = try await cluster.client([1], window: 4)
-            defer { client.close() }
-            try await withThrowingTaskGroup(of: Void.self) { lanes in
-                for lane in 0..<4 {
-                    lanes.addTask {
-                        for _ in stride(from: lane, to: total, by: 4) {
-                            _ = try await client.submit(Counter.Add(delta: 1))
-                            box.count.add(1, ordering: .relaxed)
-                        }
-                    }
-                }
-                try await lanes.waitForAll()
-            }
-        }
+        let load = incrementLoad(total: total, box: box) { try await cluster.client([1], window: 4) }
         #expect(try await eventually(20) { provider.statistics.suffixFullWaits >= 1 },
                 "the provider's suffix store never filled")
         // Full: the provider's delivery waits, so the ring stops; the clients stop getting acknowledgements.
