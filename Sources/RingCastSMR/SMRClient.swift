@@ -44,7 +44,7 @@ public enum SMRClientError: Error, Sendable, Hashable, CustomStringConvertible {
 }
 
 /// What a client request asks for (``SMRClient``'s in-flight table).
-private enum SMRRequestKind {
+enum SMRRequestKind {
     case open
     case command(sequence: UInt64, bytes: [UInt8])
     case read(consistency: ReadConsistency, bytes: [UInt8])
@@ -57,7 +57,7 @@ typealias SMRRawReply = (status: ReplyStatus, index: UInt64, payload: [UInt8])
 
 /// Who waits for a request of ``SMRClient``: an async caller (a continuation), or a completion that the reader
 /// thread calls (the non-waiting API: no task resumption per request).
-private enum SMRWaiter {
+enum SMRWaiter {
     case continuation(CheckedContinuation<Result<SMRRawReply, SMRClientError>, Never>)
     case completion(@Sendable (Result<SMRRawReply, SMRClientError>) -> Void)
 
@@ -71,7 +71,7 @@ private enum SMRWaiter {
 }
 
 /// A request of ``SMRClient`` waiting for its reply.
-private struct SMRInflight {
+struct SMRInflight {
     let kind: SMRRequestKind
     let deadlineNanos: UInt64
     var sentGeneration: UInt64 = 0
@@ -126,57 +126,57 @@ public final class SMRClient<Command: SMRCodable, Query: SMRCodable, Output: SMR
         public var handshakesFailed: UInt64 = 0
     }
 
-    private enum SessionStep { case have(UInt64), wait, open }
+    enum SessionStep { case have(UInt64), wait, open }
 
     // Declared outside the class: nested in it they would be generic too, and every dictionary access in the
     // client's hot path would then look up their type metadata at run time (profiled: ~9 % of a loaded client).
-    private typealias Kind = SMRRequestKind
-    private typealias Inflight = SMRInflight
+    typealias Kind = SMRRequestKind
+    typealias Inflight = SMRInflight
 
     public let options: Options
-    private let monitor = Monitor()
-    private let sendMonitor = Monitor()
+    let monitor = Monitor()
+    let sendMonitor = Monitor()
     // Under `monitor`:
-    private var fd: Int32 = -1
-    private var generation: UInt64 = 0
-    private var replica: Int
-    private var session: UInt64?
-    private var opening = false
-    private var sessionWaiters: [CheckedContinuation<Result<UInt64, SMRClientError>, Never>] = []
-    private var nextSequence: UInt64 = 1
-    private var nextRequest: UInt64 = 1
-    private var seenIndex: UInt64 = 0
-    private var inflight: [UInt64: Inflight] = [:]
-    private var slots: Int
-    private var slotWaiters: [CheckedContinuation<Bool, Never>] = []
-    private var closed = false
-    private var stats = Statistics()
-    private var reader: Thread?
+    var fd: Int32 = -1
+    var generation: UInt64 = 0
+    var replica: Int
+    var session: UInt64?
+    var opening = false
+    var sessionWaiters: [CheckedContinuation<Result<UInt64, SMRClientError>, Never>] = []
+    var nextSequence: UInt64 = 1
+    var nextRequest: UInt64 = 1
+    var seenIndex: UInt64 = 0
+    var inflight: [UInt64: Inflight] = [:]
+    var slots: Int
+    var slotWaiters: [CheckedContinuation<Bool, Never>] = []
+    var closed = false
+    var stats = Statistics()
+    var reader: Thread?
     /// Why the last connection's handshake failed (nil after a connection that got through it, or that failed
     /// before it), and how many in a row did.
-    private var handshakeFailure: String?
-    private var handshakeFailuresInARow = 0
+    var handshakeFailure: String?
+    var handshakeFailuresInARow = 0
     /// Requests queued for sending (``sendQueued()``), whether a thread is sending, whether a send is scheduled.
-    private var outgoing: [UInt64] = []
-    private var sending = false
-    private var sendScheduled = false
+    var outgoing: [UInt64] = []
+    var sending = false
+    var sendScheduled = false
     /// Every unsent in-flight request is to be sent (after a reconnection).
-    private var resendAll = false
+    var resendAll = false
     /// The reader thread is handing out the replies of one receive; it sends what they queued once done.
-    private var dispatching = false
+    var dispatching = false
     /// The frames of one `send` (``sendQueued()``, under `sendMonitor`): one buffer reused, no array per frame.
-    private var sendBuffer = ByteWriter(capacity: 4096)
+    var sendBuffer = ByteWriter(capacity: 4096)
     /// When the reader last looked for requests past their deadline (CLOCK_MONOTONIC ns, reader thread only).
-    private var lastExpiryScan: UInt64 = 0
+    var lastExpiryScan: UInt64 = 0
     /// The deadline scan runs at most this often: it walks the whole window, and the reader wakes once per batch
     /// of replies (profiled: scanning on every wake-up was an eighth of a loaded client's CPU). Timeouts fire at
     /// most this much late.
-    private static var expiryScanIntervalNanos: UInt64 { 10_000_000 }
+    static var expiryScanIntervalNanos: UInt64 { 10_000_000 }
     /// The longest the reader waits in one `recv` (then it looks for requests past their deadline).
-    private static var receiveTimeout: timeval { timeval(tv_sec: 0, tv_usec: 20_000) }
+    static var receiveTimeout: timeval { timeval(tv_sec: 0, tv_usec: 20_000) }
     /// The reader thread's frames of one receive and the waiters they finish (reused: no arrays per receive).
-    private var frames: [ClientFrame] = []
-    private var finished: [(SMRWaiter, SMRRawReply)] = []
+    var frames: [ClientFrame] = []
+    var finished: [(SMRWaiter, SMRRawReply)] = []
 
     private init(options: Options) {
         self.options = options
@@ -268,7 +268,7 @@ public final class SMRClient<Command: SMRCodable, Query: SMRCodable, Output: SMR
     }
 
     /// A command's reply as the caller sees it: its output, or why not (an expired session is forgotten here).
-    private func commandOutcome(_ reply: Result<SMRRawReply, SMRClientError>) -> Result<Committed<Output>, SMRClientError> {
+    func commandOutcome(_ reply: Result<SMRRawReply, SMRClientError>) -> Result<Committed<Output>, SMRClientError> {
         let raw: SMRRawReply
         switch reply {
         case let .failure(error): return .failure(error)
@@ -289,7 +289,7 @@ public final class SMRClient<Command: SMRCodable, Query: SMRCodable, Output: SMR
     }
 
     /// A read's reply as the caller sees it.
-    private static func readOutcome(_ reply: Result<SMRRawReply, SMRClientError>) -> Result<Output, SMRClientError> {
+    static func readOutcome(_ reply: Result<SMRRawReply, SMRClientError>) -> Result<Output, SMRClientError> {
         switch reply {
         case let .failure(error): return .failure(error)
         case let .success(reply):
@@ -353,7 +353,7 @@ public final class SMRClient<Command: SMRCodable, Query: SMRCodable, Output: SMR
     }
 
     /// Takes a window slot now, or throws why not.
-    private func takeSlotNow() throws(SMRClientError) {
+    func takeSlotNow() throws(SMRClientError) {
         let refusal: SMRClientError? = monitor.withLock {
             if closed { return .closed }
             guard slots > 0 else { return .windowFull }
@@ -399,7 +399,7 @@ public final class SMRClient<Command: SMRCodable, Query: SMRCodable, Output: SMR
         }
     }
 
-    private func ensureSession() async throws(SMRClientError) -> UInt64 {
+    func ensureSession() async throws(SMRClientError) -> UInt64 {
         let step: SessionStep = monitor.withLock {
             if let session { return .have(session) }
             if opening { return .wait }
@@ -449,7 +449,7 @@ public final class SMRClient<Command: SMRCodable, Query: SMRCodable, Output: SMR
         }
     }
 
-    private func acquireSlot() async -> Bool {
+    func acquireSlot() async -> Bool {
         await withCheckedContinuation { (continuation: CheckedContinuation<Bool, Never>) in
             let immediate: Bool? = monitor.withLock {
                 if closed { return false }
@@ -464,7 +464,7 @@ public final class SMRClient<Command: SMRCodable, Query: SMRCodable, Output: SMR
         }
     }
 
-    private func releaseSlot() {
+    func releaseSlot() {
         let waiter: CheckedContinuation<Bool, Never>? = monitor.withLock {
             if !slotWaiters.isEmpty { return slotWaiters.removeFirst() }
             slots += 1
@@ -473,7 +473,7 @@ public final class SMRClient<Command: SMRCodable, Query: SMRCodable, Output: SMR
         waiter?.resume(returning: true)
     }
 
-    private func call(_ kind: Kind) async throws(SMRClientError) -> SMRRawReply {
+    func call(_ kind: Kind) async throws(SMRClientError) -> SMRRawReply {
         let result = await withCheckedContinuation { continuation in
             enqueue(kind, waiter: .continuation(continuation))
         }
@@ -481,7 +481,7 @@ public final class SMRClient<Command: SMRCodable, Query: SMRCodable, Output: SMR
     }
 
     /// Puts a request in flight and queues it for sending; on a closed client it finishes at once.
-    private func enqueue(_ kind: Kind, waiter: SMRWaiter) {
+    func enqueue(_ kind: Kind, waiter: SMRWaiter) {
         let deadline = monotonicNanos() + UInt64(options.timeoutMillis) * 1_000_000
         // One lock per request: in flight and queued for sending together (``queueForSendingLocked(_:)``).
         let schedule: Bool? = monitor.withLock {
@@ -504,7 +504,7 @@ public final class SMRClient<Command: SMRCodable, Query: SMRCodable, Output: SMR
     }
 
     /// The frame of an in-flight request (under `monitor`).
-    private func frame(_ id: UInt64, _ request: Inflight) -> ClientFrame {
+    func frame(_ id: UInt64, _ request: Inflight) -> ClientFrame {
         switch request.kind {
         case .open:
             return .openSession(request: id)
@@ -527,7 +527,7 @@ public final class SMRClient<Command: SMRCodable, Query: SMRCodable, Output: SMR
 
     /// Queues request `id` for sending (under `monitor`); true when the caller is to schedule ``sendQueued()`` (no one is sending
     /// and no send is scheduled: otherwise that one takes it along).
-    private func queueForSendingLocked(_ id: UInt64) -> Bool {
+    func queueForSendingLocked(_ id: UInt64) -> Bool {
         outgoing.append(id)
         guard !sending, !sendScheduled, !dispatching else { return false }
         sendScheduled = true
@@ -535,7 +535,7 @@ public final class SMRClient<Command: SMRCodable, Query: SMRCodable, Output: SMR
     }
 
     /// Sends every in-flight request not yet sent on the current connection (after a reconnection).
-    private func sendPending() {
+    func sendPending() {
         monitor.withLock { resendAll = true }
         sendQueued()
     }
@@ -543,7 +543,7 @@ public final class SMRClient<Command: SMRCodable, Query: SMRCodable, Output: SMR
     /// Sends the queued requests. Combining: one thread sends at a time, and it looks again before it stops, so
     /// requests queued meanwhile leave together in its next `send`. `sendMonitor` still covers every write, so
     /// the descriptor is never closed or replaced under one.
-    private func sendQueued() {
+    func sendQueued() {
         let proceed: Bool = monitor.withLock {
             sendScheduled = false
             guard !sending else { return false }
@@ -583,175 +583,5 @@ public final class SMRClient<Command: SMRCodable, Query: SMRCodable, Output: SMR
             }
             if finished { return }
         }
-    }
-
-    // MARK: The reader thread: connection, failover, replies, timeouts
-
-    private func runReader() {
-        var buffer = [UInt8](repeating: 0, count: 64 << 10)
-        var assembler = FrameAssembler(frameBytesMax: options.frameBytesMax)
-        var failedInARow = 0
-        while !monitor.withLock({ closed }) {
-            let current = monitor.withLock { fd }
-            if current < 0 {
-                if connectNext() {
-                    failedInARow = 0
-                    assembler = FrameAssembler(frameBytesMax: options.frameBytesMax)
-                    sendPending()
-                } else {
-                    failedInARow += 1
-                    if let reason = monitor.withLock({ handshakeFailuresInARow >= options.replicas.count ? handshakeFailure : nil }) {
-                        // A key mismatch does not heal by waiting: fail what is waiting instead of timing out.
-                        failAll(.unauthenticated(reason))
-                    }
-                    expireRequests(reason: failedInARow >= options.replicas.count ? "no replica answered" : nil)
-                    if failedInARow % options.replicas.count == 0 { usleep(50_000) }
-                }
-                continue
-            }
-            // One `recv` per wake-up: the socket's receive timeout (``Self/receiveTimeout``, set by ``connectNext()``)
-            // bounds the wait so deadlines are checked, without a `poll` per receive.
-            let received = buffer.withUnsafeMutableBytes { recv(current, $0.baseAddress, $0.count, 0) }
-            if received > 0 {
-                buffer.withUnsafeBytes { assembler.append(UnsafeRawBufferPointer(rebasing: $0[0..<received])) }
-                var malformed = false
-                frames.removeAll(keepingCapacity: true)
-                do {
-                    while let body = try assembler.next() { frames.append(try ClientFrame.decode(body)) }
-                } catch {
-                    malformed = true
-                }
-                // The completions of this receive's replies queue their next requests; they leave in one send.
-                handle(frames)
-                if malformed {
-                    dropConnection()
-                    continue
-                }
-                sendQueued()
-            } else if received == 0 || (errno != EINTR && errno != EAGAIN && errno != EWOULDBLOCK) {
-                dropConnection()
-                continue
-            }
-            if expireRequests(reason: nil) { dropConnection() }
-        }
-    }
-
-    /// Connects to the next replica and exchanges hello/welcome. False when it did not answer.
-    private func connectNext() -> Bool {
-        let (address, attempt) = monitor.withLock { (options.replicas[replica], replica) }
-        defer { monitor.withLock { if fd < 0 { replica = (attempt + 1) % options.replicas.count } } }
-        guard let socket = try? Socket.connect(address, timeoutMillis: Int32(options.connectTimeoutMillis)) else {
-            monitor.withLock { handshakeFailuresInARow = 0 }
-            return false
-        }
-        do {
-            try options.security.authenticateClientLink(socket: socket, role: .dialer, clusterName: options.clusterName,
-                                                        selfID: 0)
-            monitor.withLock { handshakeFailuresInARow = 0 }
-        } catch {
-            Glibc.close(socket)
-            monitor.withLock {
-                stats.handshakesFailed += 1
-                handshakeFailuresInARow += 1
-                handshakeFailure = "\(address): \(error)"
-            }
-            return false
-        }
-        var timeout = timeval(tv_sec: options.connectTimeoutMillis / 1000, tv_usec: (options.connectTimeoutMillis % 1000) * 1000)
-        setsockopt(socket, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
-        guard Socket.sendAll(socket, ClientFrame.hello.encoded()) else {
-            Glibc.close(socket)
-            return false
-        }
-        var assembler = FrameAssembler(frameBytesMax: 4096)
-        var buffer = [UInt8](repeating: 0, count: 256)
-        while true {
-            let received = buffer.withUnsafeMutableBytes { recv(socket, $0.baseAddress, $0.count, 0) }
-            guard received > 0 else {
-                Glibc.close(socket)
-                return false
-            }
-            buffer.withUnsafeBytes { assembler.append(UnsafeRawBufferPointer(rebasing: $0[0..<received])) }
-            guard let body = try? assembler.next() else { continue }
-            guard case .welcome? = try? ClientFrame.decode(body) else {
-                Glibc.close(socket)
-                return false
-            }
-            break
-        }
-        var wait = Self.receiveTimeout
-        setsockopt(socket, SOL_SOCKET, SO_RCVTIMEO, &wait, socklen_t(MemoryLayout<timeval>.size))
-        monitor.withLock {
-            fd = socket
-            generation += 1
-        }
-        return true
-    }
-
-    private func dropConnection() {
-        sendMonitor.withLock {
-            monitor.withLock {
-                guard fd >= 0 else { return }
-                Glibc.close(fd)
-                fd = -1
-                stats.failovers += 1
-                replica = (replica + 1) % options.replicas.count
-            }
-        }
-    }
-
-    /// The frames of one receive: their requests leave the window under one lock, then their waiters are called
-    /// (outside it; what they queue is sent once, after). A `notRunning` or `busy` reply (not served here: the
-    /// request stays in flight and goes to another replica), an error frame (the replica closes after it) or any
-    /// other frame drops the connection, once the replies of the receive are handed out.
-    private func handle(_ frames: [ClientFrame]) {
-        var drop = false
-        monitor.withLock {
-            dispatching = true
-            finished.removeAll(keepingCapacity: true)
-            for frame in frames {
-                guard case let .reply(request, status, index, payload) = frame,
-                      status != .notRunning, status != .busy else {
-                    drop = true
-                    continue
-                }
-                seenIndex = max(seenIndex, index)
-                if let waiting = inflight.removeValue(forKey: request) {
-                    finished.append((waiting.waiter, (status, index, payload)))
-                }
-            }
-        }
-        for (waiter, reply) in finished { waiter.finish(.success(reply)) }
-        finished.removeAll(keepingCapacity: true)
-        monitor.withLock { dispatching = false }
-        if drop { dropConnection() }
-    }
-
-    /// Fails every request in flight with `error` (every replica refused the handshake: waiting will not help).
-    private func failAll(_ error: SMRClientError) {
-        let failed: [Inflight] = monitor.withLock {
-            defer { inflight = [:] }
-            return Array(inflight.values)
-        }
-        for request in failed { request.waiter.finish(.failure(error)) }
-    }
-
-    /// Fails requests past their deadline (or all, with `reason`). True when one timed out: the connection is then
-    /// dropped (the replica still owes those replies, and a new connection starts with a clean window).
-    @discardableResult
-    private func expireRequests(reason: String?) -> Bool {
-        let now = monotonicNanos()
-        guard now &- lastExpiryScan >= Self.expiryScanIntervalNanos else { return false }
-        lastExpiryScan = now
-        let expired: [Inflight] = monitor.withLock {
-            var ids: [UInt64] = []
-            for (id, request) in inflight where request.deadlineNanos <= now { ids.append(id) }
-            guard !ids.isEmpty else { return [] }
-            stats.timeouts += UInt64(ids.count)
-            return ids.compactMap { inflight.removeValue(forKey: $0) }
-        }
-        for request in expired { request.waiter.finish(.failure(.timeout)) }
-        _ = reason
-        return !expired.isEmpty
     }
 }

@@ -55,7 +55,7 @@ final class JoinGroup: @unchecked Sendable {
     init(directory: String, members count: Int, extraArguments: [String]) throws {
         self.directory = directory
         self.extraArguments = extraArguments
-        let ports = JoinGroup.freePorts(count * 3)
+        let ports = SpawnedCluster.freePorts(count: count * 3)
         self.ports = ports
         members = (0..<count).map { "127.0.0.1:\(ports[3 * $0])" }.joined(separator: ",")
     }
@@ -132,31 +132,5 @@ final class JoinGroup: @unchecked Sendable {
             var status: Int32 = 0
             waitpid(pid, &status, 0)
         }
-    }
-
-    /// Ports p, p + 1, p + 2 free on loopback (data, control, client), per member.
-    private static func freePorts(_ count: Int) -> [UInt16] {
-        func bindable(_ port: UInt16) -> Bool {
-            let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-            defer { close(fd) }
-            var address = sockaddr_in()
-            address.sin_family = sa_family_t(AF_INET)
-            address.sin_addr.s_addr = inet_addr("127.0.0.1")
-            address.sin_port = port.bigEndian
-            return withUnsafePointer(to: &address) { pointer in
-                pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                    bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0
-                }
-            }
-        }
-        var result: [UInt16] = []
-        var candidate = UInt16(31_000 + Int(getpid() % 9_000) / 3 * 3)
-        while result.count < count {
-            candidate = candidate >= 59_990 ? 31_000 : candidate + 3
-            if bindable(candidate) && bindable(candidate + 1) && bindable(candidate + 2) {
-                result += [candidate, candidate + 1, candidate + 2]
-            }
-        }
-        return Array(result.prefix(count))
     }
 }

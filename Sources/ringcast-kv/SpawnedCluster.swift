@@ -110,7 +110,7 @@ final class SpawnedCluster: @unchecked Sendable {
     }
 
     /// Ports p (data), p + 1 (control), p + 2 (client) free on loopback, per replica.
-    private static func freePorts(count: Int) -> [UInt16] {
+    static func freePorts(count: Int) -> [UInt16] {
         func bindable(_ port: UInt16) -> Bool {
             let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
             defer { close(fd) }
