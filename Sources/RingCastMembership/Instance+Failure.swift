@@ -84,6 +84,12 @@ extension Membership.Instance {
             nextHeartbeatTicks = nowTicks + settings.heartbeatIntervalTicks
             for member in view.members where member != me { send(.heartbeat(viewID: view.id), to: member) }
         }
+        if state == .normal {
+            for (position, dueTicks) in ringLosses.sorted(by: { $0.key < $1.key }) where state == .normal && nowTicks >= dueTicks {
+                ringLosses[position] = nil
+                suspect(view.members[position], .linkLost(view.members[position]), local: true)
+            }
+        }
         for position in view.members.indices where suspicions[position] == nil {
             let member = view.members[position]
             // heardTicks may lie ahead (the founding view's start-up grace): compare without subtracting.
@@ -160,6 +166,7 @@ extension Membership.Instance {
     mutating func startChange() {
         guard state == .normal, let view = installed else { return }
         state = .changing
+        ringLosses = [:]
         changeStartedTicks = nowTicks
         patienceStartTicks = nowTicks
         outbox.append(.freeze)

@@ -19,6 +19,8 @@ extension Membership {
         /// Indexed by ring position of `installed`.
         var heardTicks: [UInt64] = []
         var suspicions: [Suspicion?] = []
+        /// Broken data-ring links not yet taken as suspicions: ring position → the tick at which they are.
+        var ringLosses: [Int: UInt64] = [:]
         /// Join and leave requests seen for the change of `installed` (sorted).
         var joiners: [MemberID] = []
         var leavers: [MemberID] = []
@@ -103,6 +105,22 @@ extension Membership {
             return finish()
         }
 
+        /// The shell's data-ring link to the neighbour `peer` broke. In a view change every member freezes its
+        /// ring and closes its ring links (Fig. 2.7 line 1), and a neighbour's close can reach this member before
+        /// that neighbour's `change` message, which travels on the control link: taken at once as a crash, it
+        /// would exclude a live member (seen at load: the member that first suspected a third one was excluded
+        /// with it). So in a normal view the break becomes a suspicion only if no view change starts within
+        /// ``Membership/Settings/ringLossGraceTicks``. A crashed process loses its control link too, which
+        /// ``onLinkLost(_:nowTicks:)`` takes at once; a ring broken between two live members still ends in a
+        /// change, one grace later. During a change the ring is frozen or being replaced: a break means nothing.
+        public mutating func onRingLinkLost(_ peer: MemberID, nowTicks: UInt64) -> [Directive] {
+            begin(nowTicks)
+            if state == .normal, let position = installed?.position(of: peer), peer != me, ringLosses[position] == nil {
+                ringLosses[position] = nowTicks + settings.ringLossGraceTicks
+            }
+            return finish()
+        }
+
         /// The shell froze the data ring after `.freeze`; `received` is the LCR core's clock.
         /// - Precondition: one entry per member of the installed view.
         public mutating func onFrozen(received: [UInt64], nowTicks: UInt64) -> [Directive] {
@@ -171,6 +189,7 @@ extension Membership {
             installed = view
             heardTicks = Array(repeating: nowTicks, count: view.members.count)
             suspicions = Array(repeating: nil, count: view.members.count)
+            ringLosses = [:]
             joiners = []
             leavers = []
             recovered = nil

@@ -90,6 +90,9 @@ extension Membership {
         public var suspectTimeoutTicks: UInt64 = 200
         /// A round of the view change (prepare, fill, accept) ends at the latest after this long.
         public var roundTimeoutTicks: UInt64 = 200
+        /// A broken data-ring link of a member in a normal view is a suspicion only if no view change starts
+        /// within this long (see ``Membership/Instance/onRingLinkLost(_:nowTicks:)``).
+        public var ringLossGraceTicks: UInt64 = 40
         /// Which old-view messages a view change delivers (see ``Membership/RecoveryRule``).
         public var recovery: RecoveryRule = .union
         /// Founders only: how long a member of the founding view may stay silent before its first message
@@ -109,7 +112,8 @@ extension Membership {
             }
             guard roundTimeoutTicks >= 1 else { throw .invalidSettings("roundTimeoutTicks must be at least 1") }
             let limit = UInt64.max / 8
-            guard suspectTimeoutTicks <= limit && roundTimeoutTicks <= limit && startupGraceTicks <= limit else {
+            guard suspectTimeoutTicks <= limit && roundTimeoutTicks <= limit && startupGraceTicks <= limit
+                    && ringLossGraceTicks <= limit else {
                 throw .invalidSettings("timeouts must be below \(limit) ticks")
             }
         }

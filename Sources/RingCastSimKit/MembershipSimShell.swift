@@ -86,6 +86,15 @@ extension MembershipSimWorld {
         member.recoveryView = view
         event(7, UInt64(member.id.node), recovery.received.reduce(0, +))
         trace("\(member.id) freezes v\(view.id) at \(recovery.received), \(recovery.count) entries")
+        // The shell retires a frozen ring: its TCP links close, and the ring neighbours see that close at about
+        // the time this member's `change` messages reach them, before or after (GroupShell.freeze, retire).
+        if view.members.count > 1, let position = view.position(of: member.id) {
+            let count = view.members.count
+            for neighbour in Set([view.members[(position + 1) % count], view.members[(position + count - 1) % count]]).sorted()
+            where neighbour != member.id {
+                schedule(.ringLinkLost(at: neighbour, peer: member.id, viewID: view.id), at: now + prng.ticks(0...3))
+            }
+        }
         apply(member.instance.onFrozen(received: recovery.received, nowTicks: now), at: member)
     }
 
@@ -222,8 +231,8 @@ extension MembershipSimWorld {
         if member(from)?.partitioned == true || member(to)?.partitioned == true, broken.insert(link).inserted {
             trace("ring link \(from) -> \(to) of v\(viewID) cut")
             let noticed = now + MembershipScenario.suspectTimeoutTicks
-            schedule(.linkLost(at: from, peer: to, viewID: viewID), at: noticed)
-            schedule(.linkLost(at: to, peer: from, viewID: viewID), at: noticed)
+            schedule(.ringLinkLost(at: from, peer: to, viewID: viewID), at: noticed)
+            schedule(.ringLinkLost(at: to, peer: from, viewID: viewID), at: noticed)
         }
         return broken.contains(link)
     }

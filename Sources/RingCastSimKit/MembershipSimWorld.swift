@@ -14,6 +14,9 @@ struct MembershipSimWorld {
     enum Action {
         /// The shell of `at` sees its connection to `peer` break; ignored once `at` left view `viewID`.
         case linkLost(at: Membership.MemberID, peer: Membership.MemberID, viewID: UInt64)
+        /// `at`'s data-ring link to its neighbour `peer` of view `viewID` breaks (a cut, or `peer` froze that ring
+        /// and closed its links); ignored once `at` left the view.
+        case ringLinkLost(at: Membership.MemberID, peer: Membership.MemberID, viewID: UInt64)
         case heal(Membership.MemberID)
         case rejoin(Membership.MemberID)
     }
@@ -91,6 +94,7 @@ struct MembershipSimWorld {
         settings.heartbeatIntervalTicks = MembershipScenario.heartbeatIntervalTicks
         settings.suspectTimeoutTicks = MembershipScenario.suspectTimeoutTicks
         settings.roundTimeoutTicks = MembershipScenario.roundTimeoutTicks
+        settings.ringLossGraceTicks = 2 * MembershipScenario.heartbeatIntervalTicks
         return settings
     }
 
@@ -215,6 +219,10 @@ struct MembershipSimWorld {
             guard let member = member(at), member.status == .alive, member.instance.view?.id == viewID else { return }
             trace("\(at) lost its link to \(peer)")
             apply(member.instance.onLinkLost(peer, nowTicks: now), at: member)
+        case .ringLinkLost(let at, let peer, let viewID):
+            guard let member = member(at), member.status == .alive, member.instance.view?.id == viewID else { return }
+            trace("\(at) lost its ring link to \(peer)")
+            apply(member.instance.onRingLinkLost(peer, nowTicks: now), at: member)
         case .heal(let id):
             trace("\(id) partition heals")
             member(id)?.partitioned = false

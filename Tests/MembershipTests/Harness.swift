@@ -31,6 +31,11 @@ extension Array where Element == Directive {
     }
 
     var freezes: Int { filter { $0 == .freeze }.count }
+
+    /// The members suspected, in order.
+    var suspects: [MemberID] {
+        compactMap { if case .suspect(let member, _) = $0 { return member } else { return nil } }
+    }
 }
 
 extension Message {

@@ -239,4 +239,35 @@ import Testing
         #expect(directives.freezes == 1)
         #expect(instance.state == .changing)
     }
+
+    /// A neighbour that starts a view change closes its ring links when it freezes, and that close can arrive
+    /// before its `change` message: within the grace it is no suspicion (a kv-faults run excluded a live member so).
+    @Test func ringLossFollowedByTheNeighboursChangeIsNoSuspicion() throws {
+        var instance = try Membership.Instance(settings: settings(member(1)), view: view(1...5), nowTicks: 0)
+        _ = instance.onTick(nowTicks: 0)
+        #expect(instance.onRingLinkLost(member(5), nowTicks: 10).isEmpty)
+        #expect(instance.onTick(nowTicks: 20).suspects.isEmpty)
+        let change = instance.onMessage(.change(viewID: 1, suspects: [member(3)]), from: member(5), nowTicks: 25)
+        #expect(change.freezes == 1)
+        #expect(instance.state == .changing)
+        var later: [Membership.Directive] = []
+        for now in stride(from: 30 as UInt64, through: 120, by: 10) { later += instance.onTick(nowTicks: now) }
+        #expect(!later.contains(.suspect(member(5), .linkLost(member(5)))))
+        #expect(!later.suspects.contains(member(5)))
+    }
+
+    /// A ring link broken between two live members with no change in sight is a suspicion one grace later.
+    @Test func ringLossWithoutAChangeIsASuspicionAfterTheGrace() throws {
+        var instance = try Membership.Instance(settings: settings(member(1)), view: view(1...5), nowTicks: 0)
+        _ = instance.onTick(nowTicks: 0)
+        _ = instance.onRingLinkLost(member(2), nowTicks: 10)
+        #expect(instance.onTick(nowTicks: 49).suspects.isEmpty)
+        let due = instance.onTick(nowTicks: 50)
+        #expect(due.first == .suspect(member(2), .linkLost(member(2))))
+        #expect(due.freezes == 1)
+        #expect(instance.state == .changing)
+        // A control link lost (the process is gone) stays a suspicion at once.
+        var other = try Membership.Instance(settings: settings(member(1)), view: view(1...5), nowTicks: 0)
+        #expect(other.onLinkLost(member(4), nowTicks: 10).first == .suspect(member(4), .linkLost(member(4))))
+    }
 }

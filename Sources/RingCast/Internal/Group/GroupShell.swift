@@ -116,6 +116,8 @@ final class GroupShell: @unchecked Sendable {
         settings.heartbeatIntervalTicks = UInt64(configuration.heartbeatMillis)
         settings.suspectTimeoutTicks = UInt64(configuration.suspectMillis)
         settings.roundTimeoutTicks = UInt64(configuration.roundTimeoutMillis)
+        // A neighbour's `change` follows its ring close within a few ms; two heartbeats leave room under load.
+        settings.ringLossGraceTicks = 2 * UInt64(configuration.heartbeatMillis)
         settings.startupGraceTicks = UInt64(configuration.limits.connectTimeoutMillis)
         settings.recovery = configuration.recovery
         do {
@@ -306,7 +308,7 @@ final class GroupShell: @unchecked Sendable {
         guard let engine, let view = engine.view, !engineLossReported, let neighbour = engine.lostNeighbour else { return }
         engineLossReported = true
         logger.info("ring link lost", metadata: ["view_id": "\(view.id)", "peer": "\(view.members[neighbour].node)"])
-        apply(instance.onLinkLost(view.members[neighbour], nowTicks: nowTicks))
+        apply(instance.onRingLinkLost(view.members[neighbour], nowTicks: nowTicks))
     }
 
     func publish(view: Membership.View, causes: [String], changeStarted: UInt64) {
