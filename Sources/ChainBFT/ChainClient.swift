@@ -71,6 +71,8 @@ public final class ChainClient: @unchecked Sendable {
         public var instancesAborted: UInt64 = 0
         public var macGenerations: UInt64 = 0
         public var macVerifications: UInt64 = 0
+        /// SHA-256 computations: D(req) once per request (kept for C1, C4 and resubmissions) and D(reply) per reply checked.
+        public var digests: UInt64 = 0
         public var malformedFrames: UInt64 = 0
         /// Switches to a next instance (spec §2.3), requests resubmitted there, pending requests IH held, and commits
         /// from Σlast's direct replies (IH requests, D7).
@@ -244,6 +246,8 @@ final class ChainClientEngine {
 
     struct Pending {
         var op: [UInt8]
+        /// D(req), computed once at submission: C1, C4 and every resubmission use it (the payload is hashed once).
+        var digest: ChainDigest
         var completion: ChainClient.Completion
         var deadline: UInt64
     }
@@ -328,16 +332,18 @@ final class ChainClientEngine {
             }
             let timestamp = nextTimestamp()
             statistics.submitted += 1
-            pending[timestamp] = Pending(op: op, completion: completion, deadline: monotonicNanos() + settings.timeoutNanos)
-            send(timestamp, op)
+            let digest = auth.digest(ChainRequest(client: settings.client, timestamp: timestamp, op: op))
+            pending[timestamp] = Pending(op: op, digest: digest, completion: completion,
+                                         deadline: monotonicNanos() + settings.timeoutNanos)
+            send(timestamp, op, digest)
         }
     }
 
     /// C1 for one request of `pending` (a first send, or a resubmission in the next instance with its t_c unchanged:
     /// exactly-once per timestamp). Not sent (the head is down or its link full): the timer expires and the client panics.
-    private func send(_ timestamp: UInt64, _ op: [UInt8]) {
+    private func send(_ timestamp: UInt64, _ op: [UInt8], _ digest: ChainDigest) {
         let macs: [ChainMAC]
-        do { macs = try auth.authenticate(timestamp: timestamp, op: op) } catch {
+        do { macs = try auth.authenticate(request: digest) } catch {
             if let p = pending.removeValue(forKey: timestamp) { outcomes.append((p.completion, .failure(.core("client MACs", -5)))) }
             return
         }
@@ -365,6 +371,7 @@ final class ChainClientEngine {
         let s = keyRing.stats
         statistics.macGenerations = s.macGenerations
         statistics.macVerifications = s.macVerifications
+        statistics.digests = s.digests
         statistics.malformedFrames = transport.malformedFrames
     }
 
@@ -400,7 +407,7 @@ final class ChainClientEngine {
     private func receive(_ reply: ChainReply) {
         guard panicking == nil, reply.client == settings.client, let p = pending[reply.timestamp] else { return }
         func commits(_ a: ChainClientAuthenticator) -> Bool {
-            a.commits(timestamp: reply.timestamp, op: p.op, sn: reply.sn, reply: reply.reply,
+            a.commits(request: p.digest, sn: reply.sn, reply: reply.reply,
                       historyDigest: reply.historyDigest, replyMACs: reply.replyMACs)
         }
         guard commits(auth) || previousAuth.map(commits) == true else {
@@ -435,7 +442,7 @@ final class ChainClientEngine {
         let members = (sigmaLast..<n).compactMap { received[$0] }
         let agreed = members.allSatisfy { $0.reply == members[0].reply && $0.historyDigest == members[0].historyDigest }
         guard members.count == f + 1, agreed,
-              auth.switched(to: reply.instance).commits(timestamp: reply.timestamp, op: p.op, sn: reply.sn,
+              auth.switched(to: reply.instance).commits(request: p.digest, sn: reply.sn,
                                                         reply: members[0].reply, historyDigest: members[0].historyDigest,
                                                         replyMACs: members.map(\.mac)) else {
             statistics.replyChecksFailed += 1
@@ -567,14 +574,15 @@ final class ChainClientEngine {
     /// Pending requests IH holds await Σlast's direct replies; the others go to the head again with their timestamps.
     private func replan(_ initHistory: ChainInitHistory) {
         let requests = pending.sorted { $0.key < $1.key }.map { ChainRequest(client: settings.client, timestamp: $0.key, op: $0.value.op) }
-        let plan = AbstractResubmission.plan(pending: requests, initHistory: initHistory, digest: auth.digest)
+        let plan = AbstractResubmission.plan(pending: requests, initHistory: initHistory, digest: { pending[$0.timestamp]?.digest ?? auth.digest($0) })
         let deadline = monotonicNanos() + settings.timeoutNanos
         for (request, _) in plan.inInitHistory { pending[request.timestamp]?.deadline = deadline }
         statistics.inInitHistory += UInt64(plan.inInitHistory.count)
         for request in plan.resubmit {
             pending[request.timestamp]?.deadline = deadline
             statistics.resubmitted += 1
-            send(request.timestamp, request.op)
+            guard let digest = pending[request.timestamp]?.digest else { continue }
+            send(request.timestamp, request.op, digest)
         }
     }
 }

@@ -161,6 +161,29 @@ public struct ChainClientAuthenticator {
         return macs.map(ChainMAC.init)
     }
 
+    /// C1 over D(req) from ``digest(_:)``: a client that keeps D(req) per request in flight hashes each payload once.
+    public func authenticate(request: ChainDigest) throws(ChainError) -> [ChainMAC] {
+        var s = settings
+        var digest = request.c
+        var macs = [rc_crypto_mac](repeating: rc_crypto_mac(), count: Int(f) + 1)
+        let rc = rc_chain_client_authenticate_digest(&s, &digest, &macs)
+        guard rc == 0 else { throw .code(rc) }
+        return macs.map(ChainMAC.init)
+    }
+
+    /// C4 over D(req) from ``digest(_:)``.
+    public func commits(request: ChainDigest, sn: UInt64, reply: [UInt8], historyDigest: ChainDigest,
+                        replyMACs: [ChainMAC]) -> Bool {
+        guard replyMACs.count == Int(f) + 1 else { return false }
+        var s = settings
+        var requestDigest = request.c, history = historyDigest.c
+        let macs = replyMACs.map(\.c)
+        let rc = reply.withUnsafeBufferPointer { r in
+            rc_chain_client_check_reply_digest(&s, &requestDigest, sn, r.baseAddress, UInt32(reply.count), &history, macs)
+        }
+        return rc == 1
+    }
+
     /// C4: whether the tail's reply commits (all f+1 ρ of Σlast valid over D(reply) computed here).
     public func commits(timestamp: UInt64, op: [UInt8], sn: UInt64, reply: [UInt8], historyDigest: ChainDigest,
                         replyMACs: [ChainMAC]) -> Bool {

@@ -147,6 +147,12 @@ import Testing
             try submitAndWait(client, ChainOperation.query(TestStore.Query(key: Array(TestStore.appliedKey.utf8)))),
             as: TestStore.Output.self)
         #expect(applied.value == Array("400".utf8))
+        // Each request's payload is hashed once (D(req), kept for C1 and C4), each reply once (D(reply)): 401
+        // requests (the 400 puts and the query), none resubmitted. Hashing at C1 and again at C4 would make it 1,203.
+        #expect(client.statistics.panics == 0 && client.statistics.resubmitted == 0)
+        let deadline = monotonicNanos() + 10_000_000_000
+        while client.statistics.digests < 802 && monotonicNanos() < deadline { usleep(5_000) }
+        #expect(client.statistics.digests == 802)
     }
 
     @Test func aSubmitAfterCloseCompletesAtOnceWithStopped() throws {

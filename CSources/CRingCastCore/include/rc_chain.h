@@ -524,6 +524,17 @@ int rc_chain_client_check_reply(const rc_chain_client_settings *settings, uint64
                                 uint32_t op_bytes, uint64_t sn, const uint8_t *reply, uint32_t reply_bytes,
                                 const rc_crypto_digest *history_digest, const rc_crypto_mac *reply_macs);
 
+/**
+ * C1 and C4 over D(req) the caller computed once with rc_chain_request_digest: a client that keeps the digest
+ * of each request in flight hashes its payload once instead of at C1 and again at C4 (and again at every
+ * resubmission: D(req) does not depend on the instance). Same results and errors as the functions above.
+ */
+int rc_chain_client_authenticate_digest(const rc_chain_client_settings *settings, const rc_crypto_digest *request,
+                                        rc_crypto_mac *macs);
+int rc_chain_client_check_reply_digest(const rc_chain_client_settings *settings, const rc_crypto_digest *request,
+                                       uint64_t sn, const uint8_t *reply, uint32_t reply_bytes,
+                                       const rc_crypto_digest *history_digest, const rc_crypto_mac *reply_macs);
+
 /** P1: the PANIC for `replica`, MAC included. 0 or the provider's error. */
 int rc_chain_client_panic(const rc_chain_client_settings *settings, uint64_t timestamp, uint32_t replica,
                           rc_chain_panic *out);
