@@ -169,11 +169,13 @@ extension Membership.Instance {
         ringLosses = [:]
         changeStartedTicks = nowTicks
         patienceStartTicks = nowTicks
-        outbox.append(.freeze)
+        // The `change` messages go out before the freeze: the shell's freeze closes this member's ring links, and a
+        // neighbour that sees that close before the `change` treats it as a failure after onRingLinkLost's grace.
         let suspects = suspectedMembers
         for member in view.members where member != me && !suspects.contains(member) {
             send(.change(viewID: view.id, suspects: suspects), to: member)
         }
+        outbox.append(.freeze)
         lead()
     }
 

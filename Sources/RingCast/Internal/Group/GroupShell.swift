@@ -116,8 +116,10 @@ final class GroupShell: @unchecked Sendable {
         settings.heartbeatIntervalTicks = UInt64(configuration.heartbeatMillis)
         settings.suspectTimeoutTicks = UInt64(configuration.suspectMillis)
         settings.roundTimeoutTicks = UInt64(configuration.roundTimeoutMillis)
-        // A neighbour's `change` follows its ring close within a few ms; two heartbeats leave room under load.
-        settings.ringLossGraceTicks = 2 * UInt64(configuration.heartbeatMillis)
+        // A neighbour's `change` goes out as its ring closes (Instance.startChange); half the suspicion timeout (100 ms
+        // by default, at least two heartbeats) leaves room for a loaded machine, and only a ring break between two
+        // live members waits it out (a crash closes the control link too, which is a suspicion at once).
+        settings.ringLossGraceTicks = max(2 * UInt64(configuration.heartbeatMillis), UInt64(configuration.suspectMillis) / 2)
         settings.startupGraceTicks = UInt64(configuration.limits.connectTimeoutMillis)
         settings.recovery = configuration.recovery
         do {
