@@ -8,6 +8,10 @@ extension PBFT {
         public var sn: UInt64
         public var digest: ChainDigest
         public var request: ClientRequest?
+
+        public init(view: UInt64, sn: UInt64, digest: ChainDigest, request: ClientRequest?) {
+            self.view = view; self.sn = sn; self.digest = digest; self.request = request
+        }
     }
 
     /// ⟨PREPARE, v, n, d, i⟩ and ⟨COMMIT, v, n, D(m), i⟩ (PBFT §4.2) share this shape.
@@ -15,6 +19,8 @@ extension PBFT {
         public var view: UInt64
         public var sn: UInt64
         public var digest: ChainDigest
+
+        public init(view: UInt64, sn: UInt64, digest: ChainDigest) { self.view = view; self.sn = sn; self.digest = digest }
     }
 
     /// ⟨CHECKPOINT, n, d, i⟩ (PBFT §4.3): d is H_n, the chained digest of the executed sequence (null requests count
@@ -22,6 +28,8 @@ extension PBFT {
     public struct Checkpoint: Hashable, Sendable {
         public var sn: UInt64
         public var digest: ChainDigest
+
+        public init(sn: UInt64, digest: ChainDigest) { self.sn = sn; self.digest = digest }
     }
 
     /// P's element (PBFT §4.4): a PRE-PREPARE and 2f matching PREPAREs of other replicas, all signed, so any replica
@@ -29,6 +37,8 @@ extension PBFT {
     public struct PreparedCertificate: Hashable, Sendable {
         public var prePrepare: Envelope
         public var prepares: [Envelope]
+
+        public init(prePrepare: Envelope, prepares: [Envelope]) { self.prePrepare = prePrepare; self.prepares = prepares }
     }
 
     /// ⟨VIEW-CHANGE, v+1, n, C, P, i⟩ (PBFT §4.4): the stable checkpoint (sn, digest) with its proof C (2f+1 signed
@@ -39,6 +49,12 @@ extension PBFT {
         public var stableDigest: ChainDigest
         public var checkpointProof: [Envelope]
         public var prepared: [PreparedCertificate]
+
+        public init(newView: UInt64, stableSn: UInt64, stableDigest: ChainDigest, checkpointProof: [Envelope],
+                    prepared: [PreparedCertificate]) {
+            self.newView = newView; self.stableSn = stableSn; self.stableDigest = stableDigest
+            self.checkpointProof = checkpointProof; self.prepared = prepared
+        }
     }
 
     /// ⟨NEW-VIEW, v+1, V, O⟩ (PBFT §4.4): 2f+1 VIEW-CHANGEs and the PRE-PREPAREs of the new view that they determine.
@@ -46,6 +62,10 @@ extension PBFT {
         public var view: UInt64
         public var viewChanges: [Envelope]
         public var prePrepares: [Envelope]
+
+        public init(view: UInt64, viewChanges: [Envelope], prePrepares: [Envelope]) {
+            self.view = view; self.viewChanges = viewChanges; self.prePrepares = prePrepares
+        }
     }
 
     public indirect enum Message: Hashable, Sendable {
@@ -133,5 +153,23 @@ extension PBFT.Message {
         case .viewChange(let vc): vc.newView
         case .newView(let nv): nv.view
         }
+    }
+}
+
+extension PBFT.Envelope {
+    /// Signs `message` as replica `sender` with `keyRing`'s signing key: what the simulator's Byzantine replicas and
+    /// the tests use to build messages outside a core.
+    public static func sign(_ message: PBFT.Message, by sender: UInt32, keyRing: ChainKeyRing) -> PBFT.Envelope {
+        signed(message, by: sender, crypto: BackupCrypto(keyRing: keyRing))
+    }
+
+    /// Whether the signature is `sender`'s (with `keyRing` holding every replica's public key).
+    public func verify(keyRing: ChainKeyRing) -> Bool { verify(crypto: BackupCrypto(keyRing: keyRing)) }
+}
+
+extension PBFT {
+    /// D(m) of a request, as the replicas compute it.
+    public static func requestDigest(_ request: Request, keyRing: ChainKeyRing) -> ChainDigest {
+        digest(request, crypto: BackupCrypto(keyRing: keyRing))
     }
 }
