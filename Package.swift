@@ -116,6 +116,7 @@ let package = Package(
                 "CRingCast",
                 "RingCastLCR",
                 "RingCastChain",
+                "RingCastBackup",
                 "RingCastMembership",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],

@@ -33,7 +33,11 @@ extension PBFT.Replica {
     func makeStable(sn: UInt64, digest: ChainDigest, proof: [PBFT.Envelope]) {
         guard sn > lowWaterMark else { return }
         if lastExecuted >= sn, let mine = ownCheckpoints[sn] {
-            precondition(mine == digest, "a stable checkpoint at \(sn) differs from this replica's executed history")
+            // Only a planted bug (short quorums) gets here with another digest; the simulator then reports the
+            // Commit Order violation instead of this replica trapping.
+            precondition(mine == digest || settings.testFault != .none,
+                         "a stable checkpoint at \(sn) differs from this replica's executed history")
+            if mine != digest { stats.divergedCheckpoints += 1 }
         } else if lastExecuted < sn {
             behind = true
         }

@@ -125,7 +125,7 @@ extension PBFT.Replica {
         }
         if !slot.committed {
             let matching = slot.commits.values.filter { $0.message == .commit(vote) }.count
-            if matching >= settings.quorum { slot.committed = true }
+            if matching >= settings.commitsNeeded { slot.committed = true }
         }
         slots[sn] = slot
         executeReady(app: &app, &out)

@@ -61,6 +61,8 @@ extension PBFT {
         /// Slots the log holds now, and the most it ever held (never above L).
         public var slots: Int = 0
         public var slotsHighest: Int = 0
+        /// Stable checkpoints whose digest differed from this replica's (possible only under a planted test fault).
+        public var divergedCheckpoints: UInt64 = 0
     }
 
     /// One sequence number's state in the log.

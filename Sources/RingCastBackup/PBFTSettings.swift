@@ -7,8 +7,9 @@ extension PBFT {
     /// Never set outside tests and the simulator.
     public enum TestFault: String, Sendable, CaseIterable {
         case none
-        /// "prepared" with 2f-1 matching PREPAREs instead of 2f (quorum 2f instead of 2f+1 with the PRE-PREPARE):
-        /// two quorums need not intersect in a correct replica, so an equivocating primary splits the order.
+        /// Quorums of 2f instead of 2f+1: "prepared" with the PRE-PREPARE and 2f−1 PREPAREs, "committed-local" with 2f
+        /// COMMITs. Two such quorums need not intersect in a correct replica, so an equivocating primary helped by
+        /// f−1 equivocating backups makes two correct replicas commit different requests at one sequence number.
         case prepareQuorumShort = "prepare-quorum-short"
     }
 
@@ -49,6 +50,8 @@ extension PBFT {
         public var quorum: Int { Int(2 * f + 1) }
         /// PREPAREs from backups that, with the PRE-PREPARE, make a request prepared: 2f (PBFT §4.2).
         var preparesNeeded: Int { testFault == .prepareQuorumShort ? Int(2 * f) - 1 : Int(2 * f) }
+        /// COMMITs that make a prepared request committed-local: 2f+1 (PBFT §4.2).
+        var commitsNeeded: Int { testFault == .prepareQuorumShort ? Int(2 * f) : quorum }
 
         func validate() throws(SettingsError) {
             guard f >= 1, f <= 21 else { throw .f(f) }

@@ -95,6 +95,15 @@ public struct SimCommand: ParsableCommand {
     @Option(name: .customLong("f"), help: "Chain mode: pin f (1 or 2) instead of drawing it per seed.")
     public var chainF: Int?
 
+    @Flag(help: "Backup mode: randomized runs of Aliph's Backup instance (PBFT cores under the Backup wrapper) between two Chain instances.")
+    public var backup = false
+
+    @Option(help: "Backup mode: plant a bug to prove the checkers can fail: none, backup-prepare-quorum-short or backup-commit-beyond-k.")
+    public var backupBug: BackupSimulation.PlantedBug = .none
+
+    @Option(help: "Backup mode: pin the faulty replicas' behaviour instead of drawing it per seed.")
+    public var backupBehaviour: BackupSimulation.Behaviour?
+
     @Option(help: "Randomized mode: how many consecutive seeds to run (default 100).")
     public var seeds: Int?
 
@@ -116,6 +125,10 @@ public struct SimCommand: ParsableCommand {
     public init() {}
 
     public mutating func validate() throws {
+        if backup { return try validateBackup() }
+        if backupBug != .none || backupBehaviour != nil {
+            throw ValidationError("--backup-bug and --backup-behaviour belong to backup mode: add --backup")
+        }
         if chain { return try validateChain() }
         if chainBug != .none || chainBehaviour != nil || chainF != nil {
             throw ValidationError("--chain-bug, --behaviour and --f belong to chain mode: add --chain")
@@ -185,6 +198,7 @@ public struct SimCommand: ParsableCommand {
     /// Runs what the options ask for and renders it.
     /// - Returns: the text for standard output and whether the run passed (see the exit status).
     public func execute() throws(SimError) -> (output: String, passed: Bool) {
+        if backup { return try executeBackup() }
         if chain { return try executeChain() }
         if membership { return executeMembership() }
         let expectViolations = plantBug != .none
