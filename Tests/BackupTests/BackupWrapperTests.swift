@@ -232,3 +232,45 @@ struct BackupWrapperTests {
         #expect(cluster.instances.allSatisfy { $0.committedCount == 2 })
     }
 }
+
+@Suite("BackupTests: Aliph's composition")
+struct AliphCompositionTests {
+    /// Chain 1 → Backup 2 → Chain 3 through AbstractReplica: Backup is entered with a Chain init history (2f+1
+    /// ABORTs), Chain 3 with the f+1 Backup abort histories, and each refuses the other kind of proof.
+    @Test func section13_1_chainBackupChain() throws {
+        let keys = try ChainKeys.generate(f: 1, clients: 4)
+        let cluster = try BackupCluster(f: 1, keys: keys, k: 1)
+        let enteringBackup = try chainInitHistory(keys: keys, instance: 2, requests: [ChainRequest(client: 1, timestamp: 1, op: [4])])
+        try cluster.submit(client: 0, timestamp: 1, op: [1], initHistory: enteringBackup)
+        try cluster.submit(client: 2, timestamp: 1, op: [2])
+        let histories = cluster.aborts.filter { $0.client == 2 }.sorted { $0.replica < $1.replica }
+        var collector = Backup.AbortCollector(f: 1, checkpointInterval: 4, instance: 2, client: 2, timestamp: 1)
+        var enteringChain: ChainInitHistory?
+        for h in histories where enteringChain == nil { enteringChain = try collector.add(h, keyRing: keys.keyRing(for: .client(2))) }
+        let backToChain = try #require(enteringChain)
+
+        let ring = try keys.keyRing(for: .replica(1))
+        let chainSettings = ChainCore.settings(f: 1, self: 1, clients: 4, checkpointInterval: 4, crypto: ring.crypto)
+        let factory = AliphInstanceFactory(chain: ChainInstanceFactory(settings: chainSettings, keyRing: ring),
+                                           pbft: PBFT.Settings(f: 1, replica: 1, clientsMax: 4),
+                                           schedule: Backup.Schedule(cExponent: 0), machine: { _ in SumMachine() })
+        let replica = try AbstractReplica(factory: factory)
+        #expect(replica.current is ChainCore)
+        // Backup 2 refuses the Backup proof (it wants 2f+1 Chain ABORTs of instance 1).
+        var wrongKind = backToChain
+        wrongKind.instance = 2
+        #expect(throws: AbstractEnterError.refused(.proofSize)) { try replica.enter(wrongKind) }
+        try replica.enter(enteringBackup)
+        let backup = try #require(replica.current as? Backup.Instance)
+        #expect(backup.instanceNumber == 2 && backup.nextInstanceNumber == 3 && backup.k == 1)
+        // Chain 3 refuses 2f+1 Chain ABORTs (it wants f+1 Backup histories), then installs the Backup proof.
+        var chainKind = try chainInitHistory(keys: keys, instance: 3, requests: [])
+        chainKind.instance = 3
+        #expect(throws: AbstractEnterError.refused(.proofSize)) { try replica.enter(chainKind) }
+        try replica.enter(backToChain)
+        let chain = try #require(replica.current as? ChainCore)
+        #expect(chain.instanceNumber == 3)
+        #expect(chain.initRange == 1...2)
+        #expect(try factory.makeBackup(4).k == 2)
+    }
+}
