@@ -241,7 +241,7 @@ let package = Package(
             name: "ChainTests", dependencies: ["RingCastChain", "RingCastSimKit", "RingCastKeys", "CRingCast", "CRingCastCore"],
             swiftSettings: swiftSettings),
         .testTarget(
-            name: "BackupTests", dependencies: ["RingCastBackup", "RingCastChain", "CRingCastCore"],
+            name: "BackupTests", dependencies: ["RingCastBackup", "RingCastChain", "RingCastSimKit", "CRingCastCore"],
             swiftSettings: swiftSettings),
         .testTarget(name: "WireTests", dependencies: ["CRingCast"], swiftSettings: swiftSettings),
         .testTarget(name: "SimTests", dependencies: ["RingCastSimKit", "CRingCast", "RingCastLCR"], swiftSettings: swiftSettings),
