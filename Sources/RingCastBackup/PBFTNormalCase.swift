@@ -150,6 +150,7 @@ extension PBFT.Replica {
                     out.append(.executed(sn: sn, r))
                 }
                 pending.removeAll { $0.request.client == r.client && $0.request.timestamp <= r.timestamp }
+                assigned = assigned.filter { $0.client != r.client || $0.timestamp > r.timestamp }
             } else {
                 stats.nullExecuted += 1
                 out.append(.executed(sn: sn, nil))
@@ -163,7 +164,9 @@ extension PBFT.Replica {
     /// doubles per view change that brought no NEW-VIEW (§4.5.2).
     func onTick(_ out: inout [PBFT.Action]) {
         ticks += 1
-        guard let start = timerStart, !(isPrimary && viewActive) else { return }
+        // A replica behind a stable checkpoint executes nothing more here, so its pending requests say nothing about
+        // the primary: it does not suspect it.
+        guard let start = timerStart, !(isPrimary && viewActive), !behind else { return }
         let wait = settings.viewChangeTimeoutTicks << UInt64(min(viewChangeAttempts, 16))
         guard ticks - start >= wait else { return }
         startViewChange(to: view + 1, &out)

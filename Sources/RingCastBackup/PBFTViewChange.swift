@@ -154,6 +154,7 @@ extension PBFT.Replica {
         }
         slots = slots.filter { $0.value.prePrepare != nil || $0.value.certificate != nil }
         viewChanges = viewChanges.filter { $0.key > view }
+        newViewSent = newViewSent.filter { $0 >= view }
         assigned = []
         nextSn = max(maxS, lastExecuted, lowWaterMark) + 1
         // Requests O re-proposes are assigned already.

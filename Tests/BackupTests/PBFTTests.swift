@@ -157,3 +157,33 @@ struct PBFTTests {
         }
     }
 }
+
+@Suite("BackupTests: PBFT bounds")
+struct PBFTBoundsTests {
+    /// The pending table is bounded: beyond pendingMax a request is refused (the client retries), never dropped
+    /// silently; and the primary assigns no sequence number above h + L.
+    @Test func pendingTableAndWindowAreBounded() throws {
+        let keys = try ChainKeys.generate(f: 1, clients: 8)
+        let settings = PBFT.Settings(f: 1, replica: 1, checkpointInterval: 2, logWindow: 4, clientsMax: 8, pendingMax: 3)
+        let backup = try PBFT.Replica(settings: settings, keyRing: keys.keyRing(for: .replica(1)))
+        var app = RecordingApp()
+        func request(_ c: UInt32) throws -> PBFT.ClientRequest {
+            PBFT.ClientRequest(PBFT.Request(client: c, timestamp: 1, op: [1]), keyRing: try keys.keyRing(for: .client(c)), n: 4)
+        }
+        for c in 0..<UInt32(3) { _ = try backup.handle(.request(request(c)), app: &app) }
+        #expect(backup.pendingCount == 3)
+        #expect(throws: PBFT.EventError.pendingFull) { try backup.handle(.request(request(3)), app: &app) }
+        #expect(backup.stats.refused == 1)
+
+        let primary = try PBFT.Replica(settings: PBFT.Settings(f: 1, replica: 0, checkpointInterval: 2, logWindow: 4, clientsMax: 8),
+                                       keyRing: keys.keyRing(for: .replica(0)))
+        var proposed = 0
+        for c in 0..<UInt32(8) {
+            for a in try primary.handle(.request(request(c)), app: &app) {
+                if case .broadcast(let e) = a, case .prePrepare = e.message { proposed += 1 }
+            }
+        }
+        #expect(proposed == 4) // L = 4: the other four wait for a stable checkpoint
+        #expect(primary.stats.slotsHighest <= 4)
+    }
+}
