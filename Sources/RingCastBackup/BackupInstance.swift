@@ -111,8 +111,10 @@ extension Backup {
 
         /// One event for PBFT; its actions mapped to Backup's.
         public func handle(_ event: PBFT.Event) throws(PBFT.EventError) -> [Action] {
-            if case .request(let r) = event, left, phase == .aborting {
-                // Left for next(i): the order is over here, so answer late clients straight away (like D13).
+            if case .request(let r) = event, left, phase == .aborting,
+               r.request.timestamp > replica.lastExecutedTimestamp(client: r.request.client) {
+                // Left for next(i): the order is over here, so answer late clients straight away (like D13); a
+                // retransmission of an executed request still gets its cached reply through PBFT.
                 return [.abort(abortHistory(client: r.request.client, timestamp: r.request.timestamp))]
             }
             var executor = Executor(instance: self)

@@ -147,6 +147,11 @@ extension PBFT {
         public var highWaterMark: UInt64 { lowWaterMark + settings.logWindow }
         public var pendingCount: Int { pending.count }
 
+        /// The last timestamp executed for `client` (0: none), from the reply table.
+        public func lastExecutedTimestamp(client: UInt32) -> UInt64 {
+            client < settings.clientsMax ? clients[Int(client)]?.timestamp ?? 0 : 0
+        }
+
         /// Handles one event. Operating errors (bad input) throw and leave the replica unchanged.
         public func handle<A: PBFTApplication>(_ event: Event, app: inout A) throws(EventError) -> [Action] {
             var out: [Action] = []
