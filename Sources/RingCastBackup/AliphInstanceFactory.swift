@@ -11,10 +11,10 @@ public struct AliphInstanceFactory: AbstractInstanceFactory {
     public let pbft: PBFT.Settings
     public let schedule: Backup.Schedule
     /// The application state a Backup instance runs on (the replica's; the factory does not own it).
-    public let machine: @Sendable (UInt64) -> any BackupStateMachine
+    public let machine: (UInt64) -> any BackupStateMachine
 
     public init(chain: ChainInstanceFactory, pbft: PBFT.Settings, schedule: Backup.Schedule = Backup.Schedule(),
-                machine: @escaping @Sendable (UInt64) -> any BackupStateMachine) {
+                machine: @escaping (UInt64) -> any BackupStateMachine) {
         precondition(pbft.replica == chain.settings.`self`, "one replica: the same position in Chain and PBFT")
         self.chain = chain
         self.pbft = pbft

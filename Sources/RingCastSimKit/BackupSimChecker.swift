@@ -42,16 +42,33 @@ extension BackupSimWorld {
                 out.append("backup k: r\(r) aborts after \(instance.committedCount) commits with k = \(scenario.k)")
             }
         }
-        // Abort Order (§2.2.6): every abort history a client left with holds every request a client saw committed;
-        // and all of them are one history (the Backup's order).
+        // Abort Order (§2.2.6): every abort history a client left with holds every request a client saw committed
+        // (in its entries, or below its base, whose H correct replicas reached with those requests); and all of them
+        // are one history (the Backup's order).
+        let start: Set<ChainSimWorld.Key>? = entering.base == 0 ? [] : historyKeys[entering.baseDigest]
+        if let start {
+            for h in histories {
+                var keys = start
+                for e in h.entries {
+                    keys.insert(ChainSimWorld.Key(client: e.client, timestamp: e.timestamp))
+                    historyKeys[e.historyDigest] = keys
+                }
+            }
+        }
         for ih in exits {
-            let keys = Set(ih.entries.map { ChainSimWorld.Key(client: $0.client, timestamp: $0.timestamp) })
+            guard var keys = ih.base == 0 ? [] : historyKeys[ih.baseDigest] else {
+                out.append("abort order: an abort history's base is not a history correct replicas executed")
+                continue
+            }
+            keys.formUnion(ih.entries.map { ChainSimWorld.Key(client: $0.client, timestamp: $0.timestamp) })
             for c in clients {
                 for commit in c.committed where !keys.contains(ChainSimWorld.Key(client: c.id, timestamp: commit.timestamp)) {
                     out.append("abort order: c\(c.id) t\(commit.timestamp) committed but missing from an abort history")
                 }
             }
-            if values(ih.entries) != values(exits[0].entries) { out.append("abort order: two clients left with different abort histories") }
+            if values(ih.entries) != values(exits[0].entries) || ih.base != exits[0].base {
+                out.append("abort order: two clients left with different abort histories")
+            }
         }
         // Termination (§2.2.2): every correct client's requests committed or it left for next(i).
         for c in clients where !c.finished {
@@ -69,7 +86,7 @@ extension BackupSimWorld {
         func core() -> ChainCore? {
             let position = n - 1
             let ring = rings[Int(position)]
-            let settings = ChainCore.settings(f: scenario.f, self: position, instance: 3, clients: UInt32(scenario.clients) + 1,
+            let settings = ChainCore.settings(f: scenario.f, self: position, instance: instanceNumber + 1, clients: keys.clients,
                                               checkpointInterval: Self.chainCheckpointInterval, historyMax: Self.historyMax,
                                               crypto: ring.crypto)
             guard let core = try? ChainCore(settings, keyRing: ring), (try? core.expectBackupProof()) != nil else { return nil }

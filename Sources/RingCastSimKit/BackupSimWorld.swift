@@ -60,9 +60,9 @@ final class BackupSimWorld {
     var prng: MembershipPrng
     let keys: ChainKeys
     let rings: [ChainKeyRing]
-    var instances: [Backup.Instance] = []
-    var machines: [BackupSimMachine] = []
-    var clients: [BackupSimClient] = []
+    var instances: [Backup.Instance]
+    var machines: [BackupSimMachine]
+    var clients: [BackupSimClient]
     let entering: ChainInitHistory
     var links: [Int: Link] = [:]
     var now: UInt64 = 0
@@ -72,25 +72,44 @@ final class BackupSimWorld {
     /// sn → the digest the equivocating replicas told group B.
     var equivocations: [UInt64: (digest: ChainDigest, request: PBFT.ClientRequest)] = [:]
     var exits: [ChainInitHistory] = []
+    /// H at a position → every request at or below it, over what correct replicas executed (in this and, for the
+    /// composition run, earlier instances): an abort history summarises its base by H, so Abort Order looks it up.
+    var historyKeys: [ChainDigest: Set<ChainSimWorld.Key>] = [:]
     var chainInstalls = 0
     var violations: [String] = []
     static let ticksMax: UInt64 = 30_000
     static let chainCheckpointInterval: UInt32 = 4
     static let historyMax: UInt32 = 256
 
-    init(seed: UInt64, scenario: BackupSimulation.Scenario, plantedBug: BackupSimulation.PlantedBug) throws(ChainError) {
+    /// The Backup instance number this world runs (2 in a single-instance run).
+    let instanceNumber: UInt64
+
+    /// A run over instances made elsewhere (the composition run: each replica's AbstractReplica made them).
+    init(seed: UInt64, scenario: BackupSimulation.Scenario, plantedBug: BackupSimulation.PlantedBug, keys: ChainKeys,
+         rings: [ChainKeyRing], instances: [Backup.Instance], machines: [BackupSimMachine], clients: [BackupSimClient],
+         entering: ChainInitHistory, instanceNumber: UInt64) {
         self.scenario = scenario
         self.plantedBug = plantedBug
         prng = MembershipPrng(seed: seed ^ 0x5eed_bac0)
+        self.keys = keys
+        self.rings = rings
+        self.instances = instances
+        self.machines = machines
+        self.clients = clients
+        self.entering = entering
+        self.instanceNumber = instanceNumber
+    }
+
+    convenience init(seed: UInt64, scenario: BackupSimulation.Scenario, plantedBug: BackupSimulation.PlantedBug) throws(ChainError) {
         let n = 3 * scenario.f + 1
         let keys = try ChainKeys.generate(f: scenario.f, clients: UInt32(scenario.clients) + 1)
-        self.keys = keys
         var rings: [ChainKeyRing] = []
         for r in 0..<n { rings.append(try keys.keyRing(for: .replica(r))) }
-        self.rings = rings
-        entering = try Self.enteringHistory(keys: keys, rings: rings, length: scenario.initHistoryLength)
+        let entering = try Self.enteringHistory(keys: keys, rings: rings, length: scenario.initHistoryLength)
         let pbftFault: PBFT.TestFault = plantedBug == .prepareQuorumShort ? .prepareQuorumShort : .none
         let wrapperFault: Backup.WrapperFault = plantedBug == .commitBeyondK ? .commitBeyondK : .none
+        var instances: [Backup.Instance] = []
+        var machines: [BackupSimMachine] = []
         for r in 0..<n {
             let machine = BackupSimMachine()
             machines.append(machine)
@@ -107,9 +126,12 @@ final class BackupSimWorld {
         }
         // Client 0 is the one of the previous instance whose requests fill the init history; the simulated ones
         // are 1 … clients.
+        var clients: [BackupSimClient] = []
         for c in 1...UInt32(scenario.clients) {
             clients.append(BackupSimClient(id: c, ring: try keys.keyRing(for: .client(c)), requests: scenario.requestsPerClient))
         }
+        self.init(seed: seed, scenario: scenario, plantedBug: plantedBug, keys: keys, rings: rings, instances: instances,
+                  machines: machines, clients: clients, entering: entering, instanceNumber: 2)
     }
 
     /// IH for instance 2: what P3 extracts from 2f+1 signed ABORTs of Chain instance 1 whose replicas logged
@@ -310,7 +332,7 @@ final class BackupSimWorld {
     func clientAbort(_ c: BackupSimClient, _ history: ChainAbort) {
         guard let o = c.outstanding, history.timestamp == o.timestamp, c.exit == nil else { return }
         if c.collector == nil {
-            c.collector = Backup.AbortCollector(f: scenario.f, checkpointInterval: Self.chainCheckpointInterval, instance: 2,
+            c.collector = Backup.AbortCollector(f: scenario.f, checkpointInterval: Self.chainCheckpointInterval, instance: instanceNumber,
                                                 client: c.id, timestamp: o.timestamp)
         }
         guard let ih = try? c.collector!.add(history, keyRing: c.ring) else { return }

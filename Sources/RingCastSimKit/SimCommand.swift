@@ -101,6 +101,9 @@ public struct SimCommand: ParsableCommand {
     @Option(help: "Backup mode: plant a bug to prove the checkers can fail: none, backup-prepare-quorum-short or backup-commit-beyond-k.")
     public var backupBug: BackupSimulation.PlantedBug = .none
 
+    @Flag(help: "Backup mode: Chain → Backup → Chain → … through each replica's AbstractReplica with one replica down throughout (conformance test 10).")
+    public var composition = false
+
     @Option(help: "Backup mode: pin the faulty replicas' behaviour instead of drawing it per seed.")
     public var backupBehaviour: BackupSimulation.Behaviour?
 
@@ -126,8 +129,8 @@ public struct SimCommand: ParsableCommand {
 
     public mutating func validate() throws {
         if backup { return try validateBackup() }
-        if backupBug != .none || backupBehaviour != nil {
-            throw ValidationError("--backup-bug and --backup-behaviour belong to backup mode: add --backup")
+        if backupBug != .none || backupBehaviour != nil || composition {
+            throw ValidationError("--backup-bug, --backup-behaviour and --composition belong to backup mode: add --backup")
         }
         if chain { return try validateChain() }
         if chainBug != .none || chainBehaviour != nil || chainF != nil {
