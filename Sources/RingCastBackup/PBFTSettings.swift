@@ -79,5 +79,5 @@ extension PBFT {
     }
 
     /// A view: the primary of view v is replica v mod n (PBFT §4.1).
-    static func primary(_ view: UInt64, n: UInt32) -> UInt32 { UInt32(view % UInt64(n)) }
+    public static func primary(_ view: UInt64, n: UInt32) -> UInt32 { UInt32(view % UInt64(n)) }
 }

@@ -268,10 +268,10 @@ final class BackupSimWorld {
         let ring = rings[Int(r)]
         let d = PBFT.requestDigest(y.request, keyRing: ring)
         let sn = instances[Int(r)].replica.lowWaterMark + 1
-        let pp = PBFT.Envelope(sender: PBFT.primaryOf(view, n: n), message: .prePrepare(PBFT.PrePrepare(view: view, sn: sn, digest: d, request: y)),
+        let pp = PBFT.Envelope(sender: PBFT.primary(view, n: n), message: .prePrepare(PBFT.PrePrepare(view: view, sn: sn, digest: d, request: y)),
                                signature: PBFT.Envelope.sign(.prePrepare(PBFT.PrePrepare(view: view, sn: sn, digest: d, request: y)), by: r, keyRing: ring).signature)
         let vote = PBFT.Message.prepare(PBFT.Vote(view: view, sn: sn, digest: d))
-        let prepares = (0..<n).filter { $0 != PBFT.primaryOf(view, n: n) }.prefix(2 * f).map { q in
+        let prepares = (0..<n).filter { $0 != PBFT.primary(view, n: n) }.prefix(2 * f).map { q in
             PBFT.Envelope(sender: q, message: vote, signature: PBFT.Envelope.sign(vote, by: r, keyRing: ring).signature)
         }
         let vc = PBFT.ViewChange(newView: view + 1, stableSn: 0, stableDigest: .zero, checkpointProof: [],
@@ -355,9 +355,4 @@ final class BackupSimWorld {
             now += 1
         }
     }
-}
-
-extension PBFT {
-    /// The primary of `view` (v mod n), for the simulator's forgers.
-    static func primaryOf(_ view: UInt64, n: UInt32) -> UInt32 { UInt32(view % UInt64(n)) }
 }
