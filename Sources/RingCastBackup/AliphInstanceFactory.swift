@@ -1,5 +1,5 @@
 public import RingCastChain
-public import CRingCastCore
+internal import CRingCastCore
 
 /// Aliph's order of protocols for ``RingCastChain/AbstractReplica`` (spec §2.3, §13.1), without Quorum (RingCast
 /// does not have it): Chain (instance 1) → Backup (2) → Chain (3) → Backup (4) → …, next(i) = i+1. A Chain instance
