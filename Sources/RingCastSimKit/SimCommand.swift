@@ -37,7 +37,12 @@ public struct SimCommand: ParsableCommand {
           ringcast-sim --chain --seed 42 --trace       (replays one seed and prints its events)
           ringcast-sim --chain --seeds 50 --chain-bug client-trusts-tail   (the checkers must catch it)
 
-        Backup mode: each seed runs one Aliph Backup instance (n = 3f+1 PBFT cores under the Backup wrapper) entered         with a Chain init history and left with f+1 signed abort histories that a real Chain core of the next         instance must install, with f faulty replicas driven around correct cores (crash, crashed primary,         equivocation, forged view-change certificates, forged abort histories). --composition runs Chain → Backup →         Chain → … through each replica's AbstractReplica with one replica down throughout (every request commits as         k doubles).
+        Backup mode: each seed runs one Aliph Backup instance (n = 3f+1 PBFT cores under the Backup wrapper) entered \
+        with a Chain init history and left with f+1 signed abort histories that a real Chain core of the next \
+        instance must install, with f faulty replicas driven around correct cores (crash, crashed primary, \
+        equivocation, forged view-change certificates, forged abort histories). --composition runs Chain → Backup → \
+        Chain → … through each replica's AbstractReplica with one replica down throughout (every request commits as \
+        k doubles).
           ringcast-sim --backup --seeds 500 [--backup-behaviour equivocate|crash-primary|…] [--f 2] [--json]
           ringcast-sim --backup --seeds 10 --backup-bug backup-prepare-quorum-short   (the checkers must catch it)
           ringcast-sim --backup --composition --seeds 100
