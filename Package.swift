@@ -26,6 +26,7 @@ let package = Package(
         .library(name: "RingCastLCR", targets: ["RingCastLCR"]),
         .library(name: "RingCastChain", targets: ["RingCastChain"]),
         .library(name: "ChainBFT", targets: ["ChainBFT"]),
+        .library(name: "RingCastBackup", targets: ["RingCastBackup"]),
         .library(name: "RingCast", targets: ["RingCast"]),
         .library(name: "RingCastMembership", targets: ["RingCastMembership"]),
         .library(name: "RingCastLinCheck", targets: ["RingCastLinCheck"]),
@@ -79,6 +80,9 @@ let package = Package(
         // The Swift wrapper of the Chain BFT core (rc_chain.h) with its OpenSSL key rings (rc_crypto_openssl.h),
         // for the simulator, the tests and (later) the ChainBFT replica and client.
         .target(name: "RingCastChain", dependencies: ["CRingCastCore", "CRingCast", "RingCastKeys"], swiftSettings: swiftSettings),
+        // Aliph's Backup instance (spec §13.1): a sans-IO PBFT core and the wrapper that enters it with a Chain init
+        // history, commits k requests and aborts with a signed history back into Chain.
+        .target(name: "RingCastBackup", dependencies: ["RingCastChain", "CRingCastCore"], swiftSettings: swiftSettings),
         // The hot path over the core: transport (io/), engine, simulator and ringperf. Swift sees only the
         // rc_*.h headers of both include/ folders (rc_engine.h and rc_sim.h include rc_lcr.h, so
         // `import CRingCast` sees the core's too); liburing and OpenSSL stay inside.
@@ -112,6 +116,7 @@ let package = Package(
                 "CRingCast",
                 "RingCastLCR",
                 "RingCastChain",
+                "RingCastBackup",
                 "RingCastMembership",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
@@ -234,6 +239,9 @@ let package = Package(
         .testTarget(name: "LCRTests", dependencies: ["CRingCast", "RingCastLCR"], swiftSettings: swiftSettings),
         .testTarget(
             name: "ChainTests", dependencies: ["RingCastChain", "RingCastSimKit", "RingCastKeys", "CRingCast", "CRingCastCore"],
+            swiftSettings: swiftSettings),
+        .testTarget(
+            name: "BackupTests", dependencies: ["RingCastBackup", "RingCastChain", "RingCastSimKit", "CRingCastCore"],
             swiftSettings: swiftSettings),
         .testTarget(name: "WireTests", dependencies: ["CRingCast"], swiftSettings: swiftSettings),
         .testTarget(name: "SimTests", dependencies: ["RingCastSimKit", "CRingCast", "RingCastLCR"], swiftSettings: swiftSettings),

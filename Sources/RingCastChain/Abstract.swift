@@ -230,3 +230,14 @@ extension ChainClientAuthenticator {
         ChainClientAuthenticator(keyRing: keyRing, f: f, client: client, instance: instance)
     }
 }
+
+extension ChainCore {
+    /// Aliph's order (spec §13.1): the instance before this one is a Backup, so ``install(_:)`` takes a Backup proof
+    /// (f+1 identical signed Backup abort histories, rc_chain_expect_backup_proof) instead of 2f+1 Chain ABORTs. The
+    /// replica's composition calls it right after making the instance; never a client's choice.
+    /// - Throws: ``ChainError/code(_:)`` -EBUSY once an init history is installed.
+    public func expectBackupProof() throws(ChainError) {
+        let rc = rc_chain_expect_backup_proof(pointer)
+        guard rc == 0 else { throw .code(rc) }
+    }
+}

@@ -260,3 +260,36 @@ extension ChainCore {
         return rc == 0 ? ChainMAC(rho) : nil
     }
 }
+
+extension ChainInitHistory {
+    /// The checks rc_chain_on_init makes for a Chain proof, outside a Chain core: for an instance of another protocol
+    /// (Aliph's Backup, spec §13.1) entered from Chain. IH names `instance`; the proof holds exactly 2f+1 well-formed
+    /// ABORTs of distinct replicas, of one instance below `instance`, naming next(i) = `instance`, each signed by its
+    /// replica; IH is exactly P3 of the proof; its clients are below `clientsMax`; it fits `historyMax`.
+    /// - Throws: ``ChainInitRefusal`` with the first failed check.
+    public func validateChainProof(f: UInt32, checkpointInterval: UInt32, clientsMax: UInt32, historyMax: UInt32,
+                                   instance expected: UInt64, keyRing: ChainKeyRing) throws(ChainInitRefusal) {
+        guard instance == expected else { throw .instance }
+        guard proof.count == Int(2 * f + 1) else { throw .proofSize }
+        var signers = Set<UInt32>()
+        for a in proof {
+            guard a.isWellFormed(f: f, checkpointInterval: checkpointInterval), a.entries.count <= Int(historyMax)
+            else { throw .abortShape }
+            guard signers.insert(a.replica).inserted else { throw .signer }
+            guard a.instance == proof[0].instance, a.instance < expected else { throw .instance }
+            guard a.nextInstance == expected else { throw .next }
+        }
+        guard entries.count <= Int(historyMax) else { throw .tooLong }
+        guard let p3 = ChainInitHistory.extract(proof: proof, f: f, checkpointInterval: checkpointInterval,
+                                                instance: expected, capacity: historyMax)
+        else { throw .tooLong }
+        guard p3.base == base, p3.baseDigest == baseDigest, p3.entries.count == entries.count,
+              zip(p3.entries, entries).allSatisfy({
+                  $0.sn == $1.sn && $0.client == $1.client && $0.timestamp == $1.timestamp && $0.requestDigest == $1.requestDigest
+              })
+        else { throw .mismatch }
+        guard entries.allSatisfy({ $0.client < clientsMax }) else { throw .abortShape }
+        // Signatures last, as the C core does: the checks above reject most forgeries without public-key operations.
+        guard proof.allSatisfy({ $0.verify(with: keyRing) }) else { throw .signature }
+    }
+}

@@ -37,6 +37,16 @@ public struct SimCommand: ParsableCommand {
           ringcast-sim --chain --seed 42 --trace       (replays one seed and prints its events)
           ringcast-sim --chain --seeds 50 --chain-bug client-trusts-tail   (the checkers must catch it)
 
+        Backup mode: each seed runs one Aliph Backup instance (n = 3f+1 PBFT cores under the Backup wrapper) entered \
+        with a Chain init history and left with f+1 signed abort histories that a real Chain core of the next \
+        instance must install, with f faulty replicas driven around correct cores (crash, crashed primary, \
+        equivocation, forged view-change certificates, forged abort histories). --composition runs Chain → Backup → \
+        Chain → … through each replica's AbstractReplica with one replica down throughout (every request commits as \
+        k doubles).
+          ringcast-sim --backup --seeds 500 [--backup-behaviour equivocate|crash-primary|…] [--f 2] [--json]
+          ringcast-sim --backup --seeds 10 --backup-bug backup-prepare-quorum-short   (the checkers must catch it)
+          ringcast-sim --backup --composition --seeds 100
+
         Exit status: 0 when every check passed; 1 when a property was violated (with --plant-bug: 0 when \
         the planted bug was caught, 1 when it slipped through); 64 for invalid options.
         """
@@ -95,6 +105,18 @@ public struct SimCommand: ParsableCommand {
     @Option(name: .customLong("f"), help: "Chain mode: pin f (1 or 2) instead of drawing it per seed.")
     public var chainF: Int?
 
+    @Flag(help: "Backup mode: randomized runs of Aliph's Backup instance (PBFT cores under the Backup wrapper) between two Chain instances.")
+    public var backup = false
+
+    @Option(help: "Backup mode: plant a bug to prove the checkers can fail: none, backup-prepare-quorum-short or backup-commit-beyond-k.")
+    public var backupBug: BackupSimulation.PlantedBug = .none
+
+    @Flag(help: "Backup mode: Chain → Backup → Chain → … through each replica's AbstractReplica with one replica down throughout (conformance test 10).")
+    public var composition = false
+
+    @Option(help: "Backup mode: pin the faulty replicas' behaviour instead of drawing it per seed.")
+    public var backupBehaviour: BackupSimulation.Behaviour?
+
     @Option(help: "Randomized mode: how many consecutive seeds to run (default 100).")
     public var seeds: Int?
 
@@ -116,6 +138,10 @@ public struct SimCommand: ParsableCommand {
     public init() {}
 
     public mutating func validate() throws {
+        if backup { return try validateBackup() }
+        if backupBug != .none || backupBehaviour != nil || composition {
+            throw ValidationError("--backup-bug, --backup-behaviour and --composition belong to backup mode: add --backup")
+        }
         if chain { return try validateChain() }
         if chainBug != .none || chainBehaviour != nil || chainF != nil {
             throw ValidationError("--chain-bug, --behaviour and --f belong to chain mode: add --chain")
@@ -185,6 +211,7 @@ public struct SimCommand: ParsableCommand {
     /// Runs what the options ask for and renders it.
     /// - Returns: the text for standard output and whether the run passed (see the exit status).
     public func execute() throws(SimError) -> (output: String, passed: Bool) {
+        if backup { return try executeBackup() }
         if chain { return try executeChain() }
         if membership { return executeMembership() }
         let expectViolations = plantBug != .none

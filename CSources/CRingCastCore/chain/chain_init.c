@@ -194,6 +194,66 @@ static rc_chain_init_error check_history(rc_chain *core, const rc_chain_init_his
     return RC_CHAIN_INIT_ERROR_NONE;
 }
 
+/* Two Backup abort histories with the same content (everything but the signer and the signature). */
+static bool same_history(const rc_chain_abort *x, const rc_chain_abort *y) {
+    if (x->client != y->client || x->timestamp != y->timestamp || x->instance != y->instance ||
+        x->next_instance != y->next_instance || x->checkpoint_number != y->checkpoint_number ||
+        memcmp(&x->checkpoint_digest, &y->checkpoint_digest, sizeof x->checkpoint_digest) != 0 ||
+        x->entry_count != y->entry_count)
+        return false;
+    for (uint32_t k = 0; k < x->entry_count; k++) {
+        if (x->entries[k].sn != y->entries[k].sn || !same_value(&x->entries[k], &y->entries[k])) return false;
+    }
+    return true;
+}
+
+/*
+ * The Backup proof (spec §13.1): f+1 identical signed abort histories of distinct replicas, so at least one comes
+ * from a correct replica of the Backup, whose history is PBFT's total order: IH must be exactly that history. The
+ * same checks as check_proof + check_history otherwise (shape, signers, instance numbers, next(i), signatures last).
+ */
+static rc_chain_init_error check_backup_proof(rc_chain *core, const rc_chain_init_history *ih) {
+    uint32_t f = core->settings.f, chk = core->settings.checkpoint_interval;
+    if (ih->instance != core->settings.instance) return RC_CHAIN_INIT_ERROR_INSTANCE;
+    if (ih->proof == NULL || ih->proof_count != f + 1) return RC_CHAIN_INIT_ERROR_PROOF_SIZE;
+    uint64_t signers = 0;
+    for (uint32_t k = 0; k < ih->proof_count; k++) {
+        const rc_chain_abort *a = &ih->proof[k];
+        if (!rc_chain_abort_well_formed(f, chk, a) || a->entry_count > core->settings.history_max)
+            return RC_CHAIN_INIT_ERROR_ABORT_SHAPE;
+        if (signers >> a->replica & 1) return RC_CHAIN_INIT_ERROR_SIGNER;
+        signers |= (uint64_t)1 << a->replica;
+        if (a->instance != ih->proof[0].instance || a->instance >= core->settings.instance)
+            return RC_CHAIN_INIT_ERROR_INSTANCE;
+        if (a->next_instance != core->settings.instance) return RC_CHAIN_INIT_ERROR_NEXT;
+        if (!same_history(a, &ih->proof[0])) return RC_CHAIN_INIT_ERROR_MISMATCH;
+    }
+    const rc_chain_abort *h = &ih->proof[0];
+    if (ih->entry_count != h->entry_count || ih->base != h->checkpoint_number ||
+        memcmp(&ih->base_digest, &h->checkpoint_digest, sizeof ih->base_digest) != 0 ||
+        (ih->entry_count > 0 && ih->entries == NULL))
+        return RC_CHAIN_INIT_ERROR_MISMATCH;
+    for (uint32_t k = 0; k < ih->entry_count; k++) {
+        if (ih->entries[k].sn != h->entries[k].sn || !same_value(&ih->entries[k], &h->entries[k]))
+            return RC_CHAIN_INIT_ERROR_MISMATCH;
+        if (ih->entries[k].client >= core->settings.clients_max) return RC_CHAIN_INIT_ERROR_ABORT_SHAPE;
+    }
+    size_t capacity = rc_chain_abort_encoded_size(core->settings.history_max);
+    for (uint32_t k = 0; k < ih->proof_count; k++) {
+        core->stats.signature_verifications++;
+        if (rc_chain_abort_verify(&core->settings.crypto, &ih->proof[k], core->abort_buffer, capacity) != 1)
+            return RC_CHAIN_INIT_ERROR_SIGNATURE;
+    }
+    return RC_CHAIN_INIT_ERROR_NONE;
+}
+
+int rc_chain_expect_backup_proof(rc_chain *core) {
+    RC_ASSERT(core != NULL);
+    if (core->init_state != RC_CHAIN_INIT_WAITING) return -EBUSY;
+    core->init_from_backup = true;
+    return 0;
+}
+
 /* LH := IH from the checkpoint base on (D9: positions continue), t_j[c] from IH, H recomputed over IH. */
 static void install(rc_chain *core, const rc_chain_init_history *ih) {
     uint64_t first = ih->base * core->settings.checkpoint_interval + 1;
@@ -233,10 +293,15 @@ int rc_chain_on_init(rc_chain *core, const rc_chain_init_history *ih, rc_chain_i
     if (ih == NULL || why == NULL) return -EINVAL;
     *why = RC_CHAIN_INIT_ERROR_NONE;
     if (core->init_state != RC_CHAIN_INIT_WAITING) return 1;
-    rc_chain_init_error error = check_proof(core, ih);
-    if (error == RC_CHAIN_INIT_ERROR_NONE && ih->entry_count > core->settings.history_max)
-        error = RC_CHAIN_INIT_ERROR_TOO_LONG;
-    if (error == RC_CHAIN_INIT_ERROR_NONE) error = check_history(core, ih);
+    rc_chain_init_error error;
+    if (core->init_from_backup) {
+        error = check_backup_proof(core, ih); /* entry_count ≤ history_max: the proof's shape check bounds it */
+    } else {
+        error = check_proof(core, ih);
+        if (error == RC_CHAIN_INIT_ERROR_NONE && ih->entry_count > core->settings.history_max)
+            error = RC_CHAIN_INIT_ERROR_TOO_LONG;
+        if (error == RC_CHAIN_INIT_ERROR_NONE) error = check_history(core, ih);
+    }
     if (error != RC_CHAIN_INIT_ERROR_NONE) return refuse(core, why, error);
     /* Room for the checkpoint votes of every boundary inside IH (sends_max covers history_max / CHK + 1 of them). */
     RC_ASSERT(chain_checkpoint_room(core, ih->entry_count));

@@ -103,6 +103,7 @@ struct rc_chain {
 
     /* init history (chain_init.c, spec §12) */
     rc_chain_init_state init_state;
+    bool init_from_backup;             /* the previous instance is a Backup: IH's proof is f+1 Backup abort histories */
     uint64_t init_first;               /* sn of IH's first entry (base·CHK + 1) */
     uint64_t init_last;                /* sn of IH's last entry (init_first - 1 for an empty IH) */
     uint32_t init_missing;             /* IH bodies still missing */

@@ -416,6 +416,16 @@ typedef struct rc_chain_fetch {
 int rc_chain_on_init(rc_chain *core, const rc_chain_init_history *ih, rc_chain_init_error *why);
 
 /**
+ * Aliph's composition (spec §13.1): the instance before this one is a Backup, so rc_chain_on_init takes a Backup
+ * proof instead of 2f+1 Chain ABORTs: f+1 signed Backup abort histories (rc_chain_abort records signed the same way,
+ * `instance` the Backup's, `checkpoint_*` its init history's base, `entries` the whole executed sequence) of distinct
+ * replicas, identical except for the signer, all of one instance i < this one naming next(i) = this instance; IH
+ * must be exactly their common history. Set by the replica's composition (which knows the order of protocols),
+ * never by a client. 0; -EBUSY once an init history is installed.
+ */
+int rc_chain_expect_backup_proof(rc_chain *core);
+
+/**
  * The last timestamp of each client in the application state at the checkpoint base (`count` ≤ clients_max entries,
  * by client id), which the caller restored on entering (D10). IH lists requests only after the base, so without
  * this a request inside the base would be new again here and execute twice ([T] keeps t_j[c] in st_cc). Raises
