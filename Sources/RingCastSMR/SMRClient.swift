@@ -320,9 +320,9 @@ public final class SMRClient<Command: SMRCodable, Query: SMRCodable, Output: SMR
     public func submit(_ command: Command,
                        completion: @escaping @Sendable (Result<Committed<Output>, SMRClientError>) -> Void)
         throws(SMRClientError) {
-        try takeSlotNow()
+        let hasSession = try takeSlotNow()
         let bytes = Self.requestBytes(command)
-        guard monitor.withLock({ session != nil }) else {
+        guard hasSession else {
             // No session (expired, or being opened): the waiting path opens one. Rare, so a task is fine here.
             Task { [self] in
                 let reply: Result<SMRRawReply, SMRClientError>
@@ -366,15 +366,16 @@ public final class SMRClient<Command: SMRCodable, Query: SMRCodable, Output: SMR
         return writer.bytes
     }
 
-    /// Takes a window slot now, or throws why not.
-    func takeSlotNow() throws(SMRClientError) {
-        let refusal: SMRClientError? = monitor.withLock {
-            if closed { return .closed }
-            guard slots > 0 else { return .windowFull }
+    /// Takes a window slot now, or throws why not; returns whether a session is open (read under the same lock).
+    @discardableResult
+    func takeSlotNow() throws(SMRClientError) -> Bool {
+        let outcome: Result<Bool, SMRClientError> = monitor.withLock {
+            if closed { return .failure(.closed) }
+            guard slots > 0 else { return .failure(.windowFull) }
             slots -= 1
-            return nil
+            return .success(session != nil)
         }
-        if let refusal { throw refusal }
+        return try outcome.get()
     }
 
     /// Reads with the given consistency (linearizable by default).
