@@ -437,7 +437,11 @@ final class ReplicaCore<Machine: StateMachine>: @unchecked Sendable {
             }
             switch admission {
             case .apply:
-                guard let decoded = try? Machine.Command.decode(command) else {
+                // do/catch rather than `try?`: no optional of the generic command (a metadata lookup per command).
+                let decoded: Machine.Command
+                do {
+                    decoded = try Machine.Command.decode(command)
+                } catch {
                     let cached = Self.cachedReply(.malformedCommand, index: appliedIndex, output: [])
                     sessions.record(session: session, sequence: sequence, reply: cached)
                     if mine { replyCommand(key, cached) }

@@ -520,8 +520,8 @@ public final class SMRClient<Command: SMRCodable, Query: SMRCodable, Output: SMR
     }
 
     /// The frame of an in-flight request (under `monitor`).
-    func frame(_ id: UInt64, _ request: Inflight) -> ClientFrame {
-        switch request.kind {
+    func frame(_ id: UInt64, _ kind: Kind) -> ClientFrame {
+        switch kind {
         case .open:
             return .openSession(request: id)
         case let .command(sequence, bytes):
@@ -584,7 +584,8 @@ public final class SMRClient<Command: SMRCodable, Query: SMRCodable, Output: SMR
               inflight.values[position].sentGeneration != generation else { return }
         if resent { stats.resent += 1 }
         inflight.values[position].sentGeneration = generation
-        frame(id, inflight.values[position]).encode(into: &sendBuffer)
+        // The kind alone (not the whole request with its waiter: fewer retains per request).
+        frame(id, inflight.values[position].kind).encode(into: &sendBuffer)
     }
 
     /// Sends every in-flight request not yet sent on the current connection (after a reconnection).
