@@ -45,8 +45,10 @@ final class ClientLoopSignal: Sendable {
     /// The loop, before it looks at what woke it: a wake-up requested after this writes a new byte.
     func drain() {
         wakePending.store(false, ordering: .sequentiallyConsistent)
-        var scratch = [UInt8](repeating: 0, count: 64)
-        while scratch.withUnsafeMutableBytes({ read(readFD, $0.baseAddress, $0.count) }) > 0 {}
+        // On the stack: no array per wake-up.
+        withUnsafeTemporaryAllocation(byteCount: 64, alignment: 8) { scratch in
+            while read(readFD, scratch.baseAddress, scratch.count) > 0 {}
+        }
     }
 }
 

@@ -61,6 +61,8 @@ final class ClientServer: @unchecked Sendable {
     private var polls: [pollfd] = []
     private var received: [UInt8] = []
     private var frames: [ClientFrame] = []
+    /// One round in ``CPUCounters/sampleEvery`` is timed (``CPUCounters``).
+    private var roundSampler = CPUCounters.Sampler()
 
     /// Connections on the loop now (tests: many connections share one thread).
     var loopConnectionCount: Int { monitor.withLock { connections.count } }
@@ -107,8 +109,10 @@ final class ClientServer: @unchecked Sendable {
                 logger.error("the client port's poll failed; closing the port", metadata: ["errno": "\(errno)"])
                 break
             }
-            // Thread CPU time per round (a syscall each: never per frame), the POLLOUT writes apart.
-            var mark = threadCPUNanos()
+            // Thread CPU time of one round in CPUCounters.sampleEvery (a syscall each: never per frame), charged
+            // with that weight; the POLLOUT writes apart, timed every time (rare: a client that reads slowly).
+            let weight = roundSampler.next()
+            var mark = weight > 0 ? threadCPUNanos() : 0
             if polls[0].revents != 0 {
                 signal.drain()
                 let (stop, arrived): (Bool, [Connection]) = monitor.withLock {
@@ -117,7 +121,7 @@ final class ClientServer: @unchecked Sendable {
                 }
                 if stop {
                     for connection in arrived { retireFromThread(connection) }
-                    CPUCounters.charge(cpu.ingestNanos, since: mark)
+                    if weight > 0 { CPUCounters.charge(cpu.ingestNanos, since: mark, weight: weight) }
                     break
                 }
                 for connection in arrived {
@@ -136,9 +140,10 @@ final class ClientServer: @unchecked Sendable {
                 let connection = live[index - 2]
                 if events & Int16(POLLOUT) != 0 {
                     connection.wantsWritable.store(false, ordering: .releasing)
-                    mark = CPUCounters.charge(cpu.ingestNanos, since: mark)
+                    let writeStarted = weight > 0 ? CPUCounters.charge(cpu.ingestNanos, since: mark, weight: weight)
+                        : threadCPUNanos()
                     connection.flush()
-                    mark = CPUCounters.charge(cpu.writerNanos, since: mark)
+                    mark = CPUCounters.charge(cpu.writerNanos, since: writeStarted)
                 }
                 if events & Int16(POLLIN | POLLHUP | POLLERR | POLLNVAL) != 0 {
                     switch readReady(connection) {
@@ -152,7 +157,7 @@ final class ClientServer: @unchecked Sendable {
                 }
             }
             if retired { live.removeAll { !isLive($0) } }
-            CPUCounters.charge(cpu.ingestNanos, since: mark)
+            if weight > 0 { CPUCounters.charge(cpu.ingestNanos, since: mark, weight: weight) }
         }
         for connection in live { retire(connection) }
         live.removeAll()

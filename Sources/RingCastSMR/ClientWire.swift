@@ -145,6 +145,17 @@ enum ClientFrame: Sendable, Hashable {
 
     /// Appends the frame with its length prefix to a byte buffer.
     func encode(into bytes: inout [UInt8]) {
+        // A reply (answers to reads, refusals) goes straight into the buffer: no writer of its own per frame.
+        if case let .reply(request, status, index, payload) = self {
+            withUnsafeBytes(of: UInt32(2 + 8 + 1 + 8 + payload.count).littleEndian) { bytes.append(contentsOf: $0) }
+            bytes.append(Self.version)
+            bytes.append(Self.replyKind)
+            withUnsafeBytes(of: request.littleEndian) { bytes.append(contentsOf: $0) }
+            bytes.append(status.rawValue)
+            withUnsafeBytes(of: index.littleEndian) { bytes.append(contentsOf: $0) }
+            bytes.append(contentsOf: payload)
+            return
+        }
         var writer = ByteWriter(capacity: 64)
         encode(into: &writer)
         bytes.append(contentsOf: writer.bytes)

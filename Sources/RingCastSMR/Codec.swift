@@ -40,6 +40,16 @@ public struct ByteWriter: Sendable {
         uint32(UInt32(value.count))
         bytes.append(contentsOf: value)
     }
+    /// A u32 length, then the bytes: the same as the generic one, for arrays. A caller in another module (a
+    /// service's codec) would otherwise run the generic `append(contentsOf:)` unspecialized (profiled: most of a
+    /// client's command encoding).
+    public mutating func lengthPrefixed(_ value: [UInt8]) {
+        precondition(value.count <= Int(UInt32.max), "a byte string must fit a u32 length")
+        uint32(UInt32(value.count))
+        bytes.append(contentsOf: value)
+    }
+    /// Raw bytes of an array, no length (the generic one's fast path, for the same reason).
+    public mutating func raw(_ value: [UInt8]) { bytes.append(contentsOf: value) }
     /// A presence byte, then the length-prefixed bytes when present.
     public mutating func optionalBytes(_ value: [UInt8]?) {
         bool(value != nil)

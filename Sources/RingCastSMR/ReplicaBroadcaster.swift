@@ -106,8 +106,11 @@ extension ReplicaCore {
     /// when the queue is full it suspends, and the ingress fills up behind it (backpressure to the readers).
     private func runBroadcaster() async {
         guard let group else { return }
+        // One ring message in CPUCounters.sampleEvery is timed (one task: the sampler is its own).
+        var sampler = CPUCounters.Sampler()
         while var entries = await popBatch() {
-            let packStarted = threadCPUNanos()
+            let weight = sampler.next()
+            let packStarted = weight > 0 ? threadCPUNanos() : 0
             // Barriers take their number now: the reads queued so far are served when this one is delivered.
             for position in entries.indices {
                 guard case .barrier = entries[position] else { continue }
@@ -122,7 +125,7 @@ extension ReplicaCore {
                 entries[position] = .barrier(number: number)
             }
             let payload = RingBatch(replica: me, stampMillis: unixMillis(), entries: entries).encoded()
-            CPUCounters.charge(cpu.broadcastNanos, since: packStarted)
+            if weight > 0 { CPUCounters.charge(cpu.broadcastNanos, since: packStarted, weight: weight) }
             do {
                 try await group.broadcast(payload)
             } catch {

@@ -97,6 +97,17 @@ final class ReplicaCore<Machine: StateMachine>: @unchecked Sendable {
     private var batch = CommandBatch<Machine.Command>()
     private var batchKeys: [(key: SessionSequence, mine: Bool)] = []
     private var outputs: [Machine.Output] = []
+    /// The entries of the ring batch being applied (``applyRingBatch(_:decodeStarted:)``; reused, under `lock`).
+    private var ringEntries: [RingEntrySlice] = []
+    /// A command's cached reply is encoded here first, then copied into an array of its exact size (one
+    /// allocation per reply, none for growing).
+    private var replyScratch = ByteWriter(capacity: 256)
+    /// The delivery thread's 1-in-N timing (``CPUCounters``): which group of deliveries is timed.
+    private var deliverySampler = CPUCounters.Sampler()
+    /// The weight the stages of the batch being applied are charged with (under `lock`): 0 while ``apply(_:)``
+    /// applies a group that is not timed, ``CPUCounters/sampleEvery`` while it applies one that is, 1 otherwise
+    /// (a suffix or a learner's feed: timed every time).
+    private var cpuWeight: UInt64 = 1
 
     // MARK: Barriers (under `reads`)
     let reads = Monitor()
@@ -326,7 +337,9 @@ final class ReplicaCore<Machine: StateMachine>: @unchecked Sendable {
     // MARK: Apply (the group's delivery thread)
 
     func apply(_ deliveries: borrowing Deliveries) {
-        let started = threadCPUNanos()
+        // Timed one group in CPUCounters.sampleEvery (the delivery thread only calls this: no lock needed).
+        let weight = deliverySampler.next()
+        let started = weight > 0 ? threadCPUNanos() : 0
         let touched: [Connection] = lock.withLock {
             guard !failed else { return [] }
             guard hasState || restoring else { return deliveredWithoutState() }
@@ -338,12 +351,14 @@ final class ReplicaCore<Machine: StateMachine>: @unchecked Sendable {
                 return []
             }
             inDelivery = true
+            cpuWeight = weight
             defer {
                 inDelivery = false
+                cpuWeight = 1
                 touchedConnections.removeAll(keepingCapacity: true)
             }
             deliveries.forEach { delivery in
-                let decodeStarted = threadCPUNanos()
+                let decodeStarted = weight > 0 ? threadCPUNanos() : 0
                 let bytes = Array(delivery.payload)
                 applyRingBatch(bytes, decodeStarted: decodeStarted)
             }
@@ -352,11 +367,11 @@ final class ReplicaCore<Machine: StateMachine>: @unchecked Sendable {
         }
         // The replies of the whole batch, one write per connection, outside the lock (readers need it).
         if !touched.isEmpty {
-            let replyStarted = threadCPUNanos()
+            let replyStarted = weight > 0 ? threadCPUNanos() : 0
             for connection in touched { connection.flushDeferred() }
-            CPUCounters.charge(cpu.replyNanos, since: replyStarted)
+            if weight > 0 { CPUCounters.charge(cpu.replyNanos, since: replyStarted, weight: weight) }
         }
-        CPUCounters.charge(cpu.deliveryNanos, since: started)
+        if weight > 0 { CPUCounters.charge(cpu.deliveryNanos, since: started, weight: weight) }
     }
 
     /// Sends a frame to a client: during ``apply(_:)`` deferred to the end of the batch, otherwise at once.
@@ -372,8 +387,8 @@ final class ReplicaCore<Machine: StateMachine>: @unchecked Sendable {
     func applyRingBatch(_ bytes: [UInt8], decodeStarted: UInt64) {
         // The learners' feed (LearnerFeed.swift): every batch applied or skipped, with the index after it.
         defer { if !learners.isEmpty { feedLearners(bytes) } }
-        let decoded = try? RingBatch.decode(bytes)
-        CPUCounters.charge(cpu.decodeNanos, since: decodeStarted)
+        let decoded = try? RingBatch.decode(bytes, into: &ringEntries)
+        if cpuWeight > 0 { CPUCounters.charge(cpu.decodeNanos, since: decodeStarted, weight: cpuWeight) }
         guard let ringBatch = decoded else {
             // Only replicas broadcast; a batch that does not decode is skipped by every replica alike.
             statistics.ringBatchesMalformed += 1
@@ -388,7 +403,15 @@ final class ReplicaCore<Machine: StateMachine>: @unchecked Sendable {
             sessions.expire(nowMillis: orderedMillis)
         }
         let mine = ringBatch.replica == me
-        for entry in ringBatch.entries { applyEntry(entry, mine: mine) }
+        // Taken out while applied (applyEntry never decodes another batch), then put back for its capacity; the
+        // slices into `bytes` are gone once it is emptied.
+        var entries = ringEntries
+        ringEntries = []
+        defer {
+            entries.removeAll(keepingCapacity: true)
+            ringEntries = entries
+        }
+        for entry in entries { applyEntry(entry, mine: mine) }
     }
 
     /// After a group of deliveries: applies the batch collected, serves the sequential reads.
@@ -400,7 +423,7 @@ final class ReplicaCore<Machine: StateMachine>: @unchecked Sendable {
         serveSequentialReads()
     }
 
-    private func applyEntry(_ entry: RingEntry, mine: Bool) {
+    private func applyEntry(_ entry: RingEntrySlice, mine: Bool) {
         appliedIndex += 1
         switch entry {
         case let .command(session, sequence, firstUnacknowledged, command):
@@ -414,7 +437,11 @@ final class ReplicaCore<Machine: StateMachine>: @unchecked Sendable {
             }
             switch admission {
             case .apply:
-                guard let decoded = try? Machine.Command.decode(command[...]) else {
+                // do/catch rather than `try?`: no optional of the generic command (a metadata lookup per command).
+                let decoded: Machine.Command
+                do {
+                    decoded = try Machine.Command.decode(command)
+                } catch {
                     let cached = Self.cachedReply(.malformedCommand, index: appliedIndex, output: [])
                     sessions.record(session: session, sequence: sequence, reply: cached)
                     if mine { replyCommand(key, cached) }
@@ -468,19 +495,22 @@ final class ReplicaCore<Machine: StateMachine>: @unchecked Sendable {
     private func flush() {
         guard !batch.isEmpty else { return }
         outputs.removeAll(keepingCapacity: true)
-        let applyStarted = threadCPUNanos()
+        let weight = cpuWeight
+        let applyStarted = weight > 0 ? threadCPUNanos() : 0
         machine.apply(batch, into: &outputs)
-        let replyStarted = CPUCounters.charge(cpu.applyNanos, since: applyStarted)
-        defer { CPUCounters.charge(cpu.replyNanos, since: replyStarted) }
+        let replyStarted = weight > 0 ? CPUCounters.charge(cpu.applyNanos, since: applyStarted, weight: weight) : 0
+        defer { if weight > 0 { CPUCounters.charge(cpu.replyNanos, since: replyStarted, weight: weight) } }
         precondition(outputs.count == batch.count,
                      "apply returned \(outputs.count) outputs for \(batch.count) commands (one each is required)")
         for (position, (key, mine)) in batchKeys.enumerated() {
-            var writer = ByteWriter(capacity: 16)
-            writer.uint8(ReplyStatus.ok.rawValue)
-            writer.uint64(batch.contexts[position].index)
-            outputs[position].encode(into: &writer)
-            sessions.record(session: key.session, sequence: key.sequence, reply: writer.bytes)
-            if mine { replyCommand(key, writer.bytes) }
+            replyScratch.removeAll(keepingCapacity: true)
+            replyScratch.uint8(ReplyStatus.ok.rawValue)
+            replyScratch.uint64(batch.contexts[position].index)
+            outputs[position].encode(into: &replyScratch)
+            // A copy of its own, of the exact size (the scratch keeps its capacity for the next reply).
+            let cached = replyScratch.bytes.withUnsafeBufferPointer { [UInt8]($0) }
+            sessions.record(session: key.session, sequence: key.sequence, reply: cached)
+            if mine { replyCommand(key, cached) }
         }
         statistics.commandsApplied += UInt64(batch.count)
         batch.removeAll()
@@ -498,22 +528,31 @@ final class ReplicaCore<Machine: StateMachine>: @unchecked Sendable {
 
     private func replyCommand(_ key: SessionSequence, _ cached: [UInt8]) {
         guard let pending = pendingCommands.removeValue(forKey: key) else { return }
-        // The cached reply is the reply frame's tail (status, index, output): appended as it is.
+        sendTail(cached, request: pending.request, to: pending.connection)
+    }
+
+    /// Queues a reply frame whose tail (status, index, output) is `tail`, appended as it is: during ``apply(_:)``
+    /// deferred to the end of the batch, otherwise at once.
+    private func sendTail(_ tail: [UInt8], request: UInt64, to connection: Connection) {
         if inDelivery {
-            if pending.connection.sendReply(request: pending.request, cached: cached, wake: false) {
-                touchedConnections.append(pending.connection)
-            }
+            if connection.sendReply(request: request, cached: tail, wake: false) { touchedConnections.append(connection) }
         } else {
-            pending.connection.sendReply(request: pending.request, cached: cached, wake: true)
+            connection.sendReply(request: request, cached: tail, wake: true)
         }
     }
 
-    /// Answers a read from the current state (under `lock`).
+    /// Answers a read from the current state (under `lock`). The output is encoded straight after the reply's
+    /// status and index in the scratch writer and appended to the connection's buffer from there: no array of its
+    /// own, no frame value.
     private func answer(_ read: PendingRead) {
         guard let query = try? Machine.Query.decode(read.query[...]) else {
             return reply(read, status: .malformedCommand, output: [])
         }
-        reply(read, status: .ok, output: machine.query(query).encoded())
+        replyScratch.removeAll(keepingCapacity: true)
+        replyScratch.uint8(ReplyStatus.ok.rawValue)
+        replyScratch.uint64(appliedIndex)
+        machine.query(query).encode(into: &replyScratch)
+        sendTail(replyScratch.bytes, request: read.request, to: read.connection)
     }
 
     private func reply(_ read: PendingRead, status: ReplyStatus, output: [UInt8]) {

@@ -147,6 +147,11 @@ public final class SMRClient<Command: SMRCodable, Query: SMRCodable, Output: SMR
     var nextRequest: UInt64 = 1
     var seenIndex: UInt64 = 0
     var inflight: [UInt64: Inflight] = [:]
+    /// The numbers of the commands in `inflight`, ascending (a multiset: a new session numbers from 1 again while
+    /// the old one's may still be in flight). Its first is the `firstUnacknowledged` a command frame carries, read
+    /// in O(1) instead of walking the window per request (profiled: the walk, copying every in-flight request, was
+    /// a tenth of a loaded client's CPU). Bounded by the window, like `inflight`.
+    var commandNumbers: [UInt64] = []
     var slots: Int
     var slotWaiters: [CheckedContinuation<Bool, Never>] = []
     var closed = false
@@ -226,6 +231,7 @@ public final class SMRClient<Command: SMRCodable, Query: SMRCodable, Output: SMR
             if fd >= 0 { shutdown(fd, Int32(SHUT_RDWR)) }
             defer {
                 inflight = [:]
+                commandNumbers = []
                 sessionWaiters = []
                 slotWaiters = []
                 reader = nil
@@ -257,7 +263,7 @@ public final class SMRClient<Command: SMRCodable, Query: SMRCodable, Output: SMR
 
     /// Submits a command; returns its output and log index.
     public func submitCommitted(_ command: Command) async throws(SMRClientError) -> Committed<Output> {
-        let bytes = command.encoded()
+        let bytes = Self.requestBytes(command)
         guard await acquireSlot() else { throw .closed }
         defer { releaseSlot() }
         _ = try await ensureSession()
@@ -314,9 +320,9 @@ public final class SMRClient<Command: SMRCodable, Query: SMRCodable, Output: SMR
     public func submit(_ command: Command,
                        completion: @escaping @Sendable (Result<Committed<Output>, SMRClientError>) -> Void)
         throws(SMRClientError) {
-        try takeSlotNow()
-        let bytes = command.encoded()
-        guard monitor.withLock({ session != nil }) else {
+        let hasSession = try takeSlotNow()
+        let bytes = Self.requestBytes(command)
+        guard hasSession else {
             // No session (expired, or being opened): the waiting path opens one. Rare, so a task is fine here.
             Task { [self] in
                 let reply: Result<SMRRawReply, SMRClientError>
@@ -345,27 +351,36 @@ public final class SMRClient<Command: SMRCodable, Query: SMRCodable, Output: SMR
     public func read(_ query: Query, consistency: ReadConsistency = .linearizable,
                      completion: @escaping @Sendable (Result<Output, SMRClientError>) -> Void) throws(SMRClientError) {
         try takeSlotNow()
-        enqueue(.read(consistency: consistency, bytes: query.encoded()), waiter: .completion { [self] reply in
+        enqueue(.read(consistency: consistency, bytes: Self.requestBytes(query)), waiter: .completion { [self] reply in
             let outcome = Self.readOutcome(reply)
             releaseSlot()
             completion(outcome)
         })
     }
 
-    /// Takes a window slot now, or throws why not.
-    func takeSlotNow() throws(SMRClientError) {
-        let refusal: SMRClientError? = monitor.withLock {
-            if closed { return .closed }
-            guard slots > 0 else { return .windowFull }
+    /// A command's or query's encoding, kept for resending: one allocation for the usual small request (the
+    /// codec's default start of 64 bytes grows, and copies, for a command carrying a 100-byte value).
+    static func requestBytes(_ value: some SMRCodable) -> [UInt8] {
+        var writer = ByteWriter(capacity: 256)
+        value.encode(into: &writer)
+        return writer.bytes
+    }
+
+    /// Takes a window slot now, or throws why not; returns whether a session is open (read under the same lock).
+    @discardableResult
+    func takeSlotNow() throws(SMRClientError) -> Bool {
+        let outcome: Result<Bool, SMRClientError> = monitor.withLock {
+            if closed { return .failure(.closed) }
+            guard slots > 0 else { return .failure(.windowFull) }
             slots -= 1
-            return nil
+            return .success(session != nil)
         }
-        if let refusal { throw refusal }
+        return try outcome.get()
     }
 
     /// Reads with the given consistency (linearizable by default).
     public func read(_ query: Query, consistency: ReadConsistency = .linearizable) async throws(SMRClientError) -> Output {
-        let bytes = query.encoded()
+        let bytes = Self.requestBytes(query)
         guard await acquireSlot() else { throw .closed }
         defer { releaseSlot() }
         let reply = try await call(.read(consistency: consistency, bytes: bytes))
@@ -490,6 +505,7 @@ public final class SMRClient<Command: SMRCodable, Query: SMRCodable, Output: SMR
             var kind = kind
             if case let .command(_, bytes) = kind {
                 kind = .command(sequence: nextSequence, bytes: bytes)
+                insertCommandNumberLocked(nextSequence)
                 nextSequence += 1
             }
             inflight[nextRequest] = Inflight(kind: kind, deadlineNanos: deadline, waiter: waiter)
@@ -504,16 +520,13 @@ public final class SMRClient<Command: SMRCodable, Query: SMRCodable, Output: SMR
     }
 
     /// The frame of an in-flight request (under `monitor`).
-    func frame(_ id: UInt64, _ request: Inflight) -> ClientFrame {
-        switch request.kind {
+    func frame(_ id: UInt64, _ kind: Kind) -> ClientFrame {
+        switch kind {
         case .open:
             return .openSession(request: id)
         case let .command(sequence, bytes):
-            // The lowest command number still in flight (a loop: no array per request on the hot path).
-            var firstUnacknowledged = sequence
-            for request in inflight.values {
-                if case let .command(other, _) = request.kind, other < firstUnacknowledged { firstUnacknowledged = other }
-            }
+            // The lowest command number still in flight (this one is among them).
+            let firstUnacknowledged = min(sequence, commandNumbers.first ?? sequence)
             return .command(request: id, session: session ?? 0, sequence: sequence,
                             firstUnacknowledged: firstUnacknowledged, command: bytes)
         case let .read(consistency, bytes):
@@ -525,6 +538,36 @@ public final class SMRClient<Command: SMRCodable, Query: SMRCodable, Output: SMR
         }
     }
 
+    /// Records a command number entering `inflight` (under `monitor`): appended (numbers grow), or inserted in
+    /// order after a new session restarted them.
+    func insertCommandNumberLocked(_ number: UInt64) {
+        guard let last = commandNumbers.last, last > number else { return commandNumbers.append(number) }
+        commandNumbers.insert(number, at: Self.position(of: number, in: commandNumbers))
+    }
+
+    /// Takes a request out of `inflight` (under `monitor`), and its command number out of `commandNumbers`.
+    func removeInflightLocked(_ id: UInt64) -> Inflight? {
+        guard let request = inflight.removeValue(forKey: id) else { return nil }
+        if case let .command(number, _) = request.kind {
+            let at = Self.position(of: number, in: commandNumbers)
+            precondition(at < commandNumbers.count && commandNumbers[at] == number,
+                         "an in-flight command's number is not tracked")
+            commandNumbers.remove(at: at)
+        }
+        return request
+    }
+
+    /// The first position in ascending `numbers` whose value is ≥ `number` (binary search).
+    static func position(of number: UInt64, in numbers: [UInt64]) -> Int {
+        var low = 0
+        var high = numbers.count
+        while low < high {
+            let middle = (low + high) / 2
+            if numbers[middle] < number { low = middle + 1 } else { high = middle }
+        }
+        return low
+    }
+
     /// Queues request `id` for sending (under `monitor`); true when the caller is to schedule ``sendQueued()`` (no one is sending
     /// and no send is scheduled: otherwise that one takes it along).
     func queueForSendingLocked(_ id: UInt64) -> Bool {
@@ -532,6 +575,17 @@ public final class SMRClient<Command: SMRCodable, Query: SMRCodable, Output: SMR
         guard !sending, !sendScheduled, !dispatching else { return false }
         sendScheduled = true
         return true
+    }
+
+    /// Appends request `id`'s frame to `sendBuffer` unless it left the window or was sent on this connection
+    /// (under `monitor` and `sendMonitor`). Marked sent in place: no copy of the request in and out of the table.
+    func encodeUnsentLocked(_ id: UInt64, resent: Bool) {
+        guard let position = inflight.index(forKey: id),
+              inflight.values[position].sentGeneration != generation else { return }
+        if resent { stats.resent += 1 }
+        inflight.values[position].sentGeneration = generation
+        // The kind alone (not the whole request with its waiter: fewer retains per request).
+        frame(id, inflight.values[position].kind).encode(into: &sendBuffer)
     }
 
     /// Sends every in-flight request not yet sent on the current connection (after a reconnection).
@@ -560,18 +614,19 @@ public final class SMRClient<Command: SMRCodable, Query: SMRCodable, Output: SMR
                         return (-1, false)
                     }
                     let all = resendAll
-                    let ids = all ? inflight.keys.sorted() : outgoing
-                    outgoing.removeAll(keepingCapacity: true)
                     resendAll = false
                     // Not connected: they stay unsent, and the reconnection resends every unsent request.
-                    guard fd >= 0 else { return (-1, true) }
-                    for id in ids {
-                        guard var request = inflight[id], request.sentGeneration != generation else { continue }
-                        if all { stats.resent += 1 }
-                        request.sentGeneration = generation
-                        inflight[id] = request
-                        frame(id, request).encode(into: &sendBuffer)
+                    guard fd >= 0 else {
+                        outgoing.removeAll(keepingCapacity: true)
+                        return (-1, true)
                     }
+                    if all {
+                        for id in inflight.keys.sorted() { encodeUnsentLocked(id, resent: true) }
+                    } else {
+                        for id in outgoing { encodeUnsentLocked(id, resent: false) }
+                    }
+                    // After the loop (its copy of `outgoing` is gone): the buffer is unique and keeps its capacity.
+                    outgoing.removeAll(keepingCapacity: true)
                     return (fd, true)
                 }
                 guard more else { return true }

@@ -137,7 +137,7 @@ extension SMRClient {
                     continue
                 }
                 seenIndex = max(seenIndex, index)
-                if let waiting = inflight.removeValue(forKey: request) {
+                if let waiting = removeInflightLocked(request) {
                     finished.append((waiting.waiter, (status, index, payload)))
                 }
             }
@@ -151,7 +151,10 @@ extension SMRClient {
     /// Fails every request in flight with `error` (every replica refused the handshake: waiting will not help).
     func failAll(_ error: SMRClientError) {
         let failed: [Inflight] = monitor.withLock {
-            defer { inflight = [:] }
+            defer {
+                inflight = [:]
+                commandNumbers = []
+            }
             return Array(inflight.values)
         }
         for request in failed { request.waiter.finish(.failure(error)) }
@@ -169,7 +172,7 @@ extension SMRClient {
             for (id, request) in inflight where request.deadlineNanos <= now { ids.append(id) }
             guard !ids.isEmpty else { return [] }
             stats.timeouts += UInt64(ids.count)
-            return ids.compactMap { inflight.removeValue(forKey: $0) }
+            return ids.compactMap { removeInflightLocked($0) }
         }
         for request in expired { request.waiter.finish(.failure(.timeout)) }
         _ = reason

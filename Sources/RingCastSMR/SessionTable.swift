@@ -91,36 +91,72 @@ public struct SessionTable: Sendable, Hashable {
     /// Decides whether request (`session`, `sequence`) is applied; with `.apply` it is marked admitted.
     public mutating func admit(session id: UInt64, sequence: UInt64, firstUnacknowledged: UInt64,
                                nowMillis: UInt64) -> Admission {
-        guard var session = sessions[id] else { return .unknownSession }
+        // In place (`values[index]`): a copy of the session taken out and written back would make the first
+        // change to its `replies` copy the whole dictionary (profiled: a copy per command at a loaded replica).
+        guard let index = sessions.index(forKey: id) else { return .unknownSession }
+        let first = sessions.values[index].firstUnacknowledged
         // The client saw the replies below `firstUnacknowledged`, so it can carry a higher one than requests of
         // the same batch that are not recorded yet (a replica applying a long run of deliveries at once: one that
         // lags, or a state transfer's suffix). Dropping their slots now would make `record` fail, and make the
         // table depend on where batches end: apply the batch first, then the outcome is the one-by-one outcome.
-        if firstUnacknowledged > session.firstUnacknowledged,
-           session.replies.contains(where: { $0.key < firstUnacknowledged && $0.value == nil }) {
+        if firstUnacknowledged > first,
+           Self.anyInFlight(sessions.values[index].replies, below: firstUnacknowledged, from: first,
+                            windowMax: limits.windowMax) {
             return .duplicateInFlight
         }
-        session.lastActiveMillis = max(session.lastActiveMillis, nowMillis)
-        if firstUnacknowledged > session.firstUnacknowledged {
-            session.firstUnacknowledged = firstUnacknowledged
-            session.replies = session.replies.filter { $0.key >= firstUnacknowledged }
+        sessions.values[index].lastActiveMillis = max(sessions.values[index].lastActiveMillis, nowMillis)
+        if firstUnacknowledged > first {
+            sessions.values[index].firstUnacknowledged = firstUnacknowledged
+            Self.dropReplies(&sessions.values[index].replies, below: firstUnacknowledged, from: first,
+                             windowMax: limits.windowMax)
         }
-        defer { sessions[id] = session }
-        if sequence < session.firstUnacknowledged { return .alreadyAcknowledged }
-        if let cached = session.replies[sequence] {
+        let current = sessions.values[index].firstUnacknowledged
+        if sequence < current { return .alreadyAcknowledged }
+        if let cached = sessions.values[index].replies[sequence] {
             guard let reply = cached else { return .duplicateInFlight }
             return .duplicate(reply: reply)
         }
-        guard sequence - session.firstUnacknowledged < UInt64(limits.windowMax) else { return .outsideWindow }
-        precondition(session.replies.count < limits.windowMax, "a session caches more replies than its window")
-        session.replies[sequence] = .some(nil)
+        guard sequence - current < UInt64(limits.windowMax) else { return .outsideWindow }
+        precondition(sessions.values[index].replies.count < limits.windowMax,
+                     "a session caches more replies than its window")
+        sessions.values[index].replies[sequence] = .some(nil)
         return .apply
+    }
+
+    /// Whether a reply below `bound` is admitted and not recorded yet. The keys are in `first ..< first + windowMax`
+    /// (admitted only inside the window, dropped once below `firstUnacknowledged`), so when the advance is shorter
+    /// than the window only its numbers are looked up (no walk over the whole cache per command); the same answer
+    /// as looking at every key.
+    static func anyInFlight(_ replies: [UInt64: [UInt8]?], below bound: UInt64, from first: UInt64,
+                            windowMax: Int) -> Bool {
+        if bound - first >= UInt64(windowMax) || bound - first >= UInt64(replies.count) {
+            return replies.contains { $0.key < bound && $0.value == nil }
+        }
+        for sequence in first..<bound {
+            if let cached = replies[sequence], cached == nil { return true }
+        }
+        return false
+    }
+
+    /// Removes the replies below `bound` (in place; the same keys as filtering every one, see ``anyInFlight``).
+    /// Filtering builds a new dictionary (profiled: an allocation per acknowledgement), so it is left for an
+    /// advance past the whole window.
+    static func dropReplies(_ replies: inout [UInt64: [UInt8]?], below bound: UInt64, from first: UInt64,
+                            windowMax: Int) {
+        if bound - first >= UInt64(windowMax) {
+            replies = replies.filter { $0.key >= bound }
+            return
+        }
+        for sequence in first..<bound { replies.removeValue(forKey: sequence) }
     }
 
     /// Caches the reply of a request admitted with `.apply`.
     public mutating func record(session id: UInt64, sequence: UInt64, reply: [UInt8]) {
-        precondition(sessions[id]?.replies[sequence] == .some(nil), "recording a reply that was not admitted")
-        sessions[id]!.replies[sequence] = .some(reply)
+        guard let index = sessions.index(forKey: id), let slot = sessions.values[index].replies.index(forKey: sequence),
+              sessions.values[index].replies.values[slot] == nil else {
+            preconditionFailure("recording a reply that was not admitted")
+        }
+        sessions.values[index].replies.values[slot] = .some(reply)
     }
 
     /// Whether ``expire(nowMillis:)`` would scan now. The replica asks at every ring batch (each carries the ordered

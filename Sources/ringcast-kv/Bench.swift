@@ -375,8 +375,9 @@ struct BenchReport {
         if !cpuMicrosPerOperation.isEmpty {
             lines.append("CPU per operation at replica 0 (µs): " + cpuMicrosPerOperation.map {
                 "\($0.0) \(String(format: "%.2f", $0.1))"
-            }.joined(separator: ", ") + " (delivery_thread includes decode, apply, reply; process is every thread: "
-                + "the ring's engine and control threads are the rest)")
+            }.joined(separator: ", ") + " (delivery_thread includes decode, apply, reply; the stages are sampled, one "
+                + "batch or loop round in 16 timed; process is every thread, exact: the ring's engine and control "
+                + "threads are the rest)")
         }
         if let counter, let exactlyOnce {
             lines.append("increments: \(incrementsAcknowledged) acknowledged, \(incrementsInDoubt) in doubt, counter \(counter): "
