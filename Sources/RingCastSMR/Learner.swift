@@ -88,6 +88,16 @@ extension ReplicaCore {
 
     private var stopping: Bool { pacing.withLock { transfersStopping } }
 
+    /// A learner's feed backlog (FeedStash.swift): a small memory part and the rest spilled to the work directory,
+    /// or, without one, memory only up to the suffix bound.
+    func makeFeedStash() -> FeedStash {
+        if let directory = options.workDirectory {
+            return FeedStash(memoryBytesMax: options.learnerStashMemoryBytes, directory: directory,
+                             spillBytesMax: options.learnerSpillBytesMax)
+        }
+        return FeedStash(memoryBytesMax: options.suffixBytesMax, directory: nil, spillBytesMax: 0)
+    }
+
     /// How long phase 2 waits for a silent feed to bring the batches up to the cut before it pulls the cut's
     /// snapshot instead: well inside the time the cut's provider keeps it (``Replica/Options/snapshotPullTimeoutMillis``).
     private var feedToCutWaitNanos: UInt64 { UInt64(max(Int(Self.feedIdleMillis), options.snapshotPullTimeoutMillis / 4)) * 1_000_000 }
@@ -107,23 +117,40 @@ extension ReplicaCore {
             nonisolated(unsafe) var outcome: Result<(index: UInt64, orderedMillis: UInt64), SnapshotError> =
                 .failure(SnapshotError("the restore did not run"))
             // Feed batches the provider sends between the copy's chunks wait here until the copy is installed
-            // (bounded: ``Replica/Options/suffixBytesMax``).
-            nonisolated(unsafe) var stash = SuffixStore(bytesMax: options.suffixBytesMax)
-            nonisolated(unsafe) var stashIndexes: [UInt64] = []
+            // (bounded: memory, then the work directory's spill file; FeedStash.swift).
+            nonisolated(unsafe) var stash = makeFeedStash()
+            defer {
+                lock.withLock {
+                    statistics.learnerStashBytesPeak = max(statistics.learnerStashBytesPeak, UInt64(stash.memoryBytesPeak))
+                    statistics.learnerSpillBytesPeak = max(statistics.learnerSpillBytesPeak, UInt64(stash.fileBytesPeak))
+                    statistics.learnerSpilledBatches += stash.spilledBatches
+                }
+                stash.close() // the spill file's space is freed now, whatever happened
+            }
+            // The learner's pace (``Replica/Options/learnerBytesPerSecondMax``), with somewhere to spill the backlog
+            // a longer restore builds up: the chunks are read no faster, and TCP's flow control holds the provider's
+            // stream (its serialising and sending) to the same rate.
+            let rate = options.workDirectory == nil ? 0 : options.learnerBytesPerSecondMax
+            nonisolated(unsafe) var pacingWaits: UInt64 = 0
             let body: @Sendable () -> Void = { [self] in
                 lowerTransferThreadPriority(nice: options.snapshotThreadNice)
-                var reader = SnapshotReader { () throws(SnapshotError) -> [UInt8]? in
+                var bucket = rate > 0
+                    ? TokenBucket(bytesPerSecond: UInt64(rate), burstBytes: UInt64(min(options.frameBytesMax, 1 << 20)),
+                                  nowNanos: monotonicNanos())
+                    : nil
+                var reader = SnapshotReader { [self] () throws(SnapshotError) -> [UInt8]? in
                     while true {
                         switch try stream.next(timeoutMillis: nil) {
-                        case let .snapshotChunk(bytes)?: return bytes
+                        case let .snapshotChunk(bytes)?:
+                            if bucket != nil {
+                                guard pace(&bucket!, bytes: UInt64(bytes.count)) else {
+                                    throw SnapshotError("the replica is stopping")
+                                }
+                            }
+                            return bytes
                         case .snapshotEnd?: return nil
                         case let .learnerEntry(index, _, payload)?:
-                            guard stash.admits(payload.count) else {
-                                throw SnapshotError("the feed during the restore exceeded the learner's bound "
-                                    + "(suffixBytesMax, \(stash.bytesMax) bytes)")
-                            }
-                            stash.append(payload)
-                            stashIndexes.append(index)
+                            try stash.append(index: index, payload: payload)
                         default: throw SnapshotError("unexpected frame in the learner's snapshot stream")
                         }
                     }
@@ -136,9 +163,11 @@ extension ReplicaCore {
                 } catch {
                     outcome = .failure(error)
                 }
+                pacingWaits = bucket?.waits ?? 0
                 target = state
             }
             do { try Thread(body).join() } catch { body() }
+            lock.withLock { statistics.learnerPacingWaits += pacingWaits }
             let cut = try outcome.get()
             lock.withLock {
                 machine = target!.machine
@@ -148,12 +177,23 @@ extension ReplicaCore {
                 statistics.learnerRestores += 1
             }
             target = nil // the installed state is the only reference: apply changes it in place
-            lock.withLock { statistics.learnerStashBytesPeak = max(statistics.learnerStashBytesPeak, UInt64(stash.peakBytes)) }
-            for index in stashIndexes {
-                guard let payload = stash.popFirst() else { preconditionFailure("the stash lost a batch") }
-                try applyFed(payload, index: index)
+            // The backlog, oldest first. What the provider feeds meanwhile joins its tail every 256 KiB applied, so
+            // that the provider's queue for this learner (``Replica/Options/learnerFeedBytesMax``) stays short however
+            // long the backlog takes: the learner, not the provider, holds the wait.
+            var sinceDrain = 0
+            while let entry = try stash.popFirst() {
+                try applyFed(entry.payload, index: entry.index)
+                sinceDrain += entry.payload.count
+                if sinceDrain >= 256 << 10 {
+                    sinceDrain = 0
+                    while let frame = try stream.next(timeoutMillis: 0) {
+                        guard case let .learnerEntry(index, _, payload) = frame else {
+                            throw SnapshotError("unexpected frame in the learner's feed")
+                        }
+                        try stash.append(index: index, payload: payload)
+                    }
+                }
             }
-            stashIndexes = []
             logger.info("learner restored the provider's copy; applying its feed",
                         metadata: ["provider": "\(provider)", "index": "\(cut.index)"])
             // Apply the feed until the lag is small, or the provider is idle.
@@ -189,8 +229,14 @@ extension ReplicaCore {
     /// to the cut, then the suffix of ring deliveries. Falls back to pulling the transfer's snapshot when the feed
     /// breaks before the cut.
     private func finishLearning(_ stream: FeedStream) {
-        var backlog = SuffixStore(bytesMax: options.suffixBytesMax)
-        var backlogIndexes: [UInt64] = []
+        let backlog = makeFeedStash()
+        defer {
+            lock.withLock {
+                statistics.learnerSpillBytesPeak = max(statistics.learnerSpillBytesPeak, UInt64(backlog.fileBytesPeak))
+                statistics.learnerSpilledBatches += backlog.spilledBatches
+            }
+            backlog.close()
+        }
         var header: TransferHeader?
         var failure: String?
         while failure == nil {
@@ -203,13 +249,11 @@ extension ReplicaCore {
                 header = cut
                 do throws(SnapshotError) {
                     // The backlog first, then the feed as it comes, up to the cut exactly.
-                    while let payload = backlog.popFirst() {
-                        let index = backlogIndexes.removeFirst()
-                        guard index <= cut.index else { break }
-                        try applyFed(payload, index: index)
+                    while let entry = try backlog.popFirst() {
+                        guard entry.index <= cut.index else { break }
+                        try applyFed(entry.payload, index: entry.index)
                     }
-                    backlog.removeAll()
-                    backlogIndexes.removeAll()
+                    backlog.close()
                     var applied = lock.withLock { appliedIndex }
                     var lastFrameNanos = monotonicNanos()
                     while applied < cut.index {
@@ -244,12 +288,11 @@ extension ReplicaCore {
                 guard case let .learnerEntry(index, _, payload) = frame else {
                     throw SnapshotError("unexpected frame in the learner's feed")
                 }
-                guard backlog.admits(payload.count) else {
-                    throw SnapshotError("the view change did not come before the learner's backlog filled "
-                        + "(\(options.suffixBytesMax) bytes)")
+                do throws(SnapshotError) {
+                    try backlog.append(index: index, payload: payload)
+                } catch {
+                    throw SnapshotError("the view change did not come before the learner's backlog filled: \(error.reason)")
                 }
-                backlog.append(payload)
-                backlogIndexes.append(index)
             } catch {
                 failure = error.reason
             }
