@@ -134,15 +134,18 @@ extension ReplicaCore {
             nonisolated(unsafe) var pacingWaits: UInt64 = 0
             let body: @Sendable () -> Void = { [self] in
                 lowerTransferThreadPriority(nice: options.snapshotThreadNice)
-                var bucket = rate > 0
-                    ? TokenBucket(bytesPerSecond: UInt64(rate), burstBytes: UInt64(min(options.frameBytesMax, 1 << 20)),
-                                  nowNanos: monotonicNanos())
-                    : nil
+                // Made at the first chunk: its burst is one chunk of the provider's size (a larger burst would let
+                // a small state through unpaced; a smaller one would under-count larger chunks).
+                var bucket: TokenBucket?
                 var reader = SnapshotReader { [self] () throws(SnapshotError) -> [UInt8]? in
                     while true {
                         switch try stream.next(timeoutMillis: nil) {
                         case let .snapshotChunk(bytes)?:
-                            if bucket != nil {
+                            if rate > 0 {
+                                if bucket == nil {
+                                    bucket = TokenBucket(bytesPerSecond: UInt64(rate), burstBytes: UInt64(max(bytes.count, 4096)),
+                                                         nowNanos: monotonicNanos())
+                                }
                                 guard pace(&bucket!, bytes: UInt64(bytes.count)) else {
                                     throw SnapshotError("the replica is stopping")
                                 }

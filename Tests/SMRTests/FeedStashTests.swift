@@ -10,7 +10,10 @@ struct ScratchDirectory {
     let path: String
 
     init() throws {
-        var template = Array("\(NSTemporaryDirectory())/ringcast-smr-test-XXXXXX".utf8CString)
+        // No double slash: the path must be a prefix of what /proc/self/fd's links name.
+        var base = NSTemporaryDirectory()
+        while base.count > 1 && base.hasSuffix("/") { base.removeLast() }
+        var template = Array("\(base)/ringcast-smr-test-XXXXXX".utf8CString)
         guard let made = template.withUnsafeMutableBufferPointer({ mkdtemp($0.baseAddress!) }) else {
             throw SnapshotError("mkdtemp failed: errno \(errno)")
         }

@@ -35,15 +35,16 @@ private func runningLoad(box: StartedBox, stop: StopFlag,
 /// Issue #12, Done-when 4: a *paced* learner whose feed backlog spills to a file in its work directory
 /// (FeedStash.swift). In TransferTests' serialized suite (BulkCluster's ports).
 extension TransferTests {
-    /// The learner reads the provider's copy (200 kB) at 100 kB/s while the load goes on, keeping 4 KiB of the feed
-    /// in memory: the rest goes to its spill file, which is never visible in the directory and is closed after the
+    /// The learner reads the provider's copy (12 MB: more than loopback's socket buffers hold, so that the provider's
+    /// stream, and the feed between its chunks, wait for the learner's pace) at 4 MB/s while the load goes on, keeping
+    /// 4 KiB of the feed in memory: the rest goes to its spill file, which is never visible in the directory and is closed after the
     /// join. Every digest equal, the counter is every acknowledged write, no fallback.
     @Test func pacedLearner_feedSpillsToAFile_digestsEqualAndTheFileIsGone() async throws {
         let directory = try ScratchDirectory()
         defer { directory.remove() }
-        let cluster = try BulkCluster(size: 3, bulkBytes: 200_000)
+        let cluster = try BulkCluster(size: 3, bulkBytes: 12_000_000)
         defer { cluster.shutdownAll() }
-        let provider = try cluster.start(0, initialView: [0, 1]) { $0.snapshotChunkBytes = 16 << 10 }
+        let provider = try cluster.start(0, initialView: [0, 1]) { $0.snapshotChunkBytes = 64 << 10 }
         let other = try cluster.start(1, initialView: [0, 1])
         for replica in [provider, other] { try await replica.group.waitUntilRunning() }
         let box = StartedBox()
@@ -56,7 +57,7 @@ extension TransferTests {
             $0.learnFrom = learnFrom
             $0.workDirectory = directory.path
             $0.learnerStashMemoryBytes = 4_096
-            $0.learnerBytesPerSecondMax = 100_000 // 2 s for the bulk: the load's feed outgrows 4 KiB meanwhile
+            $0.learnerBytesPerSecondMax = 4_000_000 // 3 s for the bulk: the load's feed outgrows 4 KiB meanwhile
         }
         // While the copy is restored, the spill file is open but has no name.
         var sawSpillFile = false
@@ -90,9 +91,9 @@ extension TransferTests {
     @Test func learnerSpillLimit_attemptFailsAndTheOrdinaryJoinFollows() async throws {
         let directory = try ScratchDirectory()
         defer { directory.remove() }
-        let cluster = try BulkCluster(size: 3, bulkBytes: 200_000)
+        let cluster = try BulkCluster(size: 3, bulkBytes: 12_000_000)
         defer { cluster.shutdownAll() }
-        let provider = try cluster.start(0, initialView: [0, 1]) { $0.snapshotChunkBytes = 16 << 10 }
+        let provider = try cluster.start(0, initialView: [0, 1]) { $0.snapshotChunkBytes = 64 << 10 }
         let other = try cluster.start(1, initialView: [0, 1])
         for replica in [provider, other] { try await replica.group.waitUntilRunning() }
         let box = StartedBox()
@@ -107,10 +108,11 @@ extension TransferTests {
             $0.workDirectory = directory.path
             $0.learnerStashMemoryBytes = 4_096
             $0.learnerSpillBytesMax = 0
-            $0.learnerBytesPerSecondMax = 100_000
+            $0.learnerBytesPerSecondMax = 4_000_000
         }
         #expect(try await eventually(30) { joiner.statistics.learnerFallbacks == 1 }, "the learner did not fall back")
-        #expect(joiner.statistics.learnerAttemptsFailed == 1 && joiner.statistics.learnerRestores == 0)
+        #expect(joiner.statistics.learnerAttemptsFailed == 1 && joiner.statistics.learnerRestores == 0,
+                "\(joiner.statistics)")
         #expect(directory.openDescriptors.isEmpty, "the spill file outlived the failed attempt")
         try await withDeadline(30) { try await joiner.group.waitUntilRunning(timeout: .seconds(20)) }
         #expect(try await eventually(30) { joiner.statistics.snapshotsRestored == 1 && !joiner.isTransferring },
