@@ -137,27 +137,22 @@ extension ReplicaCore {
                 // Made at the first chunk: its burst is one chunk of the provider's size (a larger burst would let
                 // a small state through unpaced; a smaller one would under-count larger chunks).
                 var bucket: TokenBucket?
-                var reader = SnapshotReader { [self] () throws(SnapshotError) -> [UInt8]? in
-                    while true {
-                        switch try stream.next(timeoutMillis: nil) {
-                        case let .snapshotChunk(bytes)?:
-                            if rate > 0 {
-                                if bucket == nil {
-                                    bucket = TokenBucket(bytesPerSecond: UInt64(rate), burstBytes: UInt64(max(bytes.count, 4096)),
-                                                         nowNanos: monotonicNanos())
-                                }
-                                guard pace(&bucket!, bytes: UInt64(bytes.count)) else {
-                                    throw SnapshotError("the replica is stopping")
-                                }
-                            }
-                            return bytes
-                        case .snapshotEnd?: return nil
-                        case let .learnerEntry(index, _, payload)?:
-                            try stash.append(index: index, payload: payload)
-                        default: throw SnapshotError("unexpected frame in the learner's snapshot stream")
+                var reader = SnapshotReader(refill: { [self] (chunk: inout [UInt8]) throws(SnapshotError) -> Bool in
+                    let more = try stream.nextChunk(into: &chunk) { (frame: ClientFrame) throws(SnapshotError) in
+                        guard case let .learnerEntry(index, _, payload) = frame else {
+                            throw SnapshotError("unexpected frame in the learner's snapshot stream")
                         }
+                        try stash.append(index: index, payload: payload)
                     }
-                }
+                    if more && rate > 0 {
+                        if bucket == nil {
+                            bucket = TokenBucket(bytesPerSecond: UInt64(rate), burstBytes: UInt64(max(chunk.count, 4096)),
+                                                 nowNanos: monotonicNanos())
+                        }
+                        guard pace(&bucket!, bytes: UInt64(chunk.count)) else { throw SnapshotError("the replica is stopping") }
+                    }
+                    return more
+                })
                 var state = target!
                 target = nil // `state` is the only reference while it is restored into
                 do throws(SnapshotError) {
@@ -405,15 +400,43 @@ final class FeedStream: @unchecked Sendable {
     /// The next frame; nil when none arrived within `timeoutMillis` (nil: wait for one, up to the stall timeout).
     /// An error frame from the provider, a closed connection or a malformed frame throw.
     func next(timeoutMillis: Int32?) throws(SnapshotError) -> ClientFrame? {
+        guard let body = try nextBody(timeoutMillis: timeoutMillis) else { return nil }
+        return try Self.decode(body)
+    }
+
+    private static func decode(_ body: ArraySlice<UInt8>) throws(SnapshotError) -> ClientFrame {
+        let frame: ClientFrame
+        do { frame = try ClientFrame.decode(body) } catch { throw SnapshotError("\(error)") }
+        if case let .error(_, message) = frame { throw SnapshotError("the provider refused: \(message)") }
+        return frame
+    }
+
+    /// The restore's source: the next chunk of the copy into `chunk`, in place (its capacity reused: no array per
+    /// chunk, see ``SnapshotReader/init(refill:)``); false at the copy's end. Other frames in between (the feed's
+    /// batches) go to `other`.
+    func nextChunk(into chunk: inout [UInt8], other: (ClientFrame) throws(SnapshotError) -> Void) throws(SnapshotError) -> Bool {
+        while true {
+            guard let body = try nextBody(timeoutMillis: nil) else { continue }
+            if body.count >= 2 && body[body.startIndex] == ClientFrame.version && body[body.startIndex + 1] == Self.chunkKind {
+                chunk.removeAll(keepingCapacity: true)
+                chunk.append(contentsOf: body.dropFirst(2))
+                return true
+            }
+            let frame = try Self.decode(body)
+            if case .snapshotEnd = frame { return false }
+            try other(frame)
+        }
+    }
+
+    /// ``ClientFrame/snapshotChunk(_:)``'s kind byte (ClientWire.swift).
+    static let chunkKind: UInt8 = 0x84
+
+    /// The next frame's body (valid until the next call); nil when none arrived within `timeoutMillis`.
+    private func nextBody(timeoutMillis: Int32?) throws(SnapshotError) -> ArraySlice<UInt8>? {
         while true {
             let body: ArraySlice<UInt8>?
             do { body = try assembler.next() } catch { throw SnapshotError("\(error)") }
-            if let body {
-                let frame: ClientFrame
-                do { frame = try ClientFrame.decode(body) } catch { throw SnapshotError("\(error)") }
-                if case let .error(_, message) = frame { throw SnapshotError("the provider refused: \(message)") }
-                return frame
-            }
+            if let body { return body }
             if let timeoutMillis {
                 var probe = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
                 let ready = poll(&probe, 1, timeoutMillis)
