@@ -30,6 +30,9 @@ extension ReplicaCore {
     /// How long a feed may be silent before a learner takes its provider to be idle (lag 0) in phase 1.
     static var feedIdleMillis: Int32 { 200 }
 
+    /// A paced learner's socket receive buffer, bytes (the kernel doubles it for its bookkeeping): a few chunks.
+    static var pacedReceiveBufferBytes: Int32 { 1 << 20 }
+
     /// Whether this replica catches up as a learner before it joins.
     var learnsFirst: Bool { !options.learnFrom.isEmpty && !hasState && Machine.copyIsSnapshot }
 
@@ -131,6 +134,13 @@ extension ReplicaCore {
             // a longer restore builds up: the chunks are read no faster, and TCP's flow control holds the provider's
             // stream (its serialising and sending) to the same rate.
             let rate = options.workDirectory == nil ? 0 : options.learnerBytesPerSecondMax
+            if rate > 0 {
+                // A fixed receive buffer (autotuning off): loopback's grows to tcp_rmem's maximum (32 MiB here), which
+                // would hold tens of MB of the copy ahead of the pace — the provider's stream would run unpaced
+                // until it filled, and the feed batches between its chunks would wait behind it.
+                var bytes: Int32 = Self.pacedReceiveBufferBytes
+                setsockopt(stream.fd, SOL_SOCKET, SO_RCVBUF, &bytes, socklen_t(MemoryLayout<Int32>.size))
+            }
             nonisolated(unsafe) var pacingWaits: UInt64 = 0
             let body: @Sendable () -> Void = { [self] in
                 lowerTransferThreadPriority(nice: options.snapshotThreadNice)
