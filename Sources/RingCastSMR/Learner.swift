@@ -12,16 +12,17 @@ import RingCast
 ///
 /// Phase 1, outside the view (``Replica/Options/learnFrom``): the learner connects to a provider's client port
 /// (the client plane's handshake), sends ``ClientFrame/learnRequest``, restores the copy the provider streams (at
-/// its applied index c0) into values of its own — keeping the feed's batches that come between the chunks in a
-/// bounded stash — installs it, and applies the provider's feed (the stash first) — every ring batch the provider
+/// its applied index c0) into values of its own — at most ``Replica/Options/learnerBytesPerSecondMax`` when it has
+/// a work directory, keeping the feed's batches that come between the chunks in a bounded ``FeedStash`` (memory,
+/// then a spill file) — installs it, and applies the provider's feed (the stash first) — every ring batch the provider
 /// applied after c0, in order, checked index by index — until its lag is at most
 /// ``Replica/Options/learnerLagEntriesMax`` entries (or the feed is idle for ``feedIdleMillis``). A failed attempt
 /// (the provider died, refused, dropped this learner for falling behind) tries the next provider, at most
 /// ``Replica/Options/learnerAttemptsMax`` attempts in all; then the replica joins the ordinary way.
 ///
 /// Phase 2: the learner starts its `Group`, which joins at the next view change. Meanwhile it reads the feed on
-/// into a bounded backlog (``Replica/Options/suffixBytesMax``) without applying it, since the cut is not known
-/// yet. At the view boundary the group's transfer header gives the cut c1 (``restoreFromTransfer(_:)``): the
+/// into a bounded backlog (a ``FeedStash`` like phase 1's: memory, then the work directory's file) without
+/// applying it, since the cut is not known yet. At the view boundary the group's transfer header gives the cut c1 (``restoreFromTransfer(_:)``): the
 /// learner applies the feed up to c1 exactly (its applied index must equal c1: asserted), closes the feed, tells
 /// the transfer's provider it will not pull (``ClientFrame/snapshotDecline(transfer:)``), and applies its own ring
 /// deliveries after c1 from its suffix store. If the feed breaks before c1, it pulls the transfer's snapshot as a
