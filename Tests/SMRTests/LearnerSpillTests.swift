@@ -35,16 +35,19 @@ private func runningLoad(box: StartedBox, stop: StopFlag,
 /// Issue #12, Done-when 4: a *paced* learner whose feed backlog spills to a file in its work directory
 /// (FeedStash.swift). In TransferTests' serialized suite (BulkCluster's ports).
 extension TransferTests {
-    /// The learner reads the provider's copy (12 MB: more than loopback's socket buffers hold, so that the provider's
-    /// stream, and the feed between its chunks, wait for the learner's pace) at 4 MB/s while the load goes on, keeping
-    /// 4 KiB of the feed in memory: the rest goes to its spill file, which is never visible in the directory and is closed after the
-    /// join. Every digest equal, the counter is every acknowledged write, no fallback.
+    /// The provider's stream to the learner is held at its gate while 300 writes are applied: their batches wait in
+    /// the provider's feed queue and reach the learner right after the copy's first chunk, in the middle of its
+    /// restore, so at least 300 batches (≥ 64 bytes each in the stash's count) meet a 4 KiB memory bound: the rest
+    /// goes to the spill file, whatever the machine's speed. The learner reads the copy (2 MB) at 4 MB/s, the load
+    /// goes on. Every digest equal, the counter is every acknowledged write, no fallback, no spill file left open.
     @Test func pacedLearner_feedSpillsToAFile_digestsEqualAndTheFileIsGone() async throws {
         let directory = try ScratchDirectory()
         defer { directory.remove() }
-        let cluster = try BulkCluster(size: 3, bulkBytes: 12_000_000)
+        let cluster = try BulkCluster(size: 3, bulkBytes: 2_000_000)
         defer { cluster.shutdownAll() }
-        let provider = try cluster.start(0, initialView: [0, 1]) { $0.snapshotChunkBytes = 64 << 10 }
+        let gate = SnapshotGate()
+        defer { gate.open() }
+        let provider = try cluster.start(0, initialView: [0, 1], gate: gate) { $0.snapshotChunkBytes = 64 << 10 }
         let other = try cluster.start(1, initialView: [0, 1])
         for replica in [provider, other] { try await replica.group.waitUntilRunning() }
         let box = StartedBox()
@@ -57,16 +60,16 @@ extension TransferTests {
             $0.learnFrom = learnFrom
             $0.workDirectory = directory.path
             $0.learnerStashMemoryBytes = 4_096
-            $0.learnerBytesPerSecondMax = 4_000_000 // 3 s for the bulk: the load's feed outgrows 4 KiB meanwhile
+            $0.learnerBytesPerSecondMax = 4_000_000
         }
-        // While the copy is restored, the spill file is open but has no name.
-        var sawSpillFile = false
-        _ = try await eventually(30) {
-            if directory.openDescriptors.count == 1 && directory.entries.isEmpty { sawSpillFile = true }
-            return joiner.statistics.learnerRestores == 1
+        #expect(try await eventually(20) { gate.entered >= 1 }, "the learner's copy never started streaming")
+        let writer = try await cluster.client([1])
+        defer { writer.close() }
+        try await withDeadline(30) {
+            for _ in 0..<300 { _ = try await writer.submit(Counter.Add(delta: 1)) }
         }
-        #expect(joiner.statistics.learnerRestores == 1, "the learner did not restore its copy")
-        #expect(sawSpillFile, "no unlinked spill file was seen while the learner restored")
+        box.count.add(300, ordering: .relaxed)
+        gate.open()
         #expect(try await eventually(30) { joiner.statistics.learnerJoins == 1 }, "the learner never joined")
         try await withDeadline(30) { try await joiner.group.waitUntilRunning(timeout: .seconds(20)) }
         #expect(try await eventually(30) { joiner.statistics.snapshotsRestored == 1 && !joiner.isTransferring },
@@ -78,7 +81,8 @@ extension TransferTests {
         #expect(Set(digests.map(\.digest)).count == 1, "\(digests)")
         #expect(joiner.withMachine { $0.counter.value } == Int64(box.count.load(ordering: .relaxed)))
         let learned = joiner.statistics
-        #expect(learned.learnerFallbacks == 0 && learned.learnerAttemptsFailed == 0)
+        #expect(learned.learnerRestores == 1 && learned.learnerFallbacks == 0 && learned.learnerAttemptsFailed == 0,
+                "\(learned)")
         #expect(learned.learnerSpilledBatches >= 1 && learned.learnerSpillBytesPeak >= 1, "the feed never spilled")
         #expect(learned.learnerStashBytesPeak <= 4_096 + UInt64(1 << 20), "the in-memory stash exceeded its bound")
         #expect(learned.learnerPacingWaits >= 1, "the learner's restore was not paced")
@@ -86,20 +90,19 @@ extension TransferTests {
         #expect(directory.entries.isEmpty, "\(directory.entries)")
     }
 
-    /// The spill limit (0: nothing may spill) ends the learner's only attempt with a clear error; it falls back to
+    /// The spill limit (0: nothing may spill) ends the learner's only attempt with a clear error — 300 batches
+    /// queued at the provider's gate meet a 4 KiB memory bound during the restore — and the learner falls back to
     /// the ordinary join and ends with the group's state; the spill file is gone after the failed attempt.
     @Test func learnerSpillLimit_attemptFailsAndTheOrdinaryJoinFollows() async throws {
         let directory = try ScratchDirectory()
         defer { directory.remove() }
-        let cluster = try BulkCluster(size: 3, bulkBytes: 12_000_000)
+        let cluster = try BulkCluster(size: 3, bulkBytes: 2_000_000)
         defer { cluster.shutdownAll() }
-        let provider = try cluster.start(0, initialView: [0, 1]) { $0.snapshotChunkBytes = 64 << 10 }
+        let gate = SnapshotGate()
+        defer { gate.open() }
+        let provider = try cluster.start(0, initialView: [0, 1], gate: gate) { $0.snapshotChunkBytes = 64 << 10 }
         let other = try cluster.start(1, initialView: [0, 1])
         for replica in [provider, other] { try await replica.group.waitUntilRunning() }
-        let box = StartedBox()
-        let stop = StopFlag()
-        let load = runningLoad(box: box, stop: stop) { try await cluster.client([0, 1], window: 4) }
-        #expect(try await eventually(20) { box.count.load(ordering: .relaxed) >= 100 })
 
         let learnFrom = [try Address(host: "127.0.0.1", port: provider.clientPort)]
         let joiner = try cluster.start(2, initialView: [0, 1]) {
@@ -110,6 +113,13 @@ extension TransferTests {
             $0.learnerSpillBytesMax = 0
             $0.learnerBytesPerSecondMax = 4_000_000
         }
+        #expect(try await eventually(20) { gate.entered >= 1 }, "the learner's copy never started streaming")
+        let writer = try await cluster.client([1])
+        defer { writer.close() }
+        try await withDeadline(30) {
+            for _ in 0..<300 { _ = try await writer.submit(Counter.Add(delta: 1)) }
+        }
+        gate.open()
         #expect(try await eventually(30) { joiner.statistics.learnerFallbacks == 1 }, "the learner did not fall back")
         #expect(joiner.statistics.learnerAttemptsFailed == 1 && joiner.statistics.learnerRestores == 0,
                 "\(joiner.statistics)")
@@ -117,12 +127,13 @@ extension TransferTests {
         try await withDeadline(30) { try await joiner.group.waitUntilRunning(timeout: .seconds(20)) }
         #expect(try await eventually(30) { joiner.statistics.snapshotsRestored == 1 && !joiner.isTransferring },
                 "the ordinary join did not catch up")
-        stop.stop()
-        try await withDeadline(60) { try await load.value }
+        try await withDeadline(30) {
+            for _ in 0..<100 { _ = try await writer.submit(Counter.Add(delta: 1)) }
+        }
         let digests = try await cluster.settledDigests([0, 1, 2])
         #expect(Set(digests.map(\.index)).count == 1, "\(digests)")
         #expect(Set(digests.map(\.digest)).count == 1, "\(digests)")
-        #expect(joiner.withMachine { $0.counter.value } == Int64(box.count.load(ordering: .relaxed)))
+        #expect(joiner.withMachine { $0.counter.value } == 400)
         #expect(directory.openDescriptors.isEmpty && directory.entries.isEmpty)
     }
 }
