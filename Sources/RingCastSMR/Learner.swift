@@ -12,16 +12,17 @@ import RingCast
 ///
 /// Phase 1, outside the view (``Replica/Options/learnFrom``): the learner connects to a provider's client port
 /// (the client plane's handshake), sends ``ClientFrame/learnRequest``, restores the copy the provider streams (at
-/// its applied index c0) into values of its own — keeping the feed's batches that come between the chunks in a
-/// bounded stash — installs it, and applies the provider's feed (the stash first) — every ring batch the provider
+/// its applied index c0) into values of its own — at most ``Replica/Options/learnerBytesPerSecondMax`` when it has
+/// a work directory, keeping the feed's batches that come between the chunks in a bounded ``FeedStash`` (memory,
+/// then a spill file) — installs it, and applies the provider's feed (the stash first) — every ring batch the provider
 /// applied after c0, in order, checked index by index — until its lag is at most
 /// ``Replica/Options/learnerLagEntriesMax`` entries (or the feed is idle for ``feedIdleMillis``). A failed attempt
 /// (the provider died, refused, dropped this learner for falling behind) tries the next provider, at most
 /// ``Replica/Options/learnerAttemptsMax`` attempts in all; then the replica joins the ordinary way.
 ///
 /// Phase 2: the learner starts its `Group`, which joins at the next view change. Meanwhile it reads the feed on
-/// into a bounded backlog (``Replica/Options/suffixBytesMax``) without applying it, since the cut is not known
-/// yet. At the view boundary the group's transfer header gives the cut c1 (``restoreFromTransfer(_:)``): the
+/// into a bounded backlog (a ``FeedStash`` like phase 1's: memory, then the work directory's file) without
+/// applying it, since the cut is not known yet. At the view boundary the group's transfer header gives the cut c1 (``restoreFromTransfer(_:)``): the
 /// learner applies the feed up to c1 exactly (its applied index must equal c1: asserted), closes the feed, tells
 /// the transfer's provider it will not pull (``ClientFrame/snapshotDecline(transfer:)``), and applies its own ring
 /// deliveries after c1 from its suffix store. If the feed breaks before c1, it pulls the transfer's snapshot as a
@@ -29,6 +30,9 @@ import RingCast
 extension ReplicaCore {
     /// How long a feed may be silent before a learner takes its provider to be idle (lag 0) in phase 1.
     static var feedIdleMillis: Int32 { 200 }
+
+    /// A paced learner's socket receive buffer, bytes (the kernel doubles it for its bookkeeping): a few chunks.
+    static var pacedReceiveBufferBytes: Int32 { 1 << 20 }
 
     /// Whether this replica catches up as a learner before it joins.
     var learnsFirst: Bool { !options.learnFrom.isEmpty && !hasState && Machine.copyIsSnapshot }
@@ -88,6 +92,16 @@ extension ReplicaCore {
 
     private var stopping: Bool { pacing.withLock { transfersStopping } }
 
+    /// A learner's feed backlog (FeedStash.swift): a small memory part and the rest spilled to the work directory,
+    /// or, without one, memory only up to the suffix bound.
+    func makeFeedStash() -> FeedStash {
+        if let directory = options.workDirectory {
+            return FeedStash(memoryBytesMax: options.learnerStashMemoryBytes, directory: directory,
+                             spillBytesMax: options.learnerSpillBytesMax)
+        }
+        return FeedStash(memoryBytesMax: options.suffixBytesMax, directory: nil, spillBytesMax: 0)
+    }
+
     /// How long phase 2 waits for a silent feed to bring the batches up to the cut before it pulls the cut's
     /// snapshot instead: well inside the time the cut's provider keeps it (``Replica/Options/snapshotPullTimeoutMillis``).
     private var feedToCutWaitNanos: UInt64 { UInt64(max(Int(Self.feedIdleMillis), options.snapshotPullTimeoutMillis / 4)) * 1_000_000 }
@@ -107,27 +121,49 @@ extension ReplicaCore {
             nonisolated(unsafe) var outcome: Result<(index: UInt64, orderedMillis: UInt64), SnapshotError> =
                 .failure(SnapshotError("the restore did not run"))
             // Feed batches the provider sends between the copy's chunks wait here until the copy is installed
-            // (bounded: ``Replica/Options/suffixBytesMax``).
-            nonisolated(unsafe) var stash = SuffixStore(bytesMax: options.suffixBytesMax)
-            nonisolated(unsafe) var stashIndexes: [UInt64] = []
+            // (bounded: memory, then the work directory's spill file; FeedStash.swift).
+            nonisolated(unsafe) var stash = makeFeedStash()
+            defer {
+                lock.withLock {
+                    statistics.learnerStashBytesPeak = max(statistics.learnerStashBytesPeak, UInt64(stash.memoryBytesPeak))
+                    statistics.learnerSpillBytesPeak = max(statistics.learnerSpillBytesPeak, UInt64(stash.fileBytesPeak))
+                    statistics.learnerSpilledBatches += stash.spilledBatches
+                }
+                stash.close() // the spill file's space is freed now, whatever happened
+            }
+            // The learner's pace (``Replica/Options/learnerBytesPerSecondMax``), with somewhere to spill the backlog
+            // a longer restore builds up: the chunks are read no faster, and TCP's flow control holds the provider's
+            // stream (its serialising and sending) to the same rate.
+            let rate = options.workDirectory == nil ? 0 : options.learnerBytesPerSecondMax
+            if rate > 0 {
+                // A fixed receive buffer (autotuning off): loopback's grows to tcp_rmem's maximum (32 MiB here), which
+                // would hold tens of MB of the copy ahead of the pace — the provider's stream would run unpaced
+                // until it filled, and the feed batches between its chunks would wait behind it.
+                var bytes: Int32 = Self.pacedReceiveBufferBytes
+                setsockopt(stream.fd, SOL_SOCKET, SO_RCVBUF, &bytes, socklen_t(MemoryLayout<Int32>.size))
+            }
+            nonisolated(unsafe) var pacingWaits: UInt64 = 0
             let body: @Sendable () -> Void = { [self] in
                 lowerTransferThreadPriority(nice: options.snapshotThreadNice)
-                var reader = SnapshotReader { () throws(SnapshotError) -> [UInt8]? in
-                    while true {
-                        switch try stream.next(timeoutMillis: nil) {
-                        case let .snapshotChunk(bytes)?: return bytes
-                        case .snapshotEnd?: return nil
-                        case let .learnerEntry(index, _, payload)?:
-                            guard stash.admits(payload.count) else {
-                                throw SnapshotError("the feed during the restore exceeded the learner's bound "
-                                    + "(suffixBytesMax, \(stash.bytesMax) bytes)")
-                            }
-                            stash.append(payload)
-                            stashIndexes.append(index)
-                        default: throw SnapshotError("unexpected frame in the learner's snapshot stream")
+                // Made at the first chunk: its burst is one chunk of the provider's size (a larger burst would let
+                // a small state through unpaced; a smaller one would under-count larger chunks).
+                var bucket: TokenBucket?
+                var reader = SnapshotReader(refill: { [self] (chunk: inout [UInt8]) throws(SnapshotError) -> Bool in
+                    let more = try stream.nextChunk(into: &chunk) { (frame: ClientFrame) throws(SnapshotError) in
+                        guard case let .learnerEntry(index, _, payload) = frame else {
+                            throw SnapshotError("unexpected frame in the learner's snapshot stream")
                         }
+                        try stash.append(index: index, payload: payload)
                     }
-                }
+                    if more && rate > 0 {
+                        if bucket == nil {
+                            bucket = TokenBucket(bytesPerSecond: UInt64(rate), burstBytes: UInt64(max(chunk.count, 4096)),
+                                                 nowNanos: monotonicNanos())
+                        }
+                        guard pace(&bucket!, bytes: UInt64(chunk.count)) else { throw SnapshotError("the replica is stopping") }
+                    }
+                    return more
+                })
                 var state = target!
                 target = nil // `state` is the only reference while it is restored into
                 do throws(SnapshotError) {
@@ -136,9 +172,11 @@ extension ReplicaCore {
                 } catch {
                     outcome = .failure(error)
                 }
+                pacingWaits = bucket?.waits ?? 0
                 target = state
             }
             do { try Thread(body).join() } catch { body() }
+            lock.withLock { statistics.learnerPacingWaits += pacingWaits }
             let cut = try outcome.get()
             lock.withLock {
                 machine = target!.machine
@@ -148,12 +186,23 @@ extension ReplicaCore {
                 statistics.learnerRestores += 1
             }
             target = nil // the installed state is the only reference: apply changes it in place
-            lock.withLock { statistics.learnerStashBytesPeak = max(statistics.learnerStashBytesPeak, UInt64(stash.peakBytes)) }
-            for index in stashIndexes {
-                guard let payload = stash.popFirst() else { preconditionFailure("the stash lost a batch") }
-                try applyFed(payload, index: index)
+            // The backlog, oldest first. What the provider feeds meanwhile joins its tail every 256 KiB applied, so
+            // that the provider's queue for this learner (``Replica/Options/learnerFeedBytesMax``) stays short however
+            // long the backlog takes: the learner, not the provider, holds the wait.
+            var sinceDrain = 0
+            while let entry = try stash.popFirst() {
+                try applyFed(entry.payload, index: entry.index)
+                sinceDrain += entry.payload.count
+                if sinceDrain >= 256 << 10 {
+                    sinceDrain = 0
+                    while let frame = try stream.next(timeoutMillis: 0) {
+                        guard case let .learnerEntry(index, _, payload) = frame else {
+                            throw SnapshotError("unexpected frame in the learner's feed")
+                        }
+                        try stash.append(index: index, payload: payload)
+                    }
+                }
             }
-            stashIndexes = []
             logger.info("learner restored the provider's copy; applying its feed",
                         metadata: ["provider": "\(provider)", "index": "\(cut.index)"])
             // Apply the feed until the lag is small, or the provider is idle.
@@ -189,8 +238,14 @@ extension ReplicaCore {
     /// to the cut, then the suffix of ring deliveries. Falls back to pulling the transfer's snapshot when the feed
     /// breaks before the cut.
     private func finishLearning(_ stream: FeedStream) {
-        var backlog = SuffixStore(bytesMax: options.suffixBytesMax)
-        var backlogIndexes: [UInt64] = []
+        let backlog = makeFeedStash()
+        defer {
+            lock.withLock {
+                statistics.learnerSpillBytesPeak = max(statistics.learnerSpillBytesPeak, UInt64(backlog.fileBytesPeak))
+                statistics.learnerSpilledBatches += backlog.spilledBatches
+            }
+            backlog.close()
+        }
         var header: TransferHeader?
         var failure: String?
         while failure == nil {
@@ -203,13 +258,11 @@ extension ReplicaCore {
                 header = cut
                 do throws(SnapshotError) {
                     // The backlog first, then the feed as it comes, up to the cut exactly.
-                    while let payload = backlog.popFirst() {
-                        let index = backlogIndexes.removeFirst()
-                        guard index <= cut.index else { break }
-                        try applyFed(payload, index: index)
+                    while let entry = try backlog.popFirst() {
+                        guard entry.index <= cut.index else { break }
+                        try applyFed(entry.payload, index: entry.index)
                     }
-                    backlog.removeAll()
-                    backlogIndexes.removeAll()
+                    backlog.close()
                     var applied = lock.withLock { appliedIndex }
                     var lastFrameNanos = monotonicNanos()
                     while applied < cut.index {
@@ -244,12 +297,11 @@ extension ReplicaCore {
                 guard case let .learnerEntry(index, _, payload) = frame else {
                     throw SnapshotError("unexpected frame in the learner's feed")
                 }
-                guard backlog.admits(payload.count) else {
-                    throw SnapshotError("the view change did not come before the learner's backlog filled "
-                        + "(\(options.suffixBytesMax) bytes)")
+                do throws(SnapshotError) {
+                    try backlog.append(index: index, payload: payload)
+                } catch {
+                    throw SnapshotError("the view change did not come before the learner's backlog filled: \(error.reason)")
                 }
-                backlog.append(payload)
-                backlogIndexes.append(index)
             } catch {
                 failure = error.reason
             }
@@ -359,15 +411,43 @@ final class FeedStream: @unchecked Sendable {
     /// The next frame; nil when none arrived within `timeoutMillis` (nil: wait for one, up to the stall timeout).
     /// An error frame from the provider, a closed connection or a malformed frame throw.
     func next(timeoutMillis: Int32?) throws(SnapshotError) -> ClientFrame? {
+        guard let body = try nextBody(timeoutMillis: timeoutMillis) else { return nil }
+        return try Self.decode(body)
+    }
+
+    private static func decode(_ body: ArraySlice<UInt8>) throws(SnapshotError) -> ClientFrame {
+        let frame: ClientFrame
+        do { frame = try ClientFrame.decode(body) } catch { throw SnapshotError("\(error)") }
+        if case let .error(_, message) = frame { throw SnapshotError("the provider refused: \(message)") }
+        return frame
+    }
+
+    /// The restore's source: the next chunk of the copy into `chunk`, in place (its capacity reused: no array per
+    /// chunk, see ``SnapshotReader/init(refill:)``); false at the copy's end. Other frames in between (the feed's
+    /// batches) go to `other`.
+    func nextChunk(into chunk: inout [UInt8], other: (ClientFrame) throws(SnapshotError) -> Void) throws(SnapshotError) -> Bool {
+        while true {
+            guard let body = try nextBody(timeoutMillis: nil) else { continue }
+            if body.count >= 2 && body[body.startIndex] == ClientFrame.version && body[body.startIndex + 1] == Self.chunkKind {
+                chunk.removeAll(keepingCapacity: true)
+                chunk.append(contentsOf: body.dropFirst(2))
+                return true
+            }
+            let frame = try Self.decode(body)
+            if case .snapshotEnd = frame { return false }
+            try other(frame)
+        }
+    }
+
+    /// ``ClientFrame/snapshotChunk(_:)``'s kind byte (ClientWire.swift).
+    static let chunkKind: UInt8 = 0x84
+
+    /// The next frame's body (valid until the next call); nil when none arrived within `timeoutMillis`.
+    private func nextBody(timeoutMillis: Int32?) throws(SnapshotError) -> ArraySlice<UInt8>? {
         while true {
             let body: ArraySlice<UInt8>?
             do { body = try assembler.next() } catch { throw SnapshotError("\(error)") }
-            if let body {
-                let frame: ClientFrame
-                do { frame = try ClientFrame.decode(body) } catch { throw SnapshotError("\(error)") }
-                if case let .error(_, message) = frame { throw SnapshotError("the provider refused: \(message)") }
-                return frame
-            }
+            if let body { return body }
             if let timeoutMillis {
                 var probe = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
                 let ready = poll(&probe, 1, timeoutMillis)

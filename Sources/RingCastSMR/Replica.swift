@@ -80,6 +80,23 @@ public final class Replica<Machine: StateMachine>: Sendable {
         public var learnerFeedBytesMax = 16 << 20
         /// Learners a provider feeds at once; one more is refused.
         public var learnersMax = 2
+        /// A directory this replica may write temporary files to (nil: none). A learner spills the feed backlog of
+        /// its restore there beyond ``learnerStashMemoryBytes`` (FeedStash.swift: one file, created with `mkstemp`
+        /// and unlinked at once, so it never outlives the process; at most ``learnerSpillBytesMax``). Without it
+        /// the backlog stays in memory, at most ``suffixBytesMax``, and the learner's restore is not paced.
+        public var workDirectory: String?
+        /// A learner's feed backlog in memory at most, bytes, when it has a ``workDirectory`` (the rest is spilled).
+        public var learnerStashMemoryBytes = 4 << 20
+        /// A learner's spilled feed backlog at most, bytes: beyond it the attempt fails with a clear error (the next
+        /// attempt, or the ordinary join, follows). 1 GiB: 80 s of a 13 MB/s feed.
+        public var learnerSpillBytesMax = 1 << 30
+        /// A learner with a ``workDirectory`` reads its provider's copy at most this fast (bytes per second, a token
+        /// bucket of one chunk at the learner; TCP's flow control slows the provider's stream to match). Why: the
+        /// join then takes a small, bounded share of the machine — the provider's serialising and sending, the
+        /// learner's decoding and inserting — at the price of a longer restore, whose feed backlog the work
+        /// directory takes. 0: as fast as the provider sends. Ignored without a work directory (the backlog would
+        /// outgrow memory).
+        public var learnerBytesPerSecondMax = 48 << 20
         /// A fault injection for the linearizability checker's own test: linearizable reads are answered from the
         /// local state without a barrier. Never set it outside that test.
         public var plantStaleReadBug = false
@@ -143,8 +160,16 @@ public final class Replica<Machine: StateMachine>: Sendable {
         public var learnerBatchesApplied: UInt64 = 0
         public var learnerAttemptsFailed: UInt64 = 0
         public var learnerFallbacks: UInt64 = 0
-        /// Learner: the most bytes of feed batches kept while it restored the copy (at most ``Options/suffixBytesMax``).
+        /// Learner: the most bytes of feed batches kept in memory while it restored the copy (at most
+        /// ``Options/learnerStashMemoryBytes`` with a work directory, else ``Options/suffixBytesMax``).
         public var learnerStashBytesPeak: UInt64 = 0
+        /// Learner: the most bytes of feed batches its spill file held (at most ``Options/learnerSpillBytesMax``), and
+        /// the batches that went through it.
+        public var learnerSpillBytesPeak: UInt64 = 0
+        public var learnerSpilledBatches: UInt64 = 0
+        /// Learner: times a chunk of the provider's copy waited for the learner's pace
+        /// (``Options/learnerBytesPerSecondMax``).
+        public var learnerPacingWaits: UInt64 = 0
         /// Learner: times it started its group member after catching up (its second phase began).
         public var learnerJoins: UInt64 = 0
         public init() {}
@@ -164,10 +189,12 @@ public final class Replica<Machine: StateMachine>: Sendable {
               (0...19).contains(options.snapshotThreadNice),
               options.snapshotPullTimeoutMillis >= 1, options.snapshotStallTimeoutMillis >= 1,
               options.learnerAttemptsMax >= 1, options.learnerLagEntriesMax >= 0, options.learnerFeedBytesMax >= 4096,
-              options.learnersMax >= 0 else {
+              options.learnersMax >= 0, options.learnerStashMemoryBytes >= 4096, options.learnerSpillBytesMax >= 0,
+              options.learnerBytesPerSecondMax >= 0, options.workDirectory.map({ !$0.isEmpty }) ?? true else {
             throw .invalidConfiguration("clientsMax, readsWaitingMax ≥ 1; frameBytesMax, snapshotChunkBytes ≥ 64; "
                 + "ingressBytesMax ≥ frameBytesMax; suffixBytesMax ≥ 4096; snapshot timeouts ≥ 1 ms; snapshotThreadNice 0...19; "
-                + "learnerAttemptsMax ≥ 1, learnerLagEntriesMax ≥ 0, learnerFeedBytesMax ≥ 4096, learnersMax ≥ 0")
+                + "learnerAttemptsMax ≥ 1, learnerLagEntriesMax ≥ 0, learnerFeedBytesMax ≥ 4096, learnersMax ≥ 0; "
+                + "learnerStashMemoryBytes ≥ 4096, learnerSpillBytesMax ≥ 0, learnerBytesPerSecondMax ≥ 0; workDirectory not empty")
         }
         let core = ReplicaCore(machine: machine, me: configuration.me, options: options,
                                ringBatchBytesMax: configuration.limits.batchBytesMax,

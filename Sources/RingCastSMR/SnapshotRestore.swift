@@ -111,7 +111,9 @@ extension ReplicaCore {
                 throw SnapshotError("sending the request to the provider failed")
             }
             let stream = SnapshotStream(fd: fd, frameBytesMax: options.frameBytesMax)
-            var reader = SnapshotReader { () throws(SnapshotError) -> [UInt8]? in try stream.next() }
+            var reader = SnapshotReader(refill: { (chunk: inout [UInt8]) throws(SnapshotError) -> Bool in
+                try stream.next(into: &chunk)
+            })
             let cut = try Self.readSnapshot(from: &reader, machine: &restored, sessions: &restoredSessions)
             guard stream.ended else { throw SnapshotError("the provider sent more than the state") }
             guard cut.index == header.index else {
@@ -162,24 +164,33 @@ final class SnapshotStream {
         assembler = FrameAssembler(frameBytesMax: frameBytesMax)
     }
 
-    /// The next chunk; nil at the end of the stream.
-    func next() throws(SnapshotError) -> [UInt8]? {
+    /// The next chunk into `chunk`, in place (its capacity reused: no array per chunk, see
+    /// ``SnapshotReader/init(refill:)``); false at the end of the stream.
+    func next(into chunk: inout [UInt8]) throws(SnapshotError) -> Bool {
         while true {
             let body: ArraySlice<UInt8>?
             do { body = try assembler.next() } catch { throw SnapshotError("\(error)") }
             if let body {
+                if body.count >= 2 && body[body.startIndex] == ClientFrame.version
+                    && body[body.startIndex + 1] == FeedStream.chunkKind {
+                    chunk.removeAll(keepingCapacity: true)
+                    chunk.append(contentsOf: body.dropFirst(2))
+                    return true
+                }
                 let frame: ClientFrame
                 do { frame = try ClientFrame.decode(body) } catch { throw SnapshotError("\(error)") }
                 switch frame {
-                case let .snapshotChunk(bytes): return bytes
+                case let .snapshotChunk(bytes):
+                    chunk = bytes
+                    return true
                 case .snapshotEnd:
                     ended = true
-                    return nil
+                    return false
                 case let .error(_, message): throw SnapshotError("the provider refused: \(message)")
                 default: throw SnapshotError("unexpected frame in a snapshot stream")
                 }
             }
-            guard !ended else { return nil }
+            guard !ended else { return false }
             let received = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
             if received < 0 && errno == EINTR { continue }
             guard received > 0 else { throw SnapshotError("the provider closed the stream early") }

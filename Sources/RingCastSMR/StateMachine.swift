@@ -144,11 +144,34 @@ public struct SnapshotWriter {
 public struct SnapshotReader {
     private var chunk: [UInt8] = []
     private var offset = 0
-    private let source: () throws(SnapshotError) -> [UInt8]?
+    private let refill: (inout [UInt8]) throws(SnapshotError) -> Bool
     public private(set) var bytesRead: UInt64 = 0
 
     /// - Parameter source: returns the next chunk, or nil at the end of the snapshot.
-    public init(source: @escaping () throws(SnapshotError) -> [UInt8]?) { self.source = source }
+    public init(source: @escaping () throws(SnapshotError) -> [UInt8]?) {
+        refill = { chunk throws(SnapshotError) in
+            guard let next = try source() else { return false }
+            chunk = next
+            return true
+        }
+    }
+
+    /// A source that refills the reader's own chunk buffer in place (false at the end of the snapshot). Why: a
+    /// state transfer reads the whole state in chunks of up to 1 MiB; a fresh array per chunk is a fresh allocation
+    /// that the allocator maps and the kernel zeroes again every time (perf, join-bench 512 MiB: page clearing was
+    /// the joiner's largest cost), where one buffer reused is faulted in once.
+    init(refill: @escaping (inout [UInt8]) throws(SnapshotError) -> Bool) { self.refill = refill }
+
+    /// The next chunk into `chunk` (its capacity kept); false at the end.
+    private mutating func nextChunk() throws(SnapshotError) -> Bool {
+        let refill = self.refill
+        offset = 0
+        guard try refill(&chunk) else {
+            chunk.removeAll(keepingCapacity: true) // nothing stale is read after the end
+            return false
+        }
+        return true
+    }
 
     /// Reads exactly `count` bytes; throws if the snapshot ends first.
     public mutating func read(_ count: Int) throws(SnapshotError) -> [UInt8] {
@@ -156,9 +179,7 @@ public struct SnapshotReader {
         result.reserveCapacity(count)
         while result.count < count {
             if offset == chunk.count {
-                guard let next = try source() else { throw SnapshotError("ends \(count - result.count) bytes early") }
-                chunk = next
-                offset = 0
+                guard try nextChunk() else { throw SnapshotError("ends \(count - result.count) bytes early") }
                 continue
             }
             let take = min(count - result.count, chunk.count - offset)
@@ -186,9 +207,7 @@ public struct SnapshotReader {
     /// True when every byte was consumed (checked by the replica after ``StateMachine/restore(from:)``).
     public mutating func isAtEnd() throws(SnapshotError) -> Bool {
         while offset == chunk.count {
-            guard let next = try source() else { return true }
-            chunk = next
-            offset = 0
+            guard try nextChunk() else { return true }
         }
         return false
     }

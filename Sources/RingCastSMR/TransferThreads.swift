@@ -9,13 +9,16 @@ import RingCast
 extension ReplicaCore {
     /// Transfer counters appended to the statistics frame after a marker (so that tools find them whatever other
     /// counters come before): snapshots sent, bytes sent, restored, suffix deliveries, suffix peak bytes, suffix
-    /// bytes now, waits for room, held now (1/0), has state (1/0), transfers expired, excluded (1/0).
+    /// bytes now, waits for room, held now (1/0), has state (1/0), transfers expired, excluded (1/0); then the
+    /// learner's: its in-memory stash peak bytes, spill file peak bytes, spilled batches, pacing waits, fallbacks.
     func transferCounters() -> [UInt64] {
         lock.withLock {
             [Self.transferCountersMarker, statistics.snapshotsSent, statistics.snapshotBytesSent,
              statistics.snapshotsRestored, statistics.suffixDeliveries, statistics.suffixBytesPeak, UInt64(suffix.bytes),
              statistics.suffixFullWaits, stateHeld || !suffix.isEmpty ? 1 : 0, hasState ? 1 : 0,
-             statistics.transfersExpired, excluded ? 1 : 0]
+             statistics.transfersExpired, excluded ? 1 : 0, statistics.learnerStashBytesPeak,
+             statistics.learnerSpillBytesPeak, statistics.learnerSpilledBatches, statistics.learnerPacingWaits,
+             statistics.learnerFallbacks]
         }
     }
 

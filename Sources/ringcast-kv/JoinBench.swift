@@ -56,6 +56,10 @@ struct JoinBench: AsyncParsableCommand {
     var snapshotNice = 10
     @Option(name: .customLong("learner-feed-mib"), help: "Passed to the replicas: a provider's feed queue per learner (MiB); the learner's restore must end before the load fills it.")
     var learnerFeedMiB = 32
+    @Option(name: .customLong("learner-rate-mib"), help: "Passed to the replicas: a learner reads its provider's copy at most this many MiB/s (0: unpaced; only with --spill).")
+    var learnerRateMiB = 48
+    @Flag(inversion: .prefixedNo, help: "The replicas get a work directory (in this run's directory): a learner spills its feed backlog there (--no-spill: memory only, at most --suffix-mib, unpaced).")
+    var spill = true
     @Option(name: .customLong("suspect-ms"), help: "Passed to the replicas.")
     var suspectMillis = 1_000
     @Flag(inversion: .prefixedNo, help: "The joiner catches up as a learner from replicas 0, 1, 2 first, then joins the ring (--no-learner: it joins at once and receives the state at the view change).")
@@ -81,8 +85,9 @@ struct JoinBench: AsyncParsableCommand {
         guard (1...(60 << 10)).contains(valueSize), keys >= 1, before >= 1, after >= 1 else {
             throw ValidationError("--value-size 1...61440, --keys ≥ 1, --before and --after ≥ 1")
         }
-        guard suffixMiB >= 1, (1...1023).contains(chunkKiB) || chunkKiB == 1024, snapshotRateMiB >= 0, (0...19).contains(snapshotNice) else {
-            throw ValidationError("--suffix-mib ≥ 1, --chunk-kib 1...1024, --snapshot-rate-mib ≥ 0, --snapshot-nice 0...19")
+        guard suffixMiB >= 1, (1...1023).contains(chunkKiB) || chunkKiB == 1024, snapshotRateMiB >= 0, learnerRateMiB >= 0,
+              (0...19).contains(snapshotNice) else {
+            throw ValidationError("--suffix-mib ≥ 1, --chunk-kib 1...1024, --snapshot-rate-mib ≥ 0, --learner-rate-mib ≥ 0, --snapshot-nice 0...19")
         }
         guard (0...600_000).contains(stallProviderMillis), (-600_000...600_000).contains(stallAfterMillis) else {
             throw ValidationError("--stall-provider-ms is 0...600000, --stall-after-ms -600000...600000")
@@ -121,7 +126,8 @@ struct JoinBench: AsyncParsableCommand {
         let group = try JoinGroup(directory: directory, members: 4, extraArguments: [
             "--suspect-ms", "\(suspectMillis)", "--suffix-mib", "\(suffixMiB)", "--snapshot-chunk-kib", "\(chunkKiB)",
             "--snapshot-rate-mib", "\(snapshotRateMiB)", "--snapshot-nice", "\(snapshotNice)",
-            "--learner-feed-mib", "\(learnerFeedMiB)"])
+            "--learner-feed-mib", "\(learnerFeedMiB)", "--learner-rate-mib", "\(learnerRateMiB)"]
+            + (spill ? ["--work-dir", directory] : []))
         defer { group.stop() }
         for id in 0..<3 { try group.spawn(id, view: "0,1,2") }
         try group.waitReady([0, 1, 2])
@@ -185,7 +191,9 @@ struct JoinBench: AsyncParsableCommand {
             }
         }
         let sampling = Task { await sampler.run(clientOps: { box.progress.load(ordering: .relaxed) }) }
+        let cpuStart = (monotonicNow(), (0..<3).map { ProcStatus.cpuSeconds(group.pid($0)) })
         try await Task.sleep(for: .seconds(before))
+        let cpuAtJoin = (monotonicNow(), (0..<3).map { ProcStatus.cpuSeconds(group.pid($0)) })
 
         // 3. Join.
         let rssBefore = ProcStatus.read(group.pid(0))
@@ -239,6 +247,7 @@ struct JoinBench: AsyncParsableCommand {
             throw ExitCode(1)
         }
         let caughtUpSecond = await sampler.second
+        let cpuAtCatchUp = (monotonicNow(), (0..<4).map { ProcStatus.cpuSeconds(group.pid($0)) })
         // Peaks over the transfer (join → caught up): VmHWM was reset at the join.
         let providerTransferPeak = ProcStatus.read(group.pid(0))
         let joinerTransferPeak = ProcStatus.read(group.pid(3))
@@ -281,13 +290,20 @@ struct JoinBench: AsyncParsableCommand {
             learnerJoiningSeconds: learnerJoiningNanos.map { Double($0) / 1e9 }, snapshotBytes: providerCounters?.bytesSent ?? 0,
             providerSuffixPeak: providerCounters?.suffixPeak ?? 0, providerSuffixWaits: providerCounters?.suffixWaits ?? 0,
             joinerSuffixPeak: joinerCounters?.suffixPeak ?? 0, joinerSuffixWaits: joinerCounters?.suffixWaits ?? 0,
+            joinerLearner: joinerCounters,
             providerRSSBefore: rssBefore.rss, providerHWM: providerTransferPeak.hwm, providerEndHWM: providerPeak.hwm,
             joinerBaselineRSS: joinerBaseline.rss, joinerHWM: joinerTransferPeak.hwm, joinerEndHWM: joinerPeak.hwm,
             providerAtCatchUp: providerTransferPeak, joinerAtCatchUp: joinerTransferPeak, series: series, clientOps: clientOps, digests: digests, failures: box.failures.load(ordering: .relaxed),
             timeouts: box.timeouts.load(ordering: .relaxed), excluded: excluded, loadDrainSeconds: loadDrainSeconds,
+            cpu: JoinReport.CPU(beforeSeconds: Double(cpuAtJoin.0 - cpuStart.0) / 1e9,
+                                before: zip(cpuAtJoin.1, cpuStart.1).map { $0 - $1 },
+                                joinSeconds: Double(cpuAtCatchUp.0 - cpuAtJoin.0) / 1e9,
+                                join: (0..<4).map { $0 < 3 ? cpuAtCatchUp.1[$0] - cpuAtJoin.1[$0] : cpuAtCatchUp.1[3] }),
             configuration: (learner ? "learner first, " : "no learner, ") + "load-clients \(loadClients) × depth \(depth), value-size \(valueSize), writes \(writes) %, "
                 + "load-on \(loadOn), suffix \(suffixMiB) MiB, learner feed \(learnerFeedMiB) MiB, chunk \(chunkKiB) KiB, "
-                + "snapshot rate \(snapshotRateMiB == 0 ? "unpaced" : "\(snapshotRateMiB) MiB/s"), transfer threads nice \(snapshotNice)")
+                + "snapshot rate \(snapshotRateMiB == 0 ? "unpaced" : "\(snapshotRateMiB) MiB/s"), transfer threads nice \(snapshotNice), "
+                + (spill ? "learner backlog spilled to a file, learner rate \(learnerRateMiB == 0 ? "unpaced" : "\(learnerRateMiB) MiB/s")"
+                    : "learner backlog in memory, learner unpaced"))
         if json { print(report.json()) } else { print(report.text()) }
         if !report.digestsEqual { throw ExitCode(1) }
         passed = true

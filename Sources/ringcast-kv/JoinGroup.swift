@@ -37,6 +37,16 @@ struct ProcStatus {
         return result
     }
 
+    /// CPU seconds the process used so far, user + system (/proc/PID/stat fields 14 and 15, in clock ticks).
+    static func cpuSeconds(_ pid: pid_t) -> Double {
+        guard let text = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+              let close = text.lastIndex(of: ")") else { return 0 }
+        // After the command name (in parentheses, may hold spaces): field 3 onwards.
+        let fields = text[text.index(after: close)...].split(separator: " ")
+        guard fields.count > 12, let user = Double(fields[11]), let system = Double(fields[12]) else { return 0 }
+        return (user + system) / Double(sysconf(Int32(_SC_CLK_TCK)))
+    }
+
     /// Resets VmHWM to the current RSS (Linux ≥ 4.0: "5" to clear_refs; the process is our child).
     static func resetPeak(_ pid: pid_t) {
         try? "5".write(toFile: "/proc/\(pid)/clear_refs", atomically: false, encoding: .utf8)

@@ -24,6 +24,8 @@ struct JoinReport {
     var providerSuffixWaits: UInt64
     var joinerSuffixPeak: UInt64
     var joinerSuffixWaits: UInt64
+    /// The joiner's learner counters (stash in memory, spill file, pacing, fallbacks).
+    var joinerLearner: TransferCounters?
     var providerRSSBefore: Int
     /// VmHWM at the catch-up (the peak over the transfer) and at the end of the run (after --after s of load).
     var providerHWM: Int
@@ -45,7 +47,35 @@ struct JoinReport {
     var excluded: Set<Int>
     /// From the load's stop to the end of every load client's last request.
     var loadDrainSeconds: Double
+    var cpu: CPU
     var configuration: String
+
+    /// CPU seconds (user + system, /proc/PID/stat) of each replica process: over the --before window (replicas 0, 1,
+    /// 2), and from the joiner's start to its catch-up (replicas 0, 1, 2, and the joiner over its whole life so far).
+    /// What the join costs the machine: the join window's CPU per second minus the before window's, per replica.
+    struct CPU {
+        var beforeSeconds: Double
+        var before: [Double]
+        var joinSeconds: Double
+        var join: [Double]
+
+        func text() -> String {
+            let rate = { (cpu: Double, seconds: Double) in seconds > 0 ? cpu / seconds : 0 }
+            var parts: [String] = []
+            for replica in 0..<3 {
+                parts.append(String(format: "r%d %.2f → %.2f", replica, rate(before[replica], beforeSeconds),
+                                    rate(join[replica], joinSeconds)))
+            }
+            return String(format: "CPU (cores busy, before → join start to catch-up, %.1f s): ", joinSeconds)
+                + parts.joined(separator: ", ")
+                + String(format: "; joiner %.1f CPU-s until caught up (%.2f cores)", join[3], rate(join[3], joinSeconds))
+        }
+
+        var json: JSONValue {
+            .object([("before_seconds", .number(beforeSeconds)), ("before_cpu_seconds", .array(before.map { .number($0) })),
+                     ("join_seconds", .number(joinSeconds)), ("join_cpu_seconds", .array(join.map { .number($0) }))])
+        }
+    }
 
     var digestsEqual: Bool {
         let members = digests.enumerated().filter { !excluded.contains($0.offset) }.map(\.element)
@@ -92,6 +122,9 @@ struct JoinReport {
                 learnerRestoredSeconds ?? -1, joining, (caughtUpSeconds ?? joining) - joining))
         }
         let phases = phases
+        lines.append("windows (samples s cover (s − 1, s]): before \(phases.before), during \(phases.during) (from the joiner's "
+            + "start to one second after its catch-up: the learner's restore, its feed catch-up and the join), after \(phases.after)")
+        lines.append(cpu.text())
         for replica in 0..<3 {
             let before = mean(replica, phases.before)
             let during = mean(replica, phases.during)
@@ -112,6 +145,11 @@ struct JoinReport {
             + "peak − state \(mib(joinerHWM - stateBytes)), peak − state − RSS when ready \(mib(joinerHWM - stateBytes - joinerBaselineRSS)); "
             + "suffix peak \(mib(Int(joinerSuffixPeak))), waits for room \(joinerSuffixWaits); "
             + "peak until the end of the run \(mib(joinerEndHWM))")
+        if let learner = joinerLearner {
+            lines.append("joiner's feed backlog: in memory peak \(mib(Int(learner.learnerStashPeak))), spill file peak "
+                + "\(mib(Int(learner.learnerSpillPeak))) (\(learner.learnerSpilledBatches) batches spilled); chunks paced "
+                + "\(learner.learnerPacingWaits) times; fallbacks to the ordinary join \(learner.learnerFallbacks)")
+        }
         for (name, status) in [("provider", providerAtCatchUp), ("joiner", joinerAtCatchUp)] {
             lines.append("\(name) RSS at the catch-up \(mib(status.rss)): heap \(mib(status.anon)) (heap − state "
                 + "\(mib(status.anon - stateBytes))), code \(mib(status.file)), ring receive buffer and other shared "
@@ -149,6 +187,11 @@ struct JoinReport {
             ("provider_suffix_waits", .integer(Int64(providerSuffixWaits))),
             ("joiner_suffix_peak_bytes", .integer(Int64(joinerSuffixPeak))),
             ("joiner_suffix_waits", .integer(Int64(joinerSuffixWaits))),
+            ("joiner_learner_stash_peak_bytes", .integer(Int64(joinerLearner?.learnerStashPeak ?? 0))),
+            ("joiner_learner_spill_peak_bytes", .integer(Int64(joinerLearner?.learnerSpillPeak ?? 0))),
+            ("joiner_learner_spilled_batches", .integer(Int64(joinerLearner?.learnerSpilledBatches ?? 0))),
+            ("joiner_learner_pacing_waits", .integer(Int64(joinerLearner?.learnerPacingWaits ?? 0))),
+            ("joiner_learner_fallbacks", .integer(Int64(joinerLearner?.learnerFallbacks ?? 0))),
             ("joiner_ready_rss_bytes", .integer(Int64(joinerBaselineRSS))),
             ("joiner_peak_rss_bytes", .integer(Int64(joinerHWM))),
             ("joiner_peak_minus_state_bytes", .integer(Int64(joinerHWM - stateBytes))),
@@ -160,6 +203,9 @@ struct JoinReport {
             ("client_timeouts", .integer(Int64(timeouts))),
             ("excluded_replicas", .array(excluded.sorted().map { .integer(Int64($0)) })),
             ("load_drain_seconds", .number(loadDrainSeconds)),
+            ("cpu", cpu.json),
+            ("windows", .object([("before", .string("\(phases.before)")), ("during", .string("\(phases.during)")),
+                                 ("after", .string("\(phases.after)"))])),
             ("configuration", .string(configuration)),
         ]
         for replica in 0..<3 {

@@ -20,6 +20,13 @@ struct TransferCounters {
     var hasState: Bool
     /// The group excluded this replica (a counter after the original ten; false from a replica that lacks it).
     var excluded: Bool
+    /// A learner's feed backlog: in-memory peak, spill file peak, spilled batches; chunks that waited for its pace;
+    /// fallbacks to the ordinary join (0 from a replica that lacks them).
+    var learnerStashPeak: UInt64 = 0
+    var learnerSpillPeak: UInt64 = 0
+    var learnerSpilledBatches: UInt64 = 0
+    var learnerPacingWaits: UInt64 = 0
+    var learnerFallbacks: UInt64 = 0
 
     static let marker: UInt64 = 0x5452_414E_5346_4552
 
@@ -36,6 +43,13 @@ struct TransferCounters {
         held = v[7] != 0
         hasState = v[8] != 0
         excluded = v.count > 10 && v[10] != 0
+        if v.count > 15 {
+            learnerStashPeak = v[11]
+            learnerSpillPeak = v[12]
+            learnerSpilledBatches = v[13]
+            learnerPacingWaits = v[14]
+            learnerFallbacks = v[15]
+        }
     }
 }
 

@@ -91,6 +91,12 @@ struct Serve: AsyncParsableCommand {
     var learnerFeedMiB = 16
     @Option(name: .customLong("learner-lag"), help: "A learner joins the ring once it is at most this many log entries behind its provider.")
     var learnerLag = 4_096
+    @Option(name: .customLong("work-dir"), help: ArgumentHelp("A directory for temporary files: a learner spills the feed backlog of its restore there (one file, unlinked at once; without it the backlog stays in memory, at most --suffix-mib, and the learner is not paced).", valueName: "dir"))
+    var workDirectory: String?
+    @Option(name: .customLong("learner-rate-mib"), help: "A learner with --work-dir reads its provider's copy at most this many MiB/s (0: unpaced).")
+    var learnerRateMiB = 48
+    @Option(name: .customLong("learner-spill-mib"), help: "A learner's spilled feed backlog at most, MiB (beyond: the attempt fails).")
+    var learnerSpillMiB = 1024
     @OptionGroup var links: ServeSecurityFlags
     @Option(name: .customLong("protocol"), help: ArgumentHelp("lcr (crash-tolerant, default) or chain (Chain BFT: 3f+1 members in chain order, clients connect to the member ports).", valueName: "lcr|chain"))
     var protocolName = "lcr"
@@ -149,6 +155,9 @@ struct Serve: AsyncParsableCommand {
         if let learnFrom { options.learnFrom = try parseAddresses(learnFrom, "--learn-from") }
         options.learnerFeedBytesMax = max(1, learnerFeedMiB) << 20
         options.learnerLagEntriesMax = max(0, learnerLag)
+        options.workDirectory = workDirectory
+        options.learnerBytesPerSecondMax = max(0, learnerRateMiB) << 20
+        options.learnerSpillBytesMax = max(0, learnerSpillMiB) << 20
         // A chunk frame (chunk + 16 bytes of framing) must fit the client frame limit.
         options.snapshotChunkBytes = min(snapshotChunkKiB << 10, options.frameBytesMax - 16)
         options.logger.logLevel = Logger.Level(rawValue: logLevel)!
