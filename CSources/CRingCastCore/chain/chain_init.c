@@ -146,22 +146,35 @@ static int refuse(rc_chain *core, rc_chain_init_error *why, rc_chain_init_error 
     return -EPROTO;
 }
 
-static rc_chain_init_error check_proof(rc_chain *core, const rc_chain_init_history *ih) {
+static bool same_history(const rc_chain_abort *x, const rc_chain_abort *y);
+
+/*
+ * The checks every init-history proof gets, Chain's (2f+1 ABORTs) and Backup's (f+1 identical abort histories):
+ * `count` records of distinct replicas, each well formed, all of one earlier instance that names this one as next(i);
+ * with `identical`, each the same history as the first (checked per record, in this order). Signatures are checked
+ * last (verify_proof_signatures): the cheap checks reject most forgeries without public-key operations.
+ */
+static rc_chain_init_error check_proof_records(rc_chain *core, const rc_chain_init_history *ih, uint32_t count,
+                                               bool identical) {
     uint32_t f = core->settings.f, chk = core->settings.checkpoint_interval;
     if (ih->instance != core->settings.instance) return RC_CHAIN_INIT_ERROR_INSTANCE;
-    if (ih->proof == NULL || ih->proof_count != 2 * f + 1) return RC_CHAIN_INIT_ERROR_PROOF_SIZE;
+    if (ih->proof == NULL || ih->proof_count != count) return RC_CHAIN_INIT_ERROR_PROOF_SIZE;
     uint64_t signers = 0;
-    uint64_t previous = ih->proof[0].instance;
     for (uint32_t k = 0; k < ih->proof_count; k++) {
         const rc_chain_abort *a = &ih->proof[k];
         if (!rc_chain_abort_well_formed(f, chk, a) || a->entry_count > core->settings.history_max)
             return RC_CHAIN_INIT_ERROR_ABORT_SHAPE;
         if (signers >> a->replica & 1) return RC_CHAIN_INIT_ERROR_SIGNER;
         signers |= (uint64_t)1 << a->replica;
-        if (a->instance != previous || a->instance >= core->settings.instance) return RC_CHAIN_INIT_ERROR_INSTANCE;
+        if (a->instance != ih->proof[0].instance || a->instance >= core->settings.instance)
+            return RC_CHAIN_INIT_ERROR_INSTANCE;
         if (a->next_instance != core->settings.instance) return RC_CHAIN_INIT_ERROR_NEXT;
+        if (identical && !same_history(a, &ih->proof[0])) return RC_CHAIN_INIT_ERROR_MISMATCH;
     }
-    /* Signatures last: the cheap checks above reject most forgeries without public-key operations. */
+    return RC_CHAIN_INIT_ERROR_NONE;
+}
+
+static rc_chain_init_error verify_proof_signatures(rc_chain *core, const rc_chain_init_history *ih) {
     size_t capacity = rc_chain_abort_encoded_size(core->settings.history_max);
     for (uint32_t k = 0; k < ih->proof_count; k++) {
         core->stats.signature_verifications++;
@@ -169,6 +182,11 @@ static rc_chain_init_error check_proof(rc_chain *core, const rc_chain_init_histo
             return RC_CHAIN_INIT_ERROR_SIGNATURE;
     }
     return RC_CHAIN_INIT_ERROR_NONE;
+}
+
+static rc_chain_init_error check_proof(rc_chain *core, const rc_chain_init_history *ih) {
+    rc_chain_init_error error = check_proof_records(core, ih, 2 * core->settings.f + 1, false);
+    return error != RC_CHAIN_INIT_ERROR_NONE ? error : verify_proof_signatures(core, ih);
 }
 
 static rc_chain_init_error check_history(rc_chain *core, const rc_chain_init_history *ih) {
@@ -213,21 +231,8 @@ static bool same_history(const rc_chain_abort *x, const rc_chain_abort *y) {
  * same checks as check_proof + check_history otherwise (shape, signers, instance numbers, next(i), signatures last).
  */
 static rc_chain_init_error check_backup_proof(rc_chain *core, const rc_chain_init_history *ih) {
-    uint32_t f = core->settings.f, chk = core->settings.checkpoint_interval;
-    if (ih->instance != core->settings.instance) return RC_CHAIN_INIT_ERROR_INSTANCE;
-    if (ih->proof == NULL || ih->proof_count != f + 1) return RC_CHAIN_INIT_ERROR_PROOF_SIZE;
-    uint64_t signers = 0;
-    for (uint32_t k = 0; k < ih->proof_count; k++) {
-        const rc_chain_abort *a = &ih->proof[k];
-        if (!rc_chain_abort_well_formed(f, chk, a) || a->entry_count > core->settings.history_max)
-            return RC_CHAIN_INIT_ERROR_ABORT_SHAPE;
-        if (signers >> a->replica & 1) return RC_CHAIN_INIT_ERROR_SIGNER;
-        signers |= (uint64_t)1 << a->replica;
-        if (a->instance != ih->proof[0].instance || a->instance >= core->settings.instance)
-            return RC_CHAIN_INIT_ERROR_INSTANCE;
-        if (a->next_instance != core->settings.instance) return RC_CHAIN_INIT_ERROR_NEXT;
-        if (!same_history(a, &ih->proof[0])) return RC_CHAIN_INIT_ERROR_MISMATCH;
-    }
+    rc_chain_init_error error = check_proof_records(core, ih, core->settings.f + 1, true);
+    if (error != RC_CHAIN_INIT_ERROR_NONE) return error;
     const rc_chain_abort *h = &ih->proof[0];
     if (ih->entry_count != h->entry_count || ih->base != h->checkpoint_number ||
         memcmp(&ih->base_digest, &h->checkpoint_digest, sizeof ih->base_digest) != 0 ||
@@ -238,13 +243,7 @@ static rc_chain_init_error check_backup_proof(rc_chain *core, const rc_chain_ini
             return RC_CHAIN_INIT_ERROR_MISMATCH;
         if (ih->entries[k].client >= core->settings.clients_max) return RC_CHAIN_INIT_ERROR_ABORT_SHAPE;
     }
-    size_t capacity = rc_chain_abort_encoded_size(core->settings.history_max);
-    for (uint32_t k = 0; k < ih->proof_count; k++) {
-        core->stats.signature_verifications++;
-        if (rc_chain_abort_verify(&core->settings.crypto, &ih->proof[k], core->abort_buffer, capacity) != 1)
-            return RC_CHAIN_INIT_ERROR_SIGNATURE;
-    }
-    return RC_CHAIN_INIT_ERROR_NONE;
+    return verify_proof_signatures(core, ih);
 }
 
 int rc_chain_expect_backup_proof(rc_chain *core) {
