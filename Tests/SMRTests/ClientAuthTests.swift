@@ -22,6 +22,7 @@ import Testing
         // A client with the key (it needs only the key: the client plane runs the handshake whatever the mode).
         var good = CounterClient.Options(replicas: first)
         good.security = Security(clusterKey: key)
+        good.timeoutMillis = testTimeoutMillis
         let keyed = good
         try await withDeadline(20) {
             let client = try await CounterClient.connect(keyed)

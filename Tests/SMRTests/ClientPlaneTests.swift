@@ -22,10 +22,18 @@ final class SilentReplica: @unchecked Sendable {
     /// Command frames received so far.
     var commandsReceived: Int { commands.load(ordering: .relaxed) }
 
+    /// One connection at a time, until ``stop()``: a client that drops its connection after a timeout reconnects
+    /// (and is welcomed) instead of waiting out its connect timeout on a listener nobody accepts from.
     private func serve() {
-        let fd = accept(listenFD, nil, nil)
-        guard fd >= 0 else { return }
-        defer { close(fd) }
+        while true {
+            let fd = accept(listenFD, nil, nil)
+            guard fd >= 0 else { return }
+            serve(fd)
+            close(fd)
+        }
+    }
+
+    private func serve(_ fd: Int32) {
         var assembler = FrameAssembler(frameBytesMax: 1 << 20)
         var buffer = [UInt8](repeating: 0, count: 4096)
         while true {
@@ -112,6 +120,7 @@ func readFrames(_ fd: Int32, until done: ([ClientFrame]) -> Bool) -> [ClientFram
         try await withDeadline(60) {
             var options = CounterClient.Options(replicas: addresses)
             options.windowMax = loops
+            options.timeoutMillis = testTimeoutMillis
             let client = try await CounterClient.connect(options)
             defer { client.close() }
             let done = AsyncStream<Void>.makeStream(bufferingPolicy: .bufferingNewest(loops))
