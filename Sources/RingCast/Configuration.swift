@@ -50,7 +50,7 @@ extension Node {
         /// Deliveries not yet released by the consumer, ``batchCountMax``...``deliveryRingMaxLimit``.
         public var deliveryRingMax: Int
         /// Bytes of the mirrored receive buffer, ≤ ``receiveBufferBytesMax``; `nil` (the default) lets the engine
-        /// derive it from the windows (2 × n × (windowBytes + largest frame) + 4 frames, rounded up to a MiB). A
+        /// derive it from the windows (8 × n × (windowBytes + largest frame), rounded up to a MiB: rc_engine.h says why). A
         /// smaller explicit value is refused by the engine at construction.
         public var receiveBufferBytes: Int?
         /// A heartbeat goes out when the link was idle this long, 1...``heartbeatMillisMax``.

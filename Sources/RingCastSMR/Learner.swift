@@ -122,7 +122,7 @@ extension ReplicaCore {
                 .failure(SnapshotError("the restore did not run"))
             // Feed batches the provider sends between the copy's chunks wait here until the copy is installed
             // (bounded: memory, then the work directory's spill file; FeedStash.swift).
-            nonisolated(unsafe) var stash = makeFeedStash()
+            nonisolated(unsafe) let stash = makeFeedStash()
             defer {
                 lock.withLock {
                     statistics.learnerStashBytesPeak = max(statistics.learnerStashBytesPeak, UInt64(stash.memoryBytesPeak))

@@ -64,11 +64,29 @@ struct LearnerFeed {
 }
 
 extension ReplicaCore {
+    /// Queued feed bytes that wake the learner's sending thread at once; below them it sends every
+    /// ``feedFlushNanos``. Why not a wake-up per batch: under a latency-bound load the ring delivers thousands of
+    /// small batches a second, and a thread switch plus a `send` for each, on a 2-core machine shared with the ring's
+    /// threads, cost the others' rate more than the bulk copy did.
+    static var feedWakeBytes: Int { 256 << 10 }
+    /// The longest a fed batch waits at the provider before it is sent (when fewer than ``feedWakeBytes`` are queued).
+    static var feedFlushNanos: UInt64 { 2_000_000 }
+    /// Feed frames are sent in pieces of about this many bytes (one buffer, one `send` each).
+    static var feedSendBytes: Int { 1 << 20 }
+
     /// The apply loop's hook (under `lock`, after a ring batch was applied or skipped): each learner's feed gets it.
     func feedLearners(_ payload: [UInt8]) {
-        for id in learners.keys { learners[id]!.append(payload, index: appliedIndex) }
+        var wake = false
+        for id in learners.keys {
+            let before = learners[id]!.bytes
+            learners[id]!.append(payload, index: appliedIndex)
+            let after = learners[id]!
+            statistics.learnerFeedBytesPeak = max(statistics.learnerFeedBytesPeak, UInt64(after.peakBytes))
+            // Crossing the threshold, or dropped (its thread must end the connection).
+            if after.dropped != nil || (before < Self.feedWakeBytes && after.bytes >= Self.feedWakeBytes) { wake = true }
+        }
         statistics.learnerBatchesFed += 1
-        lock.broadcast()
+        if wake { lock.broadcast() }
     }
 
     /// Provider, on the learner's connection thread: streams a copy of the state, then the feed, until the learner
@@ -134,13 +152,20 @@ extension ReplicaCore {
     private func feed(_ id: UInt64, to connection: Connection) -> String? {
         while true {
             let stop: String? = lock.withLock {
+                // Every 100 ms at least: whether the learner hung up (it closes the connection once it caught up).
+                var deadline = monotonicNanos() + 100_000_000
+                var flushing = false
                 while true {
                     guard let queued = learners[id] else { return "the learner is gone" }
                     if queued.dropped != nil { return "dropped" }
                     if shuttingDown { return "the replica is stopping" }
-                    if !queued.entries.isEmpty { return nil }
-                    // Every 100 ms: whether the learner hung up (it closes the connection once it caught up).
-                    if !lock.wait(untilNanos: monotonicNanos() + 100_000_000) { return nil }
+                    if queued.bytes >= Self.feedWakeBytes { return nil }
+                    if !queued.entries.isEmpty && !flushing {
+                        // The first batch queued waits at most feedFlushNanos, with what joins it meanwhile.
+                        flushing = true
+                        deadline = min(deadline, monotonicNanos() + Self.feedFlushNanos)
+                    }
+                    if !lock.wait(untilNanos: deadline) { return nil }
                 }
             }
             if let stop { return stop == "dropped" ? nil : stop }
@@ -157,11 +182,19 @@ extension ReplicaCore {
             return (learners[id]!.takeAll(), appliedIndex)
         }
         guard let taken else { return nil }
+        // Many frames per buffer and `send` (pieces of about feedSendBytes: the queue's bytes are not doubled).
+        // A frame is its payload and 22 bytes (length, version, kind, two indexes).
+        var unsent = taken.batches.reduce(0) { $0 + $1.payload.count + 22 }
+        var writer = ByteWriter(capacity: min(unsent, Self.feedSendBytes + 64 << 10))
         for (entryIndex, payload) in taken.batches {
-            let frame = ClientFrame.learnerEntry(index: entryIndex, providerIndex: taken.index, payload: payload)
-            guard Socket.sendAll(connection.fd, frame.encoded()) else { return false }
+            unsent -= payload.count + 22
+            ClientFrame.learnerEntry(index: entryIndex, providerIndex: taken.index, payload: payload).encode(into: &writer)
+            if writer.count >= Self.feedSendBytes {
+                guard Socket.sendAll(connection.fd, writer.bytes) else { return false }
+                writer = ByteWriter(capacity: min(unsent, Self.feedSendBytes + 64 << 10))
+            }
         }
-        return true
+        return writer.count == 0 || Socket.sendAll(connection.fd, writer.bytes)
     }
 
     /// Whether the learner closed (or reset) the connection: it sends nothing after its request, so the socket being

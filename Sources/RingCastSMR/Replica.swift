@@ -155,6 +155,9 @@ public final class Replica<Machine: StateMachine>: Sendable {
         public var learnersDropped: UInt64 = 0
         public var learnerBatchesFed: UInt64 = 0
         public var transfersDeclined: UInt64 = 0
+        /// Provider: the most bytes one learner's feed queue held (batches applied here and not yet sent to it; at
+        /// most ``Options/learnerFeedBytesMax``).
+        public var learnerFeedBytesPeak: UInt64 = 0
         /// Learner: copies restored, fed batches applied, failed attempts, and fallbacks to the ordinary join.
         public var learnerRestores: UInt64 = 0
         public var learnerBatchesApplied: UInt64 = 0

@@ -54,8 +54,8 @@ struct JoinBench: AsyncParsableCommand {
     var snapshotRateMiB = 0
     @Option(name: .customLong("snapshot-nice"), help: "Passed to the replicas: nice value of the state-transfer threads (0: normal priority).")
     var snapshotNice = 10
-    @Option(name: .customLong("learner-feed-mib"), help: "Passed to the replicas: a provider's feed queue per learner (MiB); the learner's restore must end before the load fills it.")
-    var learnerFeedMiB = 32
+    @Option(name: .customLong("learner-feed-mib"), help: "Passed to the replicas: a provider's feed queue per learner (MiB). The feed goes out between the copy's chunks, so it only holds what arrives while the learner is not reading; beyond it the learner is dropped and tries again.")
+    var learnerFeedMiB = 16
     @Option(name: .customLong("learner-rate-mib"), help: "Passed to the replicas: a learner reads its provider's copy at most this many MiB/s (0: unpaced; only with --spill).")
     var learnerRateMiB = 48
     @Flag(inversion: .prefixedNo, help: "The replicas get a work directory (in this run's directory): a learner spills its feed backlog there (--no-spill: memory only, at most --suffix-mib, unpaced).")
@@ -289,6 +289,7 @@ struct JoinBench: AsyncParsableCommand {
             learnerRestoredSeconds: learnerRestoredNanos.map { Double($0) / 1e9 },
             learnerJoiningSeconds: learnerJoiningNanos.map { Double($0) / 1e9 }, snapshotBytes: providerCounters?.bytesSent ?? 0,
             providerSuffixPeak: providerCounters?.suffixPeak ?? 0, providerSuffixWaits: providerCounters?.suffixWaits ?? 0,
+            providerLearnerFeedPeak: providerCounters?.learnerFeedPeak ?? 0,
             joinerSuffixPeak: joinerCounters?.suffixPeak ?? 0, joinerSuffixWaits: joinerCounters?.suffixWaits ?? 0,
             joinerLearner: joinerCounters,
             providerRSSBefore: rssBefore.rss, providerHWM: providerTransferPeak.hwm, providerEndHWM: providerPeak.hwm,

@@ -22,6 +22,8 @@ struct JoinReport {
     var snapshotBytes: UInt64
     var providerSuffixPeak: UInt64
     var providerSuffixWaits: UInt64
+    /// The provider's feed queue to the learner at its peak (bytes applied and not yet sent to it).
+    var providerLearnerFeedPeak: UInt64
     var joinerSuffixPeak: UInt64
     var joinerSuffixWaits: UInt64
     /// The joiner's learner counters (stash in memory, spill file, pacing, fallbacks).
@@ -140,6 +142,7 @@ struct JoinReport {
         lines.append("provider (replica 0): RSS before the join \(mib(providerRSSBefore)), peak over the transfer \(mib(providerHWM)); "
             + "peak − state \(mib(providerHWM - stateBytes)), peak − RSS before \(mib(providerHWM - providerRSSBefore)); "
             + "suffix peak \(mib(Int(providerSuffixPeak))), waits for room \(providerSuffixWaits); "
+            + "learner feed queue peak \(mib(Int(providerLearnerFeedPeak))); "
             + "peak until the end of the run \(mib(providerEndHWM))")
         lines.append("joiner (replica 3): RSS when ready (empty) \(mib(joinerBaselineRSS)), peak over the transfer \(mib(joinerHWM)); "
             + "peak − state \(mib(joinerHWM - stateBytes)), peak − state − RSS when ready \(mib(joinerHWM - stateBytes - joinerBaselineRSS)); "
@@ -184,6 +187,7 @@ struct JoinReport {
             ("provider_peak_rss_bytes", .integer(Int64(providerHWM))),
             ("provider_peak_minus_state_bytes", .integer(Int64(providerHWM - stateBytes))),
             ("provider_suffix_peak_bytes", .integer(Int64(providerSuffixPeak))),
+            ("provider_learner_feed_peak_bytes", .integer(Int64(providerLearnerFeedPeak))),
             ("provider_suffix_waits", .integer(Int64(providerSuffixWaits))),
             ("joiner_suffix_peak_bytes", .integer(Int64(joinerSuffixPeak))),
             ("joiner_suffix_waits", .integer(Int64(joinerSuffixWaits))),

@@ -27,6 +27,8 @@ struct TransferCounters {
     var learnerSpilledBatches: UInt64 = 0
     var learnerPacingWaits: UInt64 = 0
     var learnerFallbacks: UInt64 = 0
+    /// A provider's learner feed queue at its peak, bytes (0 from a replica that lacks it).
+    var learnerFeedPeak: UInt64 = 0
 
     static let marker: UInt64 = 0x5452_414E_5346_4552
 
@@ -50,6 +52,7 @@ struct TransferCounters {
             learnerPacingWaits = v[14]
             learnerFallbacks = v[15]
         }
+        if v.count > 16 { learnerFeedPeak = v[16] }
     }
 }
 

@@ -97,6 +97,8 @@ struct Serve: AsyncParsableCommand {
     var learnerRateMiB = 48
     @Option(name: .customLong("learner-spill-mib"), help: "A learner's spilled feed backlog at most, MiB (beyond: the attempt fails).")
     var learnerSpillMiB = 1024
+    @Option(name: .customLong("ring-window-kib"), help: ArgumentHelp("The ring's byte window per member, KiB: the most the adaptive window grows to. The ring's receive buffer is 8 × members × (window + a frame), all of it resident once traffic wrapped around it: 256 KiB keeps it near 11 MiB for 4 members (1 MiB, the library's default, costs 35 MiB) and is several times what the adaptive window used in the kv benchmarks.", valueName: "KiB"))
+    var ringWindowKiB = 256
     @OptionGroup var links: ServeSecurityFlags
     @Option(name: .customLong("protocol"), help: ArgumentHelp("lcr (crash-tolerant, default) or chain (Chain BFT: 3f+1 members in chain order, clients connect to the member ports).", valueName: "lcr|chain"))
     var protocolName = "lcr"
@@ -117,6 +119,7 @@ struct Serve: AsyncParsableCommand {
             throw ValidationError("--suffix-mib ≥ 1, --snapshot-chunk-kib 1...1024, --snapshot-rate-mib ≥ 0, --snapshot-nice 0...19")
         }
         if let plantBug, plantBug != "stale-read" { throw ValidationError("--plant-bug knows only stale-read") }
+        guard (16...(1 << 20)).contains(ringWindowKiB) else { throw ValidationError("--ring-window-kib is 16...1048576") }
         guard ["quorum", "perfect"].contains(mode) else { throw ValidationError("--mode is quorum or perfect") }
         guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("unknown --log-level \(logLevel)") }
         guard (1...86_400).contains(sessionTimeout) else { throw ValidationError("--session-timeout is 1...86400") }
@@ -141,6 +144,7 @@ struct Serve: AsyncParsableCommand {
         configuration.incarnation = incarnation
         configuration.mode = mode == "perfect" ? .perfect : .quorum
         configuration.suspectMillis = suspectMillis
+        configuration.limits.windowBytes = ringWindowKiB << 10
         configuration.name = links.clusterName
         configuration.security = try links.security()
         configuration.logger.logLevel = Logger.Level(rawValue: logLevel)!
