@@ -120,6 +120,9 @@ public final class SMRClient<Command: SMRCodable, Query: SMRCodable, Output: SMR
     public struct Statistics: Sendable, Hashable {
         public var failovers: UInt64 = 0
         public var resent: UInt64 = 0
+        /// Sends the reader thread made because the send task had not run within a receive timeout (20 ms): the
+        /// cooperative pool was busy (an application that blocks its threads delays requests by at most that).
+        public var sendsByReader: UInt64 = 0
         public var timeouts: UInt64 = 0
         public var sessionsOpened: UInt64 = 0
         /// Connections whose handshake the replica refused (or that failed during it).

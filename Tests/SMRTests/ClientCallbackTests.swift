@@ -2,6 +2,9 @@ import RingCast
 @testable import RingCastSMR
 import Synchronization
 import Testing
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// ``SMRClient/submit(_:completion:)`` and ``SMRClient/read(_:consistency:completion:)``: every accepted call's
 /// completion runs exactly once — with the reply, on a timeout, across a failover — in the order the replica
@@ -53,6 +56,42 @@ import Testing
         #expect(client.statistics.timeouts == 5)
         // The window is free again: a timed-out request gave its slot back before its completion ran.
         try client.submit(Counter.Add(delta: 1)) { _ in }
+    }
+
+    /// Every thread of the cooperative pool blocked (an application that blocks them; in CI, tests shutting replicas
+    /// down synchronously): the send task of queued requests cannot run, so the client's reader thread sends them
+    /// after one receive timeout, and their completions (on the reader thread) come while the pool is still blocked.
+    @Test func blockedCooperativePool_readerSendsTheQueuedRequests() async throws {
+        // A stand-in replica on threads (a Replica's broadcaster is a task: it would wait for the pool too).
+        let answering = try SilentReplica(answersCommands: true)
+        defer { answering.stop() }
+        var options = CounterClient.Options(replicas: [try Address(host: "127.0.0.1", port: answering.port)])
+        options.timeoutMillis = testTimeoutMillis
+        let client = try await CounterClient.connect(options)
+        defer { client.close() }
+        let count = 8
+        let calls = Calls(count)
+        let released = StartedBox()
+        // The other threads of the pool, busy until released (or 3 s); this test's own thread blocks below.
+        let blockers = (0..<max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))))).map { _ in
+            Task.detached {
+                let end = ContinuousClock.now.advanced(by: .seconds(3))
+                while released.count.load(ordering: .acquiring) == 0 && ContinuousClock.now < end { usleep(1_000) }
+            }
+        }
+        usleep(50_000)
+        for request in 0..<count {
+            try client.submit(Counter.Add(delta: 1)) { calls.completed(request, $0.map(\.output.value)) }
+        }
+        let end = ContinuousClock.now.advanced(by: .milliseconds(1_500))
+        while calls.total < count && ContinuousClock.now < end { usleep(1_000) }
+        let completedWhileBlocked = calls.total
+        released.count.store(1, ordering: .releasing)
+        for blocker in blockers { await blocker.value }
+        #expect(completedWhileBlocked == count, "completions while the pool was blocked")
+        #expect(client.statistics.sendsByReader >= 1)
+        let values = (0..<count).map { request in (try? calls.outcomes.withLock { $0[request] }?.get()) ?? -1 }
+        #expect(Set(values) == Set((1...Int64(count)).map { $0 }))
     }
 
     /// Pipelined on one connection, the replies (and so the completions) come in submission order: the replica

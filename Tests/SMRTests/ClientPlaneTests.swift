@@ -7,14 +7,17 @@ import Glibc
 #endif
 
 /// A stand-in replica on loopback that answers the handshake (hello, session opening) and then nothing: requests
-/// stay in flight for as long as the test wants, so window limits are deterministic.
+/// stay in flight for as long as the test wants, so window limits are deterministic. With `answersCommands` it
+/// answers each command at once with the count of commands so far (a counter, on threads of its own: no task).
 final class SilentReplica: @unchecked Sendable {
     let listenFD: Int32
     let port: UInt16
+    let answersCommands: Bool
     private let commands = Atomic<Int>(0)
     private var thread: Thread?
 
-    init() throws {
+    init(answersCommands: Bool = false) throws {
+        self.answersCommands = answersCommands
         (listenFD, port) = try Socket.listen(host: "127.0.0.1", port: 0)
         thread = try Thread { [self] in serve() }
     }
@@ -49,8 +52,14 @@ final class SilentReplica: @unchecked Sendable {
                     writer.uint64(7)
                     _ = Socket.sendAll(fd, ClientFrame.reply(request: request, status: .ok, index: 7,
                                                              payload: writer.bytes).encoded())
-                case .command:
-                    commands.add(1, ordering: .relaxed)
+                case let .command(request, _, _, _, _):
+                    let count = commands.add(1, ordering: .relaxed).newValue
+                    if answersCommands {
+                        var writer = ByteWriter()
+                        writer.int64(Int64(count))
+                        _ = Socket.sendAll(fd, ClientFrame.reply(request: request, status: .ok, index: UInt64(7 + count),
+                                                                 payload: writer.bytes).encoded())
+                    }
                 default:
                     break
                 }
