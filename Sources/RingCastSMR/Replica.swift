@@ -53,6 +53,21 @@ public final class Replica<Machine: StateMachine>: Sendable {
         /// restore — which also run `SCHED_BATCH` on Linux: the transfer takes the CPU the ring and the clients
         /// leave. 0 keeps the normal priority.
         public var snapshotThreadNice = 10
+        /// Opt-in: a learner restores its provider's copy at `SCHED_IDLE` (Linux; sched(7)) for as long as it
+        /// progresses at ``snapshotIdleFloorBytesPerSecond`` or more, then at `SCHED_BATCH` with ``snapshotThreadNice``.
+        /// Why: under a latency-bound load (few requests in flight) a restore at `SCHED_BATCH` still delays the ring's
+        /// threads that wake up behind it, by up to the scheduler's wake-up granularity, and the closed-loop clients
+        /// pay each delay (join-bench, 6 × 4 in flight: the others kept 0.67–0.71 of their rate at `SCHED_BATCH`,
+        /// 0.78–0.84 idle-class); an idle-class thread runs only on CPU nothing else wants and is preempted at once.
+        /// Why not the default: the copy and the feed share the learner's connection, so while an idle-class restore
+        /// is starved (a load that leaves no CPU idle) the feed waits at the provider; in join-bench at a saturating
+        /// load it filled ``learnerFeedBytesMax`` (16 MiB) within the first one-second window, before the floor
+        /// raised the thread, and the provider dropped the learner (it then tried again). The provider's stream
+        /// stays `SCHED_BATCH`. Raising the policy back needs RLIMIT_NICE or CAP_SYS_NICE; refused, the restore
+        /// stays idle-class (a warning is logged).
+        public var snapshotThreadIdle = false
+        /// See ``snapshotThreadIdle``; measured over one-second windows of the restore, pacing waits included.
+        public var snapshotIdleFloorBytesPerSecond = 16 << 20
         /// A provider keeps its state at the cut for at most this long until the joiner starts pulling.
         public var snapshotPullTimeoutMillis = 5_000
         /// A snapshot stream that makes no progress this long (the joiner stops reading, the provider stops
@@ -163,6 +178,9 @@ public final class Replica<Machine: StateMachine>: Sendable {
         public var learnerBatchesApplied: UInt64 = 0
         public var learnerAttemptsFailed: UInt64 = 0
         public var learnerFallbacks: UInt64 = 0
+        /// Learner: restores raised from `SCHED_IDLE` to `SCHED_BATCH` for progressing below the floor
+        /// (``Options/snapshotIdleFloorBytesPerSecond``).
+        public var learnerRestoresRaised: UInt64 = 0
         /// Learner: the most bytes of feed batches kept in memory while it restored the copy (at most
         /// ``Options/learnerStashMemoryBytes`` with a work directory, else ``Options/suffixBytesMax``).
         public var learnerStashBytesPeak: UInt64 = 0
@@ -189,13 +207,14 @@ public final class Replica<Machine: StateMachine>: Sendable {
     public init(configuration: Group.Configuration, machine: consuming sending Machine, options: Options) throws(SMRError) {
         guard options.clientsMax >= 1, options.frameBytesMax >= 64, options.ingressBytesMax >= options.frameBytesMax,
               options.readsWaitingMax >= 1, options.snapshotChunkBytes >= 64, options.suffixBytesMax >= 4096, options.snapshotBytesPerSecondMax >= 0,
-              (0...19).contains(options.snapshotThreadNice),
+              (0...19).contains(options.snapshotThreadNice), options.snapshotIdleFloorBytesPerSecond >= 1,
               options.snapshotPullTimeoutMillis >= 1, options.snapshotStallTimeoutMillis >= 1,
               options.learnerAttemptsMax >= 1, options.learnerLagEntriesMax >= 0, options.learnerFeedBytesMax >= 4096,
               options.learnersMax >= 0, options.learnerStashMemoryBytes >= 4096, options.learnerSpillBytesMax >= 0,
               options.learnerBytesPerSecondMax >= 0, options.workDirectory.map({ !$0.isEmpty }) ?? true else {
             throw .invalidConfiguration("clientsMax, readsWaitingMax ≥ 1; frameBytesMax, snapshotChunkBytes ≥ 64; "
                 + "ingressBytesMax ≥ frameBytesMax; suffixBytesMax ≥ 4096; snapshot timeouts ≥ 1 ms; snapshotThreadNice 0...19; "
+                + "snapshotIdleFloorBytesPerSecond ≥ 1; "
                 + "learnerAttemptsMax ≥ 1, learnerLagEntriesMax ≥ 0, learnerFeedBytesMax ≥ 4096, learnersMax ≥ 0; "
                 + "learnerStashMemoryBytes ≥ 4096, learnerSpillBytesMax ≥ 0, learnerBytesPerSecondMax ≥ 0; workDirectory not empty")
         }

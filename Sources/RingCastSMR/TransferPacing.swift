@@ -101,17 +101,21 @@ struct TokenBucket {
 /// backpressure closes the loop). Unprivileged processes may lower priority, not raise it back, so only threads
 /// that do nothing else afterwards are lowered (the transfer threads, and a connection used for a snapshot pull).
 ///
+/// With `idle`, `SCHED_IDLE` instead (``Replica/Options/snapshotThreadIdle``): the nice value does not apply, and
+/// ``IdleTransferPriority`` raises the thread to `SCHED_BATCH` when it progresses too slowly.
+///
 /// - Returns: 0, or the `-errno` of the first call that failed (the transfer goes on at normal priority).
 @discardableResult
-func lowerTransferThreadPriority(nice: Int) -> Int32 {
-    guard nice > 0 else { return 0 }
+func lowerTransferThreadPriority(nice: Int, idle: Bool = false) -> Int32 {
+    guard nice > 0 || idle else { return 0 }
     #if os(Linux)
-    // SCHED_BATCH is 3 (Linux uapi `linux/sched.h`; Glibc hides the name without _GNU_SOURCE). Both calls act on the
-    // calling thread only: pthread_setschedparam by definition, setpriority with `who` 0 because Linux keeps the
-    // nice value per thread (setpriority(2), NOTES).
-    let schedBatch: Int32 = 3
+    // SCHED_BATCH is 3, SCHED_IDLE 5 (Linux uapi `linux/sched.h`; Glibc hides the names without _GNU_SOURCE). Both
+    // calls act on the calling thread only: pthread_setschedparam by definition, setpriority with `who` 0 because
+    // Linux keeps the nice value per thread (setpriority(2), NOTES).
+    let policy: Int32 = idle ? 5 : 3
     var parameters = sched_param(sched_priority: 0)
-    let scheduled = pthread_setschedparam(pthread_self(), schedBatch, &parameters)
+    let scheduled = pthread_setschedparam(pthread_self(), policy, &parameters)
+    if idle { return -scheduled }
     if scheduled != 0 { return -scheduled }
     if setpriority(__priority_which_t(PRIO_PROCESS.rawValue), 0, Int32(min(nice, 19))) != 0 { return -errno }
     return 0
@@ -119,3 +123,40 @@ func lowerTransferThreadPriority(nice: Int) -> Int32 {
     return 0
     #endif
 }
+
+/// A transfer thread that runs `SCHED_IDLE` while it keeps a floor rate, raised once to `SCHED_BATCH` with its nice
+/// value when a one-second window falls below it (``Replica/Options/snapshotThreadIdle``): idle-class, it costs the
+/// ring no latency; starved by a load that leaves no CPU idle, it would never finish.
+struct IdleTransferPriority {
+    let floorBytesPerSecond: UInt64
+    let nice: Int
+    private(set) var raised = false
+    private var windowStartNanos: UInt64
+    private var windowBytes: UInt64 = 0
+
+    init(floorBytesPerSecond: UInt64, nice: Int, nowNanos: UInt64) {
+        self.floorBytesPerSecond = floorBytesPerSecond
+        self.nice = nice
+        windowStartNanos = nowNanos
+    }
+
+    /// Counts `bytes` of progress; at the end of a window below the floor, decides the raise. True when this call
+    /// decided it (the caller's thread then calls ``lowerTransferThreadPriority(nice:idle:)`` without `idle`).
+    mutating func progressed(_ bytes: Int, nowNanos: UInt64) -> Bool {
+        guard !raised else { return false }
+        windowBytes += UInt64(bytes)
+        let elapsed = nowNanos &- windowStartNanos
+        guard elapsed >= 1_000_000_000 else { return false }
+        // bytes × 10⁹ / elapsed < floor, without overflow: bytes × 10⁹ < floor × elapsed.
+        let progressed = windowBytes.multipliedFullWidth(by: 1_000_000_000)
+        let needed = floorBytesPerSecond.multipliedFullWidth(by: elapsed)
+        windowStartNanos = nowNanos
+        windowBytes = 0
+        guard progressed.high < needed.high || (progressed.high == needed.high && progressed.low < needed.low) else {
+            return false
+        }
+        raised = true
+        return true
+    }
+}
+

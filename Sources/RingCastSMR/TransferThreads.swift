@@ -11,7 +11,7 @@ extension ReplicaCore {
     /// counters come before): snapshots sent, bytes sent, restored, suffix deliveries, suffix peak bytes, suffix
     /// bytes now, waits for room, held now (1/0), has state (1/0), transfers expired, excluded (1/0); then the
     /// learner's: its in-memory stash peak bytes, spill file peak bytes, spilled batches, pacing waits, fallbacks;
-    /// then the provider's peak of a learner's feed queue, bytes.
+    /// then the provider's peak of a learner's feed queue, bytes; the learner's restores raised from SCHED_IDLE.
     func transferCounters() -> [UInt64] {
         lock.withLock {
             [Self.transferCountersMarker, statistics.snapshotsSent, statistics.snapshotBytesSent,
@@ -19,7 +19,7 @@ extension ReplicaCore {
              statistics.suffixFullWaits, stateHeld || !suffix.isEmpty ? 1 : 0, hasState ? 1 : 0,
              statistics.transfersExpired, excluded ? 1 : 0, statistics.learnerStashBytesPeak,
              statistics.learnerSpillBytesPeak, statistics.learnerSpilledBatches, statistics.learnerPacingWaits,
-             statistics.learnerFallbacks, statistics.learnerFeedBytesPeak]
+             statistics.learnerFallbacks, statistics.learnerFeedBytesPeak, statistics.learnerRestoresRaised]
         }
     }
 

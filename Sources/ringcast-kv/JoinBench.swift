@@ -54,6 +54,8 @@ struct JoinBench: AsyncParsableCommand {
     var snapshotRateMiB = 0
     @Option(name: .customLong("snapshot-nice"), help: "Passed to the replicas: nice value of the state-transfer threads (0: normal priority).")
     var snapshotNice = 10
+    @Flag(name: .customLong("snapshot-idle"), help: "Passed to the replicas: a learner restores at SCHED_IDLE while it keeps 16 MiB/s (default: SCHED_BATCH throughout).")
+    var snapshotIdle = false
     @Option(name: .customLong("learner-feed-mib"), help: "Passed to the replicas: a provider's feed queue per learner (MiB). The feed goes out between the copy's chunks, so it only holds what arrives while the learner is not reading; beyond it the learner is dropped and tries again.")
     var learnerFeedMiB = 16
     @Option(name: .customLong("learner-rate-mib"), help: "Passed to the replicas: a learner reads its provider's copy at most this many MiB/s (0: unpaced; only with --spill).")
@@ -127,7 +129,7 @@ struct JoinBench: AsyncParsableCommand {
             "--suspect-ms", "\(suspectMillis)", "--suffix-mib", "\(suffixMiB)", "--snapshot-chunk-kib", "\(chunkKiB)",
             "--snapshot-rate-mib", "\(snapshotRateMiB)", "--snapshot-nice", "\(snapshotNice)",
             "--learner-feed-mib", "\(learnerFeedMiB)", "--learner-rate-mib", "\(learnerRateMiB)"]
-            + (spill ? ["--work-dir", directory] : []))
+            + (spill ? ["--work-dir", directory] : []) + (snapshotIdle ? ["--snapshot-idle"] : []))
         defer { group.stop() }
         for id in 0..<3 { try group.spawn(id, view: "0,1,2") }
         try group.waitReady([0, 1, 2])
@@ -302,7 +304,7 @@ struct JoinBench: AsyncParsableCommand {
                                 join: (0..<4).map { $0 < 3 ? cpuAtCatchUp.1[$0] - cpuAtJoin.1[$0] : cpuAtCatchUp.1[3] }),
             configuration: (learner ? "learner first, " : "no learner, ") + "load-clients \(loadClients) × depth \(depth), value-size \(valueSize), writes \(writes) %, "
                 + "load-on \(loadOn), suffix \(suffixMiB) MiB, learner feed \(learnerFeedMiB) MiB, chunk \(chunkKiB) KiB, "
-                + "snapshot rate \(snapshotRateMiB == 0 ? "unpaced" : "\(snapshotRateMiB) MiB/s"), transfer threads nice \(snapshotNice), "
+                + "snapshot rate \(snapshotRateMiB == 0 ? "unpaced" : "\(snapshotRateMiB) MiB/s"), transfer threads nice \(snapshotNice)\(snapshotIdle ? ", learner's restore SCHED_IDLE above 16 MiB/s" : ""), "
                 + (spill ? "learner backlog spilled to a file, learner rate \(learnerRateMiB == 0 ? "unpaced" : "\(learnerRateMiB) MiB/s")"
                     : "learner backlog in memory, learner unpaced"))
         if json { print(report.json()) } else { print(report.text()) }

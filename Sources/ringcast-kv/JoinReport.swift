@@ -151,7 +151,8 @@ struct JoinReport {
         if let learner = joinerLearner {
             lines.append("joiner's feed backlog: in memory peak \(mib(Int(learner.learnerStashPeak))), spill file peak "
                 + "\(mib(Int(learner.learnerSpillPeak))) (\(learner.learnerSpilledBatches) batches spilled); chunks paced "
-                + "\(learner.learnerPacingWaits) times; fallbacks to the ordinary join \(learner.learnerFallbacks)")
+                + "\(learner.learnerPacingWaits) times; fallbacks to the ordinary join \(learner.learnerFallbacks); "
+                + "restores raised from SCHED_IDLE \(learner.learnerRestoresRaised)")
         }
         for (name, status) in [("provider", providerAtCatchUp), ("joiner", joinerAtCatchUp)] {
             lines.append("\(name) RSS at the catch-up \(mib(status.rss)): heap \(mib(status.anon)) (heap − state "
@@ -196,6 +197,7 @@ struct JoinReport {
             ("joiner_learner_spilled_batches", .integer(Int64(joinerLearner?.learnerSpilledBatches ?? 0))),
             ("joiner_learner_pacing_waits", .integer(Int64(joinerLearner?.learnerPacingWaits ?? 0))),
             ("joiner_learner_fallbacks", .integer(Int64(joinerLearner?.learnerFallbacks ?? 0))),
+            ("joiner_learner_restores_raised", .integer(Int64(joinerLearner?.learnerRestoresRaised ?? 0))),
             ("joiner_ready_rss_bytes", .integer(Int64(joinerBaselineRSS))),
             ("joiner_peak_rss_bytes", .integer(Int64(joinerHWM))),
             ("joiner_peak_minus_state_bytes", .integer(Int64(joinerHWM - stateBytes))),

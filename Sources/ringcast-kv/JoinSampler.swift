@@ -29,6 +29,8 @@ struct TransferCounters {
     var learnerFallbacks: UInt64 = 0
     /// A provider's learner feed queue at its peak, bytes (0 from a replica that lacks it).
     var learnerFeedPeak: UInt64 = 0
+    /// A learner's restores raised from SCHED_IDLE for progressing below the floor.
+    var learnerRestoresRaised: UInt64 = 0
 
     static let marker: UInt64 = 0x5452_414E_5346_4552
 
@@ -53,6 +55,7 @@ struct TransferCounters {
             learnerFallbacks = v[15]
         }
         if v.count > 16 { learnerFeedPeak = v[16] }
+        if v.count > 17 { learnerRestoresRaised = v[17] }
     }
 }
 

@@ -133,6 +133,25 @@ extension TransferTests {
     }
 
     /// The rate is exact over many small refills (the sub-byte remainder is kept): 1 byte/s for 10 × 100 ms.
+    /// The idle-class restore is raised once, at the end of the first one-second window below the floor; windows at or
+    /// above it (pacing waits included) keep it idle-class.
+    @Test func idleTransferPriority_raisedOnceByTheFirstWindowBelowTheFloor() {
+        let second: UInt64 = 1_000_000_000
+        var priority = IdleTransferPriority(floorBytesPerSecond: 16 << 20, nice: 10, nowNanos: 0)
+        // 20 MiB in the first second, in 1 MiB chunks: above the floor.
+        var raises: [Bool] = []
+        for chunk in 1...20 { raises.append(priority.progressed(1 << 20, nowNanos: UInt64(chunk) * second / 20)) }
+        // Exactly the floor over the next 2 s: not below.
+        raises.append(priority.progressed(32 << 20, nowNanos: 3 * second))
+        #expect(raises == [Bool](repeating: false, count: 21))
+        // 15 MiB over the next second: below; raised exactly once, at the end of that window.
+        let early = priority.progressed(15 << 20, nowNanos: 3 * second + second / 2)
+        let atTheEnd = priority.progressed(0, nowNanos: 4 * second)
+        let later = priority.progressed(0, nowNanos: 10 * second)
+        #expect(!early && atTheEnd && !later)
+        #expect(priority.raised)
+    }
+
     @Test func tokenBucket_slowRateAddsUpAcrossRefills() {
         var bucket = TokenBucket(bytesPerSecond: 1, burstBytes: 1, nowNanos: 0)
         #expect(bucket.take(1, nowNanos: 0) == 0)
