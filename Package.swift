@@ -196,7 +196,7 @@ let package = Package(
         // thread) and a client (C1, C4, PANIC and ABORT collection).
         .target(
             name: "ChainBFT",
-            dependencies: ["RingCastChain", "RingCastSMR", "RingCastKeys", "CRingCast", "CRingCastCore"],
+            dependencies: ["RingCastChain", "RingCastBackup", "RingCastSMR", "RingCastKeys", "CRingCast", "CRingCastCore"],
             swiftSettings: swiftSettings
         ),
         .testTarget(name: "ChainBFTTests", dependencies: ["ChainBFT", "RingCastChain", "RingCastSMR"], swiftSettings: swiftSettings),

@@ -8,6 +8,15 @@ public protocol BackupStateMachine: AnyObject {
     /// Runs a committed request at Chain position `position` (positions continue the init history's) and returns
     /// its reply.
     func execute(position: UInt64, request: ChainRequest) -> [UInt8]
+    /// The reply this state computed for (client, timestamp) when the installed init history holds that request:
+    /// a client whose request the previous instance ordered (it is in IH) commits it in Backup from f+1 matching
+    /// ``Outcome/inInitHistory`` replies, and those must carry the reply, not just the outcome. nil: not known
+    /// (the reply then carries the outcome byte only).
+    func initHistoryReply(client: UInt32, timestamp: UInt64) -> [UInt8]?
+}
+
+extension BackupStateMachine {
+    public func initHistoryReply(client: UInt32, timestamp: UInt64) -> [UInt8]? { nil }
 }
 
 extension Backup {
@@ -180,7 +189,9 @@ extension Backup {
         private func commit(_ request: PBFT.Request, _ out: inout [Action]) -> [UInt8] {
             guard case .committing(let remaining) = phase else { return [Outcome.aborted.rawValue] }
             if entries.contains(where: { $0.client == request.client && $0.timestamp == request.timestamp }) {
-                return [Outcome.inInitHistory.rawValue]
+                // Deterministic: every correct replica installed the same IH on the same state.
+                return [Outcome.inInitHistory.rawValue] + (machine.initHistoryReply(client: request.client,
+                                                                                    timestamp: request.timestamp) ?? [])
             }
             let base = UInt64(initHistory!.base) * UInt64(chainCheckpointInterval)
             let position = base + UInt64(entries.count) + 1

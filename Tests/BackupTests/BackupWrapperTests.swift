@@ -15,6 +15,12 @@ final class SumMachine: BackupStateMachine {
         sum += UInt64(request.op.first ?? 0)
         return [UInt8(truncatingIfNeeded: sum)]
     }
+
+    /// The reply of an IH entry as this test's state knows it: 0xEE and the timestamp.
+    func initHistoryReply(client: UInt32, timestamp: UInt64) -> [UInt8]? {
+        guard installed?.entries.contains(where: { $0.client == client && $0.timestamp == timestamp }) == true else { return nil }
+        return [0xEE, UInt8(truncatingIfNeeded: timestamp)]
+    }
 }
 
 /// n Backup instances of one instance number over a FIFO network (crashed replicas neither receive nor act).
@@ -140,6 +146,20 @@ struct BackupWrapperTests {
     }
 
     /// A retransmitted request after the k commits gets the same outcome (PBFT's reply table): an abort again.
+    /// A request the previous instance ordered (it is in IH) sent again to Backup: not executed a second time, and
+    /// every replica's reply carries the outcome and the reply the state has for it, so f+1 matching replies commit it
+    /// with its reply (the engine's client needs the reply, not only the outcome).
+    @Test func section13_1_requestInInitHistoryRepliesWithItsReply() throws {
+        let keys = try ChainKeys.generate(f: 1, clients: 4)
+        let cluster = try BackupCluster(f: 1, keys: keys, k: 4)
+        let ih = try chainInitHistory(keys: keys, instance: 2, requests: [ChainRequest(client: 1, timestamp: 7, op: [5])])
+        try cluster.submit(client: 1, timestamp: 7, op: [5], initHistory: ih)
+        #expect(cluster.replies.count == Int(cluster.n))
+        #expect(cluster.replies.allSatisfy { $0.result == [Backup.Outcome.inInitHistory.rawValue, 0xEE, 7] })
+        #expect(cluster.machines.allSatisfy { $0.executed.isEmpty })
+        #expect(cluster.instances.allSatisfy { $0.committedCount == 0 })
+    }
+
     @Test func abortedRequestRetransmittedAbortsAgain() throws {
         let keys = try ChainKeys.generate(f: 1, clients: 4)
         let cluster = try BackupCluster(f: 1, keys: keys, k: 1)
