@@ -199,7 +199,7 @@ let package = Package(
             dependencies: ["RingCastChain", "RingCastBackup", "RingCastSMR", "RingCastKeys", "CRingCast", "CRingCastCore"],
             swiftSettings: swiftSettings
         ),
-        .testTarget(name: "ChainBFTTests", dependencies: ["ChainBFT", "RingCastChain", "RingCastSMR"], swiftSettings: swiftSettings),
+        .testTarget(name: "ChainBFTTests", dependencies: ["ChainBFT", "RingCastChain", "RingCastBackup", "RingCastSMR"], swiftSettings: swiftSettings),
 
         // ringcast-kv: a replicated key-value service on RingCastSMR (serve, client commands, bench; `bench --check`
         // checks the recorded history with RingCastLinCheck).
