@@ -209,6 +209,7 @@ let package = Package(
                 "RingCastSMR",
                 "ChainBFT",
                 "RingCastChain",
+                "RingCastBackup", // ChainServe's Backup schedule
                 "RingCastLinCheck",
                 "RingCastJSON",
                 "RingCast",

@@ -24,7 +24,9 @@ extension ChainClientEngine {
         }
         for timestamp in pending.keys.sorted() {
             pending[timestamp]!.sends = 0
-            statistics.resubmitted += 1
+            let digest = pending[timestamp]!.digest
+            let held = ih.entries.contains { $0.client == settings.client && $0.timestamp == timestamp && $0.requestDigest == digest }
+            if held { statistics.inInitHistory += 1 } else { statistics.resubmitted += 1 }
             sendBackup(timestamp)
         }
     }

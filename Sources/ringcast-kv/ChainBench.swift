@@ -76,6 +76,14 @@ extension Bench {
                                               digests: same.map(\.digest))
         }
         if check { report.check = checkHistory(results.flatMap(\.events)) }
+        if let killAfter, check {
+            // Throughput on either side of the kill, from the recorded completions (Backup's cost shows here).
+            let kill = startNanos + UInt64(killAfter * 1e9)
+            let done = results.flatMap(\.events).compactMap(\.returnNanos)
+            let before = Double(done.filter { $0 < kill }.count) / killAfter
+            let after = Double(done.filter { $0 >= kill }.count) / max(0.001, elapsed - killAfter)
+            FileHandle.standardError.write(Data(String(format: "ops/s before the kill %.0f, after it %.0f\n", before, after).utf8))
+        }
         print(json ? report.json() : report.text())
         if report.digests?.equal == false { throw ExitCode(4) }
         if let check = report.check, !check.linearizable { throw ExitCode(2) }

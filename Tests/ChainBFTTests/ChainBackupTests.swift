@@ -75,6 +75,7 @@ struct ChainBackupTests {
         let digests = live.map(\.statistics.stateDigest)
         #expect(digests.allSatisfy { $0 != nil } && Set(digests).count == 1, "survivors' state digests \(digests)")
         let backups = live.map(\.statistics.switching.backupInstancesEntered)
+        print("r\(crashed) down: client switches \(s.switches), Backup commits \(s.backupCommits), retransmits \(s.backupRetransmits); replicas' instance \(live.map(\.statistics.switching.instance)), Backup instances \(backups), behind \(live.map(\.statistics.switching.backupBehind))")
         #expect(backups.allSatisfy { $0 >= 1 }, "Backup instances entered per survivor: \(backups)")
     }
 }
