@@ -125,9 +125,9 @@ struct ChainInstanceSwitchTests {
         let s = client.statistics
         // ≥: on a loaded machine a later request may time out too and take the same path again.
         // Chain 1's next instance is Backup 2 (Aliph's order): its replicas answer a request IH holds with the reply
-        // they computed installing IH; a Chain instance after a Backup commits it from Σlast's direct replies.
-        #expect(s.switches >= 1 && s.inInitHistory >= 1 && (s.initCommits >= 1 || s.backupCommits >= 1)
-                && s.resubmitted == 0, "\(s)")
+        // they computed installing IH; a Chain instance after a Backup commits it from Σlast's direct replies. (Requests
+        // Backup aborts after its k are resubmitted in Chain 3: `resubmitted` is not 0 any more.)
+        #expect(s.switches >= 1 && s.inInitHistory >= 1 && (s.initCommits >= 1 || s.backupCommits >= 1), "\(s)")
         let applied = try await get(client, TestStore.appliedKey)
         #expect(applied.value == Array("12".utf8))
         #expect(try await get(client, "k2").value == Array("v11".utf8))
