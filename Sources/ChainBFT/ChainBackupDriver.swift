@@ -24,8 +24,8 @@ final class ChainBackupMachine<Machine: StateMachine>: BackupStateMachine {
         engine?.backupExecute(position: position, request) ?? []
     }
 
-    func initHistoryReply(client: UInt32, timestamp: UInt64) -> [UInt8]? {
-        engine?.backupInitReplies[ChainBackupKey(client: client, timestamp: timestamp)]
+    func executedReply(client: UInt32, timestamp: UInt64) -> [UInt8]? {
+        engine?.backupExecutedReply(client: client, timestamp: timestamp)
     }
 }
 
@@ -50,6 +50,7 @@ extension ChainReplicaEngine {
         backup = instance
         backupBehind = false
         backupInitReplies.removeAll()
+        backupInstalledLast.removeAll()
         toldOfSwitch.removeAll()
         switching.instance = instance.instanceNumber
         switching.instancesEntered += 1
@@ -68,6 +69,7 @@ extension ChainReplicaEngine {
     /// holds). A base this replica cannot reach or a body it does not have leaves it behind for this instance.
     func backupInstall(_ ih: ChainInitHistory) {
         backupInitReplies.removeAll()
+        backupInstalledLast.removeAll()
         let boundary = ih.base * UInt64(settings.checkpointInterval)
         let plan: (anchor: ChainRollbackLog.Anchor, replay: [ChainRollbackLog.Executed])
         do { plan = try rollback.plan(to: boundary, baseDigest: ih.baseDigest) } catch {
@@ -102,6 +104,19 @@ extension ChainReplicaEngine {
             }
             backupInitReplies[ChainBackupKey(client: e.client, timestamp: e.timestamp)] = reply
         }
+        backupInstalledLast = rollback.last
+    }
+
+    /// BackupStateMachine.executedReply: whether the state as installed (end of IH) already executed (client, t) —
+    /// an IH entry, or t at or below the client's last executed timestamp there (a client's timestamps execute in
+    /// increasing order: Chain's head discards t ≤ t_j[c], PBFT's reply table skips t ≤ its last, and this rule) —
+    /// and its reply: IH's, the last one's, or the rollback log's (empty when the log no longer holds it).
+    func backupExecutedReply(client: UInt32, timestamp: UInt64) -> [UInt8]? {
+        guard !backupBehind else { return nil }
+        if let reply = backupInitReplies[ChainBackupKey(client: client, timestamp: timestamp)] { return reply }
+        guard let last = backupInstalledLast[client], timestamp <= last.timestamp else { return nil }
+        if timestamp == last.timestamp { return last.reply }
+        return rollback.reply(client: client, timestamp: timestamp) ?? []
     }
 
     private func fallBehind(_ reason: String) {

@@ -35,6 +35,8 @@ final class ChainReplicaEngine<Machine: StateMachine> {
     var backupBehind = false
     /// The replies of the current Backup's init-history entries (for clients whose request IH holds).
     var backupInitReplies: [ChainBackupKey: [UInt8]] = [:]
+    /// Each client's last execution as of the end of the current Backup's init history (exactly-once across instances).
+    var backupInstalledLast: [UInt32: ChainRollbackLog.LastReply] = [:]
     /// PBFT envelopes of a later Backup instance, until this replica enters it (≤ backupEarlyEnvelopesMax).
     var earlyEnvelopes: [(instance: UInt64, envelope: PBFT.Envelope)] = []
     var rollback: ChainRollbackLog

@@ -12,15 +12,15 @@ import Testing
 /// every request commits. The replicas and the client are the production ones; the store is the tests' digest store.
 @Suite(.serialized)
 struct ChainBackupTests {
-    static func cluster(crashed: UInt32) throws -> TestCluster {
-        try TestCluster(f: 1) { settings in
+    static func cluster(f: UInt32 = 1) throws -> TestCluster {
+        try TestCluster(f: f) { settings in
             settings.backupSchedule = Backup.Schedule(cExponent: 0) // k = 1, 2, 4, 8, …
             settings.backupViewChangeTimeoutTicks = 30 // 300 ms: the crashed replica may be PBFT's primary of view 0
         }
     }
 
     static func client(_ cluster: TestCluster, _ id: UInt32) throws -> ChainClient {
-        var settings = ChainClient.Settings(f: 1, client: id, replicas: cluster.endpoints)
+        var settings = ChainClient.Settings(f: cluster.f, client: id, replicas: cluster.endpoints)
         settings.timeoutNanos = 500_000_000
         settings.abortWaitNanos = 10_000_000_000
         settings.checkpointInterval = 16
@@ -47,12 +47,13 @@ struct ChainBackupTests {
         return false
     }
 
-    /// Conformance 10 over the engine (f = 1): a replica crashes after some writes; every later write commits
-    /// (Chain → Backup → Chain → …), each exactly once, and the survivors end with one state.
-    @Test(arguments: [UInt32(3), 1, 0])
-    func section13_1_crashedReplicaEveryRequestCommits(crashed: UInt32) async throws {
+    /// Conformance 10 over the engine: a replica (the tail, a middle one, the head and PBFT's first primary) crashes
+    /// after some writes; every later write commits (Chain → Backup → Chain → …), each exactly once, and the survivors
+    /// end with one state.
+    @Test(arguments: [(UInt32(1), UInt32(3)), (1, 1), (1, 0), (2, 6)])
+    func section13_1_crashedReplicaEveryRequestCommits(f: UInt32, crashed: UInt32) async throws {
         try #require(ioUringAvailable, "io_uring is unavailable here")
-        let cluster = try Self.cluster(crashed: crashed)
+        let cluster = try Self.cluster(f: f)
         defer { cluster.stop() }
         let client = try Self.client(cluster, 0)
         defer { client.close() }
@@ -77,5 +78,35 @@ struct ChainBackupTests {
         let backups = live.map(\.statistics.switching.backupInstancesEntered)
         print("r\(crashed) down: client switches \(s.switches), Backup commits \(s.backupCommits), retransmits \(s.backupRetransmits); replicas' instance \(live.map(\.statistics.switching.instance)), Backup instances \(backups), behind \(live.map(\.statistics.switching.backupBehind))")
         #expect(backups.allSatisfy { $0 >= 1 }, "Backup instances entered per survivor: \(backups)")
+    }
+
+    /// Several clients at once, each with requests in flight, after the tail crashed: clients build different init
+    /// histories from different 2f+1 ABORTs, take turns in Backup's k, and every request still commits exactly once.
+    @Test(arguments: [UInt32(1), 2])
+    func section13_1_concurrentClientsAfterACrash(f: UInt32) async throws {
+        try #require(ioUringAvailable, "io_uring is unavailable here")
+        let cluster = try Self.cluster(f: f)
+        defer { cluster.stop() }
+        let clients = try (0..<3).map { try Self.client(cluster, UInt32($0)) }
+        defer { for client in clients { client.close() } }
+        _ = try await put(clients[0], "warm", "up")
+        cluster.replicas.last!.stop()
+        let perClient = 6
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for (c, client) in clients.enumerated() {
+                for k in 0..<perClient {
+                    group.addTask { _ = try await put(client, "c\(c)-\(k)", "v\(k)") }
+                }
+            }
+            try await group.waitForAll()
+        }
+        let applied = try await get(clients[1], TestStore.appliedKey).value.map { String(decoding: $0, as: UTF8.self) }
+        #expect(applied == "\(1 + 3 * perClient)", "every committed write applied exactly once")
+        let live = Array(cluster.replicas.dropLast())
+        #expect(Self.settle(live), "the live replicas' states did not meet: \(live.map(\.statistics.stateSN))")
+        for replica in live { replica.stop() }
+        let digests = live.map(\.statistics.stateDigest)
+        #expect(digests.allSatisfy { $0 != nil } && Set(digests).count == 1, "survivors' state digests \(digests)")
+        print("f=\(f) concurrent: switches \(clients.map(\.statistics.switches)), Backup commits \(clients.map(\.statistics.backupCommits)), retransmits \(clients.map(\.statistics.backupRetransmits)); instance \(live.map(\.statistics.switching.instance)), behind \(live.map(\.statistics.switching.backupBehind)), refused \(live.map(\.statistics.switching.backupRefused))")
     }
 }
