@@ -324,6 +324,10 @@ final class ChainReplicaEngine<Machine: StateMachine> {
             }
             heldRequests.append((conn, request, macs))
             return false
+        case -ESHUTDOWN where backup != nil:
+            // The head is in a Backup instance (the Chain core is the instance left): a client still sending Chain
+            // requests gets the Backup's IH, checks its proof and joins (once per client and instance).
+            staleClientRequest(request, on: conn)
         case -ESHUTDOWN:
             // D13: a stopped head answers with its signed ABORT, so the client learns the instance is over.
             if case .success(let abort) = core.stoppedAbort(client: request.client, timestamp: request.timestamp) {

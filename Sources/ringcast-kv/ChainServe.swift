@@ -74,7 +74,9 @@ func parseChainEndpoints(_ text: String, _ flag: String) throws -> [ChainEndpoin
 final class ChainKV: Sendable {
     let client: ChainClient
 
-    init(replicas: [ChainEndpoint], keys: String, clientID: UInt32, windowMax: Int = 16, timeoutMillis: Int = 5000) throws {
+    /// - Parameter requireAll: connect to every replica before returning (false: one is enough, a replica may be down).
+    init(replicas: [ChainEndpoint], keys: String, clientID: UInt32, windowMax: Int = 16, timeoutMillis: Int = 5000,
+         requireAll: Bool = true) throws {
         let (ring, f, _) = try ChainKeyDirectory.load(directory: keys, principal: .client(clientID))
         guard replicas.count == Int(3 * f + 1) else {
             throw ValidationError("the key files are for \(3 * f + 1) replicas, --replicas lists \(replicas.count)")
@@ -89,7 +91,7 @@ final class ChainKV: Sendable {
         settings.switchesWithoutCommitMax = 32
         settings.backupSendsMax = 16
         client = try ChainClient(settings: settings, keyRing: ring)
-        try client.start()
+        try client.start(requireAll: requireAll)
     }
 
     func submit(_ command: KVCommand) async throws -> KVResult {

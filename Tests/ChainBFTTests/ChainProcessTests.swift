@@ -62,4 +62,18 @@ import Testing
         #expect(digests["equal"] as? Bool == true, "survivors diverged: \(digests)")
         #expect(digests["replicas"] as? Int == 3)
     }
+
+    /// The same crash under the incr workload: every acknowledged increment is in the counter and none twice
+    /// (acknowledged ≤ counter ≤ acknowledged + in doubt), across the Chain → Backup → Chain switches.
+    @Test(.enabled(if: binary != nil, "ringcast-kv is not built next to the test bundle"))
+    func killedTail_backupTakesOver_exactlyOnce() throws {
+        let (status, report) = try bench(["--clients", "3", "--depth", "2", "--duration", "6", "--kill-after", "1",
+                                          "--timeout", "800", "--workload", "incr", "--counters", "4"])
+        #expect(status == 0, "exit status \(status)")
+        let increments = try #require(report["increments"] as? [String: Any], "no increments in \(report)")
+        #expect(increments["exactly_once"] as? Bool == true, "\(increments)")
+        #expect((increments["acknowledged"] as? Int ?? 0) > 10)
+        let check = try #require(report["check"] as? [String: Any])
+        #expect(check["linearizable"] as? Bool == true)
+    }
 }
