@@ -34,10 +34,12 @@ extension Bench {
         let endNanos = startNanos + UInt64(duration * 1e9)
         let settings = WorkerSettings(writesPercent: writes, valueSize: valueSize, keys: keys, endNanos: endNanos,
                                       record: check, incrementOnly: workload == "incr", counters: counters)
+        let victim = killReplica ?? replicas - 1
+        guard victim >= 0, victim < replicas else { throw ValidationError("--kill-replica \(victim) is not a replica") }
         let killTask = killAfter.map { seconds in
             Task {
                 try? await Task.sleep(for: .milliseconds(Int(seconds * 1000)))
-                if !Task.isCancelled { cluster.kill(replicas - 1) }
+                if !Task.isCancelled { cluster.kill(victim) }
             }
         }
         let (depth, endpoints, timeoutMillis) = (depth, cluster.endpoints, timeoutMillis)
