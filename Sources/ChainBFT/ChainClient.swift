@@ -14,11 +14,10 @@ public protocol ChainInstanceSwitch: Sendable {
     func switchInstance(from instance: UInt64, to next: UInt64, abortHistory: ChainAbortHistory) -> Bool
 }
 
-/// The composition of spec §13.1 as it stands: next(i) = i+1 is a new Chain instance, up to `instancesMax`.
-/// A Backup instance (a later issue) slots in here: it is what survives a crashed replica, since every Chain
-/// instance needs all 3f+1 replicas to make progress; with Chain only, a crash makes each next instance abort too,
-/// and the client ends with ``ChainBFTError/instancesExhausted(instance:inAbortHistory:)`` (after
-/// ``ChainClient/Settings/switchesWithoutCommitMax`` switches in a row with no commit, or at `instancesMax`).
+/// next(i) = i+1 up to `instancesMax`, in Aliph's order (spec §13.1): odd instances are Chain, even ones Backup, which
+/// is what survives a crashed replica (every Chain instance needs all 3f+1 to make progress; ChainClientBackup.swift).
+/// The client ends with ``ChainBFTError/instancesExhausted(instance:inAbortHistory:)`` after
+/// ``ChainClient/Settings/switchesWithoutCommitMax`` switches in a row with no commit, or at `instancesMax`.
 public struct ChainNextInstance: ChainInstanceSwitch {
     public var instancesMax: UInt64
     public init(instancesMax: UInt64 = .max) { self.instancesMax = instancesMax }
@@ -52,8 +51,9 @@ public final class ChainClient: @unchecked Sendable {
         public var receiveBufferBytes: UInt32 = 4 << 20
         public var switchInstance: (any ChainInstanceSwitch)?
         /// Bounded retries: after this many switches in a row with no commit in between, the next abort ends the
-        /// pending requests with ``ChainBFTError/instancesExhausted(instance:inAbortHistory:)`` (a crashed replica
-        /// stops every Chain instance; a transient fault is over after one switch).
+        /// pending requests with ``ChainBFTError/instancesExhausted(instance:inAbortHistory:)``. A transient fault is
+        /// over after one switch; under a crashed replica a commit comes in each Backup instance, but with several
+        /// clients sharing Backup's k one client may see more switches in a row (`ringcast-kv` allows 32).
         public var switchesWithoutCommitMax = 3
         /// Backup: sends of one request to every replica (the first and the retransmissions, one per `timeoutNanos`)
         /// before it fails with ``ChainBFTError/timedOut``.
