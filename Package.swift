@@ -196,10 +196,10 @@ let package = Package(
         // thread) and a client (C1, C4, PANIC and ABORT collection).
         .target(
             name: "ChainBFT",
-            dependencies: ["RingCastChain", "RingCastSMR", "RingCastKeys", "CRingCast", "CRingCastCore"],
+            dependencies: ["RingCastChain", "RingCastBackup", "RingCastSMR", "RingCastKeys", "CRingCast", "CRingCastCore"],
             swiftSettings: swiftSettings
         ),
-        .testTarget(name: "ChainBFTTests", dependencies: ["ChainBFT", "RingCastChain", "RingCastSMR"], swiftSettings: swiftSettings),
+        .testTarget(name: "ChainBFTTests", dependencies: ["ChainBFT", "RingCastChain", "RingCastBackup", "RingCastSMR"], swiftSettings: swiftSettings),
 
         // ringcast-kv: a replicated key-value service on RingCastSMR (serve, client commands, bench; `bench --check`
         // checks the recorded history with RingCastLinCheck).
@@ -209,6 +209,7 @@ let package = Package(
                 "RingCastSMR",
                 "ChainBFT",
                 "RingCastChain",
+                "RingCastBackup", // ChainServe's Backup schedule
                 "RingCastLinCheck",
                 "RingCastJSON",
                 "RingCast",

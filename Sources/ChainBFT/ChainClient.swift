@@ -1,4 +1,5 @@
 public import RingCastChain
+import RingCastBackup
 internal import CRingCastCore
 import Glibc
 import Synchronization
@@ -13,11 +14,10 @@ public protocol ChainInstanceSwitch: Sendable {
     func switchInstance(from instance: UInt64, to next: UInt64, abortHistory: ChainAbortHistory) -> Bool
 }
 
-/// The composition of spec §13.1 as it stands: next(i) = i+1 is a new Chain instance, up to `instancesMax`.
-/// A Backup instance (a later issue) slots in here: it is what survives a crashed replica, since every Chain
-/// instance needs all 3f+1 replicas to make progress; with Chain only, a crash makes each next instance abort too,
-/// and the client ends with ``ChainBFTError/instancesExhausted(instance:inAbortHistory:)`` (after
-/// ``ChainClient/Settings/switchesWithoutCommitMax`` switches in a row with no commit, or at `instancesMax`).
+/// next(i) = i+1 up to `instancesMax`, in Aliph's order (spec §13.1): odd instances are Chain, even ones Backup, which
+/// is what survives a crashed replica (every Chain instance needs all 3f+1 to make progress; ChainClientBackup.swift).
+/// The client ends with ``ChainBFTError/instancesExhausted(instance:inAbortHistory:)`` after
+/// ``ChainClient/Settings/switchesWithoutCommitMax`` switches in a row with no commit, or at `instancesMax`.
 public struct ChainNextInstance: ChainInstanceSwitch {
     public var instancesMax: UInt64
     public init(instancesMax: UInt64 = .max) { self.instancesMax = instancesMax }
@@ -51,9 +51,13 @@ public final class ChainClient: @unchecked Sendable {
         public var receiveBufferBytes: UInt32 = 4 << 20
         public var switchInstance: (any ChainInstanceSwitch)?
         /// Bounded retries: after this many switches in a row with no commit in between, the next abort ends the
-        /// pending requests with ``ChainBFTError/instancesExhausted(instance:inAbortHistory:)`` (a crashed replica
-        /// stops every Chain instance; a transient fault is over after one switch).
+        /// pending requests with ``ChainBFTError/instancesExhausted(instance:inAbortHistory:)``. A transient fault is
+        /// over after one switch; under a crashed replica a commit comes in each Backup instance, but with several
+        /// clients sharing Backup's k one client may see more switches in a row (`ringcast-kv` allows 32).
         public var switchesWithoutCommitMax = 3
+        /// Backup: sends of one request to every replica (the first and the retransmissions, one per `timeoutNanos`)
+        /// before it fails with ``ChainBFTError/timedOut``.
+        public var backupSendsMax = 8
 
         public init(f: UInt32, client: UInt32, replicas: [ChainEndpoint]) {
             self.f = f; self.client = client; self.replicas = replicas
@@ -82,6 +86,9 @@ public final class ChainClient: @unchecked Sendable {
         public var initCommits: UInt64 = 0
         /// Later instances this client joined from an init history a replica sent it (it had slept through switches).
         public var instancesJoined: UInt64 = 0
+        /// Requests committed in Backup instances (f+1 matching replies), and retransmissions to every replica there.
+        public var backupCommits: UInt64 = 0
+        public var backupRetransmits: UInt64 = 0
     }
 
     /// Who learns a request's outcome: an awaiting `submit` (its continuation) or a callback run on the engine thread.
@@ -250,34 +257,42 @@ final class ChainClientEngine {
         var digest: ChainDigest
         var completion: ChainClient.Completion
         var deadline: UInt64
+        /// Backup: times sent to every replica in the current Backup instance, and whether it carries IH there.
+        var sends: Int = 0
+        var carriesInitHistory = false
     }
+    /// Backup (ChainClientBackup.swift): replies by timestamp and replica, abort histories by timestamp, and whether
+    /// requests still carry IH (until one commits: then IH is installed). Bounded by the window.
+    var backupReplies: [UInt64: [UInt32: PBFT.Reply]] = [:]
+    var backupCollectors: [UInt64: Backup.AbortCollector] = [:]
+    var backupCarryInitHistory = false
     /// In flight, by timestamp t_c (ascending = the order sent to the head).
-    private var pending: [UInt64: Pending] = [:]
+    var pending: [UInt64: Pending] = [:]
     /// The authenticator of the instance just left: a tail reply of it that arrives after the switch is still C4's
     /// evidence there (committed in i, so in IH by Abort Order), not a reason to panic in i+1.
-    private var previousAuth: ChainClientAuthenticator?
+    var previousAuth: ChainClientAuthenticator?
     /// Σlast's direct replies (IH requests, D7) by timestamp, then (instance, sn), then replica; only for pending
     /// requests, at most ``initReplySlotsMax`` slots each.
     private var initReplies: [UInt64: [InitSlot: [UInt32: ChainInitReply]]] = [:]
     struct InitSlot: Hashable { var instance: UInt64; var sn: UInt64 }
     private static var initReplySlotsMax: Int { 4 }
-    private var collector: AbstractAbortCollector
+    var collector: AbstractAbortCollector
     /// The init history this client entered its instance with (nil in its first instance).
-    private var enteredWith: ChainInitHistory?
+    var enteredWith: ChainInitHistory?
     /// Switches since the last commit (bounded by ``ChainClient/Settings/switchesWithoutCommitMax``).
-    private var switchesWithoutCommit = 0
-    private var conns: [UInt32?]
-    private var up: [Bool]
+    var switchesWithoutCommit = 0
+    var conns: [UInt32?]
+    var up: [Bool]
     private var lastTimestamp: UInt64 = 0
-    private var instance: UInt64
+    var instance: UInt64
     /// The PANIC in progress: its timestamp, deadline, and the valid ABORTs by replica.
-    private var panicking: (timestamp: UInt64, deadline: UInt64)?
-    private var dead: ChainBFTError?
-    private(set) var statistics = ChainClient.Statistics()
+    var panicking: (timestamp: UInt64, deadline: UInt64)?
+    var dead: ChainBFTError?
+    var statistics = ChainClient.Statistics()
     /// Outcomes decided in this round, resumed by the caller once it published the statistics.
-    private var outcomes: [(ChainClient.Completion, Result<[UInt8], ChainBFTError>)] = []
+    var outcomes: [(ChainClient.Completion, Result<[UInt8], ChainBFTError>)] = []
     /// The request frames of the round being admitted (nil outside ``admit(_:)``).
-    private var admitted: [ChainFrame]?
+    var admitted: [ChainFrame]?
 
     func takeOutcomes() -> [(ChainClient.Completion, Result<[UInt8], ChainBFTError>)] {
         defer { outcomes.removeAll() }
@@ -304,11 +319,11 @@ final class ChainClientEngine {
 
     var inFlight: Int { pending.count }
     var connected: Int { up.filter { $0 }.count }
-    private var f: Int { Int(settings.f) }
+    var f: Int { Int(settings.f) }
 
     /// Timestamps increase across runs of a client id too (the head ignores t_c ≤ t_1[c], C2 step 2): the wall clock
     /// in nanoseconds, or the last one + 1.
-    private func nextTimestamp() -> UInt64 {
+    func nextTimestamp() -> UInt64 {
         var now = timespec()
         clock_gettime(CLOCK_REALTIME, &now)
         lastTimestamp = max(lastTimestamp + 1, UInt64(now.tv_sec) * 1_000_000_000 + UInt64(now.tv_nsec))
@@ -341,7 +356,8 @@ final class ChainClientEngine {
 
     /// C1 for one request of `pending` (a first send, or a resubmission in the next instance with its t_c unchanged:
     /// exactly-once per timestamp). Not sent (the head is down or its link full): the timer expires and the client panics.
-    private func send(_ timestamp: UInt64, _ op: [UInt8], _ digest: ChainDigest) {
+    func send(_ timestamp: UInt64, _ op: [UInt8], _ digest: ChainDigest) {
+        if Backup.Order.isBackup(instance) { return sendBackup(timestamp) }
         let macs: [ChainMAC]
         do { macs = try auth.authenticate(request: digest) } catch {
             if let p = pending.removeValue(forKey: timestamp) { outcomes.append((p.completion, .failure(.core("client MACs", -5)))) }
@@ -365,6 +381,8 @@ final class ChainClientEngine {
                 dead = .timedOut
                 failAll(.timedOut)
             }
+        } else if Backup.Order.isBackup(instance) {
+            backupTimers(now: now) // PBFT's client: retransmit to every replica; no PANIC in Backup
         } else if let oldest = pending.min(by: { $0.key < $1.key }), now > oldest.value.deadline {
             panic(oldest.key)
         }
@@ -394,6 +412,7 @@ final class ChainClientEngine {
         case .frame(_, .abort(let abort)): receive(abort)
         case .frame(_, .initReply(let reply)): receive(reply)
         case .frame(_, .initHistory(let ih)): adopt(ih)
+        case .frame(_, .backupReply(let instance, let reply)): receive(backupReply: reply, instance: instance)
         case .frame(let conn, _):
             // Replicas send clients replies and ABORTs only.
             statistics.malformedFrames += 1
@@ -418,7 +437,7 @@ final class ChainClientEngine {
         commit(reply.timestamp, reply.reply)
     }
 
-    private func commit(_ timestamp: UInt64, _ reply: [UInt8]) {
+    func commit(_ timestamp: UInt64, _ reply: [UInt8]) {
         guard let p = pending.removeValue(forKey: timestamp) else { return }
         switchesWithoutCommit = 0
         initReplies[timestamp] = nil
@@ -475,6 +494,7 @@ final class ChainClientEngine {
     /// P3: 2f+1 valid ABORTs of distinct replicas for the PANIC in progress end the instance
     /// (``AbstractAbortCollector`` checks and counts them and extracts ⟨IH, Proof_IH⟩ through the C core).
     private func receive(_ abort: ChainAbort) {
+        if Backup.Order.isBackup(instance) { return receive(backupAbortHistory: abort) }
         guard abort.client == settings.client, abort.instance == instance, abort.nextInstance == instance + 1,
               abort.replica < UInt32(settings.replicas.count) else {
             // Late ABORTs of an instance already left change nothing.
@@ -496,8 +516,14 @@ final class ChainClientEngine {
         }
         statistics.abortsValid += 1
         guard let initHistory else { return }
-        statistics.instancesAborted += 1
         panicking = nil
+        leave(to: initHistory)
+    }
+
+    /// P3 done (2f+1 Chain ABORTs, or f+1 Backup abort histories): next(i) with `initHistory` when the switching
+    /// policy allows, else every pending request fails with a clear error.
+    func leave(to initHistory: ChainInitHistory) {
+        statistics.instancesAborted += 1
         let aborted = instance
         let history = ChainAbortHistory(base: initHistory.base, baseDigest: initHistory.baseDigest, entries: initHistory.entries)
         if let next = settings.switchInstance, switchesWithoutCommit < settings.switchesWithoutCommitMax,
@@ -522,6 +548,7 @@ final class ChainClientEngine {
     /// checks ⟨IH, Proof_IH⟩ as a replica would — 2f+1 ABORTs of distinct replicas with valid signatures, and IH exactly
     /// P3 of them — and moves there, resubmitting its pending requests IH does not hold. Anything else is ignored.
     private func adopt(_ ih: ChainInitHistory) {
+        if ih.instance > 1, Backup.Order.isBackup(ih.instance - 1) { return adoptAfterBackup(ih) }
         guard ih.instance > instance || (ih.instance == instance && ih != enteredWith), ih.proof.count == 2 * f + 1,
               Set(ih.proof.map(\.replica)).count == ih.proof.count,
               ih.proof.allSatisfy({ $0.replica < UInt32(settings.replicas.count) && $0.nextInstance == ih.instance && $0.verify(with: keyRing) }),
@@ -538,6 +565,11 @@ final class ChainClientEngine {
             replan(ih)
             return
         }
+        join(ih)
+    }
+
+    /// Moves to a later instance the replicas already entered (its proof checked by the caller).
+    func join(_ ih: ChainInitHistory) {
         panicking = nil
         collector = AbstractAbortCollector(f: settings.f, checkpointInterval: settings.checkpointInterval, instance: ih.instance)
         statistics.instancesJoined += 1
@@ -548,13 +580,16 @@ final class ChainClientEngine {
     /// of this client's requests of the new instance, so the head installs it before ordering them); the pending
     /// requests IH holds commit from Σlast's direct replies, the others are sent again in the new instance with their
     /// timestamps (a request is executed at most once per t_c: a replica holding it in IH finds it not new).
-    private func switchInstance(to initHistory: ChainInitHistory, announce: Bool = true) {
+    func switchInstance(to initHistory: ChainInitHistory, announce: Bool = true) {
         statistics.switches += 1
         switchesWithoutCommit += 1
         previousAuth = auth
         instance = initHistory.instance
         auth = auth.switched(to: instance)
         enteredWith = initHistory
+        // Out of a Backup (f+1 histories): the Chain collector starts at this instance.
+        collector = AbstractAbortCollector(f: settings.f, checkpointInterval: settings.checkpointInterval, instance: instance)
+        if Backup.Order.isBackup(instance) { return enterBackup(initHistory, announce: announce) }
         // D8: to the head, which installs the first INIT it gets and forwards it down the chain ahead of the new
         // instance's batches, so every replica installs the same IH even when clients built different ones (from
         // different 2f+1 ABORTs). To every replica only when the head is unreachable.
@@ -572,7 +607,7 @@ final class ChainClientEngine {
     }
 
     /// Pending requests IH holds await Σlast's direct replies; the others go to the head again with their timestamps.
-    private func replan(_ initHistory: ChainInitHistory) {
+    func replan(_ initHistory: ChainInitHistory) {
         let requests = pending.sorted { $0.key < $1.key }.map { ChainRequest(client: settings.client, timestamp: $0.key, op: $0.value.op) }
         let plan = AbstractResubmission.plan(pending: requests, initHistory: initHistory, digest: { pending[$0.timestamp]?.digest ?? auth.digest($0) })
         let deadline = monotonicNanos() + settings.timeoutNanos

@@ -1,4 +1,5 @@
 import RingCastChain
+import RingCastBackup
 import RingCastSMR
 internal import CRingCastCore
 import Glibc
@@ -28,6 +29,26 @@ public struct ChainSwitchStatistics: Sendable, Hashable {
     public var initRepliesSent: UInt64 = 0
     /// Why the last init history for a later instance was not entered (refused or unreachable), in words.
     public var lastRefusal: String?
+    /// Backup instances entered; client requests and PBFT envelopes handed to them (and refused by them).
+    public var backupInstancesEntered: UInt64 = 0
+    public var backupRequests: UInt64 = 0
+    public var backupEnvelopesIn: UInt64 = 0
+    public var backupEnvelopesOut: UInt64 = 0
+    public var backupRefused: UInt64 = 0
+    /// Requests this replica executed in Backup instances (init-history replays not counted), replies and signed
+    /// abort histories it sent clients.
+    public var backupExecuted: UInt64 = 0
+    public var backupReplies: UInt64 = 0
+    public var backupAbortHistories: UInt64 = 0
+    /// Backup instances in which this replica could not put its state at the end of the init history (a body it
+    /// never executed, or a base it cannot reach): it orders with PBFT but executes and replies nothing there, and
+    /// catches up in the next Chain instance (FETCH; spec §12).
+    public var backupBehind: UInt64 = 0
+    /// PBFT envelopes of a later instance kept until this replica entered it, and those dropped beyond the bound.
+    public var backupEarlyKept: UInt64 = 0
+    public var backupEarlyDropped: UInt64 = 0
+    /// PBFT views entered (view changes completed) in Backup instances.
+    public var backupViewsEntered: UInt64 = 0
 }
 
 extension ChainReplicaEngine {
@@ -37,7 +58,7 @@ extension ChainReplicaEngine {
     /// restore the state at the base; give the core t_j[c] there and the bodies this replica has; D7 replies at Σlast;
     /// forward the INIT to the successor ahead of the new instance's batches (D8).
     func enter(_ ih: ChainInitHistory, client: UInt32? = nil, on conn: UInt32? = nil) {
-        guard ih.instance > core.instanceNumber else {
+        guard ih.instance > composer.currentNumber else {
             switching.initHistoriesStale += 1
             // A client that built another IH for the instance this replica is in (or one for an earlier instance):
             // it gets the IH installed here, once per instance, and checks it itself.
@@ -47,6 +68,7 @@ extension ChainReplicaEngine {
             }
             return
         }
+        if Backup.Order.isBackup(ih.instance) { return enterBackup(ih) }
         let boundary = ih.base * UInt64(settings.checkpointInterval)
         let plan: (anchor: ChainRollbackLog.Anchor, replay: [ChainRollbackLog.Executed])
         do { plan = try rollback.plan(to: boundary, baseDigest: ih.baseDigest) } catch {
@@ -78,6 +100,7 @@ extension ChainReplicaEngine {
             preconditionFailure("the engine drives Chain instances; a Backup instance needs its own engine path")
         }
         core = next
+        backup = nil
         toldOfSwitch.removeAll()
         switching.instance = next.instanceNumber
         switching.instancesEntered += 1
@@ -100,7 +123,7 @@ extension ChainReplicaEngine {
 
     /// D10: the state machine back at the anchor, then the requests up to the base replayed (the same outputs: the
     /// machine is deterministic). Returns each client's last request as of the base.
-    private func restore(_ anchor: ChainRollbackLog.Anchor, _ replay: [ChainRollbackLog.Executed])
+    func restore(_ anchor: ChainRollbackLog.Anchor, _ replay: [ChainRollbackLog.Executed])
         -> (Machine, [UInt32: ChainRollbackLog.LastReply])? {
         var chunks = [anchor.snapshot]
         var reader = SnapshotReader { () throws(SnapshotError) -> [UInt8]? in chunks.isEmpty ? nil : chunks.removeFirst() }

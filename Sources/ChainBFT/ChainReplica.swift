@@ -1,4 +1,5 @@
 public import RingCastChain
+public import RingCastBackup
 public import RingCastSMR
 internal import CRingCastCore
 import Glibc
@@ -63,6 +64,16 @@ public final class ChainReplica<Machine: StateMachine>: @unchecked Sendable {
         /// Test hook: on entering a later instance, supply none of the init history's bodies from this replica's own
         /// log, so that it FETCHes all of them (a replica that lost its request store, spec §12). Never set in production.
         public var forgetBodiesOnEnter = false
+        /// Backup (Aliph's order Chain → Backup → Chain → …, spec §13.1): k = ⌈C·2^m⌉ per Backup instance.
+        public var backupSchedule = Backup.Schedule()
+        /// PBFT inside each Backup instance: K, L, held requests, and the view-change timer in ticks of ``tickNanos``.
+        public var backupCheckpointInterval: UInt64 = 16
+        public var backupLogWindow: UInt64 = 64
+        public var backupPendingMax = 256
+        public var backupViewChangeTimeoutTicks: UInt64 = 50
+        /// PBFT envelopes of a Backup instance this replica has not entered yet (a peer entered first), kept until it
+        /// enters; beyond: dropped and counted.
+        public var backupEarlyEnvelopesMax = 1024
 
         public init(f: UInt32, position: UInt32, replicas: [ChainEndpoint]) {
             self.f = f; self.position = position; self.replicas = replicas
@@ -74,7 +85,9 @@ public final class ChainReplica<Machine: StateMachine>: @unchecked Sendable {
                 throw .invalidSettings("\(replicas.count) replica endpoints for f = \(f) (n = 3f+1 = \(3 * f + 1))")
             }
             guard position < 3 * f + 1 else { throw .invalidSettings("position \(position) ≥ n") }
-            guard instance >= 1 else { throw .invalidSettings("the instance is ≥ 1") }
+            guard instance >= 1, !Backup.Order.isBackup(instance) else {
+                throw .invalidSettings("the first instance is a Chain instance: odd and ≥ 1 (Aliph's order, even ones are Backup)")
+            }
             guard limits.frameBytesMax + 4 <= Int(receiveBufferBytes) else {
                 throw .invalidSettings("a frame (\(limits.frameBytesMax) bytes) must fit the receive buffer")
             }

@@ -1,4 +1,5 @@
 import RingCastChain
+import RingCastBackup
 import RingCastSMR
 internal import CRingCastCore
 import Glibc
@@ -26,6 +27,18 @@ final class ChainReplicaEngine<Machine: StateMachine> {
     /// The current instance's core (the composer's current instance, ChainInstanceLifecycle.swift).
     var core: ChainCore
     let composer: AbstractReplica
+    /// The current instance when it is a Backup (ChainBackupDriver.swift); `core` is then the Chain instance left.
+    var backup: Backup.Instance?
+    let backupMachine: ChainBackupMachine<Machine>
+    /// This replica could not put its state at the end of the current Backup's init history: it orders, but does not
+    /// execute or reply there.
+    var backupBehind = false
+    /// The replies of the current Backup's init-history entries (for clients whose request IH holds).
+    var backupInitReplies: [ChainBackupKey: [UInt8]] = [:]
+    /// Each client's last execution as of the end of the current Backup's init history (exactly-once across instances).
+    var backupInstalledLast: [UInt32: ChainRollbackLog.LastReply] = [:]
+    /// PBFT envelopes of a later Backup instance, until this replica enters it (≤ backupEarlyEnvelopesMax).
+    var earlyEnvelopes: [(instance: UInt64, envelope: PBFT.Envelope)] = []
     var rollback: ChainRollbackLog
     var switching = ChainSwitchStatistics()
     /// The IH bodies this replica holds in the current instance (own or fetched), for FETCHes of other replicas.
@@ -68,13 +81,25 @@ final class ChainReplicaEngine<Machine: StateMachine> {
             outBatches: settings.outBatchesMax, checkpointRetransmitTicks: settings.checkpointRetransmitTicks,
             crypto: rc_crypto())
         coreSettings.crypto = keyRing.crypto
-        // One old instance kept (late PANICs get its ABORT); every instance a new Chain instance until Backup exists.
+        // Aliph's order (spec §13.1): Chain (odd instances) → Backup (even) → Chain → …; one old instance kept (late
+        // PANICs get its ABORT, late Backup requests its abort history).
+        let backupMachine = ChainBackupMachine<Machine>()
+        self.backupMachine = backupMachine
+        let pbft = PBFT.Settings(f: settings.f, replica: settings.position, checkpointInterval: settings.backupCheckpointInterval,
+                                 logWindow: settings.backupLogWindow, clientsMax: settings.clientsMax,
+                                 pendingMax: settings.backupPendingMax, opBytesMax: Int(settings.batchBytesMax),
+                                 viewChangeTimeoutTicks: settings.backupViewChangeTimeoutTicks)
         do {
-            composer = try AbstractReplica(factory: ChainInstanceFactory(settings: coreSettings, keyRing: keyRing),
-                                           first: settings.instance, retained: 1)
+            let factory = AliphInstanceFactory(chain: ChainInstanceFactory(settings: coreSettings, keyRing: keyRing), pbft: pbft,
+                                               schedule: settings.backupSchedule, machine: { _ in backupMachine })
+            _ = try factory.makeBackup(2) // settings check up front: PBFT's settings are validated when one is made
+            composer = try AbstractReplica(factory: factory, first: settings.instance, retained: 1)
         } catch { throw .core("rc_chain_init", -22) }
         core = composer.current as! ChainCore
-        rollback = ChainRollbackLog(anchorsMax: 4, checkpointInterval: UInt64(settings.checkpointInterval),
+        // D10 must reach back to the oldest base an init history can name: with a replica down no Chain checkpoint
+        // becomes stable (it needs all 3f+1), so the base stays put while history_max entries accumulate.
+        let anchors = max(4, Int(coreSettings.history_max / max(1, settings.checkpointInterval)) + 2)
+        rollback = ChainRollbackLog(anchorsMax: anchors, checkpointInterval: UInt64(settings.checkpointInterval),
                                     initialSnapshot: Self.snapshot(machine) ?? [])
         var transportSettings = ChainTransport.Settings()
         transportSettings.connectionsMax = settings.connectionsMax
@@ -88,6 +113,7 @@ final class ChainReplicaEngine<Machine: StateMachine> {
         let n = 3 * settings.f + 1
         for q in 0..<n where q != settings.position { control[q] = .down(retryAt: 0) }
         if settings.position + 1 < n { data = .down(retryAt: 0) }
+        backupMachine.engine = self
     }
 
     private var n: UInt32 { 3 * settings.f + 1 }
@@ -104,6 +130,7 @@ final class ChainReplicaEngine<Machine: StateMachine> {
         let after = monotonicNanos()
         if after >= nextTickNanos {
             core.tick()
+            tickBackup()
             nextTickNanos = after + settings.tickNanos
             reconnect(now: after)
         }
@@ -259,6 +286,10 @@ final class ChainReplicaEngine<Machine: StateMachine> {
             return order(request, macs, on: conn) ? .next : .pause
         case (.client(let c), .panic(let panic)) where panic.c.client == c:
             route(panic, on: conn)
+        case (.replicaControl(let q), .pbft(let instance, let envelope)) where envelope.sender == q:
+            receive(pbft: envelope, instance: instance)
+        case (.client(let c), .backupRequest(let instance, let request)) where request.request.client == c:
+            receive(backupRequest: request, instance: instance, client: c, on: conn)
         default:
             reject(conn)
         }
@@ -293,6 +324,10 @@ final class ChainReplicaEngine<Machine: StateMachine> {
             }
             heldRequests.append((conn, request, macs))
             return false
+        case -ESHUTDOWN where backup != nil:
+            // The head is in a Backup instance (the Chain core is the instance left): a client still sending Chain
+            // requests gets the Backup's IH, checks its proof and joins (once per client and instance).
+            staleClientRequest(request, on: conn)
         case -ESHUTDOWN:
             // D13: a stopped head answers with its signed ABORT, so the client learns the instance is over.
             if case .success(let abort) = core.stoppedAbort(client: request.client, timestamp: request.timestamp) {
@@ -437,8 +472,9 @@ final class ChainReplicaEngine<Machine: StateMachine> {
         let s = core.stats
         statistics.lastSN = core.lastSN
         statistics.stableCheckpoint = core.stableCheckpoint
-        statistics.stopped = core.stopped
-        statistics.stopReason = core.stopReason.rawValue
+        // In a Backup instance the Chain core is the instance left (stopped on purpose); the replica is not.
+        statistics.stopped = backup == nil && core.stopped
+        statistics.stopReason = backup == nil ? core.stopReason.rawValue : 0
         statistics.batchesIn = s.batches_in
         statistics.batchesOut = s.batches_out
         statistics.requestsLogged = s.requests_logged

@@ -113,6 +113,11 @@ struct ChainRollbackLog {
         last = restored
     }
 
+    /// The reply of (client, timestamp) when this replica's log still holds its execution.
+    func reply(client: UInt32, timestamp: UInt64) -> [UInt8]? {
+        log.last(where: { $0.client == client && $0.timestamp == timestamp })?.reply
+    }
+
     /// The body of (client, timestamp) when this replica executed it (for IH entries and FETCH answers).
     func body(client: UInt32, timestamp: UInt64) -> (op: [UInt8], requestDigest: ChainDigest)? {
         guard let e = log.last(where: { $0.client == client && $0.timestamp == timestamp }) else { return nil }

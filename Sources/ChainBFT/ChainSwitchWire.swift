@@ -57,13 +57,7 @@ extension ChainWire {
         switch frame {
         case .initHistory(let ih):
             w.uint8(ChainFrame.Kind.initHistory.rawValue)
-            w.uint64(ih.instance)
-            w.uint64(ih.base)
-            w.tag(ih.baseDigest)
-            w.uint32(UInt32(ih.entries.count))
-            for e in ih.entries { putEntry(e, &w) }
-            w.uint32(UInt32(ih.proof.count))
-            for a in ih.proof { putAbort(a, &w) }
+            putInitHistory(ih, &w)
         case .fetch(let f):
             w.uint8(ChainFrame.Kind.fetch.rawValue)
             w.uint64(f.instance); w.uint32(f.from); w.uint32(f.to); w.uint64(f.sn); w.uint32(f.client)
@@ -85,6 +79,35 @@ extension ChainWire {
         }
     }
 
+    static func putInitHistory(_ ih: ChainInitHistory, _ w: inout FrameWriter) {
+        w.uint64(ih.instance)
+        w.uint64(ih.base)
+        w.tag(ih.baseDigest)
+        w.uint32(UInt32(ih.entries.count))
+        for e in ih.entries { putEntry(e, &w) }
+        w.uint32(UInt32(ih.proof.count))
+        for a in ih.proof { putAbort(a, &w) }
+    }
+
+    static func initHistory(_ r: inout RawReader, _ limits: ChainWireLimits) throws(ChainWireError) -> ChainInitHistory {
+        let instance = try r.u64(), base = try r.u64(), baseDigest = try r.digest()
+        let count = Int(try r.u32())
+        guard count <= limits.abortEntriesMax, count <= r.remaining / 84 else {
+            throw ChainWireError("an init history of \(count) entries")
+        }
+        var entries: [ChainAbort.Entry] = []
+        entries.reserveCapacity(count)
+        for _ in 0..<count {
+            entries.append(ChainAbort.Entry(sn: try r.u64(), client: try r.u32(), timestamp: try r.u64(),
+                                            requestDigest: try r.digest(), historyDigest: try r.digest()))
+        }
+        let proofCount = Int(try r.u32())
+        guard proofCount <= proofAbortsMax else { throw ChainWireError("a proof of \(proofCount) ABORTs") }
+        var proof: [ChainAbort] = []
+        for _ in 0..<proofCount { proof.append(try abort(&r, limits)) }
+        return ChainInitHistory(instance: instance, base: base, baseDigest: baseDigest, entries: entries, proof: proof)
+    }
+
     static func putEntry(_ e: ChainAbort.Entry, _ w: inout FrameWriter) {
         w.uint64(e.sn); w.uint32(e.client); w.uint64(e.timestamp); w.tag(e.requestDigest); w.tag(e.historyDigest)
     }
@@ -93,23 +116,7 @@ extension ChainWire {
                             _ limits: ChainWireLimits) throws(ChainWireError) -> ChainFrame {
         switch kind {
         case .initHistory:
-            let instance = try r.u64(), base = try r.u64(), baseDigest = try r.digest()
-            let count = Int(try r.u32())
-            guard count <= limits.abortEntriesMax, count <= r.remaining / 84 else {
-                throw ChainWireError("an init history of \(count) entries")
-            }
-            var entries: [ChainAbort.Entry] = []
-            entries.reserveCapacity(count)
-            for _ in 0..<count {
-                entries.append(ChainAbort.Entry(sn: try r.u64(), client: try r.u32(), timestamp: try r.u64(),
-                                                requestDigest: try r.digest(), historyDigest: try r.digest()))
-            }
-            let proofCount = Int(try r.u32())
-            guard proofCount <= proofAbortsMax else { throw ChainWireError("a proof of \(proofCount) ABORTs") }
-            var proof: [ChainAbort] = []
-            for _ in 0..<proofCount { proof.append(try abort(&r, limits)) }
-            return .initHistory(ChainInitHistory(instance: instance, base: base, baseDigest: baseDigest, entries: entries,
-                                                 proof: proof))
+            return .initHistory(try initHistory(&r, limits))
         case .fetch:
             var c = rc_chain_fetch()
             c.instance = try r.u64(); c.from = try r.u32(); c.to = try r.u32(); c.sn = try r.u64(); c.client = try r.u32()

@@ -1,5 +1,6 @@
 public import CRingCastCore
 public import RingCastChain
+public import RingCastBackup
 import RingCastSMR
 
 /// Who opened a connection, as its first frame (HELLO) says. Not authenticated: every frame that matters carries
@@ -47,10 +48,16 @@ public enum ChainFrame: Sendable {
     case fetch(ChainFetchFrame)
     case fetched(ChainFetchedFrame)
     case initReply(ChainInitReply)
+    // Backup (spec §13.1; BackupWire.swift): a PBFT envelope between replicas, a client's request to every replica,
+    // a replica's reply. A Backup abort history goes to the client as an ``abort(_:)`` (the same signed record).
+    case pbft(instance: UInt64, PBFT.Envelope)
+    case backupRequest(instance: UInt64, PBFT.ClientRequest)
+    case backupReply(instance: UInt64, PBFT.Reply)
 
     enum Kind: UInt8 {
         case hello = 1, request = 2, batch = 3, reply = 4, checkpoint = 5, panic = 6, abort = 7
         case initHistory = 8, fetch = 9, fetched = 10, initReply = 11
+        case pbft = 12, backupRequest = 13, backupReply = 14
     }
 }
 
@@ -166,6 +173,8 @@ public enum ChainWire {
             putAbort(abort, &w)
         case .initHistory, .fetch, .fetched, .initReply:
             putSwitch(frame, &w)
+        case .pbft, .backupRequest, .backupReply:
+            putBackup(frame, &w)
         }
         w.patchUInt32(UInt32(w.count - headerBytes), at: 0)
     }
@@ -283,6 +292,8 @@ public enum ChainWire {
             frame = .abort(try abort(&r, limits))
         case .initHistory, .fetch, .fetched, .initReply:
             frame = try switchFrame(kind, &r, limits)
+        case .pbft, .backupRequest, .backupReply:
+            frame = try backupFrame(kind, &r, limits)
         }
         guard r.atEnd else { throw ChainWireError("\(r.remaining) trailing bytes after a \(kind) frame") }
         return frame

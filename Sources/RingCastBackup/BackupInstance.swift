@@ -8,6 +8,17 @@ public protocol BackupStateMachine: AnyObject {
     /// Runs a committed request at Chain position `position` (positions continue the init history's) and returns
     /// its reply.
     func execute(position: UInt64, request: ChainRequest) -> [UInt8]
+    /// Whether the state this instance installed already executed (client, timestamp) — an entry of the init history,
+    /// or a request before its checkpoint base — and then its reply (empty when no longer known); nil: not executed
+    /// yet. Such a request is answered ``Outcome/inInitHistory`` with that reply and never executed again: a client
+    /// whose request the previous instance executed without answering it sends it here again (the Backup's PBFT reply
+    /// table starts empty; Chain has t_j[c] at the base for this, rc_chain_init_base_timestamps). The answer must be
+    /// the same at every correct replica (a function of the order up to the end of the init history).
+    func executedReply(client: UInt32, timestamp: UInt64) -> [UInt8]?
+}
+
+extension BackupStateMachine {
+    public func executedReply(client: UInt32, timestamp: UInt64) -> [UInt8]? { nil }
 }
 
 extension Backup {
@@ -180,7 +191,12 @@ extension Backup {
         private func commit(_ request: PBFT.Request, _ out: inout [Action]) -> [UInt8] {
             guard case .committing(let remaining) = phase else { return [Outcome.aborted.rawValue] }
             if entries.contains(where: { $0.client == request.client && $0.timestamp == request.timestamp }) {
-                return [Outcome.inInitHistory.rawValue]
+                // Deterministic: every correct replica installed the same IH on the same state.
+                return [Outcome.inInitHistory.rawValue] + (machine.executedReply(client: request.client,
+                                                                                 timestamp: request.timestamp) ?? [])
+            }
+            if let reply = machine.executedReply(client: request.client, timestamp: request.timestamp) {
+                return [Outcome.inInitHistory.rawValue] + reply // executed before the base: not again
             }
             let base = UInt64(initHistory!.base) * UInt64(chainCheckpointInterval)
             let position = base + UInt64(entries.count) + 1

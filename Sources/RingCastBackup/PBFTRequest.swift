@@ -76,6 +76,12 @@ extension PBFT {
         public var result: [UInt8]
         public var mac: ChainMAC
 
+        /// A reply as a wire decoder rebuilds it (the client checks ``verify(keyRing:)``).
+        public init(view: UInt64, client: UInt32, timestamp: UInt64, replica: UInt32, result: [UInt8], mac: ChainMAC) {
+            self.view = view; self.client = client; self.timestamp = timestamp; self.replica = replica
+            self.result = result; self.mac = mac
+        }
+
         func macInput() -> BackupBytes {
             var b = BackupBytes(tag: "RCBK-REPLY")
             b.u64(view); b.u32(client); b.u64(timestamp); b.u32(replica); b.raw(result)

@@ -48,6 +48,8 @@ struct Bench: AsyncParsableCommand {
     var plantBug: String?
     @Option(name: .customLong("kill-after"), help: ArgumentHelp("SIGKILL the last replica after this many seconds.", valueName: "seconds"))
     var killAfter: Double?
+    @Option(name: .customLong("kill-replica"), help: ArgumentHelp("--protocol chain: the replica --kill-after kills (default: the last, the tail; 0 is the head and PBFT's first primary).", valueName: "id"))
+    var killReplica: Int?
     @Option(name: .customLong("byzantine-at"), help: ArgumentHelp("--protocol chain: the head forges the ordering MACs of its instance-1 batches from this many seconds on (a transient Byzantine replica): the clients panic and switch to instance 2.", valueName: "seconds"))
     var byzantineAt: Double?
     @Option(name: .customLong("suspect-ms"), help: "Passed to the replicas: a member silent this long is suspected.")

@@ -13,7 +13,7 @@ extension Bench {
         guard replicas >= 4, (replicas - 1) % 3 == 0 else {
             throw ValidationError("--protocol chain needs --replicas 3f+1 (4, 7, …), not \(replicas)")
         }
-        guard workload == "kv" else { throw ValidationError("--protocol chain runs --workload kv only") }
+        guard ["kv", "incr"].contains(workload) else { throw ValidationError("--protocol chain runs --workload kv or incr") }
         guard plantBug == nil else { throw ValidationError("--plant-bug is an LCR replica fault") }
         let f = UInt32((replicas - 1) / 3)
         let work = try WorkDirectory(prefix: "ringcast-kv-chain-bench")
@@ -23,7 +23,8 @@ extension Bench {
         let keyDirectory = directory + "/keys"
         try FileManager.default.createDirectory(atPath: keyDirectory, withIntermediateDirectories: true,
                                                 attributes: [.posixPermissions: 0o700])
-        try ChainKeyDirectory.generate(directory: keyDirectory, f: f, clients: UInt32(clients), overwrite: true)
+        // One client more than the workers: the reader of the incr workload's counters.
+        try ChainKeyDirectory.generate(directory: keyDirectory, f: f, clients: UInt32(clients) + 1, overwrite: true)
         let cluster = try ChainSpawnedCluster.start(replicas: replicas, directory: directory, keys: keyDirectory,
                                                     byzantineHeadAfterMillis: byzantineAt.map { UInt64($0 * 1000) })
         defer { cluster.stop() }
@@ -32,11 +33,13 @@ extension Bench {
         let startNanos = monotonicNow()
         let endNanos = startNanos + UInt64(duration * 1e9)
         let settings = WorkerSettings(writesPercent: writes, valueSize: valueSize, keys: keys, endNanos: endNanos,
-                                      record: check, incrementOnly: false)
+                                      record: check, incrementOnly: workload == "incr", counters: counters)
+        let victim = killReplica ?? replicas - 1
+        guard victim >= 0, victim < replicas else { throw ValidationError("--kill-replica \(victim) is not a replica") }
         let killTask = killAfter.map { seconds in
             Task {
                 try? await Task.sleep(for: .milliseconds(Int(seconds * 1000)))
-                if !Task.isCancelled { cluster.kill(replicas - 1) }
+                if !Task.isCancelled { cluster.kill(victim) }
             }
         }
         let (depth, endpoints, timeoutMillis) = (depth, cluster.endpoints, timeoutMillis)
@@ -68,6 +71,11 @@ extension Bench {
         var report = BenchReport(replicas: replicas, clients: clients, depth: depth, writesPercent: writes,
                                  valueSize: valueSize, keys: keys, seconds: elapsed)
         for result in results { report.add(result) }
+        if workload == "incr" {
+            // The counters' sum, read through the chain (an ordered read) before the replicas stop.
+            report.counter = await readChainCounter(endpoints: endpoints, keys: keyDirectory, client: UInt32(clients),
+                                                    counters: counters)
+        }
         let finals = cluster.stopAndCollect()
         let live = finals.filter { $0.executed != nil }
         if let top = live.map({ $0.executed! }).max() {
@@ -76,10 +84,41 @@ extension Bench {
                                               digests: same.map(\.digest))
         }
         if check { report.check = checkHistory(results.flatMap(\.events)) }
+        if let killAfter, check {
+            // Throughput on either side of the kill, from the recorded completions (Backup's cost shows here).
+            let kill = startNanos + UInt64(killAfter * 1e9)
+            let done = results.flatMap(\.events).compactMap(\.returnNanos)
+            let before = Double(done.filter { $0 < kill }.count) / killAfter
+            let after = Double(done.filter { $0 >= kill }.count) / max(0.001, elapsed - killAfter)
+            FileHandle.standardError.write(Data(String(format: "ops/s before the kill %.0f, after it %.0f\n", before, after).utf8))
+        }
         print(json ? report.json() : report.text())
         if report.digests?.equal == false { throw ExitCode(4) }
         if let check = report.check, !check.linearizable { throw ExitCode(2) }
+        if report.exactlyOnce == false { throw ExitCode(3) }
         passed = true
+    }
+}
+
+/// The incr workload's counters summed through a fresh ChainKV session of client `client` (one no worker used; it
+/// starts in instance 1 and is told the current one by the replicas); nil if the read fails.
+func readChainCounter(endpoints: [ChainEndpoint], keys: String, client: UInt32, counters: Int) async -> Int64? {
+    do {
+        let session = try ChainKV(replicas: endpoints, keys: keys, clientID: client, timeoutMillis: 10_000, requireAll: false)
+        defer { session.close() }
+        var sum: Int64 = 0
+        for index in 0..<counters {
+            switch try await session.read(KVQuery(key: WorkerSettings.counterKey(index, of: counters))) {
+            case let .value(bytes?) where bytes.count == 8:
+                sum &+= bytes.enumerated().reduce(Int64(0)) { $0 | Int64($1.element) << (8 * $1.offset) }
+            case .value(nil): break
+            default: return nil
+            }
+        }
+        return sum
+    } catch {
+        FileHandle.standardError.write(Data("reading the counters failed: \(error)\n".utf8))
+        return nil
     }
 }
 
@@ -91,6 +130,33 @@ func runChainWorker(id: Int, session: ChainKV, settings: WorkerSettings, progres
     var value = [UInt8](repeating: 0, count: settings.valueSize)
     var sequence: UInt64 = 0
     while monotonicNow() < settings.endNanos {
+        if settings.incrementOnly {
+            // incr: one increment of a counter; acknowledged or in doubt (the report checks the sum: exactly once).
+            let key = WorkerSettings.counterKey(Int(random.next() % UInt64(settings.counters)), of: settings.counters)
+            let invoke = monotonicNow()
+            do {
+                let output = try await session.submit(.incr(key: key, delta: 1))
+                let done = monotonicNow()
+                _ = result.incrs.record((done - invoke) / 1000)
+                result.incrementsAcknowledged += 1
+                if settings.record {
+                    result.events.append(RecordedOperation(client: id, input: .incr(key, 1), output: output,
+                                                           invokeNanos: invoke, returnNanos: done))
+                }
+                progress.add(ok: true)
+                continue
+            } catch {
+                result.failures += 1
+                result.incrementsInDoubt += 1
+                progress.add(ok: false)
+                progress.note(error)
+                if settings.record {
+                    result.events.append(RecordedOperation(client: id, input: .incr(key, 1), output: nil,
+                                                           invokeNanos: invoke, returnNanos: nil))
+                }
+                return result
+            }
+        }
         let key = Array("k\(random.next() % UInt64(settings.keys))".utf8)
         let isWrite = Int(random.next() % 100) < settings.writesPercent
         let invoke = monotonicNow()

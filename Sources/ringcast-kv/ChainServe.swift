@@ -1,6 +1,7 @@
 import ArgumentParser
 import ChainBFT
 import Foundation
+import RingCastBackup
 import RingCastChain
 import RingCastSMR
 
@@ -22,6 +23,13 @@ enum ChainServe {
         var settings = ChainReplica<KVStore>.Settings(f: f, position: id, replicas: endpoints)
         settings.clientsMax = min(clientsMax ?? clients, clients)
         settings.batchCountMax = batchCount
+        // With a replica down no Chain checkpoint becomes stable (it needs all 3f+1), so every init history reaches back
+        // to the last one before the crash: history_max bounds how many requests Chain and Backup (spec §13.1) can
+        // commit after a crash until the replica is back (the abort history must fit the next Chain instance).
+        settings.historyMax = 2048
+        // k = 1, 2, 4, … (C = 1): a one-off fault still costs one request's Backup; a lasting crash gets long Backups
+        // soon (each Chain instance in between costs a client timeout).
+        settings.backupSchedule = Backup.Schedule(cExponent: 0)
         if let byzantineAfterMillis { settings.outbound = forgedBatches(afterMillis: byzantineAfterMillis) }
         let replica = try ChainReplica(settings: settings, keyRing: ring, machine: KVStore())
         let port = try replica.start()
@@ -35,7 +43,9 @@ enum ChainServe {
             + "mac_generations=\(s.macGenerations) mac_verifications=\(s.macVerifications) "
             + "state_digest=\(s.stateDigest.map { String(format: "%016llx", $0) } ?? "none") "
             + "instance=\(s.switching.instance) instances_entered=\(s.switching.instancesEntered) "
-            + "init_histories_refused=\(s.switching.initHistoriesRefused) fetches_sent=\(s.switching.fetchesSent)")
+            + "init_histories_refused=\(s.switching.initHistoriesRefused) fetches_sent=\(s.switching.fetchesSent) "
+            + "backup_instances=\(s.switching.backupInstancesEntered) backup_executed=\(s.switching.backupExecuted) "
+            + "backup_behind=\(s.switching.backupBehind)")
     }
 
     /// `--byzantine-after-ms`: the harness-level fault of the switching bench (ChainReplica.Settings.outbound wraps a
@@ -64,7 +74,9 @@ func parseChainEndpoints(_ text: String, _ flag: String) throws -> [ChainEndpoin
 final class ChainKV: Sendable {
     let client: ChainClient
 
-    init(replicas: [ChainEndpoint], keys: String, clientID: UInt32, windowMax: Int = 16, timeoutMillis: Int = 5000) throws {
+    /// - Parameter requireAll: connect to every replica before returning (false: one is enough, a replica may be down).
+    init(replicas: [ChainEndpoint], keys: String, clientID: UInt32, windowMax: Int = 16, timeoutMillis: Int = 5000,
+         requireAll: Bool = true) throws {
         let (ring, f, _) = try ChainKeyDirectory.load(directory: keys, principal: .client(clientID))
         guard replicas.count == Int(3 * f + 1) else {
             throw ValidationError("the key files are for \(3 * f + 1) replicas, --replicas lists \(replicas.count)")
@@ -72,11 +84,14 @@ final class ChainKV: Sendable {
         var settings = ChainClient.Settings(f: f, client: clientID, replicas: replicas)
         settings.windowMax = windowMax
         settings.timeoutNanos = UInt64(timeoutMillis) * 1_000_000
-        // Switching (spec §2.3): next(i) = i+1, a new Chain instance; at most 3 in a row without a commit (a crashed
-        // replica makes each of them abort too; Backup, a later issue, is what survives that).
+        // Switching (spec §2.3, §13.1): next(i) = i+1 in Aliph's order, Chain → Backup → Chain → …; with a replica
+        // down each Chain instance aborts and each Backup commits k (doubling), so a client may see several switches
+        // without a commit of its own while other clients' requests take Backup's k: bounded at 32 in a row.
         settings.switchInstance = ChainNextInstance()
+        settings.switchesWithoutCommitMax = 32
+        settings.backupSendsMax = 16
         client = try ChainClient(settings: settings, keyRing: ring)
-        try client.start()
+        try client.start(requireAll: requireAll)
     }
 
     func submit(_ command: KVCommand) async throws -> KVResult {

@@ -15,6 +15,17 @@ final class SumMachine: BackupStateMachine {
         sum += UInt64(request.op.first ?? 0)
         return [UInt8(truncatingIfNeeded: sum)]
     }
+
+    /// Requests this test's state executed before the init history's base (client, timestamp).
+    var executedBefore: Set<[UInt64]> = []
+
+    /// The reply of an IH entry or of a request executed before the base, as this test's state knows it: 0xEE and
+    /// the timestamp.
+    func executedReply(client: UInt32, timestamp: UInt64) -> [UInt8]? {
+        guard installed?.entries.contains(where: { $0.client == client && $0.timestamp == timestamp }) == true
+                || executedBefore.contains([UInt64(client), timestamp]) else { return nil }
+        return [0xEE, UInt8(truncatingIfNeeded: timestamp)]
+    }
 }
 
 /// n Backup instances of one instance number over a FIFO network (crashed replicas neither receive nor act).
@@ -140,6 +151,30 @@ struct BackupWrapperTests {
     }
 
     /// A retransmitted request after the k commits gets the same outcome (PBFT's reply table): an abort again.
+    /// A request the previous instance ordered (it is in IH), or executed before IH's base, sent again to Backup: not
+    /// executed a second time, and every replica's reply carries the outcome and the reply the state has for it, so
+    /// f+1 matching replies commit it with its reply (the engine's client needs the reply, not only the outcome).
+    @Test func section13_1_requestExecutedBeforeRepliesWithItsReply() throws {
+        let keys = try ChainKeys.generate(f: 1, clients: 4)
+        let cluster = try BackupCluster(f: 1, keys: keys, k: 4)
+        let ih = try chainInitHistory(keys: keys, instance: 2, requests: [ChainRequest(client: 1, timestamp: 7, op: [5])])
+        try cluster.submit(client: 1, timestamp: 7, op: [5], initHistory: ih)
+        #expect(cluster.replies.count == Int(cluster.n))
+        #expect(cluster.replies.allSatisfy { $0.result == [Backup.Outcome.inInitHistory.rawValue, 0xEE, 7] })
+        #expect(cluster.machines.allSatisfy { $0.executed.isEmpty })
+        #expect(cluster.instances.allSatisfy { $0.committedCount == 0 })
+        // A request the state executed before IH's base (its reply never reached the client): answered, not executed.
+        for machine in cluster.machines { machine.executedBefore.insert([2, 3]) }
+        cluster.replies.removeAll()
+        try cluster.submit(client: 2, timestamp: 3, op: [9])
+        #expect(cluster.replies.count == Int(cluster.n))
+        #expect(cluster.replies.allSatisfy { $0.result == [Backup.Outcome.inInitHistory.rawValue, 0xEE, 3] })
+        #expect(cluster.machines.allSatisfy { $0.executed.isEmpty })
+        // A new request commits as usual.
+        try cluster.submit(client: 2, timestamp: 4, op: [9])
+        #expect(cluster.machines.allSatisfy { $0.executed.map(\.request.timestamp) == [4] })
+    }
+
     @Test func abortedRequestRetransmittedAbortsAgain() throws {
         let keys = try ChainKeys.generate(f: 1, clients: 4)
         let cluster = try BackupCluster(f: 1, keys: keys, k: 1)
