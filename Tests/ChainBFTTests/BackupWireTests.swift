@@ -18,18 +18,7 @@ struct BackupWireTests {
         client = try keys.keyRing(for: .client(1))
     }
 
-    func decode(_ bytes: [UInt8]) throws(ChainWireError) -> ChainFrame? {
-        let limits = ChainWireLimits()
-        let result = bytes.withUnsafeBytes { raw -> Result<ChainFrame?, ChainWireError> in
-            do throws(ChainWireError) {
-                guard let length = try ChainWire.frameLength(raw, limits: limits) else { return .success(nil) }
-                return .success(try ChainWire.decode(UnsafeRawBufferPointer(rebasing: raw[0..<length]), limits: limits))
-            } catch {
-                return .failure(error)
-            }
-        }
-        return try result.get()
-    }
+    func decode(_ bytes: [UInt8]) throws(ChainWireError) -> ChainFrame? { try decodeOneFrame(bytes) }
 
     /// A request carrying a (signed, well-formed) init history of one entry.
     func request() -> PBFT.ClientRequest {

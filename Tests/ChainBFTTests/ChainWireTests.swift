@@ -8,15 +8,7 @@ import Testing
 /// error before anything is allocated for it.
 struct ChainWireTests {
     func decode(_ bytes: [UInt8], limits: ChainWireLimits = ChainWireLimits()) throws(ChainWireError) -> ChainFrame? {
-        let result = bytes.withUnsafeBytes { raw -> Result<ChainFrame?, ChainWireError> in
-            do throws(ChainWireError) {
-                guard let length = try ChainWire.frameLength(raw, limits: limits) else { return .success(nil) }
-                return .success(try ChainWire.decode(UnsafeRawBufferPointer(rebasing: raw[0..<length]), limits: limits))
-            } catch {
-                return .failure(error)
-            }
-        }
-        return try result.get()
+        try decodeOneFrame(bytes, limits: limits)
     }
 
     func mac(_ seed: UInt8) -> ChainMAC { ChainMAC(bytes: (0..<16).map { seed &+ $0 }) }
@@ -99,4 +91,17 @@ struct ChainWireTests {
         #expect(throws: ChainBFTError.self) { _ = try ChainKeyDirectory.load(directory: directory, principal: .client(1)) }
         #expect(throws: ChainBFTError.self) { _ = try ChainKeyDirectory.load(directory: directory, principal: .client(7)) }
     }
+}
+
+/// Decodes the first frame of `bytes` (nil: incomplete), as the transport would: length first, then the body.
+func decodeOneFrame(_ bytes: [UInt8], limits: ChainWireLimits = ChainWireLimits()) throws(ChainWireError) -> ChainFrame? {
+    let result = bytes.withUnsafeBytes { raw -> Result<ChainFrame?, ChainWireError> in
+        do throws(ChainWireError) {
+            guard let length = try ChainWire.frameLength(raw, limits: limits) else { return .success(nil) }
+            return .success(try ChainWire.decode(UnsafeRawBufferPointer(rebasing: raw[0..<length]), limits: limits))
+        } catch {
+            return .failure(error)
+        }
+    }
+    return try result.get()
 }
