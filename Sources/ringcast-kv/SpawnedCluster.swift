@@ -124,10 +124,16 @@ final class SpawnedCluster: @unchecked Sendable {
                 }
             }
         }
+        // Below the kernel's ephemeral range: a port picked there can be taken by any outgoing connection (a
+        // client's, the ring's) before the replica that was given it binds — join-bench's joiner, started seconds
+        // later, once failed with "address already in use". Only when that range leaves no room, the old span.
+        let ephemeralLow = (try? String(contentsOfFile: "/proc/sys/net/ipv4/ip_local_port_range", encoding: .utf8))
+            .flatMap { $0.split(whereSeparator: { $0 == " " || $0 == "\t" || $0 == "\n" }).first.flatMap { Int($0) } } ?? 32_768
+        let (low, high) = ephemeralLow >= 16_000 ? (10_000, ephemeralLow - 4) : (30_000, 59_990)
         var result: [UInt16] = []
-        var candidate = UInt16(30_000 + Int(getpid() % 15_000) / 3 * 3)
+        var candidate = UInt16(low + Int(getpid()) % ((high - low) / 2) / 3 * 3)
         while result.count < count {
-            candidate = candidate >= 59_990 ? 30_000 : candidate + 3
+            candidate = Int(candidate) >= high - 3 ? UInt16(low) : candidate + 3
             if bindable(candidate) && bindable(candidate + 1) && bindable(candidate + 2) {
                 result += [candidate, candidate + 1, candidate + 2]
             }
