@@ -26,6 +26,9 @@ struct LearnerFeed {
     /// Whether the learner's feed connection is attached (``ClientFrame/learnFeed(learner:)``): from then on that
     /// connection's thread sends the feed and removes the learner when it ends.
     var attached = false
+    /// Whether the learner asked for its feed apart (``ClientFrame/learnRequestFeedApart``): only then may a feed
+    /// connection attach (an earlier learner's feed goes out on its one connection).
+    var apart = false
 
     init(bytesMax: Int) {
         precondition(bytesMax >= 1, "a learner's feed needs a positive bound")
@@ -111,6 +114,7 @@ extension ReplicaCore {
             let id = nextLearner
             nextLearner += 1
             learners[id] = LearnerFeed(bytesMax: options.learnerFeedBytesMax)
+            learners[id]!.apart = feedApart
             statistics.learnersServed += 1
             // A copy of values: O(1) now; apply's next change of each collection copies that collection once.
             return .success((id, FrozenCut(machine: machine, sessions: sessions, index: appliedIndex,
@@ -213,7 +217,9 @@ extension ReplicaCore {
     /// until the learner closes it, falls behind (dropped), or this replica stops; then removes the learner.
     func serveLearnerFeed(_ id: UInt64, to connection: Connection) {
         let attached: String? = lock.withLock {
-            guard let entry = learners[id] else { return "unknown learner \(id) (never admitted, or already gone)" }
+            guard let entry = learners[id], entry.apart else {
+                return "unknown learner \(id) (never admitted, already gone, or fed on its one connection)"
+            }
             guard !entry.attached else { return "learner \(id) has a feed connection already" }
             learners[id]!.attached = true
             lock.broadcast()

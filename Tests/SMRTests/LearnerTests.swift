@@ -74,6 +74,16 @@ extension TransferTests {
         defer { close(learner) }
         #expect(Socket.sendAll(learner, ClientFrame.learnRequest.encoded()))
         #expect(try await eventually(20) { gate.entered >= 1 }, "the learner's copy never started streaming")
+        // Its feed goes out on its one connection: a feed connection naming its id (the first, 1) is refused.
+        let intruder = try Socket.connect(try clientAddress(provider), timeoutMillis: 2_000)
+        defer { close(intruder) }
+        #expect(provider.core.lock.withLock { provider.core.learners.keys.sorted() } == [1])
+        #expect(Socket.sendAll(intruder, ClientFrame.learnFeed(learner: 1).encoded()))
+        guard case let .error(intruderCode, _)? = readFrames(intruder, until: { _ in false }).last else {
+            Issue.record("a feed connection for a learner fed on its one connection was not refused")
+            return
+        }
+        #expect(intruderCode == ClientErrorCode.learnRefused.rawValue)
         let before = provider.appliedIndex
         try await withDeadline(30) {
             for _ in 0..<300 { _ = try await providerClient.submit(Counter.Add(delta: 1)) }
