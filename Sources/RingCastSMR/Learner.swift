@@ -11,10 +11,11 @@ import RingCast
 /// member alone costs a quarter of the rate), and the joiner's suffix store only holds the short second phase.
 ///
 /// Phase 1, outside the view (``Replica/Options/learnFrom``): the learner connects to a provider's client port
-/// (the client plane's handshake), sends ``ClientFrame/learnRequest``, restores the copy the provider streams (at
-/// its applied index c0) into values of its own — at most ``Replica/Options/learnerBytesPerSecondMax`` when it has
-/// a work directory, keeping the feed's batches that come between the chunks in a bounded ``FeedStash`` (memory,
-/// then a spill file) — installs it, and applies the provider's feed (the stash first) — every ring batch the provider
+/// (the client plane's handshake), sends ``ClientFrame/learnRequestFeedApart``, gets its learner id, opens a second
+/// connection for the feed (``ClientFrame/learnFeed(learner:)``), restores the copy the provider streams on the first
+/// (at its applied index c0) into values of its own — at most ``Replica/Options/learnerBytesPerSecondMax`` when it
+/// has a work directory — while a feed thread of normal priority keeps the feed's batches in a bounded ``FeedStash``
+/// (memory, then a spill file), installs it, and applies the provider's feed (the stash first) — every ring batch the provider
 /// applied after c0, in order, checked index by index — until its lag is at most
 /// ``Replica/Options/learnerLagEntriesMax`` entries (or the feed is idle for ``feedIdleMillis``). A failed attempt
 /// (the provider died, refused, dropped this learner for falling behind) tries the next provider, at most
