@@ -69,9 +69,9 @@ public final class Replica<Machine: StateMachine>: Sendable {
         /// the starved restore caught up in 15.0 and 47.6 s (`SCHED_BATCH`: 20.8, 20.7 s) with 284 and 592 MiB of
         /// feed spilled to the work directory (``learnerSpillBytesMax``, 1 GiB: a longer starvation fails the
         /// attempt there). Why still not the default: on that machine the others' rate during the join did not show
-        /// the gain measured before (6 × 4 in flight, 4 runs each, replica 0 during ÷ before: 1.09, 0.81, 0.90, 0.79
-        /// idle-class against 1.12, 1.04, 0.84, 0.78 at `SCHED_BATCH`; the other load moved "before" between 7.3 and
-        /// 12.1 k/s), so the
+        /// the gain measured before (6 × 4 in flight, 6 runs each, replica 0 during ÷ before: 1.09, 0.81, 0.90, 0.79,
+        /// 0.78, 0.90 idle-class against 1.12, 1.04, 0.84, 0.78, 1.10, 0.89 at `SCHED_BATCH`; the other load moved
+        /// "before" between 7.3 and 12.7 k/s), so the
         /// trade (a restore that may last much longer, a larger spill) is not shown to pay; measure on a quiet
         /// machine before changing the default. The provider's stream stays `SCHED_BATCH`. Raising the policy back
         /// needs RLIMIT_NICE or CAP_SYS_NICE; refused, the restore stays idle-class (a warning is logged).
