@@ -235,7 +235,7 @@ final class ClientServer: @unchecked Sendable {
         var pull: [ClientFrame] = []
         if let at = frames.firstIndex(where: {
             switch $0 {
-            case .snapshotRequest, .learnRequest: true
+            case .snapshotRequest, .learnRequest, .learnRequestFeedApart, .learnFeed: true
             default: false
             }
         }) {

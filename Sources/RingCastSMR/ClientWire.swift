@@ -49,7 +49,20 @@ enum ClientFrame: Sendable, Hashable {
     /// A joiner that caught up through its feed does not need the snapshot of transfer `transfer`: the provider
     /// counts it as pulled (and stops keeping the copy at the cut).
     case snapshotDecline(transfer: UInt64)
+    /// A learner asks to learn with the feed on a connection of its own (Learner.swift): the provider answers
+    /// ``learnerAdmitted(learner:)`` on this connection, then streams the copy here (``snapshotChunk(_:)`` frames,
+    /// ``snapshotEnd(bytes:)``) and nothing else; the feed goes to the connection that sends ``learnFeed(learner:)``.
+    /// Why apart: a learner whose restore runs idle-class (``Replica/Options/snapshotThreadIdle``) may not read the
+    /// copy for a while, and on one connection the feed's batches would wait behind it at the provider (issue #12).
+    /// (``learnRequest`` keeps the feed between the chunks, for learners that do not send this frame.)
+    case learnRequestFeedApart
+    /// The learner's second connection: the provider sends learner `learner`'s feed
+    /// (``learnerEntry(index:providerIndex:payload:)``) here until the learner closes it. An unknown id, or one
+    /// that has a feed connection already, is refused with an ``error(code:message:)`` frame.
+    case learnFeed(learner: UInt64)
     // replica → client
+    /// The answer to ``learnRequestFeedApart``: the id the learner's ``learnFeed(learner:)`` names.
+    case learnerAdmitted(learner: UInt64)
     case welcome(replica: UInt32, windowMax: UInt32, appliedIndex: UInt64)
     case reply(request: UInt64, status: ReplyStatus, index: UInt64, payload: [UInt8])
     case error(code: UInt8, message: String)
@@ -113,6 +126,14 @@ enum ClientFrame: Sendable, Hashable {
         case let .snapshotDecline(transfer):
             writer.uint8(10)
             writer.uint64(transfer)
+        case .learnRequestFeedApart:
+            writer.uint8(11)
+        case let .learnFeed(learner):
+            writer.uint8(12)
+            writer.uint64(learner)
+        case let .learnerAdmitted(learner):
+            writer.uint8(0x87)
+            writer.uint64(learner)
         case let .learnerEntry(index, providerIndex, payload):
             writer.uint8(0x86)
             writer.uint64(index)
@@ -201,6 +222,9 @@ enum ClientFrame: Sendable, Hashable {
         case 8: frame = .digest(request: try reader.uint64())
         case 9: frame = .learnRequest
         case 10: frame = .snapshotDecline(transfer: try reader.uint64())
+        case 11: frame = .learnRequestFeedApart
+        case 12: frame = .learnFeed(learner: try reader.uint64())
+        case 0x87: frame = .learnerAdmitted(learner: try reader.uint64())
         case 0x86:
             frame = .learnerEntry(index: try reader.uint64(), providerIndex: try reader.uint64(), payload: Array(reader.rest()))
         case 0x84: frame = .snapshotChunk(Array(reader.rest()))

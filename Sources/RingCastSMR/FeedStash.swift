@@ -24,8 +24,11 @@ import Musl
 /// in memory always precede those in the file and ``popFirst()`` reads memory first. Once the file is read to its
 /// end it is truncated and the next batches go to memory again.
 ///
-/// One thread at a time (the restore thread, then the learner's thread after it joined the restore thread).
-final class FeedStash {
+/// Two threads (phase 1, the feed on a connection of its own): the learner's feed thread appends what it reads while
+/// the learner's thread pops and applies. One lock (``lock``) around every operation, the file's I/O included: an
+/// append waits for a pop's read of at most one buffer (``ioBufferBytes``). The peaks and counters are read once the
+/// feed thread was joined.
+final class FeedStash: @unchecked Sendable {
     /// A record in the file: the index (u64 LE), the payload's length (u32 LE), the payload.
     static let recordHeaderBytes = 12
     /// What one batch held in memory costs beyond its payload (array header, index, slot), for the bound.
@@ -34,6 +37,8 @@ final class FeedStash {
     static let ioBufferBytes = 256 << 10
 
     let memoryBytesMax: Int
+    /// Every operation holds it; ``waitForBatch(untilNanos:)`` waits on it (an append wakes it).
+    private let lock = Monitor()
     /// Where the file goes; nil: memory only.
     let directory: String?
     /// The file's size at most (bytes of records); ``append(index:payload:)`` throws beyond it.
@@ -58,10 +63,11 @@ final class FeedStash {
     private var readBufferOffset = 0
 
     /// Batches held now.
-    private(set) var count = 0
+    private var held = 0
+    var count: Int { lock.withLock { held } }
     var isEmpty: Bool { count == 0 }
     /// Whether the spill file is open (tests: it closes with the stash).
-    var hasFile: Bool { fd >= 0 }
+    var hasFile: Bool { lock.withLock { fd >= 0 } }
 
     init(memoryBytesMax: Int, directory: String?, spillBytesMax: Int) {
         precondition(memoryBytesMax >= 1 && spillBytesMax >= 0, "a feed stash needs a positive memory bound")
@@ -70,17 +76,46 @@ final class FeedStash {
         self.spillBytesMax = spillBytesMax
     }
 
-    deinit { close() }
+    deinit { closeLocked() }
 
     /// Appends one batch; throws when neither memory nor the file (its bound, an I/O error) takes it.
     func append(index: UInt64, payload: [UInt8]) throws(SnapshotError) {
+        try lock.withLock {
+            Result { () throws(SnapshotError) in
+                try appendLocked(index: index, payload: payload)
+                lock.broadcast()
+            }
+        }.get()
+    }
+
+    /// Waits until the stash holds a batch or `deadlineNanos` (CLOCK_MONOTONIC) passed, or ``wake()`` was called;
+    /// returns whether it holds one.
+    func waitForBatch(untilNanos deadlineNanos: UInt64) -> Bool {
+        lock.withLock {
+            if held == 0 && !woken { _ = lock.wait(untilNanos: deadlineNanos) }
+            woken = false
+            return held > 0
+        }
+    }
+
+    /// Ends a ``waitForBatch(untilNanos:)`` now (the feed thread ended).
+    func wake() {
+        lock.withLock {
+            woken = true
+            lock.broadcast()
+        }
+    }
+
+    private var woken = false
+
+    private func appendLocked(index: UInt64, payload: [UInt8]) throws(SnapshotError) {
         let cost = payload.count + Self.entryOverheadBytes
         let fileHasUnread = fileWritten > fileRead
         if !fileHasUnread && (memoryBytes == 0 || memoryBytes + cost <= memoryBytesMax) {
             memory.append((index, payload))
             memoryBytes += cost
             memoryBytesPeak = max(memoryBytesPeak, memoryBytes)
-            count += 1
+            held += 1
             return
         }
         guard let directory else {
@@ -99,12 +134,16 @@ final class FeedStash {
         fileWritten += record
         fileBytesPeak = max(fileBytesPeak, fileWritten - fileRead)
         spilledBatches += 1
-        count += 1
+        held += 1
         if writeBuffer.count >= Self.ioBufferBytes { try flush() }
     }
 
     /// The oldest batch; nil when the stash is empty.
     func popFirst() throws(SnapshotError) -> (index: UInt64, payload: [UInt8])? {
+        try lock.withLock { Result { () throws(SnapshotError) in try popFirstLocked() } }.get()
+    }
+
+    private func popFirstLocked() throws(SnapshotError) -> (index: UInt64, payload: [UInt8])? {
         if memoryHead < memory.count {
             let entry = memory[memoryHead]
             memory[memoryHead].payload = []
@@ -117,7 +156,7 @@ final class FeedStash {
                 memory.removeFirst(memoryHead)
                 memoryHead = 0
             }
-            count -= 1
+            held -= 1
             return entry
         }
         guard fileWritten > fileRead else { return nil }
@@ -128,7 +167,7 @@ final class FeedStash {
         for shift in 0..<4 { length |= Int(header[8 + shift]) << (8 * shift) }
         let payload = try readFile(length)
         fileRead += Self.recordHeaderBytes + length
-        count -= 1
+        held -= 1
         if fileRead == fileWritten {
             // Read to the end: start the file over (sequential writes from offset 0 again, its space freed).
             fileRead = 0
@@ -144,7 +183,9 @@ final class FeedStash {
     }
 
     /// Closes the file (its space is freed: it was unlinked at open) and forgets everything.
-    func close() {
+    func close() { lock.withLock { closeLocked() } }
+
+    private func closeLocked() {
         if fd >= 0 {
             Glibc.close(fd)
             fd = -1
@@ -159,7 +200,7 @@ final class FeedStash {
         fileRead = 0
         fileFlushed = 0
         fileReadPosition = 0
-        count = 0
+        held = 0
     }
 
     private func openFile(in directory: String) throws(SnapshotError) {

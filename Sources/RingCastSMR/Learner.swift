@@ -11,10 +11,11 @@ import RingCast
 /// member alone costs a quarter of the rate), and the joiner's suffix store only holds the short second phase.
 ///
 /// Phase 1, outside the view (``Replica/Options/learnFrom``): the learner connects to a provider's client port
-/// (the client plane's handshake), sends ``ClientFrame/learnRequest``, restores the copy the provider streams (at
-/// its applied index c0) into values of its own — at most ``Replica/Options/learnerBytesPerSecondMax`` when it has
-/// a work directory, keeping the feed's batches that come between the chunks in a bounded ``FeedStash`` (memory,
-/// then a spill file) — installs it, and applies the provider's feed (the stash first) — every ring batch the provider
+/// (the client plane's handshake), sends ``ClientFrame/learnRequestFeedApart``, gets its learner id, opens a second
+/// connection for the feed (``ClientFrame/learnFeed(learner:)``), restores the copy the provider streams on the first
+/// (at its applied index c0) into values of its own — at most ``Replica/Options/learnerBytesPerSecondMax`` when it
+/// has a work directory — while a feed thread of normal priority keeps the feed's batches in a bounded ``FeedStash``
+/// (memory, then a spill file), installs it, and applies the provider's feed (the stash first) — every ring batch the provider
 /// applied after c0, in order, checked index by index — until its lag is at most
 /// ``Replica/Options/learnerLagEntriesMax`` entries (or the feed is idle for ``feedIdleMillis``). A failed attempt
 /// (the provider died, refused, dropped this learner for falling behind) tries the next provider, at most
@@ -113,11 +114,29 @@ extension ReplicaCore {
     private var feedToCutWaitNanos: UInt64 { UInt64(max(Int(Self.feedIdleMillis), options.snapshotPullTimeoutMillis / 4)) * 1_000_000 }
 
     /// Phase 1 with one provider: restore its copy, apply its feed until the lag is small. Returns the open feed.
+    ///
+    /// Two connections (``ClientFrame/learnRequestFeedApart``): the copy comes on the first, read by the restore
+    /// thread at its pace (idle-class with ``Replica/Options/snapshotThreadIdle``); the feed on the second, read by a
+    /// thread of normal priority into the ``FeedStash`` as it comes. Why: on one connection a starved restore stopped
+    /// reading the feed too, the feed filled the provider's queue (``Replica/Options/learnerFeedBytesMax``) and the
+    /// provider dropped the learner (issue #12, join-bench at a saturating load). Now the provider's queue stays
+    /// short whatever the restore's pace: the wait is the learner's, in its stash (memory, then the spill file).
     private func learn(from provider: Address) throws(SnapshotError) -> FeedStream {
-        let stream = try FeedStream.open(provider, core: self)
+        let copy = try FeedStream.open(provider, core: self)
+        var feedStream: FeedStream?
         do throws(SnapshotError) {
-            guard Socket.sendAll(stream.fd, ClientFrame.learnRequest.encoded()) else {
+            guard Socket.sendAll(copy.fd, ClientFrame.learnRequestFeedApart.encoded()) else {
                 throw SnapshotError("sending the learn request failed")
+            }
+            guard case let .learnerAdmitted(id)? = try copy.next(timeoutMillis: nil) else {
+                throw SnapshotError("the provider did not answer the learn request with the learner's id")
+            }
+            // The feed's connection: the client plane's handshake too; registered for shutdown once the copy's
+            // connection is closed (until then its thread polls and checks `stopping`).
+            let feed = try FeedStream.open(provider, core: self, register: false)
+            feedStream = feed
+            guard Socket.sendAll(feed.fd, ClientFrame.learnFeed(learner: id).encoded()) else {
+                throw SnapshotError("sending the feed request failed")
             }
             // Restored into values of their own, installed at the end (nobody sees a half-restored state). The
             // restore runs on a thread of lower priority (bulk work: it takes the CPU the ring and the clients leave,
@@ -126,9 +145,9 @@ extension ReplicaCore {
                 (lock.withLock { machine }, SessionTable(limits: options.sessions))
             nonisolated(unsafe) var outcome: Result<(index: UInt64, orderedMillis: UInt64), SnapshotError> =
                 .failure(SnapshotError("the restore did not run"))
-            // Feed batches the provider sends between the copy's chunks wait here until the copy is installed
-            // (bounded: memory, then the work directory's spill file; FeedStash.swift).
-            nonisolated(unsafe) let stash = makeFeedStash()
+            // Feed batches wait here until the copy is installed (bounded: memory, then the work directory's spill
+            // file; FeedStash.swift). The feed thread appends, this thread pops.
+            let stash = makeFeedStash()
             defer {
                 lock.withLock {
                     statistics.learnerStashBytesPeak = max(statistics.learnerStashBytesPeak, UInt64(stash.memoryBytesPeak))
@@ -137,6 +156,21 @@ extension ReplicaCore {
                 }
                 stash.close() // the spill file's space is freed now, whatever happened
             }
+            let feedReader = FeedReader()
+            let feedThread: Thread
+            do {
+                feedThread = try Thread { [self] in feedReader.run(feed, into: stash, stopping: { self.stopping }) }
+            } catch {
+                throw SnapshotError("cannot start the learner's feed thread: \(error)")
+            }
+            // Runs before the stash's `defer` above: the thread is joined before the stash closes, on every path.
+            var feedThreadJoined = false
+            defer {
+                if !feedThreadJoined {
+                    feedReader.stop()
+                    feedThread.join()
+                }
+            }
             // The learner's pace (``Replica/Options/learnerBytesPerSecondMax``), with somewhere to spill the backlog
             // a longer restore builds up: the chunks are read no faster, and TCP's flow control holds the provider's
             // stream (its serialising and sending) to the same rate.
@@ -144,9 +178,9 @@ extension ReplicaCore {
             if rate > 0 {
                 // A fixed receive buffer (autotuning off): loopback's grows to tcp_rmem's maximum (32 MiB here), which
                 // would hold tens of MB of the copy ahead of the pace — the provider's stream would run unpaced
-                // until it filled, and the feed batches between its chunks would wait behind it.
+                // until it filled.
                 var bytes: Int32 = Self.pacedReceiveBufferBytes
-                setsockopt(stream.fd, SOL_SOCKET, SO_RCVBUF, &bytes, socklen_t(MemoryLayout<Int32>.size))
+                setsockopt(copy.fd, SOL_SOCKET, SO_RCVBUF, &bytes, socklen_t(MemoryLayout<Int32>.size))
             }
             nonisolated(unsafe) var pacingWaits: UInt64 = 0
             nonisolated(unsafe) var raisedPriority = false
@@ -160,11 +194,10 @@ extension ReplicaCore {
                 // a small state through unpaced; a smaller one would under-count larger chunks).
                 var bucket: TokenBucket?
                 var reader = SnapshotReader(refill: { [self] (chunk: inout [UInt8]) throws(SnapshotError) -> Bool in
-                    let more = try stream.nextChunk(into: &chunk) { (frame: ClientFrame) throws(SnapshotError) in
-                        guard case let .learnerEntry(index, _, payload) = frame else {
-                            throw SnapshotError("unexpected frame in the learner's snapshot stream")
-                        }
-                        try stash.append(index: index, payload: payload)
+                    // The feed failed (the provider dropped this learner, the stash's bound): so does the attempt.
+                    if let failure = feedReader.failure { throw failure }
+                    let more = try copy.nextChunk(into: &chunk) { (_: ClientFrame) throws(SnapshotError) in
+                        throw SnapshotError("unexpected frame in the learner's copy stream")
                     }
                     if more && rate > 0 {
                         if bucket == nil {
@@ -200,6 +233,9 @@ extension ReplicaCore {
                 if raisedPriority { statistics.learnerRestoresRaised += 1 }
             }
             let cut = try outcome.get()
+            // The copy's connection is done (the provider sent its end); shutdown now cuts the feed's.
+            copy.close(core: self)
+            guard feed.register(core: self) else { throw SnapshotError("the replica is stopping") }
             lock.withLock {
                 machine = target!.machine
                 sessions = target!.sessions
@@ -208,37 +244,36 @@ extension ReplicaCore {
                 statistics.learnerRestores += 1
             }
             target = nil // the installed state is the only reference: apply changes it in place
-            // The backlog, oldest first. What the provider feeds meanwhile joins its tail every 256 KiB applied, so
-            // that the provider's queue for this learner (``Replica/Options/learnerFeedBytesMax``) stays short however
-            // long the backlog takes: the learner, not the provider, holds the wait.
-            var sinceDrain = 0
-            while let entry = try stash.popFirst() {
-                try applyFed(entry.payload, index: entry.index)
-                sinceDrain += entry.payload.count
-                if sinceDrain >= 256 << 10 {
-                    sinceDrain = 0
-                    while let frame = try stream.next(timeoutMillis: 0) {
-                        guard case let .learnerEntry(index, _, payload) = frame else {
-                            throw SnapshotError("unexpected frame in the learner's feed")
-                        }
-                        try stash.append(index: index, payload: payload)
-                    }
-                }
-            }
             logger.info("learner restored the provider's copy; applying its feed",
                         metadata: ["provider": "\(provider)", "index": "\(cut.index)"])
-            // Apply the feed until the lag is small, or the provider is idle.
+            // The backlog, oldest first, while the feed thread adds what the provider feeds meanwhile; then the feed
+            // as it comes, until the lag is small (the provider's index in the latest frame) or the provider is idle.
             while true {
-                guard let frame = try stream.next(timeoutMillis: Self.feedIdleMillis) else { break }
-                guard case let .learnerEntry(index, providerIndex, payload) = frame else {
-                    throw SnapshotError("unexpected frame in the learner's feed")
+                if let entry = try stash.popFirst() {
+                    try applyFed(entry.payload, index: entry.index)
+                    continue
                 }
-                try applyFed(payload, index: index)
-                if providerIndex <= index || providerIndex - index <= UInt64(options.learnerLagEntriesMax) { break }
+                if let failure = feedReader.failure { throw failure }
+                if stopping { throw SnapshotError("the replica is stopping") }
+                let applied = lock.withLock { appliedIndex }
+                if let providerIndex = feedReader.providerIndex,
+                   providerIndex <= applied || providerIndex - applied <= UInt64(options.learnerLagEntriesMax) { break }
+                if !stash.waitForBatch(untilNanos: monotonicNanos() + UInt64(Self.feedIdleMillis) * 1_000_000) {
+                    if let failure = feedReader.failure { throw failure }
+                    if stash.isEmpty { break } // the provider is idle
+                }
             }
-            return stream
+            // Phase 2 reads the feed on this thread: stop the feed thread (within its poll, 50 ms), apply what it
+            // stashed meanwhile.
+            feedReader.stop()
+            feedThread.join()
+            feedThreadJoined = true
+            if let failure = feedReader.failure { throw failure }
+            while let entry = try stash.popFirst() { try applyFed(entry.payload, index: entry.index) }
+            return feed
         } catch {
-            stream.close(core: self)
+            copy.close(core: self)
+            feedStream?.close(core: self)
             throw error
         }
     }
@@ -395,14 +430,16 @@ final class FeedStream: @unchecked Sendable {
     }
 
     /// Connects, registers the socket for shutdown (``ReplicaCore/stopTransfers()``), and runs the handshake.
-    static func open<Machine>(_ provider: Address, core: ReplicaCore<Machine>) throws(SnapshotError) -> FeedStream {
+    /// `register` false: not registered (its reader must poll and check for a shutdown) until ``register(core:)``.
+    static func open<Machine>(_ provider: Address, core: ReplicaCore<Machine>,
+                              register: Bool = true) throws(SnapshotError) -> FeedStream {
         let fd: Int32
         do { fd = try Socket.connect(provider, timeoutMillis: 5_000) } catch {
             throw SnapshotError("connecting to the provider: \(error)")
         }
         let registered: Bool = core.pacing.withLock {
             guard !core.transfersStopping else { return false }
-            core.pullSocket = fd
+            if register { core.pullSocket = fd }
             return true
         }
         let stream = FeedStream(fd: fd, frameBytesMax: core.options.frameBytesMax)
@@ -420,6 +457,15 @@ final class FeedStream: @unchecked Sendable {
         // A provider that stops sending mid-frame fails the learner instead of keeping it waiting forever.
         setSocketTimeout(fd, SO_RCVTIMEO, millis: core.options.snapshotStallTimeoutMillis)
         return stream
+    }
+
+    /// Registers the socket for shutdown (the replica's one transfer socket); false when the replica is stopping.
+    func register<Machine>(core: ReplicaCore<Machine>) -> Bool {
+        core.pacing.withLock {
+            guard !core.transfersStopping else { return false }
+            core.pullSocket = fd
+            return true
+        }
     }
 
     /// Unregisters and closes the socket (once).
@@ -482,6 +528,42 @@ final class FeedStream: @unchecked Sendable {
             buffer.withUnsafeBytes { assembler.append(UnsafeRawBufferPointer(rebasing: $0[0..<received])) }
         }
     }
+}
+
+/// A learner's feed thread in phase 1 (Learner.swift): reads the feed's connection into the ``FeedStash`` as it
+/// comes, at normal priority, whatever the restore's pace, until stopped, the replica stops, or the feed fails.
+final class FeedReader: @unchecked Sendable {
+    private let lock = Monitor()
+    private var stopRequested = false
+    private var failed: SnapshotError?
+    private var latestProviderIndex: UInt64?
+
+    /// Why the feed ended early (the provider refused or dropped the learner, the connection broke, the stash's bound).
+    var failure: SnapshotError? { lock.withLock { failed } }
+    /// The provider's applied index in the latest frame (nil: none yet).
+    var providerIndex: UInt64? { lock.withLock { latestProviderIndex } }
+
+    /// Ends ``run(_:into:stopping:)`` within one poll (50 ms).
+    func stop() { lock.withLock { stopRequested = true } }
+
+    func run(_ stream: FeedStream, into stash: FeedStash, stopping: () -> Bool) {
+        defer { stash.wake() } // the applying thread's wait ends with the thread
+        while !lock.withLock({ stopRequested }) {
+            if stopping() { return fail(SnapshotError("the replica is stopping")) }
+            do throws(SnapshotError) {
+                guard let frame = try stream.next(timeoutMillis: 50) else { continue }
+                guard case let .learnerEntry(index, providerIndex, payload) = frame else {
+                    throw SnapshotError("unexpected frame in the learner's feed")
+                }
+                try stash.append(index: index, payload: payload)
+                lock.withLock { latestProviderIndex = providerIndex }
+            } catch {
+                return fail(error)
+            }
+        }
+    }
+
+    private func fail(_ error: SnapshotError) { lock.withLock { failed = error } }
 }
 
 #if canImport(Glibc)

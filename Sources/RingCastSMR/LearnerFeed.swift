@@ -23,6 +23,12 @@ struct LearnerFeed {
     private(set) var peakBytes = 0
     /// Why the learner was dropped (the queue overflowed); nil while it keeps up.
     private(set) var dropped: String?
+    /// Whether the learner's feed connection is attached (``ClientFrame/learnFeed(learner:)``): from then on that
+    /// connection's thread sends the feed and removes the learner when it ends.
+    var attached = false
+    /// Whether the learner asked for its feed apart (``ClientFrame/learnRequestFeedApart``): only then may a feed
+    /// connection attach (an earlier learner's feed goes out on its one connection).
+    var apart = false
 
     init(bytesMax: Int) {
         precondition(bytesMax >= 1, "a learner's feed needs a positive bound")
@@ -89,9 +95,12 @@ extension ReplicaCore {
         if wake { lock.broadcast() }
     }
 
-    /// Provider, on the learner's connection thread: streams a copy of the state, then the feed, until the learner
-    /// closes the connection, falls behind (dropped), or this replica stops.
-    func serveLearner(to connection: Connection) {
+    /// Provider, on the learner's connection thread: streams a copy of the state, then (`feedApart` false, the
+    /// ``ClientFrame/learnRequest`` of earlier learners) the feed on the same connection, until the learner closes it,
+    /// falls behind (dropped), or this replica stops. With `feedApart` (``ClientFrame/learnRequestFeedApart``) this
+    /// connection carries the learner's id and the copy only: the feed goes to the learner's second connection
+    /// (``serveLearnerFeed(_:to:)``), which from its attachment on owns the learner's entry.
+    func serveLearner(to connection: Connection, feedApart: Bool) {
         guard Machine.copyIsSnapshot else {
             return connection.fail(code: ClientErrorCode.learnRefused.rawValue, message: "this service's state cannot be copied cheaply: join without learning")
         }
@@ -105,6 +114,7 @@ extension ReplicaCore {
             let id = nextLearner
             nextLearner += 1
             learners[id] = LearnerFeed(bytesMax: options.learnerFeedBytesMax)
+            learners[id]!.apart = feedApart
             statistics.learnersServed += 1
             // A copy of values: O(1) now; apply's next change of each collection copies that collection once.
             return .success((id, FrozenCut(machine: machine, sessions: sessions, index: appliedIndex,
@@ -121,16 +131,37 @@ extension ReplicaCore {
             cut = admittedCut
         }
         var outcome: String?
-        // The feed's batches go out between the copy's chunks too: they wait at the learner (its phase-1 memory has
-        // room: it is not a ring member yet), not in this replica's queue, for the whole restore.
-        let sent = streamCut(cut, to: connection, outcome: &outcome) { [self] in sendFeed(id, to: connection) != false }
+        if feedApart {
+            setSocketTimeout(connection.fd, SO_SNDTIMEO, millis: options.snapshotStallTimeoutMillis)
+            if !Socket.sendAll(connection.fd, ClientFrame.learnerAdmitted(learner: id).encoded()) {
+                outcome = "the learner's connection broke before its id was sent"
+            }
+        }
+        // Without `feedApart`, the feed's batches go out between the copy's chunks: they wait at the learner (its
+        // phase-1 memory has room: it is not a ring member yet), not in this replica's queue, for the whole restore.
+        // With it, the chunks only check that the learner was not dropped meanwhile (its feed connection sends).
+        var sent: UInt64 = 0
+        if outcome == nil {
+            sent = streamCut(cut, to: connection, outcome: &outcome) { [self] in
+                feedApart ? lock.withLock { learners[id].map { $0.dropped == nil } ?? false }
+                    : sendFeed(id, to: connection) != false
+            }
+        }
         let cutIndex = cut?.index ?? 0
         cut = nil // the copy is not needed any more: apply stops copying what it changes
+        if feedApart {
+            return endCopy(of: id, on: connection, outcome: outcome, sent: sent, cutIndex: cutIndex)
+        }
         if outcome == nil {
             logger.info("state streamed to a learner; feeding it", metadata: ["learner": "\(id)", "bytes": "\(sent)",
                                                                              "index": "\(cutIndex)"])
             outcome = feed(id, to: connection)
         }
+        endFeed(of: id, on: connection, outcome: outcome)
+    }
+
+    /// The end of a learner's feed (on the connection that sends it): its entry goes; a drop or a failure is told.
+    private func endFeed(of id: UInt64, on connection: Connection, outcome: String?) {
         let dropped: String? = lock.withLock {
             defer {
                 learners[id] = nil
@@ -146,6 +177,64 @@ extension ReplicaCore {
             logger.warning("learner feed ended", metadata: ["learner": "\(id)", "reason": "\(reason)"])
             connection.fail(code: ClientErrorCode.learnerDropped.rawValue, message: reason)
         }
+    }
+
+    /// The end of a copy streamed apart from its feed. The copy failed: the learner is dropped (its feed connection,
+    /// if attached, tells it and removes the entry). Done: the feed connection must be attached by now or soon
+    /// (within ``Replica/Options/snapshotStallTimeoutMillis``: the learner opens it before it reads the copy), else
+    /// the learner is dropped here — nobody would ever take its queued batches.
+    private func endCopy(of id: UInt64, on connection: Connection, outcome: String?, sent: UInt64, cutIndex: UInt64) {
+        let deadline = monotonicNanos() + UInt64(options.snapshotStallTimeoutMillis) * 1_000_000
+        let failure: String? = lock.withLock {
+            var failure = outcome
+            while failure == nil, let entry = learners[id], !entry.attached, entry.dropped == nil {
+                if shuttingDown { failure = "the replica is stopping"; break }
+                if !lock.wait(untilNanos: deadline) && monotonicNanos() >= deadline {
+                    failure = "the learner did not open its feed connection within \(options.snapshotStallTimeoutMillis) ms"
+                }
+            }
+            guard let entry = learners[id] else { return failure ?? "the learner is gone" }
+            guard let reason = entry.dropped ?? failure else { return nil }
+            if entry.attached {
+                learners[id]!.drop("the learner's copy failed: \(reason)") // its feed connection tells it
+            } else {
+                learners[id] = nil
+                statistics.learnersDropped += 1
+            }
+            lock.broadcast()
+            return reason
+        }
+        if let failure {
+            logger.warning("learner's copy ended", metadata: ["learner": "\(id)", "reason": "\(failure)"])
+            connection.fail(code: ClientErrorCode.learnerDropped.rawValue, message: failure)
+        } else {
+            logger.info("state streamed to a learner; its feed connection feeds it",
+                        metadata: ["learner": "\(id)", "bytes": "\(sent)", "index": "\(cutIndex)"])
+        }
+    }
+
+    /// Provider, on a learner's second connection (``ClientFrame/learnFeed(learner:)``): sends learner `id`'s feed
+    /// until the learner closes it, falls behind (dropped), or this replica stops; then removes the learner.
+    func serveLearnerFeed(_ id: UInt64, to connection: Connection) {
+        let attached: String? = lock.withLock {
+            guard let entry = learners[id], entry.apart else {
+                return "unknown learner \(id) (never admitted, already gone, or fed on its one connection)"
+            }
+            guard !entry.attached else { return "learner \(id) has a feed connection already" }
+            learners[id]!.attached = true
+            lock.broadcast()
+            return nil
+        }
+        if let refusal = attached {
+            logger.warning("learner feed refused", metadata: ["error": "\(refusal)"])
+            return connection.fail(code: ClientErrorCode.learnRefused.rawValue, message: refusal)
+        }
+        // The learner reads this connection on a thread of normal priority: a stalled one is a broken one.
+        setSocketTimeout(connection.fd, SO_SNDTIMEO, millis: options.snapshotStallTimeoutMillis)
+        // What was queued before the attachment goes first, then the feed as apply queues it.
+        let outcome = sendFeed(id, to: connection) == false ? "the learner's feed connection broke or stalled"
+            : feed(id, to: connection)
+        endFeed(of: id, on: connection, outcome: outcome)
     }
 
     /// Sends the feed's batches as apply queues them. Returns why it ended (nil: the learner closed the connection).

@@ -59,12 +59,22 @@ public final class Replica<Machine: StateMachine>: Sendable {
         /// threads that wake up behind it, by up to the scheduler's wake-up granularity, and the closed-loop clients
         /// pay each delay (join-bench, 6 × 4 in flight: the others kept 0.67–0.71 of their rate at `SCHED_BATCH`,
         /// 0.78–0.84 idle-class); an idle-class thread runs only on CPU nothing else wants and is preempted at once.
-        /// Why not the default: the copy and the feed share the learner's connection, so while an idle-class restore
-        /// is starved (a load that leaves no CPU idle) the feed waits at the provider; in join-bench at a saturating
-        /// load it filled ``learnerFeedBytesMax`` (16 MiB) within the first one-second window, before the floor
-        /// raised the thread, and the provider dropped the learner (it then tried again). The provider's stream
-        /// stays `SCHED_BATCH`. Raising the policy back needs RLIMIT_NICE or CAP_SYS_NICE; refused, the restore
-        /// stays idle-class (a warning is logged).
+        /// What stopped it from being the default is gone: the copy and the feed shared the learner's connection, so
+        /// a starved idle-class restore left the feed in the provider's queue (``learnerFeedBytesMax``, 16 MiB), which
+        /// filled within the first second at a saturating load and the provider dropped the learner. The feed now has
+        /// a connection of its own, read by a thread of normal priority into the learner's stash (Learner.swift).
+        /// Measured (join-bench `--fill-mib 512 --before 8 --after 5`, 2 runs each, one 2-core machine shared with
+        /// another engineer's builds and simulations, so the rates are noisy): at 12 clients × 16 in flight,
+        /// idle-class, the provider's feed queue peaked at 0.4 and 1.3 MiB, no drop, no fallback, digests equal; but
+        /// the starved restore caught up in 15.0 and 47.6 s (`SCHED_BATCH`: 20.8, 20.7 s) with 284 and 592 MiB of
+        /// feed spilled to the work directory (``learnerSpillBytesMax``, 1 GiB: a longer starvation fails the
+        /// attempt there). Why still not the default: on that machine the others' rate during the join did not show
+        /// the gain measured before (6 × 4 in flight, 6 runs each, replica 0 during ÷ before: 1.09, 0.81, 0.90, 0.79,
+        /// 0.78, 0.90 idle-class against 1.12, 1.04, 0.84, 0.78, 1.10, 0.89 at `SCHED_BATCH`; the other load moved
+        /// "before" between 7.3 and 12.7 k/s), so the
+        /// trade (a restore that may last much longer, a larger spill) is not shown to pay; measure on a quiet
+        /// machine before changing the default. The provider's stream stays `SCHED_BATCH`. Raising the policy back
+        /// needs RLIMIT_NICE or CAP_SYS_NICE; refused, the restore stays idle-class (a warning is logged).
         public var snapshotThreadIdle = false
         /// See ``snapshotThreadIdle``; measured over one-second windows of the restore, pacing waits included.
         public var snapshotIdleFloorBytesPerSecond = 16 << 20

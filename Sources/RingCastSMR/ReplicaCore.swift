@@ -257,7 +257,11 @@ final class ReplicaCore<Machine: StateMachine>: @unchecked Sendable {
         case let .snapshotRequest(transfer):
             serveSnapshot(transfer, to: connection)
         case .learnRequest:
-            serveLearner(to: connection)
+            serveLearner(to: connection, feedApart: false)
+        case .learnRequestFeedApart:
+            serveLearner(to: connection, feedApart: true)
+        case let .learnFeed(learner):
+            serveLearnerFeed(learner, to: connection)
         case let .snapshotDecline(transfer):
             declineTransfer(transfer)
         case let .digest(request):
@@ -269,7 +273,7 @@ final class ReplicaCore<Machine: StateMachine>: @unchecked Sendable {
             } else {
                 connection.send(.reply(request: request, status: .notRunning, index: 0, payload: []))
             }
-        case .welcome, .reply, .error, .snapshotChunk, .snapshotEnd, .learnerEntry:
+        case .welcome, .reply, .error, .snapshotChunk, .snapshotEnd, .learnerEntry, .learnerAdmitted:
             connection.fail(code: ClientErrorCode.malformedFrame.rawValue, message: "a replica-to-client frame was sent to the replica")
             countMalformedFrame()
         }

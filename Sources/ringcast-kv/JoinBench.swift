@@ -54,9 +54,9 @@ struct JoinBench: AsyncParsableCommand {
     var snapshotRateMiB = 0
     @Option(name: .customLong("snapshot-nice"), help: "Passed to the replicas: nice value of the state-transfer threads (0: normal priority).")
     var snapshotNice = 10
-    @Flag(name: .customLong("snapshot-idle"), help: "Passed to the replicas: a learner restores at SCHED_IDLE while it keeps 16 MiB/s (default: SCHED_BATCH throughout).")
+    @Flag(name: .customLong("snapshot-idle"), inversion: .prefixedNo, help: "Passed to the replicas: a learner restores at SCHED_IDLE while it keeps 16 MiB/s (--no-snapshot-idle: SCHED_BATCH throughout).")
     var snapshotIdle = false
-    @Option(name: .customLong("learner-feed-mib"), help: "Passed to the replicas: a provider's feed queue per learner (MiB). The feed goes out between the copy's chunks, so it only holds what arrives while the learner is not reading; beyond it the learner is dropped and tries again.")
+    @Option(name: .customLong("learner-feed-mib"), help: "Passed to the replicas: a provider's feed queue per learner (MiB). The feed goes out on the learner's connection of its own as it comes, so it only holds what arrives while the learner's feed thread is not reading; beyond it the learner is dropped and tries again.")
     var learnerFeedMiB = 16
     @Option(name: .customLong("learner-rate-mib"), help: "Passed to the replicas: a learner reads its provider's copy at most this many MiB/s (0: unpaced; only with --spill).")
     var learnerRateMiB = 48
@@ -129,7 +129,7 @@ struct JoinBench: AsyncParsableCommand {
             "--suspect-ms", "\(suspectMillis)", "--suffix-mib", "\(suffixMiB)", "--snapshot-chunk-kib", "\(chunkKiB)",
             "--snapshot-rate-mib", "\(snapshotRateMiB)", "--snapshot-nice", "\(snapshotNice)",
             "--learner-feed-mib", "\(learnerFeedMiB)", "--learner-rate-mib", "\(learnerRateMiB)"]
-            + (spill ? ["--work-dir", directory] : []) + (snapshotIdle ? ["--snapshot-idle"] : []))
+            + (spill ? ["--work-dir", directory] : []) + [snapshotIdle ? "--snapshot-idle" : "--no-snapshot-idle"])
         defer { group.stop() }
         for id in 0..<3 { try group.spawn(id, view: "0,1,2") }
         try group.waitReady([0, 1, 2])

@@ -85,7 +85,7 @@ struct Serve: AsyncParsableCommand {
     var snapshotRateMiB = 0
     @Option(name: .customLong("snapshot-nice"), help: "Nice value (0...19, SCHED_BATCH on Linux) of the state-transfer threads: the provider's stream, the joiner's restore.")
     var snapshotNice = 10
-    @Flag(name: .customLong("snapshot-idle"), help: "A learner restores at SCHED_IDLE (only on CPU nothing else wants) while it progresses at ≥ 16 MiB/s, then at SCHED_BATCH with --snapshot-nice (default: SCHED_BATCH throughout; see Replica.Options.snapshotThreadIdle for the trade-off).")
+    @Flag(name: .customLong("snapshot-idle"), inversion: .prefixedNo, help: "A learner restores at SCHED_IDLE (only on CPU nothing else wants) while it progresses at ≥ 16 MiB/s, then at SCHED_BATCH with --snapshot-nice (--no-snapshot-idle: SCHED_BATCH throughout; see Replica.Options.snapshotThreadIdle for the trade-off).")
     var snapshotIdle = false
     @Option(name: .customLong("learn-from"), help: ArgumentHelp("A joiner first catches up as a learner from these replicas' client ports (tried in order), then joins the ring.", valueName: "host:port,…"))
     var learnFrom: String?

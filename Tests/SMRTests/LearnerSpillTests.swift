@@ -35,9 +35,8 @@ private func runningLoad(box: StartedBox, stop: StopFlag,
 /// Issue #12, Done-when 4: a *paced* learner whose feed backlog spills to a file in its work directory
 /// (FeedStash.swift). In TransferTests' serialized suite (BulkCluster's ports).
 extension TransferTests {
-    /// The provider's stream to the learner is held at its gate while 120 writes are applied: their batches wait in
-    /// the provider's feed queue and reach the learner right after the copy's first chunk, in the middle of its
-    /// restore, so at least 120 batches (≥ 64 bytes each in the stash's count) meet a 4 KiB memory bound: the rest
+    /// The provider's stream to the learner is held at its gate while 120 writes are applied: their batches reach
+    /// the learner's feed thread on its own connection, before its restore has read a chunk, so at least 120 batches (≥ 64 bytes each in the stash's count) meet a 4 KiB memory bound: the rest
     /// goes to the spill file, whatever the machine's speed. The learner reads the copy (2 MB) at 4 MB/s, the load
     /// goes on. Every digest equal, the counter is every acknowledged write, no fallback, no spill file left open.
     @Test func pacedLearner_feedSpillsToAFile_digestsEqualAndTheFileIsGone() async throws {

@@ -54,12 +54,13 @@ extension TransferTests {
         #expect(written == Int64(total + 1))
     }
 
-    /// The provider's feed queue for the learner overflows while its copy streams (held at the gate, the load goes
-    /// on): the provider drops the learner with a clear error and keeps applying (its own client's writes are
-    /// acknowledged meanwhile); the learner, with one attempt, joins the ordinary way and ends with the group's
-    /// state.
+    /// The earlier protocol (``ClientFrame/learnRequest``: the feed between the copy's chunks, on one connection),
+    /// which a provider still serves, from a raw client: the provider's feed queue for the learner overflows while
+    /// its copy is held at the gate and the load goes on; the provider drops the learner with a clear error frame
+    /// and keeps applying (its own client's writes are acknowledged meanwhile). (A learner of this version sends
+    /// its feed apart: LearnerFeedConnectionTests.)
     @Test func learnerFeedOverflow_providerDropsTheLearnerAndKeepsApplying() async throws {
-        let cluster = try BulkCluster(size: 3, bulkBytes: 100_000)
+        let cluster = try BulkCluster(size: 2, bulkBytes: 100_000)
         defer { cluster.shutdownAll() }
         let gate = SnapshotGate()
         defer { gate.open() }
@@ -69,12 +70,20 @@ extension TransferTests {
         let providerClient = try await cluster.client([0])
         defer { providerClient.close() }
 
-        let learnFrom = [try clientAddress(provider)]
-        let joiner = try cluster.start(2, initialView: [0, 1]) {
-            $0.learnFrom = learnFrom
-            $0.learnerAttemptsMax = 1
-        }
+        let learner = try Socket.connect(try clientAddress(provider), timeoutMillis: 2_000)
+        defer { close(learner) }
+        #expect(Socket.sendAll(learner, ClientFrame.learnRequest.encoded()))
         #expect(try await eventually(20) { gate.entered >= 1 }, "the learner's copy never started streaming")
+        // Its feed goes out on its one connection: a feed connection naming its id (the first, 1) is refused.
+        let intruder = try Socket.connect(try clientAddress(provider), timeoutMillis: 2_000)
+        defer { close(intruder) }
+        #expect(provider.core.lock.withLock { provider.core.learners.keys.sorted() } == [1])
+        #expect(Socket.sendAll(intruder, ClientFrame.learnFeed(learner: 1).encoded()))
+        guard case let .error(intruderCode, _)? = readFrames(intruder, until: { _ in false }).last else {
+            Issue.record("a feed connection for a learner fed on its one connection was not refused")
+            return
+        }
+        #expect(intruderCode == ClientErrorCode.learnRefused.rawValue)
         let before = provider.appliedIndex
         try await withDeadline(30) {
             for _ in 0..<300 { _ = try await providerClient.submit(Counter.Add(delta: 1)) }
@@ -83,14 +92,18 @@ extension TransferTests {
         #expect(provider.statistics.learnersServed == 1)
         gate.open()
         #expect(try await eventually(20) { provider.statistics.learnersDropped == 1 }, "the learner was not dropped")
-        #expect(try await eventually(20) { joiner.statistics.learnerFallbacks == 1 })
-        #expect(joiner.statistics.learnerAttemptsFailed == 1)
-        try await withDeadline(30) { try await joiner.group.waitUntilRunning(timeout: .seconds(20)) }
-        #expect(try await eventually(30) { joiner.statistics.snapshotsRestored == 1 && !joiner.isTransferring })
-        let digests = try await cluster.settledDigests([0, 1, 2])
-        #expect(Set(digests.map(\.index)).count == 1, "\(digests)")
-        #expect(Set(digests.map(\.digest)).count == 1, "\(digests)")
-        #expect(joiner.withMachine { $0.counter.value } == 300)
+        let frames = readFrames(learner) { frames in
+            if case .error = frames.last { return true }
+            return false
+        }
+        guard case let .error(code, message)? = frames.last else {
+            Issue.record("no error frame: \(frames.suffix(2))")
+            return
+        }
+        #expect(code == ClientErrorCode.learnerDropped.rawValue && message.contains("fell behind"), "\(message)")
+        #expect(frames.contains { if case .snapshotChunk = $0 { true } else { false } }, "the copy came on this connection")
+        #expect(provider.core.lock.withLock { provider.core.learners.isEmpty })
+        _ = try await withDeadline(20) { try await providerClient.submit(Counter.Add(delta: 1)) }
     }
 
     /// The provider stops while it streams the learner's copy (paced): the learner's attempt fails, it learns from
@@ -130,9 +143,12 @@ extension TransferTests {
         #expect(joiner.statistics.learnerFallbacks == 0)
     }
 
-    /// Shutdown while the learner restores its copy (held at the provider's gate): it returns, and no transfer
-    /// thread is left; the learner never started its group member.
+    /// Shutdown while the learner restores its copy (held at the provider's gate) and its feed thread spills the
+    /// feed (a 4 KiB memory bound, 120 writes meanwhile): it returns, no transfer thread is left, the spill file is
+    /// gone, both connections ended (the provider forgot the learner); the learner never started its group member.
     @Test func shutdownDuringLearnerPhaseOne_returnsAndLeavesNoThread() async throws {
+        let directory = try ScratchDirectory()
+        defer { directory.remove() }
         let cluster = try BulkCluster(size: 3, bulkBytes: 100_000)
         defer { cluster.shutdownAll() }
         let gate = SnapshotGate()
@@ -141,13 +157,28 @@ extension TransferTests {
         let other = try cluster.start(1, initialView: [0, 1])
         for replica in [provider, other] { try await replica.group.waitUntilRunning() }
         let learnFrom = [try clientAddress(provider)]
-        let joiner = try cluster.start(2, initialView: [0, 1]) { $0.learnFrom = learnFrom }
+        let joiner = try cluster.start(2, initialView: [0, 1]) {
+            $0.learnFrom = learnFrom
+            $0.workDirectory = directory.path
+            $0.learnerStashMemoryBytes = 4_096
+            $0.snapshotStallTimeoutMillis = 120_000
+        }
         #expect(try await eventually(20) { gate.entered >= 1 }, "the learner's copy never started streaming")
+        let writer = try await cluster.client([1])
+        defer { writer.close() }
+        try await withDeadline(30) {
+            for _ in 0..<120 { _ = try await writer.submit(Counter.Add(delta: 1)) }
+        }
+        #expect(try await eventually(20) { !directory.openDescriptors.isEmpty }, "the feed thread never spilled")
         #expect(joiner.transferThreadsRunning == 1)
         try await withDeadline(10) { joiner.shutdown() }
         #expect(joiner.transferThreadsRunning == 0)
+        #expect(directory.openDescriptors.isEmpty && directory.entries.isEmpty, "\(directory.openDescriptors)")
         #expect(joiner.statistics.learnerJoins == 0 && joiner.statistics.learnerRestores == 0)
         #expect(provider.group.currentView?.members.sorted() == [0, 1], "the learner never joined")
+        gate.open()
+        #expect(try await eventually(20) { provider.core.lock.withLock { provider.core.learners.isEmpty } },
+                "the provider still feeds the learner that stopped")
     }
 
     /// The feed queue's bound: a batch that does not fit drops the learner and empties the queue; one batch larger
