@@ -70,10 +70,11 @@ struct LearnerFeed {
 }
 
 extension ReplicaCore {
-    /// Queued feed bytes that wake the learner's sending thread at once; below them it sends every
-    /// ``feedFlushNanos``. Why not a wake-up per batch: under a latency-bound load the ring delivers thousands of
-    /// small batches a second, and a thread switch plus a `send` for each, on a 2-core machine shared with the ring's
-    /// threads, cost the others' rate more than the bulk copy did.
+    /// Queued feed bytes that wake the learner's sending thread at once. Below them, the first batch into an empty
+    /// queue wakes it, and it sends ``feedFlushNanos`` later with what joined that batch meanwhile: at most one
+    /// wake-up and one `send` per flush. Why not a wake-up per batch: under a latency-bound load the ring delivers
+    /// thousands of small batches a second, and a thread switch plus a `send` for each, on a 2-core machine shared
+    /// with the ring's threads, cost the others' rate more than the bulk copy did.
     static var feedWakeBytes: Int { 256 << 10 }
     /// The longest a fed batch waits at the provider before it is sent (when fewer than ``feedWakeBytes`` are queued).
     static var feedFlushNanos: UInt64 { 2_000_000 }
@@ -88,8 +89,9 @@ extension ReplicaCore {
             learners[id]!.append(payload, index: appliedIndex)
             let after = learners[id]!
             statistics.learnerFeedBytesPeak = max(statistics.learnerFeedBytesPeak, UInt64(after.peakBytes))
-            // Crossing the threshold, or dropped (its thread must end the connection).
-            if after.dropped != nil || (before < Self.feedWakeBytes && after.bytes >= Self.feedWakeBytes) { wake = true }
+            // The first batch of a flush, crossing the threshold, or dropped (its thread must end the connection).
+            if after.dropped != nil || (before == 0 && after.bytes > 0)
+                || (before < Self.feedWakeBytes && after.bytes >= Self.feedWakeBytes) { wake = true }
         }
         statistics.learnerBatchesFed += 1
         if wake { lock.broadcast() }

@@ -14,7 +14,7 @@ extension TransferTests {
     /// The provider's feed queue for one learner at most 64 KiB, the copy held at the gate while 700 writes are
     /// applied one after the other (about 80 KB of batches: on one connection they would all wait in that queue,
     /// and the learner was dropped, LearnerTests' overflow test of the earlier protocol; apart, the queue holds what
-    /// apply queues between two sends, at most 100 ms of it), then read at 1 MB/s (2 s)
+    /// apply queues between two sends, about 2 ms of it), then read at 1 MB/s (2 s)
     /// while a load runs: the feed reaches the learner's stash through its own connection, the provider never drops
     /// it, its queue's peak stays below the bound, and every digest is equal.
     @Test func learnerFeedOnItsOwnConnection_slowRestore_providerQueueStaysSmall_digestsEqual() async throws {
