@@ -55,26 +55,16 @@ public final class Replica<Machine: StateMachine>: Sendable {
         public var snapshotThreadNice = 10
         /// Opt-in: a learner restores its provider's copy at `SCHED_IDLE` (Linux; sched(7)) for as long as it
         /// progresses at ``snapshotIdleFloorBytesPerSecond`` or more, then at `SCHED_BATCH` with ``snapshotThreadNice``.
-        /// Why: under a latency-bound load (few requests in flight) a restore at `SCHED_BATCH` still delays the ring's
-        /// threads that wake up behind it, by up to the scheduler's wake-up granularity, and the closed-loop clients
-        /// pay each delay (join-bench, 6 × 4 in flight: the others kept 0.67–0.71 of their rate at `SCHED_BATCH`,
-        /// 0.78–0.84 idle-class); an idle-class thread runs only on CPU nothing else wants and is preempted at once.
-        /// What stopped it from being the default is gone: the copy and the feed shared the learner's connection, so
-        /// a starved idle-class restore left the feed in the provider's queue (``learnerFeedBytesMax``, 16 MiB), which
-        /// filled within the first second at a saturating load and the provider dropped the learner. The feed now has
-        /// a connection of its own, read by a thread of normal priority into the learner's stash (Learner.swift).
-        /// Measured (join-bench `--fill-mib 512 --before 8 --after 5`, 2 runs each, one 2-core machine shared with
-        /// another engineer's builds and simulations, so the rates are noisy): at 12 clients × 16 in flight,
-        /// idle-class, the provider's feed queue peaked at 0.4 and 1.3 MiB, no drop, no fallback, digests equal; but
-        /// the starved restore caught up in 15.0 and 47.6 s (`SCHED_BATCH`: 20.8, 20.7 s) with 284 and 592 MiB of
-        /// feed spilled to the work directory (``learnerSpillBytesMax``, 1 GiB: a longer starvation fails the
-        /// attempt there). Why still not the default: on that machine the others' rate during the join did not show
-        /// the gain measured before (6 × 4 in flight, 6 runs each, replica 0 during ÷ before: 1.09, 0.81, 0.90, 0.79,
-        /// 0.78, 0.90 idle-class against 1.12, 1.04, 0.84, 0.78, 1.10, 0.89 at `SCHED_BATCH`; the other load moved
-        /// "before" between 7.3 and 12.7 k/s), so the
-        /// trade (a restore that may last much longer, a larger spill) is not shown to pay; measure on a quiet
-        /// machine before changing the default. The provider's stream stays `SCHED_BATCH`. Raising the policy back
-        /// needs RLIMIT_NICE or CAP_SYS_NICE; refused, the restore stays idle-class (a warning is logged).
+        /// The idea: under a latency-bound load a restore at `SCHED_BATCH` still delays the ring's threads that wake up
+        /// behind it (up to the scheduler's wake-up granularity), while an idle-class thread runs only on CPU nothing
+        /// else wants. The feed has a connection of its own, read at normal priority (Learner.swift), so a starved
+        /// restore no longer leaves the feed in the provider's queue (it filled and dropped the learner when they
+        /// shared one). Why not the default: on a quiet machine it did not pay. join-bench `--fill-mib 512 --before 8
+        /// --after 5`, replica 0's rate during ÷ before: 6 clients × 4 in flight, 0.71 and 0.74 idle-class against
+        /// 0.70, 0.72 and 0.72 at `SCHED_BATCH`; 12 × 16, 0.79 and 0.81 (caught up in 21.4 and 19.7 s) against 0.77,
+        /// 0.75 and 0.81 (16.5–16.9 s). A gain seen earlier on a machine shared with other builds (0.78–0.84 against
+        /// 0.67–0.71) did not reproduce. The provider's stream stays `SCHED_BATCH`. Raising the policy back needs
+        /// RLIMIT_NICE or CAP_SYS_NICE; refused, the restore stays idle-class (a warning is logged).
         public var snapshotThreadIdle = false
         /// See ``snapshotThreadIdle``; measured over one-second windows of the restore, pacing waits included.
         public var snapshotIdleFloorBytesPerSecond = 16 << 20
