@@ -129,7 +129,8 @@ final class SpawnedCluster: @unchecked Sendable {
         // later, once failed with "address already in use". Only when that range leaves no room, the old span.
         let ephemeralLow = (try? String(contentsOfFile: "/proc/sys/net/ipv4/ip_local_port_range", encoding: .utf8))
             .flatMap { $0.split(whereSeparator: { $0 == " " || $0 == "\t" || $0 == "\n" }).first.flatMap { Int($0) } } ?? 32_768
-        let (low, high) = ephemeralLow >= 16_000 ? (10_000, ephemeralLow - 4) : (30_000, 59_990)
+        // From 26000: the SMR tests' in-process clusters pick 10000–25999 while they spawn these processes.
+        let (low, high) = ephemeralLow >= 30_000 ? (26_000, ephemeralLow - 4) : (30_000, 59_990)
         var result: [UInt16] = []
         var candidate = UInt16(low + Int(getpid()) % ((high - low) / 2) / 3 * 3)
         while result.count < count {

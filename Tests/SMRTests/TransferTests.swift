@@ -54,12 +54,15 @@ final class GatedCluster: Sendable {
     }
 
     /// Loopback ports p with p + 1 free, from a range of their own: Swift Testing runs suites in parallel in one
-    /// process, and ReplicaTests' `freePortPairs` starts from the same pid-derived port.
+    /// process, and ReplicaTests' `freePortPairs` starts from the same pid-derived port. Below the kernel's
+    /// ephemeral ports (32768 and up), which outgoing connections take at any time: a ring port taken between the
+    /// pick and the bind once made a member fail every new view's ring, and its view changes spun (CI starved).
+    /// 18000–25999 here, 10000–17999 in `freePortPairs`, 26000 and up in ringcast-kv's spawned clusters.
     static func portPairs(_ count: Int) -> [UInt16] {
         var result: [UInt16] = []
-        var candidate = UInt16(40_000 + Int(getpid() % 10_000) / 2 * 2)
+        var candidate = UInt16(18_000 + Int(getpid() % 8_000) / 2 * 2)
         while result.count < count {
-            candidate = candidate >= 60_000 ? 40_000 : candidate + 2
+            candidate = candidate >= 25_996 ? 18_000 : candidate + 2
             let fds = [candidate, candidate + 1].map { port -> Int32 in
                 let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
                 var address = sockaddr_in()
