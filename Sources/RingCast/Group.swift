@@ -163,6 +163,9 @@ public final class Group: Sendable {
         public var controlFramesIn: UInt64 = 0
         public var controlFramesOut: UInt64 = 0
         public var membershipIgnored: UInt64 = 0
+        /// Failed starts of this member's ring for an installed view (its port taken, …): retried with backoff, and
+        /// after 5 s of failures the member leaves the group. Local failures: no other member is suspected for them.
+        public var ringStartFailures: UInt64 = 0
         /// Control-plane connections accepted and closed for breaking the protocol (bad hello, oversize frame, a
         /// failed handshake, none in time, too many), over the member's life.
         public var controlRejected: UInt64 = 0

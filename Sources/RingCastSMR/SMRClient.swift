@@ -172,6 +172,9 @@ public final class SMRClient<Command: SMRCodable, Query: SMRCodable, Output: SMR
     var resendAll = false
     /// The reader thread is handing out the replies of one receive; it sends what they queued once done.
     var dispatching = false
+    /// Tests only: the send task is never started, as when the application blocks every thread of the cooperative
+    /// pool, so the reader thread's fallback (``runReader()``) is what sends.
+    var sendTaskWithheld = false
     /// The frames of one `send` (``sendQueued()``, under `sendMonitor`): one buffer reused, no array per frame.
     var sendBuffer = ByteWriter(capacity: 4096)
     /// When the reader last looked for requests past their deadline (CLOCK_MONOTONIC ns, reader thread only).

@@ -53,13 +53,13 @@ extension SMRClient {
                 dropConnection()
                 continue
             } else if monitor.withLock({
-                guard sendScheduled && !outgoing.isEmpty else { return false }
+                guard !sending && !outgoing.isEmpty else { return false }
                 stats.sendsByReader += 1
                 return true
             }) {
-                // A receive timeout (20 ms without a reply) while requests wait for the send task: the cooperative
-                // pool has not run it (an application blocking the pool's threads; seen as 5 s stalls in CI). The
-                // reader sends them; the task, when it runs, finds nothing left.
+                // A receive timeout (20 ms without a reply) while requests wait and nobody sends them: the
+                // cooperative pool has not run the send task (an application blocking the pool's threads; seen as
+                // 5 s stalls in CI). The reader sends them; the task, when it runs, finds nothing left.
                 sendQueued()
             }
             if expireRequests(reason: nil) { dropConnection() }

@@ -55,7 +55,7 @@ extension SMRClient {
                 nextSequence += 1
             }
             inflight[nextRequest] = Inflight(kind: kind, deadlineNanos: deadline, waiter: waiter)
-            return queueForSendingLocked(nextRequest)
+            return queueForSendingLocked(nextRequest) && !sendTaskWithheld
         }
         guard let schedule else { return waiter.finish(.failure(.closed)) }
         // The send is left to a task queued behind the tasks that are runnable now (typically the callers a

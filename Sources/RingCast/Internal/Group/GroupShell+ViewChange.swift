@@ -39,6 +39,9 @@ extension GroupShell {
     }
 
     func freeze() {
+        // The view whose ring did not start is being replaced; how long this member's ring has been down carries over.
+        if let retry = ringStartRetry { ringStartRetryCarried = retry.firstFailureTicks }
+        ringStartRetry = nil
         if changeStartedUnixNanos == 0 { changeStartedUnixNanos = realtimeNanos() }
         logger.debug("freezing the ring", metadata: ["view_id": "\(instance.view?.id ?? 0)"])
         published.withLock { $0.state = .changingView }
@@ -192,20 +195,71 @@ extension GroupShell {
     }
 
     func startView(_ installation: Membership.Installation) {
+        if let retry = ringStartRetry { ringStartRetryCarried = retry.firstFailureTicks }
+        ringStartRetry = nil
+        var started = true
         do {
             try startEngine(for: installation.view)
         } catch {
-            // The ring of this view cannot start here (e.g. the port is still taken): suspect the view at once.
-            logger.error("the ring of the new view did not start", metadata: ["view_id": "\(installation.view.id)",
-                                                                             "error": "\(error)"])
-            apply(instance.onLinkLost(installation.view.members.first { $0 != me } ?? me, nowTicks: nowTicks))
+            // The ring of this view cannot start here (its port taken by another process, no threads, …). The
+            // failure is this member's: suspecting a neighbour (as this once did) only makes every next view fail the
+            // same way, thousands of view changes a second. Retry with backoff instead; if this member's ring stays
+            // down, the others' ring links to it break and they exclude it, and after ``RingStartRetry/giveUpTicks``
+            // it leaves by itself.
+            started = false
+            // Counted from the first failure of any view: when each new view fails too (the others reinstate this
+            // member while it still answers on the control plane), the bound still ends it.
+            ringStartFailed(view: installation.view, error: error, attempts: 0,
+                            firstFailureTicks: ringStartRetryCarried ?? nowTicks)
         }
+        ringStartRetryCarried = nil
         publish(view: installation.view, causes: installation.causes.map(Self.describe),
-                changeStarted: changeStartedUnixNanos)
+                changeStarted: changeStartedUnixNanos, ringRunning: started)
         changeStartedUnixNanos = 0
     }
 
+    /// Records a failed start of `view`'s ring and when to try again.
+    func ringStartFailed(view: Membership.View, error: RingCastError, attempts: Int, firstFailureTicks: UInt64) {
+        published.withLock { $0.ringStartFailures += 1 }
+        let retry = RingStartRetry(view: view, attempts: attempts + 1, firstFailureTicks: firstFailureTicks, now: nowTicks)
+        logger.error("the ring of the view did not start here; retrying (a local failure: no member is suspected)",
+                     metadata: ["view_id": "\(view.id)", "error": "\(error)", "attempt": "\(retry.attempts)",
+                                "retry_in_ms": "\(retry.nextTicks - nowTicks)"])
+        ringStartRetry = retry
+    }
+
+    /// Shell loop: starts the ring of the installed view again once its backoff is over; gives up (leaves the group,
+    /// with the reason logged) when it has failed for ``RingStartRetry/giveUpTicks``.
+    func retryRingStartIfDue() {
+        guard let retry = ringStartRetry, nowTicks >= retry.nextTicks else { return }
+        guard instance.view?.id == retry.view.id, engine == nil else {
+            ringStartRetry = nil // a newer view or a ring already running: nothing to retry
+            return
+        }
+        do {
+            try startEngine(for: retry.view)
+            ringStartRetry = nil
+            logger.notice("the ring of the view started after failed attempts",
+                          metadata: ["view_id": "\(retry.view.id)", "attempts": "\(retry.attempts)"])
+            published.withLock { if $0.state == .changingView { $0.state = .running } }
+        } catch {
+            guard nowTicks - retry.firstFailureTicks < RingStartRetry.giveUpTicks else {
+                ringStartRetry = nil
+                logger.error("the ring of the view could not start here: leaving the group",
+                             metadata: ["view_id": "\(retry.view.id)", "error": "\(error)",
+                                        "attempts": "\(retry.attempts + 1)",
+                                        "failing_ms": "\(nowTicks - retry.firstFailureTicks)"])
+                published.withLock { $0.ringStartFailures += 1 }
+                apply(instance.leave(nowTicks: nowTicks))
+                return
+            }
+            ringStartFailed(view: retry.view, error: error, attempts: retry.attempts,
+                            firstFailureTicks: retry.firstFailureTicks)
+        }
+    }
+
     func startEngine(for view: Membership.View) throws(RingCastError) {
+        if let fault = ringStartFault.withLock({ $0 }), let error = fault(view.id) { throw error }
         let bases = view.members.map { seqBases[$0.node] ?? 0 }
         guard let position = view.position(of: me) else { preconditionFailure("starting the ring of a view without me") }
         let members = view.members.map(\.node)
@@ -237,6 +291,8 @@ extension GroupShell {
     }
 
     func end(as state: Group.State, error: RingCastError) {
+        ringStartRetry = nil
+        ringStartRetryCarried = nil
         outbox.close(error)
         engine = nil
         recovery = nil

@@ -26,7 +26,25 @@ final class GroupShell: @unchecked Sendable {
         var recoveredMessages: UInt64 = 0
         var recoveryCopies: UInt64 = 0
         var malformedFrames: UInt64 = 0
+        var ringStartFailures: UInt64 = 0
         var engine = Node.Statistics()
+    }
+
+    /// The installed view whose ring did not start here, retried from the shell loop (GroupShell+ViewChange
+    /// `startView`): after 50 ms, then twice as long each time up to 1 s; given up after 5 s.
+    struct RingStartRetry {
+        static let giveUpTicks: UInt64 = 5_000
+        let view: Membership.View
+        let attempts: Int
+        let firstFailureTicks: UInt64
+        let nextTicks: UInt64
+
+        init(view: Membership.View, attempts: Int, firstFailureTicks: UInt64, now: UInt64) {
+            self.view = view
+            self.attempts = attempts
+            self.firstFailureTicks = firstFailureTicks
+            nextTicks = now + min(1_000, 50 << UInt64(min(attempts - 1, 5)))
+        }
     }
 
     let configuration: Group.Configuration
@@ -55,6 +73,13 @@ final class GroupShell: @unchecked Sendable {
     var engine: Ring?
     var engineLossReported = false
     var engineRunningLogged = false
+    var ringStartRetry: RingStartRetry?
+    /// When the ring of a view replaced while its retries went on first failed (set at the freeze, taken by the next
+    /// view's start).
+    var ringStartRetryCarried: UInt64?
+    /// Tests only: fails the start of the ring of the views it returns an error for, as a port another process took
+    /// between two views would (``GroupShell/startEngine(for:)``).
+    let ringStartFault = Mutex<(@Sendable (_ viewID: UInt64) -> RingCastError?)?>(nil)
     var recovery: Membership.Recovery<RecoveredPayload>?
     var frozenView: Membership.View?
     var frozenDelivered: [UInt64] = []
@@ -221,6 +246,7 @@ final class GroupShell: @unchecked Sendable {
         result.controlFramesIn = channelStats.framesIn
         result.controlFramesOut = channelStats.framesOut
         result.membershipIgnored = snapshot.malformedFrames
+        result.ringStartFailures = snapshot.ringStartFailures
         result.controlRejected = channelStats.rejected
         result.controlAuthHandshakes = channelStats.authHandshakes
         result.controlAuthRejected = channelStats.authRejected
@@ -244,6 +270,7 @@ final class GroupShell: @unchecked Sendable {
             }
             for event in pending { handle(event) }
             checkEngine()
+            retryRingStartIfDue()
             apply(instance.onTick(nowTicks: nowTicks))
             if nowTicks >= metricsDueTicks { updateMetrics() } else { publishEngineStatistics() }
         }
@@ -313,13 +340,14 @@ final class GroupShell: @unchecked Sendable {
         apply(instance.onRingLinkLost(view.members[neighbour], nowTicks: nowTicks))
     }
 
-    func publish(view: Membership.View, causes: [String], changeStarted: UInt64) {
+    func publish(view: Membership.View, causes: [String], changeStarted: UInt64, ringRunning: Bool = true) {
         let event = Group.View(id: view.id, members: view.members.map(\.node), causes: causes,
                                changeStartedUnixNanos: changeStarted, installedUnixNanos: realtimeNanos())
         published.withLock { state in
             if state.view != nil { state.viewChanges += 1 }
             state.view = event
-            state.state = .running
+            // Installed, but with its ring down here it cannot deliver: not running until a retry starts it.
+            state.state = ringRunning ? .running : .changingView
         }
         var metadata: Logger.Metadata = ["view_id": "\(event.id)", "members": "\(event.members)",
                                          "cause": "\(causes.joined(separator: ", "))"]
