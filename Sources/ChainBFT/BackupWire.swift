@@ -1,5 +1,5 @@
-public import RingCastBackup
-public import RingCastChain
+import RingCastBackup
+import RingCastChain
 internal import CRingCastCore
 
 /// Backup's frames on the Chain wire (spec §13.1): PBFT's signed envelopes between replicas (on the control links),

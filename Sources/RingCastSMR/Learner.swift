@@ -188,7 +188,7 @@ extension ReplicaCore {
                 lowerTransferThreadPriority(nice: options.snapshotThreadNice, idle: options.snapshotThreadIdle)
                 var priority = options.snapshotThreadIdle
                     ? IdleTransferPriority(floorBytesPerSecond: UInt64(options.snapshotIdleFloorBytesPerSecond),
-                                           nice: options.snapshotThreadNice, nowNanos: monotonicNanos())
+                                           nowNanos: monotonicNanos())
                     : nil
                 // Made at the first chunk: its burst is one chunk of the provider's size (a larger burst would let
                 // a small state through unpaced; a smaller one would under-count larger chunks).

@@ -124,19 +124,17 @@ func lowerTransferThreadPriority(nice: Int, idle: Bool = false) -> Int32 {
     #endif
 }
 
-/// A transfer thread that runs `SCHED_IDLE` while it keeps a floor rate, raised once to `SCHED_BATCH` with its nice
-/// value when a one-second window falls below it (``Replica/Options/snapshotThreadIdle``): idle-class, it costs the
+/// A transfer thread that runs `SCHED_IDLE` while it keeps a floor rate, raised once to `SCHED_BATCH` (at
+/// ``Replica/Options/snapshotThreadNice``, which the caller passes) when a one-second window falls below it (``Replica/Options/snapshotThreadIdle``): idle-class, it costs the
 /// ring no latency; starved by a load that leaves no CPU idle, it would never finish.
 struct IdleTransferPriority {
     let floorBytesPerSecond: UInt64
-    let nice: Int
     private(set) var raised = false
     private var windowStartNanos: UInt64
     private var windowBytes: UInt64 = 0
 
-    init(floorBytesPerSecond: UInt64, nice: Int, nowNanos: UInt64) {
+    init(floorBytesPerSecond: UInt64, nowNanos: UInt64) {
         self.floorBytesPerSecond = floorBytesPerSecond
-        self.nice = nice
         windowStartNanos = nowNanos
     }
 

@@ -137,7 +137,7 @@ extension TransferTests {
     /// above it (pacing waits included) keep it idle-class.
     @Test func idleTransferPriority_raisedOnceByTheFirstWindowBelowTheFloor() {
         let second: UInt64 = 1_000_000_000
-        var priority = IdleTransferPriority(floorBytesPerSecond: 16 << 20, nice: 10, nowNanos: 0)
+        var priority = IdleTransferPriority(floorBytesPerSecond: 16 << 20, nowNanos: 0)
         // 20 MiB in the first second, in 1 MiB chunks: above the floor.
         var raises: [Bool] = []
         for chunk in 1...20 { raises.append(priority.progressed(1 << 20, nowNanos: UInt64(chunk) * second / 20)) }
