@@ -81,7 +81,8 @@ extension Backup {
         let fault: WrapperFault
         public private(set) var phase: Phase = .waiting
         public private(set) var initHistory: ChainInitHistory?
-        /// The executed sequence as the abort history lists it (init history first).
+        /// The executed sequence, init history first (the abort history lists the part after its last checkpoint
+        /// boundary: ``abortHistoryBase()``).
         public private(set) var entries: [ChainAbort.Entry] = []
         public private(set) var committedCount: UInt64 = 0
         public private(set) var left = false
@@ -151,10 +152,31 @@ extension Backup {
         /// The signed abort history for one aborted request of (client, timestamp).
         public func abortHistory(client: UInt32, timestamp: UInt64) -> ChainAbort {
             precondition(phase == .aborting, "a Backup aborts only after its k commits")
-            let ih = initHistory!
+            let (base, baseDigest, suffix) = abortHistoryBase()
             return ChainAbort.backupHistory(replica: replica.me, client: client, timestamp: timestamp,
-                                            instance: instanceNumber, base: ih.base, baseDigest: ih.baseDigest,
-                                            entries: entries, keyRing: keyRing)
+                                            instance: instanceNumber, base: base, baseDigest: baseDigest,
+                                            entries: suffix, keyRing: keyRing)
+        }
+
+        /// The abort history starts at the last Chain checkpoint boundary its sequence reaches, with H there as the
+        /// base digest, not at the base this instance entered with: the design choice of spec §13.1 ([T] footnote 10,
+        /// "align Backup's switch with a checkpoint"). Why: while a replica is down no Chain checkpoint becomes stable
+        /// (§14 needs all 3f+1), so a base carried unchanged from Backup to Backup made every init history reach back
+        /// to the last checkpoint before the crash, and `history_max` then bounded how many requests could ever commit.
+        /// Safe: the f+1 identical signed histories the next instance needs include a correct replica's, whose H at the
+        /// boundary is the digest of PBFT's order up to it, and every request committed so far is in the prefix that
+        /// digest stands for or in the entries after it, exactly as with a stable checkpoint (§14: a history of length
+        /// ≤ cc·CHK counts as a prefix of st_cc). A Chain replica of the next instance puts its state there from its own
+        /// snapshot at that boundary (D10); one that did not execute that far cannot enter, as before.
+        public func abortHistoryBase() -> (base: UInt64, digest: ChainDigest, entries: [ChainAbort.Entry]) {
+            let ih = initHistory!
+            let chk = UInt64(chainCheckpointInterval)
+            let first = ih.base * chk
+            let boundary = (first + UInt64(entries.count)) / chk
+            guard boundary > ih.base else { return (ih.base, ih.baseDigest, entries) }
+            let cut = Int(boundary * chk - first)
+            precondition(entries[cut - 1].sn == boundary * chk, "the entries are consecutive from the base")
+            return (boundary, entries[cut - 1].historyDigest, Array(entries[cut...]))
         }
 
         /// PBFT's application: the wrapper's rules for each ordered request.
@@ -181,7 +203,8 @@ extension Backup {
             }
             lastHistoryDigest = digests.last ?? ih.baseDigest
             machine.install(ih)
-            // The abort history (init history and the k) must fit the next Chain instance's history.
+            // The executed sequence (init history and the k) stays within the next Chain instance's history bound:
+            // it bounds this instance's memory, and a replica's snapshots reach back that far (its rollback log).
             let room = UInt64(historyMax) - UInt64(min(UInt32(ih.entries.count), historyMax))
             let budget = min(k, room) + (fault == .commitBeyondK ? 1 : 0)
             phase = budget == 0 ? .aborting : .committing(remaining: budget)

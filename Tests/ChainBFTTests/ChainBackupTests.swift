@@ -80,6 +80,45 @@ struct ChainBackupTests {
         #expect(backups.allSatisfy { $0 >= 1 }, "Backup instances entered per survivor: \(backups)")
     }
 
+    /// Many times history_max requests commit with a replica down: each Backup's abort history starts at its last
+    /// checkpoint boundary (spec §13.1, [T] footnote 10), so the Chain instance after it enters with fewer than CHK
+    /// entries. Before, a Backup handed on its whole executed sequence (its init history and its k, up to history_max),
+    /// the Chain instance entered with its history full, and with 4 × history_max writes the client got neither a reply
+    /// nor an abort in time (`outcome unknown`; 2 × still passed).
+    @Test func section13_1_moreThanHistoryMaxCommitWithAReplicaDown() async throws {
+        try #require(ioUringAvailable, "io_uring is unavailable here")
+        let historyMax: UInt32 = 128
+        let cluster = try TestCluster(f: 1) { settings in
+            settings.backupSchedule = Backup.Schedule(cExponent: 0)
+            settings.backupViewChangeTimeoutTicks = 30
+            settings.historyMax = historyMax
+        }
+        defer { cluster.stop() }
+        let client = try Self.client(cluster, 0)
+        defer { client.close() }
+        _ = try await put(client, "warm", "up")
+        cluster.replicas.last!.stop()
+        let writes = 4 * Int(historyMax) + 16
+        let lanes = 4
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for lane in 0..<lanes {
+                group.addTask {
+                    for k in stride(from: lane, to: writes, by: lanes) { _ = try await put(client, "k\(k)", "v\(k)") }
+                }
+            }
+            try await group.waitForAll()
+        }
+        #expect(try await get(client, TestStore.appliedKey).value == Array("\(1 + writes)".utf8))
+        let live = Array(cluster.replicas.dropLast())
+        #expect(Self.settle(live), "the live replicas' states did not meet: \(live.map(\.statistics.stateSN))")
+        for replica in live { replica.stop() }
+        let digests = live.map(\.statistics.stateDigest)
+        #expect(digests.allSatisfy { $0 != nil } && Set(digests).count == 1, "survivors' state digests \(digests)")
+        let s = client.statistics
+        print("history_max \(historyMax), \(writes) writes with r3 down: switches \(s.switches), Backup commits \(s.backupCommits); replicas' instance \(live.map(\.statistics.switching.instance)), unreachable \(live.map(\.statistics.switching.initHistoriesUnreachable))")
+        #expect(s.backupCommits > UInt64(historyMax))
+    }
+
     /// Several clients at once, each with requests in flight, after the tail crashed: clients build different init
     /// histories from different 2f+1 ABORTs, take turns in Backup's k, and every request still commits exactly once.
     @Test(arguments: [UInt32(1), 2])
