@@ -50,7 +50,7 @@ final class ChainReplicaEngine<Machine: StateMachine> {
     var outputs: [Machine.Output] = []
 
     typealias Stored = ChainStoredOp
-    var ops: [UInt64: Stored] = [:]
+    var ops = ChainOpStore()
     var nextRef: UInt64 = 1
     /// The tail's replies, until its reply batch is sent.
     var replies: [UInt64: [UInt8]] = [:]
@@ -315,7 +315,7 @@ final class ChainReplicaEngine<Machine: StateMachine> {
         let rc = core.request(local, clientMACs: macs)
         switch rc {
         case 0:
-            ops[nextRef] = Stored(op: request.op)
+            ops.insert(nextRef, Stored(op: request.op))
             nextRef += 1
         case -EAGAIN:
             guard heldRequests.count < settings.heldRequestsMax else {
@@ -356,7 +356,7 @@ final class ChainReplicaEngine<Machine: StateMachine> {
             return false
         }
         if rc == 0 {
-            for (k, request) in batch.requests.enumerated() { ops[firstRef + UInt64(k)] = Stored(op: request.op) }
+            for (k, request) in batch.requests.enumerated() { ops.insert(firstRef + UInt64(k), Stored(op: request.op)) }
             nextRef += UInt64(batch.requests.count)
         }
         return true
@@ -409,16 +409,18 @@ final class ChainReplicaEngine<Machine: StateMachine> {
         var k = 0
         while k < executions.count {
             var run = CommandBatch<Machine.Command>()
+            var runOps: [[UInt8]] = []
             var end = k
             while end < executions.count {
-                let e = executions[end]
-                guard let command = ChainOperation.command(ops[e.ref]?.op ?? [], for: Machine.self) else { break }
+                let e = executions[end], op = ops.op(e.ref) ?? []
+                guard let command = ChainOperation.command(op, for: Machine.self) else { break }
                 run.append(command, ChainOperation.context(sn: e.sn, client: e.client, timestamp: e.timestamp))
+                runOps.append(op)
                 end += 1
                 if e.sn % rollback.checkpointInterval == 0 { break }
             }
             if end == k {
-                let e = executions[k], op = ops[e.ref]?.op ?? []
+                let e = executions[k], op = ops.op(e.ref) ?? []
                 finish(e, op: op, reply: ChainOperation.execute(&machine, op: op, sn: e.sn, client: e.client,
                                                                 timestamp: e.timestamp, outputs: &outputs))
                 k += 1
@@ -430,7 +432,7 @@ final class ChainReplicaEngine<Machine: StateMachine> {
             statistics.executeRuns += 1
             for i in k..<end {
                 let e = executions[i]
-                finish(e, op: ops[e.ref]?.op ?? [], reply: ChainOperation.output(outputs[i - k]))
+                finish(e, op: runOps[i - k], reply: ChainOperation.output(outputs[i - k]))
             }
             k = end
         }
@@ -447,8 +449,7 @@ final class ChainReplicaEngine<Machine: StateMachine> {
             precondition(rc == 0, "rc_chain_on_reply refused sn \(e.sn): \(rc)")
             if isTail { replies[e.sn] = reply }
         }
-        ops[e.ref]?.executed = true
-        if ops[e.ref]?.sent == true { ops[e.ref] = nil }
+        ops.markExecuted(e.ref)
     }
 
     /// 2. Batches to the successor while its link takes them; at the tail, each client its reply (C4).
@@ -458,7 +459,7 @@ final class ChainReplicaEngine<Machine: StateMachine> {
             return
         }
         guard case .up(let conn)? = data else { return }
-        while transport.sendSpace(conn) > 0, let batch = core.nextBatch(op: { ops[$0]?.op ?? [] }) {
+        while transport.sendSpace(conn) > 0, let batch = core.nextBatch(op: { ops.op($0) ?? [] }) {
             _ = send(conn, .batch(batch))
             statistics.payloadCopies += UInt64(batch.requests.count) // encoded into the send buffer
             release(batch)
@@ -467,8 +468,7 @@ final class ChainReplicaEngine<Machine: StateMachine> {
 
     private func release(_ batch: ChainBatch) {
         for request in batch.requests {
-            ops[request.ref]?.sent = true
-            if ops[request.ref]?.executed == true { ops[request.ref] = nil }
+            ops.markSent(request.ref)
         }
     }
 

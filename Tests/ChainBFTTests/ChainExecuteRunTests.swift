@@ -88,3 +88,55 @@ import Testing
         #expect(log.anchors.map(\.sn) == [984, 992, 1000])
     }
 }
+
+/// The replica's store of request bytes by ref (a ring, stragglers in a dictionary) keeps what a dictionary would.
+@Suite("Chain op store") struct ChainOpStoreTests {
+    @Test func aRequestIsForgottenOnceSentAndExecutedInEitherOrder() {
+        var store = ChainOpStore(capacity: 8)
+        store.insert(1, ChainStoredOp(op: [1]))
+        store.insert(2, ChainStoredOp(op: [2]))
+        store.insert(3, ChainStoredOp(op: [3], sent: true)) // an IH body: never sent on
+        #expect(store.count == 3 && store.op(1) == [1] && store.op(2) == [2] && store.op(4) == nil)
+        store.markSent(1)
+        #expect(store.op(1) == [1])
+        store.markExecuted(1)
+        #expect(store.op(1) == nil && store.count == 2)
+        store.markExecuted(2)
+        #expect(store.op(2) == [2])
+        store.markSent(2)
+        #expect(store.op(2) == nil)
+        store.markExecuted(3)
+        #expect(store.op(3) == nil && store.count == 0)
+        store.markSent(99) // unknown: nothing happens
+        #expect(store.count == 0)
+    }
+
+    /// Against a dictionary as the model: refs in increasing order, each released after a pseudo-random delay, some
+    /// held far longer than the ring's capacity (stragglers); every lookup agrees and the counts match.
+    @Test func agreesWithADictionaryIncludingStragglers() {
+        var store = ChainOpStore(capacity: 16)
+        var model: [UInt64: ChainStoredOp] = [:]
+        var rng = SystemRandomNumberGenerator()
+        var live: [UInt64] = []
+        for ref in UInt64(1)...2000 {
+            let stored = ChainStoredOp(op: [UInt8(truncatingIfNeeded: ref)])
+            store.insert(ref, stored)
+            model[ref] = stored
+            live.append(ref)
+            // Release a few: mostly the oldest, but every 97th ref stays for a long time.
+            while live.count > 10 || (live.count > 0 && Bool.random(using: &rng)) {
+                let index = live.firstIndex { $0 % 97 != 0 || ref - $0 > 100 } ?? 0
+                let done = live.remove(at: index)
+                if Bool.random(using: &rng) { store.markSent(done); store.markExecuted(done) } else {
+                    store.markExecuted(done); store.markSent(done)
+                }
+                model[done] = nil
+            }
+            #expect(store.count == model.count)
+            for probe in (ref > 40 ? ref - 40 : 1)...ref { #expect(store.op(probe) == model[probe]?.op, "ref \(probe)") }
+        }
+        #expect(store.stragglersMoved > 0)
+        store.removeAll()
+        #expect(store.count == 0 && store.op(2000) == nil)
+    }
+}
