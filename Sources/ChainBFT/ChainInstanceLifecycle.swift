@@ -146,7 +146,7 @@ extension ChainReplicaEngine {
         let rc = core.supply(sn: sn, local)
         if rc == 0 {
             // IH requests are not sent on in batches: every replica holds IH.
-            ops[nextRef] = Stored(op: request.op, sent: true)
+            ops.insert(nextRef, Stored(op: request.op, sent: true))
             nextRef += 1
             initBodies.append(request)
         }

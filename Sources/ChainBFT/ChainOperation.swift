@@ -34,8 +34,7 @@ public enum ChainOperation {
             let command: Machine.Command
             do { command = try Machine.Command.decode(op[1...]) } catch { return Self.error("\(error)") }
             var batch = CommandBatch<Machine.Command>()
-            // Chain has no ordered clock (it orders requests, not replica stamps): orderedTimeMillis is 0 (ChainBFT.md).
-            batch.append(command, ApplyContext(index: sn, orderedTimeMillis: 0, session: UInt64(client), sequence: timestamp))
+            batch.append(command, context(sn: sn, client: client, timestamp: timestamp))
             outputs.removeAll(keepingCapacity: true)
             machine.apply(batch, into: &outputs)
             precondition(outputs.count == 1, "a state machine appends exactly one output per command")
@@ -47,6 +46,19 @@ public enum ChainOperation {
         default:
             return error("unknown operation tag \(tag)")
         }
+    }
+
+    /// The command `op` carries when it is one that decodes (nil for a query, an unknown tag or bytes that do not
+    /// decode: those go through ``execute(_:op:sn:client:timestamp:outputs:)``, which answers them one by one).
+    static func command<Machine: StateMachine>(_ op: [UInt8], for: Machine.Type) -> Machine.Command? {
+        guard op.first == commandTag else { return nil }
+        do { return try Machine.Command.decode(op[1...]) } catch { return nil }
+    }
+
+    /// The context a command executed at `sn` is applied with (the same as ``execute(_:op:sn:client:timestamp:outputs:)``'s).
+    static func context(sn: UInt64, client: UInt32, timestamp: UInt64) -> ApplyContext {
+        // Chain has no ordered clock (it orders requests, not replica stamps): orderedTimeMillis is 0 (ChainBFT.md).
+        ApplyContext(index: sn, orderedTimeMillis: 0, session: UInt64(client), sequence: timestamp)
     }
 
     static func output<O: SMRCodable>(_ value: O) -> [UInt8] {

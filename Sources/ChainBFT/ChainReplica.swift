@@ -106,6 +106,9 @@ public final class ChainReplica<Machine: StateMachine>: @unchecked Sendable {
         public var lastSN: UInt64 = 0
         /// Executions, re-executions after a switch's rollback (D10) included.
         public var executed: UInt64 = 0
+        /// Calls of the state machine's `apply` for runs of consecutive commands (one per run, not per request: the
+        /// engine batches them; queries and re-executions after a rollback are not counted).
+        public var executeRuns: UInt64 = 0
         /// The sn the state machine's state is at (every request up to it applied once, in sn order).
         public var stateSN: UInt64 = 0
         public var stableCheckpoint: UInt64 = 0

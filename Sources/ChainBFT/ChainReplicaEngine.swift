@@ -50,7 +50,7 @@ final class ChainReplicaEngine<Machine: StateMachine> {
     var outputs: [Machine.Output] = []
 
     typealias Stored = ChainStoredOp
-    var ops: [UInt64: Stored] = [:]
+    var ops = ChainOpStore()
     var nextRef: UInt64 = 1
     /// The tail's replies, until its reply batch is sent.
     var replies: [UInt64: [UInt8]] = [:]
@@ -315,7 +315,7 @@ final class ChainReplicaEngine<Machine: StateMachine> {
         let rc = core.request(local, clientMACs: macs)
         switch rc {
         case 0:
-            ops[nextRef] = Stored(op: request.op)
+            ops.insert(nextRef, Stored(op: request.op))
             nextRef += 1
         case -EAGAIN:
             guard heldRequests.count < settings.heldRequestsMax else {
@@ -356,7 +356,7 @@ final class ChainReplicaEngine<Machine: StateMachine> {
             return false
         }
         if rc == 0 {
-            for (k, request) in batch.requests.enumerated() { ops[firstRef + UInt64(k)] = Stored(op: request.op) }
+            for (k, request) in batch.requests.enumerated() { ops.insert(firstRef + UInt64(k), Stored(op: request.op)) }
             nextRef += UInt64(batch.requests.count)
         }
         return true
@@ -397,22 +397,59 @@ final class ChainReplicaEngine<Machine: StateMachine> {
     }
 
     /// 1. Executions in sn order; at Σlast each reply back to the core.
+    ///
+    /// Consecutive commands go to the state machine as one ``CommandBatch`` (one `apply` per run instead of one per
+    /// request: the engine is generic over the machine and not specialized for it, so each call into it pays runtime
+    /// generic dispatch — ≈ 10 % of a replica's CPU with one call per request, docs/chain-bft.md, third pass). A run
+    /// ends after a checkpoint boundary (sn a multiple of CHK: the rollback log snapshots the state exactly there) and
+    /// before an operation that is not a decodable command (a query or bad bytes, answered one by one as before).
+    /// The state and the replies are those of applying each command alone, in sn order.
     private func execute() {
-        for e in core.executions() {
-            let op = ops[e.ref]?.op ?? []
-            var reply = ChainOperation.execute(&machine, op: op, sn: e.sn, client: e.client, timestamp: e.timestamp,
-                                               outputs: &outputs)
-            statistics.executed += 1
-            if let tamper = settings.replyTamper { reply = tamper(e.sn, reply) }
-            executed(e, op: op, reply: reply)
-            if e.reply_needed {
-                let rc = core.reply(sn: e.sn, reply)
-                precondition(rc == 0, "rc_chain_on_reply refused sn \(e.sn): \(rc)")
-                if isTail { replies[e.sn] = reply }
+        let executions = core.executions()
+        var k = 0
+        while k < executions.count {
+            var run = CommandBatch<Machine.Command>()
+            var runOps: [[UInt8]] = []
+            var end = k
+            while end < executions.count {
+                let e = executions[end], op = ops.op(e.ref) ?? []
+                guard let command = ChainOperation.command(op, for: Machine.self) else { break }
+                run.append(command, ChainOperation.context(sn: e.sn, client: e.client, timestamp: e.timestamp))
+                runOps.append(op)
+                end += 1
+                if e.sn % rollback.checkpointInterval == 0 { break }
             }
-            ops[e.ref]?.executed = true
-            if ops[e.ref]?.sent == true { ops[e.ref] = nil }
+            if end == k {
+                let e = executions[k], op = ops.op(e.ref) ?? []
+                finish(e, op: op, reply: ChainOperation.execute(&machine, op: op, sn: e.sn, client: e.client,
+                                                                timestamp: e.timestamp, outputs: &outputs))
+                k += 1
+                continue
+            }
+            outputs.removeAll(keepingCapacity: true)
+            machine.apply(run, into: &outputs)
+            precondition(outputs.count == end - k, "a state machine appends exactly one output per command")
+            statistics.executeRuns += 1
+            for i in k..<end {
+                let e = executions[i]
+                finish(e, op: runOps[i - k], reply: ChainOperation.output(outputs[i - k]))
+            }
+            k = end
         }
+    }
+
+    /// What follows one execution, in sn order: the reply to the core (Σlast), the rollback log, the op released.
+    private func finish(_ e: rc_chain_execution, op: [UInt8], reply: [UInt8]) {
+        var reply = reply
+        statistics.executed += 1
+        if let tamper = settings.replyTamper { reply = tamper(e.sn, reply) }
+        executed(e, op: op, reply: reply)
+        if e.reply_needed {
+            let rc = core.reply(sn: e.sn, reply)
+            precondition(rc == 0, "rc_chain_on_reply refused sn \(e.sn): \(rc)")
+            if isTail { replies[e.sn] = reply }
+        }
+        ops.markExecuted(e.ref)
     }
 
     /// 2. Batches to the successor while its link takes them; at the tail, each client its reply (C4).
@@ -422,7 +459,7 @@ final class ChainReplicaEngine<Machine: StateMachine> {
             return
         }
         guard case .up(let conn)? = data else { return }
-        while transport.sendSpace(conn) > 0, let batch = core.nextBatch(op: { ops[$0]?.op ?? [] }) {
+        while transport.sendSpace(conn) > 0, let batch = core.nextBatch(op: { ops.op($0) ?? [] }) {
             _ = send(conn, .batch(batch))
             statistics.payloadCopies += UInt64(batch.requests.count) // encoded into the send buffer
             release(batch)
@@ -431,8 +468,7 @@ final class ChainReplicaEngine<Machine: StateMachine> {
 
     private func release(_ batch: ChainBatch) {
         for request in batch.requests {
-            ops[request.ref]?.sent = true
-            if ops[request.ref]?.executed == true { ops[request.ref] = nil }
+            ops.markSent(request.ref)
         }
     }
 

@@ -24,7 +24,7 @@ struct rc_crypto_openssl {
     uint32_t replicas_max;
     uint32_t clients_max;
     EVP_MAC *hmac;
-    const EVP_MD *sha256;
+    EVP_MD *sha256;            /* fetched once: see rc_crypto_openssl_create */
     EVP_MD_CTX *md;            /* reused for digests */
     EVP_MAC_CTX **mac_keys;    /* per peer slot, NULL when unknown */
     EVP_PKEY *signing_key;
@@ -53,7 +53,10 @@ int rc_crypto_openssl_create(rc_crypto_openssl **out, uint32_t self, uint32_t re
     p->mac_keys = calloc(slots, sizeof *p->mac_keys);
     p->public_keys = calloc(slots, sizeof *p->public_keys);
     p->hmac = EVP_MAC_fetch(NULL, "HMAC", NULL);
-    p->sha256 = EVP_sha256();
+    /* Fetched once, not EVP_sha256(): OpenSSL 3 re-fetches a legacy EVP_MD from the provider (a name lookup under
+     * a lock) on every EVP_DigestInit_ex, which the Chain profile found costing about as much as hashing a 4 kB
+     * request (docs/chain-bft.md, 2026-12-07 third pass). */
+    p->sha256 = EVP_MD_fetch(NULL, "SHA256", NULL);
     p->md = EVP_MD_CTX_new();
     if (p->mac_keys == NULL || p->public_keys == NULL || p->md == NULL) {
         rc_crypto_openssl_destroy(p);
@@ -78,6 +81,7 @@ void rc_crypto_openssl_destroy(rc_crypto_openssl *p) {
     free(p->public_keys);
     EVP_PKEY_free(p->signing_key);
     EVP_MD_CTX_free(p->md);
+    EVP_MD_free(p->sha256);
     EVP_MAC_free(p->hmac);
     free(p);
 }
