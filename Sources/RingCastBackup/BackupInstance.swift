@@ -161,8 +161,9 @@ extension Backup {
         /// The abort history starts at the last Chain checkpoint boundary its sequence reaches, with H there as the
         /// base digest, not at the base this instance entered with: the design choice of spec §13.1 ([T] footnote 10,
         /// "align Backup's switch with a checkpoint"). Why: while a replica is down no Chain checkpoint becomes stable
-        /// (§14 needs all 3f+1), so a base carried unchanged from Backup to Backup made every init history reach back
-        /// to the last checkpoint before the crash, and `history_max` then bounded how many requests could ever commit.
+        /// (§14 needs all 3f+1); a Backup that handed on its whole executed sequence (its init history and its k, up to
+        /// `history_max`) made the next Chain instance enter with its history full, and the composition stalled after a
+        /// few times `history_max` commits (ChainBackupTests). Now that instance enters with fewer than CHK entries.
         /// Safe: the f+1 identical signed histories the next instance needs include a correct replica's, whose H at the
         /// boundary is the digest of PBFT's order up to it, and every request committed so far is in the prefix that
         /// digest stands for or in the entries after it, exactly as with a stable checkpoint (§14: a history of length

@@ -125,8 +125,9 @@ func lowerTransferThreadPriority(nice: Int, idle: Bool = false) -> Int32 {
 }
 
 /// A transfer thread that runs `SCHED_IDLE` while it keeps a floor rate, raised once to `SCHED_BATCH` (at
-/// ``Replica/Options/snapshotThreadNice``, which the caller passes) when a one-second window falls below it (``Replica/Options/snapshotThreadIdle``): idle-class, it costs the
-/// ring no latency; starved by a load that leaves no CPU idle, it would never finish.
+/// ``Replica/Options/snapshotThreadNice``, which the caller passes) when a one-second window falls below it
+/// (``Replica/Options/snapshotThreadIdle``): idle-class, it costs the ring no latency; starved by a load that leaves
+/// no CPU idle, it would never finish.
 struct IdleTransferPriority {
     let floorBytesPerSecond: UInt64
     private(set) var raised = false
