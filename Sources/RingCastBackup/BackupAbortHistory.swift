@@ -4,9 +4,10 @@ internal import CRingCastCore
 extension ChainAbort {
     /// A Backup abort history (spec §13.1) in the record Chain's ABORTs use (rc_chain_abort), signed by `keyRing`'s
     /// replica the same way (rc_chain_abort_encode, Ed25519): `instance` is the Backup's, `checkpointNumber` and
-    /// `checkpointDigest` the last Chain checkpoint boundary its executed sequence (the init history, then the k
-    /// committed requests) reaches and H there, `entries` the positions after it with H at each
-    /// (``Backup/Instance/abortHistoryBase()``). The instance number says which
+    /// `checkpointDigest` the base its executed sequence (the init history, then the k committed requests) is given
+    /// from — the init history's, or past half of history_max the last Chain checkpoint boundary the sequence reaches
+    /// (``Backup/Instance/abortHistoryBase()``) — and H there, `entries` the positions after it with H at each. The
+    /// instance number says which
     /// protocol signed it (``Backup/Order``), so a Backup record is never taken for a Chain ABORT.
     public static func backupHistory(replica: UInt32, client: UInt32, timestamp: UInt64, instance: UInt64,
                                      base: UInt64, baseDigest: ChainDigest, entries: [ChainAbort.Entry],

@@ -81,8 +81,8 @@ extension Backup {
         let fault: WrapperFault
         public private(set) var phase: Phase = .waiting
         public private(set) var initHistory: ChainInitHistory?
-        /// The executed sequence, init history first (the abort history lists the part after its last checkpoint
-        /// boundary: ``abortHistoryBase()``).
+        /// The executed sequence, init history first (the abort history lists it whole, or past half of history_max
+        /// the part after its last checkpoint boundary: ``abortHistoryBase()``).
         public private(set) var entries: [ChainAbort.Entry] = []
         public private(set) var committedCount: UInt64 = 0
         public private(set) var left = false
@@ -158,12 +158,16 @@ extension Backup {
                                             entries: suffix, keyRing: keyRing)
         }
 
-        /// The abort history starts at the last Chain checkpoint boundary its sequence reaches, with H there as the
-        /// base digest, not at the base this instance entered with: the design choice of spec §13.1 ([T] footnote 10,
-        /// "align Backup's switch with a checkpoint"). Why: while a replica is down no Chain checkpoint becomes stable
-        /// (§14 needs all 3f+1); a Backup that handed on its whole executed sequence (its init history and its k, up to
-        /// `history_max`) made the next Chain instance enter with its history full, and the composition stalled after a
-        /// few times `history_max` commits (ChainBackupTests). Now that instance enters with fewer than CHK entries.
+        /// Once the executed sequence holds more than half of `history_max`, the abort history starts at the last Chain
+        /// checkpoint boundary it reaches, with H there as the base digest, instead of at the base this instance
+        /// entered with: the design choice of spec §13.1 ([T] footnote 10, "align Backup's switch with a checkpoint").
+        /// Why: while a replica is down no Chain checkpoint becomes stable (§14 needs all 3f+1); a Backup that handed
+        /// on its whole executed sequence (its init history and its k, up to `history_max`) made the next Chain
+        /// instance enter with its history full, and the composition stalled after a few times `history_max` commits
+        /// (ChainBackupTests). Why only past half: a shorter sequence fits, and handing it on whole keeps what a
+        /// moved base takes away — a replica that did not execute the Backup's commits (behind, or slow to get there)
+        /// can still enter the next Chain instance and FETCH them (spec §12), where a base beyond its state would need
+        /// state transfer.
         /// Safe: the f+1 identical signed histories the next instance needs include a correct replica's, whose H at the
         /// boundary is the digest of PBFT's order up to it, and every request committed so far is in the prefix that
         /// digest stands for or in the entries after it, exactly as with a stable checkpoint (§14: a history of length
@@ -174,7 +178,7 @@ extension Backup {
             let chk = UInt64(chainCheckpointInterval)
             let first = ih.base * chk
             let boundary = (first + UInt64(entries.count)) / chk
-            guard boundary > ih.base else { return (ih.base, ih.baseDigest, entries) }
+            guard boundary > ih.base, entries.count > Int(historyMax) / 2 else { return (ih.base, ih.baseDigest, entries) }
             let cut = Int(boundary * chk - first)
             precondition(entries[cut - 1].sn == boundary * chk, "the entries are consecutive from the base")
             return (boundary, entries[cut - 1].historyDigest, Array(entries[cut...]))

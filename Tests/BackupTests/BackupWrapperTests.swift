@@ -137,11 +137,10 @@ struct BackupWrapperTests {
         let forFive = cluster.aborts.filter { $0.timestamp == 5 }
         #expect(forFive.count == Int(cluster.n))
         let hashRing = try keys.keyRing(for: .client(2))
-        // Positions 1…4 reach checkpoint boundary 4 (CHK 4): the history starts there, H(4) its base digest, no entries.
-        let h4 = cluster.instances[0].entries[3].historyDigest
+        // 4 positions, under half of history_max (64): the whole sequence from the base IH had (a replica that did not
+        // execute these commits can still enter the next Chain instance and FETCH them).
         #expect(forFive.allSatisfy {
-            $0.verify(with: hashRing) && $0.nextInstance == 3 && $0.checkpointNumber == 1 && $0.checkpointDigest == h4
-                && $0.entries.isEmpty
+            $0.verify(with: hashRing) && $0.nextInstance == 3 && $0.checkpointNumber == 0 && $0.entries.count == 4
         })
         var collector = Backup.AbortCollector(f: f, checkpointInterval: 4, instance: 2, client: 2, timestamp: 5)
         var next: ChainInitHistory?
@@ -150,43 +149,45 @@ struct BackupWrapperTests {
             if k < Int(f) { #expect(out == nil) } else if next == nil { next = out }
         }
         let built = try #require(next)
-        #expect(built.instance == 3 && built.proof.count == Int(f) + 1 && built.base == 1 && built.baseDigest == h4
-                && built.entries.isEmpty)
+        #expect(built.instance == 3 && built.proof.count == Int(f) + 1 && built.entries.count == 4)
+        // The entries' H chain continues the init history's.
+        #expect(built.historyDigests(keyRing: hashRing) == built.entries.map(\.historyDigest))
     }
 
-    /// Spec §13.1, the design choice of [T] footnote 10: a Backup's abort history starts at the last Chain checkpoint
-    /// boundary its executed sequence reaches (H there as the base digest) and holds only the positions after it, so
-    /// init histories do not grow from Backup to Backup while a replica is down. The H chain of the entries continues
-    /// from the new base, and a Chain replica of next(i) installs it from there.
+    /// Spec §13.1, the design choice of [T] footnote 10: once a Backup's executed sequence holds more than half of
+    /// history_max, its abort history starts at the last Chain checkpoint boundary the sequence reaches (H there as
+    /// the base digest) and holds only the positions after it, so the next Chain instance does not enter with a full
+    /// history while a replica is down. The H chain of the entries continues from the new base, and a Chain replica
+    /// of next(i) installs it from there.
     @Test(arguments: [UInt32(1), 2])
     func section13_1_abortHistoryStartsAtTheLastCheckpointBoundary(f: UInt32) throws {
         let keys = try ChainKeys.generate(f: f, clients: 4)
-        let cluster = try BackupCluster(f: f, keys: keys, k: 9)
+        let cluster = try BackupCluster(f: f, keys: keys, k: 33)
         let inIH = [ChainRequest(client: 1, timestamp: 1, op: [5]), ChainRequest(client: 1, timestamp: 2, op: [6])]
         try cluster.submit(client: 0, timestamp: 1, op: [1],
                            initHistory: try chainInitHistory(keys: keys, instance: 2, requests: inIH))
-        for t in 2...11 as ClosedRange<UInt64> { try cluster.submit(client: 2, timestamp: t, op: [UInt8(t)]) }
-        // IH's 2 positions and 9 commits: 1…11; the last boundary (CHK 4) is 8.
+        for t in 2...35 as ClosedRange<UInt64> { try cluster.submit(client: 2, timestamp: t, op: [UInt8(t)]) }
+        // IH's 2 positions and 33 commits: 1…35, more than half of history_max (64); the last boundary (CHK 4) is 32.
         let instance = cluster.instances[0]
-        #expect(instance.phase == .aborting && instance.entries.map(\.sn) == Array(1...11))
+        #expect(instance.phase == .aborting && instance.entries.map(\.sn) == Array(1...35))
         let ring = try keys.keyRing(for: .client(2))
-        let histories = cluster.aborts.filter { $0.client == 2 && $0.timestamp == 11 }.sorted { $0.replica < $1.replica }
+        let histories = cluster.aborts.filter { $0.client == 2 && $0.timestamp == 35 }.sorted { $0.replica < $1.replica }
         #expect(histories.count == Int(cluster.n))
         #expect(histories.allSatisfy {
-            $0.checkpointNumber == 2 && $0.checkpointDigest == instance.entries[7].historyDigest
-                && $0.entries.map(\.sn) == [9, 10, 11] && $0.entries == Array(instance.entries[8...])
+            $0.checkpointNumber == 8 && $0.checkpointDigest == instance.entries[31].historyDigest
+                && $0.entries.map(\.sn) == [33, 34, 35] && $0.entries == Array(instance.entries[32...])
         })
-        var collector = Backup.AbortCollector(f: f, checkpointInterval: 4, instance: 2, client: 2, timestamp: 11)
+        var collector = Backup.AbortCollector(f: f, checkpointInterval: 4, instance: 2, client: 2, timestamp: 35)
         var next: ChainInitHistory?
         for h in histories where next == nil { next = try collector.add(h, keyRing: ring) }
         let built = try #require(next)
-        #expect(built.base == 2 && built.historyDigests(keyRing: ring) == built.entries.map(\.historyDigest))
+        #expect(built.base == 8 && built.historyDigests(keyRing: ring) == built.entries.map(\.historyDigest))
         let replicaRing = try keys.keyRing(for: .replica(1))
         let core = try ChainCore(ChainCore.settings(f: f, self: 1, instance: 3, clients: 4, checkpointInterval: 4,
                                                     crypto: replicaRing.crypto), keyRing: replicaRing)
         try core.expectBackupProof()
         #expect(try core.install(built) == .installed)
-        #expect(core.initRange == 9...11)
+        #expect(core.initRange == 33...35)
     }
 
     /// A retransmitted request after the k commits gets the same outcome (PBFT's reply table): an abort again.
