@@ -49,8 +49,6 @@ struct ChainOpStore {
         return stragglers.isEmpty ? nil : stragglers[ref]?.op
     }
 
-    func contains(_ ref: UInt64) -> Bool { op(ref) != nil }
-
     /// The request was executed; forgotten when it was also sent on.
     mutating func markExecuted(_ ref: UInt64) { mark(ref) { $0.executed = true } }
 
