@@ -43,6 +43,16 @@ public final class ChainClient: @unchecked Sendable {
         public var waitingMax = 4096
         /// No committed reply this long after sending: PANIC (spec P1, the client's timer).
         public var timeoutNanos: UInt64 = 2_000_000_000
+        /// The timer in a Chain instance entered from a Backup, until this client's first commit there (then
+        /// ``timeoutNanos`` again, counted from each request's send); at most ``timeoutNanos``.
+        ///
+        /// Why shorter: Abstract leaves a Backup after its k commits whether or not the fault that ended the Chain
+        /// instance before it is over (spec §13.1). Under a lasting fault, such as a crashed replica, every Chain
+        /// instance after a Backup aborts again, and each one costs the clients a full timer before Backup's next k
+        /// (larger each time) runs. With `ringcast-kv`'s 5 s timer and k = 1, 2, 4, … that was ≈ 3 ops/s for the first
+        /// 30 s after a crash. A probe that finds the chain working (one commit) ends at once; a probe too short for
+        /// a healthy but slow chain costs one more Backup instance, never a lost or repeated request.
+        public var probeTimeoutNanos: UInt64 = 500_000_000
         /// After a PANIC, how long to wait for 2f+1 ABORTs before failing the pending requests with `.timedOut`.
         public var abortWaitNanos: UInt64 = 3_000_000_000
         /// CHK of the replicas (P3 aligns ABORTs on checkpoint boundaries).
@@ -70,6 +80,9 @@ public final class ChainClient: @unchecked Sendable {
         /// Replies whose reply MACs did not authenticate (C4 failed): each leads to a PANIC.
         public var replyChecksFailed: UInt64 = 0
         public var panics: UInt64 = 0
+        /// PANICs on the probe's timer: in a Chain instance entered from a Backup, before any commit there
+        /// (``Settings/probeTimeoutNanos``).
+        public var probeTimeouts: UInt64 = 0
         public var abortsValid: UInt64 = 0
         public var abortsInvalid: UInt64 = 0
         public var instancesAborted: UInt64 = 0
@@ -281,6 +294,11 @@ final class ChainClientEngine {
     var enteredWith: ChainInitHistory?
     /// Switches since the last commit (bounded by ``ChainClient/Settings/switchesWithoutCommitMax``).
     var switchesWithoutCommit = 0
+    /// In a Chain instance entered from a Backup, until this client's first commit there: the timer is
+    /// ``ChainClient/Settings/probeTimeoutNanos`` (set in `switchInstance`, cleared in `commit`).
+    var probing = false
+    /// The client's timer for a request sent now (P1).
+    var timerNanos: UInt64 { probing ? min(settings.probeTimeoutNanos, settings.timeoutNanos) : settings.timeoutNanos }
     var conns: [UInt32?]
     var up: [Bool]
     private var lastTimestamp: UInt64 = 0
@@ -349,7 +367,7 @@ final class ChainClientEngine {
             statistics.submitted += 1
             let digest = auth.digest(ChainRequest(client: settings.client, timestamp: timestamp, op: op))
             pending[timestamp] = Pending(op: op, digest: digest, completion: completion,
-                                         deadline: monotonicNanos() + settings.timeoutNanos)
+                                         deadline: monotonicNanos() + timerNanos)
             send(timestamp, op, digest)
         }
     }
@@ -384,6 +402,7 @@ final class ChainClientEngine {
         } else if Backup.Order.isBackup(instance) {
             backupTimers(now: now) // PBFT's client: retransmit to every replica; no PANIC in Backup
         } else if let oldest = pending.min(by: { $0.key < $1.key }), now > oldest.value.deadline {
+            if probing { statistics.probeTimeouts += 1 }
             panic(oldest.key)
         }
         let s = keyRing.stats
@@ -440,6 +459,12 @@ final class ChainClientEngine {
     func commit(_ timestamp: UInt64, _ reply: [UInt8]) {
         guard let p = pending.removeValue(forKey: timestamp) else { return }
         switchesWithoutCommit = 0
+        if probing {
+            // The chain answers: the requests sent on the probe's timer get the rest of the ordinary one.
+            let rest = settings.timeoutNanos - timerNanos
+            probing = false
+            for timestamp in pending.keys { pending[timestamp]!.deadline += rest }
+        }
         initReplies[timestamp] = nil
         statistics.commits += 1
         outcomes.append((p.completion, .success(reply)))

@@ -117,6 +117,8 @@ extension ChainClientEngine {
         switchesWithoutCommit += 1
         previousAuth = auth
         instance = initHistory.instance
+        // Chain after a Backup: probe with the short timer (ChainClient.Settings.probeTimeoutNanos).
+        probing = !Backup.Order.isBackup(instance) && instance > 1 && Backup.Order.isBackup(instance - 1)
         auth = auth.switched(to: instance)
         enteredWith = initHistory
         // Out of a Backup (f+1 histories): the Chain collector starts at this instance.
@@ -142,7 +144,7 @@ extension ChainClientEngine {
     func replan(_ initHistory: ChainInitHistory) {
         let requests = pending.sorted { $0.key < $1.key }.map { ChainRequest(client: settings.client, timestamp: $0.key, op: $0.value.op) }
         let plan = AbstractResubmission.plan(pending: requests, initHistory: initHistory, digest: { pending[$0.timestamp]?.digest ?? auth.digest($0) })
-        let deadline = monotonicNanos() + settings.timeoutNanos
+        let deadline = monotonicNanos() + timerNanos
         for (request, _) in plan.inInitHistory { pending[request.timestamp]?.deadline = deadline }
         statistics.inInitHistory += UInt64(plan.inInitHistory.count)
         for request in plan.resubmit {

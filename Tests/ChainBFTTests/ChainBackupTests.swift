@@ -80,6 +80,39 @@ struct ChainBackupTests {
         #expect(backups.allSatisfy { $0 >= 1 }, "Backup instances entered per survivor: \(backups)")
     }
 
+    /// The probe's timer (ChainClient.Settings.probeTimeoutNanos): with the tail down, each Chain instance after a
+    /// Backup aborts on the short timer, not the client's ordinary one (3 s here). k = 1, 2, 4, 8 for 12 writes: the
+    /// first switch waits out the ordinary timer (Chain 1 was not entered from a Backup), and each later Chain
+    /// instance — at least two — PANICs on the probe's. Before, every one cost the ordinary timer (none counted).
+    @Test func section13_1_chainAfterBackupProbesWithTheShortTimer() async throws {
+        try #require(ioUringAvailable, "io_uring is unavailable here")
+        let cluster = try Self.cluster()
+        defer { cluster.stop() }
+        var settings = ChainClient.Settings(f: 1, client: 0, replicas: cluster.endpoints)
+        settings.timeoutNanos = 3_000_000_000
+        settings.probeTimeoutNanos = 200_000_000
+        settings.abortWaitNanos = 10_000_000_000
+        settings.checkpointInterval = 16
+        settings.windowMax = 4
+        settings.switchInstance = ChainNextInstance()
+        settings.switchesWithoutCommitMax = 12
+        settings.backupSendsMax = 40
+        let client = try ChainClient(settings: settings, keyRing: try cluster.keys.keyRing(for: .client(0)))
+        try client.start()
+        defer { client.close() }
+        _ = try await put(client, "warm", "up")
+        cluster.replicas[3].stop()
+        for k in 0..<12 {
+            let out = try await put(client, "after\(k)", "w\(k)")
+            #expect(out.value == Array("w\(k)".utf8))
+        }
+        let s = client.statistics
+        #expect(s.backupCommits >= 1 && s.switches >= 4, "\(s)")
+        #expect(s.probeTimeouts >= 2, "Chain instances after a Backup did not PANIC on the probe's timer: \(s)")
+        #expect(s.probeTimeouts < s.panics, "Chain 1's PANIC is on the ordinary timer: \(s)")
+        #expect(try await get(client, TestStore.appliedKey).value == Array("13".utf8))
+    }
+
     /// Many times history_max requests commit with a replica down: each Backup's abort history starts at its last
     /// checkpoint boundary (spec §13.1, [T] footnote 10), so the Chain instance after it enters with fewer than CHK
     /// entries. Before, a Backup handed on its whole executed sequence (its init history and its k, up to history_max),
