@@ -19,7 +19,8 @@ struct ChainBackupTests {
         }
     }
 
-    static func client(_ cluster: TestCluster, _ id: UInt32) throws -> ChainClient {
+    static func client(_ cluster: TestCluster, _ id: UInt32,
+                       configure: (inout ChainClient.Settings) -> Void = { _ in }) throws -> ChainClient {
         var settings = ChainClient.Settings(f: cluster.f, client: id, replicas: cluster.endpoints)
         settings.timeoutNanos = 500_000_000
         settings.abortWaitNanos = 10_000_000_000
@@ -28,6 +29,7 @@ struct ChainBackupTests {
         settings.switchInstance = ChainNextInstance()
         settings.switchesWithoutCommitMax = 12
         settings.backupSendsMax = 40
+        configure(&settings)
         let client = try ChainClient(settings: settings, keyRing: try cluster.keys.keyRing(for: .client(id)))
         try client.start()
         return client
@@ -88,17 +90,10 @@ struct ChainBackupTests {
         try #require(ioUringAvailable, "io_uring is unavailable here")
         let cluster = try Self.cluster()
         defer { cluster.stop() }
-        var settings = ChainClient.Settings(f: 1, client: 0, replicas: cluster.endpoints)
-        settings.timeoutNanos = 3_000_000_000
-        settings.probeTimeoutNanos = 200_000_000
-        settings.abortWaitNanos = 10_000_000_000
-        settings.checkpointInterval = 16
-        settings.windowMax = 4
-        settings.switchInstance = ChainNextInstance()
-        settings.switchesWithoutCommitMax = 12
-        settings.backupSendsMax = 40
-        let client = try ChainClient(settings: settings, keyRing: try cluster.keys.keyRing(for: .client(0)))
-        try client.start()
+        let client = try Self.client(cluster, 0) { settings in
+            settings.timeoutNanos = 3_000_000_000
+            settings.probeTimeoutNanos = 200_000_000
+        }
         defer { client.close() }
         _ = try await put(client, "warm", "up")
         cluster.replicas[3].stop()
