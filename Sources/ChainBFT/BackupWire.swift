@@ -95,13 +95,10 @@ extension ChainWire {
     static func putMessage(_ m: PBFT.Message, _ w: inout FrameWriter) {
         switch m {
         case .prePrepare(let p):
+            // The batch: its length, then each request (none: the null request).
             w.uint8(1); w.uint64(p.view); w.uint64(p.sn); w.tag(p.digest)
-            if let request = p.request {
-                w.uint8(1)
-                putClientRequest(request, &w)
-            } else {
-                w.uint8(0)
-            }
+            w.uint32(UInt32(p.requests.count))
+            for request in p.requests { putClientRequest(request, &w) }
         case .prepare(let v):
             w.uint8(2); w.uint64(v.view); w.uint64(v.sn); w.tag(v.digest)
         case .commit(let v):
@@ -126,6 +123,10 @@ extension ChainWire {
             for e in nv.prePrepares { putEnvelope(e, &w) }
         }
     }
+
+    /// Requests one PRE-PREPARE may carry on the wire (``RingCastBackup/PBFT/Settings/batchMax`` is at most this; the
+    /// core checks its own, smaller bound).
+    static let batchRequestsMax = 1024
 
     /// A count of nested items, each at least `itemBytesMin` long: bounded by the bytes left and by `max`.
     static func count(_ r: inout RawReader, itemBytesMin: Int, max: Int, _ what: String) throws(ChainWireError) -> Int {
@@ -156,10 +157,12 @@ extension ChainWire {
         switch kind {
         case 1:
             let view = try r.u64(), sn = try r.u64(), digest = try r.digest()
-            let flag = try r.u8()
-            guard flag <= 1 else { throw ChainWireError("a PRE-PREPARE with request flag \(flag)") }
-            let request = flag == 1 ? try clientRequest(&r, limits) : nil
-            message = .prePrepare(PBFT.PrePrepare(view: view, sn: sn, digest: digest, request: request))
+            // A request is at least client, timestamp, op length, flag and MAC count: 21 bytes.
+            let count = try count(&r, itemBytesMin: 21, max: Self.batchRequestsMax, "requests in a PRE-PREPARE")
+            var requests: [PBFT.ClientRequest] = []
+            requests.reserveCapacity(count)
+            for _ in 0..<count { requests.append(try clientRequest(&r, limits)) }
+            message = .prePrepare(PBFT.PrePrepare(view: view, sn: sn, digest: digest, requests: requests))
         case 2, 3:
             let vote = PBFT.Vote(view: try r.u64(), sn: try r.u64(), digest: try r.digest())
             message = kind == 2 ? .prepare(vote) : .commit(vote)

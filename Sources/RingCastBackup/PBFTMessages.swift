@@ -1,16 +1,23 @@
 public import RingCastChain
 
 extension PBFT {
-    /// ⟨PRE-PREPARE, v, n, d⟩ signed by the primary of v, with the request it orders piggybacked (PBFT §4.2). The
-    /// signature covers v, n and d; the request is bound by d. `request` nil is the null request (§4.4).
+    /// ⟨PRE-PREPARE, v, n, d⟩ signed by the primary of v, with the batch of requests it orders piggybacked (PBFT §4.2,
+    /// batching as in TOCS 2002 §5.1.4). The signature covers v, n and d; the batch is bound by d
+    /// (``PBFT/batchDigest(_:keyRing:)``). An empty batch is the null request (§4.4).
     public struct PrePrepare: Hashable, Sendable {
         public var view: UInt64
         public var sn: UInt64
         public var digest: ChainDigest
-        public var request: ClientRequest?
+        /// In execution order.
+        public var requests: [ClientRequest]
 
+        public init(view: UInt64, sn: UInt64, digest: ChainDigest, requests: [ClientRequest]) {
+            self.view = view; self.sn = sn; self.digest = digest; self.requests = requests
+        }
+
+        /// A batch of one request (`request` nil: the null request).
         public init(view: UInt64, sn: UInt64, digest: ChainDigest, request: ClientRequest?) {
-            self.view = view; self.sn = sn; self.digest = digest; self.request = request
+            self.init(view: view, sn: sn, digest: digest, requests: request.map { [$0] } ?? [])
         }
     }
 
@@ -171,5 +178,10 @@ extension PBFT {
     /// D(m) of a request, as the replicas compute it.
     public static func requestDigest(_ request: Request, keyRing: ChainKeyRing) -> ChainDigest {
         digest(request, crypto: BackupCrypto(keyRing: keyRing))
+    }
+
+    /// The digest a PRE-PREPARE carries for `requests`, as the replicas compute it.
+    public static func batchDigest(_ requests: [ClientRequest], keyRing: ChainKeyRing) -> ChainDigest {
+        batchDigest(requests, crypto: BackupCrypto(keyRing: keyRing))
     }
 }

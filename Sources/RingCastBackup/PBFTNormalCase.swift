@@ -38,23 +38,41 @@ extension PBFT.Replica {
         return r
     }
 
-    /// The primary assigns the next sequence numbers to pending requests while the window has room (§4.2: n in
-    /// (h, H]); beyond H requests wait for the next stable checkpoint (backpressure).
+    /// The primary assigns the next sequence numbers to batches of pending requests while the window has room
+    /// (§4.2: n in (h, H]; beyond H requests wait for the next stable checkpoint: backpressure) and fewer than
+    /// ``PBFT/Settings/proposalsInFlightMax`` of its sequence numbers are not executed yet; the requests that arrive
+    /// meanwhile form the next batch (TOCS 2002 §5.1.4). Called on each request and after each execution.
     func propose(_ out: inout [PBFT.Action]) {
         guard isPrimary, viewActive else { return }
-        for r in pending where nextSn <= highWaterMark {
-            let key = PBFT.RequestKey(client: r.request.client, timestamp: r.request.timestamp)
-            guard !assigned.contains(key) else { continue }
-            assigned.insert(key)
+        while nextSn <= highWaterMark, nextSn - 1 - min(lastExecuted, nextSn - 1) < settings.proposalsInFlightMax {
+            let batch = nextBatch()
+            guard !batch.isEmpty else { return }
+            for r in batch { assigned.insert(PBFT.RequestKey(client: r.request.client, timestamp: r.request.timestamp)) }
             let sn = nextSn
             nextSn += 1
-            let d = PBFT.digest(r.request, crypto: crypto)
-            let p = PBFT.PrePrepare(view: view, sn: sn, digest: d, request: r)
+            let d = PBFT.batchDigest(batch, crypto: crypto)
+            let p = PBFT.PrePrepare(view: view, sn: sn, digest: d, requests: batch)
             let e = broadcast(.prePrepare(p), &out)
             var slot = PBFT.Slot()
-            slot.prePrepare = e; slot.request = r; slot.digest = d
+            slot.prePrepare = e; slot.requests = batch; slot.digest = d
             slots[sn] = slot
         }
+    }
+
+    /// The pending requests not assigned yet, in arrival order, up to ``PBFT/Settings/batchMax`` and
+    /// ``PBFT/Settings/batchBytesMax`` (the first always fits); a request carrying an init history goes alone.
+    func nextBatch() -> [PBFT.ClientRequest] {
+        var batch: [PBFT.ClientRequest] = []
+        var bytes = 0
+        for r in pending where batch.count < settings.batchMax {
+            guard !assigned.contains(PBFT.RequestKey(client: r.request.client, timestamp: r.request.timestamp)) else { continue }
+            let alone = r.request.initHistory != nil
+            if !batch.isEmpty && (alone || bytes + r.request.op.count > settings.batchBytesMax) { break }
+            batch.append(r)
+            bytes += r.request.op.count
+            if alone { break }
+        }
+        return batch
     }
 
     func inWindow(_ sn: UInt64) -> Bool { sn > lowWaterMark && sn <= highWaterMark }
@@ -73,22 +91,30 @@ extension PBFT.Replica {
         advance(p.sn, app: &app, &out)
     }
 
-    /// D(m) matches the request and the request is one a client sent (this replica's authenticator entry); a null
-    /// request carries the zero digest.
+    /// d matches the batch, the batch keeps the primary's limits, and each request is one a client sent (this
+    /// replica's authenticator entry); a null request carries the zero digest.
     func checkPrePrepareBody(_ p: PBFT.PrePrepare, checkMAC: Bool) throws(PBFT.EventError) {
-        guard let r = p.request else {
+        guard !p.requests.isEmpty else {
             guard p.digest == .zero else { throw .conflict }
             return
         }
-        guard r.request.client < settings.clientsMax, r.request.op.count <= settings.opBytesMax else { throw .conflict }
-        guard PBFT.digest(r.request, crypto: crypto) == p.digest else { throw .conflict }
-        if checkMAC && !validClientMAC(r) { throw .clientMAC }
+        guard p.requests.count <= settings.batchMax else { throw .conflict }
+        var bytes = 0
+        for r in p.requests {
+            guard r.request.client < settings.clientsMax, r.request.op.count <= settings.opBytesMax else { throw .conflict }
+            bytes += r.request.op.count
+        }
+        if p.requests.count > 1 {
+            guard bytes <= settings.batchBytesMax, p.requests.allSatisfy({ $0.request.initHistory == nil }) else { throw .conflict }
+        }
+        guard PBFT.batchDigest(p.requests, crypto: crypto) == p.digest else { throw .conflict }
+        if checkMAC && !p.requests.allSatisfy(validClientMAC) { throw .clientMAC }
     }
 
     /// Logs the PRE-PREPARE and, at a backup, multicasts PREPARE (§4.2).
     func accept(_ p: PBFT.PrePrepare, _ e: PBFT.Envelope, _ out: inout [PBFT.Action]) {
         var slot = slots[p.sn] ?? PBFT.Slot()
-        slot.prePrepare = e; slot.request = p.request; slot.digest = p.digest
+        slot.prePrepare = e; slot.requests = p.requests; slot.digest = p.digest
         slots[p.sn] = slot
         if e.sender != me {
             let mine = broadcast(.prepare(PBFT.Vote(view: p.view, sn: p.sn, digest: p.digest)), &out)
@@ -131,14 +157,21 @@ extension PBFT.Replica {
         executeReady(app: &app, &out)
     }
 
-    /// Executes committed requests in order; a request a client already got executed (re-proposed after a view
-    /// change, or ordered twice by a Byzantine primary) advances the history but does not run again.
+    /// Executes committed batches in order, each request of a batch in its order; a request a client already got
+    /// executed (re-proposed after a view change, or ordered twice by a Byzantine primary) advances the history but
+    /// does not run again. The primary then proposes what waited (``propose(_:)``).
     func executeReady<A: PBFTApplication>(app: inout A, _ out: inout [PBFT.Action]) {
+        var executed = false
         while !behind, let slot = slots[lastExecuted + 1], slot.committed, let d = slot.digest {
             let sn = lastExecuted + 1
             lastExecuted = sn
+            executed = true
             historyDigest = historyDigest.extended(sn: sn, request: d, keyRing: crypto.keyRing)
-            if let r = slot.request?.request {
+            if slot.requests.isEmpty {
+                stats.nullExecuted += 1
+                out.append(.executed(sn: sn, nil))
+            }
+            for r in slot.requests.lazy.map(\.request) {
                 let c = Int(r.client)
                 if let row = clients[c], r.timestamp <= row.timestamp {
                     // Not again (exactly-once).
@@ -151,13 +184,11 @@ extension PBFT.Replica {
                 }
                 pending.removeAll { $0.request.client == r.client && $0.request.timestamp <= r.timestamp }
                 assigned = assigned.filter { $0.client != r.client || $0.timestamp > r.timestamp }
-            } else {
-                stats.nullExecuted += 1
-                out.append(.executed(sn: sn, nil))
             }
             timerStart = pending.isEmpty ? nil : ticks
             if sn % settings.checkpointInterval == 0 { takeCheckpoint(sn, &out) }
         }
+        if executed { propose(&out) }
     }
 
     /// The view-change timer (§4.4): a backup waiting too long for a pending request suspects the primary. The wait

@@ -67,9 +67,9 @@ extension PBFT {
 
     /// One sequence number's state in the log.
     struct Slot {
-        /// The PRE-PREPARE accepted for the current view, and its request (nil: null request).
+        /// The PRE-PREPARE accepted for the current view, and its batch (empty: the null request).
         var prePrepare: Envelope?
-        var request: ClientRequest?
+        var requests: [ClientRequest] = []
         var digest: ChainDigest?
         var prepares: [UInt32: Envelope] = [:]
         var commits: [UInt32: Envelope] = [:]

@@ -60,6 +60,21 @@ extension PBFT {
         return crypto.digest(b)
     }
 
+    /// d of a batch: zero for the null request, D(m) for one request (a batch of one is PBFT without batching), and
+    /// for more the digest of their digests in order under a tag of its own (so no batch shares a digest with a
+    /// single request).
+    static func batchDigest(_ requests: [ClientRequest], crypto: BackupCrypto) -> ChainDigest {
+        switch requests.count {
+        case 0: return .zero
+        case 1: return digest(requests[0].request, crypto: crypto)
+        default:
+            var b = BackupBytes(tag: "RCBK-BATCH")
+            b.u32(UInt32(requests.count))
+            for r in requests { b.digest(digest(r.request, crypto: crypto)) }
+            return crypto.digest(b)
+        }
+    }
+
     static func macInput(_ digest: ChainDigest) -> BackupBytes {
         var b = BackupBytes(tag: "RCBK-AUTH")
         b.digest(digest)

@@ -35,14 +35,30 @@ extension PBFT {
         public var viewChangeTimeoutTicks: UInt64
         /// View changes a replica keeps for views above its own (bounds the table against a Byzantine flood).
         public var viewsAheadMax: UInt64
+        /// Requests one PRE-PREPARE orders at most (PBFT's batching, Castro & Liskov TOCS 2002 §5.1.4): every replica
+        /// message is signed here (Ed25519), so a sequence number per request made Backup's rate that of the
+        /// signatures (≈ 400 requests/s on the 2-core test machine); one per batch divides that cost by the batch.
+        public var batchMax: Int
+        /// Operation bytes one batch holds at most (a batch always takes its first request). A request that carries
+        /// an init history is ordered alone: those are large and rare (a client's first request in a Backup). Why
+        /// 32 KiB: a VIEW-CHANGE carries the prepared batches above the stable checkpoint, and it must stay well
+        /// inside one wire frame (2 MiB).
+        public var batchBytesMax: Int
+        /// Sequence numbers the primary keeps proposed but not executed at once; the requests that arrive meanwhile
+        /// wait and form the next batch (natural batching, no timer: with a single request in flight it is proposed
+        /// at once).
+        public var proposalsInFlightMax: UInt64
         public var testFault: TestFault
 
         public init(f: UInt32, replica: UInt32, checkpointInterval: UInt64 = 16, logWindow: UInt64 = 64,
                     clientsMax: UInt32, pendingMax: Int = 256, opBytesMax: Int = 1 << 16,
-                    viewChangeTimeoutTicks: UInt64 = 40, viewsAheadMax: UInt64 = 8, testFault: TestFault = .none) {
+                    viewChangeTimeoutTicks: UInt64 = 40, viewsAheadMax: UInt64 = 8, batchMax: Int = 32,
+                    batchBytesMax: Int = 32 << 10, proposalsInFlightMax: UInt64 = 2, testFault: TestFault = .none) {
             self.f = f; self.replica = replica; self.checkpointInterval = checkpointInterval; self.logWindow = logWindow
             self.clientsMax = clientsMax; self.pendingMax = pendingMax; self.opBytesMax = opBytesMax
-            self.viewChangeTimeoutTicks = viewChangeTimeoutTicks; self.viewsAheadMax = viewsAheadMax; self.testFault = testFault
+            self.viewChangeTimeoutTicks = viewChangeTimeoutTicks; self.viewsAheadMax = viewsAheadMax
+            self.batchMax = batchMax; self.batchBytesMax = batchBytesMax; self.proposalsInFlightMax = proposalsInFlightMax
+            self.testFault = testFault
         }
 
         public var n: UInt32 { 3 * f + 1 }
@@ -59,7 +75,8 @@ extension PBFT {
             guard checkpointInterval >= 1, logWindow >= 2 * checkpointInterval, logWindow % checkpointInterval == 0,
                   logWindow <= 1 << 16 else { throw .window(checkpointInterval: checkpointInterval, logWindow: logWindow) }
             guard clientsMax >= 1, clientsMax <= 1 << 20 else { throw .clients(clientsMax) }
-            guard pendingMax >= 1, opBytesMax >= 0, viewChangeTimeoutTicks >= 1, viewsAheadMax >= 1 else { throw .bounds }
+            guard pendingMax >= 1, opBytesMax >= 0, viewChangeTimeoutTicks >= 1, viewsAheadMax >= 1, batchMax >= 1,
+                  batchMax <= 1024, batchBytesMax >= 1, proposalsInFlightMax >= 1 else { throw .bounds }
         }
     }
 
@@ -73,7 +90,8 @@ extension PBFT {
             case .replica(let r): "replica \(r) is not one of the 3f+1"
             case let .window(k, l): "the log window (\(l)) must be a multiple of K (\(k)), at least 2K, at most 65536"
             case .clients(let c): "clientsMax must be 1 … 2^20, got \(c)"
-            case .bounds: "pendingMax, viewChangeTimeoutTicks and viewsAheadMax must be at least 1"
+            case .bounds: "pendingMax, viewChangeTimeoutTicks, viewsAheadMax, batchBytesMax and proposalsInFlightMax "
+                + "must be at least 1, batchMax 1 … 1024"
             }
         }
     }

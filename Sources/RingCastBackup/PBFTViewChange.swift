@@ -99,7 +99,7 @@ extension PBFT.Replica {
         precondition(maxS - minS <= settings.logWindow, "certificates lie inside one window")
         guard maxS > minS else { return [] }
         return (minS + 1...maxS).map { sn in
-            if let p = best[sn] { return PBFT.PrePrepare(view: v, sn: sn, digest: p.digest, request: p.request) }
+            if let p = best[sn] { return PBFT.PrePrepare(view: v, sn: sn, digest: p.digest, requests: p.requests) }
             return PBFT.PrePrepare(view: v, sn: sn, digest: .zero, request: nil)
         }
     }
@@ -159,8 +159,8 @@ extension PBFT.Replica {
         nextSn = max(maxS, lastExecuted, lowWaterMark) + 1
         // Requests O re-proposes are assigned already.
         for pe in nv.prePrepares {
-            if case .prePrepare(let p) = pe.message, let r = p.request?.request {
-                assigned.insert(PBFT.RequestKey(client: r.client, timestamp: r.timestamp))
+            if case .prePrepare(let p) = pe.message {
+                for r in p.requests { assigned.insert(PBFT.RequestKey(client: r.request.client, timestamp: r.request.timestamp)) }
             }
         }
         timerStart = pending.isEmpty ? nil : ticks

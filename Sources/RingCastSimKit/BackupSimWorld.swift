@@ -228,10 +228,12 @@ final class BackupSimWorld {
         guard scenario.behaviour == .equivocate, faulty(r), inGroupB(p) else { return e }
         switch e.message {
         case .prePrepare(let pp) where pp.view == 0 && r == 0:
-            guard let x = pp.request else { return e }
+            guard !pp.requests.isEmpty else { return e }
             if equivocations[pp.sn] == nil {
+                // Group B gets a batch of one request the true batch does not hold.
                 let key = { (c: PBFT.ClientRequest) in "\(c.request.client).\(c.request.timestamp)" }
-                guard let y = pool.last(where: { key($0) != key(x) }) else { return e }
+                let told = Set(pp.requests.map(key))
+                guard let y = pool.last(where: { !told.contains(key($0)) }) else { return e }
                 equivocations[pp.sn] = (PBFT.requestDigest(y.request, keyRing: rings[0]), y)
             }
             let (d, y) = equivocations[pp.sn]!

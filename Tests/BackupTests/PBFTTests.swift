@@ -175,7 +175,9 @@ struct PBFTBoundsTests {
         #expect(throws: PBFT.EventError.pendingFull) { try backup.handle(.request(request(3)), app: &app) }
         #expect(backup.stats.refused == 1)
 
-        let primary = try PBFT.Replica(settings: PBFT.Settings(f: 1, replica: 0, checkpointInterval: 2, logWindow: 4, clientsMax: 8),
+        // One request per sequence number and no in-flight limit: only the window holds the primary back.
+        let primary = try PBFT.Replica(settings: PBFT.Settings(f: 1, replica: 0, checkpointInterval: 2, logWindow: 4, clientsMax: 8,
+                                                               batchMax: 1, proposalsInFlightMax: 64),
                                        keyRing: keys.keyRing(for: .replica(0)))
         var proposed = 0
         for c in 0..<UInt32(8) {
@@ -185,5 +187,56 @@ struct PBFTBoundsTests {
         }
         #expect(proposed == 4) // L = 4: the other four wait for a stable checkpoint
         #expect(primary.stats.slotsHighest <= 4)
+    }
+}
+
+@Suite("BackupTests: PBFT batching")
+struct PBFTBatchingTests {
+    /// TOCS 2002 §5.1.4: with two sequence numbers in flight (the default), the requests that arrive meanwhile form
+    /// the next PRE-PREPARE's batch; every replica executes each request once, in one order, and each client gets its
+    /// reply. 10 requests take 3 sequence numbers (1, 1, 8), so 3 rounds of signed PREPAREs and COMMITs, not 10.
+    @Test(arguments: [UInt32(1), 2])
+    func requestsThatArriveWhileProposalsAreInFlightShareOneSequenceNumber(f: UInt32) throws {
+        let cluster = try PBFTCluster(f: f, clients: 10)
+        for c in 0..<UInt32(10) {
+            let r = try cluster.clientRequest(client: c, timestamp: 1, op: [UInt8(c)])
+            for q in cluster.live { cluster.deliver(.request(r), to: q) }
+        }
+        cluster.run()
+        let reference = cluster.apps[0].order
+        #expect(reference == (0..<10).map { "\($0).1" })
+        for q in 0..<Int(cluster.n) {
+            #expect(cluster.apps[q].order == reference)
+            #expect(cluster.apps[q].executed.map(\.sn) == [1, 2] + Array(repeating: 3, count: 8))
+        }
+        for c in 0..<UInt32(10) { #expect(cluster.committedResult(client: c, timestamp: 1) == [UInt8(c)]) }
+        #expect(cluster.refusals.isEmpty)
+    }
+
+    /// A backup refuses a PRE-PREPARE whose batch breaks its limits (a Byzantine primary): more than batchMax
+    /// requests, or an init history sharing a batch. Nothing is logged for that sequence number.
+    @Test func batchesBeyondTheLimitsAreRefused() throws {
+        let keys = try ChainKeys.generate(f: 1, clients: 4)
+        let settings = PBFT.Settings(f: 1, replica: 1, clientsMax: 4, batchMax: 2)
+        let backup = try PBFT.Replica(settings: settings, keyRing: keys.keyRing(for: .replica(1)))
+        let primaryRing = try keys.keyRing(for: .replica(0))
+        var app = RecordingApp()
+        func request(_ c: UInt32) throws -> PBFT.ClientRequest {
+            PBFT.ClientRequest(PBFT.Request(client: c, timestamp: 1, op: [1]), keyRing: try keys.keyRing(for: .client(c)), n: 4)
+        }
+        func prePrepare(_ sn: UInt64, _ batch: [PBFT.ClientRequest]) -> PBFT.Envelope {
+            PBFT.Envelope.sign(.prePrepare(PBFT.PrePrepare(view: 0, sn: sn, digest: PBFT.batchDigest(batch, keyRing: primaryRing),
+                                                           requests: batch)), by: 0, keyRing: primaryRing)
+        }
+        let three = try (0..<UInt32(3)).map(request)
+        #expect(throws: PBFT.EventError.conflict) { try backup.handle(.message(prePrepare(1, three)), app: &app) }
+        let withHistory = PBFT.ClientRequest(
+            PBFT.Request(client: 3, timestamp: 1, op: [1],
+                         initHistory: ChainInitHistory(instance: 2, base: 0, baseDigest: .zero, entries: [], proof: [])),
+            keyRing: try keys.keyRing(for: .client(3)), n: 4)
+        #expect(throws: PBFT.EventError.conflict) { try backup.handle(.message(prePrepare(1, [three[0], withHistory])), app: &app) }
+        // Within the limits, the same backup accepts it and sends its PREPARE.
+        let accepted = try backup.handle(.message(prePrepare(1, Array(three.prefix(2)))), app: &app)
+        #expect(accepted.contains { if case .broadcast(let e) = $0, case .prepare = e.message { true } else { false } })
     }
 }

@@ -49,38 +49,6 @@ struct Counter: StateMachine {
 
 typealias CounterClient = SMRClient<Counter.Add, Counter.Get, Counter.Value>
 
-/// Where the next ``freePortPairs(_:)`` starts looking (offset from the process's own start).
-let portSearchCursor = Atomic<Int>(0)
-
-/// Loopback ports p with p + 1 free too (a member's data and control ports).
-func freePortPairs(_ count: Int) -> [UInt16] {
-    var result: [UInt16] = []
-    func bindable(_ port: UInt16) -> Bool {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        defer { close(fd) }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        address.sin_port = port.bigEndian
-        return withUnsafePointer(to: &address) { pointer in
-            pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0
-            }
-        }
-    }
-    // Each call starts 200 ports past the previous one: suites run in parallel in one process, and two calls from
-    // the same start would both find the same ports free before either binds them ("address already in use").
-    // Below the kernel's ephemeral ports (32768 and up by default), which outgoing connections take at any time;
-    // 10000–17999 (TransferTests' `portPairs` has 18000–25999, ringcast-kv's spawned clusters 26000 and up).
-    let offset = portSearchCursor.add(200, ordering: .relaxed).oldValue
-    var candidate = UInt16(10_000 + (Int(getpid() % 8_000) + offset) % 7_900)
-    while result.count < count {
-        candidate = candidate >= 17_996 ? 10_000 : candidate + 2
-        if bindable(candidate) && bindable(candidate + 1) { result.append(candidate) }
-    }
-    return result
-}
-
 /// The request timeout of tests whose subject is not the timeout: CI runs the other suites of the target beside
 /// them on 2 cores, where a request has waited longer than the client's default 5 s for a thread of the cooperative
 /// pool (the send path's task) or for the reader thread.

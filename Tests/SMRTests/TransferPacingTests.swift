@@ -47,7 +47,7 @@ final class BulkCluster: Sendable {
 
     init(size: Int, bulkBytes: Int) throws {
         var addresses: [UInt32: Address] = [:]
-        for (index, port) in GatedCluster.portPairs(size).enumerated() {
+        for (index, port) in freePortPairs(size).enumerated() {
             addresses[UInt32(index)] = try Address(host: "127.0.0.1", port: port)
         }
         self.addresses = addresses

@@ -47,40 +47,10 @@ final class GatedCluster: Sendable {
 
     init(size: Int) throws {
         var addresses: [UInt32: Address] = [:]
-        for (index, port) in Self.portPairs(size).enumerated() {
+        for (index, port) in freePortPairs(size).enumerated() {
             addresses[UInt32(index)] = try Address(host: "127.0.0.1", port: port)
         }
         self.addresses = addresses
-    }
-
-    /// Loopback ports p with p + 1 free, from a range of their own: Swift Testing runs suites in parallel in one
-    /// process, and ReplicaTests' `freePortPairs` starts from the same pid-derived port. Below the kernel's
-    /// ephemeral ports (32768 and up), which outgoing connections take at any time: a ring port taken between the
-    /// pick and the bind once made a member fail every new view's ring, and its view changes spun (CI starved).
-    /// 18000–25999 here, 10000–17999 in `freePortPairs`, 26000 and up in ringcast-kv's spawned clusters.
-    static func portPairs(_ count: Int) -> [UInt16] {
-        var result: [UInt16] = []
-        var candidate = UInt16(18_000 + Int(getpid() % 8_000) / 2 * 2)
-        while result.count < count {
-            candidate = candidate >= 25_996 ? 18_000 : candidate + 2
-            let fds = [candidate, candidate + 1].map { port -> Int32 in
-                let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-                var address = sockaddr_in()
-                address.sin_family = sa_family_t(AF_INET)
-                address.sin_addr.s_addr = inet_addr("127.0.0.1")
-                address.sin_port = port.bigEndian
-                let bound = withUnsafePointer(to: &address) { pointer in
-                    pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                        bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0
-                    }
-                }
-                if !bound { close(fd); return -1 }
-                return fd
-            }
-            for fd in fds where fd >= 0 { close(fd) }
-            if fds.allSatisfy({ $0 >= 0 }) { result.append(candidate) }
-        }
-        return result
     }
 
     @discardableResult
