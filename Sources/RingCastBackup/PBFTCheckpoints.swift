@@ -16,6 +16,8 @@ extension PBFT.Replica {
         guard checkpointVotes[c.sn]?[e.sender] == nil else { return }
         checkpointVotes[c.sn, default: [:]][e.sender] = e
         tryStable(c.sn)
+        // A stable checkpoint moves H: a primary that waited at the window's end proposes now, not at the next request.
+        propose(&out)
     }
 
     func tryStable(_ sn: UInt64) {

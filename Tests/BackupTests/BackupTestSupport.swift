@@ -25,13 +25,14 @@ final class PBFTCluster {
     var refusals: [PBFT.EventError] = []
 
     init(f: UInt32, clients: UInt32 = 4, checkpointInterval: UInt64 = 16, logWindow: UInt64 = 64,
-         timeout: UInt64 = 20, fault: PBFT.TestFault = .none) throws {
+         timeout: UInt64 = 20, batchMax: Int = 32, proposalsInFlightMax: UInt64 = 2, fault: PBFT.TestFault = .none) throws {
         self.f = f
         keys = try ChainKeys.generate(f: f, clients: clients)
         let n = 3 * f + 1
         for r in 0..<n {
             let settings = PBFT.Settings(f: f, replica: r, checkpointInterval: checkpointInterval, logWindow: logWindow,
-                                         clientsMax: clients, viewChangeTimeoutTicks: timeout, testFault: fault)
+                                         clientsMax: clients, viewChangeTimeoutTicks: timeout, batchMax: batchMax,
+                                         proposalsInFlightMax: proposalsInFlightMax, testFault: fault)
             replicas.append(try PBFT.Replica(settings: settings, keyRing: keys.keyRing(for: .replica(r))))
         }
         apps = Array(repeating: RecordingApp(), count: Int(n))

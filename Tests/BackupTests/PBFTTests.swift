@@ -213,6 +213,19 @@ struct PBFTBatchingTests {
         #expect(cluster.refusals.isEmpty)
     }
 
+    /// A primary that waited at the window's end (H = h + L) proposes the waiting requests as soon as a checkpoint
+    /// becomes stable, without a further request to prompt it: 8 requests, L = 4, one request per sequence number.
+    @Test func primaryProposesWhenTheWindowMoves() throws {
+        let cluster = try PBFTCluster(f: 1, clients: 8, checkpointInterval: 2, logWindow: 4, batchMax: 1, proposalsInFlightMax: 64)
+        for c in 0..<UInt32(8) {
+            let r = try cluster.clientRequest(client: c, timestamp: 1, op: [UInt8(c)])
+            for q in cluster.live { cluster.deliver(.request(r), to: q) }
+        }
+        cluster.run()
+        for q in 0..<Int(cluster.n) { #expect(cluster.apps[q].executed.map(\.sn) == Array(1...8), "replica \(q)") }
+        for c in 0..<UInt32(8) { #expect(cluster.committedResult(client: c, timestamp: 1) == [UInt8(c)]) }
+    }
+
     /// A backup refuses a PRE-PREPARE whose batch breaks its limits (a Byzantine primary): more than batchMax
     /// requests, or an init history sharing a batch. Nothing is logged for that sequence number.
     @Test func batchesBeyondTheLimitsAreRefused() throws {
