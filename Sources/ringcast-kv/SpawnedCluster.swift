@@ -131,8 +131,14 @@ final class SpawnedCluster: @unchecked Sendable {
             .flatMap { $0.split(whereSeparator: { $0 == " " || $0 == "\t" || $0 == "\n" }).first.flatMap { Int($0) } } ?? 32_768
         // From 26000: the SMR tests' in-process clusters pick 10000–25999 while they spawn these processes.
         let (low, high) = ephemeralLow >= 30_000 ? (26_000, ephemeralLow - 4) : (30_000, 59_990)
+        // Where to start: the pid scattered over the span (Fibonacci hashing). Benches started together have pids a
+        // few apart; a start of `pid mod span` put their searches a few ports apart, so two of them (the test suites
+        // run side by side) could both find a triple free before either's replica bound it, and one bench ended at
+        // once with no report.
+        let triples = (high - low) / 3
+        let start = Int((UInt64(UInt32(bitPattern: getpid())) &* 2_654_435_761) % UInt64(triples))
         var result: [UInt16] = []
-        var candidate = UInt16(low + Int(getpid()) % ((high - low) / 2) / 3 * 3)
+        var candidate = UInt16(low + start * 3)
         while result.count < count {
             candidate = Int(candidate) >= high - 3 ? UInt16(low) : candidate + 3
             if bindable(candidate) && bindable(candidate + 1) && bindable(candidate + 2) {
