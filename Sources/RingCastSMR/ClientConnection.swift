@@ -43,12 +43,19 @@ final class ClientLoopSignal: Sendable {
     }
 
     /// The loop, before it looks at what woke it: a wake-up requested after this writes a new byte.
+    ///
+    /// The pipe is emptied first and the flag cleared after. The other order lost wake-ups: a `wake()` between the
+    /// clear and the read set the flag and wrote a byte that this read then took, leaving the flag set over an empty
+    /// pipe, so every later `wake()` (shutdown's included) wrote nothing and the loop slept in `poll` for good (a
+    /// test's `shutdown` hung in the loop thread's join, SMRTests under load). In this order a `wake()` that finds
+    /// the flag still set made its change before this clear, which acquires it (the exchange reads the waker's
+    /// releasing exchange), and the loop looks at the changes after it.
     func drain() {
-        wakePending.store(false, ordering: .sequentiallyConsistent)
         // On the stack: no array per wake-up.
         withUnsafeTemporaryAllocation(byteCount: 64, alignment: 8) { scratch in
             while read(readFD, scratch.baseAddress, scratch.count) > 0 {}
         }
+        _ = wakePending.exchange(false, ordering: .acquiringAndReleasing)
     }
 }
 
