@@ -50,11 +50,14 @@ final class ClientLoopSignal: Sendable {
     /// test's `shutdown` hung in the loop thread's join, SMRTests under load). In this order a `wake()` that finds
     /// the flag still set made its change before this clear, which acquires it (the exchange reads the waker's
     /// releasing exchange), and the loop looks at the changes after it.
-    func drain() {
+    ///
+    /// - Parameter midway: runs between the two steps (tests: a `wake()` from another thread lands there).
+    func drain(midway: () -> Void = {}) {
         // On the stack: no array per wake-up.
         withUnsafeTemporaryAllocation(byteCount: 64, alignment: 8) { scratch in
             while read(readFD, scratch.baseAddress, scratch.count) > 0 {}
         }
+        midway()
         _ = wakePending.exchange(false, ordering: .acquiringAndReleasing)
     }
 }

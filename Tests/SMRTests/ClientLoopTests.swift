@@ -45,6 +45,20 @@ final class EchoPort: Sendable {
 /// The client port's event loop on its own (``ClientServer`` with a stand-in handler): many connections on one
 /// thread, a stalled reader that holds nobody else, bounded buffers, and connections that end mid-frame.
 @Suite struct ClientLoopTests {
+    /// The loop's wake-up pipe never loses a wake-up: a `wake()` that lands inside `drain()` (between emptying the
+    /// pipe and clearing the flag) leaves the next `wake()` able to write its byte. Before, `drain()` cleared the flag
+    /// first; a `wake()` there left the flag set over an empty pipe, the next `wake()` wrote nothing, and a shutdown
+    /// waited for the loop thread forever.
+    @Test func wakeUpDuringDrain_nextWakeUpStillReachesTheLoop() throws {
+        let signal = try ClientLoopSignal()
+        signal.wake()
+        signal.drain(midway: { signal.wake() })
+        // The loop now looks at its state and polls again: the next wake-up must make the pipe readable.
+        signal.wake()
+        var poller = pollfd(fd: signal.readFD, events: Int16(POLLIN), revents: 0)
+        #expect(poll(&poller, 1, 0) == 1, "a wake-up after a drain wrote no byte: the loop would sleep on")
+    }
+
     static func requests(_ range: Range<Int>) -> [UInt8] {
         var writer = ByteWriter()
         for request in range { ClientFrame.statistics(request: UInt64(request)).encode(into: &writer) }
