@@ -95,6 +95,8 @@ let package = Package(
 
         // The tools' one JSON value (writer and reader; no Foundation key reordering).
         .target(name: "RingCastJSON", swiftSettings: swiftSettings),
+        // Loopback ports for local clusters (tests, benches, ringcast-kv), outside the kernel's ephemeral range.
+        .target(name: "RingCastLocalPorts", swiftSettings: swiftSettings),
 
         // ringperf: netperf-style link test (ARCHITECTURE §3.1).
         .target(
@@ -177,6 +179,7 @@ let package = Package(
                 "RingCastSMR",
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
                 "RingCastKeys", // --auth without --cluster-key: a fresh key file for the run
+                "RingCastLocalPorts",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: swiftSettings
@@ -199,7 +202,7 @@ let package = Package(
             dependencies: ["RingCastChain", "RingCastBackup", "RingCastSMR", "RingCastKeys", "CRingCast", "CRingCastCore"],
             swiftSettings: swiftSettings
         ),
-        .testTarget(name: "ChainBFTTests", dependencies: ["ChainBFT", "RingCastChain", "RingCastBackup", "RingCastSMR"], swiftSettings: swiftSettings),
+        .testTarget(name: "ChainBFTTests", dependencies: ["ChainBFT", "RingCastChain", "RingCastBackup", "RingCastSMR", "RingCastLocalPorts"], swiftSettings: swiftSettings),
 
         // ringcast-kv: a replicated key-value service on RingCastSMR (serve, client commands, bench; `bench --check`
         // checks the recorded history with RingCastLinCheck).
@@ -214,19 +217,21 @@ let package = Package(
                 "RingCastJSON",
                 "RingCast",
                 "RingCastBenchKit", // tools/lan, child processes and the raw-link test, shared with ringcast-bench
+                "RingCastLocalPorts",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings
         ),
-        .testTarget(name: "SMRTests", dependencies: ["RingCastSMR", "RingCast", "RingCastKeys"], swiftSettings: swiftSettings),
+        .testTarget(name: "SMRTests", dependencies: ["RingCastSMR", "RingCast", "RingCastKeys", "RingCastLocalPorts"], swiftSettings: swiftSettings),
 
         .testTarget(
             name: "RingCastTests",
             dependencies: [
                 "RingCast",
                 "RingCastKeys",
+                "RingCastLocalPorts",
                 "CRingCast",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "CoreMetrics", package: "swift-metrics"),

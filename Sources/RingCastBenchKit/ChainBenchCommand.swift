@@ -5,6 +5,7 @@ import Foundation
 import Histogram
 import RingCastChain
 import RingCastJSON
+import RingCastLocalPorts
 import RingCastSMR
 import Synchronization
 
@@ -168,7 +169,7 @@ public struct ChainBenchCommand: ParsableCommand {
     func measure() async throws -> String {
         let n = Int(3 * f + 1)
         let keys = try RingCastChain.ChainKeys.generate(f: f, clients: UInt32(clients))
-        let endpoints = chainBenchPorts(n).map { ChainEndpoint(host: "127.0.0.1", port: $0) }
+        let endpoints = try chainBenchPorts(n).map { ChainEndpoint(host: "127.0.0.1", port: $0) }
         var replicas: [ChainReplica<ChainBenchMachine>] = []
         defer { for replica in replicas { replica.stop() } }
         for position in 0..<n {
@@ -319,25 +320,10 @@ func chainBenchNow() -> UInt64 {
     return UInt64(now.tv_sec) * 1_000_000_000 + UInt64(now.tv_nsec)
 }
 
-/// Loopback ports free right now (bound to port 0, then released for the replicas).
-func chainBenchPorts(_ count: Int) -> [UInt16] {
-    var sockets: [Int32] = []
-    var ports: [UInt16] = []
-    for _ in 0..<count {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        withUnsafeMutablePointer(to: &address) { pointer in
-            pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { sa in
-                _ = bind(fd, sa, length)
-                _ = getsockname(fd, sa, &length)
-            }
-        }
-        ports.append(UInt16(bigEndian: address.sin_port))
-        sockets.append(fd)
+/// Loopback ports for the replicas, from `LocalPorts`' pool for tools (outside the kernel's ephemeral range).
+func chainBenchPorts(_ count: Int) throws(BenchError) -> [UInt16] {
+    guard let ports = LocalPorts.free(count: count, pool: .tools) else {
+        throw .portBusy(port: 0, detail: "found fewer than \(count) free loopback ports in \(LocalPorts.Pool.tools.range)")
     }
-    for fd in sockets { close(fd) }
     return ports
 }

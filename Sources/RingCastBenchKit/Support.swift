@@ -6,6 +6,7 @@ import Musl
 import Darwin
 #endif
 import Foundation
+import RingCastLocalPorts
 
 /// The signal that asked the benchmark to stop (SIGINT/SIGTERM), 0 if none. Written only by the signal handler
 /// (an aligned 32-bit store, the `sig_atomic_t` idiom of signal-safety(7)) and polled by the run loop, which then
@@ -74,39 +75,25 @@ package enum Locator {
     }
 }
 
-/// Free TCP ports on 127.0.0.1, found by binding port 0 (the kernel picks an unused one) and closing again.
-/// Another program could take one in between; the node then fails with EADDRINUSE and the error says so.
+/// Loopback ports for the nodes of a run: from `LocalPorts`' pool for tools, outside the kernel's ephemeral range
+/// (a port picked there could be taken by a node's outgoing connect before its own node binds it). Another program
+/// could still bind one in between; the node then fails with EADDRINUSE and the error says so.
 enum Ports {
     static func free(count: Int) throws(BenchError) -> [Int] {
-        var ports: [Int] = []
-        var sockets: [Int32] = []
-        defer { sockets.forEach { close($0) } }
-        while ports.count < count {
-            let (fd, port) = try bind(port: 0)
-            sockets.append(fd)  // held open until all are chosen, so the kernel cannot hand out one twice
-            ports.append(port)
-        }
-        return ports
+        try runs(count: count, run: 1)
     }
 
     /// `count` ports p whose neighbour p + 1 is free too: a node listens for data on p and for control on p + 1.
     static func freePairs(count: Int) throws(BenchError) -> [Int] {
-        var ports: [Int] = []
-        var sockets: [Int32] = []
-        defer { sockets.forEach { close($0) } }
-        var attempts = 0
-        while ports.count < count {
-            attempts += 1
-            guard attempts <= 100 * count else {
-                throw .portBusy(port: 0, detail: "found only \(ports.count) of \(count) free pairs of adjacent loopback ports")
-            }
-            let (fd, port) = try bind(port: 0)
-            sockets.append(fd)  // held, so that the kernel does not hand it out again
-            guard port < 65535, let (neighbour, _) = try? bind(port: port + 1) else { continue }
-            sockets.append(neighbour)
-            ports.append(port)
+        try runs(count: count, run: 2)
+    }
+
+    private static func runs(count: Int, run: Int) throws(BenchError) -> [Int] {
+        guard let ports = LocalPorts.free(count: count, run: run, pool: .tools) else {
+            throw .portBusy(port: 0, detail: "found fewer than \(count) runs of \(run) free loopback ports in "
+                                + "\(LocalPorts.Pool.tools.range)")
         }
-        return ports
+        return ports.map(Int.init)
     }
 
     /// Checks that `port` can be bound on 127.0.0.1 now.

@@ -3,6 +3,7 @@ import ChainBFT
 import Foundation
 import Histogram
 import RingCastChain
+import RingCastLocalPorts
 import RingCastSMR
 
 /// `ringcast-kv bench --protocol chain`: the same closed-loop workload and `--check` as the LCR bench, through
@@ -205,7 +206,9 @@ final class ChainSpawnedCluster: @unchecked Sendable {
     static func start(replicas: Int, directory: String, keys: String,
                       byzantineHeadAfterMillis: UInt64? = nil) throws -> ChainSpawnedCluster {
         let cluster = ChainSpawnedCluster()
-        let ports = chainFreePorts(replicas)
+        guard let ports = LocalPorts.free(count: replicas, pool: .tools) else {
+            throw ValidationError("found fewer than \(replicas) free loopback ports in \(LocalPorts.Pool.tools.range)")
+        }
         cluster.endpoints = ports.map { ChainEndpoint(host: "127.0.0.1", port: $0) }
         let members = cluster.endpoints.map(\.description).joined(separator: ",")
         let executable = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
@@ -291,25 +294,3 @@ final class ChainSpawnedCluster: @unchecked Sendable {
     }
 }
 
-/// Loopback ports free right now (bound to port 0, then released for the replicas).
-func chainFreePorts(_ count: Int) -> [UInt16] {
-    var sockets: [Int32] = []
-    var ports: [UInt16] = []
-    for _ in 0..<count {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        withUnsafeMutablePointer(to: &address) { pointer in
-            pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { sa in
-                _ = bind(fd, sa, length)
-                _ = getsockname(fd, sa, &length)
-            }
-        }
-        ports.append(UInt16(bigEndian: address.sin_port))
-        sockets.append(fd)
-    }
-    for fd in sockets { close(fd) }
-    return ports
-}

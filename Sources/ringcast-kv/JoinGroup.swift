@@ -65,7 +65,7 @@ final class JoinGroup: @unchecked Sendable {
     init(directory: String, members count: Int, extraArguments: [String]) throws {
         self.directory = directory
         self.extraArguments = extraArguments
-        let ports = SpawnedCluster.freePorts(count: count * 3)
+        let ports = try SpawnedCluster.freePorts(replicas: count)
         self.ports = ports
         members = (0..<count).map { "127.0.0.1:\(ports[3 * $0])" }.joined(separator: ",")
     }

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import RingCast
+import RingCastLocalPorts
 
 /// The replicas `bench` runs: `ringcast-kv serve` child processes on loopback (posix_spawn, each in its own process
 /// group, output to files, as ringcast-bench runs ringcast-node), stopped with SIGTERM then SIGKILL.
@@ -17,7 +18,7 @@ final class SpawnedCluster: @unchecked Sendable {
 
     static func start(replicas: Int, directory: String, plantBug: String?, suspectMillis: Int) throws -> SpawnedCluster {
         let cluster = SpawnedCluster()
-        let ports = freePorts(count: replicas * 3)
+        let ports = try freePorts(replicas: replicas)
         let members = (0..<replicas).map { "127.0.0.1:\(ports[3 * $0])" }.joined(separator: ",")
         let executable = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
         do {
@@ -109,42 +110,13 @@ final class SpawnedCluster: @unchecked Sendable {
         return Child(pid: pid, stdoutPath: stdoutPath, stderrPath: stderrPath)
     }
 
-    /// Ports p (data), p + 1 (control), p + 2 (client) free on loopback, per replica.
-    static func freePorts(count: Int) -> [UInt16] {
-        func bindable(_ port: UInt16) -> Bool {
-            let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-            defer { close(fd) }
-            var address = sockaddr_in()
-            address.sin_family = sa_family_t(AF_INET)
-            address.sin_addr.s_addr = inet_addr("127.0.0.1")
-            address.sin_port = port.bigEndian
-            return withUnsafePointer(to: &address) { pointer in
-                pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                    bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0
-                }
-            }
+    /// Ports p (data), p + 1 (control), p + 2 (client) free on loopback, per replica, flattened: from `LocalPorts`'
+    /// pool for tools, outside the kernel's ephemeral range (join-bench's joiner, started seconds after its ports
+    /// were picked, once lost one to an outgoing connection). The SMR tests' own clusters use the tests' pool.
+    static func freePorts(replicas: Int) throws -> [UInt16] {
+        guard let firsts = LocalPorts.free(count: replicas, run: 3, pool: .tools) else {
+            throw ValidationError("found fewer than \(replicas) runs of 3 free loopback ports in \(LocalPorts.Pool.tools.range)")
         }
-        // Below the kernel's ephemeral range: a port picked there can be taken by any outgoing connection (a
-        // client's, the ring's) before the replica that was given it binds — join-bench's joiner, started seconds
-        // later, once failed with "address already in use". Only when that range leaves no room, the old span.
-        let ephemeralLow = (try? String(contentsOfFile: "/proc/sys/net/ipv4/ip_local_port_range", encoding: .utf8))
-            .flatMap { $0.split(whereSeparator: { $0 == " " || $0 == "\t" || $0 == "\n" }).first.flatMap { Int($0) } } ?? 32_768
-        // From 26000: the SMR tests' in-process clusters pick 10000–25999 while they spawn these processes.
-        let (low, high) = ephemeralLow >= 30_000 ? (26_000, ephemeralLow - 4) : (30_000, 59_990)
-        // Where to start: the pid scattered over the span (Fibonacci hashing). Benches started together have pids a
-        // few apart; a start of `pid mod span` put their searches a few ports apart, so two of them (the test suites
-        // run side by side) could both find a triple free before either's replica bound it, and one bench ended at
-        // once with no report.
-        let triples = (high - low) / 3
-        let start = Int((UInt64(UInt32(bitPattern: getpid())) &* 2_654_435_761) % UInt64(triples))
-        var result: [UInt16] = []
-        var candidate = UInt16(low + start * 3)
-        while result.count < count {
-            candidate = Int(candidate) >= high - 3 ? UInt16(low) : candidate + 3
-            if bindable(candidate) && bindable(candidate + 1) && bindable(candidate + 2) {
-                result += [candidate, candidate + 1, candidate + 2]
-            }
-        }
-        return Array(result.prefix(count))
+        return firsts.flatMap { [$0, $0 + 1, $0 + 2] }
     }
 }

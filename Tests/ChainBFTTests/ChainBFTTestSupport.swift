@@ -1,6 +1,7 @@
 import ChainBFT
 import Glibc
 import RingCastChain
+import RingCastLocalPorts
 import RingCastSMR
 import Testing
 
@@ -114,27 +115,11 @@ let ioUringAvailable: Bool = {
     }
 }()
 
-/// Free loopback ports: bound to port 0 then released (the replicas bind them right after).
+/// Free loopback ports for in-process replicas, outside the kernel's ephemeral range (see `LocalPorts`).
 func freePorts(_ count: Int) -> [UInt16] {
-    var sockets: [Int32] = []
-    var ports: [UInt16] = []
-    for _ in 0..<count {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        address.sin_port = 0
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        withUnsafeMutablePointer(to: &address) { pointer in
-            pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { sa in
-                _ = bind(fd, sa, length)
-                _ = getsockname(fd, sa, &length)
-            }
-        }
-        ports.append(UInt16(bigEndian: address.sin_port))
-        sockets.append(fd)
+    guard let ports = LocalPorts.free(count: count, pool: .tests) else {
+        preconditionFailure("no \(count) free loopback ports in \(LocalPorts.Pool.tests.range)")
     }
-    for fd in sockets { close(fd) }
     return ports
 }
 

@@ -6,28 +6,7 @@ import Glibc
 #endif
 
 /// Loopback ports p with p + 1 free too (a group member's data and control ports).
-func freeLoopbackPortPairs(_ count: Int) -> [UInt16] {
-    var result: [UInt16] = []
-    while result.count < count {
-        let candidates = freeLoopbackPorts(1)
-        let port = candidates[0]
-        guard port < UInt16.max, !result.contains(port), !result.contains(port + 1), !result.contains(port &- 1) else { continue }
-        // Probe port + 1 by binding it.
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        address.sin_port = (port + 1).bigEndian
-        let ok = withUnsafePointer(to: &address) { pointer in
-            pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0
-            }
-        }
-        close(fd)
-        if ok { result.append(port) }
-    }
-    return result
-}
+func freeLoopbackPortPairs(_ count: Int) -> [UInt16] { freeLoopbackPorts(count, run: 2) }
 
 /// What one member delivered.
 final class SeenBox: Sendable {

@@ -1,32 +1,16 @@
 import RingCast
+import RingCastLocalPorts
 import Synchronization
 import Testing
 #if canImport(Glibc)
 import Glibc
 #endif
 
-/// Ports the kernel just handed out as free (bound to 127.0.0.1:0, then closed), so that parallel test
-/// processes and other engineers' runs do not collide on fixed ports.
-func freeLoopbackPorts(_ count: Int) -> [UInt16] {
-    var sockets: [Int32] = []
-    var ports: [UInt16] = []
-    defer { for fd in sockets { close(fd) } }
-    while ports.count < count {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        precondition(fd >= 0, "socket: \(errno)")
-        sockets.append(fd)
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        address.sin_port = 0
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        let bound = withUnsafeMutablePointer(to: &address) { pointer in
-            pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { generic in
-                bind(fd, generic, length) == 0 && getsockname(fd, generic, &length) == 0
-            }
-        }
-        precondition(bound, "bind: \(errno)")
-        ports.append(UInt16(bigEndian: address.sin_port))
+/// `count` loopback ports for a test cluster (the first of `run` consecutive ones each), outside the kernel's
+/// ephemeral range, never handed out twice in this process: see `LocalPorts`.
+func freeLoopbackPorts(_ count: Int, run: Int = 1) -> [UInt16] {
+    guard let ports = LocalPorts.free(count: count, run: run, pool: .tests) else {
+        preconditionFailure("no \(count) runs of \(run) free loopback ports in \(LocalPorts.Pool.tests.range)")
     }
     return ports
 }

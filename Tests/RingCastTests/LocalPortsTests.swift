@@ -1,0 +1,39 @@
+import RingCastLocalPorts
+import Testing
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The port pools of local clusters (`LocalPorts`): outside the kernel's ephemeral range, which outgoing connects
+/// draw from (CI lost a ring member's port to one on 2026-12-07), and never the same port twice in one process.
+@Suite("Loopback ports for local clusters (LocalPorts)")
+struct LocalPortsTests {
+    @Test(arguments: [LocalPorts.Pool.tests, .tools])
+    func runsAreConsecutiveBindableOutsideTheEphemeralRangeAndNeverRepeat(pool: LocalPorts.Pool) throws {
+        var seen = Set<Int>()
+        for run in [1, 2, 3] {
+            let firsts = try #require(LocalPorts.free(count: 40, run: run, pool: pool))
+            #expect(firsts.count == 40)
+            for first in firsts {
+                for port in Int(first)..<Int(first) + run {
+                    #expect(pool.range.contains(port), "\(port) is outside \(pool.range)")
+                    #expect(!LocalPorts.ephemeralRange.contains(port), "\(port) is an ephemeral port")
+                    #expect(seen.insert(port).inserted, "\(port) was handed out twice")
+                    #expect(LocalPorts.isBindable(UInt16(port)))
+                }
+            }
+        }
+    }
+
+    @Test func thePoolsDoNotOverlap() {
+        #expect(!LocalPorts.Pool.tests.range.overlaps(LocalPorts.Pool.tools.range))
+        #expect(LocalPorts.Pool.tests.range.count >= 10_000 && LocalPorts.Pool.tools.range.count >= 1_000)
+    }
+
+    @Test func aPortSomeoneHoldsIsNotBindable() throws {
+        // The pick skips a held port; the check it relies on must see one.
+        let (fd, port) = try RawControlTCP.listen(backlog: 1)
+        defer { close(fd) }
+        #expect(!LocalPorts.isBindable(port))
+    }
+}
