@@ -463,7 +463,7 @@ final class ChainClientEngine {
             // The chain answers: the requests sent on the probe's timer get the rest of the ordinary one.
             let rest = settings.timeoutNanos - timerNanos
             probing = false
-            for timestamp in pending.keys { pending[timestamp]!.deadline += rest }
+            for other in pending.keys { pending[other]!.deadline += rest }
         }
         initReplies[timestamp] = nil
         statistics.commits += 1
