@@ -20,10 +20,14 @@ import Musl
 ///   `ringcast-bench` and `ringcast-kv` start, in their own process or as child processes. A test that runs
 ///   such a tool therefore never hands out a port that the tool's own search may pick at the same moment.
 ///
-/// Within a process, one atomic cursor per pool walks the pool, so no port is handed out twice until the pool
-/// wraps (16 000 ports). The cursor starts at the process id scattered over the pool (Fibonacci hashing), so
-/// processes started together (test suites, benches with pids a few apart) search different places. A candidate
-/// that cannot be bound now (another process holds it) is skipped.
+/// Between processes, a pool is handed out in blocks of ``blockPorts`` ports: a process claims a block with an
+/// exclusive `flock(2)` on a file of its own in ``lockDirectory`` and holds it until it exits (the kernel releases it
+/// at a crash or kill -9 too), then hands out that block's ports in order, each once. So two benches or test
+/// processes started together never get the same port, however close their searches start (the likely cause of
+/// one failed test run: two `ringcast-kv` benches that the SMR suites start at the same moment). The search for a free block starts
+/// at the process id scattered over the pool (Fibonacci hashing). A port that cannot be bound now (some other
+/// program holds it) is skipped. When every block was tried, the process reuses its own blocks from the first; when
+/// the lock directory cannot be used, the blocks are taken unclaimed (only the bind check remains).
 public enum LocalPorts {
     /// Which range to draw from; see ``LocalPorts``.
     public enum Pool: Sendable {
@@ -43,20 +47,24 @@ public enum LocalPorts {
     /// - Returns: `nil` when a whole pass over the pool found fewer runs (the machine holds nearly all of them).
     public static func free(count: Int, run: Int = 1, pool: Pool) -> [UInt16]? {
         precondition(count >= 0 && (1...16).contains(run), "count \(count), run \(run)")
-        let range = pool.range
-        let span = range.count
-        var result: [UInt16] = []
-        var examined = 0
-        while result.count < count {
-            guard examined < span else { return nil }
-            let offset = pool.advance(by: run)
-            examined += run
-            let first = range.lowerBound + (pool.start + offset) % span
-            guard first + run <= range.upperBound else { continue }  // the run would cross the pool's end
-            if (first..<first + run).allSatisfy({ isBindable(UInt16($0)) }) { result.append(UInt16(first)) }
+        return portsState.withLock { (state: inout PortsState) -> [UInt16]? in
+            var result: [UInt16] = []
+            var examined = 0
+            while result.count < count {
+                guard examined < pool.range.count else { return nil }
+                guard let first = state.next(run: run, pool: pool) else { return nil }
+                examined += run
+                if (first..<first + run).allSatisfy({ isBindable(UInt16($0)) }) { result.append(UInt16(first)) }
+            }
+            return result
         }
-        return result
     }
+
+    /// Ports per block: what one process claims from a pool at a time.
+    public static let blockPorts = 64
+
+    /// Where the claims' lock files are (`tests-B.lock`, `tools-B.lock` for block B); world-writable, sticky.
+    public static let lockDirectory = "/tmp/ringcast-local-ports"
 
     /// Whether `port` can be bound on 127.0.0.1 right now (bound, then closed at once).
     public static func isBindable(_ port: UInt16) -> Bool {
@@ -103,28 +111,106 @@ extension LocalPorts.Pool {
         }
     }
 
-    /// Moves this pool's cursor on by `ports` and returns where it stood.
-    fileprivate func advance(by ports: Int) -> Int {
-        switch self {
-        case .tests: return testsCursor.add(ports, ordering: .relaxed).oldValue
-        case .tools: return toolsCursor.add(ports, ordering: .relaxed).oldValue
-        }
+    /// Blocks in this pool (the last one may be short).
+    var blockCount: Int { (range.count + LocalPorts.blockPorts - 1) / LocalPorts.blockPorts }
+
+    /// Where this process starts looking for a block: the pid scattered over the pool (Fibonacci hashing).
+    var startBlock: Int {
+        Int((UInt64(UInt32(bitPattern: getpid())) &* 2_654_435_761) % UInt64(blockCount))
     }
 
-    /// Where this process starts searching: the pid scattered over the pool (Fibonacci hashing).
-    fileprivate var start: Int {
-        Int((UInt64(UInt32(bitPattern: getpid())) &* 2_654_435_761) % UInt64(range.count))
+    var name: String {
+        switch self {
+        case .tests: return "tests"
+        case .tools: return "tools"
+        }
     }
 }
 
-private let testsCursor = Atomic<Int>(0)
-private let toolsCursor = Atomic<Int>(0)
+/// What this process holds of each pool: the blocks it claimed and how far it handed out the current one.
+private struct PoolState {
+    /// Claimed blocks, in the order they were claimed, with their lock file (-1: taken unclaimed).
+    var blocks: [(index: Int, fd: Int32)] = []
+    /// Blocks looked at so far (claimed or found held), from the start block on.
+    var scanned = 0
+    /// The block handed out now (an index into `blocks`), and the next port's offset in it.
+    var current: Int?
+    var offset = 0
+    /// After every block was tried: which of this process's own blocks is reused next.
+    var reuse = 0
+}
+
+private struct PortsState {
+    var tests = PoolState()
+    var tools = PoolState()
+    var directoryUsable: Bool?
+
+    /// The first of the next `run` ports of `pool` for this process, nil when the pool has no block left to try.
+    mutating func next(run: Int, pool: LocalPorts.Pool) -> Int? {
+        var state = pool == .tests ? tests : tools
+        defer { if pool == .tests { tests = state } else { tools = state } }
+        while true {
+            if let current = state.current {
+                let block = state.blocks[current].index
+                let first = pool.range.lowerBound + block * LocalPorts.blockPorts + state.offset
+                let end = min(pool.range.lowerBound + (block + 1) * LocalPorts.blockPorts, pool.range.upperBound)
+                if first + run <= end {
+                    state.offset += run
+                    return first
+                }
+                state.current = nil
+            }
+            guard let claimed = claimBlock(&state, pool: pool) else { return nil }
+            state.current = claimed
+            state.offset = 0
+        }
+    }
+
+    /// Claims the next free block (its index in `state.blocks`); after a whole pass, reuses this process's own.
+    private mutating func claimBlock(_ state: inout PoolState, pool: LocalPorts.Pool) -> Int? {
+        while state.scanned < pool.blockCount {
+            let block = (pool.startBlock + state.scanned) % pool.blockCount
+            state.scanned += 1
+            if let fd = lock(block, pool: pool) {
+                state.blocks.append((block, fd))
+                return state.blocks.count - 1
+            }
+        }
+        guard !state.blocks.isEmpty else { return nil }
+        defer { state.reuse = (state.reuse + 1) % state.blocks.count }
+        return state.reuse
+    }
+
+    /// An exclusive, non-blocking `flock` on the block's lock file: its descriptor, -1 when locking is not possible
+    /// here (the block is taken unclaimed), nil when another process holds it.
+    private mutating func lock(_ block: Int, pool: LocalPorts.Pool) -> Int32? {
+        if directoryUsable == nil { directoryUsable = Self.prepareDirectory() }
+        guard directoryUsable == true else { return -1 }
+        let path = "\(LocalPorts.lockDirectory)/\(pool.name)-\(block).lock"
+        // Read-only is enough for flock, and lets another user's process claim a block whose file this one made.
+        let fd = open(path, O_RDONLY | O_CREAT | O_CLOEXEC, 0o644)
+        guard fd >= 0 else { return -1 }
+        guard flock(fd, LOCK_EX | LOCK_NB) == 0 else {
+            close(fd)
+            return nil
+        }
+        return fd
+    }
+
+    /// Creates the lock directory (mode 1777, like /tmp: every user's processes claim blocks in it).
+    private static func prepareDirectory() -> Bool {
+        if mkdir(LocalPorts.lockDirectory, 0o777) == 0 { _ = chmod(LocalPorts.lockDirectory, 0o1777) }
+        return access(LocalPorts.lockDirectory, W_OK | X_OK) == 0
+    }
+}
+
+private let portsState = Mutex(PortsState())
 
 /// Reads two integers ("low high") from `file`.
 private func readTwoIntegers(_ file: UnsafeMutablePointer<FILE>, _ low: inout Int32, _ high: inout Int32) -> Bool {
     var buffer = [CChar](repeating: 0, count: 64)
     guard fgets(&buffer, Int32(buffer.count), file) != nil else { return false }
-    let text = String(cString: buffer)
+    let text = String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
     let fields = text.split(whereSeparator: { $0 == " " || $0 == "\t" || $0 == "\n" })
     guard fields.count >= 2, let first = Int32(fields[0]), let second = Int32(fields[1]) else { return false }
     low = first

@@ -30,6 +30,16 @@ struct LocalPortsTests {
         #expect(LocalPorts.Pool.tests.range.count >= 10_000 && LocalPorts.Pool.tools.range.count >= 1_000)
     }
 
+    @Test func theBlockOfAHandedOutPortIsClaimedByThisProcess() throws {
+        // Another process (here: another open file description) cannot claim the block while this one lives.
+        let port = try #require(LocalPorts.free(count: 1, pool: .tools)?.first)
+        let block = (Int(port) - LocalPorts.Pool.tools.range.lowerBound) / LocalPorts.blockPorts
+        let fd = open("\(LocalPorts.lockDirectory)/tools-\(block).lock", O_RDONLY | O_CLOEXEC)
+        try #require(fd >= 0, "the block's lock file exists")
+        defer { close(fd) }
+        #expect(flock(fd, LOCK_EX | LOCK_NB) != 0 && errno == EWOULDBLOCK)
+    }
+
     @Test func aPortSomeoneHoldsIsNotBindable() throws {
         // The pick skips a held port; the check it relies on must see one.
         let (fd, port) = try RawControlTCP.listen(backlog: 1)
