@@ -62,6 +62,8 @@ final class FeedStash: @unchecked Sendable {
     private var readBuffer: [UInt8] = []
     private var readBufferOffset = 0
 
+    /// Bytes of records in the file now, read or not yet read (what counts against ``spillBytesMax``).
+    var spilledBytes: Int { lock.withLock { fileWritten - fileRead } }
     /// Batches held now.
     private var held = 0
     var count: Int { lock.withLock { held } }

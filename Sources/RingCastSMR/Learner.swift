@@ -184,9 +184,17 @@ extension ReplicaCore {
             }
             nonisolated(unsafe) var pacingWaits: UInt64 = 0
             nonisolated(unsafe) var raisedPriority = false
+            // Idle-class only where a starved restore can be raised again (TransferPacing.swift).
+            let idle = options.snapshotThreadIdle && idleClassCanBeLeft(nice: options.snapshotThreadNice)
+            if options.snapshotThreadIdle && !idle {
+                logger.info("""
+                    the learner's restore runs SCHED_BATCH, not SCHED_IDLE: this process may not leave SCHED_IDLE \
+                    again (it needs RLIMIT_NICE or CAP_SYS_NICE), and a starved idle-class restore would never end
+                    """)
+            }
             let body: @Sendable () -> Void = { [self] in
-                lowerTransferThreadPriority(nice: options.snapshotThreadNice, idle: options.snapshotThreadIdle)
-                var priority = options.snapshotThreadIdle
+                lowerTransferThreadPriority(nice: options.snapshotThreadNice, idle: idle)
+                var priority = idle
                     ? IdleTransferPriority(floorBytesPerSecond: UInt64(options.snapshotIdleFloorBytesPerSecond),
                                            nowNanos: monotonicNanos())
                     : nil
@@ -206,7 +214,10 @@ extension ReplicaCore {
                         }
                         guard pace(&bucket!, bytes: UInt64(chunk.count)) else { throw SnapshotError("the replica is stopping") }
                     }
-                    if more, priority?.progressed(chunk.count, nowNanos: monotonicNanos()) == true {
+                    // Raised when starved, or when the feed backlog passes half its spill bound: an idle-class
+                    // restore lasts longer, so more feed waits, and the attempt must not fail for that.
+                    let backlogHigh = stash.spilledBytes > options.learnerSpillBytesMax / 2
+                    if more, priority?.progressed(chunk.count, nowNanos: monotonicNanos(), backlogHigh: backlogHigh) == true {
                         raisedPriority = true
                         let failed = lowerTransferThreadPriority(nice: max(1, options.snapshotThreadNice))
                         if failed != 0 {

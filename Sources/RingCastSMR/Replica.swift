@@ -53,19 +53,27 @@ public final class Replica<Machine: StateMachine>: Sendable {
         /// restore — which also run `SCHED_BATCH` on Linux: the transfer takes the CPU the ring and the clients
         /// leave. 0 keeps the normal priority.
         public var snapshotThreadNice = 10
-        /// Opt-in: a learner restores its provider's copy at `SCHED_IDLE` (Linux; sched(7)) for as long as it
-        /// progresses at ``snapshotIdleFloorBytesPerSecond`` or more, then at `SCHED_BATCH` with ``snapshotThreadNice``.
-        /// The idea: under a latency-bound load a restore at `SCHED_BATCH` still delays the ring's threads that wake up
-        /// behind it (up to the scheduler's wake-up granularity), while an idle-class thread runs only on CPU nothing
-        /// else wants. The feed has a connection of its own, read at normal priority (Learner.swift), so a starved
-        /// restore no longer leaves the feed in the provider's queue (it filled and dropped the learner when they
-        /// shared one). Why not the default: on a quiet machine it did not pay. join-bench `--fill-mib 512 --before 8
-        /// --after 5`, replica 0's rate during ÷ before: 6 clients × 4 in flight, 0.71 and 0.74 idle-class against
-        /// 0.70, 0.72 and 0.72 at `SCHED_BATCH`; 12 × 16, 0.79 and 0.81 (caught up in 21.4 and 19.7 s) against 0.77,
-        /// 0.75 and 0.81 (16.5–16.9 s). A gain seen earlier on a machine shared with other builds (0.78–0.84 against
-        /// 0.67–0.71) did not reproduce. The provider's stream stays `SCHED_BATCH`. Raising the policy back needs
-        /// RLIMIT_NICE or CAP_SYS_NICE; refused, the restore stays idle-class (a warning is logged).
-        public var snapshotThreadIdle = false
+        /// A learner restores its provider's copy at `SCHED_IDLE` (Linux; sched(7)) for as long as it progresses at
+        /// ``snapshotIdleFloorBytesPerSecond`` or more and its spilled feed backlog stays within half of
+        /// ``learnerSpillBytesMax`` (an idle-class restore lasts longer, so more feed waits, and the attempt must not
+        /// fail for that), then at `SCHED_BATCH` with ``snapshotThreadNice``. Why: under a latency-bound load a
+        /// restore at `SCHED_BATCH` still delays the ring's threads that wake up behind it (up to the scheduler's
+        /// wake-up granularity), while an idle-class thread runs only on CPU nothing else wants. The feed has a
+        /// connection of its own, read at normal priority (Learner.swift), so a starved restore does not leave the
+        /// feed in the provider's queue. Only where the process may leave `SCHED_IDLE` again (RLIMIT_NICE or
+        /// CAP_SYS_NICE; `idleClassCanBeLeft`): otherwise a restore starved by a saturating load would never end, so
+        /// it runs `SCHED_BATCH` from the start (an info message says so). The provider's stream stays `SCHED_BATCH`.
+        ///
+        /// The default since the eighth session (2026-12-07). join-bench `--fill-mib 512 --before 8 --after 5`,
+        /// replica 0's rate during ÷ before, runs interleaved with `SCHED_BATCH` ones:
+        /// - 6 clients × 4 in flight, on a VM that returns free memory to its host at once (first touches are slow):
+        ///   0.64–0.86, median 0.76 (9 runs), against 0.65–1.00, median 0.66 (9; the two highest after a slow
+        ///   "before"); with the guest's memory kept warm (an experiment): median 0.81 against 0.72 (6 and 7 runs).
+        /// - 16 clients × 16 in flight: 0.67–1.01, median 0.79, against 0.60–0.92, median 0.77 (9 runs each).
+        ///
+        /// The price: a longer join (15–24 s to catch up instead of 13–16 s at 6 × 4) and a larger spilled feed
+        /// backlog (at 16 × 16, 671–1001 MiB instead of 543–634). Earlier sessions, on fewer runs, saw no gain.
+        public var snapshotThreadIdle = true
         /// See ``snapshotThreadIdle``; measured over one-second windows of the restore, pacing waits included.
         public var snapshotIdleFloorBytesPerSecond = 16 << 20
         /// A provider keeps its state at the cut for at most this long until the joiner starts pulling.
@@ -103,8 +111,11 @@ public final class Replica<Machine: StateMachine>: Sendable {
         /// A learner's feed backlog in memory at most, bytes, when it has a ``workDirectory`` (the rest is spilled).
         public var learnerStashMemoryBytes = 4 << 20
         /// A learner's spilled feed backlog at most, bytes: beyond it the attempt fails with a clear error (the next
-        /// attempt, or the ordinary join, follows). 1 GiB: 80 s of a 13 MB/s feed.
-        public var learnerSpillBytesMax = 1 << 30
+        /// attempt, or the ordinary join, follows). 4 GiB: room for a multi-GiB state under load, e.g. a 2 GiB copy at
+        /// 48 MiB/s takes 43 s, in which a 50 MB/s feed (50 000 commands of 1 KB per second) adds 2.1 GB. 1 GiB before
+        /// the restore went idle-class by default: at 16 clients × 16 in flight, a 512 MiB join's backlog reached 874
+        /// MiB. Disk in ``workDirectory``, unlinked, freed when the attempt ends.
+        public var learnerSpillBytesMax = 4 << 30
         /// A learner with a ``workDirectory`` reads its provider's copy at most this fast (bytes per second, a token
         /// bucket of one chunk at the learner; TCP's flow control slows the provider's stream to match). Why: the
         /// join then takes a small, bounded share of the machine — the provider's serialising and sending, the

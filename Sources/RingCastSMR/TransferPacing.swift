@@ -1,3 +1,4 @@
+import Synchronization
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Musl)
@@ -124,6 +125,33 @@ func lowerTransferThreadPriority(nice: Int, idle: Bool = false) -> Int32 {
     #endif
 }
 
+/// Whether a thread of this process may leave `SCHED_IDLE` for `SCHED_BATCH` at `nice` (sched(7): an unprivileged
+/// thread may, since Linux 2.6.39, when its nice value is within its RLIMIT_NICE; otherwise it needs CAP_SYS_NICE).
+///
+/// Why ask: an idle-class restore (``Replica/Options/snapshotThreadIdle``) is raised when starved
+/// (``IdleTransferPriority``). If the raise were refused, a restore on a machine with no idle CPU would never finish,
+/// so without the right the learner restores at `SCHED_BATCH` from the start. Asked by trying, on a thread of its own
+/// that does nothing else (the caller's policy is untouched): the kernel's rule has several inputs (the limit, the
+/// capability, a user namespace's), and only the call itself applies all of them. Linux only; false elsewhere.
+func idleClassCanBeLeft(nice: Int) -> Bool {
+    #if os(Linux)
+    let answer = Atomic<Bool>(false)
+    let probe = { @Sendable in
+        var parameters = sched_param(sched_priority: 0)
+        guard pthread_setschedparam(pthread_self(), 5, &parameters) == 0 else { return } // SCHED_IDLE
+        // The raise, as `lowerTransferThreadPriority(nice:)` makes it: the policy, then the nice value.
+        guard pthread_setschedparam(pthread_self(), 3, &parameters) == 0 else { return } // SCHED_BATCH
+        answer.store(setpriority(__priority_which_t(PRIO_PROCESS.rawValue), 0, Int32(min(max(nice, 1), 19))) == 0,
+                     ordering: .relaxed)
+    }
+    guard let thread = try? Thread(probe) else { return false }
+    thread.join()
+    return answer.load(ordering: .relaxed)
+    #else
+    return false
+    #endif
+}
+
 /// A transfer thread that runs `SCHED_IDLE` while it keeps a floor rate, raised once to `SCHED_BATCH` (at
 /// ``Replica/Options/snapshotThreadNice``, which the caller passes) when a one-second window falls below it
 /// (``Replica/Options/snapshotThreadIdle``): idle-class, it costs the ring no latency; starved by a load that leaves
@@ -139,10 +167,15 @@ struct IdleTransferPriority {
         windowStartNanos = nowNanos
     }
 
-    /// Counts `bytes` of progress; at the end of a window below the floor, decides the raise. True when this call
-    /// decided it (the caller's thread then calls ``lowerTransferThreadPriority(nice:idle:)`` without `idle`).
-    mutating func progressed(_ bytes: Int, nowNanos: UInt64) -> Bool {
+    /// Counts `bytes` of progress; at the end of a window below the floor, or at once with `backlogHigh` (the
+    /// learner's feed backlog passed half its spill bound), decides the raise. True when this call decided it (the
+    /// caller's thread then calls ``lowerTransferThreadPriority(nice:idle:)`` without `idle`).
+    mutating func progressed(_ bytes: Int, nowNanos: UInt64, backlogHigh: Bool = false) -> Bool {
         guard !raised else { return false }
+        if backlogHigh {
+            raised = true
+            return true
+        }
         windowBytes += UInt64(bytes)
         let elapsed = nowNanos &- windowStartNanos
         guard elapsed >= 1_000_000_000 else { return false }

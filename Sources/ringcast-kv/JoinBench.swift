@@ -54,8 +54,8 @@ struct JoinBench: AsyncParsableCommand {
     var snapshotRateMiB = 0
     @Option(name: .customLong("snapshot-nice"), help: "Passed to the replicas: nice value of the state-transfer threads (0: normal priority).")
     var snapshotNice = 10
-    @Flag(name: .customLong("snapshot-idle"), inversion: .prefixedNo, help: "Passed to the replicas: a learner restores at SCHED_IDLE while it keeps 16 MiB/s (--no-snapshot-idle: SCHED_BATCH throughout).")
-    var snapshotIdle = false
+    @Flag(name: .customLong("snapshot-idle"), inversion: .prefixedNo, help: "Passed to the replicas: a learner restores at SCHED_IDLE while it keeps 16 MiB/s, where the process may leave SCHED_IDLE again (--no-snapshot-idle: SCHED_BATCH throughout).")
+    var snapshotIdle = true
     @Option(name: .customLong("learner-feed-mib"), help: "Passed to the replicas: a provider's feed queue per learner (MiB). The feed goes out on the learner's connection of its own as it comes, so it only holds what arrives while the learner's feed thread is not reading; beyond it the learner is dropped and tries again.")
     var learnerFeedMiB = 16
     @Option(name: .customLong("learner-rate-mib"), help: "Passed to the replicas: a learner reads its provider's copy at most this many MiB/s (0: unpaced; only with --spill).")

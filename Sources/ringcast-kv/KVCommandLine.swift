@@ -85,8 +85,8 @@ struct Serve: AsyncParsableCommand {
     var snapshotRateMiB = 0
     @Option(name: .customLong("snapshot-nice"), help: "Nice value (0...19, SCHED_BATCH on Linux) of the state-transfer threads: the provider's stream, the joiner's restore.")
     var snapshotNice = 10
-    @Flag(name: .customLong("snapshot-idle"), inversion: .prefixedNo, help: "A learner restores at SCHED_IDLE (only on CPU nothing else wants) while it progresses at ≥ 16 MiB/s, then at SCHED_BATCH with --snapshot-nice (--no-snapshot-idle: SCHED_BATCH throughout; see Replica.Options.snapshotThreadIdle for the trade-off).")
-    var snapshotIdle = false
+    @Flag(name: .customLong("snapshot-idle"), inversion: .prefixedNo, help: "A learner restores at SCHED_IDLE (only on CPU nothing else wants) while it progresses at ≥ 16 MiB/s, then at SCHED_BATCH with --snapshot-nice; only where this process may leave SCHED_IDLE again (RLIMIT_NICE or CAP_SYS_NICE), else SCHED_BATCH throughout (--no-snapshot-idle: SCHED_BATCH throughout; see Replica.Options.snapshotThreadIdle for the trade-off).")
+    var snapshotIdle = true
     @Option(name: .customLong("learn-from"), help: ArgumentHelp("A joiner first catches up as a learner from these replicas' client ports (tried in order), then joins the ring.", valueName: "host:port,…"))
     var learnFrom: String?
     @Option(name: .customLong("learner-feed-mib"), help: "A provider drops a learner whose feed queue exceeds this many MiB.")
@@ -98,7 +98,7 @@ struct Serve: AsyncParsableCommand {
     @Option(name: .customLong("learner-rate-mib"), help: "A learner with --work-dir reads its provider's copy at most this many MiB/s (0: unpaced).")
     var learnerRateMiB = 48
     @Option(name: .customLong("learner-spill-mib"), help: "A learner's spilled feed backlog at most, MiB (beyond: the attempt fails).")
-    var learnerSpillMiB = 1024
+    var learnerSpillMiB = 4096
     @Option(name: .customLong("ring-window-kib"), help: ArgumentHelp("The ring's byte window per member, KiB: the most the adaptive window grows to. The ring's receive buffer is 8 × members × (window + a frame), all of it resident once traffic wrapped around it: 256 KiB keeps it near 11 MiB for 4 members (1 MiB, the library's default, costs 35 MiB) and is several times what the adaptive window used in the kv benchmarks.", valueName: "KiB"))
     var ringWindowKiB = 256
     @OptionGroup var links: ServeSecurityFlags

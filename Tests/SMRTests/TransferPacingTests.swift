@@ -132,7 +132,6 @@ extension TransferTests {
         #expect(bucket.take(1, nowNanos: now) > 0)
     }
 
-    /// The rate is exact over many small refills (the sub-byte remainder is kept): 1 byte/s for 10 × 100 ms.
     /// The idle-class restore is raised once, at the end of the first one-second window below the floor; windows at or
     /// above it (pacing waits included) keep it idle-class.
     @Test func idleTransferPriority_raisedOnceByTheFirstWindowBelowTheFloor() {
@@ -150,8 +149,43 @@ extension TransferTests {
         let later = priority.progressed(0, nowNanos: 10 * second)
         #expect(!early && atTheEnd && !later)
         #expect(priority.raised)
+        // A backlog past half its bound raises at once, inside a window well above the floor; and only once.
+        var busy = IdleTransferPriority(floorBytesPerSecond: 16 << 20, nowNanos: 0)
+        let fast = busy.progressed(64 << 20, nowNanos: second / 10)
+        let high = busy.progressed(1 << 20, nowNanos: second / 5, backlogHigh: true)
+        let again = busy.progressed(0, nowNanos: 5 * second, backlogHigh: true)
+        #expect(!fast && high && !again)
     }
 
+    /// The probe that decides whether a learner's restore may run idle-class answers the kernel's rule for leaving
+    /// SCHED_IDLE (sched(7); kernel `can_nice`): CAP_SYS_NICE in the effective set, or RLIMIT_NICE ≥ 20 − nice for the
+    /// thread's nice value (0 here). The rule is computed here from /proc and getrlimit, apart from the probe's own
+    /// attempt. And the probe leaves the calling thread's policy as it was.
+    @Test func idleClassCanBeLeft_answersTheKernelsRule_callerUntouched() throws {
+        #if os(Linux)
+        let policyBefore = sched_getscheduler(0)
+        let niceBefore = getpriority(__priority_which_t(PRIO_PROCESS.rawValue), 0)
+        let answer = idleClassCanBeLeft(nice: 10)
+        #expect(sched_getscheduler(0) == policyBefore)
+        #expect(getpriority(__priority_which_t(PRIO_PROCESS.rawValue), 0) == niceBefore)
+        let descriptor = open("/proc/self/status", O_RDONLY | O_CLOEXEC)
+        try #require(descriptor >= 0)
+        defer { close(descriptor) }
+        var bytes = [UInt8](repeating: 0, count: 16 << 10)
+        let count = read(descriptor, &bytes, bytes.count)
+        try #require(count > 0)
+        let status = String(decoding: bytes[..<count], as: UTF8.self)
+        let line = try #require(status.split(separator: "\n").first { $0.hasPrefix("CapEff:") })
+        let effective = try #require(UInt64(String(line.dropFirst("CapEff:".count).filter { !$0.isWhitespace }), radix: 16))
+        let capSysNice = effective & (1 << 23) != 0
+        var limit = rlimit()
+        #expect(getrlimit(__rlimit_resource_t(__RLIMIT_NICE.rawValue), &limit) == 0)
+        let withinLimit = limit.rlim_cur == rlim_t.max || limit.rlim_cur >= rlim_t(20 - Int(niceBefore))
+        #expect(answer == (capSysNice || withinLimit))
+        #endif
+    }
+
+    /// The rate is exact over many small refills (the sub-byte remainder is kept): 1 byte/s for 10 × 100 ms.
     @Test func tokenBucket_slowRateAddsUpAcrossRefills() {
         var bucket = TokenBucket(bytesPerSecond: 1, burstBytes: 1, nowNanos: 0)
         #expect(bucket.take(1, nowNanos: 0) == 0)
