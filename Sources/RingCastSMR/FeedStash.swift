@@ -1,3 +1,4 @@
+import Synchronization
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Musl)
@@ -62,8 +63,11 @@ final class FeedStash: @unchecked Sendable {
     private var readBuffer: [UInt8] = []
     private var readBufferOffset = 0
 
-    /// Bytes of records in the file now, read or not yet read (what counts against ``spillBytesMax``).
-    var spilledBytes: Int { lock.withLock { fileWritten - fileRead } }
+    /// Bytes of records in the file now, not yet read (what counts against ``spillBytesMax``). Without the lock: the
+    /// learner's restore reads it at `SCHED_IDLE`, and an idle-class thread preempted inside ``lock`` would hold up
+    /// the feed thread's appends.
+    var spilledBytes: Int { spilledNow.load(ordering: .relaxed) }
+    private let spilledNow = Atomic<Int>(0)
     /// Batches held now.
     private var held = 0
     var count: Int { lock.withLock { held } }
@@ -134,6 +138,7 @@ final class FeedStash: @unchecked Sendable {
         withUnsafeBytes(of: UInt32(payload.count).littleEndian) { writeBuffer.append(contentsOf: $0) }
         writeBuffer.append(contentsOf: payload)
         fileWritten += record
+        spilledNow.store(fileWritten - fileRead, ordering: .relaxed)
         fileBytesPeak = max(fileBytesPeak, fileWritten - fileRead)
         spilledBatches += 1
         held += 1
@@ -169,6 +174,7 @@ final class FeedStash: @unchecked Sendable {
         for shift in 0..<4 { length |= Int(header[8 + shift]) << (8 * shift) }
         let payload = try readFile(length)
         fileRead += Self.recordHeaderBytes + length
+        spilledNow.store(fileWritten - fileRead, ordering: .relaxed)
         held -= 1
         if fileRead == fileWritten {
             // Read to the end: start the file over (sequential writes from offset 0 again, its space freed).
@@ -202,6 +208,7 @@ final class FeedStash: @unchecked Sendable {
         fileRead = 0
         fileFlushed = 0
         fileReadPosition = 0
+        spilledNow.store(0, ordering: .relaxed)
         held = 0
     }
 

@@ -1,3 +1,4 @@
+import Synchronization
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Musl)
@@ -547,10 +548,13 @@ final class FeedReader: @unchecked Sendable {
     private let lock = Monitor()
     private var stopRequested = false
     private var failed: SnapshotError?
+    /// Whether `failed` is set, read without the lock: the restore asks once per chunk at `SCHED_IDLE`, and an
+    /// idle-class thread preempted inside ``lock`` would hold up this thread's frames.
+    private let hasFailed = Atomic<Bool>(false)
     private var latestProviderIndex: UInt64?
 
     /// Why the feed ended early (the provider refused or dropped the learner, the connection broke, the stash's bound).
-    var failure: SnapshotError? { lock.withLock { failed } }
+    var failure: SnapshotError? { hasFailed.load(ordering: .acquiring) ? lock.withLock { failed } : nil }
     /// The provider's applied index in the latest frame (nil: none yet).
     var providerIndex: UInt64? { lock.withLock { latestProviderIndex } }
 
@@ -574,7 +578,10 @@ final class FeedReader: @unchecked Sendable {
         }
     }
 
-    private func fail(_ error: SnapshotError) { lock.withLock { failed = error } }
+    private func fail(_ error: SnapshotError) {
+        lock.withLock { failed = error }
+        hasFailed.store(true, ordering: .releasing)
+    }
 }
 
 #if canImport(Glibc)

@@ -67,11 +67,11 @@ public final class Replica<Machine: StateMachine>: Sendable {
         /// The default since the eighth session (2026-12-07). join-bench `--fill-mib 512 --before 8 --after 5`,
         /// replica 0's rate during ÷ before, runs interleaved with `SCHED_BATCH` ones:
         /// - 6 clients × 4 in flight, on a VM that returns free memory to its host at once (first touches are slow):
-        ///   0.64–0.86, median 0.76 (9 runs), against 0.65–1.00, median 0.66 (9; the two highest after a slow
+        ///   0.64–0.86, median 0.77 (13 runs), against 0.65–1.00, median 0.70 (13; the two highest after a slow
         ///   "before"); with the guest's memory kept warm (an experiment): median 0.81 against 0.72 (6 and 7 runs).
         /// - 16 clients × 16 in flight: 0.67–1.01, median 0.79, against 0.60–0.92, median 0.77 (9 runs each).
         ///
-        /// The price: a longer join (15–24 s to catch up instead of 13–16 s at 6 × 4) and a larger spilled feed
+        /// The price: a longer join (14–24 s to catch up instead of 13–16 s at 6 × 4) and a larger spilled feed
         /// backlog (at 16 × 16, 671–1001 MiB instead of 543–634). Earlier sessions, on fewer runs, saw no gain.
         public var snapshotThreadIdle = true
         /// See ``snapshotThreadIdle``; measured over one-second windows of the restore, pacing waits included.

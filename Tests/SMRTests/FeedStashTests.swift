@@ -72,6 +72,7 @@ struct ScratchDirectory {
             #expect(stash.count == Int(next - expected))
         }
         #expect(stash.hasFile && stash.spilledBatches > 0, "nothing was spilled")
+        #expect(stash.spilledBytes > 0 && stash.spilledBytes <= stash.fileBytesPeak)
         #expect(stash.memoryBytesPeak <= 4_096 + 300_000 + FeedStash.entryOverheadBytes)
         #expect(directory.entries.isEmpty, "the spill file is unlinked at once: \(directory.entries)")
         #expect(directory.openDescriptors.count == 1, "\(directory.openDescriptors)")
@@ -81,6 +82,7 @@ struct ScratchDirectory {
             expected += 1
         }
         #expect(expected == next && stash.isEmpty)
+        #expect(stash.spilledBytes == 0)
         // Drained: the next batches go to memory again (the file was truncated, not grown).
         let spilled = stash.spilledBatches
         try stash.append(index: next, payload: payload(next, bytes: 100))
