@@ -123,6 +123,9 @@ public final class SMRClient<Command: SMRCodable, Query: SMRCodable, Output: SMR
         /// Sends the reader thread made because the send task had not run within a receive timeout (20 ms): the
         /// cooperative pool was busy (an application that blocks its threads delays requests by at most that).
         public var sendsByReader: UInt64 = 0
+        /// Receive timeouts of the reader thread (20 ms without a frame): how often it woke up idle to check
+        /// deadlines and whether queued requests wait for a sender.
+        public var readerIdleWakeUps: UInt64 = 0
         public var timeouts: UInt64 = 0
         public var sessionsOpened: UInt64 = 0
         /// Connections whose handshake the replica refused (or that failed during it).

@@ -53,6 +53,7 @@ extension SMRClient {
                 dropConnection()
                 continue
             } else if monitor.withLock({
+                stats.readerIdleWakeUps += 1
                 guard !sending && !outgoing.isEmpty else { return false }
                 stats.sendsByReader += 1
                 return true
