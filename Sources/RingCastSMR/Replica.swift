@@ -113,8 +113,8 @@ public final class Replica<Machine: StateMachine>: Sendable {
         /// A learner's spilled feed backlog at most, bytes: beyond it the attempt fails with a clear error (the next
         /// attempt, or the ordinary join, follows). 4 GiB: room for a multi-GiB state under load, e.g. a 2 GiB copy at
         /// 48 MiB/s takes 43 s, in which a 50 MB/s feed (50 000 commands of 1 KB per second) adds 2.1 GB. 1 GiB before
-        /// the restore went idle-class by default: at 16 clients × 16 in flight, a 512 MiB join's backlog reached 874
-        /// MiB. Disk in ``workDirectory``, unlinked, freed when the attempt ends.
+        /// the restore went idle-class by default: at 16 clients × 16 in flight, a 512 MiB join's backlog reached
+        /// 1 001 MiB. Disk in ``workDirectory``, unlinked, freed when the attempt ends.
         public var learnerSpillBytesMax = 4 << 30
         /// A learner with a ``workDirectory`` reads its provider's copy at most this fast (bytes per second, a token
         /// bucket of one chunk at the learner; TCP's flow control slows the provider's stream to match). Why: the

@@ -158,11 +158,11 @@ enum RawControlTCP {
         return fd
     }
 
-    /// A listener on 127.0.0.1 at a port the kernel picks.
-    static func listen(backlog: Int32) throws -> (fd: Int32, port: UInt16) {
+    /// A listener on 127.0.0.1 at `port` (0: a port the kernel picks).
+    static func listen(backlog: Int32, port: UInt16 = 0) throws -> (fd: Int32, port: UInt16) {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         guard fd >= 0 else { throw Failure(call: "socket", code: errno) }
-        var address = loopback(port: 0)
+        var address = loopback(port: port)
         var length = socklen_t(MemoryLayout<sockaddr_in>.size)
         let ok = withUnsafeMutablePointer(to: &address) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {

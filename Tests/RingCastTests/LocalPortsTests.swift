@@ -45,17 +45,8 @@ struct LocalPortsTests {
     @Test func aHeldPortIsSkipped() throws {
         let first = try #require(LocalPorts.free(count: 1, pool: .tests)?.first)
         let held = first + 1 // the next candidate, unless another test of this process takes a port meanwhile
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        try #require(fd >= 0)
+        let (fd, _) = try RawControlTCP.listen(backlog: 1, port: held)
         defer { close(fd) }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        address.sin_port = held.bigEndian
-        let bound = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-        }
-        try #require(bound == 0, "port \(held) could not be held for the test")
         let next = try #require(LocalPorts.free(count: LocalPorts.blockPorts, pool: .tests))
         #expect(!next.contains(held), "the held port \(held) was handed out")
     }

@@ -68,8 +68,8 @@ import Testing
         let client = try await CounterClient.connect(options)
         defer { client.close() }
         // Past the session opening's reply: after handling a receive the reader sends what is queued, so requests
-        // queued before it got there would leave that way (seen once in a full test run), not by the fallback under test. An
-        // idle wake-up means it is back waiting in `recv`, and the stand-in sends nothing unasked.
+        // queued before it got there would leave that way (seen once in a full test run), not by the fallback under
+        // test. An idle wake-up means it is back waiting in `recv`, and the stand-in sends nothing unasked.
         let idle = ContinuousClock.now.advanced(by: .seconds(20))
         while client.statistics.readerIdleWakeUps == 0 && ContinuousClock.now < idle {
             try await Task.sleep(for: .milliseconds(5))
