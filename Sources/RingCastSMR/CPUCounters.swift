@@ -9,8 +9,9 @@ import Synchronization
 /// one ring message — and charge it ``sampleEvery`` times (``charge(_:since:weight:)``). Deterministic 1-in-N
 /// sampling of units that follow each other under a steady load: the totals are estimates whose error shrinks with
 /// the number of units (thousands per second at load), and the stages of one sampled unit are measured together,
-/// so the breakdown stays consistent (decode + apply + reply ≤ delivery). Rare paths (a state transfer's suffix,
-/// a learner, the loop's `POLLOUT` writes) are timed every time, with weight 1.
+/// so the breakdown stays consistent (decode + apply + reply ≤ delivery). Groups of ring batches applied off the
+/// delivery thread (a learner's feed, a state transfer's suffix) are sampled the same way
+/// (``ReplicaCore/applyGroupOffThread(_:)``); the loop's `POLLOUT` writes, a rare path, are timed every time.
 final class CPUCounters: Sendable {
     /// One unit in this many is timed (and charged this many times).
     static let sampleEvery: UInt64 = 16

@@ -260,9 +260,12 @@ extension ReplicaCore {
                         metadata: ["provider": "\(provider)", "index": "\(cut.index)"])
             // The backlog, oldest first, while the feed thread adds what the provider feeds meanwhile; then the feed
             // as it comes, until the lag is small (the provider's index in the latest frame) or the provider is idle.
+            var fed: [(index: UInt64, payload: [UInt8])] = []
+            fed.reserveCapacity(Self.offThreadGroupMax)
             while true {
-                if let entry = try stash.popFirst() {
-                    try applyFed(entry.payload, index: entry.index)
+                _ = try Self.popGroup(from: stash, into: &fed, upTo: nil)
+                if !fed.isEmpty {
+                    try applyFed(fed)
                     continue
                 }
                 if let failure = feedReader.failure { throw failure }
@@ -281,7 +284,7 @@ extension ReplicaCore {
             feedThread.join()
             feedThreadJoined = true
             if let failure = feedReader.failure { throw failure }
-            while let entry = try stash.popFirst() { try applyFed(entry.payload, index: entry.index) }
+            while let entry = try stash.popFirst() { try applyFed([entry]) }
             return feed
         } catch {
             copy.close(core: self)
@@ -290,16 +293,44 @@ extension ReplicaCore {
         }
     }
 
-    /// Applies one fed ring batch as the ring would have delivered it; its index must be the provider's after it.
-    private func applyFed(_ payload: [UInt8], index: UInt64) throws(SnapshotError) {
-        let applied: UInt64 = lock.withLock {
-            applyRingBatch(payload, decodeStarted: threadCPUNanos())
-            endOfDeliveries()
-            statistics.learnerBatchesApplied += 1
-            return appliedIndex
+    /// At most ``offThreadGroupMax`` batches and ``fedGroupBytesMax`` bytes (one batch at least) from the front of
+    /// `stash` into `fed` (emptied first), oldest first, none with an index past `cut`. Returns whether it found one
+    /// past the cut (dropped: the ring delivers it to the member).
+    static func popGroup(from stash: FeedStash, into fed: inout [(index: UInt64, payload: [UInt8])],
+                         upTo cut: UInt64?) throws(SnapshotError) -> Bool {
+        fed.removeAll(keepingCapacity: true)
+        var bytes = 0
+        while fed.count < offThreadGroupMax && bytes < fedGroupBytesMax, let entry = try stash.popFirst() {
+            if let cut, entry.index > cut { return true }
+            bytes += entry.payload.count
+            fed.append(entry)
         }
-        guard applied == index else {
-            throw SnapshotError("the feed is out of step: applied index \(applied), the provider's \(index)")
+        return false
+    }
+
+    /// The bytes of fed batches popped from a stash ahead of their apply: they are out of the stash's memory bound.
+    static var fedGroupBytesMax: Int { 1 << 20 }
+
+    /// Applies fed ring batches in order as the ring would have delivered them, as one group under one `lock` hold
+    /// (``applyGroupOffThread(_:)``); each one's index must be the provider's after it, checked before the next.
+    private func applyFed(_ fed: [(index: UInt64, payload: [UInt8])]) throws(SnapshotError) {
+        let outOfStep: (applied: UInt64, index: UInt64)? = lock.withLock {
+            var position = 0
+            var mismatch: (applied: UInt64, index: UInt64)?
+            applyGroupOffThread {
+                if position > 0 && appliedIndex != fed[position - 1].index {
+                    mismatch = (appliedIndex, fed[position - 1].index)
+                    return nil
+                }
+                guard position < fed.count else { return nil }
+                position += 1
+                return fed[position - 1].payload
+            }
+            statistics.learnerBatchesApplied += UInt64(position)
+            return mismatch
+        }
+        if let outOfStep {
+            throw SnapshotError("the feed is out of step: applied index \(outOfStep.applied), the provider's \(outOfStep.index)")
         }
     }
 
@@ -327,9 +358,13 @@ extension ReplicaCore {
                 header = cut
                 do throws(SnapshotError) {
                     // The backlog first, then the feed as it comes, up to the cut exactly.
-                    while let entry = try backlog.popFirst() {
-                        guard entry.index <= cut.index else { break }
-                        try applyFed(entry.payload, index: entry.index)
+                    var fed: [(index: UInt64, payload: [UInt8])] = []
+                    fed.reserveCapacity(Self.offThreadGroupMax)
+                    var pastCut = false
+                    while !pastCut {
+                        pastCut = try Self.popGroup(from: backlog, into: &fed, upTo: cut.index)
+                        if fed.isEmpty { break }
+                        try applyFed(fed)
                     }
                     backlog.close()
                     var applied = lock.withLock { appliedIndex }
@@ -348,7 +383,7 @@ extension ReplicaCore {
                         guard case let .learnerEntry(index, _, payload) = frame else {
                             throw SnapshotError("unexpected frame in the learner's feed")
                         }
-                        try applyFed(payload, index: index)
+                        try applyFed([(index, payload)])
                         applied = index
                     }
                     guard applied == cut.index else {

@@ -37,15 +37,8 @@ extension ReplicaCore {
 
     /// Applies everything queued, in order, on the calling thread (under `lock`; the state not held).
     private func applySuffixHere() {
-        let started = threadCPUNanos()
-        var taken: UInt64 = 0
-        while let payload = suffix.popFirst() {
-            applyRingBatch(payload, decodeStarted: threadCPUNanos())
-            taken += 1
-        }
-        endOfDeliveries()
-        CPUCounters.charge(cpu.deliveryNanos, since: started)
-        statistics.suffixApplied += taken
+        let taken = applyGroupOffThread { suffix.popFirst() }
+        statistics.suffixApplied += UInt64(taken)
     }
 
     /// Applies the queued suffix in order once nothing holds the state, a few deliveries per `lock` hold, so that
@@ -65,14 +58,12 @@ extension ReplicaCore {
                     lock.broadcast()
                     return false
                 }
-                let started = threadCPUNanos()
-                var taken = 0
-                while taken < 64, let payload = suffix.popFirst() {
-                    applyRingBatch(payload, decodeStarted: threadCPUNanos())
-                    taken += 1
+                var room = Self.offThreadGroupMax
+                let taken = applyGroupOffThread {
+                    guard room > 0 else { return nil }
+                    room -= 1
+                    return suffix.popFirst()
                 }
-                endOfDeliveries()
-                CPUCounters.charge(cpu.deliveryNanos, since: started)
                 statistics.suffixApplied += UInt64(taken)
                 lock.broadcast() // room in the suffix for a waiting delivery; a waiting next transfer
                 return true
