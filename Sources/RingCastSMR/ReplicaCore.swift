@@ -390,6 +390,10 @@ final class ReplicaCore<Machine: StateMachine>: @unchecked Sendable {
         }
     }
 
+    /// Ring batches applied per `lock` hold off the delivery thread: clients and the delivery thread (which queues
+    /// behind a suffix) get the lock in between.
+    static var offThreadGroupMax: Int { 64 }
+
     /// Applies ring batches that reach this replica off the delivery thread — a learner's feed, a state transfer's
     /// suffix — in order as one group of deliveries (under `lock`, the state not held): `next` gives the next batch,
     /// nil at the end. Returns how many it applied.
@@ -397,10 +401,6 @@ final class ReplicaCore<Machine: StateMachine>: @unchecked Sendable {
     /// Timed one group in ``CPUCounters/sampleEvery``, like the delivery thread's groups. A learner's backlog is
     /// hundreds of thousands of batches, and timing every one (three thread-clock reads, each a system call) took
     /// over a third of the learner's CPU for applying it (perf, join-bench at 512 MiB).
-    /// Ring batches applied per `lock` hold off the delivery thread: clients and the delivery thread (which queues
-    /// behind a suffix) get the lock in between.
-    static var offThreadGroupMax: Int { 64 }
-
     @discardableResult
     func applyGroupOffThread(_ next: () -> [UInt8]?) -> Int {
         let weight = offThreadSampler.next()
